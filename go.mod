@@ -1,0 +1,3 @@
+module github.com/projector-dev/projector
+
+go 1.26
