@@ -1,0 +1,174 @@
+package framework
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Sentinel errors. Every typed error below matches one of them with
+// [errors.Is], so callers can test the kind of failure without the type.
+var (
+	// ErrInvalidStreamID reports a stream ID or stream-ID prefix that is
+	// empty, too long, not UTF-8, or holds control characters or empty
+	// segments. See [InvalidStreamIDError].
+	ErrInvalidStreamID = errors.New("framework: invalid stream ID")
+
+	// ErrInvalidTenantID reports a tenant ID that could reach outside its
+	// own streams. See [InvalidTenantIDError].
+	ErrInvalidTenantID = errors.New("framework: invalid tenant ID")
+
+	// ErrSequenceGap reports an event whose sequence is above its stream's
+	// cursor plus one: events in between are missing. See [GapError].
+	ErrSequenceGap = errors.New("framework: sequence gap")
+
+	// ErrApplyFailed reports that a projection returned an error or
+	// panicked while applying an event. See [ApplyError].
+	ErrApplyFailed = errors.New("framework: apply failed")
+
+	// ErrProjectionPanicked reports a panic inside a projection, recovered
+	// by the runner. See [PanicError].
+	ErrProjectionPanicked = errors.New("framework: projection panicked")
+
+	// ErrVersionConflict reports an append whose expected version did not
+	// match the stream's version. See [VersionConflictError].
+	ErrVersionConflict = errors.New("framework: version conflict")
+
+	// ErrNoSequenceTracker reports a catch-up over a projection that does
+	// not implement [SequenceTracker].
+	ErrNoSequenceTracker = errors.New("framework: projection does not track its last sequence")
+
+	// ErrInvalidEvent reports an event that cannot be appended or applied
+	// as given (for example a zero sequence or a mismatched stream ID).
+	ErrInvalidEvent = errors.New("framework: invalid event")
+
+	// ErrInvalidCheckpoint reports a checkpoint that cannot be decoded or
+	// that holds an invalid stream ID.
+	ErrInvalidCheckpoint = errors.New("framework: invalid checkpoint")
+
+	// ErrDecode reports an event payload that does not decode into the
+	// type its handler expects. See [DecodeError].
+	ErrDecode = errors.New("framework: cannot decode event payload")
+)
+
+// InvalidStreamIDError names a rejected stream ID or prefix and why.
+type InvalidStreamIDError struct {
+	ID     string // the rejected value, quoted in Error
+	Prefix bool   // whether it was given as a prefix
+	Reason string
+}
+
+func (e *InvalidStreamIDError) Error() string {
+	what := "stream ID"
+	if e.Prefix {
+		what = "stream-ID prefix"
+	}
+	return fmt.Sprintf("framework: invalid %s %q: %s", what, e.ID, e.Reason)
+}
+
+// Is reports whether target is [ErrInvalidStreamID].
+func (e *InvalidStreamIDError) Is(target error) bool { return target == ErrInvalidStreamID }
+
+// InvalidTenantIDError names a rejected tenant ID and why.
+type InvalidTenantIDError struct {
+	Tenant string
+	Reason string
+}
+
+func (e *InvalidTenantIDError) Error() string {
+	return fmt.Sprintf("framework: invalid tenant ID %q: %s", e.Tenant, e.Reason)
+}
+
+// Is reports whether target is [ErrInvalidTenantID].
+func (e *InvalidTenantIDError) Is(target error) bool { return target == ErrInvalidTenantID }
+
+// GapError reports that a stream's next event was expected at Cursor+1 but
+// an event with sequence Got arrived. The stream is held: nothing after the
+// cursor is applied until the missing events arrive.
+type GapError struct {
+	StreamID string
+	Cursor   uint64 // last applied sequence
+	Got      uint64 // sequence of the event that arrived
+	EventID  string
+}
+
+func (e *GapError) Error() string {
+	return fmt.Sprintf("framework: stream %s: sequence gap: expected %d, got %d (event %s)",
+		e.StreamID, e.Cursor+1, e.Got, e.EventID)
+}
+
+// Is reports whether target is [ErrSequenceGap].
+func (e *GapError) Is(target error) bool { return target == ErrSequenceGap }
+
+// ApplyError wraps the error a projection returned (or the [PanicError] of
+// its panic) with the event it failed on.
+type ApplyError struct {
+	Projection string
+	StreamID   string
+	Sequence   uint64
+	EventID    string
+	EventType  string
+	Err        error
+}
+
+func (e *ApplyError) Error() string {
+	return fmt.Sprintf("framework: projection %s: stream %s sequence %d (event %s, type %s): %v",
+		e.Projection, e.StreamID, e.Sequence, e.EventID, e.EventType, e.Err)
+}
+
+// Unwrap returns the projection's error.
+func (e *ApplyError) Unwrap() error { return e.Err }
+
+// Is reports whether target is [ErrApplyFailed].
+func (e *ApplyError) Is(target error) bool { return target == ErrApplyFailed }
+
+// PanicError is a panic recovered from a projection. It is always wrapped in
+// an [ApplyError] that names the event.
+type PanicError struct {
+	Value any    // the value passed to panic
+	Stack []byte // the goroutine's stack at the panic
+}
+
+func (e *PanicError) Error() string { return fmt.Sprintf("panic: %v", e.Value) }
+
+// Is reports whether target is [ErrProjectionPanicked].
+func (e *PanicError) Is(target error) bool { return target == ErrProjectionPanicked }
+
+// Unwrap returns the panic value when it is an error.
+func (e *PanicError) Unwrap() error {
+	err, _ := e.Value.(error)
+	return err
+}
+
+// VersionConflictError reports an append whose expectation did not hold.
+type VersionConflictError struct {
+	StreamID string
+	Expected ExpectedVersion
+	Actual   uint64 // the stream's version when the append was tried
+}
+
+func (e *VersionConflictError) Error() string {
+	return fmt.Sprintf("framework: stream %s: version conflict: expected %s, actual version %d",
+		e.StreamID, e.Expected, e.Actual)
+}
+
+// Is reports whether target is [ErrVersionConflict].
+func (e *VersionConflictError) Is(target error) bool { return target == ErrVersionConflict }
+
+// DecodeError reports an event payload that did not decode.
+type DecodeError struct {
+	StreamID  string
+	Sequence  uint64
+	EventType string
+	Err       error // the decoder's error; a *json.UnmarshalTypeError names the field
+}
+
+func (e *DecodeError) Error() string {
+	return fmt.Sprintf("framework: stream %s sequence %d: cannot decode %s payload: %v",
+		e.StreamID, e.Sequence, e.EventType, e.Err)
+}
+
+// Unwrap returns the decoder's error.
+func (e *DecodeError) Unwrap() error { return e.Err }
+
+// Is reports whether target is [ErrDecode].
+func (e *DecodeError) Is(target error) bool { return target == ErrDecode }

@@ -1,0 +1,397 @@
+package framework
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"iter"
+	"log/slog"
+	"sync"
+	"time"
+)
+
+// RunnerConfig configures a [ProjectionRunner]. The zero value is usable:
+// every zero field means its documented default.
+type RunnerConfig struct {
+	// BatchSize is the most events held in memory per stream and passed to
+	// a [BatchApplier] at once. Default 256.
+	BatchSize int
+
+	// Concurrency is how many streams are applied at the same time by the
+	// multi-stream entry points. Each stream is applied whole by one
+	// goroutine, so order within a stream holds; there is no order across
+	// streams. With more than one, the projection's Apply must be safe for
+	// concurrent calls on different streams. Default 1.
+	Concurrency int
+
+	// SaveTimeout bounds the final checkpoint write of
+	// [ProjectionRunner.CatchUpPersistent], which runs even after ctx is
+	// cancelled so that applied work is recorded. Default 30s.
+	SaveTimeout time.Duration
+
+	// Logger receives one record per failed run. Default: discard.
+	Logger *slog.Logger
+}
+
+// DefaultBatchSize is the default of [RunnerConfig.BatchSize].
+const DefaultBatchSize = 256
+
+func (c *RunnerConfig) setDefaults() {
+	if c.BatchSize == 0 {
+		c.BatchSize = DefaultBatchSize
+	}
+	if c.Concurrency == 0 {
+		c.Concurrency = 1
+	}
+	if c.SaveTimeout == 0 {
+		c.SaveTimeout = 30 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Validate reports every invalid field, joined.
+func (c RunnerConfig) Validate() error {
+	var errs []error
+	if c.BatchSize < 0 {
+		errs = append(errs, fmt.Errorf("framework: RunnerConfig.BatchSize %d is negative", c.BatchSize))
+	}
+	if c.Concurrency < 0 {
+		errs = append(errs, fmt.Errorf("framework: RunnerConfig.Concurrency %d is negative", c.Concurrency))
+	}
+	if c.SaveTimeout < 0 {
+		errs = append(errs, fmt.Errorf("framework: RunnerConfig.SaveTimeout %v is negative", c.SaveTimeout))
+	}
+	return errors.Join(errs...)
+}
+
+// Result reports what a run did. On error it describes exactly the work
+// done before the error: Checkpoint covers the applied events and no
+// others, so a catch-up from it resumes at the failed event.
+type Result struct {
+	// Checkpoint holds the cursor of every stream seen (and, for a
+	// catch-up, every cursor it started from).
+	Checkpoint *GlobalProjectionCheckpoint
+	// Applied counts events applied to the projection.
+	Applied int64
+	// Skipped counts duplicates: events at or below their stream's cursor.
+	Skipped int64
+	// Streams counts streams read (multi-stream entry points) or seen.
+	Streams int
+}
+
+// ProjectionRunner drives projections in-process. It is safe for concurrent
+// use; it holds no state between calls.
+//
+// Every entry point applies the delivery contract of the package (see the
+// package documentation) and returns a [Result] whose checkpoint covers
+// exactly the applied events, also together with an error. Errors are
+// [*GapError], [*ApplyError] (wrapping the projection's error or a
+// [*PanicError]), ctx's error, or errors of the store. Cancelling ctx stops
+// the run between events.
+type ProjectionRunner struct {
+	cfg RunnerConfig
+}
+
+// NewProjectionRunner returns a runner, or the joined problems of cfg.
+func NewProjectionRunner(cfg RunnerConfig) (*ProjectionRunner, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg.setDefaults()
+	return &ProjectionRunner{cfg: cfg}, nil
+}
+
+// Run applies events, a slice that may mix streams, to p from an empty
+// checkpoint: each stream must start at sequence 1.
+func (r *ProjectionRunner) Run(ctx context.Context, p Projection, events []Event) (Result, error) {
+	f := newFeeder(p, r.cfg.BatchSize, NewGlobalProjectionCheckpoint())
+	return r.feedSlice(ctx, f, events)
+}
+
+// CatchUp applies the events of the slice that come after the last sequence
+// p has applied to their stream, as told by p's [SequenceTracker]. Older
+// events are skipped and counted. A projection without a tracker is
+// [ErrNoSequenceTracker].
+func (r *ProjectionRunner) CatchUp(ctx context.Context, p Projection, events []Event) (Result, error) {
+	f, err := r.trackingFeeder(p)
+	if err != nil {
+		return Result{Checkpoint: NewGlobalProjectionCheckpoint()}, err
+	}
+	return r.feedSlice(ctx, f, events)
+}
+
+// RunMany applies events to several projections in one pass over the slice,
+// each from an empty checkpoint. The projections are independent: an error
+// stops only the projection that had it, and the results, keyed by
+// projection name, say how far each got. The error joins every projection's
+// error. Names must be distinct.
+func (r *ProjectionRunner) RunMany(ctx context.Context, projections []Projection, events []Event) (map[string]Result, error) {
+	feeders := make([]*feeder, len(projections))
+	results := make(map[string]Result, len(projections))
+	for i, p := range projections {
+		if _, dup := results[p.Name()]; dup {
+			return nil, fmt.Errorf("framework: RunMany: two projections are named %q", p.Name())
+		}
+		results[p.Name()] = Result{}
+		feeders[i] = newFeeder(p, r.cfg.BatchSize, NewGlobalProjectionCheckpoint())
+	}
+	errs := make([]error, len(feeders))
+	for _, e := range events {
+		if err := ctx.Err(); err != nil {
+			break
+		}
+		for i, f := range feeders {
+			if errs[i] == nil {
+				errs[i] = f.feed(ctx, e)
+			}
+		}
+	}
+	for i, f := range feeders {
+		if errs[i] == nil {
+			errs[i] = f.flush(ctx)
+		}
+		if errs[i] == nil {
+			errs[i] = ctx.Err()
+		}
+		results[f.p.Name()] = f.result(streamsIn(events))
+	}
+	err := errors.Join(errs...)
+	r.logFailure(ctx, "RunMany", err)
+	return results, err
+}
+
+// RunFromStore applies every event of one stored stream to p, reading it in
+// batches: memory is bounded by the batch size, not the stream's length.
+func (r *ProjectionRunner) RunFromStore(ctx context.Context, p Projection, store EventStore, streamID string) (Result, error) {
+	f := newFeeder(p, r.cfg.BatchSize, NewGlobalProjectionCheckpoint())
+	err := r.feedStream(ctx, f, store, streamID)
+	return f.result(1), r.logFailure(ctx, "RunFromStore", err)
+}
+
+// CatchUpFromStore applies the events of one stored stream after the last
+// sequence p's [SequenceTracker] reports, reading only those from the store.
+func (r *ProjectionRunner) CatchUpFromStore(ctx context.Context, p Projection, store EventStore, streamID string) (Result, error) {
+	f, err := r.trackingFeeder(p)
+	if err != nil {
+		return Result{Checkpoint: NewGlobalProjectionCheckpoint()}, err
+	}
+	err = r.feedStream(ctx, f, store, streamID)
+	return f.result(1), r.logFailure(ctx, "CatchUpFromStore", err)
+}
+
+// RunAllStreams applies every event of the given streams to p, stream by
+// stream (or [RunnerConfig.Concurrency] streams at a time), and returns the
+// checkpoint to catch up from later.
+func (r *ProjectionRunner) RunAllStreams(ctx context.Context, p Projection, store EventStore, streamIDs []string) (Result, error) {
+	res, err := r.feedStreams(ctx, p, store, sliceSeq(streamIDs), NewGlobalProjectionCheckpoint())
+	return res, r.logFailure(ctx, "RunAllStreams", err)
+}
+
+// CatchUpAllStreams applies to p only the events of the given streams that
+// are newer than their cursor in from, and returns from advanced (from
+// itself is not modified). Cursors of streams not listed are kept.
+func (r *ProjectionRunner) CatchUpAllStreams(ctx context.Context, p Projection, store EventStore, streamIDs []string, from *GlobalProjectionCheckpoint) (Result, error) {
+	res, err := r.feedStreams(ctx, p, store, sliceSeq(streamIDs), from.Clone())
+	return res, r.logFailure(ctx, "CatchUpAllStreams", err)
+}
+
+// RunPrefix is [ProjectionRunner.RunAllStreams] over every stream whose ID
+// starts with prefix: "process/" for all tenants, [TenantPrefix] for one.
+func (r *ProjectionRunner) RunPrefix(ctx context.Context, p Projection, store EventStore, prefix string) (Result, error) {
+	if err := ValidatePrefix(prefix); err != nil {
+		return Result{Checkpoint: NewGlobalProjectionCheckpoint()}, err
+	}
+	res, err := r.feedStreams(ctx, p, store, store.ListStreams(ctx, prefix), NewGlobalProjectionCheckpoint())
+	return res, r.logFailure(ctx, "RunPrefix", err)
+}
+
+// CatchUpPrefix is [ProjectionRunner.CatchUpAllStreams] over every stream
+// whose ID starts with prefix.
+func (r *ProjectionRunner) CatchUpPrefix(ctx context.Context, p Projection, store EventStore, prefix string, from *GlobalProjectionCheckpoint) (Result, error) {
+	if err := ValidatePrefix(prefix); err != nil {
+		return Result{Checkpoint: from.Clone()}, err
+	}
+	res, err := r.feedStreams(ctx, p, store, store.ListStreams(ctx, prefix), from.Clone())
+	return res, r.logFailure(ctx, "CatchUpPrefix", err)
+}
+
+// CatchUpPersistent loads the checkpoint named p.Name() from checkpoints,
+// catches p up over every stream with prefix, and stores the cursors that
+// moved. It stores them also when the catch-up fails part way (with a fresh
+// deadline of [RunnerConfig.SaveTimeout] if ctx is done), so that a retry
+// resumes after the last applied event.
+//
+// The checkpoint is written after the read model. A crash between the two
+// re-applies the events since the last save on the next run: use this with
+// read models that tolerate that, or keep the cursor inside the read model
+// (a [SequenceTracker], or package redischeckpoint's atomic apply).
+func (r *ProjectionRunner) CatchUpPersistent(ctx context.Context, p Projection, store EventStore, checkpoints ProjectionCheckpointStore, prefix string) (Result, error) {
+	loaded, err := checkpoints.Load(ctx, p.Name())
+	if err != nil {
+		return Result{Checkpoint: NewGlobalProjectionCheckpoint()}, fmt.Errorf("framework: load checkpoint %s: %w", p.Name(), err)
+	}
+	res, runErr := r.CatchUpPrefix(ctx, p, store, prefix, loaded)
+	moved := res.Checkpoint.MovedSince(loaded)
+	if len(moved) == 0 {
+		return res, runErr
+	}
+	saveCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.SaveTimeout)
+	defer cancel()
+	if err := checkpoints.Advance(saveCtx, p.Name(), moved); err != nil {
+		return res, errors.Join(runErr, fmt.Errorf("framework: save checkpoint %s (%d cursors): %w", p.Name(), len(moved), err))
+	}
+	return res, runErr
+}
+
+func (r *ProjectionRunner) trackingFeeder(p Projection) (*feeder, error) {
+	tracker, ok := p.(SequenceTracker)
+	if !ok {
+		return nil, fmt.Errorf("%w: %s (%T)", ErrNoSequenceTracker, p.Name(), p)
+	}
+	f := newFeeder(p, r.cfg.BatchSize, NewGlobalProjectionCheckpoint())
+	f.seed = tracker.LastSequence
+	return f, nil
+}
+
+func (r *ProjectionRunner) feedSlice(ctx context.Context, f *feeder, events []Event) (Result, error) {
+	var err error
+	for _, e := range events {
+		if err = ctx.Err(); err != nil {
+			break
+		}
+		if err = f.feed(ctx, e); err != nil {
+			break
+		}
+	}
+	if err == nil {
+		err = f.flush(ctx)
+	}
+	return f.result(streamsIn(events)), r.logFailure(ctx, "Run", err)
+}
+
+// feedStream feeds one stored stream, starting after f's cursor for it.
+func (r *ProjectionRunner) feedStream(ctx context.Context, f *feeder, store EventStore, streamID string) error {
+	if err := ValidateStreamID(streamID); err != nil {
+		return err
+	}
+	after, err := f.cursor(ctx, streamID)
+	if err != nil {
+		return err
+	}
+	for e, err := range store.ReadStream(ctx, streamID, after) {
+		if err != nil {
+			return fmt.Errorf("framework: read stream %s after %d: %w", streamID, after, err)
+		}
+		if e.StreamID != streamID {
+			return fmt.Errorf("%w: reading stream %s the store returned an event of stream %s (sequence %d)", ErrInvalidEvent, streamID, e.StreamID, e.Sequence)
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := f.feed(ctx, e); err != nil {
+			return err
+		}
+	}
+	if err := f.flush(ctx); err != nil {
+		return err
+	}
+	return ctx.Err()
+}
+
+// feedStreams feeds every listed stream, [RunnerConfig.Concurrency] at a
+// time, starting each after its cursor in start.
+func (r *ProjectionRunner) feedStreams(ctx context.Context, p Projection, store EventStore, ids iter.Seq2[string, error], start *GlobalProjectionCheckpoint) (Result, error) {
+	if r.cfg.Concurrency <= 1 {
+		f := newFeeder(p, r.cfg.BatchSize, start)
+		streams := 0
+		for id, err := range ids {
+			if err != nil {
+				return f.result(streams), fmt.Errorf("framework: list streams: %w", err)
+			}
+			streams++
+			if err := r.feedStream(ctx, f, store, id); err != nil {
+				return f.result(streams), err
+			}
+		}
+		return f.result(streams), nil
+	}
+	return r.feedStreamsConcurrently(ctx, p, store, ids, start)
+}
+
+func (r *ProjectionRunner) feedStreamsConcurrently(ctx context.Context, p Projection, store EventStore, ids iter.Seq2[string, error], start *GlobalProjectionCheckpoint) (Result, error) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+
+	work := make(chan string)
+	feeders := make([]*feeder, r.cfg.Concurrency)
+	var wg sync.WaitGroup
+	for i := range feeders {
+		// Each worker advances its own copy of the start cursors; the
+		// copies are merged at the end (cursors only move forward).
+		f := newFeeder(p, r.cfg.BatchSize, start.Clone())
+		feeders[i] = f
+		wg.Go(func() {
+			for id := range work {
+				if err := r.feedStream(ctx, f, store, id); err != nil {
+					cancel(err)
+				}
+			}
+		})
+	}
+	streams := 0
+	for id, err := range ids {
+		if err != nil {
+			cancel(fmt.Errorf("framework: list streams: %w", err))
+			break
+		}
+		select {
+		case work <- id:
+			streams++
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	close(work)
+	wg.Wait()
+
+	res := Result{Checkpoint: start, Streams: streams}
+	for _, f := range feeders {
+		res.Checkpoint.Merge(f.cursors)
+		res.Applied += f.applied
+		res.Skipped += f.skipped
+	}
+	return res, context.Cause(ctx)
+}
+
+func (f *feeder) result(streams int) Result {
+	return Result{Checkpoint: f.cursors, Applied: f.applied, Skipped: f.skipped, Streams: streams}
+}
+
+func (r *ProjectionRunner) logFailure(ctx context.Context, op string, err error) error {
+	if err != nil {
+		r.cfg.Logger.WarnContext(ctx, "projection run stopped", "op", op, "err", err)
+	}
+	return err
+}
+
+func sliceSeq(ids []string) iter.Seq2[string, error] {
+	return func(yield func(string, error) bool) {
+		for _, id := range ids {
+			if !yield(id, nil) {
+				return
+			}
+		}
+	}
+}
+
+func streamsIn(events []Event) int {
+	seen := make(map[string]struct{})
+	for _, e := range events {
+		seen[e.StreamID] = struct{}{}
+	}
+	return len(seen)
+}
