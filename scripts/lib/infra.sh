@@ -1,0 +1,373 @@
+# shellcheck shell=bash
+#
+# Local test infrastructure: a single-node KRaft Apache Kafka broker and a Redis server on
+# 127.0.0.1, with their data in a state directory. Sourced by scripts/test.sh and
+# scripts/infra.sh; every function and variable here is prefixed infra_ / INFRA_.
+#
+# State directory layout (INFRA_STATE):
+#   kafka.pid kafka.log kafka/server.properties kafka/log4j2.properties kafka/data/
+#   redis.pid redis.log redis/
+#   env            the export lines for the running servers
+#   kafkaready     the readiness probe binary (built from internal/testenv/cmd/kafkaready)
+#
+# Knobs (environment):
+#   PROJECTOR_KAFKA_VERSION        Kafka release to run (default below)
+#   PROJECTOR_KAFKA_PORT           client port; a busy explicit port is an error,
+#   PROJECTOR_KAFKA_CONTROLLER_PORT   otherwise the first free port from a default is used
+#   PROJECTOR_REDIS_PORT
+#   PROJECTOR_KAFKA_START_TIMEOUT  seconds to wait for the broker (default 120)
+#   PROJECTOR_KAFKA_HEAP           JVM heap (default 512m)
+#   PROJECTOR_CACHE_DIR            where broker jars are kept (default $XDG_CACHE_HOME/projector)
+#   PROJECTOR_NO_INSTALL=1         never call apt-get; fail with a message instead
+#
+# Later listeners (SASL/SCRAM, TLS) belong in infra_kafka_write_config as extra entries of
+# INFRA_KAFKA_LISTENERS / INFRA_KAFKA_PROTOCOL_MAP; everything else reads those two.
+
+INFRA_KAFKA_VERSION=${PROJECTOR_KAFKA_VERSION:-4.3.1}
+# The broker brings log4j-core but no SLF4J binding: without one it logs nothing.
+INFRA_LOG4J_VERSION=2.25.4
+INFRA_SLF4J_VERSION=2.0.17
+INFRA_CACHE_DIR=${PROJECTOR_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/projector}
+INFRA_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+
+infra_log() { printf '[infra] %s\n' "$*" >&2; }
+infra_die() {
+	printf '[infra] ERROR: %s\n' "$*" >&2
+	exit 1
+}
+
+# infra_port_busy PORT: true when something accepts connections on 127.0.0.1:PORT.
+infra_port_busy() {
+	(exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+# infra_pick_port PREFERRED EXPLICIT_VAR [AVOID...]: prints a free port. An explicitly
+# configured port (the variable named EXPLICIT_VAR is set) must be free; otherwise the first
+# free port from PREFERRED upwards, skipping AVOID, is taken.
+infra_pick_port() {
+	local preferred=$1 var=$2
+	shift 2
+	local explicit=${!var:-}
+	if [[ -n $explicit ]]; then
+		if infra_port_busy "$explicit"; then
+			infra_die "port $explicit (from $var) is already in use on 127.0.0.1; free it or choose another port"
+		fi
+		echo "$explicit"
+		return
+	fi
+	local p avoid taken
+	for ((p = preferred; p < preferred + 200; p++)); do
+		taken=
+		for avoid in "$@"; do [[ $p == "$avoid" ]] && taken=1; done
+		[[ -z $taken ]] && ! infra_port_busy "$p" && {
+			echo "$p"
+			return
+		}
+	done
+	infra_die "no free port in $preferred..$((preferred + 199)) on 127.0.0.1"
+}
+
+infra_docker_healthy() {
+	command -v docker >/dev/null 2>&1 && timeout 5 docker info >/dev/null 2>&1
+}
+
+infra_can_apt() {
+	[[ ${PROJECTOR_NO_INSTALL:-} != 1 ]] && command -v apt-get >/dev/null 2>&1 && [[ $(id -u) == 0 ]]
+}
+
+# infra_apt_install PKG...: installs Debian packages without letting their maintainer scripts
+# start services (a system redis on 6379 would outlive us and is not ours to manage).
+infra_apt_install() {
+	local policy=/usr/sbin/policy-rc.d backup=
+	if [[ -e $policy ]]; then
+		backup=$(mktemp)
+		cp -p "$policy" "$backup"
+	fi
+	printf '#!/bin/sh\nexit 101\n' >"$policy"
+	chmod +x "$policy"
+	local rc=0
+	{
+		DEBIAN_FRONTEND=noninteractive apt-get update -qq &&
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@"
+	} >&2 || rc=$?
+	if [[ -n $backup ]]; then mv "$backup" "$policy"; else rm -f "$policy"; fi
+	return "$rc"
+}
+
+# infra_plan decides, per service, whether it runs natively ("native") or is left to
+# testcontainers in the tests ("docker"), installing what is missing when it can. Sets
+# INFRA_KAFKA_MODE and INFRA_REDIS_MODE, or fails with one message saying what to install.
+infra_plan() {
+	local missing=() docker=
+	infra_docker_healthy && docker=1
+	command -v go >/dev/null 2>&1 || infra_die "Go is not installed (need Go 1.26+ on PATH)"
+
+	INFRA_KAFKA_MODE=native
+	if ! command -v java >/dev/null 2>&1 || { [[ ! -f $INFRA_CACHE_DIR/kafka-$INFRA_KAFKA_VERSION/.complete ]] && ! command -v mvn >/dev/null 2>&1; }; then
+		if [[ -n $docker ]]; then
+			INFRA_KAFKA_MODE=docker
+		elif infra_can_apt; then
+			infra_log "installing Java 17 and Maven with apt-get"
+			infra_apt_install openjdk-17-jre-headless maven || missing+=("Java 17+ and Maven")
+		else
+			missing+=("Java 17+ and Maven (Debian: apt-get install openjdk-17-jre-headless maven)")
+		fi
+	fi
+
+	INFRA_REDIS_MODE=native
+	if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/null 2>&1; then
+		if [[ -n $docker ]]; then
+			INFRA_REDIS_MODE=docker
+		elif infra_can_apt; then
+			infra_log "installing redis-server with apt-get (its system service is not started)"
+			infra_apt_install redis-server || missing+=("redis-server")
+		else
+			missing+=("redis-server 7+ (Debian: apt-get install redis-server)")
+		fi
+	fi
+
+	if ((${#missing[@]})); then
+		local list
+		list=$(printf '%s; ' "${missing[@]}")
+		infra_die "cannot run a real Kafka and Redis here. Install: ${list%; } — or start a Docker engine (the tests then use testcontainers)."
+	fi
+}
+
+# infra_kafka_jars: prints the directory holding the broker's classpath, downloading it
+# through Maven into the cache on first use. The throw-away pom lives in a temp dir.
+infra_kafka_jars() {
+	local dir=$INFRA_CACHE_DIR/kafka-$INFRA_KAFKA_VERSION
+	if [[ -f $dir/.complete ]]; then
+		echo "$dir"
+		return
+	fi
+	command -v mvn >/dev/null 2>&1 || infra_die "Maven (mvn) is needed once to download Kafka $INFRA_KAFKA_VERSION"
+	local work start
+	work=$(mktemp -d)
+	start=$SECONDS
+	infra_log "downloading Kafka $INFRA_KAFKA_VERSION jars with Maven into $dir"
+	cat >"$work/pom.xml" <<EOF
+<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>dev.projector.infra</groupId>
+  <artifactId>kafka-broker-classpath</artifactId>
+  <version>1</version>
+  <packaging>pom</packaging>
+  <dependencies>
+    <!-- Declared first so that Maven picks SLF4J 2 (the binding below needs it), not Kafka's 1.7. -->
+    <dependency><groupId>org.slf4j</groupId><artifactId>slf4j-api</artifactId><version>$INFRA_SLF4J_VERSION</version></dependency>
+    <dependency><groupId>org.apache.logging.log4j</groupId><artifactId>log4j-slf4j2-impl</artifactId><version>$INFRA_LOG4J_VERSION</version></dependency>
+    <dependency><groupId>org.apache.logging.log4j</groupId><artifactId>log4j-core</artifactId><version>$INFRA_LOG4J_VERSION</version></dependency>
+    <dependency><groupId>org.apache.kafka</groupId><artifactId>kafka_2.13</artifactId><version>$INFRA_KAFKA_VERSION</version></dependency>
+  </dependencies>
+</project>
+EOF
+	mkdir -p "$INFRA_CACHE_DIR"
+	rm -rf "$dir.partial"
+	if ! (cd "$work" && mvn -B -q dependency:copy-dependencies -DincludeScope=runtime \
+		-DoutputDirectory="$dir.partial" >"$work/mvn.log" 2>&1); then
+		tail -n 40 "$work/mvn.log" >&2
+		rm -rf "$work" "$dir.partial"
+		infra_die "Maven could not download org.apache.kafka:kafka_2.13:$INFRA_KAFKA_VERSION (log above)"
+	fi
+	rm -rf "$work" "$dir"
+	touch "$dir.partial/.complete"
+	mv "$dir.partial" "$dir"
+	infra_log "Kafka jars ready after $((SECONDS - start))s"
+	echo "$dir"
+}
+
+# infra_kafka_cluster_id: a random Kafka cluster ID (16 random bytes, URL-safe base64,
+# 22 characters, not starting with '-'), made without starting a JVM.
+infra_kafka_cluster_id() {
+	local id
+	while :; do
+		id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
+		[[ ${#id} == 22 && $id != -* ]] && break
+	done
+	echo "$id"
+}
+
+infra_kafka_write_config() {
+	local dir=$INFRA_STATE/kafka
+	mkdir -p "$dir/data"
+	INFRA_KAFKA_LISTENERS="PLAINTEXT://127.0.0.1:$INFRA_KAFKA_PORT,CONTROLLER://127.0.0.1:$INFRA_KAFKA_CONTROLLER_PORT"
+	INFRA_KAFKA_ADVERTISED="PLAINTEXT://127.0.0.1:$INFRA_KAFKA_PORT"
+	INFRA_KAFKA_PROTOCOL_MAP="CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT"
+	cat >"$dir/server.properties" <<EOF
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:$INFRA_KAFKA_CONTROLLER_PORT
+listeners=$INFRA_KAFKA_LISTENERS
+advertised.listeners=$INFRA_KAFKA_ADVERTISED
+controller.listener.names=CONTROLLER
+listener.security.protocol.map=$INFRA_KAFKA_PROTOCOL_MAP
+inter.broker.listener.name=PLAINTEXT
+log.dirs=$dir/data
+num.partitions=3
+auto.create.topics.enable=false
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=10
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+transaction.state.log.num.partitions=10
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+group.initial.rebalance.delay.ms=0
+delete.topic.enable=true
+EOF
+	cat >"$dir/log4j2.properties" <<'EOF'
+status = warn
+appender.out.type = Console
+appender.out.name = STDOUT
+appender.out.layout.type = PatternLayout
+appender.out.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = INFO
+rootLogger.appenderRef.out.ref = STDOUT
+logger.request.name = kafka.request.logger
+logger.request.level = WARN
+logger.statechange.name = state.change.logger
+logger.statechange.level = WARN
+EOF
+}
+
+# infra_pid_alive PIDFILE PATTERN: true when the PID in PIDFILE is a live process whose
+# command line contains PATTERN (so a recycled PID is never mistaken for ours).
+infra_pid_alive() {
+	local pidfile=$1 pattern=$2 pid
+	[[ -f $pidfile ]] || return 1
+	pid=$(<"$pidfile")
+	[[ -n $pid && -r /proc/$pid/cmdline ]] || return 1
+	tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "$pattern"
+}
+
+infra_show_log_tail() {
+	local log=$1
+	printf '[infra] ---- last 40 lines of %s ----\n' "$log" >&2
+	tail -n 40 "$log" >&2 || true
+	printf '[infra] ----\n' >&2
+}
+
+infra_start_kafka() {
+	local jars cluster_id
+	jars=$(infra_kafka_jars)
+	INFRA_KAFKA_PORT=$(infra_pick_port "$INFRA_KAFKA_PORT_DEFAULT" PROJECTOR_KAFKA_PORT)
+	INFRA_KAFKA_CONTROLLER_PORT=$(infra_pick_port "$((INFRA_KAFKA_PORT + 1))" PROJECTOR_KAFKA_CONTROLLER_PORT "$INFRA_KAFKA_PORT")
+	infra_kafka_write_config
+	cluster_id=$(infra_kafka_cluster_id)
+	local java_opts=(-Xmx"${PROJECTOR_KAFKA_HEAP:-512m}" -Xms256m -XX:+UseG1GC -XX:TieredStopAtLevel=1
+		-Djava.awt.headless=true -Dlog4j2.configurationFile="$INFRA_STATE/kafka/log4j2.properties")
+	if ! java "${java_opts[@]}" -cp "$jars/*" kafka.tools.StorageTool format -t "$cluster_id" \
+		-c "$INFRA_STATE/kafka/server.properties" --ignore-formatted >"$INFRA_STATE/kafka-format.log" 2>&1; then
+		infra_show_log_tail "$INFRA_STATE/kafka-format.log"
+		infra_die "formatting Kafka storage failed"
+	fi
+	infra_log "starting Kafka $INFRA_KAFKA_VERSION on 127.0.0.1:$INFRA_KAFKA_PORT (controller :$INFRA_KAFKA_CONTROLLER_PORT)"
+	nohup java "${java_opts[@]}" -cp "$jars/*" kafka.Kafka "$INFRA_STATE/kafka/server.properties" \
+		</dev/null >"$INFRA_STATE/kafka.log" 2>&1 &
+	echo $! >"$INFRA_STATE/kafka.pid"
+}
+
+infra_start_redis() {
+	INFRA_REDIS_PORT=$(infra_pick_port "$INFRA_REDIS_PORT_DEFAULT" PROJECTOR_REDIS_PORT)
+	mkdir -p "$INFRA_STATE/redis"
+	infra_log "starting Redis $(redis-server --version | sed -n 's/.*v=\([^ ]*\).*/\1/p') on 127.0.0.1:$INFRA_REDIS_PORT"
+	redis-server --port "$INFRA_REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no \
+		--daemonize yes --pidfile "$INFRA_STATE/redis.pid" --logfile "$INFRA_STATE/redis.log" \
+		--dir "$INFRA_STATE/redis" >/dev/null ||
+		infra_die "redis-server failed to start on port $INFRA_REDIS_PORT (see $INFRA_STATE/redis.log)"
+}
+
+# infra_build_probe compiles the Kafka readiness probe while the JVM boots.
+infra_build_probe() {
+	(cd "$INFRA_ROOT" && go build -o "$INFRA_STATE/kafkaready" ./internal/testenv/cmd/kafkaready)
+}
+
+infra_wait_kafka() {
+	local timeout=${PROJECTOR_KAFKA_START_TIMEOUT:-120} deadline
+	deadline=$((SECONDS + timeout))
+	while ! infra_port_busy "$INFRA_KAFKA_PORT"; do
+		if ! infra_pid_alive "$INFRA_STATE/kafka.pid" "$INFRA_STATE/kafka/server.properties"; then
+			infra_show_log_tail "$INFRA_STATE/kafka.log"
+			infra_die "Kafka exited before listening on port $INFRA_KAFKA_PORT (log: $INFRA_STATE/kafka.log)"
+		fi
+		if ((SECONDS >= deadline)); then
+			infra_show_log_tail "$INFRA_STATE/kafka.log"
+			infra_die "Kafka did not listen on port $INFRA_KAFKA_PORT within ${timeout}s (log: $INFRA_STATE/kafka.log)"
+		fi
+		sleep 0.5
+	done
+	local left=$((deadline - SECONDS))
+	((left < 10)) && left=10
+	if ! "$INFRA_STATE/kafkaready" -seeds "127.0.0.1:$INFRA_KAFKA_PORT" -timeout "${left}s" >&2; then
+		infra_show_log_tail "$INFRA_STATE/kafka.log"
+		infra_die "Kafka on port $INFRA_KAFKA_PORT did not answer metadata requests within ${timeout}s (log: $INFRA_STATE/kafka.log)"
+	fi
+}
+
+infra_wait_redis() {
+	local i
+	for ((i = 0; i < 100; i++)); do
+		[[ $(redis-cli -h 127.0.0.1 -p "$INFRA_REDIS_PORT" ping 2>/dev/null) == PONG ]] && return
+		sleep 0.1
+	done
+	infra_show_log_tail "$INFRA_STATE/redis.log"
+	infra_die "Redis on port $INFRA_REDIS_PORT did not answer PING within 10s"
+}
+
+# infra_up starts what infra_plan chose to run natively, waits until it answers and writes
+# $INFRA_STATE/env. Needs INFRA_STATE and the *_PORT_DEFAULT variables.
+infra_up() {
+	mkdir -p "$INFRA_STATE"
+	infra_plan
+	local probe_pid=
+	: >"$INFRA_STATE/env"
+	if [[ $INFRA_KAFKA_MODE == native ]]; then
+		infra_start_kafka
+		infra_build_probe &
+		probe_pid=$!
+	fi
+	if [[ $INFRA_REDIS_MODE == native ]]; then
+		infra_start_redis
+		infra_wait_redis
+		echo "export PROJECTOR_REDIS_ADDR=127.0.0.1:$INFRA_REDIS_PORT" >>"$INFRA_STATE/env"
+	else
+		infra_log "redis-server not available: the tests start Redis with testcontainers (Docker)"
+	fi
+	if [[ -n $probe_pid ]]; then
+		wait "$probe_pid" || infra_die "building internal/testenv/cmd/kafkaready failed"
+		infra_wait_kafka
+		echo "export PROJECTOR_KAFKA_SEEDS=127.0.0.1:$INFRA_KAFKA_PORT" >>"$INFRA_STATE/env"
+	elif [[ $INFRA_KAFKA_MODE == docker ]]; then
+		infra_log "Java/Maven not available: the tests start Kafka with testcontainers (Docker)"
+	fi
+	echo "export PROJECTOR_REQUIRE_REAL=1" >>"$INFRA_STATE/env"
+}
+
+# infra_stop_pid PIDFILE PATTERN NAME: TERM, wait up to 15s, then KILL; only our own process.
+infra_stop_pid() {
+	local pidfile=$1 pattern=$2 name=$3 pid i
+	if ! infra_pid_alive "$pidfile" "$pattern"; then
+		rm -f "$pidfile"
+		return 0
+	fi
+	pid=$(<"$pidfile")
+	kill -TERM "$pid" 2>/dev/null || true
+	for ((i = 0; i < 150; i++)); do
+		infra_pid_alive "$pidfile" "$pattern" || break
+		sleep 0.1
+	done
+	if infra_pid_alive "$pidfile" "$pattern"; then
+		infra_log "$name (pid $pid) did not stop within 15s; killing it"
+		kill -KILL "$pid" 2>/dev/null || true
+	fi
+	rm -f "$pidfile"
+}
+
+# infra_down stops both servers and removes their data, keeping the logs.
+infra_down() {
+	infra_stop_pid "$INFRA_STATE/kafka.pid" "$INFRA_STATE/kafka/server.properties" Kafka
+	infra_stop_pid "$INFRA_STATE/redis.pid" redis-server Redis
+	rm -rf "$INFRA_STATE/kafka/data" "$INFRA_STATE/redis" "$INFRA_STATE/kafkaready"
+	rm -f "$INFRA_STATE/env"
+}

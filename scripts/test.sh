@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+#
+# The project's test command. Installs what is missing, starts a real single-node Kafka broker
+# and a real Redis on free 127.0.0.1 ports with data in a temporary directory, runs the Go tests
+# against them with PROJECTOR_REQUIRE_REAL=1, and stops both servers again, also when the tests
+# fail or the run is interrupted. The exit code is go test's.
+#
+# Usage: scripts/test.sh [go test arguments]   (default: ./...)
+#   scripts/test.sh -run TestKafka ./internal/testenv/
+#   PROJECTOR_TEST_FLAGS="-v" scripts/test.sh
+# Environment:
+#   PROJECTOR_TEST_FLAGS  extra go test flags, added after the defaults
+#   PROJECTOR_TEST_RACE=0 run without -race
+#   see scripts/lib/infra.sh for the server knobs (versions, ports, timeouts)
+set -euo pipefail
+
+# shellcheck source=scripts/lib/infra.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/infra.sh"
+cd "$INFRA_ROOT"
+
+INFRA_STATE=$(mktemp -d "${TMPDIR:-/tmp}/projector-test.XXXXXX")
+# Away from scripts/infra.sh's defaults so a by-hand environment can keep running.
+INFRA_KAFKA_PORT_DEFAULT=29092
+INFRA_REDIS_PORT_DEFAULT=26379
+
+cleanup() {
+	local rc=$?
+	trap - EXIT INT TERM
+	infra_down
+	exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+start=$SECONDS
+infra_up
+infra_log "servers ready after $((SECONDS - start))s; logs: $INFRA_STATE/kafka.log $INFRA_STATE/redis.log"
+
+# shellcheck disable=SC1091
+source "$INFRA_STATE/env"
+
+flags=(-count=1 -timeout 30m)
+[[ ${PROJECTOR_TEST_RACE:-1} != 0 ]] && flags=(-race "${flags[@]}")
+if [[ -n ${PROJECTOR_TEST_FLAGS:-} ]]; then
+	read -r -a extra <<<"$PROJECTOR_TEST_FLAGS"
+	flags+=("${extra[@]}")
+fi
+(($#)) || set -- ./...
+
+infra_log "go test ${flags[*]} $*"
+set +e
+go test "${flags[@]}" "$@"
+rc=$?
+set -e
+exit "$rc"
