@@ -218,7 +218,7 @@ func testUnusualStreamIDs(t *testing.T, s framework.ProjectionCheckpointStore) {
 		"process/t1/{billing}":   1,
 		"process/t1/a b:c*?[x]":  2,
 		"process/t1/Zählpunkt/ä": 3,
-		"process/t1/x\"y'z\\": 4,
+		"process/t1/x\"y'z\\":    4,
 	}
 	if err := s.Advance(ctxFor(t), "odd {name}:*", want); err != nil {
 		t.Fatalf("Advance: %v", err)
