@@ -23,6 +23,7 @@ INFRA_STATE=$(mktemp -d "${TMPDIR:-/tmp}/projector-test.XXXXXX")
 INFRA_KAFKA_PORT_DEFAULT=29092
 INFRA_REDIS_PORT_DEFAULT=26379
 
+# shellcheck disable=SC2317 # invoked by the EXIT trap
 cleanup() {
 	local rc=$?
 	trap - EXIT INT TERM
@@ -30,8 +31,8 @@ cleanup() {
 	exit "$rc"
 }
 trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+trap 'infra_log interrupted; exit 130' INT
+trap 'infra_log terminated; exit 143' TERM
 
 start=$SECONDS
 infra_up

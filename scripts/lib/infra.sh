@@ -85,12 +85,18 @@ infra_apt_install() {
 	fi
 	printf '#!/bin/sh\nexit 101\n' >"$policy"
 	chmod +x "$policy"
-	local rc=0
+	local rc=0 log
+	log=$(mktemp)
 	{
 		DEBIAN_FRONTEND=noninteractive apt-get update -qq &&
 			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@"
-	} >&2 || rc=$?
+	} >"$log" 2>&1 || rc=$?
 	if [[ -n $backup ]]; then mv "$backup" "$policy"; else rm -f "$policy"; fi
+	if ((rc != 0)); then
+		infra_show_log_tail "$log"
+		infra_log "apt-get install $* failed"
+	fi
+	rm -f "$log"
 	return "$rc"
 }
 
@@ -238,7 +244,7 @@ infra_pid_alive() {
 	[[ -f $pidfile ]] || return 1
 	pid=$(<"$pidfile")
 	[[ -n $pid && -r /proc/$pid/cmdline ]] || return 1
-	tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "$pattern"
+	{ tr '\0' ' ' <"/proc/$pid/cmdline"; } 2>/dev/null | grep -qF -- "$pattern"
 }
 
 infra_show_log_tail() {
@@ -251,8 +257,6 @@ infra_show_log_tail() {
 infra_start_kafka() {
 	local jars cluster_id
 	jars=$(infra_kafka_jars)
-	INFRA_KAFKA_PORT=$(infra_pick_port "$INFRA_KAFKA_PORT_DEFAULT" PROJECTOR_KAFKA_PORT)
-	INFRA_KAFKA_CONTROLLER_PORT=$(infra_pick_port "$((INFRA_KAFKA_PORT + 1))" PROJECTOR_KAFKA_CONTROLLER_PORT "$INFRA_KAFKA_PORT")
 	infra_kafka_write_config
 	cluster_id=$(infra_kafka_cluster_id)
 	local java_opts=(-Xmx"${PROJECTOR_KAFKA_HEAP:-512m}" -Xms256m -XX:+UseG1GC -XX:TieredStopAtLevel=1
@@ -269,7 +273,6 @@ infra_start_kafka() {
 }
 
 infra_start_redis() {
-	INFRA_REDIS_PORT=$(infra_pick_port "$INFRA_REDIS_PORT_DEFAULT" PROJECTOR_REDIS_PORT)
 	mkdir -p "$INFRA_STATE/redis"
 	infra_log "starting Redis $(redis-server --version | sed -n 's/.*v=\([^ ]*\).*/\1/p') on 127.0.0.1:$INFRA_REDIS_PORT"
 	redis-server --port "$INFRA_REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no \
@@ -322,6 +325,15 @@ infra_up() {
 	infra_plan
 	local probe_pid=
 	: >"$INFRA_STATE/env"
+	# All ports are chosen before anything starts, so a busy port fails fast.
+	if [[ $INFRA_KAFKA_MODE == native ]]; then
+		INFRA_KAFKA_PORT=$(infra_pick_port "$INFRA_KAFKA_PORT_DEFAULT" PROJECTOR_KAFKA_PORT)
+		INFRA_KAFKA_CONTROLLER_PORT=$(infra_pick_port "$((INFRA_KAFKA_PORT + 1))" PROJECTOR_KAFKA_CONTROLLER_PORT "$INFRA_KAFKA_PORT")
+	fi
+	if [[ $INFRA_REDIS_MODE == native ]]; then
+		INFRA_REDIS_PORT=$(infra_pick_port "$INFRA_REDIS_PORT_DEFAULT" PROJECTOR_REDIS_PORT \
+			"${INFRA_KAFKA_PORT:-}" "${INFRA_KAFKA_CONTROLLER_PORT:-}")
+	fi
 	if [[ $INFRA_KAFKA_MODE == native ]]; then
 		infra_start_kafka
 		infra_build_probe &
