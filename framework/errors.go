@@ -17,6 +17,10 @@ var (
 	// own streams. See [InvalidTenantIDError].
 	ErrInvalidTenantID = errors.New("framework: invalid tenant ID")
 
+	// ErrInvalidProjectionName reports a projection name that cannot name
+	// a consumer group and Redis keys. See [ValidateProjectionName].
+	ErrInvalidProjectionName = errors.New("framework: invalid projection name")
+
 	// ErrSequenceGap reports an event whose sequence is above its stream's
 	// cursor plus one: events in between are missing. See [GapError].
 	ErrSequenceGap = errors.New("framework: sequence gap")

@@ -83,8 +83,7 @@ func ValidateTenantID(tenant string) error {
 		reason = "a relative path segment"
 	default:
 		for i := 0; i < len(tenant); i++ {
-			c := tenant[i]
-			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+			if c := tenant[i]; !isNameByte(c) {
 				reason = "character " + strconv.QuoteRuneToASCII(rune(c)) + " at byte " + strconv.Itoa(i) + " (allowed: letters, digits, '.', '_', '-')"
 				break
 			}
