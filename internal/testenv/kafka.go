@@ -76,7 +76,7 @@ func findKafka() (KafkaEnv, error) {
 	if ok {
 		seeds, err := startKafkaContainer(ctx)
 		if err != nil {
-			return KafkaEnv{}, fmt.Errorf("Docker is healthy but the Kafka container failed: %w", err)
+			return KafkaEnv{}, fmt.Errorf("docker is healthy but the Kafka container failed: %w", err)
 		}
 		info, err := kafkaprobe.Wait(ctx, seeds)
 		if err != nil {

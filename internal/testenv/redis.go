@@ -66,7 +66,7 @@ func findRedis() (addr, kind string, err error) {
 	if ok {
 		addr, err := startRedisContainer(ctx)
 		if err != nil {
-			return "", "", fmt.Errorf("Docker is healthy but the Redis container failed: %w", err)
+			return "", "", fmt.Errorf("docker is healthy but the Redis container failed: %w", err)
 		}
 		if err := pingRedis(ctx, addr, 30*time.Second); err != nil {
 			return "", "", fmt.Errorf("Redis container: %w", err)

@@ -72,18 +72,20 @@ func Probe(ctx context.Context, seeds []string, opts ...kgo.Opt) (Info, error) {
 	if err != nil {
 		return Info{}, fmt.Errorf("kafkaprobe: api versions: %w", err)
 	}
-	info := Info{ClusterID: md.Cluster, Brokers: len(md.Brokers), MetadataVersion: -1}
-	for _, v := range versions.Sorted() {
-		if v.Err != nil {
-			return Info{}, fmt.Errorf("kafkaprobe: api versions of broker %d: %w", v.NodeID, v.Err)
+	sorted := versions.Sorted()
+	if len(sorted) == 0 {
+		return Info{}, errors.New("kafkaprobe: no broker answered api versions")
+	}
+	// Every broker of a test cluster runs the same release: the first one speaks for all.
+	first := sorted[0]
+	if first.Err != nil {
+		return Info{}, fmt.Errorf("kafkaprobe: api versions of broker %d: %w", first.NodeID, first.Err)
+	}
+	info := Info{ClusterID: md.Cluster, Brokers: len(md.Brokers), MetadataVersion: -1, Version: first.VersionGuess()}
+	for _, f := range first.Raw().FinalizedFeatures {
+		if f.Name == "metadata.version" {
+			info.MetadataVersion = f.MaxVersionLevel
 		}
-		info.Version = v.VersionGuess()
-		for _, f := range v.Raw().FinalizedFeatures {
-			if f.Name == "metadata.version" {
-				info.MetadataVersion = f.MaxVersionLevel
-			}
-		}
-		break
 	}
 	return info, nil
 }
