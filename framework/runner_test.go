@@ -189,12 +189,13 @@ func TestProjectionErrorIsWrappedAndRetryResumes(t *testing.T) {
 	}
 }
 
+var errPanicked = errors.New("projection bug")
+
 func TestPanicIsRecoveredIntoApplyError(t *testing.T) {
 	c := newCounter()
 	c.fail = func(e framework.Event) error {
 		if e.Sequence == 2 {
-			var m map[string]int
-			m["x"]++ // nil map write: a real runtime panic
+			panic(errPanicked)
 		}
 		return nil
 	}
@@ -205,7 +206,7 @@ func TestPanicIsRecoveredIntoApplyError(t *testing.T) {
 		}
 		ae, _ := errors.AsType[*framework.ApplyError](err)
 		pe, _ := errors.AsType[*framework.PanicError](err)
-		if ae == nil || ae.Sequence != 2 || pe == nil || len(pe.Stack) == 0 {
+		if ae == nil || ae.Sequence != 2 || pe == nil || len(pe.Stack) == 0 || !errors.Is(err, errPanicked) {
 			t.Fatalf("apply error %+v panic %+v, want sequence 2 with a stack", ae, pe)
 		}
 		if res.Checkpoint.Cursor("s/p") != 1 {

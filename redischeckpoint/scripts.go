@@ -35,18 +35,26 @@ if fenced then return fenced end
 // answers the number of cursors written, or "BADCURSOR <i>" for the i-th
 // stream (1-based) whose stored cursor does not parse.
 var advanceScript = redis.NewScript(luaPrelude + `
+local n = (#ARGV - 3) / 2
+if n < 1 then return 0 end
 local ids = {}
-for i = 4, #ARGV, 2 do ids[#ids + 1] = ARGV[i] end
-if #ids == 0 then return 0 end
+for j = 1, n do ids[j] = ARGV[2 + 2 * j] end
 local old = redis.call('HMGET', KEYS[3], unpack(ids))
 local set = {}
-for j, id in ipairs(ids) do
-  local new = ARGV[3 + 2 * j]
+local k = 0
+for j = 1, n do
   local cur = old[j]
-  if cur and not valid_seq(cur) then return redis.error_reply('BADCURSOR ' .. j) end
-  if not cur or seq_less(cur, new) then
-    set[#set + 1] = id
-    set[#set + 1] = new
+  local new = ARGV[3 + 2 * j]
+  local write = not cur
+  if cur then
+    local c = tonumber(cur)
+    if not c or c < 0 or c % 1 ~= 0 then return redis.error_reply('BADCURSOR ' .. j) end
+    write = c < tonumber(new)
+  end
+  if write then
+    set[k + 1] = ids[j]
+    set[k + 2] = new
+    k = k + 2
   end
 end
 if #set > 0 then redis.call('HSET', KEYS[3], unpack(set)) end

@@ -229,17 +229,16 @@ func (s *Store) Save(ctx context.Context, name string, cp *framework.GlobalProje
 	for id, seq := range cp.All() {
 		pairs = append(pairs, id, strconv.FormatUint(seq, 10))
 	}
-	pipe := s.client.TxPipeline()
+	var calls [][]any
 	first := "1"
-	var cmds []*redis.Cmd
 	for chunk := range slices.Chunk(pairs, 2*s.cfg.ChunkSize) {
-		cmds = append(cmds, saveScript.Eval(ctx, pipe, k.list(), append(append(slices.Clone(fence), first), chunk...)...))
+		calls = append(calls, append(append(slices.Clone(fence), first), chunk...))
 		first = "0"
 	}
 	if len(pairs) == 0 {
-		cmds = append(cmds, saveScript.Eval(ctx, pipe, k.list(), append(fence, first)...))
+		calls = append(calls, append(fence, first))
 	}
-	return s.execScripts(ctx, k, pipe, cmds, nil)
+	return s.runScripts(ctx, k, saveScript, calls, nil)
 }
 
 // Advance implements [framework.ProjectionCheckpointStore]. All chunks run
@@ -263,36 +262,71 @@ func (s *Store) Advance(ctx context.Context, name string, cursors map[string]uin
 		}
 		ids = append(ids, id)
 	}
-	slices.Sort(ids) // deterministic chunks
-	pipe := s.client.TxPipeline()
-	var cmds []*redis.Cmd
+	if len(ids) > s.cfg.ChunkSize {
+		slices.Sort(ids) // deterministic chunks
+	}
+	var calls [][]any
 	var chunks [][]string
 	for chunk := range slices.Chunk(ids, s.cfg.ChunkSize) {
 		args := slices.Grow(slices.Clone(fence), 2*len(chunk))
 		for _, id := range chunk {
 			args = append(args, id, strconv.FormatUint(cursors[id], 10))
 		}
-		cmds = append(cmds, advanceScript.Eval(ctx, pipe, k.list(), args...))
+		calls = append(calls, args)
 		chunks = append(chunks, chunk)
 	}
-	return s.execScripts(ctx, k, pipe, cmds, chunks)
+	return s.runScripts(ctx, k, advanceScript, calls, chunks)
 }
 
-// execScripts runs a transaction of script calls and translates the first
-// script error; chunks[i] are the streams of call i, to name a bad cursor.
-func (s *Store) execScripts(ctx context.Context, k keys, pipe redis.Pipeliner, cmds []*redis.Cmd, chunks [][]string) error {
-	_, execErr := pipe.Exec(ctx)
-	for i, cmd := range cmds {
-		if err := cmd.Err(); err != nil {
-			var streams []string
-			if i < len(chunks) {
-				streams = chunks[i]
+// runScripts runs script once per argument list, atomically: a single call
+// by EVALSHA, several inside one MULTI/EXEC. It translates the first script
+// error; chunks[i] are the streams of call i, to name a bad cursor.
+func (s *Store) runScripts(ctx context.Context, k keys, script *redis.Script, calls [][]any, chunks [][]string) error {
+	if len(calls) == 1 {
+		return s.scriptError(ctx, k, script.Run(ctx, s.client, k.list(), calls[0]...).Err(), chunkOr(chunks, 0))
+	}
+	for attempt := 0; ; attempt++ {
+		pipe := s.client.TxPipeline()
+		cmds := make([]*redis.Cmd, len(calls))
+		for i, args := range calls {
+			cmds[i] = script.EvalSha(ctx, pipe, k.list(), args...)
+		}
+		_, execErr := pipe.Exec(ctx)
+		if attempt == 0 && isNoScript(execErr, cmds) {
+			// The server lost its script cache (a restart or SCRIPT
+			// FLUSH): nothing ran. Load the script and try once more.
+			if err := script.Load(ctx, s.client).Err(); err != nil {
+				return fmt.Errorf("redischeckpoint: load script: %w", err)
 			}
-			return s.scriptError(ctx, k, err, streams)
+			continue
+		}
+		for i, cmd := range cmds {
+			if err := cmd.Err(); err != nil {
+				return s.scriptError(ctx, k, err, chunkOr(chunks, i))
+			}
+		}
+		if execErr != nil {
+			return fmt.Errorf("redischeckpoint: projection %s: %w", k.name, execErr)
+		}
+		return nil
+	}
+}
+
+func isNoScript(execErr error, cmds []*redis.Cmd) bool {
+	if execErr != nil && strings.Contains(execErr.Error(), "NOSCRIPT") {
+		return true
+	}
+	for _, c := range cmds {
+		if err := c.Err(); err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT") {
+			return true
 		}
 	}
-	if execErr != nil {
-		return fmt.Errorf("redischeckpoint: projection %s: %w", k.name, execErr)
+	return false
+}
+
+func chunkOr(chunks [][]string, i int) []string {
+	if i < len(chunks) {
+		return chunks[i]
 	}
 	return nil
 }

@@ -3,7 +3,8 @@
 # The project's test command. Installs what is missing, starts a real single-node Kafka broker
 # and a real Redis on free 127.0.0.1 ports with data in a temporary directory, runs the Go tests
 # against them with PROJECTOR_REQUIRE_REAL=1, and stops both servers again, also when the tests
-# fail or the run is interrupted. The exit code is go test's.
+# fail or the run is interrupted. Without arguments it first checks gofmt, go vet and
+# staticcheck. The exit code is the first failing step's.
 #
 # Usage: scripts/test.sh [go test arguments]   (default: ./...)
 #   scripts/test.sh -run TestKafka ./internal/testenv/
@@ -33,6 +34,21 @@ cleanup() {
 trap cleanup EXIT
 trap 'infra_log interrupted; exit 130' INT
 trap 'infra_log terminated; exit 143' TERM
+
+# The whole suite also checks the code: gofmt, go vet and staticcheck (pinned in tools/go.mod).
+if (($# == 0)); then
+	infra_log "gofmt, go vet, staticcheck"
+	mapfile -t gofiles < <(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './.git/*')
+	unformatted=$(gofmt -l "${gofiles[@]}")
+	if [[ -n $unformatted ]]; then
+		infra_log "gofmt would change:"
+		printf '%s\n' "$unformatted" >&2
+		exit 1
+	fi
+	go vet ./...
+	go -C tools build -o "$INFRA_STATE/staticcheck" honnef.co/go/tools/cmd/staticcheck
+	"$INFRA_STATE/staticcheck" ./...
+fi
 
 start=$SECONDS
 infra_up
