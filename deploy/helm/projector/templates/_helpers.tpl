@@ -1,0 +1,317 @@
+{{/* Names: the chart name, and "<release>-<chart>" truncated to 63 characters (DNS label). */}}
+{{- define "projector.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "projector.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "projector.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "projector.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "projector.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{/* Labels on every resource; "component" tells the worker from the replay jobs. */}}
+{{- define "projector.labels" -}}
+helm.sh/chart: {{ include "projector.chart" . }}
+{{ include "projector.selectorLabels" . }}
+app.kubernetes.io/version: {{ (default .Chart.AppVersion .Values.image.tag) | trunc 63 | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: projector
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{- define "projector.workerSelectorLabels" -}}
+{{ include "projector.selectorLabels" . }}
+app.kubernetes.io/component: worker
+{{- end -}}
+
+{{- define "projector.image" -}}
+{{- if .Values.image.digest -}}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "projector.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "projector.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The consumer group the workers join: worker.group, or the projection name. */}}
+{{- define "projector.group" -}}
+{{- default .Values.worker.projection .Values.worker.group -}}
+{{- end -}}
+
+{{/* PROJECTOR_SHUTDOWN_TIMEOUT, kept below terminationGracePeriodSeconds by the margin. */}}
+{{- define "projector.shutdownTimeout" -}}
+{{- $grace := int .Values.shutdown.gracePeriodSeconds -}}
+{{- $margin := int .Values.shutdown.marginSeconds -}}
+{{- if le $grace $margin -}}
+{{- fail (printf "shutdown.gracePeriodSeconds (%d) must be larger than shutdown.marginSeconds (%d): the worker needs time to finish its batch, store cursors, commit and leave the group" $grace $margin) -}}
+{{- end -}}
+{{- printf "%ds" (sub $grace $margin) -}}
+{{- end -}}
+
+{{/* Credentials: does any consumer need the Secret, and which Secret is it. */}}
+{{- define "projector.kedaNeedsAuth" -}}
+{{- if and .Values.autoscaling.keda.enabled (or .Values.kafka.sasl.mechanism .Values.kafka.tls.enabled) -}}true{{- end -}}
+{{- end -}}
+
+{{- define "projector.needsCredentials" -}}
+{{- if or .Values.kafka.sasl.mechanism .Values.redis.auth.enabled (include "projector.kedaNeedsAuth" .) -}}true{{- end -}}
+{{- end -}}
+
+{{- define "projector.createCredentialsSecret" -}}
+{{- if and (include "projector.needsCredentials" .) (not .Values.credentials.existingSecret) -}}true{{- end -}}
+{{- end -}}
+
+{{- define "projector.credentialsSecretName" -}}
+{{- default (printf "%s-credentials" (include "projector.fullname" .)) .Values.credentials.existingSecret -}}
+{{- end -}}
+
+{{/* KEDA's names for the SASL mechanisms. */}}
+{{- define "projector.kedaSasl" -}}
+{{- $m := dict "PLAIN" "plaintext" "SCRAM-SHA-256" "scram_sha256" "SCRAM-SHA-512" "scram_sha512" -}}
+{{- get $m .Values.kafka.sasl.mechanism -}}
+{{- end -}}
+
+{{/* Checks across values that the schema cannot express. Included by the Deployment. */}}
+{{- define "projector.validate" -}}
+{{- if and .Values.autoscaling.hpa.enabled .Values.autoscaling.keda.enabled -}}
+{{- fail "autoscaling.hpa.enabled and autoscaling.keda.enabled are both true: KEDA manages its own HorizontalPodAutoscaler, enable only one of them" -}}
+{{- end -}}
+{{- if and (or .Values.kafka.tls.caKey .Values.redis.tls.caKey) (not .Values.tls.secretName) -}}
+{{- fail "kafka.tls.caKey or redis.tls.caKey is set but tls.secretName is empty: name the Secret that holds the CA bundle" -}}
+{{- end -}}
+{{- if and .Values.kafka.tls.caKey (not .Values.kafka.tls.enabled) -}}
+{{- fail "kafka.tls.caKey is set but kafka.tls.enabled is false" -}}
+{{- end -}}
+{{- if and .Values.redis.tls.caKey (not (hasPrefix "rediss://" .Values.redis.url)) -}}
+{{- fail "redis.tls.caKey is set but redis.url does not start with rediss://" -}}
+{{- end -}}
+{{- if and .Values.metrics.serviceMonitor.enabled (not .Values.service.enabled) -}}
+{{- fail "metrics.serviceMonitor.enabled needs service.enabled: a ServiceMonitor scrapes through a Service" -}}
+{{- end -}}
+{{- if include "projector.createCredentialsSecret" . -}}
+{{- if .Values.kafka.sasl.mechanism -}}
+{{- $_ := required "kafka.sasl.mechanism is set: give credentials.existingSecret, or credentials.kafkaUsername and credentials.kafkaPassword for a Secret the chart creates" .Values.credentials.kafkaUsername -}}
+{{- $_ := required "kafka.sasl.mechanism is set: give credentials.existingSecret, or credentials.kafkaPassword for a Secret the chart creates" .Values.credentials.kafkaPassword -}}
+{{- end -}}
+{{- if .Values.redis.auth.enabled -}}
+{{- $_ := required "redis.auth.enabled is true: give credentials.existingSecret, or credentials.redisPassword for a Secret the chart creates" .Values.credentials.redisPassword -}}
+{{- end -}}
+{{- end -}}
+{{- $_ := include "projector.shutdownTimeout" . -}}
+{{- end -}}
+
+{{/*
+Environment shared by the worker and the replay jobs. Credentials only ever come from the Secret;
+the TLS CA files from the mounted TLS Secret.
+*/}}
+{{- define "projector.env" -}}
+{{- $secret := include "projector.credentialsSecretName" . -}}
+{{- $keys := .Values.credentials.keys -}}
+- name: PROJECTOR_KAFKA_BROKERS
+  value: {{ join "," .Values.kafka.brokers | quote }}
+- name: PROJECTOR_TOPIC
+  value: {{ .Values.worker.topic | quote }}
+- name: PROJECTOR_PROJECTION
+  value: {{ .Values.worker.projection | quote }}
+{{- with .Values.worker.group }}
+- name: PROJECTOR_GROUP
+  value: {{ . | quote }}
+{{- end }}
+- name: PROJECTOR_REDIS_URL
+  value: {{ .Values.redis.url | quote }}
+{{- if .Values.redis.auth.enabled }}
+- name: PROJECTOR_REDIS_USERNAME
+  valueFrom:
+    secretKeyRef:
+      name: {{ $secret }}
+      key: {{ $keys.redisUsername }}
+      optional: true
+- name: PROJECTOR_REDIS_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ $secret }}
+      key: {{ $keys.redisPassword }}
+{{- end }}
+{{- if .Values.kafka.sasl.mechanism }}
+- name: PROJECTOR_KAFKA_SASL_MECHANISM
+  value: {{ .Values.kafka.sasl.mechanism | quote }}
+- name: PROJECTOR_KAFKA_USERNAME
+  valueFrom:
+    secretKeyRef:
+      name: {{ $secret }}
+      key: {{ $keys.kafkaUsername }}
+- name: PROJECTOR_KAFKA_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ $secret }}
+      key: {{ $keys.kafkaPassword }}
+{{- end }}
+- name: PROJECTOR_KAFKA_TLS
+  value: {{ .Values.kafka.tls.enabled | toString | quote }}
+{{- with .Values.kafka.tls.caKey }}
+- name: PROJECTOR_KAFKA_TLS_CA_FILE
+  value: {{ printf "%s/%s" $.Values.tls.mountPath . | quote }}
+{{- end }}
+{{- with .Values.redis.tls.caKey }}
+- name: PROJECTOR_REDIS_TLS_CA_FILE
+  value: {{ printf "%s/%s" $.Values.tls.mountPath . | quote }}
+{{- end }}
+- name: PROJECTOR_LOG_LEVEL
+  value: {{ .Values.worker.logLevel | quote }}
+{{- with .Values.otel.endpoint }}
+- name: OTEL_EXPORTER_OTLP_ENDPOINT
+  value: {{ . | quote }}
+{{- end }}
+{{- with .Values.otel.protocol }}
+- name: OTEL_EXPORTER_OTLP_PROTOCOL
+  value: {{ . | quote }}
+{{- end }}
+{{- with .Values.otel.serviceName }}
+- name: OTEL_SERVICE_NAME
+  value: {{ . | quote }}
+{{- end }}
+{{- with .Values.otel.resourceAttributes }}
+{{- $pairs := list }}
+{{- range $k, $v := . }}
+{{- $pairs = append $pairs (printf "%s=%v" $k $v) }}
+{{- end }}
+- name: OTEL_RESOURCE_ATTRIBUTES
+  value: {{ join "," $pairs | quote }}
+{{- end }}
+{{- with .Values.otel.tracesSampler }}
+- name: OTEL_TRACES_SAMPLER
+  value: {{ . | quote }}
+{{- end }}
+{{- with .Values.worker.extraEnv }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{/* /tmp is the only writable path: the root filesystem is read-only. */}}
+{{- define "projector.volumeMounts" -}}
+- name: tmp
+  mountPath: /tmp
+{{- if .Values.tls.secretName }}
+- name: tls
+  mountPath: {{ .Values.tls.mountPath }}
+  readOnly: true
+{{- end }}
+{{- end -}}
+
+{{- define "projector.volumes" -}}
+- name: tmp
+  emptyDir:
+    sizeLimit: 64Mi
+{{- if .Values.tls.secretName }}
+- name: tls
+  secret:
+    secretName: {{ .Values.tls.secretName }}
+    defaultMode: 0440
+{{- end }}
+{{- end -}}
+
+{{/*
+The replay Job spec, shared by the one-off Job and the CronJob's jobTemplate.
+projectorctl replay <projection> --yes [--wait] [--to-time T].
+*/}}
+{{- define "projector.replayJobSpec" -}}
+backoffLimit: {{ .Values.replay.backoffLimit }}
+{{- with .Values.replay.activeDeadlineSeconds }}
+activeDeadlineSeconds: {{ . }}
+{{- end }}
+ttlSecondsAfterFinished: {{ .Values.replay.ttlSecondsAfterFinished }}
+template:
+  metadata:
+    labels:
+      {{- include "projector.selectorLabels" . | nindent 6 }}
+      app.kubernetes.io/component: replay
+  spec:
+    restartPolicy: Never
+    serviceAccountName: {{ include "projector.serviceAccountName" . }}
+    automountServiceAccountToken: {{ .Values.automountServiceAccountToken }}
+    {{- with .Values.imagePullSecrets }}
+    imagePullSecrets:
+      {{- toYaml . | nindent 6 }}
+    {{- end }}
+    {{- with .Values.podSecurityContext }}
+    securityContext:
+      {{- toYaml . | nindent 6 }}
+    {{- end }}
+    {{- with .Values.priorityClassName }}
+    priorityClassName: {{ . }}
+    {{- end }}
+    containers:
+      - name: projectorctl
+        image: {{ include "projector.image" . }}
+        imagePullPolicy: {{ .Values.image.pullPolicy }}
+        command: ["/usr/local/bin/projectorctl"]
+        args:
+          - replay
+          - {{ .Values.worker.projection | quote }}
+          - --yes
+          {{- if .Values.replay.wait }}
+          - --wait
+          {{- end }}
+          {{- with .Values.replay.toTime }}
+          - --to-time
+          - {{ . | quote }}
+          {{- end }}
+          {{- range .Values.replay.extraArgs }}
+          - {{ . | quote }}
+          {{- end }}
+        env:
+          {{- include "projector.env" . | nindent 10 }}
+        {{- with .Values.worker.extraEnvFrom }}
+        envFrom:
+          {{- toYaml . | nindent 10 }}
+        {{- end }}
+        {{- with .Values.securityContext }}
+        securityContext:
+          {{- toYaml . | nindent 10 }}
+        {{- end }}
+        {{- with .Values.replay.resources }}
+        resources:
+          {{- toYaml . | nindent 10 }}
+        {{- end }}
+        volumeMounts:
+          {{- include "projector.volumeMounts" . | nindent 10 }}
+    volumes:
+      {{- include "projector.volumes" . | nindent 6 }}
+    {{- with .Values.nodeSelector }}
+    nodeSelector:
+      {{- toYaml . | nindent 6 }}
+    {{- end }}
+    {{- with .Values.tolerations }}
+    tolerations:
+      {{- toYaml . | nindent 6 }}
+    {{- end }}
+    {{- with .Values.affinity }}
+    affinity:
+      {{- toYaml . | nindent 6 }}
+    {{- end }}
+{{- end -}}
