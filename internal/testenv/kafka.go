@@ -205,3 +205,33 @@ func (e *KafkaEnv) deleteTopic(t testing.TB, topic string) {
 		t.Logf("testenv: delete topic %s: %v", topic, err)
 	}
 }
+
+// TopicName returns a topic name unique to this test and run without
+// creating the topic, for code that creates its own topics. When the test
+// ends every topic whose name starts with it (so also "<name>.catalog") is
+// deleted.
+func (e *KafkaEnv) TopicName(t testing.TB, name string) string {
+	t.Helper()
+	topic := uniqueName(t, name)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		defer cancel()
+		cl, err := kgo.NewClient(kgo.SeedBrokers(e.Seeds...))
+		if err != nil {
+			t.Logf("testenv: list topics: %v", err)
+			return
+		}
+		defer cl.Close()
+		topics, err := kadm.NewClient(cl).ListTopics(ctx)
+		if err != nil {
+			t.Logf("testenv: list topics: %v", err)
+			return
+		}
+		for _, name := range topics.Names() {
+			if strings.HasPrefix(name, topic) {
+				e.deleteTopic(t, name)
+			}
+		}
+	})
+	return topic
+}

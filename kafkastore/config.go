@@ -1,0 +1,200 @@
+package kafkastore
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sasl/plain"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/propagation"
+)
+
+// Config configures a [Store]. Zero fields mean their documented default.
+type Config struct {
+	// Seeds are the brokers to bootstrap from (required).
+	Seeds []string
+	// Topic is the event topic (required).
+	Topic string
+	// CatalogTopic is the compacted stream catalog. Default Topic+".catalog".
+	CatalogTopic string
+
+	// Partitions is the event topic's partition count: used when creating
+	// it, and checked against an existing topic (a different count would
+	// move streams to other partitions). Default 12; the catalog gets the
+	// same count.
+	Partitions int32
+	// ReplicationFactor for created topics. Default -1: the broker's
+	// default.replication.factor.
+	ReplicationFactor int16
+	// AllowFiniteRetention accepts an existing event topic whose
+	// retention.ms is not -1. Events that expire cannot be replayed, so
+	// this is off by default.
+	AllowFiniteRetention bool
+	// DontCreateTopics makes a missing topic an error instead of creating
+	// it.
+	DontCreateTopics bool
+
+	// ReadConcurrency is how many ReadStream calls can read at once, each
+	// with a pooled consumer. Default 4.
+	ReadConcurrency int
+	// ReadBatchBytes bounds what one ReadStream fetches at a time, and so
+	// its memory. Default 1 MiB.
+	ReadBatchBytes int32
+
+	// ClientOpts pass through to every franz-go client the store makes
+	// (SASL, TLS, timeouts, kotel hooks). See [Security].
+	ClientOpts []kgo.Opt
+	// Propagator writes the W3C trace context of the appending call into
+	// record headers. Default: the global OpenTelemetry propagator if one
+	// is set, else W3C trace context.
+	Propagator propagation.TextMapPropagator
+	// Logger receives warnings. Default: discard.
+	Logger *slog.Logger
+	// RequestTimeout bounds admin requests and catalog reads. Default 30s.
+	RequestTimeout time.Duration
+}
+
+// DefaultPartitions is the default of [Config.Partitions].
+const DefaultPartitions = 12
+
+func (c *Config) setDefaults() {
+	if c.CatalogTopic == "" {
+		c.CatalogTopic = c.Topic + ".catalog"
+	}
+	if c.Partitions == 0 {
+		c.Partitions = DefaultPartitions
+	}
+	if c.ReplicationFactor == 0 {
+		c.ReplicationFactor = -1
+	}
+	if c.ReadConcurrency == 0 {
+		c.ReadConcurrency = 4
+	}
+	if c.ReadBatchBytes == 0 {
+		c.ReadBatchBytes = 1 << 20
+	}
+	if c.Propagator == nil {
+		c.Propagator = otel.GetTextMapPropagator()
+		if len(c.Propagator.Fields()) == 0 {
+			c.Propagator = propagation.TraceContext{}
+		}
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.RequestTimeout == 0 {
+		c.RequestTimeout = 30 * time.Second
+	}
+}
+
+// Validate reports every problem of c, joined.
+func (c Config) Validate() error {
+	var errs []error
+	if len(c.Seeds) == 0 {
+		errs = append(errs, errors.New("kafkastore: Config.Seeds is required"))
+	}
+	if c.Topic == "" {
+		errs = append(errs, errors.New("kafkastore: Config.Topic is required"))
+	}
+	if c.Topic != "" && c.CatalogTopic == c.Topic {
+		errs = append(errs, errors.New("kafkastore: Config.CatalogTopic must differ from Topic"))
+	}
+	if c.Partitions < 0 {
+		errs = append(errs, fmt.Errorf("kafkastore: Config.Partitions %d is negative", c.Partitions))
+	}
+	if c.ReplicationFactor < -1 {
+		errs = append(errs, fmt.Errorf("kafkastore: Config.ReplicationFactor %d is below -1", c.ReplicationFactor))
+	}
+	if c.ReadConcurrency < 0 {
+		errs = append(errs, fmt.Errorf("kafkastore: Config.ReadConcurrency %d is negative", c.ReadConcurrency))
+	}
+	if c.ReadBatchBytes < 0 {
+		errs = append(errs, fmt.Errorf("kafkastore: Config.ReadBatchBytes %d is negative", c.ReadBatchBytes))
+	}
+	return errors.Join(errs...)
+}
+
+// Security describes how to authenticate to and encrypt the connection to
+// Kafka.
+type Security struct {
+	// SASLMechanism is "", "PLAIN", "SCRAM-SHA-256" or "SCRAM-SHA-512".
+	SASLMechanism string
+	Username      string
+	Password      string
+
+	// TLS enables TLS with the system roots, or CAFile's when set.
+	TLS      bool
+	CAFile   string
+	CertFile string // client certificate, for mutual TLS
+	KeyFile  string
+	// ServerName overrides the name checked in the brokers' certificates.
+	ServerName string
+	// TLSConfig, when set, is used as is (and CAFile etc. are ignored).
+	TLSConfig *tls.Config
+}
+
+// Opts returns the franz-go options for s, or every problem joined.
+func (s Security) Opts() ([]kgo.Opt, error) {
+	var opts []kgo.Opt
+	var errs []error
+	switch strings.ToUpper(s.SASLMechanism) {
+	case "":
+	case "PLAIN":
+		opts = append(opts, kgo.SASL(plain.Auth{User: s.Username, Pass: s.Password}.AsMechanism()))
+	case "SCRAM-SHA-256":
+		opts = append(opts, kgo.SASL(scram.Auth{User: s.Username, Pass: s.Password}.AsSha256Mechanism()))
+	case "SCRAM-SHA-512":
+		opts = append(opts, kgo.SASL(scram.Auth{User: s.Username, Pass: s.Password}.AsSha512Mechanism()))
+	default:
+		errs = append(errs, fmt.Errorf("kafkastore: SASL mechanism %q is not one of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512", s.SASLMechanism))
+	}
+	if s.SASLMechanism != "" && s.Username == "" {
+		errs = append(errs, fmt.Errorf("kafkastore: SASL %s needs a username", s.SASLMechanism))
+	}
+	if s.TLS || s.TLSConfig != nil || s.CAFile != "" || s.CertFile != "" {
+		cfg, err := s.tlsConfig()
+		if err != nil {
+			errs = append(errs, err)
+		} else {
+			opts = append(opts, kgo.DialTLSConfig(cfg))
+		}
+	}
+	return opts, errors.Join(errs...)
+}
+
+func (s Security) tlsConfig() (*tls.Config, error) {
+	if s.TLSConfig != nil {
+		return s.TLSConfig.Clone(), nil
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: s.ServerName}
+	if s.CAFile != "" {
+		pem, err := os.ReadFile(s.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("kafkastore: CA file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("kafkastore: CA file %s holds no PEM certificate", s.CAFile)
+		}
+		cfg.RootCAs = pool
+	}
+	if (s.CertFile == "") != (s.KeyFile == "") {
+		return nil, errors.New("kafkastore: give both CertFile and KeyFile, or neither")
+	}
+	if s.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(s.CertFile, s.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("kafkastore: client certificate: %w", err)
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	return cfg, nil
+}

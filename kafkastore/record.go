@@ -1,0 +1,175 @@
+package kafkastore
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/projector-dev/projector/framework"
+)
+
+// Record header names. See the package documentation.
+const (
+	HeaderStreamID      = "projector.stream-id"
+	HeaderSequence      = "projector.sequence"
+	HeaderEventID       = "projector.event-id"
+	HeaderType          = "projector.type"
+	HeaderSchemaVersion = "projector.schema-version"
+	HeaderRecordedAt    = "projector.recorded-at"
+	HeaderMetaPrefix    = "projector.meta."
+)
+
+// headerCarrier adapts record headers to the OpenTelemetry propagation
+// carrier, for the W3C trace context.
+type headerCarrier struct{ r *kgo.Record }
+
+func (c headerCarrier) Get(key string) string {
+	for _, h := range c.r.Headers {
+		if h.Key == key {
+			return string(h.Value)
+		}
+	}
+	return ""
+}
+
+func (c headerCarrier) Set(key, value string) {
+	for i, h := range c.r.Headers {
+		if h.Key == key {
+			c.r.Headers[i].Value = []byte(value)
+			return
+		}
+	}
+	c.r.Headers = append(c.r.Headers, kgo.RecordHeader{Key: key, Value: []byte(value)})
+}
+
+func (c headerCarrier) Keys() []string {
+	keys := make([]string, len(c.r.Headers))
+	for i, h := range c.r.Headers {
+		keys[i] = h.Key
+	}
+	return keys
+}
+
+// encodeRecord builds the record of e for topic, with the trace context of
+// ctx.
+func (s *Store) encodeRecord(ctx context.Context, e framework.Event) *kgo.Record {
+	r := &kgo.Record{
+		Topic: s.cfg.Topic,
+		Key:   []byte(e.StreamID),
+		Value: e.Data,
+		Headers: append(make([]kgo.RecordHeader, 0, 8+len(e.Metadata)),
+			kgo.RecordHeader{Key: HeaderStreamID, Value: []byte(e.StreamID)},
+			kgo.RecordHeader{Key: HeaderSequence, Value: strconv.AppendUint(nil, e.Sequence, 10)},
+			kgo.RecordHeader{Key: HeaderEventID, Value: []byte(e.EventID)},
+			kgo.RecordHeader{Key: HeaderType, Value: []byte(e.Type)},
+			kgo.RecordHeader{Key: HeaderSchemaVersion, Value: strconv.AppendInt(nil, int64(e.SchemaVersion), 10)},
+			kgo.RecordHeader{Key: HeaderRecordedAt, Value: e.RecordedAt.UTC().AppendFormat(nil, time.RFC3339Nano)},
+		),
+		Timestamp: e.RecordedAt,
+	}
+	for k, v := range e.Metadata {
+		r.Headers = append(r.Headers, kgo.RecordHeader{Key: HeaderMetaPrefix + k, Value: []byte(v)})
+	}
+	s.cfg.Propagator.Inject(ctx, headerCarrier{r})
+	return r
+}
+
+// DecodeRecord turns a record written by [Store.Append] (or by any producer
+// following the header contract) into an event. It never panics; a missing
+// or malformed header, or a key that differs from the stream-ID header, is a
+// [*RecordError].
+func DecodeRecord(r *kgo.Record) (framework.Event, error) {
+	fail := func(header, reason string) (framework.Event, error) {
+		return framework.Event{}, &RecordError{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Header: header, Reason: reason}
+	}
+	var (
+		e                                      framework.Event
+		seen                                   [6]bool
+		streamID, seq, eventID, typ, sv, recAt []byte
+	)
+	for _, h := range r.Headers {
+		var slot *[]byte
+		var i int
+		switch h.Key {
+		case HeaderStreamID:
+			slot, i = &streamID, 0
+		case HeaderSequence:
+			slot, i = &seq, 1
+		case HeaderEventID:
+			slot, i = &eventID, 2
+		case HeaderType:
+			slot, i = &typ, 3
+		case HeaderSchemaVersion:
+			slot, i = &sv, 4
+		case HeaderRecordedAt:
+			slot, i = &recAt, 5
+		default:
+			if k, ok := strings.CutPrefix(h.Key, HeaderMetaPrefix); ok && k != "" {
+				if e.Metadata == nil {
+					e.Metadata = make(map[string]string)
+				}
+				e.Metadata[k] = string(h.Value)
+			}
+			continue
+		}
+		if seen[i] {
+			return fail(h.Key, "appears more than once")
+		}
+		seen[i] = true
+		*slot = h.Value
+	}
+	for i, name := range []string{HeaderStreamID, HeaderSequence, HeaderEventID, HeaderType} {
+		if !seen[i] {
+			return fail(name, "missing")
+		}
+	}
+	e.StreamID = string(streamID)
+	if err := framework.ValidateStreamID(e.StreamID); err != nil {
+		return fail(HeaderStreamID, err.Error())
+	}
+	if string(r.Key) != e.StreamID {
+		return fail(HeaderStreamID, "differs from the record key "+strconv.Quote(string(r.Key)))
+	}
+	n, err := strconv.ParseUint(string(seq), 10, 64)
+	if err != nil || n == 0 {
+		return fail(HeaderSequence, strconv.Quote(string(seq))+" is not a sequence (a decimal from 1)")
+	}
+	e.Sequence = n
+	if len(eventID) == 0 || !utf8.Valid(eventID) {
+		return fail(HeaderEventID, "empty or not UTF-8")
+	}
+	e.EventID = string(eventID)
+	if !utf8.Valid(typ) {
+		return fail(HeaderType, "not UTF-8")
+	}
+	e.Type = string(typ)
+	if seen[4] {
+		v, err := strconv.Atoi(string(sv))
+		if err != nil || v < 0 {
+			return fail(HeaderSchemaVersion, strconv.Quote(string(sv))+" is not a non-negative integer")
+		}
+		e.SchemaVersion = v
+	}
+	if seen[5] {
+		t, err := time.Parse(time.RFC3339Nano, string(recAt))
+		if err != nil {
+			return fail(HeaderRecordedAt, strconv.Quote(string(recAt))+" is not an RFC 3339 time")
+		}
+		e.RecordedAt = t
+	} else {
+		e.RecordedAt = r.Timestamp
+	}
+	e.Data = r.Value
+	e.Position = &framework.Position{Partition: r.Partition, Offset: r.Offset}
+	return e, nil
+}
+
+// TraceContext extracts the W3C trace context the appending call left in
+// r's headers, as a context for starting a linked span.
+func (s *Store) TraceContext(ctx context.Context, r *kgo.Record) context.Context {
+	return s.cfg.Propagator.Extract(ctx, headerCarrier{r})
+}

@@ -1,0 +1,328 @@
+package kafkastore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"iter"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/projector-dev/projector/framework"
+)
+
+// Store is a [framework.EventStore] on a Kafka topic. It is safe for
+// concurrent use. Close it when done.
+type Store struct {
+	cfg           Config
+	partitionsSet bool
+
+	producer      *kgo.Client
+	admin         *kadm.Client
+	catalogReader *kgo.Client
+	readers       chan *kgo.Client // pooled ReadStream consumers
+
+	refreshMu   sync.Mutex
+	refreshedAt time.Time
+	catalogNext map[int32]int64 // next catalog offset to read, per partition
+
+	mu      sync.Mutex
+	streams map[string]CatalogEntry
+	dirty   map[string]bool // streams whose head must be re-read before appending
+
+	locks    [256]sync.Mutex // appends, striped by stream
+	lockSeed maphash.Seed
+
+	closeOnce sync.Once
+	closed    chan struct{}
+}
+
+var _ framework.EventStore = (*Store)(nil)
+
+// catalogMaxAge is how stale the catalog may be for ReadStream and
+// StreamVersion; ListStreams always reads it to the end.
+const catalogMaxAge = 250 * time.Millisecond
+
+// New connects to Kafka, creates or checks the topics, and loads the
+// catalog.
+func New(ctx context.Context, cfg Config) (*Store, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	partitionsSet := cfg.Partitions != 0
+	cfg.setDefaults()
+	s := &Store{
+		cfg: cfg, partitionsSet: partitionsSet,
+		catalogNext: map[int32]int64{},
+		streams:     map[string]CatalogEntry{},
+		dirty:       map[string]bool{},
+		lockSeed:    maphash.MakeSeed(),
+		closed:      make(chan struct{}),
+		readers:     make(chan *kgo.Client, cfg.ReadConcurrency),
+	}
+	// A short metadata age lets a freshly created topic be used at once
+	// (the default waits 5s before re-asking for unknown partitions).
+	base := append([]kgo.Opt{kgo.SeedBrokers(cfg.Seeds...), kgo.MetadataMinAge(250 * time.Millisecond)}, cfg.ClientOpts...)
+	var err error
+	s.producer, err = kgo.NewClient(append(slices.Clone(base),
+		kgo.RequiredAcks(kgo.AllISRAcks()),
+		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)), // murmur2, as the Java clients
+		kgo.ProducerLinger(0),
+	)...)
+	if err != nil {
+		return nil, fmt.Errorf("kafkastore: producer: %w", err)
+	}
+	s.admin = kadm.NewClient(s.producer)
+	cleanup := func(err error) (*Store, error) { s.Close(); return nil, err }
+
+	tctx, cancel := context.WithTimeout(ctx, cfg.RequestTimeout)
+	defer cancel()
+	if err := s.ensureTopics(tctx); err != nil {
+		return cleanup(err)
+	}
+	s.catalogReader, err = kgo.NewClient(append(slices.Clone(base),
+		kgo.ConsumeTopics(cfg.CatalogTopic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+	)...)
+	if err != nil {
+		return cleanup(fmt.Errorf("kafkastore: catalog reader: %w", err))
+	}
+	for range cfg.ReadConcurrency {
+		r, err := kgo.NewClient(append(slices.Clone(base),
+			kgo.FetchMaxBytes(cfg.ReadBatchBytes),
+			kgo.FetchMaxPartitionBytes(cfg.ReadBatchBytes),
+			kgo.MaxConcurrentFetches(1),
+			kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		)...)
+		if err != nil {
+			return cleanup(fmt.Errorf("kafkastore: stream reader: %w", err))
+		}
+		s.readers <- r
+	}
+	if err := s.refreshCatalog(ctx, 0); err != nil {
+		return cleanup(err)
+	}
+	return s, nil
+}
+
+// Close releases the clients. Calls after Close fail with [ErrClosed].
+func (s *Store) Close() {
+	s.closeOnce.Do(func() {
+		close(s.closed)
+		if s.producer != nil {
+			s.producer.Close()
+		}
+		if s.catalogReader != nil {
+			s.catalogReader.Close()
+		}
+		for {
+			select {
+			case r := <-s.readers:
+				r.Close()
+			default:
+				return
+			}
+		}
+	})
+}
+
+func (s *Store) isClosed() bool {
+	select {
+	case <-s.closed:
+		return true
+	default:
+		return false
+	}
+}
+
+// Config returns the store's configuration, with defaults applied.
+func (s *Store) Config() Config { return s.cfg }
+
+func (s *Store) streamLock(id string) *sync.Mutex {
+	return &s.locks[maphash.String(s.lockSeed, id)%uint64(len(s.locks))]
+}
+
+// Append implements [framework.EventStore]. It returns when every record
+// is acknowledged by all in-sync replicas; the events it returns carry
+// their partition and offset. See the package documentation for the
+// single-writer rule.
+func (s *Store) Append(ctx context.Context, streamID string, expected framework.ExpectedVersion, events []framework.EventData) ([]framework.Event, error) {
+	if err := framework.ValidateStreamID(streamID); err != nil {
+		return nil, err
+	}
+	if s.isClosed() {
+		return nil, ErrClosed
+	}
+	lock := s.streamLock(streamID)
+	lock.Lock()
+	defer lock.Unlock()
+
+	head, err := s.head(ctx, streamID)
+	if err != nil {
+		return nil, err
+	}
+	if !expected.Check(head.HeadSequence) {
+		return nil, &framework.VersionConflictError{StreamID: streamID, Expected: expected, Actual: head.HeadSequence}
+	}
+	if len(events) == 0 {
+		return nil, nil
+	}
+	now := time.Now().UTC()
+	recorded := make([]framework.Event, len(events))
+	records := make([]*kgo.Record, len(events))
+	for i, d := range events {
+		id := d.EventID
+		if id == "" {
+			id = framework.NewEventID()
+		}
+		recorded[i] = framework.Event{
+			StreamID: streamID, Sequence: head.HeadSequence + uint64(i) + 1, EventID: id, Type: d.Type,
+			SchemaVersion: d.SchemaVersion, Data: d.Data, Metadata: d.Metadata, RecordedAt: now,
+		}
+		records[i] = s.encodeRecord(ctx, recorded[i])
+	}
+	results := s.producer.ProduceSync(ctx, records...)
+	if err := results.FirstErr(); err != nil {
+		acked := 0
+		for _, r := range results {
+			if r.Err == nil {
+				acked++
+			}
+		}
+		s.mu.Lock()
+		s.dirty[streamID] = true // a prefix may be written: re-read the head next time
+		s.mu.Unlock()
+		return nil, fmt.Errorf("kafkastore: append to %s: %d of %d events acknowledged: %w", streamID, acked, len(records), err)
+	}
+	for i, r := range records {
+		recorded[i].Position = &framework.Position{Partition: r.Partition, Offset: r.Offset}
+	}
+	entry := CatalogEntry{
+		StreamID: streamID, Partition: records[0].Partition, FirstOffset: head.FirstOffset,
+		HeadSequence: recorded[len(recorded)-1].Sequence, HeadOffset: records[len(records)-1].Offset,
+	}
+	if head.HeadSequence == 0 {
+		entry.FirstOffset = records[0].Offset
+	}
+	if head.HeadSequence > 0 && head.Partition != entry.Partition {
+		s.mu.Lock()
+		s.dirty[streamID] = true
+		s.mu.Unlock()
+		return recorded, fmt.Errorf("kafkastore: append to %s: the events went to partition %d but the stream lives in partition %d: the topic's partition count changed", streamID, entry.Partition, head.Partition)
+	}
+	s.mu.Lock()
+	s.applyCatalogLocked(entry)
+	s.mu.Unlock()
+	if err := s.producer.ProduceSync(ctx, s.catalogRecord(entry)).FirstErr(); err != nil {
+		s.mu.Lock()
+		s.dirty[streamID] = true
+		s.mu.Unlock()
+		return recorded, fmt.Errorf("kafkastore: append to %s: the events are stored, but the catalog update failed (the next append retries it): %w", streamID, err)
+	}
+	return recorded, nil
+}
+
+// head returns the stream's catalog entry, re-reading the stream's tail
+// from the event topic when an earlier append left it uncertain.
+func (s *Store) head(ctx context.Context, streamID string) (CatalogEntry, error) {
+	s.mu.Lock()
+	entry, known := s.streams[streamID]
+	dirty := s.dirty[streamID]
+	s.mu.Unlock()
+	if !dirty {
+		if !known {
+			entry = CatalogEntry{StreamID: streamID}
+		}
+		return entry, nil
+	}
+	fixed, err := s.rescanHead(ctx, streamID, entry, known)
+	if err != nil {
+		return CatalogEntry{}, err
+	}
+	if fixed.HeadSequence > 0 {
+		if err := s.producer.ProduceSync(ctx, s.catalogRecord(fixed)).FirstErr(); err != nil {
+			return CatalogEntry{}, fmt.Errorf("kafkastore: repair catalog entry of %s: %w", streamID, err)
+		}
+	}
+	s.mu.Lock()
+	if fixed.HeadSequence > 0 {
+		s.streams[streamID] = fixed
+	}
+	delete(s.dirty, streamID)
+	s.mu.Unlock()
+	return fixed, nil
+}
+
+// StreamVersion implements [framework.EventStore].
+func (s *Store) StreamVersion(ctx context.Context, streamID string) (uint64, error) {
+	if err := framework.ValidateStreamID(streamID); err != nil {
+		return 0, err
+	}
+	if s.isClosed() {
+		return 0, ErrClosed
+	}
+	if err := s.refreshCatalog(ctx, catalogMaxAge); err != nil {
+		return 0, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.streams[streamID].HeadSequence, nil
+}
+
+// Entry returns the catalog entry of a stream, refreshed from the catalog
+// topic, and whether the stream exists.
+func (s *Store) Entry(ctx context.Context, streamID string) (CatalogEntry, bool, error) {
+	if err := s.refreshCatalog(ctx, catalogMaxAge); err != nil {
+		return CatalogEntry{}, false, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, ok := s.streams[streamID]
+	return e, ok, nil
+}
+
+// ListStreams implements [framework.EventStore]. It reads the catalog topic
+// to its end first, so streams appended by other writers are listed.
+func (s *Store) ListStreams(ctx context.Context, prefix string) iter.Seq2[string, error] {
+	return func(yield func(string, error) bool) {
+		if err := framework.ValidatePrefix(prefix); err != nil {
+			yield("", err)
+			return
+		}
+		if s.isClosed() {
+			yield("", ErrClosed)
+			return
+		}
+		if err := s.refreshCatalog(ctx, 0); err != nil {
+			yield("", err)
+			return
+		}
+		s.mu.Lock()
+		var ids []string
+		for id := range s.streams {
+			if strings.HasPrefix(id, prefix) {
+				ids = append(ids, id)
+			}
+		}
+		s.mu.Unlock()
+		slices.Sort(ids)
+		for _, id := range ids {
+			if err := ctx.Err(); err != nil {
+				yield("", err)
+				return
+			}
+			if !yield(id, nil) {
+				return
+			}
+		}
+	}
+}
+
+var errStop = errors.New("stop")
