@@ -4,7 +4,7 @@
 # and a real Redis on free 127.0.0.1 ports with data in a temporary directory, runs the Go tests
 # against them with PROJECTOR_REQUIRE_REAL=1, and stops both servers again, also when the tests
 # fail or the run is interrupted. Without arguments it first checks gofmt, go vet and
-# staticcheck. The exit code is the first failing step's.
+# staticcheck, and the Helm chart (tools/charttest). The exit code is the first failing step's.
 #
 # Usage: scripts/test.sh [go test arguments]   (default: ./...)
 #   scripts/test.sh -run TestKafka ./internal/testenv/
@@ -48,6 +48,14 @@ if (($# == 0)); then
 	go vet ./...
 	go -C tools build -o "$INFRA_STATE/staticcheck" honnef.co/go/tools/cmd/staticcheck
 	"$INFRA_STATE/staticcheck" ./...
+
+	# The Helm chart, offline: helm lint --strict and a strict render against client-go's types for
+	# the defaults and each deploy/helm/projector/ci/*-values.yaml, plus template unit tests. They
+	# live in the tools module (Helm stays out of go.mod), which ./... does not reach.
+	infra_log "helm chart: lint, render and validate (tools/charttest)"
+	go -C tools vet ./...
+	(cd tools && "$INFRA_STATE/staticcheck" ./...)
+	go -C tools test -count=1 ./...
 fi
 
 start=$SECONDS
