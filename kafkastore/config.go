@@ -46,7 +46,9 @@ type Config struct {
 	// with a pooled consumer. Default 4.
 	ReadConcurrency int
 	// ReadBatchBytes bounds what one ReadStream fetches at a time, and so
-	// its memory. Default 1 MiB.
+	// its memory: about twice this times the compression ratio of the
+	// topic's batches (decompressed records are what stay in memory).
+	// Default 256 KiB.
 	ReadBatchBytes int32
 
 	// ClientOpts pass through to every franz-go client the store makes
@@ -79,7 +81,7 @@ func (c *Config) setDefaults() {
 		c.ReadConcurrency = 4
 	}
 	if c.ReadBatchBytes == 0 {
-		c.ReadBatchBytes = 1 << 20
+		c.ReadBatchBytes = 256 << 10
 	}
 	if c.Propagator == nil {
 		c.Propagator = otel.GetTextMapPropagator()
