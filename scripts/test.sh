@@ -49,13 +49,19 @@ if (($# == 0)); then
 	go -C tools build -o "$INFRA_STATE/staticcheck" honnef.co/go/tools/cmd/staticcheck
 	"$INFRA_STATE/staticcheck" ./...
 
-	# The Helm chart, offline: helm lint --strict and a strict render against client-go's types for
-	# the defaults and each deploy/helm/projector/ci/*-values.yaml, plus template unit tests. They
-	# live in the tools module (Helm stays out of go.mod), which ./... does not reach.
+	# The Helm chart, offline: for the defaults and each deploy/helm/projector/ci/*-values.yaml a
+	# render decoded strictly with client-go's types and template unit tests (tools/charttest),
+	# then `helm lint --strict` with the Helm CLI. Both live in the tools module (Helm stays out of
+	# go.mod), which ./... does not reach.
 	infra_log "helm chart: lint, render and validate (tools/charttest)"
 	go -C tools vet ./...
 	(cd tools && "$INFRA_STATE/staticcheck" ./...)
 	go -C tools test -count=1 ./...
+	go -C tools build -o "$INFRA_STATE/helm" helm.sh/helm/v3/cmd/helm
+	# The chart's own values.yaml as -f is the defaults.
+	for values in deploy/helm/projector/values.yaml deploy/helm/projector/ci/*-values.yaml; do
+		"$INFRA_STATE/helm" lint --strict --quiet deploy/helm/projector -f "$values"
+	done
 fi
 
 start=$SECONDS
