@@ -13,6 +13,13 @@
 //  3. In-process fakes: franz-go's kfake and miniredis. The test log says so with a banner,
 //     because a fake is never evidence that something works against Kafka or Redis.
 //
+// The real broker of scripts/test.sh and scripts/infra.sh also has a SASL_SSL listener with
+// SCRAM-SHA-256 and SCRAM-SHA-512 over TLS. Its address, SCRAM user and password and the PEM
+// file of the throw-away CA that signed its certificate come in PROJECTOR_KAFKA_SASL_SSL_SEEDS,
+// PROJECTOR_KAFKA_SCRAM_USER, PROJECTOR_KAFKA_SCRAM_PASSWORD and PROJECTOR_KAFKA_CA_FILE, and
+// reach tests as [KafkaEnv.Secure] ([SecureListener]); Secure is nil for containers, kfake and
+// an environment without those variables.
+//
 // With PROJECTOR_REQUIRE_REAL=1 (the test command and CI set it) or CI=true, step 3 is a test
 // failure that says how to run scripts/test.sh, not a silent downgrade.
 //

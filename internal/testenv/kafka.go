@@ -28,6 +28,51 @@ type KafkaEnv struct {
 	// Info is what the cluster announced when it was first reached: cluster ID and the Kafka
 	// release its API versions match.
 	Info kafkaprobe.Info
+	// Secure is the cluster's SASL_SSL listener (SCRAM over TLS), or nil when there is none.
+	// Only the env source fills it: scripts/test.sh and scripts/infra.sh start the broker with
+	// one. Containers and kfake have none.
+	Secure *SecureListener
+}
+
+// SecureListener is a SASL_SSL listener of the same cluster: TLS with a certificate signed by
+// the CA in CAFile (valid for 127.0.0.1 and localhost), and SCRAM-SHA-256 and SCRAM-SHA-512
+// for Username/Password.
+type SecureListener struct {
+	Seeds    []string
+	Username string
+	Password string
+	// CAFile is the PEM file of the only CA that signed the listener's certificate.
+	CAFile string
+}
+
+// secureFromEnv reads the SASL_SSL listener from the environment: nil when
+// PROJECTOR_KAFKA_SASL_SSL_SEEDS is unset, an error when it is set but the rest is incomplete.
+func secureFromEnv() (*SecureListener, error) {
+	seeds := os.Getenv(EnvKafkaSASLSSLSeeds)
+	if seeds == "" {
+		return nil, nil
+	}
+	s := &SecureListener{
+		Seeds:    strings.Split(seeds, ","),
+		Username: os.Getenv(EnvKafkaSCRAMUser),
+		Password: os.Getenv(EnvKafkaSCRAMPassword),
+		CAFile:   os.Getenv(EnvKafkaCAFile),
+	}
+	var missing []string
+	for _, v := range []struct{ name, val string }{
+		{EnvKafkaSCRAMUser, s.Username}, {EnvKafkaSCRAMPassword, s.Password}, {EnvKafkaCAFile, s.CAFile},
+	} {
+		if v.val == "" {
+			missing = append(missing, v.name)
+		}
+	}
+	if len(missing) > 0 {
+		return nil, fmt.Errorf("%s is set but %s is not", EnvKafkaSASLSSLSeeds, strings.Join(missing, ", "))
+	}
+	if _, err := os.Stat(s.CAFile); err != nil {
+		return nil, fmt.Errorf("%s: %w", EnvKafkaCAFile, err)
+	}
+	return s, nil
 }
 
 var (
@@ -50,6 +95,11 @@ func Kafka(t testing.TB) *KafkaEnv {
 	}
 	env := kafkaEnv
 	env.Seeds = append([]string(nil), kafkaEnv.Seeds...)
+	if kafkaEnv.Secure != nil {
+		secure := *kafkaEnv.Secure
+		secure.Seeds = append([]string(nil), kafkaEnv.Secure.Seeds...)
+		env.Secure = &secure
+	}
 	return &env
 }
 
@@ -59,6 +109,11 @@ func findKafka() (KafkaEnv, error) {
 
 	if seeds := os.Getenv(EnvKafkaSeeds); seeds != "" {
 		env := KafkaEnv{Seeds: strings.Split(seeds, ","), Kind: KindEnv}
+		secure, err := secureFromEnv()
+		if err != nil {
+			return KafkaEnv{}, err
+		}
+		env.Secure = secure
 		wait, cancelWait := context.WithTimeout(ctx, 30*time.Second)
 		defer cancelWait()
 		info, err := kafkaprobe.Wait(wait, env.Seeds)

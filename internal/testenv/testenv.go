@@ -31,6 +31,13 @@ const (
 	EnvKafkaImage  = "PROJECTOR_KAFKA_IMAGE"
 	EnvRedisImage  = "PROJECTOR_REDIS_IMAGE"
 	EnvNoDocker    = "PROJECTOR_TESTENV_NO_DOCKER"
+
+	// The real broker's SASL_SSL listener (SCRAM-SHA-256 and SCRAM-SHA-512 over TLS), see
+	// KafkaEnv.Secure.
+	EnvKafkaSASLSSLSeeds  = "PROJECTOR_KAFKA_SASL_SSL_SEEDS"
+	EnvKafkaSCRAMUser     = "PROJECTOR_KAFKA_SCRAM_USER"
+	EnvKafkaSCRAMPassword = "PROJECTOR_KAFKA_SCRAM_PASSWORD"
+	EnvKafkaCAFile        = "PROJECTOR_KAFKA_CA_FILE"
 )
 
 const howToRunReal = "run the tests with scripts/test.sh (starts a real Kafka and Redis; needs Java 17+ and Maven, " +

@@ -6,6 +6,8 @@
 #
 # State directory layout (INFRA_STATE):
 #   kafka.pid kafka.log kafka/server.properties kafka/log4j2.properties kafka/data/
+#   kafka/tls/     throw-away CA (ca.pem, ca.key) and broker key+chain (broker-keystore.pem)
+#                  for the SASL_SSL listener
 #   redis.pid redis.log redis/
 #   env            the export lines for the running servers
 #   kafkaready     the readiness probe binary (built from internal/testenv/cmd/kafkaready)
@@ -14,14 +16,18 @@
 #   PROJECTOR_KAFKA_VERSION        Kafka release to run (default below)
 #   PROJECTOR_KAFKA_PORT           client port; a busy explicit port is an error,
 #   PROJECTOR_KAFKA_CONTROLLER_PORT   otherwise the first free port from a default is used
+#   PROJECTOR_KAFKA_SASL_SSL_PORT  SASL_SSL (SCRAM-SHA-256/512 over TLS) client port
 #   PROJECTOR_REDIS_PORT
 #   PROJECTOR_KAFKA_START_TIMEOUT  seconds to wait for the broker (default 120)
 #   PROJECTOR_KAFKA_HEAP           JVM heap (default 512m)
 #   PROJECTOR_CACHE_DIR            where broker jars are kept (default $XDG_CACHE_HOME/projector)
 #   PROJECTOR_NO_INSTALL=1         never call apt-get; fail with a message instead
 #
-# Later listeners (SASL/SCRAM, TLS) belong in infra_kafka_write_config as extra entries of
-# INFRA_KAFKA_LISTENERS / INFRA_KAFKA_PROTOCOL_MAP; everything else reads those two.
+# The broker has two client listeners: PLAINTEXT (PROJECTOR_KAFKA_SEEDS) and SASL_SSL with
+# SCRAM-SHA-256 and SCRAM-SHA-512 over TLS (PROJECTOR_KAFKA_SASL_SSL_SEEDS), whose certificate
+# is signed by a CA made for this run (PROJECTOR_KAFKA_CA_FILE) and whose one SCRAM user
+# (PROJECTOR_KAFKA_SCRAM_USER / _PASSWORD, random password) is created when storage is
+# formatted. Inter-broker and controller traffic stay PLAINTEXT.
 
 INFRA_KAFKA_VERSION=${PROJECTOR_KAFKA_VERSION:-4.3.1}
 # The broker brings log4j-core but no SLF4J binding: without one it logs nothing.
@@ -120,6 +126,16 @@ infra_plan() {
 		fi
 	fi
 
+	# openssl makes the throw-away CA and broker certificate for the SASL_SSL listener.
+	if [[ $INFRA_KAFKA_MODE == native ]] && ! command -v openssl >/dev/null 2>&1; then
+		if infra_can_apt; then
+			infra_log "installing openssl with apt-get"
+			infra_apt_install openssl || missing+=("openssl")
+		else
+			missing+=("openssl (Debian: apt-get install openssl)")
+		fi
+	fi
+
 	INFRA_REDIS_MODE=native
 	if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/null 2>&1; then
 		if [[ -n $docker ]]; then
@@ -194,12 +210,39 @@ infra_kafka_cluster_id() {
 	echo "$id"
 }
 
+# infra_kafka_tls: a throw-away CA and a broker certificate for 127.0.0.1 and localhost (EC
+# P-256, valid for 7 days), in $INFRA_STATE/kafka/tls. Kafka reads the broker's unencrypted
+# PKCS#8 key and its chain from one PEM file (ssl.keystore.type=PEM, no ssl.key.password).
+infra_kafka_tls() {
+	local dir=$INFRA_STATE/kafka/tls
+	rm -rf "$dir"
+	mkdir -p "$dir"
+	chmod 700 "$dir"
+	local ec=(-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes)
+	{
+		openssl req -x509 "${ec[@]}" -keyout "$dir/ca.key" -out "$dir/ca.pem" -days 7 \
+			-subj "/CN=projector test CA $(date -u +%Y%m%dT%H%M%SZ)" \
+			-addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign &&
+			openssl req "${ec[@]}" -keyout "$dir/broker.key" -out "$dir/broker.csr" -subj /CN=localhost &&
+			printf '%s\n' basicConstraints=critical,CA:FALSE keyUsage=critical,digitalSignature \
+				extendedKeyUsage=serverAuth subjectAltName=IP:127.0.0.1,DNS:localhost >"$dir/broker.ext" &&
+			openssl x509 -req -in "$dir/broker.csr" -CA "$dir/ca.pem" -CAkey "$dir/ca.key" \
+				-set_serial "0x$(openssl rand -hex 12)" -days 7 -extfile "$dir/broker.ext" -out "$dir/broker.pem"
+	} >"$dir/openssl.log" 2>&1 || {
+		infra_show_log_tail "$dir/openssl.log"
+		infra_die "openssl could not make the CA and broker certificate for the SASL_SSL listener"
+	}
+	# Key first, then the chain (leaf, CA).
+	cat "$dir/broker.key" "$dir/broker.pem" "$dir/ca.pem" >"$dir/broker-keystore.pem"
+	chmod 600 "$dir"/*.key "$dir/broker-keystore.pem"
+}
+
 infra_kafka_write_config() {
 	local dir=$INFRA_STATE/kafka
 	mkdir -p "$dir/data"
-	INFRA_KAFKA_LISTENERS="PLAINTEXT://127.0.0.1:$INFRA_KAFKA_PORT,CONTROLLER://127.0.0.1:$INFRA_KAFKA_CONTROLLER_PORT"
-	INFRA_KAFKA_ADVERTISED="PLAINTEXT://127.0.0.1:$INFRA_KAFKA_PORT"
-	INFRA_KAFKA_PROTOCOL_MAP="CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT"
+	INFRA_KAFKA_LISTENERS="PLAINTEXT://127.0.0.1:$INFRA_KAFKA_PORT,CONTROLLER://127.0.0.1:$INFRA_KAFKA_CONTROLLER_PORT,SASL_SSL://127.0.0.1:$INFRA_KAFKA_SASL_SSL_PORT"
+	INFRA_KAFKA_ADVERTISED="PLAINTEXT://127.0.0.1:$INFRA_KAFKA_PORT,SASL_SSL://127.0.0.1:$INFRA_KAFKA_SASL_SSL_PORT"
+	INFRA_KAFKA_PROTOCOL_MAP="CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL"
 	cat >"$dir/server.properties" <<EOF
 process.roles=broker,controller
 node.id=1
@@ -221,6 +264,13 @@ share.coordinator.state.topic.replication.factor=1
 share.coordinator.state.topic.min.isr=1
 group.initial.rebalance.delay.ms=0
 delete.topic.enable=true
+# SASL_SSL: SCRAM-SHA-256/512 over TLS. Users are created by StorageTool format --add-scram.
+sasl.enabled.mechanisms=SCRAM-SHA-256,SCRAM-SHA-512
+listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.ssl.keystore.type=PEM
+listener.name.sasl_ssl.ssl.keystore.location=$dir/tls/broker-keystore.pem
+listener.name.sasl_ssl.ssl.client.auth=none
 EOF
 	cat >"$dir/log4j2.properties" <<'EOF'
 status = warn
@@ -257,16 +307,22 @@ infra_show_log_tail() {
 infra_start_kafka() {
 	local jars cluster_id
 	jars=$(infra_kafka_jars)
+	infra_kafka_tls
 	infra_kafka_write_config
 	cluster_id=$(infra_kafka_cluster_id)
+	INFRA_KAFKA_SCRAM_USER=projector
+	INFRA_KAFKA_SCRAM_PASSWORD=$(head -c 18 /dev/urandom | base64 | tr '+/' 'xy')
 	local java_opts=(-Xmx"${PROJECTOR_KAFKA_HEAP:-512m}" -Xms256m -XX:+UseG1GC -XX:TieredStopAtLevel=1
 		-Djava.awt.headless=true -Dlog4j2.configurationFile="$INFRA_STATE/kafka/log4j2.properties")
 	if ! java "${java_opts[@]}" -cp "$jars/*" kafka.tools.StorageTool format -t "$cluster_id" \
-		-c "$INFRA_STATE/kafka/server.properties" --ignore-formatted >"$INFRA_STATE/kafka-format.log" 2>&1; then
+		-c "$INFRA_STATE/kafka/server.properties" --ignore-formatted \
+		--add-scram "SCRAM-SHA-256=[name=$INFRA_KAFKA_SCRAM_USER,password=$INFRA_KAFKA_SCRAM_PASSWORD]" \
+		--add-scram "SCRAM-SHA-512=[name=$INFRA_KAFKA_SCRAM_USER,password=$INFRA_KAFKA_SCRAM_PASSWORD]" \
+		>"$INFRA_STATE/kafka-format.log" 2>&1; then
 		infra_show_log_tail "$INFRA_STATE/kafka-format.log"
 		infra_die "formatting Kafka storage failed"
 	fi
-	infra_log "starting Kafka $INFRA_KAFKA_VERSION on 127.0.0.1:$INFRA_KAFKA_PORT (controller :$INFRA_KAFKA_CONTROLLER_PORT)"
+	infra_log "starting Kafka $INFRA_KAFKA_VERSION on 127.0.0.1:$INFRA_KAFKA_PORT, SASL_SSL :$INFRA_KAFKA_SASL_SSL_PORT (controller :$INFRA_KAFKA_CONTROLLER_PORT)"
 	nohup java "${java_opts[@]}" -cp "$jars/*" kafka.Kafka "$INFRA_STATE/kafka/server.properties" \
 		</dev/null >"$INFRA_STATE/kafka.log" 2>&1 &
 	echo $! >"$INFRA_STATE/kafka.pid"
@@ -306,6 +362,17 @@ infra_wait_kafka() {
 		infra_show_log_tail "$INFRA_STATE/kafka.log"
 		infra_die "Kafka on port $INFRA_KAFKA_PORT did not answer metadata requests within ${timeout}s (log: $INFRA_STATE/kafka.log)"
 	fi
+	# The SASL_SSL listener with both mechanisms: TLS against the CA, SCRAM with the user.
+	local mech
+	for mech in SCRAM-SHA-256 SCRAM-SHA-512; do
+		if ! INFRA_KAFKA_SCRAM_PASSWORD=$INFRA_KAFKA_SCRAM_PASSWORD \
+			"$INFRA_STATE/kafkaready" -seeds "127.0.0.1:$INFRA_KAFKA_SASL_SSL_PORT" -timeout 20s \
+			-ca-file "$INFRA_STATE/kafka/tls/ca.pem" -sasl "$mech" -user "$INFRA_KAFKA_SCRAM_USER" \
+			-password-env INFRA_KAFKA_SCRAM_PASSWORD >&2; then
+			infra_show_log_tail "$INFRA_STATE/kafka.log"
+			infra_die "Kafka's SASL_SSL listener on port $INFRA_KAFKA_SASL_SSL_PORT did not answer with $mech over TLS (log: $INFRA_STATE/kafka.log)"
+		fi
+	done
 }
 
 infra_wait_redis() {
@@ -324,15 +391,18 @@ infra_up() {
 	mkdir -p "$INFRA_STATE"
 	infra_plan
 	local probe_pid=
-	: >"$INFRA_STATE/env"
+	# The env file carries the SCRAM password: readable by its owner only.
+	(umask 077 && : >"$INFRA_STATE/env")
 	# All ports are chosen before anything starts, so a busy port fails fast.
 	if [[ $INFRA_KAFKA_MODE == native ]]; then
 		INFRA_KAFKA_PORT=$(infra_pick_port "$INFRA_KAFKA_PORT_DEFAULT" PROJECTOR_KAFKA_PORT)
 		INFRA_KAFKA_CONTROLLER_PORT=$(infra_pick_port "$((INFRA_KAFKA_PORT + 1))" PROJECTOR_KAFKA_CONTROLLER_PORT "$INFRA_KAFKA_PORT")
+		INFRA_KAFKA_SASL_SSL_PORT=$(infra_pick_port "$((INFRA_KAFKA_CONTROLLER_PORT + 1))" PROJECTOR_KAFKA_SASL_SSL_PORT \
+			"$INFRA_KAFKA_PORT" "$INFRA_KAFKA_CONTROLLER_PORT")
 	fi
 	if [[ $INFRA_REDIS_MODE == native ]]; then
 		INFRA_REDIS_PORT=$(infra_pick_port "$INFRA_REDIS_PORT_DEFAULT" PROJECTOR_REDIS_PORT \
-			"${INFRA_KAFKA_PORT:-}" "${INFRA_KAFKA_CONTROLLER_PORT:-}")
+			"${INFRA_KAFKA_PORT:-}" "${INFRA_KAFKA_CONTROLLER_PORT:-}" "${INFRA_KAFKA_SASL_SSL_PORT:-}")
 	fi
 	if [[ $INFRA_KAFKA_MODE == native ]]; then
 		infra_start_kafka
@@ -349,7 +419,13 @@ infra_up() {
 	if [[ -n $probe_pid ]]; then
 		wait "$probe_pid" || infra_die "building internal/testenv/cmd/kafkaready failed"
 		infra_wait_kafka
-		echo "export PROJECTOR_KAFKA_SEEDS=127.0.0.1:$INFRA_KAFKA_PORT" >>"$INFRA_STATE/env"
+		{
+			echo "export PROJECTOR_KAFKA_SEEDS=127.0.0.1:$INFRA_KAFKA_PORT"
+			echo "export PROJECTOR_KAFKA_SASL_SSL_SEEDS=127.0.0.1:$INFRA_KAFKA_SASL_SSL_PORT"
+			echo "export PROJECTOR_KAFKA_SCRAM_USER=$INFRA_KAFKA_SCRAM_USER"
+			echo "export PROJECTOR_KAFKA_SCRAM_PASSWORD=$INFRA_KAFKA_SCRAM_PASSWORD"
+			echo "export PROJECTOR_KAFKA_CA_FILE=$INFRA_STATE/kafka/tls/ca.pem"
+		} >>"$INFRA_STATE/env"
 	elif [[ $INFRA_KAFKA_MODE == docker ]]; then
 		infra_log "Java/Maven not available: the tests start Kafka with testcontainers (Docker)"
 	fi
