@@ -47,11 +47,14 @@ type Resetter interface {
 // BatchApplier is implemented by projections that apply several events
 // faster together than one by one (one transaction, one round trip).
 //
-// The runner passes events of one stream, in order, at most
-// [RunnerConfig.BatchSize] at a time. ApplyBatch returns how many leading
-// events of the batch it applied durably; with a nil error that must be
-// len(events). On error, the runner records the first applied events and
-// reports the error against events[applied].
+// The runner passes events in delivery order, each stream's in sequence
+// order; a batch may hold events of several streams (the in-process runner
+// passes one stream's, the Kafka runner a partition's). ApplyBatch returns
+// how many leading events of the batch it applied durably; with a nil error
+// that must be len(events). On error, the runner records the first applied
+// events and reports the error against events[applied]. After a panic the
+// runner assumes none of the batch was applied, so a batch must be atomic
+// or idempotent.
 type BatchApplier interface {
 	ApplyBatch(ctx context.Context, events []Event) (applied int, err error)
 }

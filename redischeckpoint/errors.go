@@ -59,3 +59,7 @@ func (e *CorruptCursorError) Is(target error) bool { return target == ErrCorrupt
 // isNil reports redis.Nil, the "no such key or field" reply, which this
 // package translates at the boundary.
 func isNil(err error) bool { return errors.Is(err, redis.Nil) }
+
+// Fenced marks the error as a fencing rejection for callers that cannot
+// import this package (the Kafka runner checks for this method).
+func (e *FencedError) Fenced() bool { return true }

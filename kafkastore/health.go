@@ -1,0 +1,65 @@
+package kafkastore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+func newAdmin(cl *kgo.Client) *kadm.Client { return kadm.NewClient(cl) }
+
+// Healthy reports whether the process works: Run has been called and has
+// not returned. It depends on neither Kafka nor Redis, so a liveness probe
+// built on it does not restart replicas during a broker outage.
+func (r *Runner) Healthy() error {
+	if !r.ran.Load() {
+		return errors.New("kafkastore: runner not started")
+	}
+	if r.stopped.Load() {
+		return errors.New("kafkastore: runner stopped")
+	}
+	return nil
+}
+
+// Ready reports whether the replica takes part: it has joined its consumer
+// group (it may hold no partition when there are more replicas than
+// partitions) and the checkpoint store answers.
+func (r *Runner) Ready(ctx context.Context) error {
+	if err := r.Healthy(); err != nil {
+		return err
+	}
+	if !r.joined.Load() {
+		return errors.New("kafkastore: not (yet) a member of consumer group " + r.cfg.Group)
+	}
+	if p, ok := r.cfg.Checkpoints.(Pinger); ok {
+		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		if err := p.Ping(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Handler serves GET /healthz (Healthy) and GET /readyz (Ready), with 200
+// or 503 and a JSON body naming the problem.
+func (r *Runner) Handler() http.Handler {
+	mux := http.NewServeMux()
+	reply := func(w http.ResponseWriter, err error) {
+		w.Header().Set("Content-Type", "application/json")
+		body := map[string]any{"status": "ok", "group": r.cfg.Group, "partitions": r.Assigned()}
+		if err != nil {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			body["status"], body["error"] = "unavailable", err.Error()
+		}
+		_ = json.NewEncoder(w).Encode(body)
+	}
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { reply(w, r.Healthy()) })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, req *http.Request) { reply(w, r.Ready(req.Context())) })
+	return mux
+}

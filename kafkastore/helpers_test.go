@@ -1,0 +1,34 @@
+package kafkastore_test
+
+import (
+	"testing"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+func consumeFromStart(topic string) []kgo.Opt {
+	return []kgo.Opt{kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart())}
+}
+
+func pollOne(t *testing.T, cl *kgo.Client) *kgo.Record {
+	t.Helper()
+	ctx := ctxFor(t)
+	for {
+		fetches := cl.PollRecords(ctx, 1)
+		if err := ctx.Err(); err != nil {
+			t.Fatalf("no record: %v", err)
+		}
+		if recs := fetches.Records(); len(recs) > 0 {
+			return recs[0]
+		}
+	}
+}
+
+func headerOf(r *kgo.Record, key string) string {
+	for _, h := range r.Headers {
+		if h.Key == key {
+			return string(h.Value)
+		}
+	}
+	return ""
+}

@@ -1,0 +1,282 @@
+package kafkastore_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/projector-dev/projector/framework"
+	"github.com/projector-dev/projector/internal/testenv"
+	"github.com/projector-dev/projector/kafkastore"
+	"github.com/projector-dev/projector/redischeckpoint"
+)
+
+// fixture is a topic, a Redis namespace and a counting projection whose
+// read model (a count per stream) lives in Redis beside its cursors.
+type fixture struct {
+	env    *testenv.KafkaEnv
+	redis  *testenv.RedisEnv
+	store  *kafkastore.Store
+	rstore *redischeckpoint.Store
+	name   string
+}
+
+func newFixture(t *testing.T, partitions int32) *fixture {
+	t.Helper()
+	store, env := newStore(t, kafkastore.Config{Partitions: partitions})
+	red := testenv.Redis(t)
+	rstore, err := redischeckpoint.New(redischeckpoint.Config{Client: red.Client, Namespace: red.Prefix(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &fixture{env: env, redis: red, store: store, rstore: rstore, name: "counts"}
+}
+
+// counter returns the counting projection; events of type "Poison" fail.
+func (f *fixture) counter(t *testing.T) *redischeckpoint.AtomicProjection {
+	t.Helper()
+	p, err := f.rstore.NewAtomicProjection(f.name, func(e framework.Event, w *redischeckpoint.Writes) error {
+		if e.Type == "Poison" {
+			return fmt.Errorf("cannot apply %s: poison", e)
+		}
+		w.HIncrBy(w.Key("counts"), e.StreamID, 1)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// produce appends n events to each of the streams and returns the counts.
+func (f *fixture) produce(t *testing.T, streams, n int, prefix string) map[string]int64 {
+	t.Helper()
+	want := map[string]int64{}
+	data := make([]framework.EventData, n)
+	for i := range data {
+		data[i] = framework.EventData{Type: "Counted"}
+	}
+	ctx := ctxFor(t)
+	var wg sync.WaitGroup
+	errs := make(chan error, streams)
+	sem := make(chan struct{}, 16)
+	for i := range streams {
+		id := fmt.Sprintf("%s%05d", prefix, i)
+		want[id] = int64(n)
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			if _, err := f.store.Append(ctx, id, framework.AnyVersion, data); err != nil {
+				errs <- err
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	return want
+}
+
+func (f *fixture) counts(t *testing.T, p *redischeckpoint.AtomicProjection) map[string]int64 {
+	t.Helper()
+	raw, err := f.redis.Client.HGetAll(context.Background(), p.Key("counts")).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]int64{}
+	for k, v := range raw {
+		var n int64
+		fmt.Sscan(v, &n)
+		out[k] = n
+	}
+	return out
+}
+
+// waitCounts waits until the read model equals want, or fails showing the
+// difference.
+func (f *fixture) waitCounts(t *testing.T, p *redischeckpoint.AtomicProjection, want map[string]int64, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		got := f.counts(t, p)
+		if maps.Equal(got, want) {
+			return
+		}
+		for id, n := range got {
+			if n > want[id] {
+				t.Fatalf("stream %s counted %d times, produced %d: an event was applied twice", id, n, want[id])
+			}
+		}
+		if time.Now().After(deadline) {
+			missing := 0
+			for id, n := range want {
+				if got[id] != n {
+					missing++
+				}
+			}
+			t.Fatalf("after %v, %d of %d streams differ from what was produced", timeout, missing, len(want))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+type replica struct {
+	r      *kafkastore.Runner
+	cancel context.CancelFunc
+	done   chan error
+	once   sync.Once
+}
+
+func (f *fixture) start(t *testing.T, p framework.Projection, mod func(*kafkastore.RunnerConfig)) *replica {
+	t.Helper()
+	cfg := kafkastore.RunnerConfig{
+		Seeds: f.env.Seeds, Topic: f.store.Config().Topic, Projection: p, Checkpoints: f.rstore,
+		Events: f.store, FlushInterval: 200 * time.Millisecond, ParkedRefresh: 200 * time.Millisecond,
+		Retry: kafkastore.RetryPolicy{Attempts: 3, Initial: 10 * time.Millisecond},
+	}
+	if mod != nil {
+		mod(&cfg)
+	}
+	r, err := kafkastore.NewRunner(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	rep := &replica{r: r, cancel: cancel, done: make(chan error, 1)}
+	go func() { rep.done <- r.Run(ctx) }()
+	t.Cleanup(func() { rep.stop(t) })
+	return rep
+}
+
+func (rep *replica) stop(t *testing.T) {
+	rep.once.Do(func() {
+		rep.cancel()
+		select {
+		case err := <-rep.done:
+			if err != nil {
+				t.Errorf("Run: %v", err)
+			}
+		case <-time.After(time.Minute):
+			t.Error("Run did not return within a minute of cancel")
+		}
+	})
+}
+
+func TestRunnerAppliesEveryEventOnce(t *testing.T) {
+	f := newFixture(t, 3)
+	want := f.produce(t, 200, 10, "process/t/")
+	p := f.counter(t)
+	rep := f.start(t, p, nil)
+	f.waitCounts(t, p, want, time.Minute)
+	if err := rep.r.Ready(ctxFor(t)); err != nil {
+		t.Errorf("Ready = %v", err)
+	}
+	rep.stop(t)
+
+	// The cursors are stored and the offsets committed: a restarted
+	// replica re-applies nothing, and applies only what is new.
+	more := f.produce(t, 20, 3, "process/t/")
+	for id, n := range more {
+		want[id] += n
+	}
+	p2 := f.counter(t)
+	f.start(t, p2, nil)
+	f.waitCounts(t, p2, want, time.Minute)
+	time.Sleep(500 * time.Millisecond)
+	if p2.Skipped() != 0 {
+		t.Errorf("the restarted replica skipped %d duplicates: offsets were not committed after the cursors", p2.Skipped())
+	}
+	lag, err := f.env.Admin(t).Lag(ctxFor(t), f.name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = lag
+}
+
+func TestPoisonEventParksOnlyItsStream(t *testing.T) {
+	f := newFixture(t, 3)
+	want := f.produce(t, 50, 4, "process/t/")
+	ctx := ctxFor(t)
+	poisoned := "process/t/00007"
+	if _, err := f.store.Append(ctx, poisoned, framework.AnyVersion, []framework.EventData{{Type: "Poison"}, {Type: "Counted"}, {Type: "Counted"}}); err != nil {
+		t.Fatal(err)
+	}
+	p := f.counter(t)
+	rep := f.start(t, p, nil)
+	f.waitCounts(t, p, want, time.Minute) // the poisoned stream stops at 4; all others complete
+
+	var parked []framework.ParkedStream
+	var err error
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if parked, err = rep.r.Parked(ctx); err != nil || len(parked) > 0 {
+			break
+		}
+	}
+	if err != nil || len(parked) != 1 || parked[0].StreamID != poisoned || parked[0].Sequence != 5 || parked[0].Reason != framework.ParkApplyFailed {
+		t.Fatalf("parked = %+v, %v; want %s at 5", parked, err, poisoned)
+	}
+	if !strings.Contains(parked[0].Error, "poison") || parked[0].Attempts != 3 {
+		t.Errorf("parked record %+v does not carry the error and the 3 attempts", parked[0])
+	}
+	// The event is on the dead-letter topic with the reason.
+	dlq := f.store.Config().Topic + ".dead-letter"
+	cl := f.env.Client(t, consumeFromStart(dlq)...)
+	rec := pollOne(t, cl)
+	if string(rec.Key) != poisoned || headerOf(rec, kafkastore.HeaderDLQReason) != framework.ParkApplyFailed || !strings.Contains(headerOf(rec, kafkastore.HeaderDLQError), "poison") {
+		t.Errorf("dead letter %s with headers %v", rec.Key, rec.Headers)
+	}
+
+	// Skipping it (recorded) resumes the stream after the event: its two
+	// later events are applied from the event store.
+	if err := rep.r.SkipParked(ctx, poisoned, "test", ""); err == nil {
+		t.Error("a skip without a reason was accepted")
+	}
+	if err := rep.r.SkipParked(ctx, poisoned, "test", "known bad event, corrected by ticket 42"); err != nil {
+		t.Fatal(err)
+	}
+	want[poisoned] = 6
+	f.waitCounts(t, p, want, 30*time.Second)
+	res, err := f.rstore.Resolutions(ctx, f.name, 10)
+	if err != nil || len(res) != 1 || res[0].By != "test" || res[0].Action != "skip" || res[0].Parked.Sequence != 5 {
+		t.Errorf("resolutions = %+v, %v", res, err)
+	}
+}
+
+func TestZombieCannotWrite(t *testing.T) {
+	f := newFixture(t, 1)
+	want := f.produce(t, 10, 2, "process/t/")
+	p := f.counter(t)
+	rep := f.start(t, p, nil)
+	f.waitCounts(t, p, want, time.Minute)
+
+	// Another replica takes the partition over: it gets a newer fence.
+	if _, err := f.rstore.AcquireFence(ctxFor(t), f.name, 0); err != nil {
+		t.Fatal(err)
+	}
+	f.produce(t, 10, 1, "process/t/") // the zombie still receives these
+	time.Sleep(2 * time.Second)
+	if got := f.counts(t, p); !maps.Equal(got, want) {
+		t.Errorf("the zombie changed the read model: %v, want %v", got, want)
+	}
+	cp, err := f.rstore.Load(ctxFor(t), f.name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for id := range want {
+		if cp.Cursor(id) != 2 {
+			t.Errorf("the zombie moved the cursor of %s to %d", id, cp.Cursor(id))
+		}
+	}
+	if !strings.Contains(rep.r.LastError(), "fenced") {
+		t.Errorf("LastError = %q, want the fencing rejection", rep.r.LastError())
+	}
+}
+
+var errUnused = errors.New("unused")
