@@ -1,0 +1,82 @@
+// Package mabis is the domain of the billing example: the MaBiS
+// Bilanzkreisabrechnung (balance-group settlement) of a German distribution
+// grid operator (Verteilnetzbetreiber) for one billing month.
+//
+// Every market location (Marktlokation, MaLo) of the grid has one event
+// stream per billing month, "process/{tenant}/{malo}-{YYYY-MM}". The stream
+// records which supplier (Lieferant) and which balance group (Bilanzkreis)
+// the MaLo is assigned to from which day on, the quarter-hour energy values
+// of each day, corrections of those values and clearing cases (Klärfälle).
+// The "billing" projection aggregates them into one sum time series per
+// month and balance group: per quarter hour the energy in watt-hours, the
+// number of MaLos that contributed and how many of their values were
+// substitute values (Ersatzwerte).
+//
+// # Identifiers
+//
+// [ValidateMaLoID] checks the 11-digit MaLo-ID and its check digit,
+// [ValidateEIC] the 16-character ENTSO-E Energy Identification Code of a
+// balance group and its check character, [ValidateMarketPartnerID] the
+// 13-digit BDEW code of a supplier.
+//
+// # The settlement grid
+//
+// Settlement is by quarter hour in German local time (Europe/Berlin): a day
+// has 96 quarter hours, the day of the spring clock change 92, the autumn
+// one 100. [Day] and [Month] number the quarter hours from 0 and convert
+// between a quarter hour's index and its instant. Energy is an integer
+// number of watt-hours, never a floating-point number.
+//
+// # Events
+//
+// The event types and their JSON payloads (schema version 1) are in
+// events.go; see [AssignmentBegun], [AssignmentChanged], [AssignmentEnded],
+// [DayValuesReceived], [ValuesCorrected], [ClearingCaseOpened] and
+// [ClearingCaseResolved]. Each payload's Validate names the field at fault.
+//
+// # Which balance group a day belongs to
+//
+// A day's values belong to the balance group the MaLo is assigned to on
+// that day (by valid-from). The MaLo's billing process (the write side)
+// knows the assignments, so it stamps that balance group on every
+// DayValuesReceived and ValuesCorrected it records: within a stream the
+// assignment events come before the values they affect. The projection
+// reads the balance group from the event and never infers it: it cannot
+// read Redis while it prepares a batch, and state held in its memory would
+// be lost with a restart or a rebalance.
+//
+// An assignment change that reaches back over days whose values were
+// already recorded (a retroactive change) is followed in the stream by a
+// ValuesCorrected for each such day, naming the balance group the day moves
+// from (MovedFrom). The projection takes the day out of that group and puts
+// it into the new one.
+//
+// A correction replaces the day's values; it never adds to them. See
+// [Apply] for how each event is written and [Reader] for queries.
+//
+// # Read model
+//
+// The read model's keys lie below the projection's read-model prefix
+// ("projector:{billing}:rm:"). {t} is the tenant, {m} the month "YYYY-MM",
+// {eic} a balance group, {slot} a quarter hour of the month from 0, {q} a
+// quarter hour of a day from 0:
+//
+//	{t}:{m}:balance-groups          set: EICs with an assignment or values in the month
+//	{t}:{m}:bk:{eic}:wh             hash: {slot} -> sum of energy, Wh
+//	{t}:{m}:bk:{eic}:malos          hash: {slot} -> number of MaLos with a value
+//	{t}:{m}:bk:{eic}:substitutes    hash: {slot} -> number of substitute values
+//	{t}:{m}:bk:{eic}:assigned       set: MaLos assigned to the group on a day of the month
+//	{t}:{m}:bk:{eic}:suppliers      set: their suppliers
+//	{t}:{m}:clearing                hash: opened, resolved, opened:{eic}, resolved:{eic}
+//	{t}:{m}:clearing:open           set: {malo}/{case_id} of open cases
+//	{t}:{m}:malo:{malo}             hash: {valid_from} -> "{supplier} {eic}", or "ended"
+//	{t}:{m}:malo:{malo}:{day}       hash: {q} -> Wh, s{q} -> 1 for a substitute value (absent or 0: measured)
+//
+// A month of 2,000 MaLos and 6 balance groups is about 64,000 keys: one
+// small hash per MaLo and day and three hashes of about 3,000 fields per
+// balance group. A day hash holds up to 100 values and a few substitute
+// flags, under Redis's default limit of 128 fields for its compact listpack
+// encoding (a corrected day, which carries every flag, goes over it). One
+// hash per MaLo and month would be fewer keys, but with about 3,000 fields
+// each it could not use the compact encoding: several times the memory.
+package mabis
