@@ -1,0 +1,166 @@
+// Command billing runs the MaBiS balance-group settlement example: it
+// generates a billing month of MaLo streams into Kafka, projects them into
+// sum time series per balance group in Redis, and serves them as JSON.
+//
+//	billing [demo]     everything in one process, on in-process Kafka and Redis
+//	billing generate   append a generated month to a Kafka topic
+//	billing worker     run the "billing" projection from Kafka into Redis, with the API
+//	billing api        serve the API over a Redis read model
+//
+// Every flag falls back to an environment variable, shown by -h.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/projector-dev/projector/examples/billing/mabis"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil && !errors.Is(err, flag.ErrHelp) {
+		fmt.Fprintln(os.Stderr, "billing:", err)
+		os.Exit(1)
+	}
+}
+
+// run dispatches to a subcommand; with no arguments it runs the demo.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cmd := "demo"
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		cmd, args = args[0], args[1:]
+	}
+	commands := map[string]func(context.Context, options, io.Writer) error{
+		"demo":     demo,
+		"generate": generate,
+		"worker":   worker,
+		"api":      serveAPI,
+	}
+	fn, ok := commands[cmd]
+	if !ok {
+		return fmt.Errorf("unknown command %q: want demo, generate, worker or api", cmd)
+	}
+	opts, err := parseFlags(cmd, args, stderr)
+	if err != nil {
+		return err
+	}
+	return fn(ctx, opts, stdout)
+}
+
+// options are the flags of every subcommand; each uses what it needs.
+type options struct {
+	brokers    []string
+	topic      string
+	partitions int
+	projection string
+	redisURL   string
+	httpAddr   string
+	tenant     string
+	month      mabis.Month
+	malos      int
+	seed       uint64
+	logger     *slog.Logger
+}
+
+func envOr(name, def string) string {
+	if v, ok := os.LookupEnv(name); ok && v != "" {
+		return v
+	}
+	return def
+}
+
+func parseFlags(cmd string, args []string, stderr io.Writer) (options, error) {
+	fs := flag.NewFlagSet("billing "+cmd, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	brokers := fs.String("brokers", envOr("PROJECTOR_KAFKA_BROKERS", ""), "Kafka seed brokers, comma-separated (PROJECTOR_KAFKA_BROKERS); demo: empty starts an in-process fake")
+	topic := fs.String("topic", envOr("PROJECTOR_TOPIC", "mabis.process-events"), "event topic (PROJECTOR_TOPIC)")
+	partitions := fs.String("partitions", envOr("PROJECTOR_PARTITIONS", "12"), "partitions of the event topic when it is created (PROJECTOR_PARTITIONS)")
+	projection := fs.String("projection", envOr("PROJECTOR_PROJECTION", mabis.ProjectionName), "projection name: consumer group and Redis keys; renaming starts from scratch (PROJECTOR_PROJECTION)")
+	redisURL := fs.String("redis", envOr("PROJECTOR_REDIS_URL", ""), "Redis URL, redis:// or rediss:// (PROJECTOR_REDIS_URL); demo: empty starts an in-process fake")
+	httpAddr := fs.String("http", envOr("PROJECTOR_HTTP_ADDR", ":8080"), "HTTP listen address of the API (PROJECTOR_HTTP_ADDR)")
+	tenant := fs.String("tenant", envOr("PROJECTOR_TENANT", "netz-musterstadt"), "tenant: the grid operator (PROJECTOR_TENANT)")
+	month := fs.String("month", envOr("PROJECTOR_MONTH", "2026-03"), "billing month YYYY-MM (PROJECTOR_MONTH)")
+	malos := fs.String("malos", envOr("PROJECTOR_MALOS", "2000"), "number of MaLos to generate (PROJECTOR_MALOS)")
+	seed := fs.String("seed", envOr("PROJECTOR_SEED", "1"), "seed of the generated month (PROJECTOR_SEED)")
+	if err := fs.Parse(args); err != nil {
+		return options{}, err
+	}
+	if fs.NArg() > 0 {
+		return options{}, fmt.Errorf("%s: unexpected arguments %q", cmd, fs.Args())
+	}
+	o := options{topic: *topic, projection: *projection, redisURL: *redisURL, httpAddr: *httpAddr, tenant: *tenant}
+	for _, b := range strings.Split(*brokers, ",") {
+		if b = strings.TrimSpace(b); b != "" {
+			o.brokers = append(o.brokers, b)
+		}
+	}
+	var errs []error
+	var err error
+	if o.month, err = mabis.ParseMonth(*month); err != nil {
+		errs = append(errs, fmt.Errorf("-month: %w", err))
+	}
+	if o.malos, err = strconv.Atoi(*malos); err != nil || o.malos < 1 {
+		errs = append(errs, fmt.Errorf("-malos %q: want a positive number", *malos))
+	}
+	if o.partitions, err = strconv.Atoi(*partitions); err != nil || o.partitions < 1 {
+		errs = append(errs, fmt.Errorf("-partitions %q: want a positive number", *partitions))
+	}
+	if o.seed, err = strconv.ParseUint(*seed, 10, 64); err != nil || o.seed == 0 {
+		errs = append(errs, fmt.Errorf("-seed %q: want a positive number", *seed))
+	}
+	o.logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	return o, errors.Join(errs...)
+}
+
+// serveHTTP serves h on addr until ctx is done, then shuts down gracefully.
+// ready is called with the listening address once the listener is open.
+func serveHTTP(ctx context.Context, addr string, h http.Handler, ready func(addr string)) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("http: %w", err)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	ready(ln.Addr().String())
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutdown); err != nil {
+		return err
+	}
+	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// apiURL turns a listening address into a URL people can open.
+func apiURL(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "http://" + addr
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "localhost"
+	}
+	return "http://" + net.JoinHostPort(host, port)
+}
