@@ -394,7 +394,9 @@ func Decode(e framework.Event, m Month) (Payload, error) {
 	if err := json.Unmarshal(e.Data, p); err != nil {
 		field := ""
 		if te, ok := errors.AsType[*json.UnmarshalTypeError](err); ok {
-			field = te.Field
+			// The embedded DayValues shows in the path; its fields are
+			// top-level in the JSON.
+			field = strings.TrimPrefix(te.Field, "DayValues.")
 		}
 		return nil, &PayloadError{Type: e.Type, Field: field, Err: err}
 	}

@@ -3,6 +3,7 @@ package mabis_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -111,4 +112,123 @@ func TestUnknownBalanceGroup(t *testing.T) {
 	if !errors.Is(err, mabis.ErrUnknownBalanceGroup) {
 		t.Errorf("Series of a group without data = %v, want ErrUnknownBalanceGroup", err)
 	}
+}
+
+// TestCorrectionsReplaceAndMovesSplitTheMonth walks one MaLo through the
+// cases of the rule in the package documentation, with values small
+// enough to check by hand.
+func TestCorrectionsReplaceAndMovesSplitTheMonth(t *testing.T) {
+	ctx := ctxFor(t)
+	p, _ := newProjection(t)
+	m := mustMonth(t, "2026-03")
+	stream, _ := mabis.StreamID("netz-test", testMaLo, m)
+	other, _ := mabis.StreamID("netz-test", "50000000005", m)
+
+	subst := day96(10)
+	subst.Quality = "SS" + strings.Repeat("M", 94)
+	day3 := day96(7)
+	day3.Day = "2026-03-03"
+	corrected := day96(20) // day 2 again: 20 Wh, all measured
+	moved := day3
+	moved.BalanceGroup, moved.Supplier = otherEIC, "9900000000024"
+	otherDay := day96(1)
+	otherDay.MaLo = "50000000005"
+	events := []framework.Event{
+		event(t, stream, 1, mabis.AssignmentBegun{MaLo: testMaLo, Supplier: testVendor, BalanceGroup: testEIC, ValidFrom: "2025-01-01"}),
+		event(t, stream, 2, mabis.DayValuesReceived{DayValues: subst}),
+		event(t, stream, 3, mabis.DayValuesReceived{DayValues: day3}),
+		{StreamID: stream, Sequence: 4, EventID: "x", Type: "MeterExchanged", SchemaVersion: 1, Data: []byte(`{}`)},
+		event(t, stream, 5, mabis.ValuesCorrected{DayValues: corrected, Reason: "true values"}),
+		// Retroactive: from 3 March the MaLo is in the other group, and day 3
+		// moves there.
+		event(t, stream, 6, mabis.AssignmentChanged{MaLo: testMaLo, Supplier: "9900000000024", BalanceGroup: otherEIC, ValidFrom: "2026-03-03"}),
+		event(t, stream, 7, mabis.ValuesCorrected{DayValues: moved, MovedFrom: testEIC}),
+		event(t, other, 1, mabis.AssignmentBegun{MaLo: "50000000005", Supplier: testVendor, BalanceGroup: testEIC, ValidFrom: "2025-01-01"}),
+		event(t, other, 2, mabis.DayValuesReceived{DayValues: otherDay}),
+		event(t, other, 3, mabis.ClearingCaseOpened{MaLo: "50000000005", CaseID: "K1", BalanceGroup: testEIC}),
+	}
+	runner, _ := framework.NewProjectionRunner(framework.RunnerConfig{})
+	for range 2 { // the second run is all duplicates
+		if _, err := runner.Run(ctx, p, events); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r, _ := mabis.NewReader(p, "netz-test")
+	totals, err := r.BalanceGroups(ctx, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type row struct {
+		eic                      string
+		wh, subst, values, malos int64
+		open                     int64
+	}
+	var got []row
+	for _, g := range totals.BalanceGroups {
+		got = append(got, row{g.EIC, g.EnergyWh, g.SubstituteValues, g.MaLoValues, g.AssignedMaLos, g.ClearingOpened - g.ClearingResolved})
+	}
+	want := []row{
+		// day 2 corrected to 20 Wh x 96 (no substitutes left) + the other
+		// MaLo's 1 Wh x 96; day 3 moved out.
+		{testEIC, 96*20 + 96*1, 0, 96 * 2, 2, 1},
+		{otherEIC, 96 * 7, 0, 96, 1, 0},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("groups %+v, want %+v", got, want)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("group %d: %+v, want %+v", i, got[i], want[i])
+		}
+	}
+	day := mustDay(t, "2026-03-02")
+	s, err := r.Series(ctx, m, testEIC, mabis.QuarterHourly)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if q := s.Points[m.FirstSlot(day)]; q.EnergyWh != 21 || q.MaLos != 2 || q.SubstituteValues != 0 {
+		t.Errorf("2 March 00:00: %+v, want 21 Wh from 2 MaLos", q)
+	}
+	if q := s.Points[m.FirstSlot(day.Next())]; q.EnergyWh != 0 || q.MaLos != 0 {
+		t.Errorf("3 March 00:00 in the old group: %+v, want nothing after the move", q)
+	}
+	if p.Skipped() != int64(len(events)) {
+		t.Errorf("skipped %d events on the second run, want %d", p.Skipped(), len(events))
+	}
+}
+
+func TestBadPayloadStopsTheStream(t *testing.T) {
+	ctx := ctxFor(t)
+	p, _ := newProjection(t)
+	m := mustMonth(t, "2026-03")
+	stream, _ := mabis.StreamID("netz-test", testMaLo, m)
+	bad := day96(10)
+	bad.Wh[5] = -1
+	wrongMaLo := day96(10)
+	wrongMaLo.MaLo = "50000000005"
+	for _, tc := range []struct {
+		name    string
+		p       mabis.Payload
+		mention string
+	}{
+		{"negative value", mabis.DayValuesReceived{DayValues: bad}, "wh[5]"},
+		{"another MaLo's values", mabis.DayValuesReceived{DayValues: wrongMaLo}, "malo"},
+	} {
+		_, err := p.ApplyBatch(ctx, []framework.Event{event(t, stream, 1, tc.p)})
+		if !errors.Is(err, mabis.ErrInvalidPayload) || !strings.Contains(err.Error(), tc.mention) {
+			t.Errorf("%s: %v, want an invalid payload naming %s", tc.name, err, tc.mention)
+		}
+	}
+	if seq, _ := p.LastSequence(ctx, stream); seq != 0 {
+		t.Errorf("cursor at %d after failed events, want 0", seq)
+	}
+}
+
+func mustDay(t testing.TB, s string) mabis.Day {
+	t.Helper()
+	d, err := mabis.ParseDay(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
 }
