@@ -3,7 +3,10 @@ package kafkastore_test
 import (
 	"testing"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/projector-dev/projector/internal/testenv"
 )
 
 func consumeFromStart(topic string) []kgo.Opt {
@@ -31,4 +34,9 @@ func headerOf(r *kgo.Record, key string) string {
 		}
 	}
 	return ""
+}
+
+func redisFor(tb testing.TB) redis.UniversalClient {
+	tb.Helper()
+	return testenv.Redis(tb).Client
 }

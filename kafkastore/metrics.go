@@ -3,6 +3,7 @@ package kafkastore
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
@@ -29,7 +30,7 @@ func newRunnerMetrics(mp metric.MeterProvider, r *Runner) (*runnerMetrics, error
 		}
 		c, err := m.Int64Counter(name, metric.WithDescription(desc), metric.WithUnit(unit))
 		errs = append(errs, err)
-		return boundCounter{c, attrs}
+		return boundCounter{c, attrs, new(atomic.Int64)}
 	}
 	hist := func(name, desc string) boundHistogram {
 		h, err := m.Float64Histogram(name, metric.WithDescription(desc), metric.WithUnit("s"))
@@ -58,9 +59,27 @@ func newRunnerMetrics(mp metric.MeterProvider, r *Runner) (*runnerMetrics, error
 type boundCounter struct {
 	c     metric.Int64Counter
 	attrs metric.MeasurementOption
+	total *atomic.Int64 // for Stats
 }
 
-func (b boundCounter) Add(ctx context.Context, n int64) { b.c.Add(ctx, n, b.attrs) }
+func (b boundCounter) Add(ctx context.Context, n int64) {
+	b.c.Add(ctx, n, b.attrs)
+	b.total.Add(n)
+}
+
+// RunnerStats counts what a runner did since it started.
+type RunnerStats struct {
+	Applied int64 // events applied
+	Skipped int64 // duplicates skipped by their cursor
+	Parked  int64 // events at which a stream was parked
+	Held    int64 // events held because their stream is parked
+}
+
+// Stats returns the runner's counts so far.
+func (r *Runner) Stats() RunnerStats {
+	m := r.metrics
+	return RunnerStats{Applied: m.applied.total.Load(), Skipped: m.skipped.total.Load(), Parked: m.parked.total.Load(), Held: m.held.total.Load()}
+}
 
 type boundHistogram struct {
 	h     metric.Float64Histogram

@@ -32,7 +32,8 @@ func (r *Runner) RetryParked(ctx context.Context, streamID, by, reason string) e
 
 // SkipParked resumes a parked stream after the event it stopped at: that
 // event is never applied. The cursor moves over it, and who, when and why
-// are recorded. A reason is required.
+// are recorded. A reason is required. For a stream parked at a gap, skipping
+// accepts the missing events: the stream resumes at the parked event.
 func (r *Runner) SkipParked(ctx context.Context, streamID, by, reason string) error {
 	return ResolveParked(ctx, r.cfg.Parked, r.cfg.Checkpoints, r.cfg.Projection.Name(), framework.Resolution{
 		StreamID: streamID, Action: framework.ResolveSkip, By: by, Reason: reason,
@@ -65,9 +66,16 @@ func ResolveParked(ctx context.Context, parked ParkStore, checkpoints framework.
 		if checkpoints == nil {
 			return errors.New("kafkastore: skipping needs the checkpoint store")
 		}
-		if p.Sequence > 0 && p.Reason != framework.ParkMalformed {
-			if err := checkpoints.Advance(ctx, projection, map[string]uint64{p.StreamID: p.Sequence}); err != nil {
-				return fmt.Errorf("kafkastore: move the cursor of %s over %d: %w", p.StreamID, p.Sequence, err)
+		// Skipping a gap accepts the missing events: the stream resumes
+		// at the parked event. Otherwise the parked event itself is
+		// never applied.
+		to := p.Sequence
+		if p.Reason == framework.ParkGap {
+			to--
+		}
+		if to > 0 && p.Reason != framework.ParkMalformed {
+			if err := checkpoints.Advance(ctx, projection, map[string]uint64{p.StreamID: to}); err != nil {
+				return fmt.Errorf("kafkastore: move the cursor of %s to %d: %w", p.StreamID, to, err)
 			}
 		}
 	default:

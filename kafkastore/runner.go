@@ -215,11 +215,14 @@ var ErrRunnerClosed = errors.New("kafkastore: runner already ran")
 // as many replicas (processes) as there are partitions at most; extra ones
 // wait as hot standbys.
 type Runner struct {
-	cfg     RunnerConfig
-	ran     atomic.Bool
-	stopped atomic.Bool
-	metrics *runnerMetrics
-	tracer  trace.Tracer
+	cfg      RunnerConfig
+	ran      atomic.Bool
+	stopped  atomic.Bool
+	crashed  atomic.Bool // tests: stop as a crash would, committing nothing
+	cancelMu sync.Mutex
+	cancel   context.CancelFunc
+	metrics  *runnerMetrics
+	tracer   trace.Tracer
 
 	client *kgo.Client
 	events framework.EventStore
@@ -265,6 +268,11 @@ func (r *Runner) Run(ctx context.Context) error {
 	if r.ran.Swap(true) {
 		return ErrRunnerClosed
 	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	r.cancelMu.Lock()
+	r.cancel = cancel
+	r.cancelMu.Unlock()
 	if r.cfg.Events == nil {
 		store, err := New(ctx, Config{Seeds: r.cfg.Seeds, Topic: r.cfg.Topic, ClientOpts: r.cfg.ClientOpts, Logger: r.cfg.Logger, DontCreateTopics: true})
 		if err != nil {
@@ -310,11 +318,14 @@ func (r *Runner) Run(ctx context.Context) error {
 	// cursors and commit, then leave the group.
 	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.ShutdownTimeout)
 	defer cancel()
-	r.stopWorkers(shutdownCtx, r.partitions(), true)
-	if err := cl.LeaveGroupContext(shutdownCtx); err != nil {
-		r.cfg.Logger.WarnContext(ctx, "leaving the group", "group", r.cfg.Group, "err", err)
+	commit := !r.crashed.Load()
+	r.stopWorkers(shutdownCtx, r.partitions(), commit)
+	if commit {
+		if err := cl.LeaveGroupContext(shutdownCtx); err != nil {
+			r.cfg.Logger.WarnContext(ctx, "leaving the group", "group", r.cfg.Group, "err", err)
+		}
 	}
-	r.stopWorkers(shutdownCtx, r.partitions(), true) // any assigned while leaving
+	r.stopWorkers(shutdownCtx, r.partitions(), commit) // any assigned while leaving
 	cl.Close()
 	r.wg.Wait()
 	r.joined.Store(false)
@@ -472,7 +483,7 @@ func (r *Runner) LastError() string {
 }
 
 func (r *Runner) ensureDeadLetterTopic(ctx context.Context) error {
-	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(r.cfg.Seeds...)}, r.cfg.ClientOpts...)...)
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(r.cfg.Seeds...), kgo.MetadataMinAge(250 * time.Millisecond)}, r.cfg.ClientOpts...)...)
 	if err != nil {
 		return fmt.Errorf("kafkastore: runner %s: client: %w", r.cfg.Group, err)
 	}

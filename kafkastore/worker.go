@@ -37,9 +37,10 @@ type worker struct {
 	once    sync.Once
 	commit  bool // set before quit is closed
 
-	cursors map[string]uint64   // last applied sequence per stream
-	recent  map[string][]recent // recent (sequence, event ID) per stream
-	parked  map[string]bool     // streams held by this partition
+	cursors map[string]uint64  // last applied sequence per stream
+	recent  map[string]*recent // recent (sequence, event ID) per stream
+	parked  map[string]bool    // streams held by this partition
+	applied int64              // applied since the last metrics update
 
 	dirty       map[string]uint64 // cursors applied but not yet stored
 	last        *kgo.Record       // last record processed, to commit
@@ -49,9 +50,16 @@ type worker struct {
 	parkedCount int
 }
 
+type streamSeq struct {
+	stream string
+	seq    uint64
+}
+
+// recent is a ring of a stream's last applied sequences and event IDs.
 type recent struct {
-	seq uint64
-	id  string
+	seq  [conflictWindow]uint64
+	id   [conflictWindow]string
+	next int
 }
 
 func (r *Runner) startWorker(ctx context.Context, partition int32) (*worker, error) {
@@ -60,7 +68,7 @@ func (r *Runner) startWorker(ctx context.Context, partition int32) (*worker, err
 		r: r, partition: partition, ctx: wctx, cancel: cancel,
 		batches: make(chan []*kgo.Record, 2),
 		quit:    make(chan struct{}), done: make(chan struct{}),
-		cursors: map[string]uint64{}, recent: map[string][]recent{}, parked: map[string]bool{},
+		cursors: map[string]uint64{}, recent: map[string]*recent{}, parked: map[string]bool{},
 		dirty: map[string]uint64{}, committed: -1, lastFlush: time.Now(),
 	}
 	if r.cfg.Fencer != nil {
@@ -221,7 +229,13 @@ func (w *worker) process(recs []*kgo.Record) error {
 	}
 
 	run := make([]framework.Event, 0, len(items))
-	next := map[string]uint64{} // expected next sequence within this run
+	next := map[string]uint64{}     // expected next sequence within this run
+	inRun := map[streamSeq]string{} // event IDs of the run, for conflicts
+	var held, skipped int64
+	defer func() {
+		w.r.metrics.held.Add(ctx, held)
+		w.r.metrics.skipped.Add(ctx, skipped)
+	}()
 	for _, it := range items {
 		if it.err != nil {
 			if err := w.parkMalformed(ctx, it.rec, it.err); err != nil {
@@ -231,7 +245,7 @@ func (w *worker) process(recs []*kgo.Record) error {
 		}
 		e := it.ev
 		if w.parked[e.StreamID] {
-			w.r.metrics.held.Add(ctx, 1)
+			held++
 			continue
 		}
 		cur, ok := next[e.StreamID]
@@ -240,14 +254,18 @@ func (w *worker) process(recs []*kgo.Record) error {
 		}
 		switch {
 		case e.Sequence <= cur:
-			if other, conflict := w.conflicting(e); conflict {
+			other, conflict := w.conflicting(e)
+			if id, ok := inRun[streamSeq{e.StreamID, e.Sequence}]; ok {
+				other, conflict = id, id != e.EventID
+			}
+			if conflict {
 				err := fmt.Errorf("sequence %d of stream %s was applied as event %s; event %s repeats it", e.Sequence, e.StreamID, other, e.EventID)
 				if err := w.park(ctx, e, it.rec, framework.ParkConflict, err, 0); err != nil {
 					return err
 				}
 				continue
 			}
-			w.r.metrics.skipped.Add(ctx, 1)
+			skipped++
 		case e.Sequence > cur+1:
 			gap := &framework.GapError{StreamID: e.StreamID, Cursor: cur, Got: e.Sequence, EventID: e.EventID}
 			if err := w.park(ctx, e, it.rec, framework.ParkGap, gap, 0); err != nil {
@@ -256,9 +274,13 @@ func (w *worker) process(recs []*kgo.Record) error {
 		default:
 			run = append(run, e)
 			next[e.StreamID] = e.Sequence
+			inRun[streamSeq{e.StreamID, e.Sequence}] = e.EventID
 		}
 	}
-	if err := w.applyRun(ctx, run, items); err != nil {
+	err := w.applyRun(ctx, run, items)
+	w.r.metrics.applied.Add(ctx, w.applied)
+	w.applied = 0
+	if err != nil {
 		span.RecordError(err)
 		span.SetStatus(codes.Error, err.Error())
 		return err
@@ -272,23 +294,29 @@ func (w *worker) process(recs []*kgo.Record) error {
 // conflicting reports whether e repeats a recently applied sequence of its
 // stream with another event ID.
 func (w *worker) conflicting(e framework.Event) (string, bool) {
-	for _, r := range w.recent[e.StreamID] {
-		if r.seq == e.Sequence && r.id != e.EventID {
-			return r.id, true
+	r := w.recent[e.StreamID]
+	if r == nil {
+		return "", false
+	}
+	for i, seq := range r.seq {
+		if seq == e.Sequence && r.id[i] != e.EventID {
+			return r.id[i], true
 		}
 	}
 	return "", false
 }
 
-func (w *worker) markApplied(ctx context.Context, e framework.Event) {
+func (w *worker) markApplied(e framework.Event) {
 	w.cursors[e.StreamID] = e.Sequence
 	w.dirty[e.StreamID] = e.Sequence
-	rs := append(w.recent[e.StreamID], recent{e.Sequence, e.EventID})
-	if len(rs) > conflictWindow {
-		rs = rs[len(rs)-conflictWindow:]
+	r := w.recent[e.StreamID]
+	if r == nil {
+		r = &recent{}
+		w.recent[e.StreamID] = r
 	}
-	w.recent[e.StreamID] = rs
-	w.r.metrics.applied.Add(ctx, 1)
+	r.seq[r.next], r.id[r.next] = e.Sequence, e.EventID
+	r.next = (r.next + 1) % conflictWindow
+	w.applied++
 }
 
 // applyRun applies the events, retrying a failing one with backoff and
@@ -300,7 +328,7 @@ func (w *worker) applyRun(ctx context.Context, run []framework.Event, items []it
 		n, err := w.applyBatch(ctx, run)
 		w.r.metrics.applyLatency.Record(ctx, time.Since(start).Seconds())
 		for _, e := range run[:n] {
-			w.markApplied(ctx, e)
+			w.markApplied(e)
 		}
 		if err == nil {
 			return nil
@@ -311,7 +339,7 @@ func (w *worker) applyRun(ctx context.Context, run []framework.Event, items []it
 		failed := run[n]
 		attempts, err := w.retry(ctx, failed, err)
 		if err == nil {
-			w.markApplied(ctx, failed)
+			w.markApplied(failed)
 			run = run[n+1:]
 			continue
 		}
@@ -351,17 +379,16 @@ func recordOf(items []item, e framework.Event) *kgo.Record {
 func (w *worker) applyBatch(ctx context.Context, events []framework.Event) (n int, err error) {
 	p := w.r.cfg.Projection
 	if b, ok := p.(framework.BatchApplier); ok && len(events) > 1 {
-		defer func() {
-			if v := recover(); v != nil {
-				n, err = 0, &framework.PanicError{Value: v, Stack: debug.Stack()}
+		n, err, panicked := applyBatchRecovering(ctx, b, events)
+		if !panicked {
+			n = min(max(n, 0), len(events))
+			if err == nil && n < len(events) {
+				err = fmt.Errorf("ApplyBatch applied %d of %d events and returned no error", n, len(events))
 			}
-		}()
-		n, err = b.ApplyBatch(ctx, events)
-		n = min(max(n, 0), len(events))
-		if err == nil && n < len(events) {
-			err = fmt.Errorf("ApplyBatch applied %d of %d events and returned no error", n, len(events))
+			return n, err
 		}
-		return n, err
+		// A panic names no event: apply one by one to find it (a batch
+		// that panicked counts as not applied).
 	}
 	for i, e := range events {
 		if err := w.applyOne(ctx, e); err != nil {
@@ -369,6 +396,16 @@ func (w *worker) applyBatch(ctx context.Context, events []framework.Event) (n in
 		}
 	}
 	return len(events), nil
+}
+
+func applyBatchRecovering(ctx context.Context, b framework.BatchApplier, events []framework.Event) (n int, err error, panicked bool) {
+	defer func() {
+		if v := recover(); v != nil {
+			n, err, panicked = 0, &framework.PanicError{Value: v, Stack: debug.Stack()}, true
+		}
+	}()
+	n, err = b.ApplyBatch(ctx, events)
+	return n, err, false
 }
 
 func (w *worker) applyOne(ctx context.Context, e framework.Event) (err error) {
@@ -594,7 +631,10 @@ func (w *worker) catchUp(streamID string) error {
 			}
 		}
 	}
-	if err := flush(); err != nil {
+	err = flush()
+	w.r.metrics.applied.Add(ctx, w.applied)
+	w.applied = 0
+	if err != nil {
 		return err
 	}
 	w.r.cfg.Logger.Info("resumed parked stream", "stream", streamID, "cursor", w.cursors[streamID])
