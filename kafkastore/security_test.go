@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"errors"
 	"math/big"
 	"net"
 	"os"
@@ -16,9 +17,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/projector-dev/projector/framework"
+	"github.com/projector-dev/projector/internal/testenv"
 	"github.com/projector-dev/projector/kafkastore"
 )
 
@@ -124,4 +127,28 @@ func testCertificates(t *testing.T) (string, *tls.Config) {
 		t.Fatal(err)
 	}
 	return caFile, &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}, MinVersion: tls.VersionTLS12}
+}
+
+// TestSCRAMOverTLSOnRealBroker runs the store over the real broker's
+// SASL_SSL listener (scripts/infra.sh starts it), with both SCRAM
+// mechanisms, and checks the broker's refusal of a wrong password.
+func TestSCRAMOverTLSOnRealBroker(t *testing.T) {
+	env := testenv.Kafka(t)
+	if env.Secure == nil {
+		if testenv.RequireReal() {
+			t.Fatal("the real broker has no SASL_SSL listener: run the tests with scripts/test.sh")
+		}
+		t.Skipf("no SASL_SSL listener on the %s cluster", env.Kind)
+	}
+	sec := env.Secure
+	for _, mech := range []string{"SCRAM-SHA-256", "SCRAM-SHA-512"} {
+		t.Run(mech, func(t *testing.T) {
+			checkSecureStore(t, sec.Seeds, kafkastore.Security{SASLMechanism: mech, Username: sec.Username, Password: sec.Password, CAFile: sec.CAFile})
+			opts, _ := kafkastore.Security{SASLMechanism: mech, Username: sec.Username, Password: "wrong", CAFile: sec.CAFile}.Opts()
+			_, err := kafkastore.New(ctxFor(t), kafkastore.Config{Seeds: sec.Seeds, Topic: env.TopicName(t, "events"), Partitions: 1, ClientOpts: opts, RequestTimeout: 10 * time.Second})
+			if !errors.Is(err, kerr.SaslAuthenticationFailed) {
+				t.Errorf("New with a wrong password = %v, want SASL_AUTHENTICATION_FAILED", err)
+			}
+		})
+	}
 }
