@@ -42,12 +42,11 @@ type worker struct {
 	parked  map[string]bool    // streams held by this partition
 	applied int64              // applied since the last metrics update
 
-	dirty       map[string]uint64 // cursors applied but not yet stored
-	last        *kgo.Record       // last record processed, to commit
-	committed   int64             // next offset committed
-	lastFlush   time.Time
-	lastParked  time.Time
-	parkedCount int
+	dirty      map[string]uint64 // cursors applied but not yet stored
+	last       *kgo.Record       // last record processed, to commit
+	committed  int64             // next offset committed
+	lastFlush  time.Time
+	lastParked time.Time
 }
 
 type streamSeq struct {
