@@ -20,6 +20,9 @@ import (
 	"github.com/projector-dev/projector/redischeckpoint"
 )
 
+// fakeRedisMaLos is the demo's default number of MaLos on miniredis.
+const fakeRedisMaLos = 300
+
 // demo runs everything in one process: Kafka and Redis in-process (unless
 // -brokers or -redis name real ones), a generated month appended through
 // kafkastore, the billing projection, a check of the read model against the
@@ -46,6 +49,14 @@ func demo(ctx context.Context, o options, out io.Writer) error {
 		defer mr.Close()
 		client = redis.NewClient(&redis.Options{Addr: mr.Addr()})
 		fmt.Fprintf(out, "Redis: in-process fake (miniredis) on %s\n", mr.Addr())
+		if !o.malosSet && o.malos > fakeRedisMaLos {
+			// Every quarter-hour value is one Replace in a Lua script, and
+			// miniredis interprets Lua in Go and keeps hashes in Go maps: a
+			// full month of 2,000 MaLos (6 million values) takes minutes and
+			// gigabytes there, seconds and about 100 MB in Redis.
+			o.malos = fakeRedisMaLos
+			fmt.Fprintf(out, "  %d MaLos by default on the fake; -malos 2000 for the full month, or -redis redis://... for a real Redis\n", o.malos)
+		}
 		// miniredis runs the projection's Lua scripts in Go and allocates
 		// heavily; a larger heap goal roughly halves the projection time.
 		if _, set := os.LookupEnv("GOGC"); !set {
@@ -96,7 +107,7 @@ func demo(ctx context.Context, o options, out io.Writer) error {
 	status.state.Store("catching-up")
 	fmt.Fprintf(out, "\nprojecting %d events into Redis (projection %q, in-process runner) ...\n", stats.Events, o.projection)
 	projectStart := time.Now()
-	if err := catchUp(ctx, o, events, rm, status, out); err != nil {
+	if err := catchUp(ctx, o, events, rm, status, stats.Events, out); err != nil {
 		return err
 	}
 	status.state.Store("caught-up")
@@ -146,7 +157,7 @@ func demo(ctx context.Context, o options, out io.Writer) error {
 
 // catchUp applies every stream of the tenant with framework's in-process
 // runner, printing progress every few seconds.
-func catchUp(ctx context.Context, o options, events framework.EventStore, rm *readModel, status *demoStatus, out io.Writer) error {
+func catchUp(ctx context.Context, o options, events framework.EventStore, rm *readModel, status *demoStatus, total int, out io.Writer) error {
 	runner, err := framework.NewProjectionRunner(framework.RunnerConfig{Concurrency: 8})
 	if err != nil {
 		return err
@@ -156,6 +167,7 @@ func catchUp(ctx context.Context, o options, events framework.EventStore, rm *re
 		return err
 	}
 	p := &countingProjection{AtomicProjection: rm.projection, applied: &status.applied}
+	start := time.Now()
 	done := make(chan struct{})
 	defer close(done)
 	go func() {
@@ -166,7 +178,8 @@ func catchUp(ctx context.Context, o options, events framework.EventStore, rm *re
 			case <-done:
 				return
 			case <-tick.C:
-				fmt.Fprintf(out, "  ... %d events applied\n", status.applied.Load())
+				n := status.applied.Load()
+				fmt.Fprintf(out, "  ... %d of %d events applied (%d%%, %.0f/s)\n", n, total, n*100/int64(max(total, 1)), float64(n)/time.Since(start).Seconds())
 			}
 		}
 	}()

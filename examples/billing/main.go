@@ -73,7 +73,9 @@ type options struct {
 	month      mabis.Month
 	malos      int
 	seed       uint64
-	logger     *slog.Logger
+	// malosSet says whether -malos or PROJECTOR_MALOS was given.
+	malosSet bool
+	logger   *slog.Logger
 }
 
 func envOr(name, def string) string {
@@ -102,7 +104,10 @@ func parseFlags(cmd string, args []string, stderr io.Writer) (options, error) {
 	if fs.NArg() > 0 {
 		return options{}, fmt.Errorf("%s: unexpected arguments %q", cmd, fs.Args())
 	}
-	o := options{topic: *topic, projection: *projection, redisURL: *redisURL, httpAddr: *httpAddr, tenant: *tenant}
+	var o options
+	o.malosSet = os.Getenv("PROJECTOR_MALOS") != ""
+	fs.Visit(func(f *flag.Flag) { o.malosSet = o.malosSet || f.Name == "malos" })
+	o.topic, o.projection, o.redisURL, o.httpAddr, o.tenant = *topic, *projection, *redisURL, *httpAddr, *tenant
 	for _, b := range strings.Split(*brokers, ",") {
 		if b = strings.TrimSpace(b); b != "" {
 			o.brokers = append(o.brokers, b)

@@ -56,12 +56,12 @@ func TestProjectionMatchesGeneratedMonth(t *testing.T) {
 		t.Run(month, func(t *testing.T) {
 			ctx := ctxFor(t)
 			store := memstore.NewEventStore()
-			cfg := loadgen.Config{Tenant: "netz-test", Month: mustMonth(t, month), MaLos: 150, Seed: 7}
+			cfg := loadgen.Config{Tenant: "netz-test", Month: mustMonth(t, month), MaLos: 60, Seed: 7}
 			want, stats, err := loadgen.Generate(ctx, store, cfg)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if want.Corrections == 0 || want.SupplierChanges == 0 || want.RetroactiveChanges == 0 || want.SubstituteDays == 0 || want.ClearingOpened == 0 {
+			if want.Corrections == 0 || want.SupplierChanges == 0 || want.RetroactiveChanges == 0 || want.SubstituteDays == 0 || want.ClearingResolved == 0 || want.SupplyEnds == 0 {
 				t.Fatalf("the generated month lacks a case the test is about: %+v", want)
 			}
 			p, _ := newProjection(t)

@@ -1,0 +1,93 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// syncBuffer is an io.Writer safe for the demo's goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestDemo runs the demo end to end on its in-process Kafka and Redis with
+// a small month, checks that it reports the read model equal to the
+// expected totals, asks its API, and stops it.
+func TestDemo(t *testing.T) {
+	t.Setenv("PROJECTOR_KAFKA_BROKERS", "")
+	t.Setenv("PROJECTOR_REDIS_URL", "")
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	var out, errOut syncBuffer
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"-malos", "25", "-month", "2026-10", "-http", "127.0.0.1:0", "-partitions", "3"}, &out, &errOut)
+	}()
+	url := regexp.MustCompile(`http://\S+/api/v1/status`)
+	var status string
+	for status == "" {
+		select {
+		case err := <-done:
+			t.Fatalf("demo ended early: %v\n%s\n%s", err, out.String(), errOut.String())
+		case <-time.After(50 * time.Millisecond):
+			status = url.FindString(out.String())
+		}
+	}
+	if !strings.Contains(out.String(), "the read model equals the expected totals") {
+		t.Errorf("the demo did not report equal totals:\n%s", out.String())
+	}
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, status, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st struct {
+		State   string `json:"state"`
+		Applied int64  `json:"applied"`
+	}
+	err = json.NewDecoder(resp.Body).Decode(&st)
+	resp.Body.Close()
+	if err != nil || st.State != "caught-up" || st.Applied == 0 {
+		t.Errorf("status %+v, %v", st, err)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("demo after interrupt: %v", err)
+	}
+}
+
+func TestFlags(t *testing.T) {
+	t.Setenv("PROJECTOR_MALOS", "17")
+	t.Setenv("PROJECTOR_KAFKA_BROKERS", "a:9092, b:9092")
+	o, err := parseFlags("generate", []string{"-month", "2026-10"}, &syncBuffer{})
+	if err != nil || o.malos != 17 || o.month.String() != "2026-10" || len(o.brokers) != 2 || o.topic != "mabis.process-events" || o.projection != "billing" {
+		t.Errorf("parseFlags = %+v, %v", o, err)
+	}
+	_, err = parseFlags("demo", []string{"-month", "2026-13", "-malos", "x"}, &syncBuffer{})
+	if err == nil || !strings.Contains(err.Error(), "-month") || !strings.Contains(err.Error(), "-malos") {
+		t.Errorf("bad flags: %v, want both named", err)
+	}
+	if err := run(t.Context(), []string{"frobnicate"}, &syncBuffer{}, &syncBuffer{}); err == nil {
+		t.Error("an unknown command ran")
+	}
+}
