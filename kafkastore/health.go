@@ -33,8 +33,15 @@ func (r *Runner) Ready(ctx context.Context) error {
 	if err := r.Healthy(); err != nil {
 		return err
 	}
-	if !r.joined.Load() {
-		return errors.New("kafkastore: not (yet) a member of consumer group " + r.cfg.Group)
+	switch r.State() {
+	case "paused", "waiting-reset", "resetting":
+		// Out of the group on purpose (an admin paused it, or a replay
+		// is under way): ready, so that a rollout or a node drain does
+		// not wait for the replay.
+	default:
+		if !r.joined.Load() {
+			return errors.New("kafkastore: not (yet) a member of consumer group " + r.cfg.Group)
+		}
 	}
 	if p, ok := r.cfg.Checkpoints.(Pinger); ok {
 		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)

@@ -44,6 +44,17 @@ type ParkStore interface {
 	Unpark(ctx context.Context, projection string, r framework.Resolution) (bool, error)
 }
 
+// ControlStore is the shared control plane of a projection's replicas:
+// pause and resume, resets of the read model for replays, and the replicas'
+// reports for status. redischeckpoint.Store implements it.
+type ControlStore interface {
+	Control(ctx context.Context, projection string) (framework.Control, error)
+	ClaimReset(ctx context.Context, projection string, epoch uint64, replica string, ttl time.Duration) (bool, error)
+	CompleteReset(ctx context.Context, projection string, epoch uint64) error
+	Heartbeat(ctx context.Context, projection string, info framework.ReplicaInfo) error
+	RemoveReplica(ctx context.Context, projection, id string) error
+}
+
 // Pinger is implemented by stores that can tell whether they are
 // reachable; readiness uses it.
 type Pinger interface {
@@ -104,6 +115,16 @@ type RunnerConfig struct {
 	// Parked keeps parked streams. Default: Checkpoints, if it implements
 	// ParkStore; else memory.
 	Parked ParkStore
+	// Control is watched for pause, resume and replay. Default:
+	// Checkpoints, if it implements ControlStore; else none (the runner
+	// cannot be paused or replayed from outside).
+	Control ControlStore
+	// ControlRefresh is how often the control state is read and the
+	// replica's report written. Default 1s.
+	ControlRefresh time.Duration
+	// ReplicaID names this replica in reports. Default: host name, process
+	// ID and a random suffix.
+	ReplicaID string
 	// Events reads a stream again when it is resumed after parking.
 	// Default: a Store on Topic made by the runner.
 	Events framework.EventStore
@@ -149,6 +170,15 @@ func (c *RunnerConfig) setDefaults() {
 	}
 	if c.ParkedRefresh == 0 {
 		c.ParkedRefresh = 2 * time.Second
+	}
+	if c.ControlRefresh == 0 {
+		c.ControlRefresh = time.Second
+	}
+	if c.ReplicaID == "" {
+		c.ReplicaID = defaultReplicaID()
+	}
+	if c.Control == nil {
+		c.Control, _ = c.Checkpoints.(ControlStore)
 	}
 	c.Retry.setDefaults()
 	if c.DeadLetterTopic == "" {
@@ -218,7 +248,8 @@ type Runner struct {
 	cfg      RunnerConfig
 	ran      atomic.Bool
 	stopped  atomic.Bool
-	crashed  atomic.Bool // tests: stop as a crash would, committing nothing
+	crashed  atomic.Bool  // tests: stop as a crash would, committing nothing
+	state    atomic.Value // string: running, paused, waiting-reset, resetting, stopped
 	cancelMu sync.Mutex
 	cancel   context.CancelFunc
 	metrics  *runnerMetrics
@@ -268,6 +299,7 @@ func (r *Runner) Run(ctx context.Context) error {
 	if r.ran.Swap(true) {
 		return ErrRunnerClosed
 	}
+	defer r.stopped.Store(true)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	r.cancelMu.Lock()
@@ -286,6 +318,45 @@ func (r *Runner) Run(ctx context.Context) error {
 	if err := r.ensureDeadLetterTopic(ctx); err != nil {
 		return err
 	}
+	var background sync.WaitGroup
+	defer background.Wait()
+	if r.cfg.Control != nil {
+		hbCtx, stopHeartbeat := context.WithCancel(context.WithoutCancel(ctx))
+		defer stopHeartbeat()
+		background.Go(func() { r.heartbeat(hbCtx) })
+	}
+
+	r.cfg.Logger.InfoContext(ctx, "runner starting", "group", r.cfg.Group, "topic", r.cfg.Topic, "replica", r.cfg.ReplicaID)
+	for {
+		if err := r.waitRunnable(ctx); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		consumeCtx, stopConsuming := context.WithCancel(ctx)
+		var watcher sync.WaitGroup
+		if r.cfg.Control != nil {
+			watcher.Go(func() { r.watchControl(consumeCtx, stopConsuming) })
+		}
+		r.state.Store("running")
+		err := r.consume(consumeCtx)
+		stopConsuming()
+		watcher.Wait()
+		if err != nil || ctx.Err() != nil || r.crashed.Load() {
+			r.state.Store("stopped")
+			r.cfg.Logger.InfoContext(ctx, "runner stopped", "group", r.cfg.Group, "err", err)
+			return err
+		}
+		// Paused, or a reset of the read model was requested: consumption
+		// stopped cleanly; wait until it may start again.
+	}
+}
+
+// consume is one membership in the group: it joins, polls until ctx is
+// done, and then stops gracefully: every worker finishes its batch, stores
+// its cursors and commits, and the client leaves the group.
+func (r *Runner) consume(ctx context.Context) error {
 	opts := append([]kgo.Opt{
 		kgo.SeedBrokers(r.cfg.Seeds...),
 		kgo.ConsumerGroup(r.cfg.Group),
@@ -310,12 +381,9 @@ func (r *Runner) Run(ctx context.Context) error {
 		return fmt.Errorf("kafkastore: runner %s: client: %w", r.cfg.Group, err)
 	}
 	r.client = cl
-	r.cfg.Logger.InfoContext(ctx, "runner starting", "group", r.cfg.Group, "topic", r.cfg.Topic)
 
 	runErr := r.poll(ctx)
 
-	// Graceful shutdown: stop every worker after its batch, store its
-	// cursors and commit, then leave the group.
 	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.ShutdownTimeout)
 	defer cancel()
 	commit := !r.crashed.Load()
@@ -329,8 +397,6 @@ func (r *Runner) Run(ctx context.Context) error {
 	cl.Close()
 	r.wg.Wait()
 	r.joined.Store(false)
-	r.stopped.Store(true)
-	r.cfg.Logger.InfoContext(ctx, "runner stopped", "group", r.cfg.Group, "err", runErr)
 	return runErr
 }
 

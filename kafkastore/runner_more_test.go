@@ -161,8 +161,11 @@ func TestHealthAndReadiness(t *testing.T) {
 	if status("/healthz") != 200 {
 		t.Error("a running runner is not healthy")
 	}
-	if got := r.Assigned(); !slices.Equal(got, []int32{0, 1}) {
-		t.Errorf("Assigned = %v, want both partitions", got)
+	for !slices.Equal(r.Assigned(), []int32{0, 1}) {
+		if time.Now().After(deadline) {
+			t.Fatalf("Assigned = %v, want both partitions", r.Assigned())
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 	cancel()
 	if err := <-done; err != nil {

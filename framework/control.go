@@ -1,0 +1,70 @@
+package framework
+
+import "time"
+
+// Control is the shared control state of a projection's replicas: what an
+// admin asked of them. It lives where every replica sees it (Redis, in
+// package redischeckpoint).
+type Control struct {
+	// Paused replicas finish their batch, store their cursors, commit and
+	// leave the consumer group, and stay out until resumed. It survives
+	// replica restarts.
+	Paused      bool      `json:"paused"`
+	PausedBy    string    `json:"paused_by,omitempty"`
+	PauseReason string    `json:"pause_reason,omitempty"`
+	PausedAt    time.Time `json:"paused_at,omitzero"`
+
+	// ResetEpoch is the epoch whose read model must be dropped before
+	// anyone consumes; ResetDone the last epoch for which a replica did.
+	// Exactly one replica resets (it claims the epoch first).
+	ResetEpoch uint64 `json:"reset_epoch,omitempty"`
+	ResetDone  uint64 `json:"reset_done,omitempty"`
+
+	// Replay is the replay in progress or the last one, if any.
+	Replay *Replay `json:"replay,omitempty"`
+}
+
+// ResetPending reports whether replicas must wait for (or do) a reset of
+// the read model before consuming.
+func (c Control) ResetPending() bool { return c.ResetEpoch > c.ResetDone }
+
+// Replay records a replay: a rebuild of the read model from the events, by
+// resetting the consumer group's offsets. Each phase is recorded before it
+// starts, so an interrupted replay can be resumed or aborted.
+type Replay struct {
+	ID        string    `json:"id"`
+	By        string    `json:"by"`
+	Reason    string    `json:"reason,omitempty"`
+	To        string    `json:"to"` // "start", "time:<RFC 3339>" or "offsets:<partition>=<offset>,..."
+	Phase     string    `json:"phase"`
+	WasPaused bool      `json:"was_paused,omitempty"` // paused before the replay: stay paused after
+	Epoch     uint64    `json:"epoch,omitempty"`      // the epoch the replay started
+	StartedAt time.Time `json:"started_at"`
+	UpdatedAt time.Time `json:"updated_at"`
+	Error     string    `json:"error,omitempty"`
+}
+
+// Replay phases, in order.
+const (
+	ReplayPausing   = "pausing"   // asked the replicas to leave; waiting for the group to empty
+	ReplayResetting = "resetting" // the group is empty; offsets being reset
+	ReplayRebuild   = "rebuild"   // offsets reset and epoch raised; replicas reset the model and rebuild
+	ReplayDone      = "done"      // the rebuild was started (and, with --wait, caught up)
+	ReplayFailed    = "failed"    // stopped before resetting anything; see Error
+	ReplayAborted   = "aborted"   // an admin gave up on it
+)
+
+// ReplicaInfo is what a replica reports about itself, for status.
+type ReplicaInfo struct {
+	ID         string    `json:"id"`
+	Host       string    `json:"host"`
+	Group      string    `json:"group"`
+	Partitions []int32   `json:"partitions"`
+	State      string    `json:"state"` // "running", "paused", "resetting", "waiting-reset", "stopped"
+	Applied    int64     `json:"applied"`
+	Skipped    int64     `json:"skipped"`
+	Parked     int64     `json:"parked"`
+	LastError  string    `json:"last_error,omitempty"`
+	Resettable bool      `json:"resettable"`
+	SeenAt     time.Time `json:"seen_at"`
+}

@@ -1,0 +1,138 @@
+package kafkastore
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/projector-dev/projector/framework"
+)
+
+func defaultReplicaID() string {
+	host, _ := os.Hostname()
+	var b [3]byte
+	_, _ = rand.Read(b[:])
+	return fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(b[:]))
+}
+
+// ReplicaID returns the name this replica reports under.
+func (r *Runner) ReplicaID() string { return r.cfg.ReplicaID }
+
+// State returns what the replica is doing: "running", "paused",
+// "waiting-reset", "resetting" or "stopped" ("" before Run).
+func (r *Runner) State() string {
+	s, _ := r.state.Load().(string)
+	return s
+}
+
+// resetClaimTTL bounds how long a replica may take to reset the read model
+// before another may claim the reset (the first one died).
+const resetClaimTTL = 5 * time.Minute
+
+// waitRunnable returns once the replica may consume: not paused, and no
+// reset of the read model pending. When a reset is pending, one replica
+// claims it and calls the projection's Reset; the others wait for it.
+func (r *Runner) waitRunnable(ctx context.Context) error {
+	if r.cfg.Control == nil {
+		return nil
+	}
+	name := r.cfg.Projection.Name()
+	for {
+		c, err := r.cfg.Control.Control(ctx, name)
+		switch {
+		case err != nil:
+			r.setLastError(err)
+			r.cfg.Logger.WarnContext(ctx, "cannot read the control state; retrying", "err", err)
+		case c.Paused:
+			if r.State() != "paused" {
+				r.cfg.Logger.InfoContext(ctx, "paused", "by", c.PausedBy, "reason", c.PauseReason)
+			}
+			r.state.Store("paused")
+		case c.ResetPending():
+			r.state.Store("waiting-reset")
+			if err := r.maybeReset(ctx, c.ResetEpoch); err != nil {
+				r.setLastError(err)
+				r.cfg.Logger.ErrorContext(ctx, "resetting the read model failed", "epoch", c.ResetEpoch, "err", err)
+			}
+		default:
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(r.cfg.ControlRefresh):
+		}
+	}
+}
+
+// maybeReset resets the read model for epoch if this replica wins the
+// claim for it.
+func (r *Runner) maybeReset(ctx context.Context, epoch uint64) error {
+	name := r.cfg.Projection.Name()
+	resetter, ok := r.cfg.Projection.(framework.Resetter)
+	if !ok {
+		return fmt.Errorf("kafkastore: a replay asks to reset projection %s, which does not implement framework.Resetter", name)
+	}
+	won, err := r.cfg.Control.ClaimReset(ctx, name, epoch, r.cfg.ReplicaID, resetClaimTTL)
+	if err != nil || !won {
+		return err
+	}
+	r.state.Store("resetting")
+	r.cfg.Logger.InfoContext(ctx, "resetting the read model for a replay", "epoch", epoch)
+	if err := resetter.Reset(ctx); err != nil {
+		return fmt.Errorf("kafkastore: reset %s for epoch %d: %w", name, epoch, err)
+	}
+	return r.cfg.Control.CompleteReset(ctx, name, epoch)
+}
+
+// watchControl stops consumption (calls stop) when the replica is paused
+// or a reset is requested.
+func (r *Runner) watchControl(ctx context.Context, stop context.CancelFunc) {
+	t := time.NewTicker(r.cfg.ControlRefresh)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		c, err := r.cfg.Control.Control(ctx, r.cfg.Projection.Name())
+		if err != nil {
+			continue // consumption goes on; the next read may work
+		}
+		if c.Paused || c.ResetPending() {
+			r.cfg.Logger.InfoContext(ctx, "leaving the group", "paused", c.Paused, "reset_epoch", c.ResetEpoch)
+			stop()
+			return
+		}
+	}
+}
+
+// heartbeat reports the replica every ControlRefresh until ctx is done,
+// then removes the report.
+func (r *Runner) heartbeat(ctx context.Context) {
+	name := r.cfg.Projection.Name()
+	_, resettable := r.cfg.Projection.(framework.Resetter)
+	t := time.NewTicker(r.cfg.ControlRefresh)
+	defer t.Stop()
+	for {
+		st := r.Stats()
+		info := framework.ReplicaInfo{
+			ID: r.cfg.ReplicaID, Group: r.cfg.Group, Partitions: r.Assigned(), State: r.State(),
+			Applied: st.Applied, Skipped: st.Skipped, Parked: st.Parked, LastError: r.LastError(), Resettable: resettable,
+		}
+		info.Host, _ = os.Hostname()
+		_ = r.cfg.Control.Heartbeat(ctx, name, info)
+		select {
+		case <-ctx.Done():
+			cleanup, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+			_ = r.cfg.Control.RemoveReplica(cleanup, name, r.cfg.ReplicaID)
+			cancel()
+			return
+		case <-t.C:
+		}
+	}
+}

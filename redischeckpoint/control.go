@@ -1,0 +1,177 @@
+package redischeckpoint
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/projector-dev/projector/framework"
+)
+
+// Control plane keys, beside the projection's other keys:
+//
+//	projector:{billing}:control     hash: paused, paused_by, pause_reason,
+//	                                paused_at, reset_epoch, reset_done, replay (JSON)
+//	projector:{billing}:replicas    hash: replica ID -> JSON ReplicaInfo
+//	projector:{billing}:reset-claim:<epoch>  the replica resetting that epoch
+
+// Control returns the projection's control state (the zero Control when
+// nothing was ever asked).
+func (s *Store) Control(ctx context.Context, projection string) (framework.Control, error) {
+	k, err := s.keysFor(projection)
+	if err != nil {
+		return framework.Control{}, err
+	}
+	h, err := s.client.HGetAll(ctx, k.base+"control").Result()
+	if err != nil {
+		return framework.Control{}, fmt.Errorf("redischeckpoint: control of %s: %w", projection, err)
+	}
+	var c framework.Control
+	c.Paused = h["paused"] == "1"
+	c.PausedBy, c.PauseReason = h["paused_by"], h["pause_reason"]
+	if t := h["paused_at"]; t != "" {
+		c.PausedAt, _ = time.Parse(time.RFC3339Nano, t)
+	}
+	for field, dst := range map[string]*uint64{"reset_epoch": &c.ResetEpoch, "reset_done": &c.ResetDone} {
+		if v := h[field]; v != "" {
+			n, err := strconv.ParseUint(v, 10, 64)
+			if err != nil {
+				return framework.Control{}, fmt.Errorf("redischeckpoint: key %scontrol field %s: %q is not a non-negative integer", k.base, field, v)
+			}
+			*dst = n
+		}
+	}
+	if raw := h["replay"]; raw != "" {
+		var r framework.Replay
+		if err := json.Unmarshal([]byte(raw), &r); err != nil {
+			return framework.Control{}, fmt.Errorf("redischeckpoint: key %scontrol field replay: %w", k.base, err)
+		}
+		c.Replay = &r
+	}
+	return c, nil
+}
+
+// SetPaused pauses or resumes the projection's replicas; by and reason are
+// recorded.
+func (s *Store) SetPaused(ctx context.Context, projection string, paused bool, by, reason string) error {
+	k, err := s.keysFor(projection)
+	if err != nil {
+		return err
+	}
+	fields := map[string]any{"paused": "0"}
+	if paused {
+		fields = map[string]any{"paused": "1", "paused_by": by, "pause_reason": reason, "paused_at": time.Now().UTC().Format(time.RFC3339Nano)}
+	}
+	if err := s.client.HSet(ctx, k.base+"control", fields).Err(); err != nil {
+		return fmt.Errorf("redischeckpoint: pause %s: %w", projection, err)
+	}
+	return nil
+}
+
+// SetReplay records the replay's current phase (nil clears it).
+func (s *Store) SetReplay(ctx context.Context, projection string, r *framework.Replay) error {
+	k, err := s.keysFor(projection)
+	if err != nil {
+		return err
+	}
+	if r == nil {
+		return s.client.HDel(ctx, k.base+"control", "replay").Err()
+	}
+	r.UpdatedAt = time.Now().UTC()
+	raw, _ := json.Marshal(r)
+	if err := s.client.HSet(ctx, k.base+"control", "replay", raw).Err(); err != nil {
+		return fmt.Errorf("redischeckpoint: record replay of %s: %w", projection, err)
+	}
+	return nil
+}
+
+// raiseScript sets a numeric control field to ARGV[1] unless it is higher.
+var raiseScript = `
+local cur = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
+if tonumber(ARGV[2]) > cur then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end
+return 1`
+
+func (s *Store) raise(ctx context.Context, projection, field string, epoch uint64) error {
+	k, err := s.keysFor(projection)
+	if err != nil {
+		return err
+	}
+	if err := s.client.Eval(ctx, raiseScript, []string{k.base + "control"}, field, strconv.FormatUint(epoch, 10)).Err(); err != nil {
+		return fmt.Errorf("redischeckpoint: %s of %s: %w", field, projection, err)
+	}
+	return nil
+}
+
+// RequestReset asks the replicas to drop the read model of epoch before
+// consuming in it.
+func (s *Store) RequestReset(ctx context.Context, projection string, epoch uint64) error {
+	return s.raise(ctx, projection, "reset_epoch", epoch)
+}
+
+// CompleteReset records that the read model of epoch was dropped.
+func (s *Store) CompleteReset(ctx context.Context, projection string, epoch uint64) error {
+	return s.raise(ctx, projection, "reset_done", epoch)
+}
+
+// ClaimReset makes replica the one to reset epoch's read model, unless
+// another replica claimed it within ttl (after which a claim by a replica
+// that died mid-reset expires).
+func (s *Store) ClaimReset(ctx context.Context, projection string, epoch uint64, replica string, ttl time.Duration) (bool, error) {
+	k, err := s.keysFor(projection)
+	if err != nil {
+		return false, err
+	}
+	ok, err := s.client.SetNX(ctx, k.base+"reset-claim:"+strconv.FormatUint(epoch, 10), replica, ttl).Result()
+	if err != nil {
+		return false, fmt.Errorf("redischeckpoint: claim the reset of %s epoch %d: %w", projection, epoch, err)
+	}
+	return ok, nil
+}
+
+// Heartbeat records what a replica reports about itself.
+func (s *Store) Heartbeat(ctx context.Context, projection string, info framework.ReplicaInfo) error {
+	k, err := s.keysFor(projection)
+	if err != nil {
+		return err
+	}
+	info.SeenAt = time.Now().UTC()
+	raw, _ := json.Marshal(info)
+	return s.client.HSet(ctx, k.base+"replicas", info.ID, raw).Err()
+}
+
+// RemoveReplica forgets a replica (it stopped).
+func (s *Store) RemoveReplica(ctx context.Context, projection, id string) error {
+	k, err := s.keysFor(projection)
+	if err != nil {
+		return err
+	}
+	return s.client.HDel(ctx, k.base+"replicas", id).Err()
+}
+
+// Replicas returns what the replicas reported, newest first, dropping
+// (and deleting) reports older than staleAfter.
+func (s *Store) Replicas(ctx context.Context, projection string, staleAfter time.Duration) ([]framework.ReplicaInfo, error) {
+	k, err := s.keysFor(projection)
+	if err != nil {
+		return nil, err
+	}
+	h, err := s.client.HGetAll(ctx, k.base+"replicas").Result()
+	if err != nil {
+		return nil, fmt.Errorf("redischeckpoint: replicas of %s: %w", projection, err)
+	}
+	var out []framework.ReplicaInfo
+	for id, raw := range h {
+		var info framework.ReplicaInfo
+		if err := json.Unmarshal([]byte(raw), &info); err != nil || time.Since(info.SeenAt) > staleAfter {
+			_ = s.client.HDel(ctx, k.base+"replicas", id).Err()
+			continue
+		}
+		out = append(out, info)
+	}
+	slices.SortFunc(out, func(a, b framework.ReplicaInfo) int { return strings.Compare(a.ID, b.ID) })
+	return out, nil
+}
