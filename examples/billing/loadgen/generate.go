@@ -86,8 +86,8 @@ type Stream struct {
 	Events []framework.EventData
 }
 
-// Streams returns the stream of the i-th MaLo of cfg (0 <= i < cfg.MaLos),
-// and folds what it settles into x when x is not nil.
+// streamOf returns the stream of the i-th MaLo of cfg (0 <= i < cfg.MaLos)
+// and the simulation it was built from.
 func streamOf(cfg Config, market Market, i int) (Stream, *maloMonth, error) {
 	mm := simulate(cfg, market, i)
 	id, err := mabis.StreamID(cfg.Tenant, mm.id, cfg.Month)

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -279,7 +278,5 @@ func FormatWh(wh int64) string {
 	if wh < 0 {
 		sign, wh = "-", -wh
 	}
-	var b strings.Builder
-	fmt.Fprintf(&b, "%s%d.%03d kWh", sign, wh/1000, wh%1000)
-	return b.String()
+	return fmt.Sprintf("%s%d.%03d kWh", sign, wh/1000, wh%1000)
 }
