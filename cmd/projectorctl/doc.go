@@ -1,0 +1,36 @@
+// Command projectorctl administers Projector projections while their
+// replicas run: status, replay (rebuild the read model by resetting the
+// consumer group's offsets), pause and resume, and parked streams.
+//
+//	projectorctl status billing [-o json]
+//	projectorctl replay billing [--to-time 2026-03-01T00:00:00+01:00 | --to-offsets FILE] [--dry-run] [--yes] [--wait]
+//	projectorctl replay billing --resume | --abort
+//	projectorctl pause billing --reason "maintenance" ; projectorctl resume billing
+//	projectorctl parked list billing ; projectorctl parked retry|skip billing STREAM --reason "..."
+//	projectorctl completion bash|zsh|fish|powershell
+//
+// Every connection flag falls back to an environment variable, the same the
+// workers read: PROJECTOR_KAFKA_BROKERS, PROJECTOR_TOPIC, PROJECTOR_GROUP,
+// PROJECTOR_KAFKA_SASL_MECHANISM, PROJECTOR_KAFKA_USERNAME,
+// PROJECTOR_KAFKA_PASSWORD, PROJECTOR_KAFKA_TLS, PROJECTOR_KAFKA_TLS_CA_FILE,
+// PROJECTOR_REDIS_URL, PROJECTOR_REDIS_USERNAME, PROJECTOR_REDIS_PASSWORD,
+// PROJECTOR_REDIS_TLS_CA_FILE, PROJECTOR_REDIS_NAMESPACE.
+//
+// Exit codes:
+//
+//	0  done
+//	1  failed (a server error, a bad response)
+//	2  usage: wrong flags or arguments
+//	3  refused: the group did not empty in time, a replay is already in
+//	   progress, a destructive step was not confirmed
+//	4  not found: no such parked stream
+//
+// A replay is coordinated through the projection's control record in Redis:
+// the replicas see the request, finish their batch, store their cursors,
+// commit and leave the group; the command waits for the group to be empty
+// (naming the members still present when it times out), resets the offsets,
+// raises the projection's epoch (older cursors and fences stop counting), has
+// exactly one replica reset the read model, and resumes the replicas, which
+// rebuild. Each phase is recorded first, so an interrupted replay is resumed
+// with --resume or given up with --abort, never left half done silently.
+package main

@@ -1,0 +1,427 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+	"github.com/spf13/cobra"
+	"github.com/twmb/franz-go/pkg/kadm"
+
+	"github.com/projector-dev/projector/framework"
+)
+
+type replayOptions struct {
+	toTime       string
+	toOffsets    string
+	dryRun       bool
+	yes          bool
+	wait         bool
+	resume       bool
+	abort        bool
+	reason       string
+	emptyTimeout time.Duration
+	waitTimeout  time.Duration
+}
+
+func newReplayCommand(o *options) *cobra.Command {
+	ro := &replayOptions{}
+	cmd := &cobra.Command{
+		Use:   "replay PROJECTION",
+		Short: "Rebuild the read model: pause the replicas, reset the group's offsets, raise the epoch, reset the model, resume",
+		Long: `Replay rebuilds a projection's read model from its events while its replicas keep running.
+
+The replicas are asked to pause: each finishes its batch, stores its cursors, commits and leaves the
+consumer group. Once the group is empty (within --empty-timeout, else the replay is refused and the
+replicas resume), the group's offsets are reset to the start of the topic, to the first offsets at or
+after --to-time, or to the offsets in --to-offsets (lines "partition=offset"). The projection's epoch is
+raised, so cursors and fencing tokens of the old read model no longer count; exactly one replica drops
+the read model; the replicas rejoin and rebuild. --wait follows the rebuild until the lag is zero.`,
+		Args: exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if ro.toTime != "" && ro.toOffsets != "" {
+				return usage("give --to-time or --to-offsets, not both")
+			}
+			if ro.resume && ro.abort {
+				return usage("give --resume or --abort, not both")
+			}
+			c, err := o.connect(cmd.Context(), args[0], true)
+			if err != nil {
+				return err
+			}
+			defer c.close()
+			return c.replay(cmd.Context(), ro)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&ro.toTime, "to-time", "", "replay from the first events at or after this time (RFC 3339)")
+	f.StringVar(&ro.toOffsets, "to-offsets", "", "replay from the offsets in this file: one \"partition=offset\" per line")
+	f.BoolVar(&ro.dryRun, "dry-run", false, "print the plan and change nothing")
+	f.BoolVarP(&ro.yes, "yes", "y", false, "do not ask for confirmation")
+	f.BoolVar(&ro.wait, "wait", false, "follow the rebuild with a progress bar until the lag is zero")
+	f.BoolVar(&ro.resume, "resume", false, "continue an interrupted replay from its recorded phase")
+	f.BoolVar(&ro.abort, "abort", false, "give up an interrupted replay and resume the replicas")
+	f.StringVar(&ro.reason, "reason", "", "why, recorded with the replay")
+	f.DurationVar(&ro.emptyTimeout, "empty-timeout", 2*time.Minute, "how long to wait for the replicas to leave the group")
+	f.DurationVar(&ro.waitTimeout, "wait-timeout", time.Hour, "how long --wait follows the rebuild")
+	return cmd
+}
+
+func newReplayID() string {
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return time.Now().UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(b[:])
+}
+
+func (c *conn) replay(ctx context.Context, ro *replayOptions) error {
+	o := c.o
+	ctl, err := c.store.Control(ctx, c.name)
+	if err != nil {
+		return err
+	}
+	current := ctl.Replay
+	inProgress := current != nil && (current.Phase == framework.ReplayPausing || current.Phase == framework.ReplayResetting)
+	switch {
+	case ro.abort:
+		return c.abortReplay(ctx, current)
+	case ro.resume:
+		if !inProgress {
+			return refused("no interrupted replay of %s to resume", c.name)
+		}
+		fmt.Fprintf(o.stdout, "resuming replay %s from phase %q\n", current.ID, current.Phase)
+		return c.runReplay(ctx, current, ro)
+	case inProgress:
+		return refused("replay %s of %s is in progress since %s (phase %s, by %s): continue it with --resume or give it up with --abort",
+			current.ID, c.name, current.StartedAt.Format(time.RFC3339), current.Phase, current.By)
+	}
+
+	to, err := ro.target()
+	if err != nil {
+		return err
+	}
+	epoch, err := c.store.Epoch(ctx, c.name)
+	if err != nil {
+		return err
+	}
+	st, err := c.status(ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(o.stdout, "Replay plan for projection %s (group %s, topic %s):\n", c.name, c.group, o.topic)
+	fmt.Fprintf(o.stdout, "  1. ask the %d member(s) to finish their batch, commit and leave the group (wait up to %s)\n", len(st.Members), ro.emptyTimeout)
+	fmt.Fprintf(o.stdout, "  2. reset the group's offsets to %s\n", to)
+	fmt.Fprintf(o.stdout, "  3. raise the epoch from %d to %d: cursors and fences of epoch %d stop counting\n", epoch, epoch+1, epoch)
+	fmt.Fprintf(o.stdout, "  4. one replica drops the read model; the replicas rejoin and rebuild (current lag %d records)\n", st.TotalLag)
+	resettable := false
+	for _, r := range st.Replicas {
+		resettable = resettable || r.Resettable
+	}
+	if len(st.Replicas) == 0 {
+		fmt.Fprintln(o.stdout, "  note: no replica is reporting now; the read model is dropped by the first one to start")
+	} else if !resettable {
+		return refused("no running replica of %s can reset its read model (the projection does not implement framework.Resetter)", c.name)
+	}
+	if ro.dryRun {
+		fmt.Fprintln(o.stdout, "dry run: nothing changed")
+		return nil
+	}
+	if !ro.yes {
+		if err := confirm(o, fmt.Sprintf("Drop and rebuild the read model of %s?", c.name)); err != nil {
+			return err
+		}
+	}
+	rec := &framework.Replay{ID: newReplayID(), By: o.by, Reason: ro.reason, To: to, Phase: framework.ReplayPausing,
+		WasPaused: ctl.Paused, Epoch: epoch, StartedAt: time.Now().UTC()}
+	if err := c.store.SetReplay(ctx, c.name, rec); err != nil {
+		return err
+	}
+	fmt.Fprintf(o.stdout, "replay %s started\n", rec.ID)
+	return c.runReplay(ctx, rec, ro)
+}
+
+// target describes where offsets go.
+func (ro *replayOptions) target() (string, error) {
+	switch {
+	case ro.toTime != "":
+		t, err := time.Parse(time.RFC3339, ro.toTime)
+		if err != nil {
+			return "", usage("--to-time %q: %v", ro.toTime, err)
+		}
+		return "time:" + t.UTC().Format(time.RFC3339Nano), nil
+	case ro.toOffsets != "":
+		offsets, err := readOffsetsFile(ro.toOffsets)
+		if err != nil {
+			return "", err
+		}
+		var parts []string
+		for _, p := range slices.Sorted(mapsKeys(offsets)) {
+			parts = append(parts, fmt.Sprintf("%d=%d", p, offsets[p]))
+		}
+		return "offsets:" + strings.Join(parts, ","), nil
+	}
+	return "start", nil
+}
+
+func mapsKeys(m map[int32]int64) func(func(int32) bool) {
+	return func(yield func(int32) bool) {
+		for k := range m {
+			if !yield(k) {
+				return
+			}
+		}
+	}
+}
+
+func readOffsetsFile(path string) (map[int32]int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, usage("--to-offsets: %v", err)
+	}
+	defer f.Close()
+	out := map[int32]int64{}
+	sc := bufio.NewScanner(f)
+	for line := 1; sc.Scan(); line++ {
+		text := strings.TrimSpace(sc.Text())
+		if text == "" || strings.HasPrefix(text, "#") {
+			continue
+		}
+		ps, offs, ok := strings.Cut(text, "=")
+		p, err1 := strconv.ParseInt(strings.TrimSpace(ps), 10, 32)
+		off, err2 := strconv.ParseInt(strings.TrimSpace(offs), 10, 64)
+		if !ok || err1 != nil || err2 != nil || p < 0 || off < 0 {
+			return nil, usage("--to-offsets %s line %d: %q is not \"partition=offset\"", path, line, text)
+		}
+		out[int32(p)] = off
+	}
+	if len(out) == 0 {
+		return nil, usage("--to-offsets %s holds no offsets", path)
+	}
+	return out, sc.Err()
+}
+
+func confirm(o *options, question string) error {
+	fmt.Fprintf(o.stdout, "%s Type yes to continue: ", question)
+	line, err := bufio.NewReader(o.stdin).ReadString('\n')
+	if err != nil && line == "" {
+		fmt.Fprintln(o.stdout)
+		return refused("no confirmation (no input); pass --yes to run without asking")
+	}
+	if strings.TrimSpace(line) != "yes" {
+		return refused("not confirmed")
+	}
+	return nil
+}
+
+// runReplay carries a replay on from its recorded phase.
+func (c *conn) runReplay(ctx context.Context, rec *framework.Replay, ro *replayOptions) error {
+	o := c.o
+	if rec.Phase == framework.ReplayPausing {
+		if err := c.store.SetPaused(ctx, c.name, true, o.by, "replay "+rec.ID); err != nil {
+			return err
+		}
+		fmt.Fprintf(o.stdout, "waiting for the group %s to empty...\n", c.group)
+		if err := c.waitEmpty(ctx, ro.emptyTimeout); err != nil {
+			rec.Phase, rec.Error = framework.ReplayFailed, err.Error()
+			if !rec.WasPaused {
+				_ = c.store.SetPaused(context.WithoutCancel(ctx), c.name, false, o.by, "")
+			}
+			_ = c.store.SetReplay(context.WithoutCancel(ctx), c.name, rec)
+			return err
+		}
+		rec.Phase = framework.ReplayResetting
+		if err := c.store.SetReplay(ctx, c.name, rec); err != nil {
+			return err
+		}
+	}
+	if rec.Phase == framework.ReplayResetting {
+		if err := c.resetOffsets(ctx, rec.To); err != nil {
+			return fmt.Errorf("%w (the replicas stay paused: run replay --resume to retry, or --abort)", err)
+		}
+		epoch, err := c.store.Epoch(ctx, c.name)
+		if err != nil {
+			return err
+		}
+		if epoch <= rec.Epoch { // not raised yet (it may have been, before an interruption)
+			if epoch, err = c.store.BumpEpoch(ctx, c.name); err != nil {
+				return err
+			}
+		}
+		if err := c.store.RequestReset(ctx, c.name, epoch); err != nil {
+			return err
+		}
+		rec.Epoch, rec.Phase = epoch, framework.ReplayRebuild
+		if err := c.store.SetReplay(ctx, c.name, rec); err != nil {
+			return err
+		}
+		fmt.Fprintf(o.stdout, "offsets reset to %s; epoch %d\n", rec.To, epoch)
+	}
+	if !rec.WasPaused {
+		if err := c.store.SetPaused(ctx, c.name, false, o.by, ""); err != nil {
+			return err
+		}
+		fmt.Fprintln(o.stdout, "replicas resumed: one drops the read model, all rebuild")
+	} else {
+		fmt.Fprintln(o.stdout, "the projection was paused before the replay and stays paused: resume it to rebuild")
+	}
+	if ro.wait && !rec.WasPaused {
+		if err := c.follow(ctx, rec, ro.waitTimeout); err != nil {
+			return err
+		}
+	}
+	rec.Phase = framework.ReplayDone
+	return c.store.SetReplay(context.WithoutCancel(ctx), c.name, rec)
+}
+
+func (c *conn) abortReplay(ctx context.Context, rec *framework.Replay) error {
+	if rec == nil || (rec.Phase != framework.ReplayPausing && rec.Phase != framework.ReplayResetting && rec.Phase != framework.ReplayRebuild) {
+		return refused("no replay of %s to abort", c.name)
+	}
+	was := rec.Phase
+	rec.Phase, rec.Error = framework.ReplayAborted, "aborted by "+c.o.by+" in phase "+was
+	if err := c.store.SetReplay(ctx, c.name, rec); err != nil {
+		return err
+	}
+	if !rec.WasPaused {
+		if err := c.store.SetPaused(ctx, c.name, false, c.o.by, ""); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintf(c.o.stdout, "replay %s aborted in phase %s; replicas resumed\n", rec.ID, was)
+	if was == framework.ReplayResetting {
+		fmt.Fprintln(c.o.stdout, "warning: offsets may have been reset in part: run a new replay to rebuild a consistent read model")
+	}
+	return nil
+}
+
+// waitEmpty waits until the group has no members, or times out naming the
+// members still present.
+func (c *conn) waitEmpty(ctx context.Context, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		described, err := c.admin.DescribeGroups(ctx, c.group)
+		if err != nil {
+			return fmt.Errorf("describe group %s: %w", c.group, err)
+		}
+		g := described[c.group]
+		if len(g.Members) == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			var names []string
+			for _, m := range g.Members {
+				names = append(names, fmt.Sprintf("%s (%s, %s)", m.ClientID, m.ClientHost, m.MemberID))
+			}
+			return refused("group %s did not empty within %s; members still present: %s", c.group, timeout, strings.Join(names, "; "))
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+// resetOffsets commits the target offsets for the (empty) group.
+func (c *conn) resetOffsets(ctx context.Context, to string) error {
+	topic := c.o.topic
+	offsets := kadm.Offsets{}
+	switch {
+	case to == "start":
+		listed, err := c.admin.ListStartOffsets(ctx, topic)
+		if err != nil {
+			return fmt.Errorf("start offsets of %s: %w", topic, err)
+		}
+		offsets = listed.Offsets()
+	case strings.HasPrefix(to, "time:"):
+		t, err := time.Parse(time.RFC3339Nano, strings.TrimPrefix(to, "time:"))
+		if err != nil {
+			return err
+		}
+		listed, err := c.admin.ListOffsetsAfterMilli(ctx, t.UnixMilli(), topic)
+		if err != nil {
+			return fmt.Errorf("offsets of %s at %s: %w", topic, t, err)
+		}
+		offsets = listed.Offsets()
+	case strings.HasPrefix(to, "offsets:"):
+		for _, pair := range strings.Split(strings.TrimPrefix(to, "offsets:"), ",") {
+			ps, offs, _ := strings.Cut(pair, "=")
+			p, _ := strconv.ParseInt(ps, 10, 32)
+			off, _ := strconv.ParseInt(offs, 10, 64)
+			offsets.Add(kadm.Offset{Topic: topic, Partition: int32(p), At: off, LeaderEpoch: -1})
+		}
+	default:
+		return fmt.Errorf("unknown replay target %q", to)
+	}
+	resp, err := c.admin.CommitOffsets(ctx, c.group, offsets)
+	if err != nil {
+		return fmt.Errorf("reset offsets of %s: %w", c.group, err)
+	}
+	if err := resp.Error(); err != nil {
+		return fmt.Errorf("reset offsets of %s (the group must be empty): %w", c.group, err)
+	}
+	return nil
+}
+
+// follow shows the rebuild until the read model was reset, the replicas
+// rejoined, and the committed offsets reached the end of the topic as it
+// was when the replicas resumed (events that keep arriving are live lag,
+// not rebuild).
+func (c *conn) follow(ctx context.Context, rec *framework.Replay, timeout time.Duration) error {
+	o := c.o
+	deadline := time.Now().Add(timeout)
+	target, err := c.admin.ListEndOffsets(ctx, o.topic)
+	if err != nil {
+		return fmt.Errorf("end offsets of %s: %w", o.topic, err)
+	}
+	start, err := c.status(ctx)
+	if err != nil {
+		return err
+	}
+	var total int64
+	from := map[int32]int64{}
+	for _, p := range start.Partitions {
+		end, _ := target.Lookup(o.topic, p.Partition)
+		from[p.Partition] = max(p.Committed, 0)
+		total += max(end.Offset-from[p.Partition], 0)
+	}
+	bar := progressbar.NewOptions64(total, progressbar.OptionSetWriter(o.stderr), progressbar.OptionSetDescription("rebuilding "+c.name),
+		progressbar.OptionShowCount(), progressbar.OptionShowIts(), progressbar.OptionSetItsString("events"),
+		progressbar.OptionSetPredictTime(true), progressbar.OptionThrottle(200*time.Millisecond))
+	for {
+		st, err := c.status(ctx)
+		if err != nil {
+			return err
+		}
+		var done, behind int64
+		for _, p := range st.Partitions {
+			end, _ := target.Lookup(o.topic, p.Partition)
+			at := max(p.Committed, from[p.Partition])
+			done += min(at, end.Offset) - from[p.Partition]
+			behind += max(end.Offset-at, 0)
+		}
+		_ = bar.Set64(done)
+		reset := st.Control.ResetDone >= rec.Epoch
+		if reset && len(st.Members) > 0 && behind == 0 {
+			_ = bar.Finish()
+			fmt.Fprintln(o.stderr)
+			fmt.Fprintf(o.stdout, "rebuild of %s caught up with the topic as it was at the resume (epoch %d); live lag now %d records\n", c.name, rec.Epoch, st.TotalLag)
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the rebuild of %s did not catch up within %s (%d records behind, read model reset: %v)", c.name, timeout, behind, reset)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}

@@ -1,0 +1,207 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/user"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/spf13/cobra"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/projector-dev/projector/kafkastore"
+	"github.com/projector-dev/projector/redischeckpoint"
+)
+
+// options are the global flags.
+type options struct {
+	brokers       string
+	topic         string
+	group         string
+	saslMechanism string
+	kafkaUser     string
+	kafkaPassword string
+	kafkaTLS      bool
+	kafkaCA       string
+	redisURL      string
+	redisUser     string
+	redisPassword string
+	redisCA       string
+	namespace     string
+	output        string
+	timeout       time.Duration
+	by            string
+
+	stdin          io.Reader
+	stdout, stderr io.Writer
+}
+
+func env(name, def string) string {
+	if v, ok := os.LookupEnv(name); ok && v != "" {
+		return v
+	}
+	return def
+}
+
+func envBool(name string) bool {
+	b, _ := strconv.ParseBool(os.Getenv(name))
+	return b
+}
+
+func defaultActor() string {
+	name := "unknown"
+	if u, err := user.Current(); err == nil {
+		name = u.Username
+	}
+	host, _ := os.Hostname()
+	return name + "@" + host
+}
+
+func newRootCommand(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
+	o := &options{stdin: stdin, stdout: stdout, stderr: stderr}
+	root := &cobra.Command{
+		Use:           "projectorctl",
+		Short:         "Administer Projector projections: status, replay, pause/resume, parked streams",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRunE: func(*cobra.Command, []string) error {
+			if o.output != "text" && o.output != "json" {
+				return usage("-o must be text or json, not %q", o.output)
+			}
+			return nil
+		},
+	}
+	root.SetIn(stdin)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usage("%v", err) })
+	f := root.PersistentFlags()
+	f.StringVar(&o.brokers, "brokers", env("PROJECTOR_KAFKA_BROKERS", ""), "Kafka brokers, comma-separated (PROJECTOR_KAFKA_BROKERS)")
+	f.StringVar(&o.topic, "topic", env("PROJECTOR_TOPIC", "mabis.process-events"), "event topic (PROJECTOR_TOPIC)")
+	f.StringVar(&o.group, "group", env("PROJECTOR_GROUP", ""), "consumer group; default: the projection's name (PROJECTOR_GROUP)")
+	f.StringVar(&o.saslMechanism, "kafka-sasl-mechanism", env("PROJECTOR_KAFKA_SASL_MECHANISM", ""), "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (PROJECTOR_KAFKA_SASL_MECHANISM)")
+	f.StringVar(&o.kafkaUser, "kafka-username", env("PROJECTOR_KAFKA_USERNAME", ""), "Kafka SASL user (PROJECTOR_KAFKA_USERNAME)")
+	f.StringVar(&o.kafkaPassword, "kafka-password", env("PROJECTOR_KAFKA_PASSWORD", ""), "Kafka SASL password (PROJECTOR_KAFKA_PASSWORD; prefer the variable)")
+	f.BoolVar(&o.kafkaTLS, "kafka-tls", envBool("PROJECTOR_KAFKA_TLS"), "TLS to Kafka (PROJECTOR_KAFKA_TLS)")
+	f.StringVar(&o.kafkaCA, "kafka-tls-ca", env("PROJECTOR_KAFKA_TLS_CA_FILE", ""), "CA file for Kafka's certificates (PROJECTOR_KAFKA_TLS_CA_FILE)")
+	f.StringVar(&o.redisURL, "redis-url", env("PROJECTOR_REDIS_URL", ""), "redis:// or rediss:// URL (PROJECTOR_REDIS_URL)")
+	f.StringVar(&o.redisUser, "redis-username", env("PROJECTOR_REDIS_USERNAME", ""), "Redis ACL user (PROJECTOR_REDIS_USERNAME)")
+	f.StringVar(&o.redisPassword, "redis-password", env("PROJECTOR_REDIS_PASSWORD", ""), "Redis password (PROJECTOR_REDIS_PASSWORD; prefer the variable)")
+	f.StringVar(&o.redisCA, "redis-tls-ca", env("PROJECTOR_REDIS_TLS_CA_FILE", ""), "CA file for Redis's certificate (PROJECTOR_REDIS_TLS_CA_FILE)")
+	f.StringVar(&o.namespace, "namespace", env("PROJECTOR_REDIS_NAMESPACE", redischeckpoint.DefaultNamespace), "Redis key namespace (PROJECTOR_REDIS_NAMESPACE)")
+	f.StringVarP(&o.output, "output", "o", "text", "output format of read commands: text or json")
+	f.DurationVar(&o.timeout, "request-timeout", 30*time.Second, "timeout of each request to Kafka or Redis")
+	f.StringVar(&o.by, "by", env("PROJECTORCTL_BY", defaultActor()), "who acts, recorded with pauses, replays and skips (PROJECTORCTL_BY)")
+
+	root.AddCommand(newStatusCommand(o), newReplayCommand(o), newPauseCommand(o, true), newPauseCommand(o, false), newParkedCommand(o))
+	return root
+}
+
+// exactArgs wraps cobra.ExactArgs as a usage error.
+func exactArgs(n int) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if err := cobra.ExactArgs(n)(cmd, args); err != nil {
+			return usage("%s: %v", cmd.CommandPath(), err)
+		}
+		return nil
+	}
+}
+
+func isUsageError(err error) bool {
+	msg := err.Error()
+	return strings.HasPrefix(msg, "unknown command") || strings.HasPrefix(msg, "unknown flag") || strings.Contains(msg, "arg(s)")
+}
+
+// conn holds the connections of one command.
+type conn struct {
+	o      *options
+	name   string
+	group  string
+	kafka  *kgo.Client
+	admin  *kadm.Client
+	redis  redis.UniversalClient
+	store  *redischeckpoint.Store
+	closed bool
+}
+
+// connect opens Kafka (unless kafkaToo is false) and Redis for projection
+// name.
+func (o *options) connect(ctx context.Context, name string, kafkaToo bool) (*conn, error) {
+	c := &conn{o: o, name: name, group: o.group}
+	if c.group == "" {
+		c.group = name
+	}
+	if o.redisURL == "" {
+		return nil, usage("no Redis: set --redis-url or PROJECTOR_REDIS_URL")
+	}
+	rc, err := redischeckpoint.NewClient(redischeckpoint.ClientConfig{URL: o.redisURL, Username: o.redisUser, Password: o.redisPassword, CAFile: o.redisCA})
+	if err != nil {
+		return nil, usage("%v", err)
+	}
+	c.redis = rc
+	c.store, err = redischeckpoint.New(redischeckpoint.Config{Client: rc, Namespace: o.namespace})
+	if err != nil {
+		c.close()
+		return nil, usage("%v", err)
+	}
+	if err := c.store.Ping(ctx); err != nil {
+		c.close()
+		return nil, err
+	}
+	if !kafkaToo {
+		return c, nil
+	}
+	if o.brokers == "" {
+		c.close()
+		return nil, usage("no Kafka: set --brokers or PROJECTOR_KAFKA_BROKERS")
+	}
+	sec, err := kafkastore.Security{SASLMechanism: o.saslMechanism, Username: o.kafkaUser, Password: o.kafkaPassword, TLS: o.kafkaTLS, CAFile: o.kafkaCA}.Opts()
+	if err != nil {
+		c.close()
+		return nil, usage("%v", err)
+	}
+	opts := append([]kgo.Opt{kgo.SeedBrokers(strings.Split(o.brokers, ",")...), kgo.RequestTimeoutOverhead(o.timeout)}, sec...)
+	c.kafka, err = kgo.NewClient(opts...)
+	if err != nil {
+		c.close()
+		return nil, usage("%v", err)
+	}
+	c.admin = kadm.NewClient(c.kafka)
+	pctx, cancel := context.WithTimeout(ctx, o.timeout)
+	defer cancel()
+	if err := c.kafka.Ping(pctx); err != nil {
+		c.close()
+		return nil, fmt.Errorf("kafka %s: %w", o.brokers, err)
+	}
+	return c, nil
+}
+
+func (c *conn) close() {
+	if c.closed {
+		return
+	}
+	c.closed = true
+	if c.kafka != nil {
+		c.kafka.Close()
+	}
+	if c.redis != nil {
+		_ = c.redis.Close()
+	}
+}
+
+// printJSON writes v as indented JSON.
+func (o *options) printJSON(v any) error {
+	enc := json.NewEncoder(o.stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+var errNotConfirmed = errors.New("not confirmed")
