@@ -309,6 +309,47 @@ func (w *Writes) Replace(key, field string, value int64, sums, counts []HashFiel
 	w.add("REPLACE", keys, args...)
 }
 
+// MaxReplaceFields is the most fields one ReplaceFields call takes.
+const MaxReplaceFields = 1000
+
+// ReplaceFields is Replace for many fields of one hash at once, in a few
+// commands instead of several per field: it sets the fields of the hash at
+// key to values (replacing what was there), adjusts the same fields of
+// every hash in sums by the differences (absent counts as 0), and raises the
+// same fields of every hash in counts by one for each field that did not
+// exist before. One day's quarter-hour values of a meter, summed per
+// balance group and day, is one ReplaceFields.
+func (w *Writes) ReplaceFields(key string, fields []string, values []int64, sums, counts []string) {
+	switch {
+	case len(fields) != len(values):
+		w.fail(fmt.Errorf("ReplaceFields %q: %d fields but %d values", key, len(fields), len(values)))
+		return
+	case len(fields) == 0:
+		return
+	case len(fields) > MaxReplaceFields:
+		w.fail(fmt.Errorf("ReplaceFields %q: %d fields, at most %d", key, len(fields), MaxReplaceFields))
+		return
+	}
+	keys := append(append([]string{key}, sums...), counts...)
+	args := make([]string, 0, 4+2*len(fields)+len(sums)+len(counts))
+	args = append(args, key, strconv.Itoa(len(fields)))
+	args = append(args, fields...)
+	for _, v := range values {
+		args = append(args, strconv.FormatInt(v, 10))
+	}
+	args = append(args, strconv.Itoa(len(sums)))
+	args = append(args, sums...)
+	args = append(args, strconv.Itoa(len(counts)))
+	args = append(args, counts...)
+	w.add("REPLACE_FIELDS", keys, args...)
+}
+
+func (w *Writes) fail(err error) {
+	if w.err == nil {
+		w.err = err
+	}
+}
+
 // globEscape escapes the characters SCAN MATCH treats specially.
 func globEscape(s string) string {
 	var b strings.Builder

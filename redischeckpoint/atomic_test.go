@@ -229,3 +229,51 @@ func TestResetDropsReadModelAndCursors(t *testing.T) {
 		t.Errorf("rebuilt total %d, want 600", all)
 	}
 }
+
+func TestReplaceFieldsCorrectsAVector(t *testing.T) {
+	s, env, _ := newStore(t, redischeckpoint.Config{})
+	ctx := ctxFor(t)
+	p, err := s.NewAtomicProjection("days", func(e framework.Event, w *redischeckpoint.Writes) error {
+		var vals []int64
+		for _, f := range strings.Fields(string(e.Data)) {
+			n, err := strconv.ParseInt(f, 10, 64)
+			if err != nil {
+				return err
+			}
+			vals = append(vals, n)
+		}
+		fields := []string{"q1", "q2", "q3"}[:len(vals)]
+		malo := strings.TrimPrefix(e.StreamID, "process/t/")
+		w.ReplaceFields(w.Key("malo", malo), fields, vals, []string{w.Key("sum")}, []string{w.Key("count")})
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := func(stream string, seq uint64, data string) framework.Event {
+		return framework.Event{StreamID: stream, Sequence: seq, EventID: fmt.Sprint(stream, seq), Data: []byte(data)}
+	}
+	events := []framework.Event{
+		ev("process/t/m1", 1, "10 20 30"),
+		ev("process/t/m2", 1, "1 2"),
+		ev("process/t/m1", 2, "11 0 30"), // correction of m1: replaces
+	}
+	if _, err := p.ApplyBatch(ctx, events); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.ApplyBatch(ctx, events); err != nil { // redelivered: skipped
+		t.Fatal(err)
+	}
+	sum, _ := env.Client.HGetAll(ctx, p.Key("sum")).Result()
+	count, _ := env.Client.HGetAll(ctx, p.Key("count")).Result()
+	if fmt.Sprint(sum) != "map[q1:12 q2:2 q3:30]" || fmt.Sprint(count) != "map[q1:2 q2:2 q3:1]" {
+		t.Errorf("sum %v count %v, want q1:12 q2:2 q3:30 and q1:2 q2:2 q3:1", sum, count)
+	}
+	bad, _ := s.NewAtomicProjection("bad", func(e framework.Event, w *redischeckpoint.Writes) error {
+		w.ReplaceFields(w.Key("x"), []string{"a", "b"}, []int64{1}, nil, nil)
+		return nil
+	})
+	if _, err := bad.ApplyBatch(ctx, events[:1]); !errors.Is(err, redischeckpoint.ErrInvalidWrite) {
+		t.Errorf("mismatched fields and values: %v, want ErrInvalidWrite", err)
+	}
+}

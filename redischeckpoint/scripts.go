@@ -130,6 +130,41 @@ local function op_replace(a)
     i = i + 2
   end
 end
+local function op_replace_fields(a)
+  -- key n field... value... nsum sumkey... ncount countkey...
+  local key, n = a[1], tonumber(a[2])
+  local fields, vals, hset = {}, {}, {}
+  for i = 1, n do
+    fields[i], vals[i] = a[2 + i], a[2 + n + i]
+    hset[2 * i - 1], hset[2 * i] = fields[i], vals[i]
+  end
+  local old = redis.call('HMGET', key, unpack(fields))
+  redis.call('HSET', key, unpack(hset))
+  local p = 3 + 2 * n
+  local nsum = tonumber(a[p]); p = p + 1
+  for _ = 1, nsum do
+    local sk = a[p]; p = p + 1
+    local cur = redis.call('HMGET', sk, unpack(fields))
+    local out = {}
+    for i = 1, n do
+      local v = (tonumber(cur[i]) or 0) + tonumber(vals[i]) - (tonumber(old[i]) or 0)
+      out[2 * i - 1], out[2 * i] = fields[i], string.format('%d', v)
+    end
+    redis.call('HSET', sk, unpack(out))
+  end
+  local ncount = tonumber(a[p]); p = p + 1
+  local new = {}
+  for i = 1, n do if not old[i] then new[#new + 1] = fields[i] end end
+  for _ = 1, ncount do
+    local ck = a[p]; p = p + 1
+    if #new > 0 then
+      local cur = redis.call('HMGET', ck, unpack(new))
+      local out = {}
+      for j = 1, #new do out[2 * j - 1], out[2 * j] = new[j], string.format('%d', (tonumber(cur[j]) or 0) + 1) end
+      redis.call('HSET', ck, unpack(out))
+    end
+  end
+end
 local pos = 5
 local n = tonumber(ARGV[4])
 local applied, skipped = 0, 0
@@ -154,7 +189,9 @@ for e = 1, n do
     for k = 1, nargs do args[k] = ARGV[pos + 1 + k] end
     pos = pos + 2 + nargs
     if apply then
-      if op == 'REPLACE' then op_replace(args) else redis.call(op, unpack(args)) end
+      if op == 'REPLACE' then op_replace(args)
+      elseif op == 'REPLACE_FIELDS' then op_replace_fields(args)
+      else redis.call(op, unpack(args)) end
     end
   end
   if apply then
