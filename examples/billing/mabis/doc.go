@@ -58,25 +58,36 @@
 //
 // The read model's keys lie below the projection's read-model prefix
 // ("projector:{billing}:rm:"). {t} is the tenant, {m} the month "YYYY-MM",
-// {eic} a balance group, {slot} a quarter hour of the month from 0, {q} a
-// quarter hour of a day from 0:
+// {eic} a balance group, {slot} a quarter hour of the month from 0, {day} a
+// day "YYYY-MM-DD":
 //
 //	{t}:{m}:balance-groups          set: EICs with an assignment or values in the month
 //	{t}:{m}:bk:{eic}:wh             hash: {slot} -> sum of energy, Wh
-//	{t}:{m}:bk:{eic}:malos          hash: {slot} -> number of MaLos with a value
-//	{t}:{m}:bk:{eic}:substitutes    hash: {slot} -> number of substitute values
+//	{t}:{m}:bk:{eic}:substitutes    hash: s{slot} -> number of substitute values
+//	{t}:{m}:bk:{eic}:malos          hash: {day} -> number of MaLos with values that day
 //	{t}:{m}:bk:{eic}:assigned       set: MaLos assigned to the group on a day of the month
 //	{t}:{m}:bk:{eic}:suppliers      set: their suppliers
 //	{t}:{m}:clearing                hash: opened, resolved, opened:{eic}, resolved:{eic}
 //	{t}:{m}:clearing:open           set: {malo}/{case_id} of open cases
 //	{t}:{m}:malo:{malo}             hash: {valid_from} -> "{supplier} {eic}", or "ended"
-//	{t}:{m}:malo:{malo}:{day}       hash: {q} -> Wh, s{q} -> 1 for a substitute value (absent or 0: measured)
+//	{t}:{m}:malo:{malo}:{day}       hash: {slot} -> Wh, s{slot} -> 1 for a substitute value
+//	                                (absent or 0: measured), {day} -> 1 once delivered
+//
+// A MaLo's day hash uses the field names of the group's hashes, so that one
+// redischeckpoint Writes.ReplaceFields writes the day's values and adjusts
+// the group's sums inside the apply script, another its substitute flags:
+// a few Redis commands per event instead of several per quarter hour. A
+// delivery always holds every quarter hour of its day, so the MaLos that
+// contributed to a quarter hour are those with a delivery that day, and
+// they are counted per day (the reader spreads the count over the day's
+// quarter hours).
 //
 // A month of 2,000 MaLos and 6 balance groups is about 64,000 keys: one
-// small hash per MaLo and day and three hashes of about 3,000 fields per
-// balance group. A day hash holds up to 100 values and a few substitute
-// flags, under Redis's default limit of 128 fields for its compact listpack
-// encoding (a corrected day, which carries every flag, goes over it). One
-// hash per MaLo and month would be fewer keys, but with about 3,000 fields
-// each it could not use the compact encoding: several times the memory.
+// small hash per MaLo and day and three hashes of up to about 3,000 fields
+// per balance group. A day hash holds up to 100 values, its marker and a
+// few substitute flags, under Redis's default limit of 128 fields for its
+// compact listpack encoding (a correction writes every flag and drops the
+// measured ones again). One hash per MaLo and month would be fewer keys,
+// but with about 3,000 fields each it could not use the compact encoding:
+// several times the memory.
 package mabis

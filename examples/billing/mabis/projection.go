@@ -61,17 +61,20 @@ const (
 // one event of a MaLo's billing stream into Redis writes (see the package
 // documentation for the keys).
 //
-//   - Day values: every quarter-hour value is one Writes.Replace of the
-//     field {q} of the MaLo's day hash, which adjusts the group's sum by
-//     the difference to the value it replaces and counts the MaLo in the
-//     group's quarter hour the first time the field is written. A
-//     substitute flag is a Replace of s{q} with 0 or 1 that adjusts the
-//     group's substitute count. So a correction replaces; it never adds,
-//     and re-delivered events count once (the cursor check of
-//     redischeckpoint.AtomicProjection skips them).
+//   - Day values: the day's quarter-hour values are one
+//     Writes.ReplaceFields of the fields {slot} of the MaLo's day hash, which
+//     adjusts the group's sums (wh) by the differences to the values it
+//     replaces. A second one writes the field {day} = 1, which counts the
+//     MaLo in the group's day (malos) the first time. Substitute flags are
+//     a third, of the fields s{slot} with 0 or 1, adjusting the group's
+//     substitute counts. So a correction replaces; it never adds, and
+//     re-delivered events count once (the cursor check of
+//     redischeckpoint.AtomicProjection skips them). An event is a handful
+//     of Redis commands inside the script, not several per quarter hour.
 //   - A first delivery (DayValuesReceived) writes flags of substitute
 //     values only; a correction writes every flag, so that a true value
-//     replacing a substitute value takes it out of the count.
+//     replacing a substitute value takes it out of the count, and then
+//     drops the flags that are 0 again, to keep the day hash small.
 //   - A correction with MovedFrom first replaces the day's values and flags
 //     in the old group by 0, takes the MaLo out of the old group's count
 //     and drops the day hash; then it writes the day as a first delivery
@@ -158,27 +161,49 @@ func assign(w *redischeckpoint.Writes, key keyFunc, tenant string, m Month, malo
 	w.SAdd(key(bkKey(tenant, m, eic, kindSuppliers)), supplier)
 }
 
+// maxMonthSlots is the most quarter hours of a month (31 days with the
+// autumn clock change).
+const maxMonthSlots = 31*96 + 4
+
+// valueFields and flagFields are the field names of the day hashes and of
+// the group's series: "0".."2979" for the values, "s0".."s2979" for the
+// substitute flags, numbered by the quarter hour of the month.
+var valueFields, flagFields = slotFields()
+
+func slotFields() (values, flags []string) {
+	for q := range maxMonthSlots {
+		values = append(values, strconv.Itoa(q))
+		flags = append(flags, "s"+strconv.Itoa(q))
+	}
+	return values, flags
+}
+
 // writeDay replaces the day's values in its balance group. allFlags writes
 // measured flags too (for corrections); otherwise only substitute flags are
 // written, since a first delivery has no flags to replace.
 func writeDay(w *redischeckpoint.Writes, key keyFunc, tenant string, m Month, v DayValues, allFlags bool) {
 	d, _ := ParseDay(v.Day) // validated
 	dayKey := key(maloDayKey(tenant, m, v.MaLo, d))
-	wh := key(bkKey(tenant, m, v.BalanceGroup, kindWh))
-	malos := key(bkKey(tenant, m, v.BalanceGroup, kindMaLos))
-	subst := key(bkKey(tenant, m, v.BalanceGroup, kindSubstitutes))
-	first := m.FirstSlot(d)
-	for q, value := range v.Wh {
-		slot := strconv.Itoa(first + q)
-		field := strconv.Itoa(q)
-		w.Replace(dayKey, field, value,
-			[]redischeckpoint.HashField{{Key: wh, Field: slot}},
-			[]redischeckpoint.HashField{{Key: malos, Field: slot}})
-		if v.Quality[q] == Substitute {
-			w.Replace(dayKey, "s"+field, 1, []redischeckpoint.HashField{{Key: subst, Field: slot}}, nil)
-		} else if allFlags {
-			w.Replace(dayKey, "s"+field, 0, []redischeckpoint.HashField{{Key: subst, Field: slot}}, nil)
+	first, n := m.FirstSlot(d), len(v.Wh) // validated: d.Slots()
+	w.ReplaceFields(dayKey, valueFields[first:first+n], v.Wh, []string{key(bkKey(tenant, m, v.BalanceGroup, kindWh))}, nil)
+	// A delivery always holds every quarter hour of its day, so the MaLos
+	// with a value in a quarter hour are those with a delivery that day:
+	// one count per day, raised when the day's marker field is new.
+	w.ReplaceFields(dayKey, []string{d.String()}, []int64{1}, nil, []string{key(bkKey(tenant, m, v.BalanceGroup, kindMaLos))})
+	var fields, measured []string
+	var flags []int64
+	for q := range n {
+		switch {
+		case v.Quality[q] == Substitute:
+			fields, flags = append(fields, flagFields[first+q]), append(flags, 1)
+		case allFlags:
+			fields, flags = append(fields, flagFields[first+q]), append(flags, 0)
+			measured = append(measured, flagFields[first+q])
 		}
+	}
+	w.ReplaceFields(dayKey, fields, flags, []string{key(bkKey(tenant, m, v.BalanceGroup, kindSubstitutes))}, nil)
+	if len(measured) > 0 {
+		w.HDel(dayKey, measured...) // absent means measured
 	}
 	w.SAdd(key(balanceGroupsKey(tenant, m)), v.BalanceGroup)
 }
@@ -188,17 +213,11 @@ func writeDay(w *redischeckpoint.Writes, key keyFunc, tenant string, m Month, v 
 func moveOut(w *redischeckpoint.Writes, key keyFunc, tenant string, m Month, v DayValues, from string) {
 	d, _ := ParseDay(v.Day) // validated
 	dayKey := key(maloDayKey(tenant, m, v.MaLo, d))
-	wh := key(bkKey(tenant, m, from, kindWh))
-	malos := key(bkKey(tenant, m, from, kindMaLos))
-	subst := key(bkKey(tenant, m, from, kindSubstitutes))
-	first := m.FirstSlot(d)
-	for q := range d.Slots() {
-		slot := strconv.Itoa(first + q)
-		field := strconv.Itoa(q)
-		w.Replace(dayKey, field, 0, []redischeckpoint.HashField{{Key: wh, Field: slot}}, nil)
-		w.Replace(dayKey, "s"+field, 0, []redischeckpoint.HashField{{Key: subst, Field: slot}}, nil)
-		w.HIncrBy(malos, slot, -1)
-	}
+	first, n := m.FirstSlot(d), d.Slots()
+	zeros := make([]int64, n)
+	w.ReplaceFields(dayKey, valueFields[first:first+n], zeros, []string{key(bkKey(tenant, m, from, kindWh))}, nil)
+	w.ReplaceFields(dayKey, flagFields[first:first+n], zeros, []string{key(bkKey(tenant, m, from, kindSubstitutes))}, nil)
+	w.HIncrBy(key(bkKey(tenant, m, from, kindMaLos)), d.String(), -1)
 	w.Del(dayKey)
 }
 

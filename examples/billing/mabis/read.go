@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -146,18 +147,34 @@ func (r *Reader) series(ctx context.Context, m Month, eic string) (series, error
 	}
 	n := m.Slots()
 	s := series{wh: make([]int64, n), malos: make([]int64, n), substitutes: make([]int64, n)}
+	corrupt := func(kind, field, value string) error {
+		return fmt.Errorf("mabis: %s of %s in %s: corrupt field %q = %q", kind, eic, m, field, value)
+	}
 	for _, f := range []struct {
-		name   string
+		kind   string
+		prefix string
 		fields map[string]string
 		into   []int64
-	}{{kindWh, wh.Val(), s.wh}, {kindMaLos, malos.Val(), s.malos}, {kindSubstitutes, subst.Val(), s.substitutes}} {
+	}{{kindWh, "", wh.Val(), s.wh}, {kindSubstitutes, "s", subst.Val(), s.substitutes}} {
 		for field, value := range f.fields {
-			slot, err1 := strconv.Atoi(field)
+			slot, err1 := strconv.Atoi(strings.TrimPrefix(field, f.prefix))
 			v, err2 := strconv.ParseInt(value, 10, 64)
-			if err1 != nil || err2 != nil || slot < 0 || slot >= n {
-				return series{}, fmt.Errorf("mabis: %s of %s in %s: corrupt field %q = %q", f.name, eic, m, field, value)
+			if err1 != nil || err2 != nil || slot < 0 || slot >= n || !strings.HasPrefix(field, f.prefix) {
+				return series{}, corrupt(f.kind, field, value)
 			}
 			f.into[slot] = v
+		}
+	}
+	// MaLos are counted per day: every quarter hour of the day has them.
+	for field, value := range malos.Val() {
+		d, err1 := ParseDay(field)
+		v, err2 := strconv.ParseInt(value, 10, 64)
+		if err1 != nil || err2 != nil || !m.Contains(d) {
+			return series{}, corrupt(kindMaLos, field, value)
+		}
+		first := m.FirstSlot(d)
+		for q := range d.Slots() {
+			s.malos[first+q] = v
 		}
 	}
 	return s, nil
