@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 #
-# Starts and stops the same Kafka broker and Redis server as scripts/test.sh, for working by
-# hand. The servers keep running until `down`.
+# Starts and stops the same Kafka broker, Redis server and Jaeger as scripts/test.sh, for
+# working by hand. The servers keep running until `down`.
 #
-#   scripts/infra.sh up       start both (if not running) and print the export lines
+#   scripts/infra.sh up       start them (if not running) and print the export lines
 #   eval "$(scripts/infra.sh env)"; go test ./...
 #   scripts/infra.sh status   show PIDs, ports and log files
-#   scripts/infra.sh down     stop both and remove their data (logs are kept)
+#   scripts/infra.sh down     stop them and remove their data (logs are kept)
 #
 # State (PIDs, logs, data) lives in $PROJECTOR_INFRA_DIR, default ${TMPDIR:-/tmp}/projector-infra.
 set -euo pipefail
@@ -18,13 +18,15 @@ cd "$INFRA_ROOT"
 INFRA_STATE=${PROJECTOR_INFRA_DIR:-${TMPDIR:-/tmp}/projector-infra}
 INFRA_KAFKA_PORT_DEFAULT=19092
 INFRA_REDIS_PORT_DEFAULT=16379
+INFRA_JAEGER_PORT_DEFAULT=14317
 
 kafka_running() { infra_pid_alive "$INFRA_STATE/kafka.pid" "$INFRA_STATE/kafka/server.properties"; }
 redis_running() { infra_pid_alive "$INFRA_STATE/redis.pid" redis-server; }
+jaeger_running() { infra_pid_alive "$INFRA_STATE/jaeger.pid" "$INFRA_STATE/jaeger/config.yaml"; }
 
 case ${1:-} in
 up)
-	if [[ -s $INFRA_STATE/env ]] && { kafka_running || redis_running; }; then
+	if [[ -s $INFRA_STATE/env ]] && { kafka_running || redis_running || jaeger_running; }; then
 		infra_log "already running (state in $INFRA_STATE)"
 	else
 		infra_down
@@ -32,7 +34,7 @@ up)
 		trap 'rc=$?; ((rc == 0)) || infra_down; exit $rc' EXIT
 		infra_up
 		trap - EXIT
-		infra_log "logs: $INFRA_STATE/kafka.log $INFRA_STATE/redis.log"
+		infra_log "logs: $INFRA_STATE/kafka.log $INFRA_STATE/redis.log $INFRA_STATE/jaeger.log"
 		infra_log "stop with: scripts/infra.sh down"
 	fi
 	cat "$INFRA_STATE/env"
@@ -57,6 +59,14 @@ status)
 		echo "redis: running, pid $(<"$INFRA_STATE/redis.pid"), $(grep -o 'PROJECTOR_REDIS_ADDR=.*' "$INFRA_STATE/env"), log $INFRA_STATE/redis.log"
 	else
 		echo "redis: not running"
+		rc=1
+	fi
+	if jaeger_running; then
+		echo "jaeger: running, pid $(<"$INFRA_STATE/jaeger.pid"), $(grep -o 'PROJECTOR_JAEGER_QUERY_URL=.*' "$INFRA_STATE/env"), log $INFRA_STATE/jaeger.log"
+	elif [[ ${PROJECTOR_NO_JAEGER:-} == 1 ]]; then
+		echo "jaeger: not running (PROJECTOR_NO_JAEGER=1)"
+	else
+		echo "jaeger: not running"
 		rc=1
 	fi
 	exit "$rc"

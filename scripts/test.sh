@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 #
-# The project's test command. Installs what is missing, starts a real single-node Kafka broker
-# and a real Redis on free 127.0.0.1 ports with data in a temporary directory, runs the Go tests
-# against them with PROJECTOR_REQUIRE_REAL=1, and stops both servers again, also when the tests
-# fail or the run is interrupted. Without arguments it first checks gofmt, go vet and
-# staticcheck, and the Helm chart (tools/charttest). The exit code is the first failing step's.
+# The project's test command. Installs what is missing, starts a real single-node Kafka broker,
+# a real Redis and a Jaeger (OTLP in, query API out) on free 127.0.0.1 ports with data in a
+# temporary directory, runs the Go tests against them with PROJECTOR_REQUIRE_REAL=1, and stops
+# the servers again, also when the tests fail or the run is interrupted. Without arguments it
+# first checks gofmt, go vet and staticcheck, and the Helm chart (tools/charttest). The exit
+# code is the first failing step's.
 #
 # Usage: scripts/test.sh [go test arguments]   (default: ./...)
 #   scripts/test.sh -run TestKafka ./internal/testenv/
@@ -23,6 +24,7 @@ INFRA_STATE=$(mktemp -d "${TMPDIR:-/tmp}/projector-test.XXXXXX")
 # Away from scripts/infra.sh's defaults so a by-hand environment can keep running.
 INFRA_KAFKA_PORT_DEFAULT=29092
 INFRA_REDIS_PORT_DEFAULT=26379
+INFRA_JAEGER_PORT_DEFAULT=24317
 
 # shellcheck disable=SC2317 # invoked by the EXIT trap
 cleanup() {
@@ -66,7 +68,7 @@ fi
 
 start=$SECONDS
 infra_up
-infra_log "servers ready after $((SECONDS - start))s; logs: $INFRA_STATE/kafka.log $INFRA_STATE/redis.log"
+infra_log "servers ready after $((SECONDS - start))s; logs: $INFRA_STATE/kafka.log $INFRA_STATE/redis.log $INFRA_STATE/jaeger.log"
 
 # shellcheck disable=SC1091
 source "$INFRA_STATE/env"

@@ -1,7 +1,8 @@
 # shellcheck shell=bash
 #
-# Local test infrastructure: a single-node KRaft Apache Kafka broker and a Redis server on
-# 127.0.0.1, with their data in a state directory. Sourced by scripts/test.sh and
+# Local test infrastructure: a single-node KRaft Apache Kafka broker, a Redis server and a
+# Jaeger v2 (OTLP receiver, in-memory trace store, query API) on 127.0.0.1, with their data in
+# a state directory. Sourced by scripts/test.sh and
 # scripts/infra.sh; every function and variable here is prefixed infra_ / INFRA_.
 #
 # State directory layout (INFRA_STATE):
@@ -9,6 +10,7 @@
 #   kafka/tls/     throw-away CA (ca.pem, ca.key) and broker key+chain (broker-keystore.pem)
 #                  for the SASL_SSL listener
 #   redis.pid redis.log redis/
+#   jaeger.pid jaeger.log jaeger/config.yaml jaeger-build.log
 #   env            the export lines for the running servers
 #   kafkaready     the readiness probe binary (built from internal/testenv/cmd/kafkaready)
 #
@@ -18,9 +20,15 @@
 #   PROJECTOR_KAFKA_CONTROLLER_PORT   otherwise the first free port from a default is used
 #   PROJECTOR_KAFKA_SASL_SSL_PORT  SASL_SSL (SCRAM-SHA-256/512 over TLS) client port
 #   PROJECTOR_REDIS_PORT
+#   PROJECTOR_JAEGER_OTLP_GRPC_PORT, PROJECTOR_JAEGER_OTLP_HTTP_PORT,
+#   PROJECTOR_JAEGER_QUERY_PORT (HTTP API and UI), PROJECTOR_JAEGER_QUERY_GRPC_PORT
+#   PROJECTOR_JAEGER_START_TIMEOUT seconds to wait for Jaeger's query API (default 60)
+#   PROJECTOR_NO_JAEGER=1          neither build nor start Jaeger (its tests then skip, or fail
+#                                  under CI=true)
 #   PROJECTOR_KAFKA_START_TIMEOUT  seconds to wait for the broker (default 120)
 #   PROJECTOR_KAFKA_HEAP           JVM heap (default 512m)
-#   PROJECTOR_CACHE_DIR            where broker jars are kept (default $XDG_CACHE_HOME/projector)
+#   PROJECTOR_CACHE_DIR            where broker jars and the jaeger binary are kept
+#                                  (default $XDG_CACHE_HOME/projector)
 #   PROJECTOR_NO_INSTALL=1         never call apt-get; fail with a message instead
 #
 # The broker has two client listeners: PLAINTEXT (PROJECTOR_KAFKA_SEEDS) and SASL_SSL with
@@ -28,6 +36,10 @@
 # is signed by a CA made for this run (PROJECTOR_KAFKA_CA_FILE) and whose one SCRAM user
 # (PROJECTOR_KAFKA_SCRAM_USER / _PASSWORD, random password) is created when storage is
 # formatted. Inter-broker and controller traffic stay PLAINTEXT.
+#
+# Jaeger is github.com/jaegertracing/jaeger/cmd/jaeger at the version pinned in
+# tools/jaeger/go.mod, built once into $PROJECTOR_CACHE_DIR/jaeger-<version>/ (minutes cold). Every listener
+# it has is bound to 127.0.0.1; its own telemetry (metrics port 8888) is switched off.
 
 INFRA_KAFKA_VERSION=${PROJECTOR_KAFKA_VERSION:-4.3.1}
 # The broker brings log4j-core but no SLF4J binding: without one it logs nothing.
@@ -145,6 +157,18 @@ infra_plan() {
 			infra_apt_install redis-server || missing+=("redis-server")
 		else
 			missing+=("redis-server 7+ (Debian: apt-get install redis-server)")
+		fi
+	fi
+
+	# Jaeger needs only Go (checked above) to build, and curl for the readiness check.
+	INFRA_JAEGER_MODE=native
+	[[ ${PROJECTOR_NO_JAEGER:-} == 1 ]] && INFRA_JAEGER_MODE=off
+	if [[ $INFRA_JAEGER_MODE == native ]] && ! command -v curl >/dev/null 2>&1; then
+		if infra_can_apt; then
+			infra_log "installing curl with apt-get"
+			infra_apt_install curl || missing+=("curl")
+		else
+			missing+=("curl (Debian: apt-get install curl), or set PROJECTOR_NO_JAEGER=1")
 		fi
 	fi
 
@@ -328,6 +352,115 @@ infra_start_kafka() {
 	echo $! >"$INFRA_STATE/kafka.pid"
 }
 
+# infra_jaeger_version: the jaeger module version pinned in tools/jaeger/go.mod (a module of its own:
+# jaeger v1.76.0 does not compile against the otelhttp that Helm needs in tools/go.mod).
+infra_jaeger_version() {
+	awk '$1 == "github.com/jaegertracing/jaeger" { print $2; exit }' "$INFRA_ROOT/tools/jaeger/go.mod"
+}
+
+# infra_build_jaeger: builds the jaeger binary into the cache unless it is there already.
+# Runs in the background while Kafka boots; the compiler's output goes to
+# $INFRA_STATE/jaeger-build.log.
+infra_build_jaeger() {
+	local bin=$INFRA_JAEGER_BIN start
+	[[ -x $bin ]] && return 0
+	mkdir -p "$(dirname "$bin")"
+	start=$SECONDS
+	infra_log "building jaeger $INFRA_JAEGER_VERSION into $bin (once; several minutes on a cold build cache)"
+	# A private temp name, then rename: concurrent runs never see half a binary.
+	if ! go -C "$INFRA_ROOT/tools/jaeger" build -o "$bin.partial.$$" github.com/jaegertracing/jaeger/cmd/jaeger \
+		>"$INFRA_STATE/jaeger-build.log" 2>&1; then
+		rm -f "$bin.partial.$$"
+		infra_show_log_tail "$INFRA_STATE/jaeger-build.log"
+		return 1
+	fi
+	mv -f "$bin.partial.$$" "$bin"
+	infra_log "jaeger built in $((SECONDS - start))s"
+}
+
+# infra_jaeger_write_config: a minimal Jaeger v2 (OpenTelemetry Collector) configuration. Only
+# the extensions listed under service start, so the health check, pprof, zpages, expvar and
+# remote sampling listeners of the built-in all-in-one configuration are absent; the
+# collector's own metrics endpoint (0.0.0.0:8888 by default) is off (level none, no readers).
+infra_jaeger_write_config() {
+	mkdir -p "$INFRA_STATE/jaeger"
+	cat >"$INFRA_STATE/jaeger/config.yaml" <<EOF
+service:
+  extensions: [jaeger_storage, jaeger_query]
+  pipelines:
+    traces:
+      receivers: [otlp]
+      processors: [batch]
+      exporters: [jaeger_storage_exporter]
+  telemetry:
+    metrics:
+      level: none
+      readers: []
+    logs:
+      level: info
+
+extensions:
+  jaeger_storage:
+    backends:
+      memstore:
+        memory:
+          max_traces: 100000
+  jaeger_query:
+    storage:
+      traces: memstore
+    # Its own spans would land in the store the tests search.
+    enable_tracing: false
+    http:
+      endpoint: 127.0.0.1:$INFRA_JAEGER_QUERY_PORT
+    grpc:
+      endpoint: 127.0.0.1:$INFRA_JAEGER_QUERY_GRPC_PORT
+
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 127.0.0.1:$INFRA_JAEGER_OTLP_GRPC_PORT
+      http:
+        endpoint: 127.0.0.1:$INFRA_JAEGER_OTLP_HTTP_PORT
+
+processors:
+  # Short, so that a test finds its spans soon after its exporter flushed them.
+  batch:
+    timeout: 100ms
+
+exporters:
+  jaeger_storage_exporter:
+    trace_storage: memstore
+EOF
+}
+
+infra_start_jaeger() {
+	infra_jaeger_write_config
+	infra_log "starting Jaeger $INFRA_JAEGER_VERSION: OTLP gRPC 127.0.0.1:$INFRA_JAEGER_OTLP_GRPC_PORT, OTLP HTTP :$INFRA_JAEGER_OTLP_HTTP_PORT, query :$INFRA_JAEGER_QUERY_PORT (gRPC :$INFRA_JAEGER_QUERY_GRPC_PORT)"
+	nohup "$INFRA_JAEGER_BIN" --config "$INFRA_STATE/jaeger/config.yaml" \
+		</dev/null >"$INFRA_STATE/jaeger.log" 2>&1 &
+	echo $! >"$INFRA_STATE/jaeger.pid"
+	INFRA_JAEGER_STARTED=$SECONDS
+}
+
+# infra_wait_jaeger: until the query API answers GET /api/services.
+infra_wait_jaeger() {
+	local timeout=${PROJECTOR_JAEGER_START_TIMEOUT:-60} deadline
+	deadline=$((SECONDS + timeout))
+	until curl -fsS -o /dev/null --max-time 2 "http://127.0.0.1:$INFRA_JAEGER_QUERY_PORT/api/services" 2>/dev/null; do
+		if ! infra_pid_alive "$INFRA_STATE/jaeger.pid" "$INFRA_STATE/jaeger/config.yaml"; then
+			infra_show_log_tail "$INFRA_STATE/jaeger.log"
+			infra_die "Jaeger exited before its query API answered (log: $INFRA_STATE/jaeger.log)"
+		fi
+		if ((SECONDS >= deadline)); then
+			infra_show_log_tail "$INFRA_STATE/jaeger.log"
+			infra_die "Jaeger's query API on port $INFRA_JAEGER_QUERY_PORT did not answer within ${timeout}s (log: $INFRA_STATE/jaeger.log)"
+		fi
+		sleep 0.2
+	done
+	infra_log "Jaeger ready $((SECONDS - INFRA_JAEGER_STARTED))s after start; log: $INFRA_STATE/jaeger.log"
+}
+
 infra_start_redis() {
 	mkdir -p "$INFRA_STATE/redis"
 	infra_log "starting Redis $(redis-server --version | sed -n 's/.*v=\([^ ]*\).*/\1/p') on 127.0.0.1:$INFRA_REDIS_PORT"
@@ -386,11 +519,12 @@ infra_wait_redis() {
 }
 
 # infra_up starts what infra_plan chose to run natively, waits until it answers and writes
-# $INFRA_STATE/env. Needs INFRA_STATE and the *_PORT_DEFAULT variables.
+# $INFRA_STATE/env. Needs INFRA_STATE and the *_PORT_DEFAULT variables (INFRA_JAEGER_PORT_DEFAULT
+# is the first of Jaeger's four consecutive ports).
 infra_up() {
 	mkdir -p "$INFRA_STATE"
 	infra_plan
-	local probe_pid=
+	local probe_pid='' jaeger_build_pid=''
 	# The env file carries the SCRAM password: readable by its owner only.
 	(umask 077 && : >"$INFRA_STATE/env")
 	# All ports are chosen before anything starts, so a busy port fails fast.
@@ -403,6 +537,22 @@ infra_up() {
 	if [[ $INFRA_REDIS_MODE == native ]]; then
 		INFRA_REDIS_PORT=$(infra_pick_port "$INFRA_REDIS_PORT_DEFAULT" PROJECTOR_REDIS_PORT \
 			"${INFRA_KAFKA_PORT:-}" "${INFRA_KAFKA_CONTROLLER_PORT:-}" "${INFRA_KAFKA_SASL_SSL_PORT:-}")
+	fi
+	if [[ $INFRA_JAEGER_MODE == native ]]; then
+		local taken=("${INFRA_KAFKA_PORT:-}" "${INFRA_KAFKA_CONTROLLER_PORT:-}" "${INFRA_KAFKA_SASL_SSL_PORT:-}" "${INFRA_REDIS_PORT:-}")
+		INFRA_JAEGER_OTLP_GRPC_PORT=$(infra_pick_port "$INFRA_JAEGER_PORT_DEFAULT" PROJECTOR_JAEGER_OTLP_GRPC_PORT "${taken[@]}")
+		taken+=("$INFRA_JAEGER_OTLP_GRPC_PORT")
+		INFRA_JAEGER_OTLP_HTTP_PORT=$(infra_pick_port "$((INFRA_JAEGER_OTLP_GRPC_PORT + 1))" PROJECTOR_JAEGER_OTLP_HTTP_PORT "${taken[@]}")
+		taken+=("$INFRA_JAEGER_OTLP_HTTP_PORT")
+		INFRA_JAEGER_QUERY_PORT=$(infra_pick_port "$((INFRA_JAEGER_OTLP_HTTP_PORT + 1))" PROJECTOR_JAEGER_QUERY_PORT "${taken[@]}")
+		taken+=("$INFRA_JAEGER_QUERY_PORT")
+		INFRA_JAEGER_QUERY_GRPC_PORT=$(infra_pick_port "$((INFRA_JAEGER_QUERY_PORT + 1))" PROJECTOR_JAEGER_QUERY_GRPC_PORT "${taken[@]}")
+		INFRA_JAEGER_VERSION=$(infra_jaeger_version)
+		[[ -n $INFRA_JAEGER_VERSION ]] || infra_die "tools/jaeger/go.mod does not pin github.com/jaegertracing/jaeger"
+		INFRA_JAEGER_BIN=$INFRA_CACHE_DIR/jaeger-$INFRA_JAEGER_VERSION/jaeger
+		# Compiles (once) while the JVM boots.
+		infra_build_jaeger &
+		jaeger_build_pid=$!
 	fi
 	if [[ $INFRA_KAFKA_MODE == native ]]; then
 		infra_start_kafka
@@ -429,6 +579,19 @@ infra_up() {
 	elif [[ $INFRA_KAFKA_MODE == docker ]]; then
 		infra_log "Java/Maven not available: the tests start Kafka with testcontainers (Docker)"
 	fi
+	if [[ -n $jaeger_build_pid ]]; then
+		wait "$jaeger_build_pid" || infra_die "building jaeger $INFRA_JAEGER_VERSION failed (log: $INFRA_STATE/jaeger-build.log)"
+		infra_start_jaeger
+		infra_wait_jaeger
+		{
+			echo "export PROJECTOR_OTLP_GRPC_ENDPOINT=127.0.0.1:$INFRA_JAEGER_OTLP_GRPC_PORT"
+			echo "export PROJECTOR_OTLP_HTTP_ENDPOINT=http://127.0.0.1:$INFRA_JAEGER_OTLP_HTTP_PORT"
+			echo "export PROJECTOR_JAEGER_QUERY_URL=http://127.0.0.1:$INFRA_JAEGER_QUERY_PORT"
+		} >>"$INFRA_STATE/env"
+	elif [[ $INFRA_JAEGER_MODE == off ]]; then
+		infra_log "PROJECTOR_NO_JAEGER=1: Jaeger is not started"
+		echo "export PROJECTOR_NO_JAEGER=1" >>"$INFRA_STATE/env"
+	fi
 	echo "export PROJECTOR_REQUIRE_REAL=1" >>"$INFRA_STATE/env"
 }
 
@@ -452,8 +615,9 @@ infra_stop_pid() {
 	rm -f "$pidfile"
 }
 
-# infra_down stops both servers and removes their data, keeping the logs.
+# infra_down stops the servers and removes their data, keeping the logs.
 infra_down() {
+	infra_stop_pid "$INFRA_STATE/jaeger.pid" "$INFRA_STATE/jaeger/config.yaml" Jaeger
 	infra_stop_pid "$INFRA_STATE/kafka.pid" "$INFRA_STATE/kafka/server.properties" Kafka
 	infra_stop_pid "$INFRA_STATE/redis.pid" redis-server Redis
 	rm -rf "$INFRA_STATE/kafka/data" "$INFRA_STATE/redis" "$INFRA_STATE/kafkaready"
