@@ -20,9 +20,9 @@ type CatalogEntry struct {
 }
 
 // catalogRecord encodes e for the catalog topic.
-func (s *Store) catalogRecord(e CatalogEntry) *kgo.Record {
+func (s *Store) catalogRecord(ctx context.Context, e CatalogEntry) *kgo.Record {
 	value, _ := json.Marshal(e) // plain struct: cannot fail
-	return &kgo.Record{Topic: s.cfg.CatalogTopic, Key: []byte(e.StreamID), Value: value}
+	return &kgo.Record{Topic: s.cfg.CatalogTopic, Key: []byte(e.StreamID), Value: value, Context: ctx}
 }
 
 // applyCatalog records e in memory unless what is there is newer.
@@ -154,7 +154,7 @@ func (s *Store) RebuildCatalog(ctx context.Context) (RebuildReport, error) {
 	}
 	records := make([]*kgo.Record, 0, len(found))
 	for _, e := range found {
-		records = append(records, s.catalogRecord(e))
+		records = append(records, s.catalogRecord(ctx, e))
 	}
 	if err := s.producer.ProduceSync(ctx, records...).FirstErr(); err != nil {
 		return rep, fmt.Errorf("kafkastore: write rebuilt catalog %s: %w", s.cfg.CatalogTopic, err)

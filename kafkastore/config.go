@@ -14,7 +14,9 @@ import (
 	"github.com/twmb/franz-go/pkg/sasl/plain"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
 	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Config configures a [Store]. Zero fields mean their documented default.
@@ -58,6 +60,12 @@ type Config struct {
 	// record headers. Default: the global OpenTelemetry propagator if one
 	// is set, else W3C trace context.
 	Propagator propagation.TextMapPropagator
+	// TracerProvider, when set, traces appends: a span per Append call
+	// and, through franz-go's kotel plugin, a publish span per record
+	// whose context travels in the record's headers. MeterProvider, when
+	// set, gets kotel's client metrics.
+	TracerProvider trace.TracerProvider
+	MeterProvider  metric.MeterProvider
 	// Logger receives warnings. Default: discard.
 	Logger *slog.Logger
 	// RequestTimeout bounds admin requests and catalog reads. Default 30s.

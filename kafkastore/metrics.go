@@ -19,10 +19,11 @@ type runnerMetrics struct {
 func newRunnerMetrics(mp metric.MeterProvider, r *Runner) (*runnerMetrics, error) {
 	m := mp.Meter("github.com/projector-dev/projector/kafkastore")
 	var errs []error
-	attrs := metric.WithAttributes(
+	kvs := []attribute.KeyValue{
 		attribute.String("projector.projection", r.cfg.Projection.Name()),
 		attribute.String("messaging.consumer.group.name", r.cfg.Group),
-	)
+	}
+	attrs := metric.WithAttributes(kvs...)
 	counter := func(name, desc string) boundCounter {
 		unit := "{event}"
 		if name == "projector.rebalances" {
@@ -46,6 +47,7 @@ func newRunnerMetrics(mp metric.MeterProvider, r *Runner) (*runnerMetrics, error
 		checkpointLatency: hist("projector.checkpoint.duration", "Time to store a batch of cursors."),
 		rebalances:        counter("projector.rebalances", "Partition assignments, revocations and losses."),
 	}
+	errs = append(errs, registerLagGauges(m, r, kvs))
 	for _, err := range errs {
 		if err != nil {
 			return nil, fmt.Errorf("kafkastore: metrics: %w", err)

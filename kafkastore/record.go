@@ -74,7 +74,12 @@ func (s *Store) encodeRecord(ctx context.Context, e framework.Event) *kgo.Record
 	for k, v := range e.Metadata {
 		r.Headers = append(r.Headers, kgo.RecordHeader{Key: HeaderMetaPrefix + k, Value: []byte(v)})
 	}
-	s.cfg.Propagator.Inject(ctx, headerCarrier{r})
+	r.Context = ctx
+	if s.tracer == nil {
+		// Without kotel, carry the caller's trace context ourselves; with
+		// it, kotel injects its publish span's context.
+		s.cfg.Propagator.Inject(ctx, headerCarrier{r})
+	}
 	return r
 }
 

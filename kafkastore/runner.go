@@ -12,8 +12,11 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/plugin/kotel"
+	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/metric"
 	metricnoop "go.opentelemetry.io/otel/metric/noop"
+	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 	tracenoop "go.opentelemetry.io/otel/trace/noop"
 
@@ -254,6 +257,10 @@ type Runner struct {
 	cancel   context.CancelFunc
 	metrics  *runnerMetrics
 	tracer   trace.Tracer
+	// tracing is set when a TracerProvider was given: kotel on the
+	// consumer then continues the producer's trace per record.
+	tracing    bool
+	propagator propagation.TextMapPropagator
 
 	client *kgo.Client
 	events framework.EventStore
@@ -276,8 +283,13 @@ func NewRunner(cfg RunnerConfig) (*Runner, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	tracing := cfg.TracerProvider != nil
 	cfg.setDefaults()
-	r := &Runner{cfg: cfg, workers: map[int32]*worker{}}
+	r := &Runner{cfg: cfg, workers: map[int32]*worker{}, tracing: tracing}
+	r.propagator = otel.GetTextMapPropagator()
+	if len(r.propagator.Fields()) == 0 {
+		r.propagator = propagation.TraceContext{}
+	}
 	r.tracer = cfg.TracerProvider.Tracer("github.com/projector-dev/projector/kafkastore")
 	m, err := newRunnerMetrics(cfg.MeterProvider, r)
 	if err != nil {
@@ -371,6 +383,15 @@ func (r *Runner) consume(ctx context.Context) error {
 		kgo.MetadataMinAge(time.Second),
 		kgo.RequiredAcks(kgo.AllISRAcks()), // for the dead-letter topic
 	}, r.cfg.ClientOpts...)
+	if r.tracing {
+		// kotel starts a receive span per record, continuing the
+		// producer's trace from the record headers; apply spans are its
+		// children.
+		k := kotel.NewKotel(kotel.WithTracer(kotel.NewTracer(kotel.TracerProvider(r.cfg.TracerProvider),
+			kotel.TracerPropagator(r.propagator), kotel.ConsumerGroup(r.cfg.Group))),
+			kotel.WithMeter(kotel.NewMeter(kotel.MeterProvider(r.cfg.MeterProvider))))
+		opts = append(opts, kgo.WithHooks(k.Hooks()...))
+	}
 	if r.cfg.ServerSideBalancer {
 		opts = append(opts, kgo.ServerSideBalancer())
 	} else {
@@ -446,7 +467,7 @@ func (r *Runner) poll(ctx context.Context) error {
 				return // not ours any more; the new owner reads them
 			}
 			select {
-			case w.batches <- p.Records:
+			case w.batches <- fetched{records: p.Records, highWatermark: p.HighWatermark}:
 			case <-w.done:
 			case <-ctx.Done():
 			}

@@ -37,7 +37,7 @@ func TestSCRAMOverTLSOnKfake(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer cluster.Close()
-			checkSecureStore(t, cluster.ListenAddrs(), kafkastore.Security{SASLMechanism: mech, Username: "projector", Password: "s3cret", CAFile: caFile})
+			checkSecureStore(t, cluster.ListenAddrs(), "secure-events", kafkastore.Security{SASLMechanism: mech, Username: "projector", Password: "s3cret", CAFile: caFile})
 			// The wrong password is refused (kfake just closes the
 			// connection; the real broker's answer is checked in
 			// TestSCRAMOverTLSOnRealBroker).
@@ -51,14 +51,13 @@ func TestSCRAMOverTLSOnKfake(t *testing.T) {
 }
 
 // checkSecureStore appends and reads through a store using sec.
-func checkSecureStore(t *testing.T, seeds []string, sec kafkastore.Security) {
+func checkSecureStore(t *testing.T, seeds []string, topic string, sec kafkastore.Security) {
 	t.Helper()
 	opts, err := sec.Opts()
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx := ctxFor(t)
-	topic := "secure-" + strings.ReplaceAll(strings.ReplaceAll(t.Name(), "/", "_"), " ", "_")
 	s, err := kafkastore.New(ctx, kafkastore.Config{Seeds: seeds, Topic: topic, Partitions: 1, ReplicationFactor: 1, ClientOpts: opts})
 	if err != nil {
 		t.Fatalf("New over %s/TLS: %v", sec.SASLMechanism, err)
@@ -143,7 +142,7 @@ func TestSCRAMOverTLSOnRealBroker(t *testing.T) {
 	sec := env.Secure
 	for _, mech := range []string{"SCRAM-SHA-256", "SCRAM-SHA-512"} {
 		t.Run(mech, func(t *testing.T) {
-			checkSecureStore(t, sec.Seeds, kafkastore.Security{SASLMechanism: mech, Username: sec.Username, Password: sec.Password, CAFile: sec.CAFile})
+			checkSecureStore(t, sec.Seeds, env.TopicName(t, "secure"), kafkastore.Security{SASLMechanism: mech, Username: sec.Username, Password: sec.Password, CAFile: sec.CAFile})
 			opts, _ := kafkastore.Security{SASLMechanism: mech, Username: sec.Username, Password: "wrong", CAFile: sec.CAFile}.Opts()
 			_, err := kafkastore.New(ctxFor(t), kafkastore.Config{Seeds: sec.Seeds, Topic: env.TopicName(t, "events"), Partitions: 1, ClientOpts: opts, RequestTimeout: 10 * time.Second})
 			if !errors.Is(err, kerr.SaslAuthenticationFailed) {

@@ -13,6 +13,10 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/plugin/kotel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/projector-dev/projector/framework"
 )
@@ -24,6 +28,7 @@ type Store struct {
 	partitionsSet bool
 
 	producer      *kgo.Client
+	tracer        trace.Tracer // nil unless Config.TracerProvider is set
 	admin         *kadm.Client
 	catalogReader *kgo.Client
 	readers       chan *kgo.Client // pooled ReadStream consumers
@@ -70,11 +75,23 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 	// (the default waits 5s before re-asking for unknown partitions).
 	base := append([]kgo.Opt{kgo.SeedBrokers(cfg.Seeds...), kgo.MetadataMinAge(250 * time.Millisecond)}, cfg.ClientOpts...)
 	var err error
-	s.producer, err = kgo.NewClient(append(slices.Clone(base),
+	producerOpts := append(slices.Clone(base),
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)), // murmur2, as the Java clients
 		kgo.ProducerLinger(0),
-	)...)
+	)
+	if cfg.TracerProvider != nil || cfg.MeterProvider != nil {
+		var kopts []kotel.Opt
+		if cfg.TracerProvider != nil {
+			s.tracer = cfg.TracerProvider.Tracer("github.com/projector-dev/projector/kafkastore")
+			kopts = append(kopts, kotel.WithTracer(kotel.NewTracer(kotel.TracerProvider(cfg.TracerProvider), kotel.TracerPropagator(cfg.Propagator))))
+		}
+		if cfg.MeterProvider != nil {
+			kopts = append(kopts, kotel.WithMeter(kotel.NewMeter(kotel.MeterProvider(cfg.MeterProvider))))
+		}
+		producerOpts = append(producerOpts, kgo.WithHooks(kotel.NewKotel(kopts...).Hooks()...))
+	}
+	s.producer, err = kgo.NewClient(producerOpts...)
 	if err != nil {
 		return nil, fmt.Errorf("kafkastore: producer: %w", err)
 	}
@@ -153,12 +170,30 @@ func (s *Store) streamLock(id string) *sync.Mutex {
 // is acknowledged by all in-sync replicas; the events it returns carry
 // their partition and offset. See the package documentation for the
 // single-writer rule.
-func (s *Store) Append(ctx context.Context, streamID string, expected framework.ExpectedVersion, events []framework.EventData) ([]framework.Event, error) {
+func (s *Store) Append(ctx context.Context, streamID string, expected framework.ExpectedVersion, events []framework.EventData) (_ []framework.Event, err error) {
 	if err := framework.ValidateStreamID(streamID); err != nil {
 		return nil, err
 	}
 	if s.isClosed() {
 		return nil, ErrClosed
+	}
+	if s.tracer != nil {
+		var span trace.Span
+		ctx, span = s.tracer.Start(ctx, "append "+s.cfg.Topic, trace.WithSpanKind(trace.SpanKindProducer), trace.WithAttributes(
+			attribute.String("messaging.system", "kafka"),
+			attribute.String("messaging.operation.type", "send"),
+			attribute.String("messaging.destination.name", s.cfg.Topic),
+			attribute.String("projector.stream_id", streamID),
+			attribute.Int("messaging.batch.message_count", len(events)),
+			attribute.String("projector.expected_version", expected.String()),
+		))
+		defer span.End()
+		defer func() {
+			if err != nil {
+				span.RecordError(err)
+				span.SetStatus(codes.Error, err.Error())
+			}
+		}()
 	}
 	lock := s.streamLock(streamID)
 	lock.Lock()
@@ -220,7 +255,7 @@ func (s *Store) Append(ctx context.Context, streamID string, expected framework.
 	s.mu.Lock()
 	s.applyCatalogLocked(entry)
 	s.mu.Unlock()
-	if err := s.producer.ProduceSync(ctx, s.catalogRecord(entry)).FirstErr(); err != nil {
+	if err := s.producer.ProduceSync(ctx, s.catalogRecord(ctx, entry)).FirstErr(); err != nil {
 		s.mu.Lock()
 		s.dirty[streamID] = true
 		s.mu.Unlock()
@@ -247,7 +282,7 @@ func (s *Store) head(ctx context.Context, streamID string) (CatalogEntry, error)
 		return CatalogEntry{}, err
 	}
 	if fixed.HeadSequence > 0 {
-		if err := s.producer.ProduceSync(ctx, s.catalogRecord(fixed)).FirstErr(); err != nil {
+		if err := s.producer.ProduceSync(ctx, s.catalogRecord(ctx, fixed)).FirstErr(); err != nil {
 			return CatalogEntry{}, fmt.Errorf("kafkastore: repair catalog entry of %s: %w", streamID, err)
 		}
 	}

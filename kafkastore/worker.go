@@ -7,6 +7,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -21,6 +22,12 @@ import (
 // recognise a repeated sequence with a different event ID.
 const conflictWindow = 8
 
+// fetched is one poll's records of a partition.
+type fetched struct {
+	records       []*kgo.Record
+	highWatermark int64
+}
+
 // worker applies one partition's records. Only its own goroutine touches
 // its fields, except the channels and the stop flags.
 type worker struct {
@@ -31,7 +38,7 @@ type worker struct {
 	ctx    context.Context // carries the fence; cancelled by abort
 	cancel context.CancelFunc
 
-	batches chan []*kgo.Record
+	batches chan fetched
 	quit    chan struct{}
 	done    chan struct{}
 	once    sync.Once
@@ -41,6 +48,11 @@ type worker struct {
 	recent  map[string]*recent // recent (sequence, event ID) per stream
 	parked  map[string]bool    // streams held by this partition
 	applied int64              // applied since the last metrics update
+
+	// For Lag, read from other goroutines.
+	highWatermark atomic.Int64 // end of the partition at the last fetch
+	position      atomic.Int64 // next offset to process
+	lastTimestamp atomic.Int64 // of the last processed record, Unix ns
 
 	dirty      map[string]uint64 // cursors applied but not yet stored
 	last       *kgo.Record       // last record processed, to commit
@@ -65,7 +77,7 @@ func (r *Runner) startWorker(ctx context.Context, partition int32) (*worker, err
 	wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	w := &worker{
 		r: r, partition: partition, ctx: wctx, cancel: cancel,
-		batches: make(chan []*kgo.Record, 2),
+		batches: make(chan fetched, 2),
 		quit:    make(chan struct{}), done: make(chan struct{}),
 		cursors: map[string]uint64{}, recent: map[string]*recent{}, parked: map[string]bool{},
 		dirty: map[string]uint64{}, committed: -1, lastFlush: time.Now(),
@@ -117,8 +129,9 @@ func (w *worker) run() {
 				}
 			}
 			return
-		case recs := <-w.batches:
-			if !w.until(func() error { return w.process(recs) }) {
+		case f := <-w.batches:
+			w.highWatermark.Store(f.highWatermark)
+			if !w.until(func() error { return w.process(f.records) }) {
 				return
 			}
 			if time.Since(w.lastFlush) >= w.r.cfg.FlushInterval || len(w.dirty) >= w.r.cfg.BatchSize {
@@ -228,6 +241,7 @@ func (w *worker) process(recs []*kgo.Record) error {
 	}
 
 	run := make([]framework.Event, 0, len(items))
+	runRecs := make([]*kgo.Record, 0, len(items))
 	next := map[string]uint64{}     // expected next sequence within this run
 	inRun := map[streamSeq]string{} // event IDs of the run, for conflicts
 	var held, skipped int64
@@ -272,11 +286,12 @@ func (w *worker) process(recs []*kgo.Record) error {
 			}
 		default:
 			run = append(run, e)
+			runRecs = append(runRecs, it.rec)
 			next[e.StreamID] = e.Sequence
 			inRun[streamSeq{e.StreamID, e.Sequence}] = e.EventID
 		}
 	}
-	err := w.applyRun(ctx, run, items)
+	err := w.applyRun(ctx, run, runRecs)
 	w.r.metrics.applied.Add(ctx, w.applied)
 	w.applied = 0
 	if err != nil {
@@ -286,6 +301,8 @@ func (w *worker) process(recs []*kgo.Record) error {
 	}
 	if n := len(recs); n > 0 {
 		w.last = recs[n-1]
+		w.position.Store(w.last.Offset + 1)
+		w.lastTimestamp.Store(w.last.Timestamp.UnixNano())
 	}
 	return nil
 }
@@ -318,28 +335,56 @@ func (w *worker) markApplied(e framework.Event) {
 	w.applied++
 }
 
+// unit is one event to apply, with its record (nil when read from the
+// event store) and its apply span.
+type unit struct {
+	ev   framework.Event
+	rec  *kgo.Record
+	span trace.Span
+}
+
 // applyRun applies the events, retrying a failing one with backoff and
 // parking its stream when retries run out; the failing stream's later
-// events in the run are held, the others applied.
-func (w *worker) applyRun(ctx context.Context, run []framework.Event, items []item) error {
+// events in the run are held, the others applied. Each event gets an apply
+// span, a child of its record's context (the kotel receive span, which
+// continues the producer's trace).
+func (w *worker) applyRun(ctx context.Context, events []framework.Event, recs []*kgo.Record) error {
+	run := make([]unit, len(events))
+	for i, e := range events {
+		run[i] = unit{ev: e}
+		if i < len(recs) {
+			run[i].rec = recs[i]
+		}
+		run[i].span = w.startApplySpan(ctx, run[i])
+	}
+	defer func() { // spans of events left unapplied by an error
+		for _, u := range run {
+			u.span.SetStatus(codes.Error, "not applied: the worker stopped")
+			u.span.End()
+		}
+	}()
 	for len(run) > 0 {
 		start := time.Now()
 		n, err := w.applyBatch(ctx, run)
 		w.r.metrics.applyLatency.Record(ctx, time.Since(start).Seconds())
-		for _, e := range run[:n] {
-			w.markApplied(e)
+		for _, u := range run[:n] {
+			w.markApplied(u.ev)
+			u.span.End()
 		}
+		run = run[n:]
 		if err == nil {
 			return nil
 		}
 		if isFenced(err) || errors.Is(err, context.Canceled) {
 			return err
 		}
-		failed := run[n]
+		failed := run[0]
 		attempts, err := w.retry(ctx, failed, err)
+		failed.span.SetAttributes(attribute.Int("projector.attempts", attempts))
 		if err == nil {
-			w.markApplied(failed)
-			run = run[n+1:]
+			w.markApplied(failed.ev)
+			failed.span.End()
+			run = run[1:]
 			continue
 		}
 		if isFenced(err) || errors.Is(err, context.Canceled) {
@@ -349,35 +394,64 @@ func (w *worker) applyRun(ctx context.Context, run []framework.Event, items []it
 		if errors.Is(err, framework.ErrSequenceGap) {
 			reason = framework.ParkGap
 		}
-		if perr := w.park(ctx, failed, recordOf(items, failed), reason, err, attempts); perr != nil {
+		failed.span.RecordError(err)
+		failed.span.SetStatus(codes.Error, "stream parked: "+err.Error())
+		failed.span.SetAttributes(attribute.String("projector.park_reason", reason))
+		if perr := w.park(ctx, failed.ev, failed.rec, reason, err, attempts); perr != nil {
 			return perr
 		}
-		rest := run[n+1:]
-		kept := rest[:0:0]
-		for _, e := range rest {
-			if e.StreamID != failed.StreamID {
-				kept = append(kept, e)
+		failed.span.End()
+		kept := make([]unit, 0, len(run)-1)
+		for _, u := range run[1:] {
+			if u.ev.StreamID != failed.ev.StreamID {
+				kept = append(kept, u)
+				continue
 			}
+			u.span.SetAttributes(attribute.Bool("projector.held", true))
+			u.span.SetStatus(codes.Error, "held: the stream is parked")
+			u.span.End()
 		}
 		run = kept
 	}
 	return nil
 }
 
-func recordOf(items []item, e framework.Event) *kgo.Record {
-	for _, it := range items {
-		if it.err == nil && it.ev.StreamID == e.StreamID && it.ev.Sequence == e.Sequence {
-			return it.rec
-		}
+// startApplySpan starts the span of one event's apply.
+func (w *worker) startApplySpan(ctx context.Context, u unit) trace.Span {
+	parent := ctx
+	if u.rec != nil && u.rec.Context != nil {
+		parent = u.rec.Context
+	} else if u.rec != nil {
+		parent = w.r.propagator.Extract(ctx, headerCarrier{u.rec})
 	}
-	return nil
+	attrs := []attribute.KeyValue{
+		attribute.String("messaging.system", "kafka"),
+		attribute.String("messaging.operation.type", "process"),
+		attribute.String("messaging.destination.name", w.r.cfg.Topic),
+		attribute.String("messaging.consumer.group.name", w.r.cfg.Group),
+		attribute.Int64("messaging.destination.partition.id", int64(w.partition)),
+		attribute.String("projector.projection", w.r.cfg.Projection.Name()),
+		attribute.String("projector.stream_id", u.ev.StreamID),
+		attribute.Int64("projector.sequence", int64(u.ev.Sequence)),
+		attribute.String("projector.event_id", u.ev.EventID),
+		attribute.String("projector.event_type", u.ev.Type),
+	}
+	if u.rec != nil {
+		attrs = append(attrs, attribute.Int64("messaging.kafka.offset", u.rec.Offset))
+	}
+	_, span := w.r.tracer.Start(parent, "apply "+w.r.cfg.Projection.Name(), trace.WithSpanKind(trace.SpanKindConsumer), trace.WithAttributes(attrs...))
+	return span
 }
 
-// applyBatch applies events with the projection's batch capability, or
+// applyBatch applies the units with the projection's batch capability, or
 // one by one; a panic becomes an error naming the event.
-func (w *worker) applyBatch(ctx context.Context, events []framework.Event) (n int, err error) {
+func (w *worker) applyBatch(ctx context.Context, run []unit) (n int, err error) {
 	p := w.r.cfg.Projection
-	if b, ok := p.(framework.BatchApplier); ok && len(events) > 1 {
+	if b, ok := p.(framework.BatchApplier); ok && len(run) > 1 {
+		events := make([]framework.Event, len(run))
+		for i, u := range run {
+			events[i] = u.ev
+		}
 		n, err, panicked := applyBatchRecovering(ctx, b, events)
 		if !panicked {
 			n = min(max(n, 0), len(events))
@@ -389,12 +463,12 @@ func (w *worker) applyBatch(ctx context.Context, events []framework.Event) (n in
 		// A panic names no event: apply one by one to find it (a batch
 		// that panicked counts as not applied).
 	}
-	for i, e := range events {
-		if err := w.applyOne(ctx, e); err != nil {
+	for i, u := range run {
+		if err := w.applyOne(trace.ContextWithSpan(ctx, u.span), u.ev); err != nil {
 			return i, err
 		}
 	}
-	return len(events), nil
+	return len(run), nil
 }
 
 func applyBatchRecovering(ctx context.Context, b framework.BatchApplier, events []framework.Event) (n int, err error, panicked bool) {
@@ -418,7 +492,9 @@ func (w *worker) applyOne(ctx context.Context, e framework.Event) (err error) {
 
 // retry re-applies one event with backoff. It returns the attempts made
 // and the last error, nil once applied.
-func (w *worker) retry(ctx context.Context, e framework.Event, err error) (int, error) {
+func (w *worker) retry(ctx context.Context, u unit, err error) (int, error) {
+	e := u.ev
+	ctx = trace.ContextWithSpan(ctx, u.span)
 	policy := w.r.cfg.Retry
 	attempt := 1
 	for ; attempt < policy.Attempts; attempt++ {
@@ -521,7 +597,7 @@ const (
 
 func (w *worker) deadLetter(ctx context.Context, p framework.ParkedStream, rec *kgo.Record) error {
 	out := &kgo.Record{
-		Topic: w.r.cfg.DeadLetterTopic, Key: rec.Key, Value: rec.Value,
+		Topic: w.r.cfg.DeadLetterTopic, Key: rec.Key, Value: rec.Value, Context: ctx,
 		Headers: append(append([]kgo.RecordHeader(nil), rec.Headers...),
 			kgo.RecordHeader{Key: HeaderDLQReason, Value: []byte(p.Reason)},
 			kgo.RecordHeader{Key: HeaderDLQError, Value: []byte(p.Error)},
