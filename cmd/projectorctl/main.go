@@ -1,9 +1,16 @@
 package main
 
 import (
+	"log/slog"
+	"time"
+
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
+
 	"context"
 	"errors"
 	"fmt"
+	"github.com/projector-dev/projector/telemetry"
 	"io"
 	"os"
 	"os/signal"
@@ -36,6 +43,16 @@ func usage(format string, args ...any) error {
 	return &exitError{code: exitUsage, err: fmt.Errorf(format, args...)}
 }
 
+type telemetryKey struct{}
+
+// tracer returns the command's tracer (a no-op one outside run).
+func tracer(ctx context.Context) trace.Tracer {
+	if tel, ok := ctx.Value(telemetryKey{}).(*telemetry.Telemetry); ok {
+		return tel.TracerProvider().Tracer("github.com/projector-dev/projector/cmd/projectorctl")
+	}
+	return noop.NewTracerProvider().Tracer("")
+}
+
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -44,9 +61,20 @@ func main() {
 
 // run executes one command line and returns its exit code.
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	tel, err := telemetry.Setup(ctx, telemetry.Options{ServiceName: "projectorctl", Logger: slog.New(slog.NewTextHandler(stderr, nil))})
+	if err != nil {
+		fmt.Fprintln(stderr, "projectorctl:", err)
+		return exitUsage
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = tel.Shutdown(sctx) // flush the replay's span
+	}()
 	cmd := newRootCommand(stdin, stdout, stderr)
 	cmd.SetArgs(args)
-	err := cmd.ExecuteContext(ctx)
+	ctx = context.WithValue(ctx, telemetryKey{}, tel)
+	err = cmd.ExecuteContext(ctx)
 	if err == nil {
 		return exitOK
 	}

@@ -15,6 +15,9 @@ import (
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 	"github.com/twmb/franz-go/pkg/kadm"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/projector-dev/projector/framework"
 )
@@ -81,8 +84,23 @@ func newReplayID() string {
 	return time.Now().UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(b[:])
 }
 
-func (c *conn) replay(ctx context.Context, ro *replayOptions) error {
+func (c *conn) replay(ctx context.Context, ro *replayOptions) (err error) {
 	o := c.o
+	ctx, span := tracer(ctx).Start(ctx, "projectorctl replay "+c.name, trace.WithAttributes(
+		attribute.String("projector.projection", c.name),
+		attribute.String("messaging.consumer.group.name", c.group),
+		attribute.String("messaging.destination.name", o.topic),
+		attribute.Bool("projector.replay.dry_run", ro.dryRun),
+		attribute.Bool("projector.replay.resume", ro.resume),
+		attribute.Bool("projector.replay.abort", ro.abort),
+	))
+	defer func() {
+		if err != nil {
+			span.RecordError(err)
+			span.SetStatus(codes.Error, err.Error())
+		}
+		span.End()
+	}()
 	ctl, err := c.store.Control(ctx, c.name)
 	if err != nil {
 		return err
@@ -220,9 +238,13 @@ func confirm(o *options, question string) error {
 	return nil
 }
 
-// runReplay carries a replay on from its recorded phase.
+// runReplay carries a replay on from its recorded phase; each phase is an
+// event on the replay's span.
 func (c *conn) runReplay(ctx context.Context, rec *framework.Replay, ro *replayOptions) error {
 	o := c.o
+	span := trace.SpanFromContext(ctx)
+	span.SetAttributes(attribute.String("projector.replay.id", rec.ID), attribute.String("projector.replay.to", rec.To))
+	defer func() { span.AddEvent("replay " + rec.Phase) }()
 	if rec.Phase == framework.ReplayPausing {
 		if err := c.store.SetPaused(ctx, c.name, true, o.by, "replay "+rec.ID); err != nil {
 			return err
@@ -236,6 +258,7 @@ func (c *conn) runReplay(ctx context.Context, rec *framework.Replay, ro *replayO
 			_ = c.store.SetReplay(context.WithoutCancel(ctx), c.name, rec)
 			return err
 		}
+		span.AddEvent("group empty")
 		rec.Phase = framework.ReplayResetting
 		if err := c.store.SetReplay(ctx, c.name, rec); err != nil {
 			return err
@@ -261,6 +284,7 @@ func (c *conn) runReplay(ctx context.Context, rec *framework.Replay, ro *replayO
 		if err := c.store.SetReplay(ctx, c.name, rec); err != nil {
 			return err
 		}
+		span.AddEvent("offsets reset", trace.WithAttributes(attribute.Int64("projector.epoch", int64(epoch))))
 		fmt.Fprintf(o.stdout, "offsets reset to %s; epoch %d\n", rec.To, epoch)
 	}
 	if !rec.WasPaused {
