@@ -95,6 +95,16 @@ func TestOneTraceFromAppendToApply(t *testing.T) {
 		attrs["messaging.destination.name"].AsString() != topic {
 		t.Errorf("apply span attributes = %v", attrs)
 	}
+	// The batch span links to the record's trace.
+	linked := false
+	for _, s := range spans.Ended() {
+		for _, l := range s.Links() {
+			linked = linked || l.SpanContext.TraceID() == trace && s.Name() == "projector.batch counts"
+		}
+	}
+	if !linked {
+		t.Error("no batch span links to the traced event's trace")
+	}
 	// The parked event's span records the error.
 	var parkedSpan sdktrace.ReadOnlySpan
 	for _, s := range spans.Ended() {

@@ -18,6 +18,9 @@ import (
 	"github.com/projector-dev/projector/framework"
 )
 
+// maxBatchLinks bounds the span links of one batch span.
+const maxBatchLinks = 128
+
 // conflictWindow is how many recent event IDs per stream a worker keeps to
 // recognise a repeated sequence with a different event ID.
 const conflictWindow = 8
@@ -203,7 +206,20 @@ type item struct {
 
 // process applies one polled batch of the partition.
 func (w *worker) process(recs []*kgo.Record) error {
-	ctx, span := w.r.tracer.Start(w.ctx, "projector.batch "+w.r.cfg.Projection.Name(),
+	// The batch span links to the traces of its records (the first
+	// maxBatchLinks); each event's apply span continues its own trace.
+	var links []trace.Link
+	for _, rec := range recs {
+		if len(links) == maxBatchLinks {
+			break
+		}
+		if rec.Context != nil {
+			if sc := trace.SpanContextFromContext(rec.Context); sc.IsValid() {
+				links = append(links, trace.Link{SpanContext: sc})
+			}
+		}
+	}
+	ctx, span := w.r.tracer.Start(w.ctx, "projector.batch "+w.r.cfg.Projection.Name(), trace.WithLinks(links...),
 		trace.WithSpanKind(trace.SpanKindConsumer),
 		trace.WithAttributes(
 			attribute.String("messaging.system", "kafka"),
