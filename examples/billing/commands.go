@@ -9,12 +9,15 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/projector-dev/projector/examples/billing/api"
 	"github.com/projector-dev/projector/examples/billing/loadgen"
 	"github.com/projector-dev/projector/examples/billing/mabis"
 	"github.com/projector-dev/projector/kafkastore"
 	"github.com/projector-dev/projector/redischeckpoint"
+	"github.com/projector-dev/projector/telemetry"
 )
 
 // readModel is the billing projection on a Redis and a reader of it.
@@ -45,14 +48,36 @@ func redisClient(o options) (redis.UniversalClient, error) {
 	if o.redisURL == "" {
 		return nil, errors.New("no Redis: set -redis or PROJECTOR_REDIS_URL")
 	}
-	return redischeckpoint.NewClient(redischeckpoint.ClientConfig{URL: o.redisURL})
+	return redischeckpoint.NewClient(redischeckpoint.ClientConfig{URL: o.redisURL, Username: o.redisUser, Password: o.redisPass, CAFile: o.redisCA})
 }
 
-func openEvents(ctx context.Context, o options) (*kafkastore.Store, error) {
+// kafkaOpts are the franz-go options for o's SASL and TLS settings.
+func kafkaOpts(o options) ([]kgo.Opt, error) {
 	if len(o.brokers) == 0 {
 		return nil, errors.New("no Kafka: set -brokers or PROJECTOR_KAFKA_BROKERS")
 	}
-	return kafkastore.New(ctx, kafkastore.Config{Seeds: o.brokers, Topic: o.topic, Partitions: int32(o.partitions), Logger: o.logger})
+	return o.kafka.Opts()
+}
+
+func openEvents(ctx context.Context, o options) (*kafkastore.Store, error) {
+	opts, err := kafkaOpts(o)
+	if err != nil {
+		return nil, err
+	}
+	return kafkastore.New(ctx, kafkastore.Config{Seeds: o.brokers, Topic: o.topic, Partitions: int32(o.partitions), ClientOpts: opts, Logger: o.logger})
+}
+
+// kafkaAdmin returns an admin client, for the lag in the status.
+func kafkaAdmin(o options) (*kadm.Client, error) {
+	opts, err := kafkaOpts(o)
+	if err != nil {
+		return nil, err
+	}
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(o.brokers...)}, opts...)...)
+	if err != nil {
+		return nil, err
+	}
+	return kadm.NewClient(cl), nil
 }
 
 // generate appends a generated month to the topic.
@@ -90,15 +115,26 @@ func serveAPI(ctx context.Context, o options, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	return serveHTTP(ctx, o.httpAddr, h, func(addr string) {
+	return serveHTTP(ctx, o.httpAddr, o.shutdown, h, func(addr string) {
 		fmt.Fprintf(out, "billing API for tenant %s: %s/api/v1/months/%s/balance-groups\n", o.tenant, apiURL(addr), o.month)
 	})
 }
 
 // worker is one replica of the billing projection: a member of the
 // projection's consumer group that applies its partitions' events to the
-// read model, with /healthz, /readyz and the API on one HTTP server.
+// read model, with /healthz, /readyz, /metrics and the API on one HTTP
+// server. SIGTERM (ctx) stops it within o.shutdown: the runner finishes its
+// batch, stores the cursors, commits and leaves the group.
 func worker(ctx context.Context, o options, out io.Writer) error {
+	tel, err := telemetry.Setup(ctx, telemetry.Options{ServiceName: "projector-billing", Logger: o.logger})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		shutdown, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = tel.Shutdown(shutdown) // export errors are logged by telemetry; nothing else to do on the way out
+	}()
 	client, err := redisClient(o)
 	if err != nil {
 		return err
@@ -108,50 +144,51 @@ func worker(ctx context.Context, o options, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if len(o.brokers) == 0 {
-		return errors.New("no Kafka: set -brokers or PROJECTOR_KAFKA_BROKERS")
+	opts, err := kafkaOpts(o)
+	if err != nil {
+		return err
 	}
+	adm, err := kafkaAdmin(o)
+	if err != nil {
+		return err
+	}
+	defer adm.Close()
 	runner, err := kafkastore.NewRunner(kafkastore.RunnerConfig{
-		Seeds: o.brokers, Topic: o.topic, Projection: rm.projection, Checkpoints: rm.store, Logger: o.logger,
+		Seeds: o.brokers, ClientOpts: opts, Topic: o.topic, Group: o.group,
+		Projection: rm.projection, Checkpoints: rm.store,
+		ShutdownTimeout: o.shutdown, Logger: o.logger,
+		TracerProvider: tel.TracerProvider(), MeterProvider: tel.MeterProvider(),
 	})
 	if err != nil {
 		return err
 	}
-	h, err := api.New(api.Config{Reader: rm.reader, Logger: o.logger, Status: runnerStatus(o.projection, runner)})
+	replicas := func() []*kafkastore.Runner { return []*kafkastore.Runner{runner} }
+	h, err := api.New(api.Config{Reader: rm.reader, Logger: o.logger, Status: statusOf(o.projection, runner.Group(), o.topic, adm, replicas, nil)})
 	if err != nil {
 		return err
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/api/", h)
-	mux.Handle("/", runner.Handler())
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	mux.Handle("GET /metrics", tel.PrometheusHandler())
+	mux.Handle("GET /healthz", runner.Handler())
+	mux.Handle("GET /readyz", runner.Handler())
+	// The HTTP server outlives the runner's shutdown, so that probes and
+	// scrapes see it drain; it stops once the runner has returned.
+	httpCtx, stopHTTP := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopHTTP()
+	runCtx, stopRunner := context.WithCancel(ctx)
+	defer stopRunner()
 	httpErr := make(chan error, 1)
 	go func() {
-		httpErr <- serveHTTP(ctx, o.httpAddr, mux, func(addr string) {
-			fmt.Fprintf(out, "billing worker of %s on topic %s; API and health on %s\n", o.projection, o.topic, apiURL(addr))
+		defer stopRunner() // a worker without its probes is of no use
+		httpErr <- serveHTTP(httpCtx, o.httpAddr, o.shutdown, mux, func(addr string) {
+			fmt.Fprintf(out, "billing worker %s of projection %s (group %s) on topic %s; API, health and metrics on %s\n",
+				runner.ReplicaID(), o.projection, runner.Group(), o.topic, apiURL(addr))
 		})
 	}()
-	err = runner.Run(ctx)
-	cancel()
+	err = runner.Run(runCtx)
+	stopHTTP()
 	return errors.Join(err, <-httpErr)
-}
-
-// runnerStatus reports a consumer-group runner's counters.
-func runnerStatus(projection string, r *kafkastore.Runner) api.StatusFunc {
-	return func(ctx context.Context) (api.Status, error) {
-		s := r.Stats()
-		st := api.Status{Projection: projection, State: "running", Applied: s.Applied, Skipped: s.Skipped, UpdatedAt: time.Now().UTC()}
-		if err := r.Ready(ctx); err != nil {
-			st.State = "not ready: " + err.Error()
-		}
-		parked, err := r.Parked(ctx)
-		if err != nil {
-			return st, err
-		}
-		st.Parked = len(parked)
-		return st, nil
-	}
 }
 
 func printGenerated(out io.Writer, x *loadgen.Expected, s loadgen.Stats) {

@@ -2,30 +2,33 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"runtime/debug"
+	"slices"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/projector-dev/projector/examples/billing/api"
 	"github.com/projector-dev/projector/examples/billing/loadgen"
 	"github.com/projector-dev/projector/examples/billing/mabis"
-	"github.com/projector-dev/projector/framework"
-	"github.com/projector-dev/projector/redischeckpoint"
+	"github.com/projector-dev/projector/kafkastore"
 )
-
-// fakeRedisMaLos is the demo's default number of MaLos on miniredis.
-const fakeRedisMaLos = 300
 
 // demo runs everything in one process: Kafka and Redis in-process (unless
 // -brokers or -redis name real ones), a generated month appended through
-// kafkastore, the billing projection, a check of the read model against the
+// kafkastore, o.replicas replicas of the consumer-group runner applying it
+// to the billing read model, a check of the read model against the
 // generator's expected totals, and the API until interrupted.
 func demo(ctx context.Context, o options, out io.Writer) error {
 	started := time.Now()
@@ -41,6 +44,7 @@ func demo(ctx context.Context, o options, out io.Writer) error {
 		fmt.Fprintf(out, "Kafka: %v\n", o.brokers)
 	}
 	var client redis.UniversalClient
+	redisURL := o.redisURL
 	if o.redisURL == "" {
 		mr, err := miniredis.Run()
 		if err != nil {
@@ -48,17 +52,10 @@ func demo(ctx context.Context, o options, out io.Writer) error {
 		}
 		defer mr.Close()
 		client = redis.NewClient(&redis.Options{Addr: mr.Addr()})
+		redisURL = "redis://" + mr.Addr()
 		fmt.Fprintf(out, "Redis: in-process fake (miniredis) on %s\n", mr.Addr())
-		if !o.malosSet && o.malos > fakeRedisMaLos {
-			// Every quarter-hour value is one Replace in a Lua script, and
-			// miniredis interprets Lua in Go and keeps hashes in Go maps: a
-			// full month of 2,000 MaLos (6 million values) takes minutes and
-			// gigabytes there, seconds and about 100 MB in Redis.
-			o.malos = fakeRedisMaLos
-			fmt.Fprintf(out, "  %d MaLos by default on the fake; -malos 2000 for the full month, or -redis redis://... for a real Redis\n", o.malos)
-		}
 		// miniredis runs the projection's Lua scripts in Go and allocates
-		// heavily; a larger heap goal roughly halves the projection time.
+		// heavily; a larger heap goal saves about a fifth of the time.
 		if _, set := os.LookupEnv("GOGC"); !set {
 			debug.SetGCPercent(400)
 		}
@@ -91,32 +88,172 @@ func demo(ctx context.Context, o options, out io.Writer) error {
 	if err := rm.projection.Reset(ctx); err != nil {
 		return err
 	}
-
-	// TODO(runner): start three replicas of kafkastore.NewRunner here
-	// instead of the in-process catch-up below, each with its own
-	// /healthz and /readyz (Runner.Handler) on its own port:
-	//
-	//	runner, err := kafkastore.NewRunner(kafkastore.RunnerConfig{
-	//		Seeds: o.brokers, Topic: o.topic, Projection: rm.projection, Checkpoints: rm.store})
-	//	go runner.Run(ctx)
-	//
-	// then wait until the group's lag is zero (and the status reports it)
-	// before verifying. The placeholder reads every stream through
-	// kafkastore.Store with framework's in-process runner.
-	status := &demoStatus{projection: o.projection}
-	status.state.Store("catching-up")
-	fmt.Fprintf(out, "\nprojecting %d events into Redis (projection %q, in-process runner) ...\n", stats.Events, o.projection)
-	projectStart := time.Now()
-	if err := catchUp(ctx, o, events, rm, status, stats.Events, out); err != nil {
-		return err
-	}
-	status.state.Store("caught-up")
-	fmt.Fprintf(out, "applied %d events of %d streams in %v\n", status.applied.Load(), stats.Streams, time.Since(projectStart).Round(time.Millisecond))
-
-	totals, err := rm.reader.BalanceGroups(ctx, o.month)
+	adm, err := kafkaAdmin(o)
 	if err != nil {
 		return err
 	}
+	defer adm.Close()
+
+	fmt.Fprintf(out, "\nprojecting %d events into Redis with %d runner replicas (projection %q, consumer group %q) ...\n",
+		stats.Events, o.replicas, o.projection, o.groupName())
+	projectStart := time.Now()
+	reps, err := startReplicas(ctx, o, rm)
+	if err != nil {
+		return err
+	}
+	defer reps.stop()
+	var state atomic.Value
+	state.Store("catching-up")
+	if err := waitCaughtUp(ctx, o, adm, reps, int64(stats.Events), out); err != nil {
+		return errors.Join(err, reps.stop())
+	}
+	var applied int64
+	for _, r := range reps.runners {
+		applied += r.Stats().Applied
+	}
+	fmt.Fprintf(out, "applied %d events of %d streams in %v; lag 0\n", applied, stats.Streams, time.Since(projectStart).Round(time.Millisecond))
+	for _, r := range reps.runners {
+		p := r.Assigned()
+		slices.Sort(p)
+		fmt.Fprintf(out, "  replica %s: partitions %v, %d applied\n", r.ReplicaID(), p, r.Stats().Applied)
+	}
+
+	totals, err := rm.reader.BalanceGroups(ctx, o.month)
+	if err != nil {
+		return errors.Join(err, reps.stop())
+	}
+	printTotals(out, o, totals)
+	verifyStart := time.Now()
+	if err := want.Verify(ctx, rm.reader); err != nil {
+		fmt.Fprintf(out, "\nthe read model DIFFERS from the expected totals:\n%v\n", err)
+		state.Store("differs from expected")
+	} else {
+		fmt.Fprintf(out, "\nthe read model equals the expected totals: every quarter hour of every balance group (checked in %v)\n", time.Since(verifyStart).Round(time.Millisecond))
+		state.Store("live")
+	}
+	fmt.Fprintf(out, "demo ready after %v\n", time.Since(started).Round(time.Millisecond))
+
+	h, err := api.New(api.Config{Reader: rm.reader, Logger: o.logger, Status: statusOf(o.projection, o.groupName(), o.topic, adm,
+		func() []*kafkastore.Runner { return reps.runners }, func() string { return state.Load().(string) })})
+	if err != nil {
+		return errors.Join(err, reps.stop())
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/api/", h)
+	for _, r := range reps.runners {
+		prefix := "/replicas/" + r.ReplicaID()
+		mux.Handle(prefix+"/", http.StripPrefix(prefix, r.Handler()))
+	}
+	eic := ""
+	if len(totals.BalanceGroups) > 0 {
+		eic = totals.BalanceGroups[0].EIC
+	}
+	err = serveHTTP(ctx, o.httpAddr, o.shutdown, mux, func(addr string) {
+		base := apiURL(addr)
+		fmt.Fprintf(out, "\nAPI (Ctrl-C to stop):\n  %s/api/v1/months/%s/balance-groups\n", base, o.month)
+		if eic != "" {
+			fmt.Fprintf(out, "  %s/api/v1/months/%s/balance-groups/%s/series?resolution=hour\n", base, o.month, eic)
+		}
+		fmt.Fprintf(out, "  %s/api/v1/status\n", base)
+		fmt.Fprintf(out, "  %s/replicas/%s/readyz (and /healthz, per replica)\n", base, reps.runners[0].ReplicaID())
+		env := fmt.Sprintf("PROJECTOR_KAFKA_BROKERS=%s PROJECTOR_REDIS_URL=%s", strings.Join(o.brokers, ","), redisURL)
+		if o.topic != "mabis.process-events" {
+			env += " PROJECTOR_TOPIC=" + o.topic
+		}
+		fmt.Fprintf(out, "\nadmin command against these servers:\n  %s go run ./cmd/projectorctl status %s\n", env, o.projection)
+	})
+	return errors.Join(err, reps.stop())
+}
+
+// replicas are the demo's runner replicas, each in its own goroutine.
+type replicas struct {
+	runners []*kafkastore.Runner
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	errs    chan error
+	once    sync.Once
+	err     error
+}
+
+func startReplicas(ctx context.Context, o options, rm *readModel) (*replicas, error) {
+	opts, err := kafkaOpts(o)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	reps := &replicas{cancel: cancel, errs: make(chan error, o.replicas)}
+	for i := range o.replicas {
+		r, err := kafkastore.NewRunner(kafkastore.RunnerConfig{
+			Seeds: o.brokers, ClientOpts: opts, Topic: o.topic, Group: o.group,
+			Projection: rm.projection, Checkpoints: rm.store,
+			ReplicaID:     fmt.Sprintf("demo-%d", i+1),
+			FlushInterval: 250 * time.Millisecond, ShutdownTimeout: o.shutdown, Logger: o.logger,
+		})
+		if err != nil {
+			return nil, errors.Join(err, reps.stop())
+		}
+		reps.runners = append(reps.runners, r)
+		reps.wg.Go(func() {
+			if err := r.Run(ctx); err != nil {
+				reps.errs <- fmt.Errorf("replica %s: %w", r.ReplicaID(), err)
+			}
+		})
+	}
+	return reps, nil
+}
+
+// stop stops every replica gracefully and returns their errors. It may be
+// called more than once.
+func (r *replicas) stop() error {
+	r.once.Do(func() {
+		r.cancel()
+		r.wg.Wait()
+		close(r.errs)
+		var errs []error
+		for err := range r.errs {
+			errs = append(errs, err)
+		}
+		r.err = errors.Join(errs...)
+	})
+	return r.err
+}
+
+// waitCaughtUp waits until the group's lag is 0, printing progress every
+// few seconds. A replica that stops early ends the wait with its error.
+func waitCaughtUp(ctx context.Context, o options, adm *kadm.Client, reps *replicas, total int64, out io.Writer) error {
+	start := time.Now()
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	lastReport := start
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case err := <-reps.errs:
+			return err
+		case <-tick.C:
+		}
+		var applied int64
+		for _, r := range reps.runners {
+			applied += r.Stats().Applied
+		}
+		lag, _, err := groupLag(ctx, adm, o.groupName(), o.topic)
+		if err == nil && lag == 0 && applied > 0 {
+			return nil
+		}
+		if time.Since(lastReport) >= 5*time.Second {
+			lastReport = time.Now()
+			lagText := fmt.Sprint(lag)
+			if err != nil {
+				lagText = "unknown (" + err.Error() + ")"
+			}
+			fmt.Fprintf(out, "  ... %d of %d events applied (%d%%, %.0f/s), lag %s\n",
+				applied, total, applied*100/max(total, 1), float64(applied)/time.Since(start).Seconds(), lagText)
+		}
+	}
+}
+
+func printTotals(out io.Writer, o options, totals mabis.MonthTotals) {
 	fmt.Fprintf(out, "\nbalance groups of %s, tenant %s (read model):\n", o.month, o.tenant)
 	fmt.Fprintf(out, "  %-16s %-22s %6s %18s %8s %8s %9s\n", "EIC", "name", "MaLos", "energy", "subst.", "peak", "clearing")
 	names := map[string]string{}
@@ -128,93 +265,4 @@ func demo(ctx context.Context, o options, out io.Writer) error {
 			t.SubstituteValues, t.PeakMaLos, t.ClearingOpened-t.ClearingResolved)
 	}
 	fmt.Fprintf(out, "  %-16s %-22s %6s %18s %8d %8s %4d open\n", "total", "", "", mabis.FormatWh(totals.EnergyWh), totals.SubstituteValues, "", totals.ClearingOpen)
-	verifyStart := time.Now()
-	if err := want.Verify(ctx, rm.reader); err != nil {
-		fmt.Fprintf(out, "\nthe read model DIFFERS from the expected totals:\n%v\n", err)
-		status.state.Store("differs from expected")
-	} else {
-		fmt.Fprintf(out, "\nthe read model equals the expected totals: every quarter hour of every balance group (checked in %v)\n", time.Since(verifyStart).Round(time.Millisecond))
-	}
-	fmt.Fprintf(out, "demo ready after %v\n", time.Since(started).Round(time.Millisecond))
-
-	h, err := api.New(api.Config{Reader: rm.reader, Logger: o.logger, Status: status.get})
-	if err != nil {
-		return err
-	}
-	eic := ""
-	if len(totals.BalanceGroups) > 0 {
-		eic = totals.BalanceGroups[0].EIC
-	}
-	return serveHTTP(ctx, o.httpAddr, h, func(addr string) {
-		base := apiURL(addr)
-		fmt.Fprintf(out, "\nAPI (Ctrl-C to stop):\n  %s/api/v1/months/%s/balance-groups\n", base, o.month)
-		if eic != "" {
-			fmt.Fprintf(out, "  %s/api/v1/months/%s/balance-groups/%s/series?resolution=hour\n", base, o.month, eic)
-		}
-		fmt.Fprintf(out, "  %s/api/v1/status\n", base)
-	})
-}
-
-// catchUp applies every stream of the tenant with framework's in-process
-// runner, printing progress every few seconds.
-func catchUp(ctx context.Context, o options, events framework.EventStore, rm *readModel, status *demoStatus, total int, out io.Writer) error {
-	runner, err := framework.NewProjectionRunner(framework.RunnerConfig{Concurrency: 8})
-	if err != nil {
-		return err
-	}
-	prefix, err := framework.TenantPrefix(o.tenant)
-	if err != nil {
-		return err
-	}
-	p := &countingProjection{AtomicProjection: rm.projection, applied: &status.applied}
-	start := time.Now()
-	done := make(chan struct{})
-	defer close(done)
-	go func() {
-		tick := time.NewTicker(5 * time.Second)
-		defer tick.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-tick.C:
-				n := status.applied.Load()
-				fmt.Fprintf(out, "  ... %d of %d events applied (%d%%, %.0f/s)\n", n, total, n*100/int64(max(total, 1)), float64(n)/time.Since(start).Seconds())
-			}
-		}
-	}()
-	_, err = runner.RunPrefix(ctx, p, events, prefix)
-	return err
-}
-
-// countingProjection counts applied events for the progress report and the
-// status endpoint.
-type countingProjection struct {
-	*redischeckpoint.AtomicProjection
-	applied *atomic.Int64
-}
-
-// ApplyBatch implements framework.BatchApplier.
-func (p *countingProjection) ApplyBatch(ctx context.Context, events []framework.Event) (int, error) {
-	n, err := p.AtomicProjection.ApplyBatch(ctx, events)
-	p.applied.Add(int64(n))
-	return n, err
-}
-
-// Apply implements framework.Projection.
-func (p *countingProjection) Apply(ctx context.Context, e framework.Event) error {
-	_, err := p.ApplyBatch(ctx, []framework.Event{e})
-	return err
-}
-
-// demoStatus is what the demo's /api/v1/status reports.
-type demoStatus struct {
-	projection string
-	state      atomic.Value // string
-	applied    atomic.Int64
-}
-
-func (s *demoStatus) get(context.Context) (api.Status, error) {
-	state, _ := s.state.Load().(string)
-	return api.Status{Projection: s.projection, State: state, Applied: s.applied.Load(), UpdatedAt: time.Now().UTC()}, nil
 }

@@ -7,7 +7,10 @@
 //	billing worker     run the "billing" projection from Kafka into Redis, with the API
 //	billing api        serve the API over a Redis read model
 //
-// Every flag falls back to an environment variable, shown by -h.
+// Every flag falls back to an environment variable, shown by -h; the
+// passwords are read from PROJECTOR_KAFKA_PASSWORD and
+// PROJECTOR_REDIS_PASSWORD only, so that they appear neither in the process
+// list nor in -h.
 package main
 
 import (
@@ -27,6 +30,7 @@ import (
 	"time"
 
 	"github.com/projector-dev/projector/examples/billing/mabis"
+	"github.com/projector-dev/projector/kafkastore"
 )
 
 func main() {
@@ -67,15 +71,32 @@ type options struct {
 	topic      string
 	partitions int
 	projection string
-	redisURL   string
-	httpAddr   string
-	tenant     string
-	month      mabis.Month
-	malos      int
-	seed       uint64
+	// group is the consumer group; empty means the projection's name.
+	group     string
+	kafka     kafkastore.Security
+	redisURL  string
+	redisUser string
+	redisPass string
+	redisCA   string
+	httpAddr  string
+	tenant    string
+	month     mabis.Month
+	malos     int
+	seed      uint64
+	replicas  int
+	shutdown  time.Duration
+	logLevel  slog.Level
 	// malosSet says whether -malos or PROJECTOR_MALOS was given.
 	malosSet bool
 	logger   *slog.Logger
+}
+
+// groupName returns the consumer group the replicas share.
+func (o options) groupName() string {
+	if o.group != "" {
+		return o.group
+	}
+	return o.projection
 }
 
 func envOr(name, def string) string {
@@ -98,6 +119,16 @@ func parseFlags(cmd string, args []string, stderr io.Writer) (options, error) {
 	month := fs.String("month", envOr("PROJECTOR_MONTH", "2026-03"), "billing month YYYY-MM (PROJECTOR_MONTH)")
 	malos := fs.String("malos", envOr("PROJECTOR_MALOS", "2000"), "number of MaLos to generate (PROJECTOR_MALOS)")
 	seed := fs.String("seed", envOr("PROJECTOR_SEED", "1"), "seed of the generated month (PROJECTOR_SEED)")
+	group := fs.String("group", envOr("PROJECTOR_GROUP", ""), "consumer group; default: the projection name (PROJECTOR_GROUP)")
+	sasl := fs.String("kafka-sasl-mechanism", envOr("PROJECTOR_KAFKA_SASL_MECHANISM", ""), "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512; the password comes from PROJECTOR_KAFKA_PASSWORD (PROJECTOR_KAFKA_SASL_MECHANISM)")
+	kafkaUser := fs.String("kafka-username", envOr("PROJECTOR_KAFKA_USERNAME", ""), "Kafka SASL user (PROJECTOR_KAFKA_USERNAME)")
+	kafkaTLS := fs.String("kafka-tls", envOr("PROJECTOR_KAFKA_TLS", "false"), "connect to Kafka with TLS (PROJECTOR_KAFKA_TLS)")
+	kafkaCA := fs.String("kafka-tls-ca", envOr("PROJECTOR_KAFKA_TLS_CA_FILE", ""), "PEM file of the CA of Kafka's certificates; implies -kafka-tls (PROJECTOR_KAFKA_TLS_CA_FILE)")
+	redisUser := fs.String("redis-username", envOr("PROJECTOR_REDIS_USERNAME", ""), "Redis ACL user; the password comes from PROJECTOR_REDIS_PASSWORD (PROJECTOR_REDIS_USERNAME)")
+	redisCA := fs.String("redis-tls-ca", envOr("PROJECTOR_REDIS_TLS_CA_FILE", ""), "PEM file of the CA of Redis's certificate, for a rediss:// URL (PROJECTOR_REDIS_TLS_CA_FILE)")
+	replicas := fs.String("replicas", envOr("PROJECTOR_REPLICAS", "3"), "demo: runner replicas in the process (PROJECTOR_REPLICAS)")
+	shutdown := fs.String("shutdown-timeout", envOr("PROJECTOR_SHUTDOWN_TIMEOUT", "30s"), "time to finish the batch, store cursors, commit and leave the group after SIGTERM (PROJECTOR_SHUTDOWN_TIMEOUT)")
+	logLevel := fs.String("log-level", envOr("PROJECTOR_LOG_LEVEL", ""), "debug, info, warn or error; default warn for the demo, info otherwise (PROJECTOR_LOG_LEVEL)")
 	if err := fs.Parse(args); err != nil {
 		return options{}, err
 	}
@@ -108,6 +139,8 @@ func parseFlags(cmd string, args []string, stderr io.Writer) (options, error) {
 	o.malosSet = os.Getenv("PROJECTOR_MALOS") != ""
 	fs.Visit(func(f *flag.Flag) { o.malosSet = o.malosSet || f.Name == "malos" })
 	o.topic, o.projection, o.redisURL, o.httpAddr, o.tenant = *topic, *projection, *redisURL, *httpAddr, *tenant
+	o.group, o.redisUser, o.redisPass, o.redisCA = *group, *redisUser, os.Getenv("PROJECTOR_REDIS_PASSWORD"), *redisCA
+	o.kafka = kafkastore.Security{SASLMechanism: strings.ToUpper(*sasl), Username: *kafkaUser, Password: os.Getenv("PROJECTOR_KAFKA_PASSWORD"), CAFile: *kafkaCA}
 	for _, b := range strings.Split(*brokers, ",") {
 		if b = strings.TrimSpace(b); b != "" {
 			o.brokers = append(o.brokers, b)
@@ -127,13 +160,36 @@ func parseFlags(cmd string, args []string, stderr io.Writer) (options, error) {
 	if o.seed, err = strconv.ParseUint(*seed, 10, 64); err != nil || o.seed == 0 {
 		errs = append(errs, fmt.Errorf("-seed %q: want a positive number", *seed))
 	}
-	o.logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	if o.kafka.TLS, err = strconv.ParseBool(*kafkaTLS); err != nil {
+		errs = append(errs, fmt.Errorf("-kafka-tls %q: want true or false", *kafkaTLS))
+	}
+	o.kafka.TLS = o.kafka.TLS || o.kafka.CAFile != ""
+	if o.kafka.SASLMechanism != "" && (o.kafka.Username == "" || o.kafka.Password == "") {
+		errs = append(errs, fmt.Errorf("-kafka-sasl-mechanism %s needs -kafka-username and PROJECTOR_KAFKA_PASSWORD", o.kafka.SASLMechanism))
+	}
+	if o.replicas, err = strconv.Atoi(*replicas); err != nil || o.replicas < 1 {
+		errs = append(errs, fmt.Errorf("-replicas %q: want a positive number", *replicas))
+	}
+	if o.shutdown, err = time.ParseDuration(*shutdown); err != nil || o.shutdown <= 0 {
+		errs = append(errs, fmt.Errorf("-shutdown-timeout %q: want a positive duration such as 25s", *shutdown))
+	}
+	o.logLevel = slog.LevelInfo
+	if cmd == "demo" {
+		o.logLevel = slog.LevelWarn
+	}
+	if *logLevel != "" {
+		if err := o.logLevel.UnmarshalText([]byte(*logLevel)); err != nil {
+			errs = append(errs, fmt.Errorf("-log-level %q: want debug, info, warn or error", *logLevel))
+		}
+	}
+	o.logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: o.logLevel}))
 	return o, errors.Join(errs...)
 }
 
-// serveHTTP serves h on addr until ctx is done, then shuts down gracefully.
-// ready is called with the listening address once the listener is open.
-func serveHTTP(ctx context.Context, addr string, h http.Handler, ready func(addr string)) error {
+// serveHTTP serves h on addr until ctx is done, then shuts down gracefully
+// within timeout. ready is called with the listening address once the
+// listener is open.
+func serveHTTP(ctx context.Context, addr string, timeout time.Duration, h http.Handler, ready func(addr string)) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("http: %w", err)
@@ -147,7 +203,7 @@ func serveHTTP(ctx context.Context, addr string, h http.Handler, ready func(addr
 		return err
 	case <-ctx.Done():
 	}
-	shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	shutdown, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	if err := srv.Shutdown(shutdown); err != nil {
 		return err

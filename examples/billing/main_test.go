@@ -67,7 +67,7 @@ func TestDemo(t *testing.T) {
 	}
 	err = json.NewDecoder(resp.Body).Decode(&st)
 	resp.Body.Close()
-	if err != nil || st.State != "caught-up" || st.Applied == 0 {
+	if err != nil || st.State != "live" || st.Applied == 0 {
 		t.Errorf("status %+v, %v", st, err)
 	}
 	cancel()

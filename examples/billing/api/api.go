@@ -16,17 +16,58 @@ import (
 // runner that drives the projection fills it.
 type Status struct {
 	Projection string `json:"projection"`
+	// Group is the Kafka consumer group the replicas share.
+	Group string `json:"group,omitempty"`
 	// State is a word for people: "catching-up", "live", "stopped", ...
 	State string `json:"state"`
-	// Lag is the number of records not yet applied, over every partition.
-	Lag int64 `json:"lag"`
-	// Applied counts events applied, Skipped duplicates skipped, Parked
-	// streams held after a failure.
+	// Lag is the number of records not yet applied and committed, over
+	// every partition of the topic; LagByPartition per partition. LagError
+	// says why the lag could not be measured (Lag is then -1).
+	Lag            int64           `json:"lag"`
+	LagByPartition map[int32]int64 `json:"lag_by_partition,omitempty"`
+	LagError       string          `json:"lag_error,omitempty"`
+	// Applied counts events applied, Skipped duplicates skipped, by the
+	// replicas of this process (kafkastore.Runner.Stats).
 	Applied int64 `json:"applied"`
 	Skipped int64 `json:"skipped"`
-	Parked  int   `json:"parked"`
+	// ParkedEvents counts events at which a stream was parked, Held the
+	// events held behind parked streams (kafkastore.Runner.Stats).
+	ParkedEvents int64 `json:"parked_events"`
+	Held         int64 `json:"held"`
+	// Parked is the number of parked streams of the projection (over every
+	// replica), ParkedStreams the streams themselves.
+	Parked        int            `json:"parked"`
+	ParkedStreams []ParkedStream `json:"parked_streams,omitempty"`
+	// Replicas are the runner replicas of this process.
+	Replicas []Replica `json:"replicas,omitempty"`
 	// UpdatedAt is when these numbers were taken.
 	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// Replica is one runner replica of this process.
+type Replica struct {
+	ID string `json:"id"`
+	// State is the runner's state: "running", "paused", "stopped", ...
+	State string `json:"state"`
+	// NotReady is empty when the replica takes part in its group, else why not.
+	NotReady string `json:"not_ready,omitempty"`
+	// Partitions are the partitions the replica works on now.
+	Partitions   []int32 `json:"partitions"`
+	Applied      int64   `json:"applied"`
+	Skipped      int64   `json:"skipped"`
+	ParkedEvents int64   `json:"parked_events"`
+	Held         int64   `json:"held"`
+	LastError    string  `json:"last_error,omitempty"`
+}
+
+// ParkedStream is a stream whose processing stopped at one event.
+type ParkedStream struct {
+	StreamID string    `json:"stream_id"`
+	Sequence uint64    `json:"sequence"`
+	Type     string    `json:"type,omitempty"`
+	Reason   string    `json:"reason"`
+	Error    string    `json:"error"`
+	ParkedAt time.Time `json:"parked_at"`
 }
 
 // StatusFunc reports the projection's status. It is called once per

@@ -1,0 +1,112 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+
+	"github.com/projector-dev/projector/examples/billing/api"
+	"github.com/projector-dev/projector/kafkastore"
+)
+
+// groupLag measures how far the consumer group is behind the topic: per
+// partition the end offset minus the group's committed offset (the start
+// offset where the group committed nothing). The runner commits only after
+// the cursors are stored, so a lag of 0 means every record is applied.
+//
+// TODO(runner): use (*kafkastore.Runner).Lag once the runner has it.
+func groupLag(ctx context.Context, adm *kadm.Client, group, topic string) (int64, map[int32]int64, error) {
+	ends, err := adm.ListEndOffsets(ctx, topic)
+	if err == nil {
+		err = ends.Error()
+	}
+	if err != nil {
+		return -1, nil, fmt.Errorf("end offsets of %s: %w", topic, err)
+	}
+	starts, err := adm.ListStartOffsets(ctx, topic)
+	if err == nil {
+		err = starts.Error()
+	}
+	if err != nil {
+		return -1, nil, fmt.Errorf("start offsets of %s: %w", topic, err)
+	}
+	committed, err := adm.FetchOffsets(ctx, group)
+	if err == nil {
+		err = committed.Error()
+	}
+	if err != nil {
+		return -1, nil, fmt.Errorf("committed offsets of group %s: %w", group, err)
+	}
+	var total int64
+	per := map[int32]int64{}
+	for p, end := range ends[topic] {
+		from := int64(0)
+		if s, ok := starts.Lookup(topic, p); ok {
+			from = s.Offset
+		}
+		if c, ok := committed.Lookup(topic, p); ok && c.At >= 0 {
+			from = c.At
+		}
+		per[p] = max(end.Offset-from, 0)
+		total += per[p]
+	}
+	return total, per, nil
+}
+
+// statusOf reports the runner replicas of this process and the group's lag
+// for GET /api/v1/status. runners is called per request, so that replicas
+// may come and go; state, when set, names the state instead of the first
+// replica's.
+func statusOf(projection, group, topic string, adm *kadm.Client, runners func() []*kafkastore.Runner, state func() string) api.StatusFunc {
+	return func(ctx context.Context) (api.Status, error) {
+		st := api.Status{Projection: projection, Group: group, UpdatedAt: time.Now().UTC()}
+		rs := runners()
+		for _, r := range rs {
+			s := r.Stats()
+			rep := api.Replica{ID: r.ReplicaID(), State: r.State(), Partitions: r.Assigned(), Applied: s.Applied, Skipped: s.Skipped,
+				ParkedEvents: s.Parked, Held: s.Held, LastError: r.LastError()}
+			slices.Sort(rep.Partitions)
+			if rep.Partitions == nil {
+				rep.Partitions = []int32{}
+			}
+			if err := r.Ready(ctx); err != nil {
+				rep.NotReady = err.Error()
+			}
+			st.Applied += s.Applied
+			st.Skipped += s.Skipped
+			st.ParkedEvents += s.Parked
+			st.Held += s.Held
+			st.Replicas = append(st.Replicas, rep)
+		}
+		switch {
+		case state != nil:
+			st.State = state()
+		case len(rs) > 0:
+			st.State = rs[0].State()
+		default:
+			st.State = "no replica"
+		}
+		var errs []error
+		if len(rs) > 0 {
+			parked, err := rs[0].Parked(ctx)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("parked streams: %w", err))
+			}
+			st.Parked = len(parked)
+			for _, p := range parked {
+				st.ParkedStreams = append(st.ParkedStreams, api.ParkedStream{StreamID: p.StreamID, Sequence: p.Sequence, Type: p.Type,
+					Reason: p.Reason, Error: p.Error, ParkedAt: p.ParkedAt})
+			}
+		}
+		lag, per, err := groupLag(ctx, adm, group, topic)
+		st.Lag, st.LagByPartition = lag, per
+		if err != nil {
+			st.LagError = err.Error()
+		}
+		return st, errors.Join(errs...)
+	}
+}
