@@ -29,7 +29,7 @@ type readModel struct {
 }
 
 func openReadModel(o options, client redis.UniversalClient) (*readModel, error) {
-	store, err := redischeckpoint.New(redischeckpoint.Config{Client: client, Logger: o.logger})
+	store, err := redischeckpoint.New(redischeckpoint.Config{Client: client, Namespace: o.namespace, Logger: o.logger})
 	if err != nil {
 		return nil, err
 	}
@@ -154,7 +154,7 @@ func worker(ctx context.Context, o options, out io.Writer) error {
 	}
 	defer adm.Close()
 	runner, err := kafkastore.NewRunner(kafkastore.RunnerConfig{
-		Seeds: o.brokers, ClientOpts: opts, Topic: o.topic, Group: o.group,
+		Seeds: o.brokers, ClientOpts: append(opts, kgo.SessionTimeout(o.sessionTimeout)), Topic: o.topic, Group: o.group,
 		Projection: rm.projection, Checkpoints: rm.store,
 		ShutdownTimeout: o.shutdown, Logger: o.logger,
 		TracerProvider: tel.TracerProvider(), MeterProvider: tel.MeterProvider(),

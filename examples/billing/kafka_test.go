@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"os"
 	"testing"
 	"time"
 
@@ -12,7 +13,12 @@ import (
 	"github.com/projector-dev/projector/kafkastore"
 )
 
-func TestMain(m *testing.M) { testenv.Main(m) }
+func TestMain(m *testing.M) {
+	if os.Getenv(envWorkerProcess) == "1" {
+		os.Exit(workerProcess())
+	}
+	testenv.Main(m)
+}
 
 // TestMonthThroughKafka appends a generated month to a Kafka topic through
 // kafkastore, projects it from there into Redis, and compares the read

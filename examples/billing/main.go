@@ -31,6 +31,7 @@ import (
 
 	"github.com/projector-dev/projector/examples/billing/mabis"
 	"github.com/projector-dev/projector/kafkastore"
+	"github.com/projector-dev/projector/redischeckpoint"
 )
 
 func main() {
@@ -78,14 +79,18 @@ type options struct {
 	redisUser string
 	redisPass string
 	redisCA   string
-	httpAddr  string
-	tenant    string
-	month     mabis.Month
-	malos     int
-	seed      uint64
-	replicas  int
-	shutdown  time.Duration
-	logLevel  slog.Level
+	namespace string
+	// sessionTimeout is the consumer group session timeout; 0 is
+	// franz-go's default (45s).
+	sessionTimeout time.Duration
+	httpAddr       string
+	tenant         string
+	month          mabis.Month
+	malos          int
+	seed           uint64
+	replicas       int
+	shutdown       time.Duration
+	logLevel       slog.Level
 	// malosSet says whether -malos or PROJECTOR_MALOS was given.
 	malosSet bool
 	logger   *slog.Logger
@@ -126,6 +131,8 @@ func parseFlags(cmd string, args []string, stderr io.Writer) (options, error) {
 	kafkaCA := fs.String("kafka-tls-ca", envOr("PROJECTOR_KAFKA_TLS_CA_FILE", ""), "PEM file of the CA of Kafka's certificates; implies -kafka-tls (PROJECTOR_KAFKA_TLS_CA_FILE)")
 	redisUser := fs.String("redis-username", envOr("PROJECTOR_REDIS_USERNAME", ""), "Redis ACL user; the password comes from PROJECTOR_REDIS_PASSWORD (PROJECTOR_REDIS_USERNAME)")
 	redisCA := fs.String("redis-tls-ca", envOr("PROJECTOR_REDIS_TLS_CA_FILE", ""), "PEM file of the CA of Redis's certificate, for a rediss:// URL (PROJECTOR_REDIS_TLS_CA_FILE)")
+	namespace := fs.String("redis-namespace", envOr("PROJECTOR_REDIS_NAMESPACE", redischeckpoint.DefaultNamespace), "prefix of every Redis key (PROJECTOR_REDIS_NAMESPACE)")
+	session := fs.String("kafka-session-timeout", envOr("PROJECTOR_KAFKA_SESSION_TIMEOUT", "45s"), "how long the group waits for a replica that stopped answering before its partitions move (PROJECTOR_KAFKA_SESSION_TIMEOUT)")
 	replicas := fs.String("replicas", envOr("PROJECTOR_REPLICAS", "3"), "demo: runner replicas in the process (PROJECTOR_REPLICAS)")
 	shutdown := fs.String("shutdown-timeout", envOr("PROJECTOR_SHUTDOWN_TIMEOUT", "30s"), "time to finish the batch, store cursors, commit and leave the group after SIGTERM (PROJECTOR_SHUTDOWN_TIMEOUT)")
 	logLevel := fs.String("log-level", envOr("PROJECTOR_LOG_LEVEL", ""), "debug, info, warn or error; default warn for the demo, info otherwise (PROJECTOR_LOG_LEVEL)")
@@ -139,7 +146,7 @@ func parseFlags(cmd string, args []string, stderr io.Writer) (options, error) {
 	o.malosSet = os.Getenv("PROJECTOR_MALOS") != ""
 	fs.Visit(func(f *flag.Flag) { o.malosSet = o.malosSet || f.Name == "malos" })
 	o.topic, o.projection, o.redisURL, o.httpAddr, o.tenant = *topic, *projection, *redisURL, *httpAddr, *tenant
-	o.group, o.redisUser, o.redisPass, o.redisCA = *group, *redisUser, os.Getenv("PROJECTOR_REDIS_PASSWORD"), *redisCA
+	o.group, o.redisUser, o.redisPass, o.redisCA, o.namespace = *group, *redisUser, os.Getenv("PROJECTOR_REDIS_PASSWORD"), *redisCA, *namespace
 	o.kafka = kafkastore.Security{SASLMechanism: strings.ToUpper(*sasl), Username: *kafkaUser, Password: os.Getenv("PROJECTOR_KAFKA_PASSWORD"), CAFile: *kafkaCA}
 	for _, b := range strings.Split(*brokers, ",") {
 		if b = strings.TrimSpace(b); b != "" {
@@ -166,6 +173,9 @@ func parseFlags(cmd string, args []string, stderr io.Writer) (options, error) {
 	o.kafka.TLS = o.kafka.TLS || o.kafka.CAFile != ""
 	if o.kafka.SASLMechanism != "" && (o.kafka.Username == "" || o.kafka.Password == "") {
 		errs = append(errs, fmt.Errorf("-kafka-sasl-mechanism %s needs -kafka-username and PROJECTOR_KAFKA_PASSWORD", o.kafka.SASLMechanism))
+	}
+	if o.sessionTimeout, err = time.ParseDuration(*session); err != nil || o.sessionTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("-kafka-session-timeout %q: want a positive duration such as 45s", *session))
 	}
 	if o.replicas, err = strconv.Atoi(*replicas); err != nil || o.replicas < 1 {
 		errs = append(errs, fmt.Errorf("-replicas %q: want a positive number", *replicas))
