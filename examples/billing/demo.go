@@ -55,9 +55,13 @@ func demo(ctx context.Context, o options, out io.Writer) error {
 		redisURL = "redis://" + mr.Addr()
 		fmt.Fprintf(out, "Redis: in-process fake (miniredis) on %s\n", mr.Addr())
 		// miniredis runs the projection's Lua scripts in Go and allocates
-		// heavily; a larger heap goal saves about a fifth of the time.
+		// heavily; a larger heap goal saves about a fifth of the time, and
+		// the soft memory limit keeps the heap from growing past 1 GiB.
 		if _, set := os.LookupEnv("GOGC"); !set {
 			debug.SetGCPercent(400)
+		}
+		if _, set := os.LookupEnv("GOMEMLIMIT"); !set {
+			debug.SetMemoryLimit(1 << 30)
 		}
 	} else {
 		var err error
