@@ -59,12 +59,19 @@ func kafkaOpts(o options) ([]kgo.Opt, error) {
 	return o.kafka.Opts()
 }
 
-func openEvents(ctx context.Context, o options) (*kafkastore.Store, error) {
+// openEvents opens the event topic; with tel, appends are traced (an
+// append span per call, a publish span per record, the context in the
+// record headers).
+func openEvents(ctx context.Context, o options, tel *telemetry.Telemetry) (*kafkastore.Store, error) {
 	opts, err := kafkaOpts(o)
 	if err != nil {
 		return nil, err
 	}
-	return kafkastore.New(ctx, kafkastore.Config{Seeds: o.brokers, Topic: o.topic, Partitions: int32(o.partitions), ClientOpts: opts, Logger: o.logger})
+	cfg := kafkastore.Config{Seeds: o.brokers, Topic: o.topic, Partitions: int32(o.partitions), ClientOpts: opts, Logger: o.logger}
+	if tel != nil {
+		cfg.TracerProvider, cfg.MeterProvider, cfg.Propagator = tel.TracerProvider(), tel.MeterProvider(), tel.Propagator()
+	}
+	return kafkastore.New(ctx, cfg)
 }
 
 // kafkaAdmin returns an admin client, for the lag in the status.
@@ -82,7 +89,16 @@ func kafkaAdmin(o options) (*kadm.Client, error) {
 
 // generate appends a generated month to the topic.
 func generate(ctx context.Context, o options, out io.Writer) error {
-	events, err := openEvents(ctx, o)
+	tel, err := telemetry.Setup(ctx, telemetry.Options{ServiceName: "projector-billing-generator", Logger: o.logger})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		shutdown, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = tel.Shutdown(shutdown) // flush the append spans
+	}()
+	events, err := openEvents(ctx, o, tel)
 	if err != nil {
 		return err
 	}

@@ -72,7 +72,7 @@ func demo(ctx context.Context, o options, out io.Writer) error {
 	}
 	defer client.Close()
 
-	events, err := openEvents(ctx, o)
+	events, err := openEvents(ctx, o, nil)
 	if err != nil {
 		return err
 	}
