@@ -87,17 +87,28 @@ func kafkaAdmin(o options) (*kadm.Client, error) {
 	return kadm.NewClient(cl), nil
 }
 
+// setupTelemetry configures OpenTelemetry from the OTEL_* variables; the
+// returned func flushes and stops it (export errors are logged by
+// telemetry: nothing else to do on the way out).
+func setupTelemetry(ctx context.Context, o options, service string) (*telemetry.Telemetry, func(), error) {
+	tel, err := telemetry.Setup(ctx, telemetry.Options{ServiceName: service, Logger: o.logger})
+	if err != nil {
+		return nil, nil, err
+	}
+	return tel, func() {
+		shutdown, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = tel.Shutdown(shutdown)
+	}, nil
+}
+
 // generate appends a generated month to the topic.
 func generate(ctx context.Context, o options, out io.Writer) error {
-	tel, err := telemetry.Setup(ctx, telemetry.Options{ServiceName: "projector-billing-generator", Logger: o.logger})
+	tel, shutdown, err := setupTelemetry(ctx, o, "projector-billing-generator")
 	if err != nil {
 		return err
 	}
-	defer func() {
-		shutdown, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		_ = tel.Shutdown(shutdown) // flush the append spans
-	}()
+	defer shutdown()
 	events, err := openEvents(ctx, o, tel)
 	if err != nil {
 		return err
@@ -142,15 +153,11 @@ func serveAPI(ctx context.Context, o options, out io.Writer) error {
 // server. SIGTERM (ctx) stops it within o.shutdown: the runner finishes its
 // batch, stores the cursors, commits and leaves the group.
 func worker(ctx context.Context, o options, out io.Writer) error {
-	tel, err := telemetry.Setup(ctx, telemetry.Options{ServiceName: "projector-billing", Logger: o.logger})
+	tel, shutdown, err := setupTelemetry(ctx, o, "projector-billing")
 	if err != nil {
 		return err
 	}
-	defer func() {
-		shutdown, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		_ = tel.Shutdown(shutdown) // export errors are logged by telemetry; nothing else to do on the way out
-	}()
+	defer shutdown()
 	client, err := redisClient(o)
 	if err != nil {
 		return err

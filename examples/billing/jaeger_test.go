@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"strings"
 	"testing"
 	"time"
 
@@ -22,28 +21,16 @@ func TestOneTraceInJaeger(t *testing.T) {
 		t.Skip("needs Kafka, Redis and Jaeger")
 	}
 	jaeger := testenv.Jaeger(t)
-	kafka := testenv.Kafka(t)
-	redisEnv := testenv.Redis(t)
-	if kafka.Kind != testenv.KindEnv || redisEnv.Kind != testenv.KindEnv {
-		if testenv.RequireReal() {
-			t.Fatal("needs servers given by environment (scripts/test.sh)")
-		}
-		t.Skipf("needs servers given by environment, not %s/%s", kafka.Kind, redisEnv.Kind)
-	}
+	kafka, redisEnv := serversFromEnvironment(t)
 	service := fmt.Sprintf("billing-trace-test-%d", time.Now().UnixNano())
 	jaeger.SetOTLPEnv(t, "http/protobuf")
 	t.Setenv("OTEL_SERVICE_NAME", service)
 	t.Setenv("OTEL_BSP_SCHEDULE_DELAY", "200")
 	topic := kafka.TopicName(t, "mabis")
 	ns := redisEnv.Prefix(t)
-	for name, value := range map[string]string{
-		"PROJECTOR_KAFKA_BROKERS": strings.Join(kafka.Seeds, ","), "PROJECTOR_TOPIC": topic, "PROJECTOR_PARTITIONS": "2",
-		"PROJECTOR_REDIS_URL": "redis://" + redisEnv.Addr, "PROJECTOR_REDIS_NAMESPACE": ns, "PROJECTOR_HTTP_ADDR": "127.0.0.1:0",
-		"PROJECTOR_TENANT": "netz-traced", "PROJECTOR_MONTH": "2026-03", "PROJECTOR_MALOS": "3", "PROJECTOR_SEED": "5",
-		"PROJECTOR_SHUTDOWN_TIMEOUT": "10s", "PROJECTOR_LOG_LEVEL": "warn",
-	} {
-		t.Setenv(name, value)
-	}
+	setWorkerEnv(t, kafka, redisEnv, topic, ns, map[string]string{
+		"PROJECTOR_PARTITIONS": "2", "PROJECTOR_TENANT": "netz-traced", "PROJECTOR_MONTH": "2026-03", "PROJECTOR_MALOS": "3", "PROJECTOR_SEED": "5",
+	})
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
 	if err := run(ctx, []string{"generate"}, io.Discard, io.Discard); err != nil {

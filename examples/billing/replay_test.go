@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -26,14 +27,7 @@ func TestReplayEndToEnd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds projectorctl and runs two workers")
 	}
-	kafka := testenv.Kafka(t)
-	redisEnv := testenv.Redis(t)
-	if kafka.Kind != testenv.KindEnv || redisEnv.Kind != testenv.KindEnv {
-		if testenv.RequireReal() {
-			t.Fatal("needs servers given by environment (scripts/test.sh)")
-		}
-		t.Skipf("needs servers given by environment, not %s/%s", kafka.Kind, redisEnv.Kind)
-	}
+	kafka, redisEnv := serversFromEnvironment(t)
 	ctl := filepath.Join(t.TempDir(), "projectorctl")
 	build := exec.Command("go", "build", "-o", ctl, "github.com/projector-dev/projector/cmd/projectorctl")
 	if out, err := build.CombinedOutput(); err != nil {
@@ -41,15 +35,10 @@ func TestReplayEndToEnd(t *testing.T) {
 	}
 	topic := kafka.TopicName(t, "mabis")
 	ns := redisEnv.Prefix(t)
-	env := map[string]string{
-		"PROJECTOR_KAFKA_BROKERS": strings.Join(kafka.Seeds, ","), "PROJECTOR_TOPIC": topic, "PROJECTOR_PARTITIONS": "4",
-		"PROJECTOR_REDIS_URL": "redis://" + redisEnv.Addr, "PROJECTOR_REDIS_NAMESPACE": ns, "PROJECTOR_HTTP_ADDR": "127.0.0.1:0",
-		"PROJECTOR_TENANT": "netz-replay", "PROJECTOR_MONTH": "2026-10", "PROJECTOR_MALOS": "60", "PROJECTOR_SEED": "9",
-		"PROJECTOR_SHUTDOWN_TIMEOUT": "10s", "PROJECTOR_LOG_LEVEL": "warn", "PROJECTOR_KAFKA_SESSION_TIMEOUT": "6s",
-	}
-	for name, value := range env {
-		t.Setenv(name, value)
-	}
+	setWorkerEnv(t, kafka, redisEnv, topic, ns, map[string]string{
+		"PROJECTOR_PARTITIONS": "4", "PROJECTOR_TENANT": "netz-replay", "PROJECTOR_MONTH": "2026-10", "PROJECTOR_MALOS": "60",
+		"PROJECTOR_SEED": "9", "PROJECTOR_KAFKA_SESSION_TIMEOUT": "6s",
+	})
 	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
 	defer cancel()
 	if err := run(ctx, []string{"generate"}, io.Discard, io.Discard); err != nil {
@@ -108,5 +97,34 @@ func TestReplayEndToEnd(t *testing.T) {
 	}
 	if !strings.Contains(stdout.String(), "caught up") {
 		t.Errorf("projectorctl did not report the rebuild caught up:\n%s", stdout.String())
+	}
+}
+
+// serversFromEnvironment returns the Kafka and Redis of scripts/test.sh: the
+// commands under test connect by address, so in-process fakes will not do.
+func serversFromEnvironment(t *testing.T) (*testenv.KafkaEnv, *testenv.RedisEnv) {
+	t.Helper()
+	kafka, redisEnv := testenv.Kafka(t), testenv.Redis(t)
+	if kafka.Kind != testenv.KindEnv || redisEnv.Kind != testenv.KindEnv {
+		if testenv.RequireReal() {
+			t.Fatal("needs servers given by environment (scripts/test.sh)")
+		}
+		t.Skipf("needs servers given by environment, not %s/%s", kafka.Kind, redisEnv.Kind)
+	}
+	return kafka, redisEnv
+}
+
+// setWorkerEnv configures the billing commands through their PROJECTOR_*
+// variables, as the Helm chart does, for this test.
+func setWorkerEnv(t *testing.T, kafka *testenv.KafkaEnv, redisEnv *testenv.RedisEnv, topic, namespace string, more map[string]string) {
+	t.Helper()
+	env := map[string]string{
+		"PROJECTOR_KAFKA_BROKERS": strings.Join(kafka.Seeds, ","), "PROJECTOR_TOPIC": topic,
+		"PROJECTOR_REDIS_URL": "redis://" + redisEnv.Addr, "PROJECTOR_REDIS_NAMESPACE": namespace, "PROJECTOR_HTTP_ADDR": "127.0.0.1:0",
+		"PROJECTOR_SHUTDOWN_TIMEOUT": "10s", "PROJECTOR_LOG_LEVEL": "warn",
+	}
+	maps.Copy(env, more)
+	for name, value := range env {
+		t.Setenv(name, value)
 	}
 }
