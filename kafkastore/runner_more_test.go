@@ -193,3 +193,22 @@ func TestServerSideBalancer(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// TestConflictAfterRestart: a second writer repeats the head sequence of a
+// stream while no replica runs; the restarted replica, whose memory is
+// empty, recognises the conflict from the event ID stored with the cursor.
+func TestConflictAfterRestart(t *testing.T) {
+	f := newFixture(t, 1)
+	want := f.produce(t, 3, 2, "process/t/")
+	p := f.counter(t)
+	rep := f.start(t, p, nil)
+	f.waitCounts(t, p, want, time.Minute)
+	rep.stop(t)
+	rawEvent(t, f, "process/t/00001", 2, "not-the-applied-event")
+	again := f.start(t, f.counter(t), nil)
+	parked := waitParked(t, again, 1)
+	if parked[0].StreamID != "process/t/00001" || parked[0].Reason != framework.ParkConflict || parked[0].Sequence != 2 {
+		t.Errorf("parked = %+v, want a conflict of process/t/00001 at 2", parked[0])
+	}
+	f.waitCounts(t, p, want, 10*time.Second) // nothing applied twice
+}

@@ -2,6 +2,8 @@ package kafkastore_test
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"maps"
 	"strings"
@@ -26,6 +28,13 @@ type fixture struct {
 	name   string
 }
 
+// uniqueName returns prefix with a random suffix, a valid projection name.
+func uniqueName(prefix string) string {
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return prefix + "-" + hex.EncodeToString(b[:])
+}
+
 func newFixture(t *testing.T, partitions int32) *fixture {
 	t.Helper()
 	store, env := newStore(t, kafkastore.Config{Partitions: partitions})
@@ -35,7 +44,9 @@ func newFixture(t *testing.T, partitions int32) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &fixture{env: env, redis: red, store: store, rstore: rstore, ns: ns, name: "counts"}
+	// A consumer group is cluster-wide: a name of its own per test, so that
+	// tests (and packages tested in parallel) never share a group.
+	return &fixture{env: env, redis: red, store: store, rstore: rstore, ns: ns, name: uniqueName("counts")}
 }
 
 // counter returns the counting projection; events of type "Poison" fail.

@@ -60,9 +60,10 @@ func waitApplied(t *testing.T, f *fixture, p *redischeckpoint.AtomicProjection, 
 
 // Environment of a replica process started by TestReplicaProcessKilled.
 const (
-	envReplica   = "PROJECTOR_TEST_REPLICA"
-	envTopic     = "PROJECTOR_TEST_TOPIC"
-	envNamespace = "PROJECTOR_TEST_NAMESPACE"
+	envReplica    = "PROJECTOR_TEST_REPLICA"
+	envTopic      = "PROJECTOR_TEST_TOPIC"
+	envNamespace  = "PROJECTOR_TEST_NAMESPACE"
+	envProjection = "PROJECTOR_TEST_PROJECTION"
 )
 
 // replicaMain runs one replica until SIGTERM (graceful) or SIGKILL.
@@ -76,7 +77,7 @@ func replicaMain() int {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
 	}
-	p, err := rstore.NewAtomicProjection("counts", func(e framework.Event, w *redischeckpoint.Writes) error {
+	p, err := rstore.NewAtomicProjection(os.Getenv(envProjection), func(e framework.Event, w *redischeckpoint.Writes) error {
 		w.HIncrBy(w.Key("counts"), e.StreamID, 1)
 		return nil
 	})
@@ -114,7 +115,7 @@ func TestReplicaProcessKilled(t *testing.T) {
 	namespace := f.ns
 	startProc := func() *exec.Cmd {
 		cmd := exec.Command(os.Args[0], "-test.run=^$")
-		cmd.Env = append(os.Environ(), envReplica+"=1", envTopic+"="+f.store.Config().Topic, envNamespace+"="+namespace)
+		cmd.Env = append(os.Environ(), envReplica+"=1", envTopic+"="+f.store.Config().Topic, envNamespace+"="+namespace, envProjection+"="+f.name)
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)

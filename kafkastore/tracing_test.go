@@ -66,7 +66,7 @@ func TestOneTraceFromAppendToApply(t *testing.T) {
 		}
 	}
 	topic := env.store.Config().Topic
-	appendSpan, publish, receive, apply := byName["append "+topic], byName[topic+" publish"], byName[topic+" receive"], byName["apply counts"]
+	appendSpan, publish, receive, apply := byName["append "+topic], byName[topic+" publish"], byName[topic+" receive"], byName["apply "+env.name]
 	if appendSpan == nil || publish == nil || receive == nil || apply == nil {
 		names := []string{}
 		for n := range byName {
@@ -91,7 +91,7 @@ func TestOneTraceFromAppendToApply(t *testing.T) {
 		attrs[kv.Key] = kv.Value
 	}
 	if attrs["projector.stream_id"].AsString() != "process/t/traced" || attrs["projector.sequence"].AsInt64() != 1 ||
-		attrs["projector.event_id"].AsString() != "ev-traced" || attrs["projector.projection"].AsString() != "counts" ||
+		attrs["projector.event_id"].AsString() != "ev-traced" || attrs["projector.projection"].AsString() != env.name ||
 		attrs["messaging.destination.name"].AsString() != topic {
 		t.Errorf("apply span attributes = %v", attrs)
 	}
@@ -99,7 +99,7 @@ func TestOneTraceFromAppendToApply(t *testing.T) {
 	linked := false
 	for _, s := range spans.Ended() {
 		for _, l := range s.Links() {
-			linked = linked || l.SpanContext.TraceID() == trace && s.Name() == "projector.batch counts"
+			linked = linked || l.SpanContext.TraceID() == trace && s.Name() == "projector.batch "+env.name
 		}
 	}
 	if !linked {

@@ -247,12 +247,8 @@ func (w *worker) process(recs []*kgo.Record) error {
 		}
 	}
 	if len(unknown) > 0 {
-		found, err := w.r.cfg.Checkpoints.Cursors(ctx, w.r.cfg.Projection.Name(), unknown)
-		if err != nil {
-			return fmt.Errorf("kafkastore: look up %d cursors: %w", len(unknown), err)
-		}
-		for _, id := range unknown {
-			w.cursors[id] = found[id]
+		if err := w.lookupCursors(ctx, unknown); err != nil {
+			return err
 		}
 	}
 
@@ -323,6 +319,38 @@ func (w *worker) process(recs []*kgo.Record) error {
 	return nil
 }
 
+// eventIDLookup is implemented by checkpoint stores that also keep the
+// event ID applied at each cursor (redischeckpoint.Store, for
+// AtomicProjection): the conflict window then starts with it, so a repeated
+// sequence with another ID is recognised also after a restart or rebalance.
+type eventIDLookup interface {
+	CursorsWithEventIDs(ctx context.Context, name string, streamIDs []string) (map[string]uint64, map[string]string, error)
+}
+
+// lookupCursors loads the cursors of streams new to this worker, in one
+// round trip.
+func (w *worker) lookupCursors(ctx context.Context, streams []string) error {
+	name := w.r.cfg.Projection.Name()
+	var found map[string]uint64
+	var ids map[string]string
+	var err error
+	if l, ok := w.r.cfg.Checkpoints.(eventIDLookup); ok {
+		found, ids, err = l.CursorsWithEventIDs(ctx, name, streams)
+	} else {
+		found, err = w.r.cfg.Checkpoints.Cursors(ctx, name, streams)
+	}
+	if err != nil {
+		return fmt.Errorf("kafkastore: look up %d cursors: %w", len(streams), err)
+	}
+	for _, id := range streams {
+		w.cursors[id] = found[id]
+		if eventID, ok := ids[id]; ok {
+			w.remember(id, found[id], eventID)
+		}
+	}
+	return nil
+}
+
 // conflicting reports whether e repeats a recently applied sequence of its
 // stream with another event ID.
 func (w *worker) conflicting(e framework.Event) (string, bool) {
@@ -341,14 +369,18 @@ func (w *worker) conflicting(e framework.Event) (string, bool) {
 func (w *worker) markApplied(e framework.Event) {
 	w.cursors[e.StreamID] = e.Sequence
 	w.dirty[e.StreamID] = e.Sequence
-	r := w.recent[e.StreamID]
+	w.remember(e.StreamID, e.Sequence, e.EventID)
+	w.applied++
+}
+
+func (w *worker) remember(stream string, seq uint64, eventID string) {
+	r := w.recent[stream]
 	if r == nil {
 		r = &recent{}
-		w.recent[e.StreamID] = r
+		w.recent[stream] = r
 	}
-	r.seq[r.next], r.id[r.next] = e.Sequence, e.EventID
+	r.seq[r.next], r.id[r.next] = seq, eventID
 	r.next = (r.next + 1) % conflictWindow
-	w.applied++
 }
 
 // unit is one event to apply, with its record (nil when read from the

@@ -176,7 +176,7 @@ func (p *AtomicProjection) buildArgs(fence []any, events []framework.Event) ([]a
 			failed = fmt.Errorf("%w: stream %s sequence %d: %w", ErrInvalidWrite, e.StreamID, e.Sequence, w.err)
 			break
 		}
-		args = append(args, e.StreamID, strconv.FormatUint(e.Sequence, 10), strconv.Itoa(len(w.ops)))
+		args = append(args, e.StreamID, strconv.FormatUint(e.Sequence, 10), e.EventID, strconv.Itoa(len(w.ops)))
 		for _, o := range w.ops {
 			args = append(args, o.name, strconv.Itoa(len(o.args)))
 			for _, a := range o.args {

@@ -277,3 +277,32 @@ func TestReplaceFieldsCorrectsAVector(t *testing.T) {
 		t.Errorf("mismatched fields and values: %v, want ErrInvalidWrite", err)
 	}
 }
+
+func TestCursorsWithEventIDs(t *testing.T) {
+	s, _, _ := newStore(t, redischeckpoint.Config{})
+	ctx := ctxFor(t)
+	p := totalsProjection(t, s)
+	if _, err := p.ApplyBatch(ctx, []framework.Event{booked("process/t/a", 1, 1), booked("process/t/a", 2, 1), booked("process/t/b", 1, 1)}); err != nil {
+		t.Fatal(err)
+	}
+	// A cursor moved by a plain Advance has no event ID at its sequence.
+	if err := s.Advance(ctx, "totals", map[string]uint64{"process/t/b": 5, "process/t/c": 3}); err != nil {
+		t.Fatal(err)
+	}
+	cursors, ids, err := s.CursorsWithEventIDs(ctx, "totals", []string{"process/t/a", "process/t/b", "process/t/c", "process/t/none"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(cursors) != "map[process/t/a:2 process/t/b:5 process/t/c:3 process/t/none:0]" {
+		t.Errorf("cursors = %v", cursors)
+	}
+	if fmt.Sprint(ids) != "map[process/t/a:process/t/a#2]" {
+		t.Errorf("event IDs = %v, want only a's, at its cursor", ids)
+	}
+	if _, err := s.BumpEpoch(ctx, "totals"); err != nil {
+		t.Fatal(err)
+	}
+	if _, ids, _ := s.CursorsWithEventIDs(ctx, "totals", []string{"process/t/a"}); len(ids) != 0 {
+		t.Errorf("event IDs survived the epoch bump: %v", ids)
+	}
+}

@@ -35,6 +35,8 @@
 //	projector:{billing}:meta      hash: epoch (replay generation, absent = 0),
 //	                              saved (1 while a checkpoint is stored)
 //	projector:{billing}:cursors   hash: stream ID -> last applied sequence (decimal)
+//	projector:{billing}:event-ids hash: stream ID -> "<sequence> <event ID>" of the
+//	                              last event an AtomicProjection applied (conflicts)
 //	projector:{billing}:fences    hash: partition -> newest fencing token
 //	projector:{billing}:rm:...    the read model of an AtomicProjection
 //

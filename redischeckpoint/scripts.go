@@ -2,8 +2,8 @@ package redischeckpoint
 
 import "github.com/redis/go-redis/v9"
 
-// Every script takes KEYS[1] = meta, KEYS[2] = fences, KEYS[3] = cursors of
-// one projection (one hash slot), and starts with ARGV[1..3] = partition,
+// Every script takes KEYS[1] = meta, KEYS[2] = fences, KEYS[3] = cursors,
+// KEYS[4] = event IDs at the cursors of one projection (one hash slot), and starts with ARGV[1..3] = partition,
 // epoch, token of the caller's fence; an empty partition means unfenced.
 //
 // Sequences travel as decimal strings. Lua numbers are doubles, so the
@@ -65,7 +65,7 @@ return #set / 2
 // saveScript replaces the cursors: ARGV[4] = '1' on the first chunk (drop
 // the old cursors), ARGV[5..] = stream, sequence pairs.
 var saveScript = redis.NewScript(luaPrelude + `
-if ARGV[4] == '1' then redis.call('UNLINK', KEYS[3]) end
+if ARGV[4] == '1' then redis.call('UNLINK', KEYS[3], KEYS[4]) end
 if #ARGV > 4 then redis.call('HSET', KEYS[3], unpack(ARGV, 5)) end
 redis.call('HSET', KEYS[1], 'saved', '1')
 return 1
@@ -74,7 +74,7 @@ return 1
 // deleteScript drops the cursors and the saved mark; epoch and fences stay
 // so that tokens keep increasing.
 var deleteScript = redis.NewScript(luaPrelude + `
-redis.call('UNLINK', KEYS[3])
+redis.call('UNLINK', KEYS[3], KEYS[4])
 redis.call('HDEL', KEYS[1], 'saved')
 return 1
 `)
@@ -91,13 +91,13 @@ return {epoch, tostring(token)}
 // same step. It answers the new epoch.
 var bumpScript = redis.NewScript(luaPrelude + `
 local epoch = redis.call('HINCRBY', KEYS[1], 'epoch', 1)
-redis.call('UNLINK', KEYS[3])
+redis.call('UNLINK', KEYS[3], KEYS[4])
 return tostring(epoch)
 `)
 
 // applyScript applies a batch of events of an AtomicProjection, skipping
 // those at or below their stream's cursor. ARGV[4] = number of events, then
-// per event: stream, sequence, number of operations, and per operation: its
+// per event: stream, sequence, event ID, number of operations, and per operation: its
 // name, its number of arguments, the arguments. It answers
 // {status, processed, applied, skipped, detail}: status "OK"; or "GAP" when
 // event number processed+1 does not follow its cursor (detail = cursor);
@@ -168,10 +168,10 @@ end
 local pos = 5
 local n = tonumber(ARGV[4])
 local applied, skipped = 0, 0
-local changed = {}
+local changed, lastids = {}, {}
 for e = 1, n do
-  local stream, seq, nops = ARGV[pos], ARGV[pos + 1], tonumber(ARGV[pos + 2])
-  pos = pos + 3
+  local stream, seq, eid, nops = ARGV[pos], ARGV[pos + 1], ARGV[pos + 2], tonumber(ARGV[pos + 3])
+  pos = pos + 4
   local cur = cursor_of(stream)
   if cur == nil then return redis.error_reply('BADCURSOR ' .. e) end
   local apply = false
@@ -181,6 +181,7 @@ for e = 1, n do
     apply = true
   else
     for s, c in pairs(changed) do redis.call('HSET', KEYS[3], s, c) end
+    for s, l in pairs(lastids) do redis.call('HSET', KEYS[4], s, l) end
     return {'GAP', e - 1, applied, skipped, cur}
   end
   for _ = 1, nops do
@@ -198,9 +199,11 @@ for e = 1, n do
     applied = applied + 1
     cursors[stream] = seq
     changed[stream] = seq
+    lastids[stream] = seq .. ' ' .. eid
   end
 end
 for s, c in pairs(changed) do redis.call('HSET', KEYS[3], s, c) end
+for s, l in pairs(lastids) do redis.call('HSET', KEYS[4], s, l) end
 if applied > 0 then redis.call('HSET', KEYS[1], 'saved', '1') end
 return {'OK', n, applied, skipped, ''}
 `)

@@ -89,6 +89,10 @@ type keys struct {
 	meta    string
 	fences  string
 	cursors string
+	// eventIDs holds, per stream, "<sequence> <event ID>" of the last
+	// event an AtomicProjection applied, to recognise a repeated sequence
+	// with another event ID (a conflict) after restarts.
+	eventIDs string
 }
 
 func (s *Store) keysFor(name string) (keys, error) {
@@ -96,10 +100,10 @@ func (s *Store) keysFor(name string) (keys, error) {
 		return keys{}, err
 	}
 	base := s.cfg.Namespace + ":{" + name + "}:"
-	return keys{name: name, base: base, meta: base + "meta", fences: base + "fences", cursors: base + "cursors"}, nil
+	return keys{name: name, base: base, meta: base + "meta", fences: base + "fences", cursors: base + "cursors", eventIDs: base + "event-ids"}, nil
 }
 
-func (k keys) list() []string { return []string{k.meta, k.fences, k.cursors} }
+func (k keys) list() []string { return []string{k.meta, k.fences, k.cursors, k.eventIDs} }
 
 // fenceArgs returns the first three script arguments for the fence ctx
 // carries, or unfenced ones.
@@ -173,6 +177,55 @@ func parseCursor(key, field, value string) (uint64, error) {
 		return 0, &CorruptCursorError{Key: key, Field: field, Value: value}
 	}
 	return seq, nil
+}
+
+// CursorsWithEventIDs is Cursors that also returns, for streams whose
+// cursor was last moved by an AtomicProjection, the event ID applied at the
+// cursor, in the same round trip. The Kafka runner uses it to recognise a
+// conflicting event (same sequence, another ID) even after a restart.
+func (s *Store) CursorsWithEventIDs(ctx context.Context, name string, streamIDs []string) (map[string]uint64, map[string]string, error) {
+	k, err := s.keysFor(name)
+	if err != nil {
+		return nil, nil, err
+	}
+	cursors := make(map[string]uint64, len(streamIDs))
+	ids := make(map[string]string)
+	if len(streamIDs) == 0 {
+		return cursors, ids, nil
+	}
+	pipe := s.client.Pipeline()
+	var curCmds, idCmds []*redis.SliceCmd
+	for chunk := range slices.Chunk(streamIDs, s.cfg.ChunkSize) {
+		curCmds = append(curCmds, pipe.HMGet(ctx, k.cursors, chunk...))
+		idCmds = append(idCmds, pipe.HMGet(ctx, k.eventIDs, chunk...))
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, nil, fmt.Errorf("redischeckpoint: read cursors of %s: %w", k.cursors, err)
+	}
+	i := 0
+	for c, cmd := range curCmds {
+		idVals := idCmds[c].Val()
+		for j, v := range cmd.Val() {
+			id := streamIDs[i]
+			i++
+			str, ok := v.(string)
+			if !ok {
+				cursors[id] = 0
+				continue
+			}
+			seq, err := parseCursor(k.cursors, id, str)
+			if err != nil {
+				return nil, nil, err
+			}
+			cursors[id] = seq
+			if last, ok := idVals[j].(string); ok {
+				if at, eventID, ok := strings.Cut(last, " "); ok && at == str {
+					ids[id] = eventID
+				}
+			}
+		}
+	}
+	return cursors, ids, nil
 }
 
 // Cursors returns the cursors of the given streams (0 for unknown streams)

@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"maps"
@@ -19,6 +21,15 @@ import (
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }
+
+// uniqueName returns prefix with a random suffix: a consumer group is
+// cluster-wide, so every test (and every package tested in parallel) gets
+// a projection, and so a group, of its own.
+func uniqueName(prefix string) string {
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return prefix + "-" + hex.EncodeToString(b[:])
+}
 
 // fixture: a topic, a Redis namespace, a counting projection.
 type fixture struct {
@@ -50,7 +61,7 @@ func newFixture(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &fixture{t: t, kafka: k, redis: r, store: store, rstore: rstore, ns: ns, name: "counts", produced: map[string]int64{}}
+	return &fixture{t: t, kafka: k, redis: r, store: store, rstore: rstore, ns: ns, name: uniqueName("counts"), produced: map[string]int64{}}
 }
 
 func (f *fixture) projection() *redischeckpoint.AtomicProjection {

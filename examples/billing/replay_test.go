@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"maps"
 	"os"
@@ -122,6 +123,8 @@ func setWorkerEnv(t *testing.T, kafka *testenv.KafkaEnv, redisEnv *testenv.Redis
 		"PROJECTOR_KAFKA_BROKERS": strings.Join(kafka.Seeds, ","), "PROJECTOR_TOPIC": topic,
 		"PROJECTOR_REDIS_URL": "redis://" + redisEnv.Addr, "PROJECTOR_REDIS_NAMESPACE": namespace, "PROJECTOR_HTTP_ADDR": "127.0.0.1:0",
 		"PROJECTOR_SHUTDOWN_TIMEOUT": "10s", "PROJECTOR_LOG_LEVEL": "warn",
+		// A consumer group is cluster-wide: one of its own per test.
+		"PROJECTOR_GROUP": fmt.Sprintf("billing-%s-%d", strings.ToLower(strings.ReplaceAll(t.Name(), "/", "-")), time.Now().UnixNano()),
 	}
 	maps.Copy(env, more)
 	for name, value := range env {

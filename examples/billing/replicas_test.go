@@ -63,7 +63,8 @@ func TestWorkerReplicasSurviveSIGKILL(t *testing.T) {
 	defer events.Close()
 	month, _ := mabis.ParseMonth("2026-03")
 	o := options{tenant: "netz-replicas", month: month, projection: mabis.ProjectionName, namespace: redisEnv.Prefix(t),
-		brokers: kafka.Seeds, topic: topic}
+		brokers: kafka.Seeds, topic: topic, group: fmt.Sprintf("billing-replicas-%d", time.Now().UnixNano())}
+	group := o.groupName() // a consumer group is cluster-wide: one of its own per test
 	start := time.Now()
 	want, stats, err := loadgen.Generate(ctx, events, loadgen.Config{Tenant: o.tenant, Month: month, MaLos: 2000, Seed: 11, Concurrency: 32})
 	if err != nil {
@@ -91,7 +92,7 @@ func TestWorkerReplicasSurviveSIGKILL(t *testing.T) {
 		cmd := exec.Command(os.Args[0], "-test.run=^$")
 		cmd.Env = append(os.Environ(), envWorkerProcess+"=1",
 			"PROJECTOR_KAFKA_BROKERS="+strings.Join(kafka.Seeds, ","), "PROJECTOR_TOPIC="+topic,
-			"PROJECTOR_PROJECTION="+o.projection, "PROJECTOR_REDIS_URL=redis://"+redisEnv.Addr,
+			"PROJECTOR_PROJECTION="+o.projection, "PROJECTOR_GROUP="+group, "PROJECTOR_REDIS_URL=redis://"+redisEnv.Addr,
 			"PROJECTOR_REDIS_NAMESPACE="+o.namespace, "PROJECTOR_HTTP_ADDR=127.0.0.1:0",
 			"PROJECTOR_SHUTDOWN_TIMEOUT=20s", "PROJECTOR_KAFKA_SESSION_TIMEOUT=6s", "PROJECTOR_LOG_LEVEL=warn", "OTEL_SDK_DISABLED=false")
 		p := proc{cmd: cmd, out: &syncBuffer{}}
@@ -112,7 +113,7 @@ func TestWorkerReplicasSurviveSIGKILL(t *testing.T) {
 	waitLag := func(below int64) {
 		t.Helper()
 		for {
-			lag, _, err := groupLag(ctx, adm, o.projection, topic)
+			lag, _, err := groupLag(ctx, adm, group, topic)
 			if err == nil && lag <= below {
 				return
 			}
