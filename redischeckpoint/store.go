@@ -184,6 +184,19 @@ func parseCursor(key, field, value string) (uint64, error) {
 // cursor, in the same round trip. The Kafka runner uses it to recognise a
 // conflicting event (same sequence, another ID) even after a restart.
 func (s *Store) CursorsWithEventIDs(ctx context.Context, name string, streamIDs []string) (map[string]uint64, map[string]string, error) {
+	return s.lookupCursors(ctx, name, streamIDs, true)
+}
+
+// Cursors returns the cursors of the given streams (0 for unknown streams)
+// in one round trip.
+func (s *Store) Cursors(ctx context.Context, name string, streamIDs []string) (map[string]uint64, error) {
+	cursors, _, err := s.lookupCursors(ctx, name, streamIDs, false)
+	return cursors, err
+}
+
+// lookupCursors reads the cursors (and, withIDs, the event IDs at them) in
+// one pipeline of HMGETs, chunked.
+func (s *Store) lookupCursors(ctx context.Context, name string, streamIDs []string, withIDs bool) (map[string]uint64, map[string]string, error) {
 	k, err := s.keysFor(name)
 	if err != nil {
 		return nil, nil, err
@@ -197,14 +210,19 @@ func (s *Store) CursorsWithEventIDs(ctx context.Context, name string, streamIDs 
 	var curCmds, idCmds []*redis.SliceCmd
 	for chunk := range slices.Chunk(streamIDs, s.cfg.ChunkSize) {
 		curCmds = append(curCmds, pipe.HMGet(ctx, k.cursors, chunk...))
-		idCmds = append(idCmds, pipe.HMGet(ctx, k.eventIDs, chunk...))
+		if withIDs {
+			idCmds = append(idCmds, pipe.HMGet(ctx, k.eventIDs, chunk...))
+		}
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		return nil, nil, fmt.Errorf("redischeckpoint: read cursors of %s: %w", k.cursors, err)
 	}
 	i := 0
 	for c, cmd := range curCmds {
-		idVals := idCmds[c].Val()
+		var idVals []any
+		if withIDs {
+			idVals = idCmds[c].Val()
+		}
 		for j, v := range cmd.Val() {
 			id := streamIDs[i]
 			i++
@@ -218,53 +236,16 @@ func (s *Store) CursorsWithEventIDs(ctx context.Context, name string, streamIDs 
 				return nil, nil, err
 			}
 			cursors[id] = seq
-			if last, ok := idVals[j].(string); ok {
-				if at, eventID, ok := strings.Cut(last, " "); ok && at == str {
-					ids[id] = eventID
+			if j < len(idVals) {
+				if last, ok := idVals[j].(string); ok {
+					if at, eventID, ok := strings.Cut(last, " "); ok && at == str {
+						ids[id] = eventID
+					}
 				}
 			}
 		}
 	}
 	return cursors, ids, nil
-}
-
-// Cursors returns the cursors of the given streams (0 for unknown streams)
-// in one round trip.
-func (s *Store) Cursors(ctx context.Context, name string, streamIDs []string) (map[string]uint64, error) {
-	k, err := s.keysFor(name)
-	if err != nil {
-		return nil, err
-	}
-	out := make(map[string]uint64, len(streamIDs))
-	if len(streamIDs) == 0 {
-		return out, nil
-	}
-	pipe := s.client.Pipeline()
-	var cmds []*redis.SliceCmd
-	for chunk := range slices.Chunk(streamIDs, s.cfg.ChunkSize) {
-		cmds = append(cmds, pipe.HMGet(ctx, k.cursors, chunk...))
-	}
-	if _, err := pipe.Exec(ctx); err != nil {
-		return nil, fmt.Errorf("redischeckpoint: read cursors of %s: %w", k.cursors, err)
-	}
-	i := 0
-	for _, cmd := range cmds {
-		for _, v := range cmd.Val() {
-			id := streamIDs[i]
-			i++
-			str, ok := v.(string)
-			if !ok {
-				out[id] = 0
-				continue
-			}
-			seq, err := parseCursor(k.cursors, id, str)
-			if err != nil {
-				return nil, err
-			}
-			out[id] = seq
-		}
-	}
-	return out, nil
 }
 
 // Save implements [framework.ProjectionCheckpointStore]: it replaces the
