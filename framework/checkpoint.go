@@ -154,3 +154,14 @@ func (c *GlobalProjectionCheckpoint) UnmarshalJSON(data []byte) error {
 	c.cursors = cursors
 	return nil
 }
+
+// StreamHead is a stream's cursor together with the event applied at it,
+// where known. A store that keeps heads lets a runner tell a redelivered
+// event from a different event that repeats an applied sequence (a
+// conflict), also after a restart.
+type StreamHead struct {
+	StreamID string
+	Sequence uint64    // the cursor: the last applied sequence
+	EventID  string    // the event applied at Sequence; "" when unknown
+	Position *Position // where that event is in its source; nil when unknown
+}

@@ -52,6 +52,19 @@ var (
 	// ErrDecode reports an event payload that does not decode into the
 	// type its handler expects. See [DecodeError].
 	ErrDecode = errors.New("framework: cannot decode event payload")
+
+	// ErrFenced reports a write whose fence (see [Fence]) is no longer
+	// current: another worker owns the partition now, or a replay started
+	// a new epoch. Nothing of the write was stored. Stores that support
+	// fencing return errors that match it with [errors.Is].
+	ErrFenced = errors.New("framework: fenced")
+
+	// ErrStateLost reports that the store no longer holds state a writer
+	// relied on: its fences, cursors or read model went back in time (a
+	// Redis restart without persistence, a failover that lost writes, a
+	// flush, an evicted key). Nothing of the write was stored; what was
+	// lost must be rebuilt (a replay).
+	ErrStateLost = errors.New("framework: stored state lost")
 )
 
 // InvalidStreamIDError names a rejected stream ID or prefix and why.

@@ -7,6 +7,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/projector-dev/projector/internal/testenv"
+	"github.com/projector-dev/projector/kafkastore"
+	"github.com/projector-dev/projector/redischeckpoint"
 )
 
 func consumeFromStart(topic string) []kgo.Opt {
@@ -40,3 +42,13 @@ func redisFor(tb testing.TB) redis.UniversalClient {
 	tb.Helper()
 	return testenv.Redis(tb).Client
 }
+
+// The Redis store offers every capability the runner looks for.
+var (
+	_ kafkastore.CheckpointStore = (*redischeckpoint.Store)(nil)
+	_ kafkastore.Fencer          = (*redischeckpoint.Store)(nil)
+	_ kafkastore.ParkStore       = (*redischeckpoint.Store)(nil)
+	_ kafkastore.ControlStore    = (*redischeckpoint.Store)(nil)
+	_ kafkastore.HeadStore       = (*redischeckpoint.Store)(nil)
+	_ kafkastore.Pinger          = (*redischeckpoint.Store)(nil)
+)

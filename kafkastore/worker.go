@@ -319,34 +319,38 @@ func (w *worker) process(recs []*kgo.Record) error {
 	return nil
 }
 
-// eventIDLookup is implemented by checkpoint stores that also keep the
-// event ID applied at each cursor (redischeckpoint.Store, for
-// AtomicProjection): the conflict window then starts with it, so a repeated
-// sequence with another ID is recognised also after a restart or rebalance.
-type eventIDLookup interface {
-	CursorsWithEventIDs(ctx context.Context, name string, streamIDs []string) (map[string]uint64, map[string]string, error)
+// HeadStore is implemented by checkpoint stores that also keep the event
+// applied at each cursor (redischeckpoint.Store): the conflict check then
+// starts with it, so a repeated sequence with another event ID is
+// recognised also after a restart or rebalance.
+type HeadStore interface {
+	Heads(ctx context.Context, name string, streamIDs []string) (map[string]framework.StreamHead, error)
 }
 
 // lookupCursors loads the cursors of streams new to this worker, in one
 // round trip.
 func (w *worker) lookupCursors(ctx context.Context, streams []string) error {
 	name := w.r.cfg.Projection.Name()
-	var found map[string]uint64
-	var ids map[string]string
-	var err error
-	if l, ok := w.r.cfg.Checkpoints.(eventIDLookup); ok {
-		found, ids, err = l.CursorsWithEventIDs(ctx, name, streams)
-	} else {
-		found, err = w.r.cfg.Checkpoints.Cursors(ctx, name, streams)
+	if l, ok := w.r.cfg.Checkpoints.(HeadStore); ok {
+		heads, err := l.Heads(ctx, name, streams)
+		if err != nil {
+			return fmt.Errorf("kafkastore: look up %d cursors: %w", len(streams), err)
+		}
+		for _, id := range streams {
+			h := heads[id]
+			w.cursors[id] = h.Sequence
+			if h.EventID != "" {
+				w.remember(id, h.Sequence, h.EventID)
+			}
+		}
+		return nil
 	}
+	found, err := w.r.cfg.Checkpoints.Cursors(ctx, name, streams)
 	if err != nil {
 		return fmt.Errorf("kafkastore: look up %d cursors: %w", len(streams), err)
 	}
 	for _, id := range streams {
 		w.cursors[id] = found[id]
-		if eventID, ok := ids[id]; ok {
-			w.remember(id, found[id], eventID)
-		}
 	}
 	return nil
 }

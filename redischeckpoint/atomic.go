@@ -135,14 +135,10 @@ func (p *AtomicProjection) Reset(ctx context.Context) error {
 // leading events are durably processed: applied, or skipped because their
 // cursor was already at or past them.
 func (p *AtomicProjection) ApplyBatch(ctx context.Context, events []framework.Event) (int, error) {
-	fence, err := fenceArgs(ctx, p.keys.name)
-	if err != nil {
-		return 0, err
-	}
 	done := 0
 	for done < len(events) {
 		end := min(done+maxEventsPerScript, len(events))
-		args, built, buildErr := p.buildArgs(fence, events[done:end])
+		args, built, buildErr := p.buildArgs(events[done:end])
 		if built > 0 {
 			n, err := p.run(ctx, args, events[done:done+built])
 			done += n
@@ -160,9 +156,8 @@ func (p *AtomicProjection) ApplyBatch(ctx context.Context, events []framework.Ev
 // buildArgs records the writes of each event and encodes them as script
 // arguments. It stops at the first event whose ApplyFunc fails, returning
 // how many events it encoded and that error.
-func (p *AtomicProjection) buildArgs(fence []any, events []framework.Event) ([]any, int, error) {
-	args := append(make([]any, 0, 4+len(events)*8), fence...)
-	args = append(args, "") // number of events, set below
+func (p *AtomicProjection) buildArgs(events []framework.Event) ([]any, int, error) {
+	args := make([]any, 1, 1+len(events)*9)
 	w := &Writes{prefix: p.rm}
 	n := 0
 	var failed error
@@ -176,7 +171,11 @@ func (p *AtomicProjection) buildArgs(fence []any, events []framework.Event) ([]a
 			failed = fmt.Errorf("%w: stream %s sequence %d: %w", ErrInvalidWrite, e.StreamID, e.Sequence, w.err)
 			break
 		}
-		args = append(args, e.StreamID, strconv.FormatUint(e.Sequence, 10), e.EventID, strconv.Itoa(len(w.ops)))
+		at := ""
+		if e.Position != nil {
+			at = strconv.FormatInt(int64(e.Position.Partition), 10) + "/" + strconv.FormatInt(e.Position.Offset, 10)
+		}
+		args = append(args, e.StreamID, strconv.FormatUint(e.Sequence, 10), e.EventID, at, strconv.Itoa(len(w.ops)))
 		for _, o := range w.ops {
 			args = append(args, o.name, strconv.Itoa(len(o.args)))
 			for _, a := range o.args {
@@ -185,22 +184,23 @@ func (p *AtomicProjection) buildArgs(fence []any, events []framework.Event) ([]a
 		}
 		n++
 	}
-	args[3] = strconv.Itoa(n)
+	args[0] = strconv.Itoa(n)
 	return args, n, failed
 }
 
 // run executes one script call over events and translates its answer.
 func (p *AtomicProjection) run(ctx context.Context, args []any, events []framework.Event) (int, error) {
-	res, err := applyScript.Run(ctx, p.store.client, p.keys.list(), args...).Slice()
-	if err != nil {
-		streams := make([]string, len(events))
-		for i, e := range events {
-			streams[i] = e.StreamID
-		}
-		return 0, p.store.scriptError(ctx, p.keys, err, streams)
+	streams := make([]string, len(events))
+	for i, e := range events {
+		streams[i] = e.StreamID
 	}
+	reply, err := p.store.run(ctx, p.keys, applyScript, args, streams)
+	if err != nil {
+		return 0, err
+	}
+	res, _ := reply.([]any)
 	if len(res) != 5 {
-		return 0, fmt.Errorf("redischeckpoint: apply script of %s: unexpected reply %v", p.keys.name, res)
+		return 0, fmt.Errorf("redischeckpoint: apply script of %s: unexpected reply %v", p.keys.name, reply)
 	}
 	status, _ := res[0].(string)
 	processed, _ := res[1].(int64)

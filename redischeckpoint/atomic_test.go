@@ -278,31 +278,41 @@ func TestReplaceFieldsCorrectsAVector(t *testing.T) {
 	}
 }
 
-func TestCursorsWithEventIDs(t *testing.T) {
+func TestHeads(t *testing.T) {
 	s, _, _ := newStore(t, redischeckpoint.Config{})
 	ctx := ctxFor(t)
 	p := totalsProjection(t, s)
-	if _, err := p.ApplyBatch(ctx, []framework.Event{booked("process/t/a", 1, 1), booked("process/t/a", 2, 1), booked("process/t/b", 1, 1)}); err != nil {
+	a2 := booked("process/t/a", 2, 1)
+	a2.Position = &framework.Position{Partition: 3, Offset: 1234}
+	if _, err := p.ApplyBatch(ctx, []framework.Event{booked("process/t/a", 1, 1), a2, booked("process/t/b", 1, 1)}); err != nil {
 		t.Fatal(err)
 	}
-	// A cursor moved by a plain Advance has no event ID at its sequence.
+	// A cursor moved by a plain Advance has no event at its sequence.
 	if err := s.Advance(ctx, "totals", map[string]uint64{"process/t/b": 5, "process/t/c": 3}); err != nil {
 		t.Fatal(err)
 	}
-	cursors, ids, err := s.CursorsWithEventIDs(ctx, "totals", []string{"process/t/a", "process/t/b", "process/t/c", "process/t/none"})
+	heads, err := s.Heads(ctx, "totals", []string{"process/t/a", "process/t/b", "process/t/c", "process/t/none"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if fmt.Sprint(cursors) != "map[process/t/a:2 process/t/b:5 process/t/c:3 process/t/none:0]" {
-		t.Errorf("cursors = %v", cursors)
+	want := map[string]string{
+		"process/t/a": "2 process/t/a#2 3/1234",
+		"process/t/b": "5  <nil>",
+		"process/t/c": "3  <nil>",
 	}
-	if fmt.Sprint(ids) != "map[process/t/a:process/t/a#2]" {
-		t.Errorf("event IDs = %v, want only a's, at its cursor", ids)
+	if len(heads) != len(want) {
+		t.Errorf("heads = %v, want %d (none for a stream without a cursor)", heads, len(want))
+	}
+	for id, w := range want {
+		h := heads[id]
+		if got := fmt.Sprintf("%d %s %v", h.Sequence, h.EventID, h.Position); got != w {
+			t.Errorf("head of %s = %q, want %q", id, got, w)
+		}
 	}
 	if _, err := s.BumpEpoch(ctx, "totals"); err != nil {
 		t.Fatal(err)
 	}
-	if _, ids, _ := s.CursorsWithEventIDs(ctx, "totals", []string{"process/t/a"}); len(ids) != 0 {
-		t.Errorf("event IDs survived the epoch bump: %v", ids)
+	if heads, _ := s.Heads(ctx, "totals", []string{"process/t/a"}); len(heads) != 0 {
+		t.Errorf("heads survived the epoch bump: %v", heads)
 	}
 }

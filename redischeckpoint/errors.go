@@ -19,6 +19,10 @@ var (
 	// non-negative decimal integer. See [CorruptCursorError].
 	ErrCorruptCursor = errors.New("redischeckpoint: corrupt cursor")
 
+	// ErrStateLost reports a fenced write refused because Redis lost
+	// state: see [StateLostError].
+	ErrStateLost = errors.New("redischeckpoint: stored state lost")
+
 	// ErrInvalidWrite reports a read-model write that AtomicProjection
 	// refuses before sending it, such as a key outside the projection's
 	// read-model namespace.
@@ -39,8 +43,10 @@ func (e *FencedError) Error() string {
 		e.Projection, e.Partition, e.Held.Epoch, e.Held.Token, e.CurrentEpoch, e.CurrentToken)
 }
 
-// Is reports whether target is [ErrFenced].
-func (e *FencedError) Is(target error) bool { return target == ErrFenced }
+// Is reports whether target is [ErrFenced] or [framework.ErrFenced].
+func (e *FencedError) Is(target error) bool {
+	return target == ErrFenced || target == framework.ErrFenced
+}
 
 // CorruptCursorError names a cursor that does not parse.
 type CorruptCursorError struct {
@@ -60,6 +66,24 @@ func (e *CorruptCursorError) Is(target error) bool { return target == ErrCorrupt
 // package translates at the boundary.
 func isNil(err error) bool { return errors.Is(err, redis.Nil) }
 
-// Fenced marks the error as a fencing rejection for callers that cannot
-// import this package (the Kafka runner checks for this method).
-func (e *FencedError) Fenced() bool { return true }
+// StateLostError reports a fenced write refused because Redis no longer
+// holds state the writer made or relied on: the partition's fencing token,
+// epoch or write serial went back in time. Redis restarted without
+// persistence, failed over to a replica that had not received the latest
+// writes, was flushed, or evicted keys. Nothing of the write was stored. The
+// Kafka runner stops the partition and checks what its committed offsets
+// rely on; see docs/runner.md.
+type StateLostError struct {
+	Projection string
+	Partition  int32
+	Detail     string
+}
+
+func (e *StateLostError) Error() string {
+	return fmt.Sprintf("redischeckpoint: projection %s partition %d: stored state lost: %s", e.Projection, e.Partition, e.Detail)
+}
+
+// Is reports whether target is [ErrStateLost] or [framework.ErrStateLost].
+func (e *StateLostError) Is(target error) bool {
+	return target == ErrStateLost || target == framework.ErrStateLost
+}

@@ -16,7 +16,8 @@ const resolutionsKept = 10_000
 
 // Park records a parked stream of the projection (keys
 // "{name}:parked", a hash of stream ID -> JSON). Parking an already parked
-// stream replaces the record.
+// stream replaces the record. Made with a fence in ctx, the write is fenced
+// like every other: a worker that lost its partition cannot park a stream.
 func (s *Store) Park(ctx context.Context, projection string, p framework.ParkedStream) error {
 	k, err := s.keysFor(projection)
 	if err != nil {
@@ -26,7 +27,7 @@ func (s *Store) Park(ctx context.Context, projection string, p framework.ParkedS
 	if err != nil {
 		return fmt.Errorf("redischeckpoint: encode parked stream %s: %w", p.StreamID, err)
 	}
-	if err := s.client.HSet(ctx, k.base+"parked", p.StreamID, raw).Err(); err != nil {
+	if _, err := s.run(ctx, k, parkScript, []any{p.StreamID, string(raw)}, nil); err != nil {
 		return fmt.Errorf("redischeckpoint: park %s of %s: %w", p.StreamID, projection, err)
 	}
 	return nil
@@ -38,7 +39,7 @@ func (s *Store) Parked(ctx context.Context, projection string) ([]framework.Park
 	if err != nil {
 		return nil, err
 	}
-	all, err := s.client.HGetAll(ctx, k.base+"parked").Result()
+	all, err := s.client.HGetAll(ctx, k.parked).Result()
 	if err != nil {
 		return nil, fmt.Errorf("redischeckpoint: parked streams of %s: %w", projection, err)
 	}
@@ -62,7 +63,7 @@ func (s *Store) Unpark(ctx context.Context, projection string, r framework.Resol
 	if err != nil {
 		return false, err
 	}
-	raw, err := s.client.HGet(ctx, k.base+"parked", r.StreamID).Result()
+	raw, err := s.client.HGet(ctx, k.parked, r.StreamID).Result()
 	if isNil(err) {
 		return false, nil
 	}
@@ -75,7 +76,7 @@ func (s *Store) Unpark(ctx context.Context, projection string, r framework.Resol
 	}
 	entry, _ := json.Marshal(r)
 	pipe := s.client.TxPipeline()
-	del := pipe.HDel(ctx, k.base+"parked", r.StreamID)
+	del := pipe.HDel(ctx, k.parked, r.StreamID)
 	pipe.LPush(ctx, k.base+"resolutions", entry)
 	pipe.LTrim(ctx, k.base+"resolutions", 0, resolutionsKept-1)
 	if _, err := pipe.Exec(ctx); err != nil {

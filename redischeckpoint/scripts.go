@@ -2,208 +2,203 @@ package redischeckpoint
 
 import "github.com/redis/go-redis/v9"
 
-// Every script takes KEYS[1] = meta, KEYS[2] = fences, KEYS[3] = cursors,
-// KEYS[4] = event IDs at the cursors of one projection (one hash slot), and starts with ARGV[1..3] = partition,
-// epoch, token of the caller's fence; an empty partition means unfenced.
+// Every script takes the keys of one projection (one hash slot), in the
+// order of [keys.list]:
+//
+//	KEYS[1] meta      KEYS[2] fences    KEYS[3] cursors   KEYS[4] heads
+//	KEYS[5] serials   KEYS[6] progress  KEYS[7] parked
+//
+// and starts with four guard arguments: ARGV[1..3] = partition, epoch and
+// token of the caller's fence (an empty partition means unfenced), ARGV[4]
+// = the write serial the caller expects, "lo hi" ("" when not tracked).
+// Script arguments proper start at ARGV[A + 1].
 //
 // Sequences travel as decimal strings. Lua numbers are doubles, so the
-// arithmetic below is exact up to 2^53 events per stream.
+// arithmetic below on sequences is exact up to 2^53 events per stream.
 
-// luaPrelude checks the fence and defines helpers. A stale fence answers
-// the error "FENCED <current epoch> <current token>".
-const luaPrelude = `
-local function fence_check()
-  if ARGV[1] == '' then return nil end
-  local epoch = redis.call('HGET', KEYS[1], 'epoch') or '0'
-  local token = redis.call('HGET', KEYS[2], ARGV[1]) or '0'
-  if epoch ~= ARGV[2] or token ~= ARGV[3] then
-    return redis.error_reply('FENCED ' .. epoch .. ' ' .. token)
-  end
-  return nil
+// luaPrelude defines the guard and helpers. guard(bump) checks the fence and
+// the write serial and, when bump is true, raises the serial as the
+// script's first write (so that Redis refuses the whole script, not part of
+// it, when it cannot write: out of memory, a read-only replica, a failed
+// disk). Its error replies are
+//
+//	FENCED <epoch> <token>     a newer fence or epoch exists: the caller lost
+//	                           its partition
+//	STATELOST <detail>         fences or the serial went back in time: Redis
+//	                           lost writes the caller made or relied on
+var luaPrelude = `
+local A = 4
+local function num_less(a, b)
+  return #a < #b or (#a == #b and a < b)
 end
 local function valid_seq(s)
   return s == '0' or string.match(s, '^[1-9]%d*$') ~= nil
 end
-local function seq_less(a, b)
-  return #a < #b or (#a == #b and a < b)
+local seq_less = num_less
+local function guard(bump)
+  if ARGV[1] == '' then return nil end
+  local epoch = redis.call('HGET', KEYS[1], 'epoch') or '0'
+  local token = redis.call('HGET', KEYS[2], ARGV[1]) or '0'
+  if epoch ~= ARGV[2] or token ~= ARGV[3] then
+    if num_less(epoch, ARGV[2]) or (epoch == ARGV[2] and num_less(token, ARGV[3])) then
+      return redis.error_reply('STATELOST Redis holds epoch ' .. epoch .. ' fencing token ' .. token ..
+        ' for partition ' .. ARGV[1] .. ', older than the writer\'s epoch ' .. ARGV[2] .. ' token ' .. ARGV[3])
+    end
+    return redis.error_reply('FENCED ' .. epoch .. ' ' .. token)
+  end
+  if ARGV[4] ~= '' then
+    local lo, hi = string.match(ARGV[4], '^(%d+) (%d+)$')
+    local cur = redis.call('HGET', KEYS[5], ARGV[1]) or '0'
+    if num_less(cur, lo) or num_less(hi, cur) then
+      local want = lo
+      if lo ~= hi then want = lo .. '..' .. hi end
+      return redis.error_reply('STATELOST Redis holds write serial ' .. cur .. ' for partition ' .. ARGV[1] ..
+        ', the writer made ' .. want .. ' writes: writes were lost')
+    end
+    if bump then redis.call('HSET', KEYS[5], ARGV[1], string.format('%d', tonumber(hi) + 1)) end
+  end
+  return nil
 end
-local fenced = fence_check()
-if fenced then return fenced end
 `
 
-// advanceScript raises cursors: ARGV[4..] = stream, sequence pairs. It
-// answers the number of cursors written, or "BADCURSOR <i>" for the i-th
-// stream (1-based) whose stored cursor does not parse.
-var advanceScript = redis.NewScript(luaPrelude + `
-local n = (#ARGV - 3) / 2
-if n < 1 then return 0 end
-local ids = {}
-for j = 1, n do ids[j] = ARGV[2 + 2 * j] end
-local old = redis.call('HMGET', KEYS[3], unpack(ids))
-local set = {}
-local k = 0
-for j = 1, n do
-  local cur = old[j]
-  local new = ARGV[3 + 2 * j]
-  local write = not cur
-  if cur then
-    local c = tonumber(cur)
-    if not c or c < 0 or c % 1 ~= 0 then return redis.error_reply('BADCURSOR ' .. j) end
-    write = c < tonumber(new)
+// guarded is the prelude plus a guard call that raises the serial; scripts
+// that write start with it.
+var guarded = luaPrelude + `
+local guard_err = guard(true)
+if guard_err then return guard_err end
+`
+
+// raiseCursors is Lua shared by the scripts that raise cursors: it raises
+// the cursors of the streams in ids to seqs (never lowering one), in chunks
+// of chunk fields per command, and answers the number written, or a
+// "BADCURSOR <i>" error reply for the i-th stream whose stored cursor does
+// not parse.
+var raiseCursors = `
+local function raise_cursors(ids, seqs, chunk)
+  local written = 0
+  for from = 1, #ids, chunk do
+    local to = math.min(from + chunk - 1, #ids)
+    local old = redis.call('HMGET', KEYS[3], unpack(ids, from, to))
+    local set = {}
+    for j = from, to do
+      local cur = old[j - from + 1]
+      if cur and not valid_seq(cur) then return nil, redis.error_reply('BADCURSOR ' .. j) end
+      if not cur or seq_less(cur, seqs[j]) then
+        set[#set + 1] = ids[j]
+        set[#set + 1] = seqs[j]
+      end
+    end
+    if #set > 0 then redis.call('HSET', KEYS[3], unpack(set)) end
+    written = written + #set / 2
   end
-  if write then
-    set[k + 1] = ids[j]
-    set[k + 2] = new
-    k = k + 2
-  end
+  return written
 end
-if #set > 0 then redis.call('HSET', KEYS[3], unpack(set)) end
+`
+
+// advanceScript raises cursors: ARGV[A+1] = chunk size, then stream,
+// sequence pairs. It answers the number of cursors written.
+var advanceScript = redis.NewScript(guarded + raiseCursors + `
+local chunk = tonumber(ARGV[A + 1])
+local ids, seqs = {}, {}
+for i = A + 2, #ARGV, 2 do
+  ids[#ids + 1] = ARGV[i]
+  seqs[#seqs + 1] = ARGV[i + 1]
+end
+local n, err = raise_cursors(ids, seqs, chunk)
+if err then return err end
 redis.call('HSET', KEYS[1], 'saved', '1')
-return #set / 2
+return n
 `)
 
-// saveScript replaces the cursors: ARGV[4] = '1' on the first chunk (drop
-// the old cursors), ARGV[5..] = stream, sequence pairs.
-var saveScript = redis.NewScript(luaPrelude + `
-if ARGV[4] == '1' then redis.call('UNLINK', KEYS[3], KEYS[4]) end
-if #ARGV > 4 then redis.call('HSET', KEYS[3], unpack(ARGV, 5)) end
+// checkpointScript is a partition worker's flush: it raises the cursors of
+// the streams it applied, records their heads (the last applied event:
+// "<sequence>@<partition>/<offset> <event ID>") where the cursor is not
+// ahead of them, and raises the partition's progress (the next offset the
+// stored state covers). ARGV[A+1] = chunk size, ARGV[A+2] = progress, then
+// per stream: stream, sequence, head. It answers the cursors written.
+var checkpointScript = redis.NewScript(guarded + raiseCursors + `
+local chunk = tonumber(ARGV[A + 1])
+local progress = ARGV[A + 2]
+local ids, seqs, heads = {}, {}, {}
+for i = A + 3, #ARGV, 3 do
+  ids[#ids + 1] = ARGV[i]
+  seqs[#seqs + 1] = ARGV[i + 1]
+  heads[#heads + 1] = ARGV[i + 2]
+end
+local n, err = raise_cursors(ids, seqs, chunk)
+if err then return err end
+for from = 1, #ids, chunk do
+  local to = math.min(from + chunk - 1, #ids)
+  local cur = redis.call('HMGET', KEYS[3], unpack(ids, from, to))
+  local set = {}
+  for j = from, to do
+    if heads[j] ~= '' and cur[j - from + 1] == seqs[j] then
+      set[#set + 1] = ids[j]
+      set[#set + 1] = heads[j]
+    end
+  end
+  if #set > 0 then redis.call('HSET', KEYS[4], unpack(set)) end
+end
+local old = redis.call('HGET', KEYS[6], ARGV[1])
+if not old or num_less(old, progress) then redis.call('HSET', KEYS[6], ARGV[1], progress) end
+redis.call('HSET', KEYS[1], 'saved', '1')
+return n
+`)
+
+// saveScript replaces the cursors: ARGV[A+1] = chunk size, then stream,
+// sequence pairs.
+var saveScript = redis.NewScript(guarded + `
+local chunk = 2 * tonumber(ARGV[A + 1])
+redis.call('UNLINK', KEYS[3], KEYS[4])
+for from = A + 2, #ARGV, chunk do
+  redis.call('HSET', KEYS[3], unpack(ARGV, from, math.min(from + chunk - 1, #ARGV)))
+end
 redis.call('HSET', KEYS[1], 'saved', '1')
 return 1
 `)
 
-// deleteScript drops the cursors and the saved mark; epoch and fences stay
-// so that tokens keep increasing.
-var deleteScript = redis.NewScript(luaPrelude + `
+// deleteScript drops the cursors, the heads and the saved mark; epoch,
+// fences, serials and progress stay, so that tokens and serials keep
+// increasing and a replay's progress baseline survives the reset of the
+// read model.
+var deleteScript = redis.NewScript(guarded + `
 redis.call('UNLINK', KEYS[3], KEYS[4])
 redis.call('HDEL', KEYS[1], 'saved')
 return 1
 `)
 
-// acquireScript answers {epoch, token} with a new token for ARGV[4], the
-// partition. It takes no fence (ARGV[1] is empty).
+// acquireScript answers {epoch, token, serial} with a new token for
+// ARGV[A+1], the partition, and the partition's current write serial. It
+// takes no fence.
 var acquireScript = redis.NewScript(luaPrelude + `
+local p = ARGV[A + 1]
 local epoch = redis.call('HGET', KEYS[1], 'epoch') or '0'
-local token = redis.call('HINCRBY', KEYS[2], ARGV[4], 1)
-return {epoch, tostring(token)}
+local token = redis.call('HINCRBY', KEYS[2], p, 1)
+local serial = redis.call('HGET', KEYS[5], p) or '0'
+return {epoch, tostring(token), serial}
 `)
 
-// bumpScript starts a new epoch and drops the cursors of the old one in the
-// same step. It answers the new epoch.
+// verifyScript checks a fence and its write serial without writing.
+var verifyScript = redis.NewScript(luaPrelude + `
+local guard_err = guard(false)
+if guard_err then return guard_err end
+return 1
+`)
+
+// bumpScript starts a new epoch: it drops the old epoch's cursors, heads
+// and progress in the same step and records the new epoch's progress
+// baseline, ARGV[A+1..] = partition, offset pairs (where a replay starts
+// each partition). It answers the new epoch.
 var bumpScript = redis.NewScript(luaPrelude + `
 local epoch = redis.call('HINCRBY', KEYS[1], 'epoch', 1)
-redis.call('UNLINK', KEYS[3], KEYS[4])
+redis.call('UNLINK', KEYS[3], KEYS[4], KEYS[6])
+for i = A + 1, #ARGV, 2 do redis.call('HSET', KEYS[6], ARGV[i], ARGV[i + 1]) end
 return tostring(epoch)
 `)
 
-// applyScript applies a batch of events of an AtomicProjection, skipping
-// those at or below their stream's cursor. ARGV[4] = number of events, then
-// per event: stream, sequence, event ID, number of operations, and per operation: its
-// name, its number of arguments, the arguments. It answers
-// {status, processed, applied, skipped, detail}: status "OK"; or "GAP" when
-// event number processed+1 does not follow its cursor (detail = cursor);
-// the cursors of all processed events are written.
-var applyScript = redis.NewScript(luaPrelude + `
-local cursors = {}
-local function cursor_of(stream)
-  local c = cursors[stream]
-  if c == nil then
-    c = redis.call('HGET', KEYS[3], stream) or '0'
-    if not valid_seq(c) then return nil end
-    cursors[stream] = c
-  end
-  return c
-end
-local function op_replace(a)
-  -- key field value nsum [sumkey sumfield]... ncount [cntkey cntfield]...
-  local old = redis.call('HGET', a[1], a[2])
-  redis.call('HSET', a[1], a[2], a[3])
-  local delta = tonumber(a[3]) - (tonumber(old) or 0)
-  local i = 4
-  local nsum = tonumber(a[i]); i = i + 1
-  for _ = 1, nsum do
-    if delta ~= 0 then redis.call('HINCRBY', a[i], a[i + 1], string.format('%d', delta)) end
-    i = i + 2
-  end
-  local ncount = tonumber(a[i]); i = i + 1
-  for _ = 1, ncount do
-    if not old then redis.call('HINCRBY', a[i], a[i + 1], 1) end
-    i = i + 2
-  end
-end
-local function op_replace_fields(a)
-  -- key n field... value... nsum sumkey... ncount countkey...
-  local key, n = a[1], tonumber(a[2])
-  local fields, vals, hset = {}, {}, {}
-  for i = 1, n do
-    fields[i], vals[i] = a[2 + i], a[2 + n + i]
-    hset[2 * i - 1], hset[2 * i] = fields[i], vals[i]
-  end
-  local old = redis.call('HMGET', key, unpack(fields))
-  redis.call('HSET', key, unpack(hset))
-  local p = 3 + 2 * n
-  local nsum = tonumber(a[p]); p = p + 1
-  for _ = 1, nsum do
-    local sk = a[p]; p = p + 1
-    local cur = redis.call('HMGET', sk, unpack(fields))
-    local out = {}
-    for i = 1, n do
-      local v = (tonumber(cur[i]) or 0) + tonumber(vals[i]) - (tonumber(old[i]) or 0)
-      out[2 * i - 1], out[2 * i] = fields[i], string.format('%d', v)
-    end
-    redis.call('HSET', sk, unpack(out))
-  end
-  local ncount = tonumber(a[p]); p = p + 1
-  local new = {}
-  for i = 1, n do if not old[i] then new[#new + 1] = fields[i] end end
-  for _ = 1, ncount do
-    local ck = a[p]; p = p + 1
-    if #new > 0 then
-      local cur = redis.call('HMGET', ck, unpack(new))
-      local out = {}
-      for j = 1, #new do out[2 * j - 1], out[2 * j] = new[j], string.format('%d', (tonumber(cur[j]) or 0) + 1) end
-      redis.call('HSET', ck, unpack(out))
-    end
-  end
-end
-local pos = 5
-local n = tonumber(ARGV[4])
-local applied, skipped = 0, 0
-local changed, lastids = {}, {}
-for e = 1, n do
-  local stream, seq, eid, nops = ARGV[pos], ARGV[pos + 1], ARGV[pos + 2], tonumber(ARGV[pos + 3])
-  pos = pos + 4
-  local cur = cursor_of(stream)
-  if cur == nil then return redis.error_reply('BADCURSOR ' .. e) end
-  local apply = false
-  if not seq_less(cur, seq) then
-    skipped = skipped + 1
-  elseif string.format('%d', tonumber(cur) + 1) == seq then
-    apply = true
-  else
-    for s, c in pairs(changed) do redis.call('HSET', KEYS[3], s, c) end
-    for s, l in pairs(lastids) do redis.call('HSET', KEYS[4], s, l) end
-    return {'GAP', e - 1, applied, skipped, cur}
-  end
-  for _ = 1, nops do
-    local op, nargs = ARGV[pos], tonumber(ARGV[pos + 1])
-    local args = {}
-    for k = 1, nargs do args[k] = ARGV[pos + 1 + k] end
-    pos = pos + 2 + nargs
-    if apply then
-      if op == 'REPLACE' then op_replace(args)
-      elseif op == 'REPLACE_FIELDS' then op_replace_fields(args)
-      else redis.call(op, unpack(args)) end
-    end
-  end
-  if apply then
-    applied = applied + 1
-    cursors[stream] = seq
-    changed[stream] = seq
-    lastids[stream] = seq .. ' ' .. eid
-  end
-end
-for s, c in pairs(changed) do redis.call('HSET', KEYS[3], s, c) end
-for s, l in pairs(lastids) do redis.call('HSET', KEYS[4], s, l) end
-if applied > 0 then redis.call('HSET', KEYS[1], 'saved', '1') end
-return {'OK', n, applied, skipped, ''}
+// parkScript records a parked stream: ARGV[A+1] = stream, ARGV[A+2] = the
+// JSON record.
+var parkScript = redis.NewScript(guarded + `
+redis.call('HSET', KEYS[7], ARGV[A + 1], ARGV[A + 2])
+return 1
 `)

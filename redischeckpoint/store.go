@@ -69,6 +69,12 @@ func (c Config) Validate() error {
 type Store struct {
 	client redis.UniversalClient
 	cfg    Config
+
+	// sessions tracks, per (projection, partition), the newest fence this
+	// Store acquired and the write serial its writes should find (see
+	// [Store.AcquireFence]).
+	sessionsMu sync.Mutex
+	sessions   map[sessionKey]*session
 }
 
 var _ framework.ProjectionCheckpointStore = (*Store)(nil)
@@ -79,7 +85,7 @@ func New(cfg Config) (*Store, error) {
 		return nil, err
 	}
 	cfg.setDefaults()
-	return &Store{client: cfg.Client, cfg: cfg}, nil
+	return &Store{client: cfg.Client, cfg: cfg, sessions: map[sessionKey]*session{}}, nil
 }
 
 // keys are the keys of one projection.
@@ -89,10 +95,18 @@ type keys struct {
 	meta    string
 	fences  string
 	cursors string
-	// eventIDs holds, per stream, "<sequence> <event ID>" of the last
-	// event an AtomicProjection applied, to recognise a repeated sequence
+	// heads holds, per stream, the last event applied at the cursor:
+	// "<sequence>@<partition>/<offset> <event ID>" (or "<sequence> <event
+	// ID>" when its position is unknown), to recognise a repeated sequence
 	// with another event ID (a conflict) after restarts.
-	eventIDs string
+	heads string
+	// serials counts, per partition, the fenced writes made to the
+	// projection's state, to notice writes Redis lost.
+	serials string
+	// progress holds, per partition, the next offset the stored state
+	// covers: the runner commits an offset only after raising it.
+	progress string
+	parked   string
 }
 
 func (s *Store) keysFor(name string) (keys, error) {
@@ -100,22 +114,12 @@ func (s *Store) keysFor(name string) (keys, error) {
 		return keys{}, err
 	}
 	base := s.cfg.Namespace + ":{" + name + "}:"
-	return keys{name: name, base: base, meta: base + "meta", fences: base + "fences", cursors: base + "cursors", eventIDs: base + "event-ids"}, nil
+	return keys{name: name, base: base, meta: base + "meta", fences: base + "fences", cursors: base + "cursors",
+		heads: base + "event-ids", serials: base + "serials", progress: base + "progress", parked: base + "parked"}, nil
 }
 
-func (k keys) list() []string { return []string{k.meta, k.fences, k.cursors, k.eventIDs} }
-
-// fenceArgs returns the first three script arguments for the fence ctx
-// carries, or unfenced ones.
-func fenceArgs(ctx context.Context, name string) ([]any, error) {
-	f, ok := framework.FenceFrom(ctx)
-	if !ok {
-		return []any{"", "", ""}, nil
-	}
-	if f.Projection != name {
-		return nil, fmt.Errorf("redischeckpoint: a write to projection %s carries a fence of projection %s", name, f.Projection)
-	}
-	return []any{strconv.FormatInt(int64(f.Partition), 10), strconv.FormatUint(f.Epoch, 10), strconv.FormatUint(f.Token, 10)}, nil
+func (k keys) list() []string {
+	return []string{k.meta, k.fences, k.cursors, k.heads, k.serials, k.progress, k.parked}
 }
 
 // scriptError translates a script's error reply.
@@ -124,16 +128,18 @@ func (s *Store) scriptError(ctx context.Context, k keys, err error, streams []st
 		return nil
 	}
 	msg := err.Error()
+	f, _ := framework.FenceFrom(ctx)
 	switch {
-	case strings.HasPrefix(msg, "FENCED "):
-		f, _ := framework.FenceFrom(ctx)
+	case hasReplyPrefix(err, "FENCED "):
 		fe := &FencedError{Projection: k.name, Partition: f.Partition, Held: f}
 		if parts := strings.Fields(msg); len(parts) == 3 {
 			fe.CurrentEpoch, _ = strconv.ParseUint(parts[1], 10, 64)
 			fe.CurrentToken, _ = strconv.ParseUint(parts[2], 10, 64)
 		}
 		return fe
-	case strings.HasPrefix(msg, "BADCURSOR "):
+	case hasReplyPrefix(err, "STATELOST "):
+		return &StateLostError{Projection: k.name, Partition: f.Partition, Detail: strings.TrimPrefix(msg, "STATELOST ")}
+	case hasReplyPrefix(err, "BADCURSOR "):
 		i, _ := strconv.Atoi(strings.TrimPrefix(msg, "BADCURSOR "))
 		if i < 1 || i > len(streams) {
 			return fmt.Errorf("%w in %s: %s", ErrCorruptCursor, k.cursors, msg)
@@ -179,104 +185,141 @@ func parseCursor(key, field, value string) (uint64, error) {
 	return seq, nil
 }
 
-// CursorsWithEventIDs is Cursors that also returns, for streams whose
-// cursor was last moved by an AtomicProjection, the event ID applied at the
-// cursor, in the same round trip. The Kafka runner uses it to recognise a
-// conflicting event (same sequence, another ID) even after a restart.
-func (s *Store) CursorsWithEventIDs(ctx context.Context, name string, streamIDs []string) (map[string]uint64, map[string]string, error) {
-	return s.lookupCursors(ctx, name, streamIDs, true)
-}
-
-// Cursors returns the cursors of the given streams (0 for unknown streams)
-// in one round trip.
-func (s *Store) Cursors(ctx context.Context, name string, streamIDs []string) (map[string]uint64, error) {
-	cursors, _, err := s.lookupCursors(ctx, name, streamIDs, false)
-	return cursors, err
-}
-
-// lookupCursors reads the cursors (and, withIDs, the event IDs at them) in
-// one pipeline of HMGETs, chunked.
-func (s *Store) lookupCursors(ctx context.Context, name string, streamIDs []string, withIDs bool) (map[string]uint64, map[string]string, error) {
+// Heads returns the cursors of the given streams (absent for streams
+// without one) and, where known, the event applied at each cursor: its ID
+// and its position. The Kafka runner uses them to recognise an event that
+// repeats an applied sequence with another event ID (a conflict), also
+// after a restart. One round trip.
+func (s *Store) Heads(ctx context.Context, name string, streamIDs []string) (map[string]framework.StreamHead, error) {
 	k, err := s.keysFor(name)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	cursors := make(map[string]uint64, len(streamIDs))
-	ids := make(map[string]string)
+	heads := make(map[string]framework.StreamHead, len(streamIDs))
 	if len(streamIDs) == 0 {
-		return cursors, ids, nil
+		return heads, nil
 	}
 	pipe := s.client.Pipeline()
-	var curCmds, idCmds []*redis.SliceCmd
+	var curCmds, headCmds []*redis.SliceCmd
 	for chunk := range slices.Chunk(streamIDs, s.cfg.ChunkSize) {
 		curCmds = append(curCmds, pipe.HMGet(ctx, k.cursors, chunk...))
-		if withIDs {
-			idCmds = append(idCmds, pipe.HMGet(ctx, k.eventIDs, chunk...))
-		}
+		headCmds = append(headCmds, pipe.HMGet(ctx, k.heads, chunk...))
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
-		return nil, nil, fmt.Errorf("redischeckpoint: read cursors of %s: %w", k.cursors, err)
+		return nil, fmt.Errorf("redischeckpoint: read cursors of %s: %w", k.cursors, err)
 	}
 	i := 0
 	for c, cmd := range curCmds {
-		var idVals []any
-		if withIDs {
-			idVals = idCmds[c].Val()
-		}
+		headVals := headCmds[c].Val()
 		for j, v := range cmd.Val() {
 			id := streamIDs[i]
 			i++
 			str, ok := v.(string)
 			if !ok {
-				cursors[id] = 0
 				continue
 			}
 			seq, err := parseCursor(k.cursors, id, str)
 			if err != nil {
-				return nil, nil, err
+				return nil, err
 			}
-			cursors[id] = seq
-			if j < len(idVals) {
-				if last, ok := idVals[j].(string); ok {
-					if at, eventID, ok := strings.Cut(last, " "); ok && at == str {
-						ids[id] = eventID
-					}
+			h := framework.StreamHead{StreamID: id, Sequence: seq}
+			if raw, ok := headVals[j].(string); ok {
+				if at, eventID, pos, ok := parseHead(raw); ok && at == seq {
+					h.EventID, h.Position = eventID, pos
 				}
+			}
+			heads[id] = h
+		}
+	}
+	return heads, nil
+}
+
+// formatHead is the stored form of a head: "<sequence>@<partition>/<offset>
+// <event ID>", or "<sequence> <event ID>" without a position.
+func formatHead(h framework.StreamHead) string {
+	seq := strconv.FormatUint(h.Sequence, 10)
+	if h.Position != nil {
+		seq += "@" + strconv.FormatInt(int64(h.Position.Partition), 10) + "/" + strconv.FormatInt(h.Position.Offset, 10)
+	}
+	return seq + " " + h.EventID
+}
+
+func parseHead(raw string) (seq uint64, eventID string, pos *framework.Position, ok bool) {
+	first, eventID, ok := strings.Cut(raw, " ")
+	if !ok {
+		return 0, "", nil, false
+	}
+	seqPart, at, hasPos := strings.Cut(first, "@")
+	seq, err := strconv.ParseUint(seqPart, 10, 64)
+	if err != nil {
+		return 0, "", nil, false
+	}
+	if hasPos {
+		ps, os, _ := strings.Cut(at, "/")
+		p, err1 := strconv.ParseInt(ps, 10, 32)
+		o, err2 := strconv.ParseInt(os, 10, 64)
+		if err1 == nil && err2 == nil {
+			pos = &framework.Position{Partition: int32(p), Offset: o}
+		}
+	}
+	return seq, eventID, pos, true
+}
+
+// Cursors returns the cursors of the given streams (0 for unknown streams)
+// in one round trip.
+func (s *Store) Cursors(ctx context.Context, name string, streamIDs []string) (map[string]uint64, error) {
+	k, err := s.keysFor(name)
+	if err != nil {
+		return nil, err
+	}
+	cursors := make(map[string]uint64, len(streamIDs))
+	if len(streamIDs) == 0 {
+		return cursors, nil
+	}
+	pipe := s.client.Pipeline()
+	var cmds []*redis.SliceCmd
+	for chunk := range slices.Chunk(streamIDs, s.cfg.ChunkSize) {
+		cmds = append(cmds, pipe.HMGet(ctx, k.cursors, chunk...))
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, fmt.Errorf("redischeckpoint: read cursors of %s: %w", k.cursors, err)
+	}
+	i := 0
+	for _, cmd := range cmds {
+		for _, v := range cmd.Val() {
+			id := streamIDs[i]
+			i++
+			cursors[id] = 0
+			if str, ok := v.(string); ok {
+				seq, err := parseCursor(k.cursors, id, str)
+				if err != nil {
+					return nil, err
+				}
+				cursors[id] = seq
 			}
 		}
 	}
-	return cursors, ids, nil
+	return cursors, nil
 }
 
 // Save implements [framework.ProjectionCheckpointStore]: it replaces the
-// stored cursors with cp's in one transaction.
+// stored cursors with cp's in one script.
 func (s *Store) Save(ctx context.Context, name string, cp *framework.GlobalProjectionCheckpoint) error {
 	k, err := s.keysFor(name)
 	if err != nil {
 		return err
 	}
-	fence, err := fenceArgs(ctx, name)
-	if err != nil {
-		return err
-	}
-	var pairs []any
+	args := []any{strconv.Itoa(s.cfg.ChunkSize)}
 	for id, seq := range cp.All() {
-		pairs = append(pairs, id, strconv.FormatUint(seq, 10))
+		args = append(args, id, strconv.FormatUint(seq, 10))
 	}
-	var calls [][]any
-	first := "1"
-	for chunk := range slices.Chunk(pairs, 2*s.cfg.ChunkSize) {
-		calls = append(calls, append(append(slices.Clone(fence), first), chunk...))
-		first = "0"
-	}
-	if len(pairs) == 0 {
-		calls = append(calls, append(fence, first))
-	}
-	return s.runScripts(ctx, k, saveScript, calls, nil)
+	_, err = s.run(ctx, k, saveScript, args, nil)
+	return err
 }
 
-// Advance implements [framework.ProjectionCheckpointStore]. All chunks run
-// in one MULTI/EXEC, so the advance is atomic however large.
+// Advance implements [framework.ProjectionCheckpointStore]: it raises the
+// cursors that moved, atomically however many, in one script (which writes
+// them in chunks of Config.ChunkSize).
 func (s *Store) Advance(ctx context.Context, name string, cursors map[string]uint64) error {
 	k, err := s.keysFor(name)
 	if err != nil {
@@ -285,10 +328,6 @@ func (s *Store) Advance(ctx context.Context, name string, cursors map[string]uin
 	if len(cursors) == 0 {
 		return nil
 	}
-	fence, err := fenceArgs(ctx, name)
-	if err != nil {
-		return err
-	}
 	ids := make([]string, 0, len(cursors))
 	for id := range cursors {
 		if err := framework.ValidateStreamID(id); err != nil {
@@ -296,87 +335,27 @@ func (s *Store) Advance(ctx context.Context, name string, cursors map[string]uin
 		}
 		ids = append(ids, id)
 	}
-	if len(ids) > s.cfg.ChunkSize {
-		slices.Sort(ids) // deterministic chunks
+	args := make([]any, 0, 1+2*len(ids))
+	args = append(args, strconv.Itoa(s.cfg.ChunkSize))
+	for _, id := range ids {
+		args = append(args, id, strconv.FormatUint(cursors[id], 10))
 	}
-	var calls [][]any
-	var chunks [][]string
-	for chunk := range slices.Chunk(ids, s.cfg.ChunkSize) {
-		args := slices.Grow(slices.Clone(fence), 2*len(chunk))
-		for _, id := range chunk {
-			args = append(args, id, strconv.FormatUint(cursors[id], 10))
-		}
-		calls = append(calls, args)
-		chunks = append(chunks, chunk)
-	}
-	return s.runScripts(ctx, k, advanceScript, calls, chunks)
+	_, err = s.run(ctx, k, advanceScript, args, ids)
+	return err
 }
 
-// runScripts runs script once per argument list, atomically: a single call
-// by EVALSHA, several inside one MULTI/EXEC. It translates the first script
-// error; chunks[i] are the streams of call i, to name a bad cursor.
-func (s *Store) runScripts(ctx context.Context, k keys, script *redis.Script, calls [][]any, chunks [][]string) error {
-	if len(calls) == 1 {
-		return s.scriptError(ctx, k, script.Run(ctx, s.client, k.list(), calls[0]...).Err(), chunkOr(chunks, 0))
-	}
-	for attempt := 0; ; attempt++ {
-		pipe := s.client.TxPipeline()
-		cmds := make([]*redis.Cmd, len(calls))
-		for i, args := range calls {
-			cmds[i] = script.EvalSha(ctx, pipe, k.list(), args...)
-		}
-		_, execErr := pipe.Exec(ctx)
-		if attempt == 0 && isNoScript(execErr, cmds) {
-			// The server lost its script cache (a restart or SCRIPT
-			// FLUSH): nothing ran. Load the script and try once more.
-			if err := script.Load(ctx, s.client).Err(); err != nil {
-				return fmt.Errorf("redischeckpoint: load script: %w", err)
-			}
-			continue
-		}
-		for i, cmd := range cmds {
-			if err := cmd.Err(); err != nil {
-				return s.scriptError(ctx, k, err, chunkOr(chunks, i))
-			}
-		}
-		if execErr != nil {
-			return fmt.Errorf("redischeckpoint: projection %s: %w", k.name, execErr)
-		}
-		return nil
-	}
-}
-
-func isNoScript(execErr error, cmds []*redis.Cmd) bool {
-	if execErr != nil && strings.Contains(execErr.Error(), "NOSCRIPT") {
-		return true
-	}
-	for _, c := range cmds {
-		if err := c.Err(); err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT") {
-			return true
-		}
-	}
-	return false
-}
-
-func chunkOr(chunks [][]string, i int) []string {
-	if i < len(chunks) {
-		return chunks[i]
-	}
-	return nil
-}
-
-// Delete implements [framework.ProjectionCheckpointStore]. The epoch and the
-// fencing tokens stay, so tokens keep increasing across a delete.
+// Delete implements [framework.ProjectionCheckpointStore]: it drops the
+// cursors and the heads. The epoch, the fencing tokens, the write serials
+// and the partitions' progress stay, so tokens keep increasing across a
+// delete and a replay's progress baseline survives the reset of its read
+// model.
 func (s *Store) Delete(ctx context.Context, name string) error {
 	k, err := s.keysFor(name)
 	if err != nil {
 		return err
 	}
-	fence, err := fenceArgs(ctx, name)
-	if err != nil {
-		return err
-	}
-	return s.scriptError(ctx, k, deleteScript.Run(ctx, s.client, k.list(), fence...).Err(), nil)
+	_, err = s.run(ctx, k, deleteScript, nil, nil)
+	return err
 }
 
 // Names implements [framework.ProjectionCheckpointStore]: the projections

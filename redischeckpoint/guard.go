@@ -1,0 +1,128 @@
+package redischeckpoint
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/projector-dev/projector/framework"
+)
+
+// Write serials: how a fence holder notices that Redis lost its writes.
+//
+// Redis loses writes as a suffix: a restart without persistence loses all of
+// them, a failover the ones its replica had not received, and a Redis that
+// lost a write has lost every later one too (one projection's keys share a
+// slot, hence one master, one replication stream, one AOF). A worker that
+// keeps running after such a loss still believes in what it wrote; if it
+// then stored a cursor over an event whose read-model write was lost and
+// committed the offset, the event would be gone for good.
+//
+// So every fenced script first checks and raises a per-partition write
+// serial. The Store that acquired the fence remembers the serial its writes
+// must find: a lower one means writes were lost, and the script refuses with
+// STATELOST before writing anything ([ErrStateLost]). A write whose outcome
+// is unknown (a timeout, a dropped connection, an error reply that may come
+// after the script's first write) widens the range the next write accepts by
+// one: either that write happened or it did not, and the caller retries it
+// either way.
+
+type sessionKey struct {
+	projection string
+	partition  int32
+}
+
+// session is the newest fence a Store acquired for a partition and the
+// serial range its next write may find.
+type session struct {
+	epoch, token uint64
+	lo, hi       uint64
+}
+
+// guard is one script call's guard arguments (see luaPrelude) and what its
+// outcome means for the session.
+type guard struct {
+	s    *Store
+	ss   *session // nil when not tracked
+	args []any
+}
+
+// guardFor returns the guard of a write made with ctx to projection name:
+// fenced if ctx carries a fence ([framework.WithFence]), tracked if this
+// Store acquired that fence.
+func (s *Store) guardFor(ctx context.Context, name string) (guard, error) {
+	f, ok := framework.FenceFrom(ctx)
+	if !ok {
+		return guard{args: []any{"", "", "", ""}}, nil
+	}
+	if f.Projection != name {
+		return guard{}, fmt.Errorf("redischeckpoint: a write to projection %s carries a fence of projection %s", name, f.Projection)
+	}
+	g := guard{s: s}
+	serial := ""
+	s.sessionsMu.Lock()
+	if ss := s.sessions[sessionKey{name, f.Partition}]; ss != nil && ss.epoch == f.Epoch && ss.token == f.Token {
+		g.ss = ss
+		serial = strconv.FormatUint(ss.lo, 10) + " " + strconv.FormatUint(ss.hi, 10)
+	}
+	s.sessionsMu.Unlock()
+	g.args = []any{strconv.FormatInt(int64(f.Partition), 10), strconv.FormatUint(f.Epoch, 10), strconv.FormatUint(f.Token, 10), serial}
+	return g, nil
+}
+
+// done records the outcome of the guarded call: err is the call's error as
+// go-redis returned it.
+func (g guard) done(err error) {
+	if g.ss == nil {
+		return
+	}
+	g.s.sessionsMu.Lock()
+	defer g.s.sessionsMu.Unlock()
+	ss := g.ss
+	switch {
+	case err == nil, hasReplyPrefix(err, "BADCURSOR "):
+		// The guard passed and raised the serial.
+		ss.hi++
+		ss.lo = ss.hi
+	case hasReplyPrefix(err, "FENCED "), hasReplyPrefix(err, "STATELOST "):
+		// Refused by the guard: nothing was written.
+	default:
+		// Unknown: the script may or may not have run.
+		ss.hi++
+	}
+}
+
+// hasReplyPrefix reports whether err is a Redis error reply starting with
+// prefix.
+func hasReplyPrefix(err error, prefix string) bool {
+	var re redis.Error
+	return errors.As(err, &re) && strings.HasPrefix(err.Error(), prefix)
+}
+
+// startSession records a fence the Store just acquired, with the serial
+// Redis held for its partition at that moment.
+func (s *Store) startSession(f framework.Fence, serial uint64) {
+	s.sessionsMu.Lock()
+	defer s.sessionsMu.Unlock()
+	s.sessions[sessionKey{f.Projection, f.Partition}] = &session{epoch: f.Epoch, token: f.Token, lo: serial, hi: serial}
+}
+
+// run calls a script with the guard arguments of ctx before args, records
+// the outcome, and translates an error reply (streams name the streams of
+// the call, in order, for BADCURSOR).
+func (s *Store) run(ctx context.Context, k keys, script *redis.Script, args []any, streams []string) (any, error) {
+	g, err := s.guardFor(ctx, k.name)
+	if err != nil {
+		return nil, err
+	}
+	res, err := script.Run(ctx, s.client, k.list(), append(g.args, args...)...).Result()
+	g.done(err)
+	if err != nil {
+		return nil, s.scriptError(ctx, k, err, streams)
+	}
+	return res, nil
+}
