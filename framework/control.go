@@ -56,15 +56,36 @@ const (
 
 // ReplicaInfo is what a replica reports about itself, for status.
 type ReplicaInfo struct {
-	ID         string    `json:"id"`
-	Host       string    `json:"host"`
-	Group      string    `json:"group"`
-	Partitions []int32   `json:"partitions"`
-	State      string    `json:"state"` // "running", "paused", "resetting", "waiting-reset", "stopped"
-	Applied    int64     `json:"applied"`
-	Skipped    int64     `json:"skipped"`
-	Parked     int64     `json:"parked"`
-	LastError  string    `json:"last_error,omitempty"`
+	ID         string  `json:"id"`
+	Host       string  `json:"host"`
+	Group      string  `json:"group"`
+	Partitions []int32 `json:"partitions"`
+	State      string  `json:"state"` // "running", "paused", "resetting", "waiting-reset", "stopped"
+	// Problems lists the assigned partitions that are not working
+	// normally (any state but "running"), with the error.
+	Problems []PartitionStatus `json:"problems,omitempty"`
+	Applied  int64             `json:"applied"`
+	Skipped  int64             `json:"skipped"`
+	Parked   int64             `json:"parked"`
+	// Unverified counts duplicates skipped without their event ID being
+	// verified against the applied event (see the runner's docs).
+	Unverified int64  `json:"unverified,omitempty"`
+	LastError  string `json:"last_error,omitempty"`
+	// LastErrorAt is when LastError happened.
+	LastErrorAt time.Time `json:"last_error_at,omitzero"`
+	// Warnings are standing problems of the replica's setup, such as a
+	// Redis without persistence.
+	Warnings   []string  `json:"warnings,omitempty"`
 	Resettable bool      `json:"resettable"`
 	SeenAt     time.Time `json:"seen_at"`
+}
+
+// PartitionStatus is the state of one partition a replica was assigned:
+// "starting", "running", "retrying", "fenced", "state-lost" or "failed",
+// since when, and the error that put it there.
+type PartitionStatus struct {
+	Partition int32     `json:"partition"`
+	State     string    `json:"state"`
+	Error     string    `json:"error,omitempty"`
+	Since     time.Time `json:"since"`
 }

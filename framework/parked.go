@@ -24,7 +24,21 @@ type ParkedStream struct {
 	ParkedAt time.Time `json:"parked_at"`
 	// Position is where the event is in its source, when known.
 	Position *Position `json:"position,omitempty"`
+	// DeadLetter says what became of the event's dead-letter record:
+	// "copied" (the record with the reason in its headers), "reference"
+	// (a record naming topic, partition and offset, because the copy
+	// could not be written; DeadLetterError says why), or "pending" (not
+	// written yet; retried by the partition's worker).
+	DeadLetter      string `json:"dead_letter,omitempty"`
+	DeadLetterError string `json:"dead_letter_error,omitempty"`
 }
+
+// Dead-letter states of a [ParkedStream].
+const (
+	DeadLetterPending   = "pending"
+	DeadLetterCopied    = "copied"
+	DeadLetterReference = "reference"
+)
 
 // Resolution records how an admin resumed a parked stream.
 type Resolution struct {

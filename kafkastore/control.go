@@ -122,7 +122,13 @@ func (r *Runner) heartbeat(ctx context.Context) {
 		st := r.Stats()
 		info := framework.ReplicaInfo{
 			ID: r.cfg.ReplicaID, Group: r.cfg.Group, Partitions: r.Assigned(), State: r.State(),
-			Applied: st.Applied, Skipped: st.Skipped, Parked: st.Parked, LastError: r.LastError(), Resettable: resettable,
+			Applied: st.Applied, Skipped: st.Skipped, Parked: st.Parked, Unverified: st.Unverified,
+			LastError: r.LastError(), LastErrorAt: r.lastErrorAt(), Warnings: r.Warnings(), Resettable: resettable,
+		}
+		for _, p := range r.Partitions() {
+			if p.State != PartitionRunning {
+				info.Problems = append(info.Problems, p)
+			}
 		}
 		info.Host, _ = os.Hostname()
 		_ = r.cfg.Control.Heartbeat(ctx, name, info)

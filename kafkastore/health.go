@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -28,7 +30,10 @@ func (r *Runner) Healthy() error {
 
 // Ready reports whether the replica takes part: it has joined its consumer
 // group (it may hold no partition when there are more replicas than
-// partitions) and the checkpoint store answers.
+// partitions), every partition it was assigned has a working worker, and
+// the checkpoint store answers. A partition whose worker retries a failing
+// step, was fenced, found its stored state lost or failed makes the
+// replica not ready, with the partition and the error named.
 func (r *Runner) Ready(ctx context.Context) error {
 	if err := r.Healthy(); err != nil {
 		return err
@@ -42,6 +47,15 @@ func (r *Runner) Ready(ctx context.Context) error {
 		if !r.joined.Load() {
 			return errors.New("kafkastore: not (yet) a member of consumer group " + r.cfg.Group)
 		}
+	}
+	var problems []string
+	for _, p := range r.Partitions() {
+		if p.State != PartitionRunning && (p.State != PartitionStarting || p.Error != "") {
+			problems = append(problems, fmt.Sprintf("partition %d %s since %s: %s", p.Partition, p.State, p.Since.Format(time.RFC3339), p.Error))
+		}
+	}
+	if len(problems) > 0 {
+		return errors.New("kafkastore: " + strings.Join(problems, "; "))
 	}
 	if p, ok := r.cfg.Checkpoints.(Pinger); ok {
 		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)

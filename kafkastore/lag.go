@@ -2,6 +2,7 @@ package kafkastore
 
 import (
 	"context"
+	"slices"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -19,22 +20,24 @@ type PartitionLag struct {
 	Seconds float64
 }
 
-// Lag returns the lag of every partition this replica works on.
+// Lag returns the lag of every partition assigned to this replica, also of
+// partitions whose worker is not working (they fall behind).
 func (r *Runner) Lag() []PartitionLag {
-	r.workersMu.Lock()
-	defer r.workersMu.Unlock()
-	out := make([]PartitionLag, 0, len(r.workers))
-	for p, w := range r.workers {
-		hw, pos := w.highWatermark.Load(), w.position.Load()
-		l := PartitionLag{Partition: p}
-		if pos > 0 && hw > pos {
+	r.partsMu.Lock()
+	defer r.partsMu.Unlock()
+	out := make([]PartitionLag, 0, len(r.parts))
+	for id, p := range r.parts {
+		hw, pos := p.highWatermark.Load(), p.position.Load()
+		l := PartitionLag{Partition: id}
+		if hw > pos {
 			l.Records = hw - pos
-			if ts := w.lastTimestamp.Load(); ts > 0 {
+			if ts := p.lastTimestamp.Load(); ts > 0 {
 				l.Seconds = time.Since(time.Unix(0, ts)).Seconds()
 			}
 		}
 		out = append(out, l)
 	}
+	slices.SortFunc(out, func(a, b PartitionLag) int { return int(a.Partition - b.Partition) })
 	return out
 }
 

@@ -12,7 +12,8 @@ import (
 // runnerMetrics are the runner's OpenTelemetry instruments. Every one
 // carries the projection and group as attributes.
 type runnerMetrics struct {
-	applied, skipped, parked, held, rebalances boundCounter
+	applied, skipped, parked, held, unverified boundCounter
+	rebalances, partitionRestarts              boundCounter
 	applyLatency, checkpointLatency            boundHistogram
 }
 
@@ -26,8 +27,11 @@ func newRunnerMetrics(mp metric.MeterProvider, r *Runner) (*runnerMetrics, error
 	attrs := metric.WithAttributes(kvs...)
 	counter := func(name, desc string) boundCounter {
 		unit := "{event}"
-		if name == "projector.rebalances" {
+		switch name {
+		case "projector.rebalances":
 			unit = "{rebalance}"
+		case "projector.partition.restarts":
+			unit = "{restart}"
 		}
 		c, err := m.Int64Counter(name, metric.WithDescription(desc), metric.WithUnit(unit))
 		errs = append(errs, err)
@@ -43,11 +47,14 @@ func newRunnerMetrics(mp metric.MeterProvider, r *Runner) (*runnerMetrics, error
 		skipped:           counter("projector.events.skipped", "Duplicate events skipped: at or below their stream's cursor."),
 		parked:            counter("projector.events.parked", "Events at which a stream was parked."),
 		held:              counter("projector.events.held", "Events held because their stream is parked."),
+		unverified: counter("projector.events.unverified",
+			"Duplicates skipped without verifying their event ID against the applied event (no head offset or event ID known for the stream)."),
+		partitionRestarts: counter("projector.partition.restarts", "Partition worker sessions that failed and were restarted (or stopped: fenced, state lost)."),
 		applyLatency:      hist("projector.apply.duration", "Time to apply one batch of events."),
 		checkpointLatency: hist("projector.checkpoint.duration", "Time to store a batch of cursors."),
 		rebalances:        counter("projector.rebalances", "Partition assignments, revocations and losses."),
 	}
-	errs = append(errs, registerLagGauges(m, r, kvs))
+	errs = append(errs, registerLagGauges(m, r, kvs), registerPartitionGauge(m, r, kvs))
 	for _, err := range errs {
 		if err != nil {
 			return nil, fmt.Errorf("kafkastore: metrics: %w", err)
@@ -75,12 +82,36 @@ type RunnerStats struct {
 	Skipped int64 // duplicates skipped by their cursor
 	Parked  int64 // events at which a stream was parked
 	Held    int64 // events held because their stream is parked
+	// Unverified counts the skipped duplicates whose event ID could not
+	// be verified against the event applied at their sequence.
+	Unverified int64
 }
 
 // Stats returns the runner's counts so far.
 func (r *Runner) Stats() RunnerStats {
 	m := r.metrics
-	return RunnerStats{Applied: m.applied.total.Load(), Skipped: m.skipped.total.Load(), Parked: m.parked.total.Load(), Held: m.held.total.Load()}
+	return RunnerStats{Applied: m.applied.total.Load(), Skipped: m.skipped.total.Load(), Parked: m.parked.total.Load(),
+		Held: m.held.total.Load(), Unverified: m.unverified.total.Load()}
+}
+
+// registerPartitionGauge reports each assigned partition's state: 1 for
+// the state it is in (projector.partition.state="running", "fenced",
+// "state-lost", ...). Alert on any state but running that lasts.
+func registerPartitionGauge(m metric.Meter, r *Runner, attrs []attribute.KeyValue) error {
+	g, err := m.Int64ObservableGauge("projector.partitions",
+		metric.WithDescription("Assigned partitions by state (1 per partition, labelled with its state)."), metric.WithUnit("{partition}"))
+	if err != nil {
+		return err
+	}
+	_, err = m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		for _, p := range r.Partitions() {
+			o.ObserveInt64(g, 1, metric.WithAttributes(append(attrs,
+				attribute.Int("messaging.destination.partition.id", int(p.Partition)),
+				attribute.String("projector.partition.state", p.State))...))
+		}
+		return nil
+	}, g)
+	return err
 }
 
 type boundHistogram struct {

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -32,10 +34,46 @@ type CheckpointStore interface {
 
 // Fencer hands out fencing tokens per (projection, partition); writes made
 // with a context carrying the fence ([framework.WithFence]) fail once a
-// newer token exists. redischeckpoint.Store implements it. Errors of a
-// fenced write must have a method Fenced() bool that returns true.
+// newer token exists, with an error that matches [framework.ErrFenced].
+// redischeckpoint.Store implements it.
 type Fencer interface {
 	AcquireFence(ctx context.Context, projection string, partition int32) (framework.Fence, error)
+}
+
+// ProgressStore is a CheckpointStore that records, per partition, how far
+// its stored state covers the partition, so that the runner can tell
+// lost state from a normal restart. redischeckpoint.Store implements it.
+// The runner calls it from the partition's worker goroutine, with the
+// partition's fence in ctx.
+type ProgressStore interface {
+	// Progress returns the next offset of partition that the stored state
+	// covers in the current epoch; ok is false when none is recorded.
+	Progress(ctx context.Context, projection string, partition int32) (next int64, ok bool, err error)
+	// AdvancePartition raises the cursors of heads (never lowering one),
+	// records the heads, and raises the partition's progress to next, in
+	// one atomic step. The runner commits offset next only after it
+	// returned nil.
+	AdvancePartition(ctx context.Context, projection string, partition int32, heads []framework.StreamHead, next int64) error
+	// CheckState reports, without writing, whether the fence in ctx is
+	// still current ([framework.ErrFenced] if not) and the store still
+	// holds every write made with it ([framework.ErrStateLost] if not).
+	CheckState(ctx context.Context, projection string) error
+}
+
+// HeadStore is implemented by checkpoint stores that also keep the event
+// applied at each cursor, with its position (redischeckpoint.Store): the
+// runner then recognises an event that repeats an applied sequence with
+// another event ID (a conflict) however far back, also after a restart.
+type HeadStore interface {
+	Heads(ctx context.Context, name string, streamIDs []string) (map[string]framework.StreamHead, error)
+}
+
+// ServerChecker is implemented by stores that can tell whether the server
+// behind them keeps the guarantees the runner needs (redischeckpoint.Store:
+// Redis's maxmemory-policy must be noeviction). The runner calls it once
+// at start: an error refuses to start, warnings are logged and reported.
+type ServerChecker interface {
+	CheckServer(ctx context.Context) (warnings []string, err error)
 }
 
 // ParkStore keeps parked streams where every replica and the admin command
@@ -155,6 +193,22 @@ type RunnerConfig struct {
 	// ShutdownTimeout bounds the graceful shutdown after ctx is cancelled:
 	// finish the batch, store cursors, commit, leave the group. Default 30s.
 	ShutdownTimeout time.Duration
+	// RevokeTimeout bounds how long a revoked partition may take to finish
+	// its batch, store its cursors and commit before its writes are
+	// cancelled (the rebalance waits for it). Default 20s.
+	RevokeTimeout time.Duration
+	// FencedWait is how long a partition whose fence another replica took
+	// waits for the group to revoke it before it takes the fence back.
+	// A replica that was paused past its session (a zombie) learns within
+	// a heartbeat that the partition moved. Default 1m.
+	FencedWait time.Duration
+	// StateCheckInterval is how often an idle partition asks the store
+	// whether its fence is still current and its writes are still there
+	// (busy partitions learn it from every write). Default 5s.
+	StateCheckInterval time.Duration
+	// StateLostRecheck is how often a partition stopped because the store
+	// lost state checks again. Default 30s.
+	StateLostRecheck time.Duration
 
 	Logger         *slog.Logger
 	TracerProvider trace.TracerProvider
@@ -189,6 +243,18 @@ func (c *RunnerConfig) setDefaults() {
 	}
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = 30 * time.Second
+	}
+	if c.RevokeTimeout == 0 {
+		c.RevokeTimeout = 20 * time.Second
+	}
+	if c.FencedWait == 0 {
+		c.FencedWait = time.Minute
+	}
+	if c.StateCheckInterval == 0 {
+		c.StateCheckInterval = 5 * time.Second
+	}
+	if c.StateLostRecheck == 0 {
+		c.StateLostRecheck = 30 * time.Second
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -231,7 +297,8 @@ func (c RunnerConfig) Validate() error {
 	if c.DeadLetterTopic != "" && c.DeadLetterTopic == c.Topic {
 		errs = append(errs, errors.New("kafkastore: RunnerConfig.DeadLetterTopic must differ from Topic: the runner never writes to the event topic"))
 	}
-	if c.BatchSize < 0 || c.FlushInterval < 0 || c.ShutdownTimeout < 0 || c.ParkedRefresh < 0 {
+	if c.BatchSize < 0 || c.FlushInterval < 0 || c.ShutdownTimeout < 0 || c.ParkedRefresh < 0 || c.RevokeTimeout < 0 ||
+		c.FencedWait < 0 || c.StateCheckInterval < 0 || c.StateLostRecheck < 0 {
 		errs = append(errs, errors.New("kafkastore: RunnerConfig sizes and durations must not be negative"))
 	}
 	if c.Retry.Attempts < 0 {
@@ -261,21 +328,42 @@ type Runner struct {
 	// consumer then continues the producer's trace per record.
 	tracing    bool
 	propagator propagation.TextMapPropagator
+	// maxRecordBytes is the producer's batch limit: large enough for a
+	// dead-letter copy of the largest record the topic accepts.
+	maxRecordBytes int32
 
 	client *kgo.Client
 	events framework.EventStore
 
-	// workers maps assigned partitions to their workers. The group
-	// callbacks run in the poll goroutine (BlockRebalanceOnPoll), but the
-	// shutdown path runs beside a possible last rebalance: hence the lock.
-	workersMu sync.Mutex
-	workers   map[int32]*worker
-	wg        sync.WaitGroup // worker goroutines
+	// parts maps assigned partitions to their workers. The group callbacks
+	// run beside the poll loop and the shutdown path: hence the lock.
+	partsMu sync.Mutex
+	parts   map[int32]*partition
+	wg      sync.WaitGroup // partition goroutines
+
+	// Requests of partitions to be read again from an offset, served by
+	// the poll loop between two polls (SetOffsets must not race a
+	// rebalance); wake interrupts a poll that waits for records.
+	repositionMu sync.Mutex
+	repositions  []repositionRequest
+	wakeMu       sync.Mutex
+	wakeCancel   context.CancelFunc
+	wakePending  bool
 
 	joined     atomic.Bool
-	assignedMu sync.Mutex
-	assigned   []int32
-	lastErr    atomic.Pointer[string]
+	warnings   atomic.Pointer[[]string]
+	lastErr    atomic.Pointer[lastError]
+}
+
+type lastError struct {
+	msg string
+	at  time.Time
+}
+
+type repositionRequest struct {
+	p      *partition
+	offset int64
+	done   chan struct{}
 }
 
 // NewRunner checks cfg and returns a runner; Run starts it.
@@ -285,7 +373,7 @@ func NewRunner(cfg RunnerConfig) (*Runner, error) {
 	}
 	tracing := cfg.TracerProvider != nil
 	cfg.setDefaults()
-	r := &Runner{cfg: cfg, workers: map[int32]*worker{}, tracing: tracing}
+	r := &Runner{cfg: cfg, parts: map[int32]*partition{}, tracing: tracing}
 	r.propagator = otel.GetTextMapPropagator()
 	if len(r.propagator.Fields()) == 0 {
 		r.propagator = propagation.TraceContext{}
@@ -317,6 +405,9 @@ func (r *Runner) Run(ctx context.Context) error {
 	r.cancelMu.Lock()
 	r.cancel = cancel
 	r.cancelMu.Unlock()
+	if err := r.checkServer(ctx); err != nil {
+		return err
+	}
 	if r.cfg.Events == nil {
 		store, err := New(ctx, Config{Seeds: r.cfg.Seeds, Topic: r.cfg.Topic, ClientOpts: r.cfg.ClientOpts, Logger: r.cfg.Logger, DontCreateTopics: true})
 		if err != nil {
@@ -365,6 +456,34 @@ func (r *Runner) Run(ctx context.Context) error {
 	}
 }
 
+// checkServer asks the checkpoint store whether its server keeps the
+// guarantees (no eviction); warnings (no persistence) are logged and
+// reported.
+func (r *Runner) checkServer(ctx context.Context) error {
+	sc, ok := r.cfg.Checkpoints.(ServerChecker)
+	if !ok {
+		return nil
+	}
+	warnings, err := sc.CheckServer(ctx)
+	if err != nil {
+		return fmt.Errorf("kafkastore: runner %s: %w", r.cfg.Group, err)
+	}
+	for _, w := range warnings {
+		r.cfg.Logger.WarnContext(ctx, w, "group", r.cfg.Group)
+	}
+	r.warnings.Store(&warnings)
+	return nil
+}
+
+// Warnings returns standing problems of the runner's setup found at start,
+// such as a Redis without persistence.
+func (r *Runner) Warnings() []string {
+	if w := r.warnings.Load(); w != nil {
+		return slices.Clone(*w)
+	}
+	return nil
+}
+
 // consume is one membership in the group: it joins, polls until ctx is
 // done, and then stops gracefully: every worker finishes its batch, stores
 // its cursors and commits, and the client leaves the group.
@@ -383,6 +502,9 @@ func (r *Runner) consume(ctx context.Context) error {
 		kgo.MetadataMinAge(time.Second),
 		kgo.RequiredAcks(kgo.AllISRAcks()), // for the dead-letter topic
 	}, r.cfg.ClientOpts...)
+	if r.maxRecordBytes > 0 {
+		opts = append(opts, kgo.ProducerBatchMaxBytes(r.maxRecordBytes))
+	}
 	if r.tracing {
 		// kotel starts a receive span per record, continuing the
 		// producer's trace from the record headers; apply spans are its
@@ -408,35 +530,40 @@ func (r *Runner) consume(ctx context.Context) error {
 	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.ShutdownTimeout)
 	defer cancel()
 	commit := !r.crashed.Load()
-	r.stopWorkers(shutdownCtx, r.partitions(), commit)
+	r.stopPartitions(shutdownCtx, r.partitionIDs(), commit)
 	if commit {
 		if err := cl.LeaveGroupContext(shutdownCtx); err != nil {
 			r.cfg.Logger.WarnContext(ctx, "leaving the group", "group", r.cfg.Group, "err", err)
 		}
 	}
-	r.stopWorkers(shutdownCtx, r.partitions(), commit) // any assigned while leaving
+	r.stopPartitions(shutdownCtx, r.partitionIDs(), commit) // any assigned while leaving
+	r.serveRepositions()                                    // release waiters
 	cl.Close()
 	r.wg.Wait()
 	r.joined.Store(false)
 	return runErr
 }
 
-func (r *Runner) partitions() []int32 {
-	r.workersMu.Lock()
-	defer r.workersMu.Unlock()
-	return slices.Sorted(func(yield func(int32) bool) {
-		for p := range r.workers {
-			if !yield(p) {
-				return
-			}
-		}
-	})
+func (r *Runner) partitionIDs() []int32 {
+	r.partsMu.Lock()
+	defer r.partsMu.Unlock()
+	return slices.Sorted(maps.Keys(r.parts))
 }
 
-// poll hands each partition's records to its worker until ctx is done.
+func (r *Runner) partitionOf(id int32) *partition {
+	r.partsMu.Lock()
+	defer r.partsMu.Unlock()
+	return r.parts[id]
+}
+
+// poll hands each partition's records to its worker until ctx is done. It
+// never blocks on a worker (see partition), and between two polls it reads
+// partitions again from where their restarted workers ask.
 func (r *Runner) poll(ctx context.Context) error {
 	for {
-		fetches := r.client.PollRecords(ctx, r.cfg.BatchSize)
+		pollCtx := r.pollContext(ctx)
+		fetches := r.client.PollRecords(pollCtx, r.cfg.BatchSize)
+		r.endPoll()
 		if fetches.IsClientClosed() || ctx.Err() != nil {
 			r.client.AllowRebalance()
 			return nil
@@ -456,23 +583,93 @@ func (r *Runner) poll(ctx context.Context) error {
 			r.client.AllowRebalance()
 			return fatal
 		}
-		fetches.EachPartition(func(p kgo.FetchTopicPartition) {
-			if len(p.Records) == 0 {
+		fetches.EachPartition(func(fp kgo.FetchTopicPartition) {
+			if len(fp.Records) == 0 {
 				return
 			}
-			r.workersMu.Lock()
-			w, ok := r.workers[p.Partition]
-			r.workersMu.Unlock()
-			if !ok {
-				return // not ours any more; the new owner reads them
+			if p := r.partitionOf(fp.Partition); p != nil {
+				p.deliver(fetched{records: fp.Records, highWatermark: fp.HighWatermark})
 			}
-			select {
-			case w.batches <- fetched{records: p.Records, highWatermark: p.HighWatermark}:
-			case <-w.done:
-			case <-ctx.Done():
-			}
+			// Not ours any more: the new owner reads them.
 		})
+		r.serveRepositions()
 		r.client.AllowRebalance()
+	}
+}
+
+// pollContext returns the context of the next poll: wake cancels it.
+func (r *Runner) pollContext(ctx context.Context) context.Context {
+	r.wakeMu.Lock()
+	defer r.wakeMu.Unlock()
+	pollCtx, cancel := context.WithCancel(ctx)
+	r.wakeCancel = cancel
+	if r.wakePending {
+		cancel()
+	}
+	return pollCtx
+}
+
+func (r *Runner) endPoll() {
+	r.wakeMu.Lock()
+	defer r.wakeMu.Unlock()
+	if r.wakeCancel != nil {
+		r.wakeCancel()
+		r.wakeCancel = nil
+	}
+	r.wakePending = false
+}
+
+// wake makes the poll loop come round now, even with no records to poll.
+func (r *Runner) wake() {
+	r.wakeMu.Lock()
+	defer r.wakeMu.Unlock()
+	r.wakePending = true
+	if r.wakeCancel != nil {
+		r.wakeCancel()
+	}
+}
+
+// reposition has the poll loop read partition p again from offset (its
+// start when offset is negative), dropping what its inbox holds. It
+// returns when done, or with errStopping when p stops first.
+func (r *Runner) reposition(p *partition, offset int64) error {
+	req := repositionRequest{p: p, offset: offset, done: make(chan struct{})}
+	r.repositionMu.Lock()
+	r.repositions = append(r.repositions, req)
+	r.repositionMu.Unlock()
+	r.wake()
+	select {
+	case <-req.done:
+		return nil
+	case <-p.quit:
+		return errStopping
+	}
+}
+
+// serveRepositions sets the offsets partitions asked for. Called by the
+// poll loop between polls, before it allows a rebalance.
+func (r *Runner) serveRepositions() {
+	r.repositionMu.Lock()
+	reqs := r.repositions
+	r.repositions = nil
+	r.repositionMu.Unlock()
+	if len(reqs) == 0 {
+		return
+	}
+	set := map[int32]kgo.EpochOffset{}
+	for _, req := range reqs {
+		if r.partitionOf(req.p.id) == req.p {
+			// A negative offset is skipped by SetOffsets; 0 is read as
+			// the start (an offset below the log start is reset to it).
+			set[req.p.id] = kgo.EpochOffset{Epoch: -1, Offset: max(req.offset, 0)}
+			req.p.clearInbox()
+		}
+	}
+	if len(set) > 0 && r.client != nil {
+		r.client.SetOffsets(map[string]map[int32]kgo.EpochOffset{r.cfg.Topic: set})
+	}
+	for _, req := range reqs {
+		close(req.done)
 	}
 }
 
@@ -481,94 +678,117 @@ func isFatalFetch(err error) bool {
 	return errors.Is(err, kerr.TopicAuthorizationFailed) || errors.Is(err, kerr.GroupAuthorizationFailed)
 }
 
-func (r *Runner) onAssigned(ctx context.Context, cl *kgo.Client, assigned map[string][]int32) {
+// onAssigned starts a worker for every newly assigned partition. It does
+// not wait for the workers to take their fences: that happens in their own
+// goroutines, with retries, while their records wait in the inbox.
+func (r *Runner) onAssigned(ctx context.Context, _ *kgo.Client, assigned map[string][]int32) {
 	r.joined.Store(true)
-	for _, p := range assigned[r.cfg.Topic] {
-		r.workersMu.Lock()
-		_, ok := r.workers[p]
-		r.workersMu.Unlock()
-		if ok {
+	for _, id := range assigned[r.cfg.Topic] {
+		r.partsMu.Lock()
+		if _, ok := r.parts[id]; ok {
+			r.partsMu.Unlock()
 			continue
 		}
-		w, err := r.startWorker(ctx, p)
-		if err != nil {
-			// Without a fence the partition must not be processed; the
-			// group will hand it out again after we leave or fail.
-			r.setLastError(err)
-			r.cfg.Logger.ErrorContext(ctx, "cannot start the partition's worker", "partition", p, "err", err)
-			continue
-		}
-		r.workersMu.Lock()
-		r.workers[p] = w
-		r.workersMu.Unlock()
+		p := r.newPartition(id)
+		r.parts[id] = p
+		r.partsMu.Unlock()
+		r.wg.Go(p.run)
+		r.cfg.Logger.InfoContext(ctx, "partition assigned", "group", r.cfg.Group, "partition", id)
 	}
 	r.metrics.rebalances.Add(ctx, 1)
-	r.updateAssigned()
 }
 
 func (r *Runner) onRevoked(ctx context.Context, _ *kgo.Client, revoked map[string][]int32) {
-	r.stopWorkers(ctx, revoked[r.cfg.Topic], true)
+	ctx, cancel := context.WithTimeout(ctx, r.cfg.RevokeTimeout)
+	defer cancel()
+	r.stopPartitions(ctx, revoked[r.cfg.Topic], true)
 	r.metrics.rebalances.Add(ctx, 1)
 }
 
 func (r *Runner) onLost(ctx context.Context, _ *kgo.Client, lost map[string][]int32) {
-	r.stopWorkers(ctx, lost[r.cfg.Topic], false)
+	r.stopPartitions(ctx, lost[r.cfg.Topic], false)
 	r.metrics.rebalances.Add(ctx, 1)
 }
 
-// stopWorkers stops the partitions' workers and waits for them: with
+// stopPartitions stops the partitions' workers and waits for them: with
 // commit, each finishes its batch, stores its cursors and commits; without
 // (the partitions were lost), each stops at once and writes nothing more.
-func (r *Runner) stopWorkers(ctx context.Context, partitions []int32, commit bool) {
-	var stopping []*worker
-	r.workersMu.Lock()
-	for _, p := range partitions {
-		w, ok := r.workers[p]
+// Past ctx's deadline their writes are cancelled.
+func (r *Runner) stopPartitions(ctx context.Context, ids []int32, commit bool) {
+	var stopping []*partition
+	r.partsMu.Lock()
+	for _, id := range ids {
+		p, ok := r.parts[id]
 		if !ok {
 			continue
 		}
-		delete(r.workers, p)
-		w.stop(commit)
-		stopping = append(stopping, w)
+		delete(r.parts, id)
+		p.stop(commit)
+		stopping = append(stopping, p)
 	}
-	r.workersMu.Unlock()
-	for _, w := range stopping {
+	r.partsMu.Unlock()
+	for _, p := range stopping {
 		select {
-		case <-w.done:
+		case <-p.done:
 		case <-ctx.Done():
-			w.abort()
-			<-w.done
+			r.cfg.Logger.Warn("partition did not stop in time; cancelling its writes", "partition", p.id)
+			p.abort()
+			select {
+			case <-p.done:
+			case <-time.After(5 * time.Second):
+				// A projection that ignores its context: leave its
+				// goroutine behind rather than the rebalance.
+				r.cfg.Logger.Error("partition worker ignores cancellation; leaving it behind", "partition", p.id)
+			}
+		}
+		if r.client != nil {
+			// A paused partition stays paused in the client: unpause it,
+			// in case the group gives it back.
+			r.client.ResumeFetchPartitions(map[string][]int32{r.cfg.Topic: {p.id}})
 		}
 	}
-	r.updateAssigned()
-}
-
-func (r *Runner) updateAssigned() {
-	r.assignedMu.Lock()
-	defer r.assignedMu.Unlock()
-	r.assigned = r.partitions()
 }
 
 // Assigned returns the partitions this replica works on now.
-func (r *Runner) Assigned() []int32 {
-	r.assignedMu.Lock()
-	defer r.assignedMu.Unlock()
-	return slices.Clone(r.assigned)
+func (r *Runner) Assigned() []int32 { return r.partitionIDs() }
+
+// Partitions returns the state of every partition this replica was
+// assigned, by partition.
+func (r *Runner) Partitions() []PartitionStatus {
+	r.partsMu.Lock()
+	parts := slices.Collect(maps.Values(r.parts))
+	r.partsMu.Unlock()
+	out := make([]PartitionStatus, 0, len(parts))
+	for _, p := range parts {
+		out = append(out, p.statusNow())
+	}
+	slices.SortFunc(out, func(a, b PartitionStatus) int { return int(a.Partition - b.Partition) })
+	return out
 }
 
 func (r *Runner) setLastError(err error) {
-	s := err.Error()
-	r.lastErr.Store(&s)
+	r.lastErr.Store(&lastError{msg: err.Error(), at: time.Now().UTC()})
 }
 
 // LastError returns the last error the runner logged, or "".
 func (r *Runner) LastError() string {
-	if s := r.lastErr.Load(); s != nil {
-		return *s
+	if e := r.lastErr.Load(); e != nil {
+		return e.msg
 	}
 	return ""
 }
 
+func (r *Runner) lastErrorAt() time.Time {
+	if e := r.lastErr.Load(); e != nil {
+		return e.at
+	}
+	return time.Time{}
+}
+
+// ensureDeadLetterTopic creates the dead-letter topic when it is missing,
+// with the same partitions as the event topic and room for a copy of the
+// largest record the event topic accepts (plus the dead-letter headers),
+// and sizes the producer for it.
 func (r *Runner) ensureDeadLetterTopic(ctx context.Context) error {
 	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(r.cfg.Seeds...), kgo.MetadataMinAge(250 * time.Millisecond)}, r.cfg.ClientOpts...)...)
 	if err != nil {
@@ -577,6 +797,22 @@ func (r *Runner) ensureDeadLetterTopic(ctx context.Context) error {
 	defer cl.Close()
 	s := &Store{cfg: Config{Topic: r.cfg.DeadLetterTopic, ReplicationFactor: -1, Logger: r.cfg.Logger}}
 	s.admin = newAdmin(cl)
+	sourceMax := int32(0)
+	if rc, err := s.admin.DescribeTopicConfigs(ctx, r.cfg.Topic); err == nil {
+		if c, err := rc.On(r.cfg.Topic, nil); err == nil {
+			for _, kv := range c.Configs {
+				if kv.Key == "max.message.bytes" && kv.Value != nil {
+					if n, err := strconv.ParseInt(*kv.Value, 10, 32); err == nil {
+						sourceMax = int32(n)
+					}
+				}
+			}
+		}
+	}
+	if sourceMax > 0 {
+		// Room for the dead-letter headers (the error text is capped).
+		r.maxRecordBytes = max(sourceMax+dlqHeadroom, 1_000_012)
+	}
 	details, err := s.admin.ListTopics(ctx, r.cfg.DeadLetterTopic)
 	if err != nil {
 		return fmt.Errorf("kafkastore: runner %s: dead-letter topic: %w", r.cfg.Group, err)
@@ -588,9 +824,17 @@ func (r *Runner) ensureDeadLetterTopic(ctx context.Context) error {
 	if d, err := s.admin.ListTopics(ctx, r.cfg.Topic); err == nil && len(d[r.cfg.Topic].Partitions) > 0 {
 		parts = int32(len(d[r.cfg.Topic].Partitions))
 	}
-	spec := topicSpec{name: r.cfg.DeadLetterTopic, partitions: parts, configs: map[string]*string{"retention.ms": ptr("-1")}}
+	configs := map[string]*string{"retention.ms": ptr("-1")}
+	if sourceMax > 0 {
+		configs["max.message.bytes"] = ptr(strconv.FormatInt(int64(sourceMax)+dlqHeadroom, 10))
+	}
+	spec := topicSpec{name: r.cfg.DeadLetterTopic, partitions: parts, configs: configs}
 	if err := s.createTopic(ctx, spec); err != nil {
 		return err
 	}
 	return s.waitForLeaders(ctx, []string{r.cfg.DeadLetterTopic})
 }
+
+// dlqHeadroom is what a dead-letter copy may add to a record: the
+// projector.dlq.* headers, the error text capped at maxDLQErrorBytes.
+const dlqHeadroom = 64 << 10

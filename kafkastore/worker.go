@@ -4,766 +4,287 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"runtime/debug"
-	"strconv"
-	"sync"
-	"sync/atomic"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/codes"
-	"go.opentelemetry.io/otel/trace"
 
 	"github.com/projector-dev/projector/framework"
 )
 
-// maxBatchLinks bounds the span links of one batch span.
-const maxBatchLinks = 128
+// session is one worker session of a partition: one fence, the stored state
+// checked once at its start, the partition read from where the session
+// started. Only its goroutine (the partition's) touches its fields.
+type session struct {
+	p     *partition
+	r     *Runner
+	fence *framework.Fence
+	ctx   context.Context // the partition's context, carrying the fence
 
-// conflictWindow is how many recent event IDs per stream a worker keeps to
-// recognise a repeated sequence with a different event ID.
-const conflictWindow = 8
+	cursors map[string]uint64 // last applied sequence per stream
+	heads   map[string]head   // the event applied at each cursor, where known
+	recent  map[string]*recent
+	parked  map[string]bool // streams held by this partition
+	applied int64           // applied since the last metrics update
 
-// fetched is one poll's records of a partition.
-type fetched struct {
-	records       []*kgo.Record
-	highWatermark int64
+	dirty     map[string]bool // streams whose cursor moved since the last flush
+	last      *kgo.Record     // last record processed completely: commit up to it
+	committed int64           // the offset committed (next to read); -1 for none
+
+	lastFlush, lastParked, lastCheck time.Time
 }
 
-// worker applies one partition's records. Only its own goroutine touches
-// its fields, except the channels and the stop flags.
-type worker struct {
-	r         *Runner
-	partition int32
-	fence     *framework.Fence
-
-	ctx    context.Context // carries the fence; cancelled by abort
-	cancel context.CancelFunc
-
-	batches chan fetched
-	quit    chan struct{}
-	done    chan struct{}
-	once    sync.Once
-	commit  bool // set before quit is closed
-
-	cursors map[string]uint64  // last applied sequence per stream
-	recent  map[string]*recent // recent (sequence, event ID) per stream
-	parked  map[string]bool    // streams held by this partition
-	applied int64              // applied since the last metrics update
-
-	// For Lag, read from other goroutines.
-	highWatermark atomic.Int64 // end of the partition at the last fetch
-	position      atomic.Int64 // next offset to process
-	lastTimestamp atomic.Int64 // of the last processed record, Unix ns
-
-	dirty      map[string]uint64 // cursors applied but not yet stored
-	last       *kgo.Record       // last record processed, to commit
-	committed  int64             // next offset committed
-	lastFlush  time.Time
-	lastParked time.Time
+// head is the event applied at a stream's cursor.
+type head struct {
+	seq     uint64
+	eventID string // "" when unknown
+	offset  int64  // in this partition; -1 when unknown
 }
 
-type streamSeq struct {
-	stream string
-	seq    uint64
-}
+// errStopping reports that the partition was told to stop while a step
+// waited; what was applied before is flushed when the partition stops with
+// commit.
+var errStopping = errors.New("kafkastore: partition stopping")
 
-// recent is a ring of a stream's last applied sequences and event IDs.
-type recent struct {
-	seq  [conflictWindow]uint64
-	id   [conflictWindow]string
-	next int
-}
-
-func (r *Runner) startWorker(ctx context.Context, partition int32) (*worker, error) {
-	wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	w := &worker{
-		r: r, partition: partition, ctx: wctx, cancel: cancel,
-		batches: make(chan fetched, 2),
-		quit:    make(chan struct{}), done: make(chan struct{}),
-		cursors: map[string]uint64{}, recent: map[string]*recent{}, parked: map[string]bool{},
-		dirty: map[string]uint64{}, committed: -1, lastFlush: time.Now(),
+// startSession takes a fence for the partition, checks that the store holds
+// the state the group's committed offset relies on, loads the parked
+// streams and, unless this is the partition's first session, has the poll
+// loop read the partition again from its committed offset.
+func (p *partition) startSession(first bool) (*session, error) {
+	r := p.r
+	name := r.cfg.Projection.Name()
+	p.setStatus(PartitionStarting, nil)
+	s := &session{
+		p: p, r: r, ctx: p.ctx,
+		cursors: map[string]uint64{}, heads: map[string]head{}, recent: map[string]*recent{}, parked: map[string]bool{},
+		dirty: map[string]bool{}, lastFlush: time.Now(), lastCheck: time.Now(),
 	}
 	if r.cfg.Fencer != nil {
-		f, err := r.cfg.Fencer.AcquireFence(ctx, r.cfg.Projection.Name(), partition)
+		f, err := r.cfg.Fencer.AcquireFence(p.ctx, name, p.id)
 		if err != nil {
-			cancel()
-			return nil, fmt.Errorf("kafkastore: runner %s: fence for partition %d: %w", r.cfg.Group, partition, err)
+			return nil, fmt.Errorf("kafkastore: runner %s: fence for partition %d: %w", r.cfg.Group, p.id, err)
 		}
-		w.fence = &f
-		w.ctx = framework.WithFence(wctx, f)
+		s.fence = &f
+		s.ctx = framework.WithFence(p.ctx, f)
 	}
-	if err := w.refreshParked(); err != nil {
-		cancel()
+	committed, err := r.committedOffset(s.ctx, p.id)
+	if err != nil {
 		return nil, err
 	}
-	r.wg.Go(w.run)
-	r.cfg.Logger.InfoContext(ctx, "partition assigned", "group", r.cfg.Group, "partition", partition, "fence", w.fence)
-	return w, nil
-}
-
-// stop asks the worker to finish: with commit, after storing its cursors
-// and committing; without, at once.
-func (w *worker) stop(commit bool) {
-	w.once.Do(func() {
-		w.commit = commit
-		if !commit {
-			w.cancel()
+	s.committed = committed
+	if ps, ok := r.cfg.Checkpoints.(ProgressStore); ok && committed >= 0 {
+		next, found, err := ps.Progress(s.ctx, name, p.id)
+		if err != nil {
+			return nil, fmt.Errorf("kafkastore: progress of partition %d: %w", p.id, err)
 		}
-		close(w.quit)
-	})
+		if !found || next < committed {
+			lost := &StateLostError{Projection: name, Partition: p.id, Committed: committed, Progress: -1}
+			if found {
+				lost.Progress = next
+			}
+			if s.fence != nil {
+				lost.Epoch = s.fence.Epoch
+			}
+			return nil, lost
+		}
+	}
+	if err := s.refreshParked(); err != nil {
+		return nil, err
+	}
+	if !first {
+		if err := r.reposition(p, committed); err != nil {
+			return nil, err
+		}
+	}
+	if committed >= 0 {
+		p.position.Store(committed)
+	}
+	p.setWorking(true)
+	p.setStatus(PartitionRunning, nil)
+	r.cfg.Logger.Info("partition worker started", "group", r.cfg.Group, "partition", p.id, "fence", s.fence, "committed", committed, "first", first)
+	return s, nil
 }
 
-// abort cancels the worker's writes, for a shutdown past its deadline.
-func (w *worker) abort() { w.cancel() }
+// committedOffset asks the group coordinator for the partition's committed
+// offset: -1 when nothing is committed.
+func (r *Runner) committedOffset(ctx context.Context, partition int32) (int64, error) {
+	fetched, err := kadm.NewClient(r.client).FetchOffsets(ctx, r.cfg.Group)
+	if err == nil {
+		err = fetched.Error()
+	}
+	if err != nil {
+		return 0, fmt.Errorf("kafkastore: committed offsets of group %s: %w", r.cfg.Group, err)
+	}
+	if o, ok := fetched.Lookup(r.cfg.Topic, partition); ok && o.At >= 0 {
+		return o.At, nil
+	}
+	return -1, nil
+}
 
-func (w *worker) run() {
-	defer close(w.done)
-	defer w.cancel()
-	tick := time.NewTicker(min(w.r.cfg.FlushInterval, w.r.cfg.ParkedRefresh))
+// run applies the partition's records until the partition is stopped
+// (nil) or the session fails with an error it cannot retry in place
+// (fenced, state lost, the partition lost).
+func (s *session) run() error {
+	p := s.p
+	cfg := s.r.cfg
+	tick := time.NewTicker(min(cfg.FlushInterval, cfg.ParkedRefresh, cfg.StateCheckInterval))
 	defer tick.Stop()
 	for {
 		select {
-		case <-w.quit:
-			if w.commit {
-				if err := w.flush(); err != nil {
-					w.r.cfg.Logger.Warn("final flush failed; the next owner re-reads from the last commit", "partition", w.partition, "err", err)
+		case <-p.quit:
+			return s.leave()
+		case <-p.notify:
+			for !p.quitting() {
+				f, ok := p.take()
+				if !ok {
+					break
 				}
-			}
-			return
-		case f := <-w.batches:
-			w.highWatermark.Store(f.highWatermark)
-			if !w.until(func() error { return w.process(f.records) }) {
-				return
-			}
-			if time.Since(w.lastFlush) >= w.r.cfg.FlushInterval || len(w.dirty) >= w.r.cfg.BatchSize {
-				if !w.until(w.flush) {
-					return
+				if err := s.step(func() error { return s.process(f.records) }); err != nil {
+					return s.failed(err)
+				}
+				if time.Since(s.lastFlush) >= cfg.FlushInterval || len(s.dirty) >= cfg.BatchSize {
+					if err := s.step(s.flush); err != nil {
+						return s.failed(err)
+					}
 				}
 			}
 		case <-tick.C:
-			if time.Since(w.lastFlush) >= w.r.cfg.FlushInterval && !w.until(w.flush) {
-				return
-			}
-			if time.Since(w.lastParked) >= w.r.cfg.ParkedRefresh && !w.until(w.resumeResolved) {
-				return
-			}
-		}
-	}
-}
-
-// until runs step until it succeeds, backing off between tries: a store
-// that is down stalls the partition, it does not skip anything (a retried
-// batch skips what it applied before, by the cursors). It reports false
-// when the worker must stop: fenced, or told to quit meanwhile.
-func (w *worker) until(step func() error) bool {
-	for attempt := 1; ; attempt++ {
-		err := step()
-		if err == nil {
-			return true
-		}
-		if isFenced(err) || w.ctx.Err() != nil {
-			w.fail(err)
-			return false
-		}
-		w.r.setLastError(err)
-		w.r.cfg.Logger.Warn("partition worker step failed; retrying", "partition", w.partition, "attempt", attempt, "err", err)
-		select {
-		case <-time.After(w.r.cfg.Retry.backoff(attempt)):
-		case <-w.quit:
-			return false
-		}
-	}
-}
-
-// fail stops the worker after an error it cannot get past: a fencing
-// rejection (another replica owns the partition now) or a store that stays
-// down. Nothing is committed; the partition's next owner re-reads from the
-// last commit and the cursors skip what was applied.
-func (w *worker) fail(err error) {
-	w.r.setLastError(err)
-	if isFenced(err) {
-		w.r.cfg.Logger.Warn("partition taken over by another replica; stopping its worker", "partition", w.partition, "err", err)
-	} else {
-		w.r.cfg.Logger.Error("partition worker stopped", "partition", w.partition, "err", err)
-	}
-	// Leave the group's view consistent: the poll loop drops records for
-	// partitions without a worker, and a rebalance reassigns it.
-	w.cancel()
-}
-
-func isFenced(err error) bool {
-	var f interface{ Fenced() bool }
-	return errors.As(err, &f) && f.Fenced()
-}
-
-type item struct {
-	rec *kgo.Record
-	ev  framework.Event
-	err error
-}
-
-// process applies one polled batch of the partition.
-func (w *worker) process(recs []*kgo.Record) error {
-	// The batch span links to the traces of its records (the first
-	// maxBatchLinks); each event's apply span continues its own trace.
-	var links []trace.Link
-	for _, rec := range recs {
-		if len(links) == maxBatchLinks {
-			break
-		}
-		if rec.Context != nil {
-			if sc := trace.SpanContextFromContext(rec.Context); sc.IsValid() {
-				links = append(links, trace.Link{SpanContext: sc})
-			}
-		}
-	}
-	ctx, span := w.r.tracer.Start(w.ctx, "projector.batch "+w.r.cfg.Projection.Name(), trace.WithLinks(links...),
-		trace.WithSpanKind(trace.SpanKindConsumer),
-		trace.WithAttributes(
-			attribute.String("messaging.system", "kafka"),
-			attribute.String("messaging.operation.type", "process"),
-			attribute.String("messaging.destination.name", w.r.cfg.Topic),
-			attribute.String("messaging.consumer.group.name", w.r.cfg.Group),
-			attribute.Int64("messaging.destination.partition.id", int64(w.partition)),
-			attribute.Int("messaging.batch.message_count", len(recs)),
-			attribute.String("projector.projection", w.r.cfg.Projection.Name()),
-		))
-	defer span.End()
-
-	items := make([]item, len(recs))
-	var unknown []string
-	seen := map[string]bool{}
-	for i, rec := range recs {
-		items[i].rec = rec
-		items[i].ev, items[i].err = DecodeRecord(rec)
-		if items[i].err == nil {
-			id := items[i].ev.StreamID
-			if _, ok := w.cursors[id]; !ok && !seen[id] {
-				seen[id] = true
-				unknown = append(unknown, id)
-			}
-		}
-	}
-	if len(unknown) > 0 {
-		if err := w.lookupCursors(ctx, unknown); err != nil {
-			return err
-		}
-	}
-
-	run := make([]framework.Event, 0, len(items))
-	runRecs := make([]*kgo.Record, 0, len(items))
-	next := map[string]uint64{}     // expected next sequence within this run
-	inRun := map[streamSeq]string{} // event IDs of the run, for conflicts
-	var held, skipped int64
-	defer func() {
-		w.r.metrics.held.Add(ctx, held)
-		w.r.metrics.skipped.Add(ctx, skipped)
-	}()
-	for _, it := range items {
-		if it.err != nil {
-			if err := w.parkMalformed(ctx, it.rec, it.err); err != nil {
-				return err
-			}
-			continue
-		}
-		e := it.ev
-		if w.parked[e.StreamID] {
-			held++
-			continue
-		}
-		cur, ok := next[e.StreamID]
-		if !ok {
-			cur = w.cursors[e.StreamID]
-		}
-		switch {
-		case e.Sequence <= cur:
-			other, conflict := w.conflicting(e)
-			if id, ok := inRun[streamSeq{e.StreamID, e.Sequence}]; ok {
-				other, conflict = id, id != e.EventID
-			}
-			if conflict {
-				err := fmt.Errorf("sequence %d of stream %s was applied as event %s; event %s repeats it", e.Sequence, e.StreamID, other, e.EventID)
-				if err := w.park(ctx, e, it.rec, framework.ParkConflict, err, 0); err != nil {
-					return err
+			if time.Since(s.lastFlush) >= cfg.FlushInterval {
+				if err := s.step(s.flush); err != nil {
+					return s.failed(err)
 				}
-				continue
 			}
-			skipped++
-		case e.Sequence > cur+1:
-			gap := &framework.GapError{StreamID: e.StreamID, Cursor: cur, Got: e.Sequence, EventID: e.EventID}
-			if err := w.park(ctx, e, it.rec, framework.ParkGap, gap, 0); err != nil {
-				return err
+			if time.Since(s.lastParked) >= cfg.ParkedRefresh {
+				if err := s.step(s.resumeResolved); err != nil {
+					return s.failed(err)
+				}
 			}
-		default:
-			run = append(run, e)
-			runRecs = append(runRecs, it.rec)
-			next[e.StreamID] = e.Sequence
-			inRun[streamSeq{e.StreamID, e.Sequence}] = e.EventID
+			if time.Since(s.lastCheck) >= cfg.StateCheckInterval {
+				if err := s.step(s.checkState); err != nil {
+					return s.failed(err)
+				}
+			}
 		}
 	}
-	err := w.applyRun(ctx, run, runRecs)
-	w.r.metrics.applied.Add(ctx, w.applied)
-	w.applied = 0
-	if err != nil {
-		span.RecordError(err)
-		span.SetStatus(codes.Error, err.Error())
-		return err
+}
+
+// failed ends the session on err: stopping is a clean end (after the final
+// flush), anything else goes to the partition's supervisor.
+func (s *session) failed(err error) error {
+	if errors.Is(err, errStopping) || s.p.quitting() {
+		return s.leave()
 	}
-	if n := len(recs); n > 0 {
-		w.last = recs[n-1]
-		w.position.Store(w.last.Offset + 1)
-		w.lastTimestamp.Store(w.last.Timestamp.UnixNano())
+	return err
+}
+
+// leave ends the session because the partition stops: with commit, it
+// stores what was applied and commits once more (a failure is logged: the
+// next owner re-reads from the last commit and the cursors skip what was
+// applied).
+func (s *session) leave() error {
+	if s.p.commit {
+		if err := s.flush(); err != nil {
+			s.r.cfg.Logger.Warn("final flush failed; the next owner re-reads from the last commit", "partition", s.p.id, "err", err)
+		}
 	}
 	return nil
 }
 
-// HeadStore is implemented by checkpoint stores that also keep the event
-// applied at each cursor (redischeckpoint.Store): the conflict check then
-// starts with it, so a repeated sequence with another event ID is
-// recognised also after a restart or rebalance.
-type HeadStore interface {
-	Heads(ctx context.Context, name string, streamIDs []string) (map[string]framework.StreamHead, error)
+// fatal reports errors a session cannot retry in place.
+func fatal(err error) bool {
+	return errors.Is(err, framework.ErrFenced) || errors.Is(err, framework.ErrStateLost) || errors.Is(err, errStateLost) ||
+		errors.Is(err, errCorrupt) || errors.Is(err, errStopping) || errors.Is(err, context.Canceled)
 }
 
-// lookupCursors loads the cursors of streams new to this worker, in one
-// round trip.
-func (w *worker) lookupCursors(ctx context.Context, streams []string) error {
-	name := w.r.cfg.Projection.Name()
-	if l, ok := w.r.cfg.Checkpoints.(HeadStore); ok {
-		heads, err := l.Heads(ctx, name, streams)
-		if err != nil {
-			return fmt.Errorf("kafkastore: look up %d cursors: %w", len(streams), err)
-		}
-		for _, id := range streams {
-			h := heads[id]
-			w.cursors[id] = h.Sequence
-			if h.EventID != "" {
-				w.remember(id, h.Sequence, h.EventID)
-			}
-		}
-		return nil
-	}
-	found, err := w.r.cfg.Checkpoints.Cursors(ctx, name, streams)
-	if err != nil {
-		return fmt.Errorf("kafkastore: look up %d cursors: %w", len(streams), err)
-	}
-	for _, id := range streams {
-		w.cursors[id] = found[id]
-	}
-	return nil
-}
-
-// conflicting reports whether e repeats a recently applied sequence of its
-// stream with another event ID.
-func (w *worker) conflicting(e framework.Event) (string, bool) {
-	r := w.recent[e.StreamID]
-	if r == nil {
-		return "", false
-	}
-	for i, seq := range r.seq {
-		if seq == e.Sequence && r.id[i] != e.EventID {
-			return r.id[i], true
-		}
-	}
-	return "", false
-}
-
-func (w *worker) markApplied(e framework.Event) {
-	w.cursors[e.StreamID] = e.Sequence
-	w.dirty[e.StreamID] = e.Sequence
-	w.remember(e.StreamID, e.Sequence, e.EventID)
-	w.applied++
-}
-
-func (w *worker) remember(stream string, seq uint64, eventID string) {
-	r := w.recent[stream]
-	if r == nil {
-		r = &recent{}
-		w.recent[stream] = r
-	}
-	r.seq[r.next], r.id[r.next] = seq, eventID
-	r.next = (r.next + 1) % conflictWindow
-}
-
-// unit is one event to apply, with its record (nil when read from the
-// event store) and its apply span.
-type unit struct {
-	ev   framework.Event
-	rec  *kgo.Record
-	span trace.Span
-}
-
-// applyRun applies the events, retrying a failing one with backoff and
-// parking its stream when retries run out; the failing stream's later
-// events in the run are held, the others applied. Each event gets an apply
-// span, a child of its record's context (the kotel receive span, which
-// continues the producer's trace).
-func (w *worker) applyRun(ctx context.Context, events []framework.Event, recs []*kgo.Record) error {
-	run := make([]unit, len(events))
-	for i, e := range events {
-		run[i] = unit{ev: e}
-		if i < len(recs) {
-			run[i].rec = recs[i]
-		}
-		run[i].span = w.startApplySpan(ctx, run[i])
-	}
-	defer func() { // spans of events left unapplied by an error
-		for _, u := range run {
-			u.span.SetStatus(codes.Error, "not applied: the worker stopped")
-			u.span.End()
-		}
-	}()
-	for len(run) > 0 {
-		start := time.Now()
-		n, err := w.applyBatch(ctx, run)
-		w.r.metrics.applyLatency.Record(ctx, time.Since(start).Seconds())
-		for _, u := range run[:n] {
-			w.markApplied(u.ev)
-			u.span.End()
-		}
-		run = run[n:]
+// step runs fn until it succeeds, retrying in place with backoff while it
+// fails with an error that retrying may cure (the store or the broker is
+// unreachable): a retried batch skips what it applied before, by the
+// cursors. Meanwhile the partition is reported as retrying. It returns nil,
+// errStopping when the partition is told to stop meanwhile, or the first
+// error it must not retry.
+func (s *session) step(fn func() error) error {
+	for attempt := 1; ; attempt++ {
+		err := fn()
 		if err == nil {
+			if attempt > 1 {
+				s.p.setStatus(PartitionRunning, nil)
+			}
 			return nil
 		}
-		if isFenced(err) || errors.Is(err, context.Canceled) {
+		if fatal(err) || s.p.ctx.Err() != nil {
 			return err
 		}
-		failed := run[0]
-		attempts, err := w.retry(ctx, failed, err)
-		failed.span.SetAttributes(attribute.Int("projector.attempts", attempts))
-		if err == nil {
-			w.markApplied(failed.ev)
-			failed.span.End()
-			run = run[1:]
-			continue
+		s.p.setStatus(PartitionRetrying, err)
+		s.r.cfg.Logger.Warn("partition worker step failed; retrying", "partition", s.p.id, "attempt", attempt, "err", err)
+		if !s.p.sleep(s.r.cfg.Retry.backoff(attempt)) {
+			return errStopping
 		}
-		if isFenced(err) || errors.Is(err, context.Canceled) {
-			return err
-		}
-		reason := framework.ParkApplyFailed
-		if errors.Is(err, framework.ErrSequenceGap) {
-			reason = framework.ParkGap
-		}
-		failed.span.RecordError(err)
-		failed.span.SetStatus(codes.Error, "stream parked: "+err.Error())
-		failed.span.SetAttributes(attribute.String("projector.park_reason", reason))
-		if perr := w.park(ctx, failed.ev, failed.rec, reason, err, attempts); perr != nil {
-			return perr
-		}
-		failed.span.End()
-		kept := make([]unit, 0, len(run)-1)
-		for _, u := range run[1:] {
-			if u.ev.StreamID != failed.ev.StreamID {
-				kept = append(kept, u)
-				continue
-			}
-			u.span.SetAttributes(attribute.Bool("projector.held", true))
-			u.span.SetStatus(codes.Error, "held: the stream is parked")
-			u.span.End()
-		}
-		run = kept
 	}
-	return nil
 }
 
-// startApplySpan starts the span of one event's apply.
-func (w *worker) startApplySpan(ctx context.Context, u unit) trace.Span {
-	parent := ctx
-	if u.rec != nil && u.rec.Context != nil {
-		parent = u.rec.Context
-	} else if u.rec != nil {
-		parent = w.r.propagator.Extract(ctx, headerCarrier{u.rec})
+// flush stores the cursors (and heads) the session moved and the progress
+// it made, then commits the offsets processed.
+func (s *session) flush() error {
+	s.lastFlush = time.Now()
+	next := int64(-1)
+	if s.last != nil {
+		next = s.last.Offset + 1
 	}
-	attrs := []attribute.KeyValue{
-		attribute.String("messaging.system", "kafka"),
-		attribute.String("messaging.operation.type", "process"),
-		attribute.String("messaging.destination.name", w.r.cfg.Topic),
-		attribute.String("messaging.consumer.group.name", w.r.cfg.Group),
-		attribute.Int64("messaging.destination.partition.id", int64(w.partition)),
-		attribute.String("projector.projection", w.r.cfg.Projection.Name()),
-		attribute.String("projector.stream_id", u.ev.StreamID),
-		attribute.Int64("projector.sequence", int64(u.ev.Sequence)),
-		attribute.String("projector.event_id", u.ev.EventID),
-		attribute.String("projector.event_type", u.ev.Type),
-	}
-	if u.rec != nil {
-		attrs = append(attrs, attribute.Int64("messaging.kafka.offset", u.rec.Offset))
-	}
-	_, span := w.r.tracer.Start(parent, "apply "+w.r.cfg.Projection.Name(), trace.WithSpanKind(trace.SpanKindConsumer), trace.WithAttributes(attrs...))
-	return span
-}
-
-// applyBatch applies the units with the projection's batch capability, or
-// one by one; a panic becomes an error naming the event.
-func (w *worker) applyBatch(ctx context.Context, run []unit) (n int, err error) {
-	p := w.r.cfg.Projection
-	if b, ok := p.(framework.BatchApplier); ok && len(run) > 1 {
-		events := make([]framework.Event, len(run))
-		for i, u := range run {
-			events[i] = u.ev
-		}
-		n, err, panicked := applyBatchRecovering(ctx, b, events)
-		if !panicked {
-			n = min(max(n, 0), len(events))
-			if err == nil && n < len(events) {
-				err = fmt.Errorf("ApplyBatch applied %d of %d events and returned no error", n, len(events))
-			}
-			return n, err
-		}
-		// A panic names no event: apply one by one to find it (a batch
-		// that panicked counts as not applied).
-	}
-	for i, u := range run {
-		if err := w.applyOne(trace.ContextWithSpan(ctx, u.span), u.ev); err != nil {
-			return i, err
-		}
-	}
-	return len(run), nil
-}
-
-func applyBatchRecovering(ctx context.Context, b framework.BatchApplier, events []framework.Event) (n int, err error, panicked bool) {
-	defer func() {
-		if v := recover(); v != nil {
-			n, err, panicked = 0, &framework.PanicError{Value: v, Stack: debug.Stack()}, true
-		}
-	}()
-	n, err = b.ApplyBatch(ctx, events)
-	return n, err, false
-}
-
-func (w *worker) applyOne(ctx context.Context, e framework.Event) (err error) {
-	defer func() {
-		if v := recover(); v != nil {
-			err = &framework.PanicError{Value: v, Stack: debug.Stack()}
-		}
-	}()
-	return w.r.cfg.Projection.Apply(ctx, e)
-}
-
-// retry re-applies one event with backoff. It returns the attempts made
-// and the last error, nil once applied.
-func (w *worker) retry(ctx context.Context, u unit, err error) (int, error) {
-	e := u.ev
-	ctx = trace.ContextWithSpan(ctx, u.span)
-	policy := w.r.cfg.Retry
-	attempt := 1
-	for ; attempt < policy.Attempts; attempt++ {
-		if errors.Is(err, framework.ErrSequenceGap) || isFenced(err) {
-			return attempt, err
-		}
-		w.r.cfg.Logger.Warn("apply failed; retrying", "stream", e.StreamID, "sequence", e.Sequence, "attempt", attempt, "err", err)
-		select {
-		case <-time.After(policy.backoff(attempt)):
-		case <-ctx.Done():
-			return attempt, ctx.Err()
-		case <-w.quit:
-			return attempt, context.Canceled // stopping: the next owner retries
-		}
-		if err = w.applyOne(ctx, e); err == nil {
-			return attempt + 1, nil
-		}
-	}
-	return attempt, err
-}
-
-// flush stores the applied cursors, then commits the offsets processed.
-func (w *worker) flush() error {
-	w.lastFlush = time.Now()
-	if len(w.dirty) > 0 {
-		start := time.Now()
-		if err := w.r.cfg.Checkpoints.Advance(w.ctx, w.r.cfg.Projection.Name(), w.dirty); err != nil {
-			return fmt.Errorf("kafkastore: store %d cursors of partition %d: %w", len(w.dirty), w.partition, err)
-		}
-		w.r.metrics.checkpointLatency.Record(w.ctx, time.Since(start).Seconds())
-		clear(w.dirty)
-	}
-	if w.last == nil || w.last.Offset+1 <= w.committed {
+	commit := next > s.committed
+	if len(s.dirty) == 0 && !commit {
 		return nil
 	}
-	if err := w.r.client.CommitRecords(w.ctx, w.last); err != nil {
-		return fmt.Errorf("kafkastore: commit offset %d of partition %d: %w", w.last.Offset+1, w.partition, err)
+	name := s.r.cfg.Projection.Name()
+	start := time.Now()
+	if ps, ok := s.r.cfg.Checkpoints.(ProgressStore); ok && s.fence != nil {
+		heads := make([]framework.StreamHead, 0, len(s.dirty))
+		for id := range s.dirty {
+			heads = append(heads, s.streamHead(id))
+		}
+		if err := ps.AdvancePartition(s.ctx, name, s.p.id, heads, max(next, s.committed, 0)); err != nil {
+			return fmt.Errorf("kafkastore: store %d cursors of partition %d: %w", len(heads), s.p.id, err)
+		}
+	} else if len(s.dirty) > 0 {
+		cursors := make(map[string]uint64, len(s.dirty))
+		for id := range s.dirty {
+			cursors[id] = s.cursors[id]
+		}
+		if err := s.r.cfg.Checkpoints.Advance(s.ctx, name, cursors); err != nil {
+			return fmt.Errorf("kafkastore: store %d cursors of partition %d: %w", len(cursors), s.p.id, err)
+		}
 	}
-	w.committed = w.last.Offset + 1
+	s.r.metrics.checkpointLatency.Record(s.ctx, time.Since(start).Seconds())
+	clear(s.dirty)
+	s.lastCheck = time.Now()
+	if !commit {
+		return nil
+	}
+	if err := s.r.client.CommitRecords(s.ctx, s.last); err != nil {
+		return fmt.Errorf("kafkastore: commit offset %d of partition %d: %w", next, s.p.id, err)
+	}
+	s.committed = next
 	return nil
 }
 
-// park holds a stream at e: it records the stream as parked, publishes the
-// event to the dead-letter topic with the reason, and from then on holds
-// the stream's later events in this partition.
-func (w *worker) park(ctx context.Context, e framework.Event, rec *kgo.Record, reason string, cause error, attempts int) error {
-	p := framework.ParkedStream{
-		StreamID: e.StreamID, Sequence: e.Sequence, EventID: e.EventID, Type: e.Type,
-		Reason: reason, Error: cause.Error(), Attempts: attempts, ParkedAt: time.Now().UTC(),
+func (s *session) streamHead(id string) framework.StreamHead {
+	h := s.heads[id]
+	out := framework.StreamHead{StreamID: id, Sequence: s.cursors[id]}
+	if h.seq == out.Sequence && h.eventID != "" {
+		out.EventID = h.eventID
+		if h.offset >= 0 {
+			out.Position = &framework.Position{Partition: s.p.id, Offset: h.offset}
+		}
 	}
-	if rec != nil {
-		p.Position = &framework.Position{Partition: rec.Partition, Offset: rec.Offset}
-	}
-	return w.parkStream(ctx, p, rec)
+	return out
 }
 
-func (w *worker) parkMalformed(ctx context.Context, rec *kgo.Record, cause error) error {
-	id := string(rec.Key)
-	if framework.ValidateStreamID(id) != nil {
-		id = fmt.Sprintf("malformed/%s/%d/%d", rec.Topic, rec.Partition, rec.Offset)
+// checkState asks the store whether the fence is still current and every
+// write of the session is still there, while the partition is idle.
+func (s *session) checkState() error {
+	s.lastCheck = time.Now()
+	ps, ok := s.r.cfg.Checkpoints.(ProgressStore)
+	if !ok || s.fence == nil {
+		return nil
 	}
-	p := framework.ParkedStream{
-		StreamID: id, Reason: framework.ParkMalformed, Error: cause.Error(), ParkedAt: time.Now().UTC(),
-		Position: &framework.Position{Partition: rec.Partition, Offset: rec.Offset},
-	}
-	if seq, err := strconv.ParseUint(headerValue(rec, HeaderSequence), 10, 64); err == nil {
-		p.Sequence = seq
-	}
-	return w.parkStream(ctx, p, rec)
-}
-
-func (w *worker) parkStream(ctx context.Context, p framework.ParkedStream, rec *kgo.Record) error {
-	if rec != nil {
-		if err := w.deadLetter(ctx, p, rec); err != nil {
-			return err
-		}
-	}
-	if err := w.r.cfg.Parked.Park(ctx, w.r.cfg.Projection.Name(), p); err != nil {
-		return fmt.Errorf("kafkastore: park stream %s: %w", p.StreamID, err)
-	}
-	w.parked[p.StreamID] = true
-	w.r.metrics.parked.Add(ctx, 1)
-	trace.SpanFromContext(ctx).AddEvent("stream parked", trace.WithAttributes(
-		attribute.String("projector.stream_id", p.StreamID), attribute.Int64("projector.sequence", int64(p.Sequence)),
-		attribute.String("projector.park_reason", p.Reason), attribute.String("error.message", p.Error)))
-	w.r.setLastError(fmt.Errorf("stream %s parked at sequence %d (%s): %s", p.StreamID, p.Sequence, p.Reason, p.Error))
-	w.r.cfg.Logger.Error("stream parked", "stream", p.StreamID, "sequence", p.Sequence, "reason", p.Reason, "err", p.Error)
-	return nil
-}
-
-// Dead-letter headers, added to the original record's headers.
-const (
-	HeaderDLQReason     = "projector.dlq.reason"
-	HeaderDLQError      = "projector.dlq.error"
-	HeaderDLQProjection = "projector.dlq.projection"
-	HeaderDLQSource     = "projector.dlq.source" // topic/partition/offset
-	HeaderDLQAttempts   = "projector.dlq.attempts"
-	HeaderDLQParkedAt   = "projector.dlq.parked-at"
-)
-
-func (w *worker) deadLetter(ctx context.Context, p framework.ParkedStream, rec *kgo.Record) error {
-	out := &kgo.Record{
-		Topic: w.r.cfg.DeadLetterTopic, Key: rec.Key, Value: rec.Value, Context: ctx,
-		Headers: append(append([]kgo.RecordHeader(nil), rec.Headers...),
-			kgo.RecordHeader{Key: HeaderDLQReason, Value: []byte(p.Reason)},
-			kgo.RecordHeader{Key: HeaderDLQError, Value: []byte(p.Error)},
-			kgo.RecordHeader{Key: HeaderDLQProjection, Value: []byte(w.r.cfg.Projection.Name())},
-			kgo.RecordHeader{Key: HeaderDLQSource, Value: fmt.Appendf(nil, "%s/%d/%d", rec.Topic, rec.Partition, rec.Offset)},
-			kgo.RecordHeader{Key: HeaderDLQAttempts, Value: strconv.AppendInt(nil, int64(p.Attempts), 10)},
-			kgo.RecordHeader{Key: HeaderDLQParkedAt, Value: p.ParkedAt.AppendFormat(nil, time.RFC3339Nano)},
-		),
-	}
-	if err := w.r.client.ProduceSync(ctx, out).FirstErr(); err != nil {
-		return fmt.Errorf("kafkastore: publish %s@%d to the dead-letter topic %s: %w", p.StreamID, p.Sequence, w.r.cfg.DeadLetterTopic, err)
-	}
-	return nil
-}
-
-func headerValue(r *kgo.Record, key string) string {
-	for _, h := range r.Headers {
-		if h.Key == key {
-			return string(h.Value)
-		}
-	}
-	return ""
-}
-
-// refreshParked loads which of the projection's streams are parked.
-func (w *worker) refreshParked() error {
-	w.lastParked = time.Now()
-	parked, err := w.r.cfg.Parked.Parked(w.ctx, w.r.cfg.Projection.Name())
-	if err != nil {
-		return fmt.Errorf("kafkastore: parked streams of %s: %w", w.r.cfg.Projection.Name(), err)
-	}
-	now := map[string]bool{}
-	for _, p := range parked {
-		now[p.StreamID] = true
-	}
-	w.parked = now
-	return nil
-}
-
-// resumeResolved catches up the streams this partition held that an admin
-// resumed since: it reads each from the event store after its cursor, so
-// the events held (and already committed past in the partition) are
-// applied in order before the stream flows live again.
-func (w *worker) resumeResolved() error {
-	before := w.parked
-	if err := w.refreshParked(); err != nil {
-		return err
-	}
-	for id := range before {
-		if w.parked[id] || !w.owns(id) {
-			continue
-		}
-		if err := w.catchUp(id); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// owns reports whether the stream lives in this worker's partition.
-func (w *worker) owns(streamID string) bool {
-	if _, ok := w.cursors[streamID]; ok {
-		return true
-	}
-	if s, ok := w.r.events.(*Store); ok {
-		if e, ok, _ := s.Entry(w.ctx, streamID); ok {
-			return e.Partition == w.partition
-		}
-	}
-	return false
-}
-
-func (w *worker) catchUp(streamID string) error {
-	ctx := w.ctx
-	found, err := w.r.cfg.Checkpoints.Cursors(ctx, w.r.cfg.Projection.Name(), []string{streamID})
-	if err != nil {
-		return fmt.Errorf("kafkastore: cursor of %s: %w", streamID, err)
-	}
-	w.cursors[streamID] = found[streamID]
-	var batch []framework.Event
-	flush := func() error {
-		err := w.applyRun(ctx, batch, nil)
-		batch = batch[:0]
-		return err
-	}
-	expect := found[streamID]
-	for e, err := range w.r.events.ReadStream(ctx, streamID, found[streamID]) {
-		if err != nil {
-			return fmt.Errorf("kafkastore: resume %s: %w", streamID, err)
-		}
-		if w.parked[streamID] {
-			break // parked again while resuming
-		}
-		if e.Sequence != expect+1 {
-			gap := &framework.GapError{StreamID: streamID, Cursor: expect, Got: e.Sequence, EventID: e.EventID}
-			if err := flush(); err != nil {
-				return err
-			}
-			return w.park(ctx, e, nil, framework.ParkGap, gap, 0)
-		}
-		expect = e.Sequence
-		batch = append(batch, e)
-		if len(batch) >= w.r.cfg.BatchSize {
-			if err := flush(); err != nil {
-				return err
-			}
-		}
-	}
-	err = flush()
-	w.r.metrics.applied.Add(ctx, w.applied)
-	w.applied = 0
-	if err != nil {
-		return err
-	}
-	w.r.cfg.Logger.Info("resumed parked stream", "stream", streamID, "cursor", w.cursors[streamID])
-	return w.flush()
+	return ps.CheckState(s.ctx, s.r.cfg.Projection.Name())
 }

@@ -1,0 +1,319 @@
+package kafkastore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/projector-dev/projector/framework"
+)
+
+// Partition states, as reported by [Runner.Partitions] and in replica
+// reports. Only "running" (and "starting", until it fails) counts as
+// working for readiness.
+const (
+	PartitionStarting  = "starting"   // taking the fence, checking the stored state
+	PartitionRunning   = "running"    // applying records
+	PartitionRetrying  = "retrying"   // a step failed (the store or the broker); retried with backoff
+	PartitionFenced    = "fenced"     // another replica took the fence; waiting for the group to revoke the partition
+	PartitionStateLost = "state-lost" // the store lost state the committed offsets rely on: needs a replay
+	PartitionFailed    = "failed"     // stopped on an error; restarted with backoff
+)
+
+// PartitionStatus describes one assigned partition.
+type PartitionStatus = framework.PartitionStatus
+
+// partition is one assigned partition, from its assignment until it is
+// revoked or lost. Its worker sessions come and go: a session that fails is
+// followed by a new one after a backoff, with a new fence, the stored state
+// checked again and the partition re-read from its committed offset. The
+// inbox and the status outlive sessions.
+//
+// The poll loop delivers records to the inbox and never blocks on it: when
+// the inbox is full, or no session is working, fetching of the partition is
+// paused (franz-go keeps the position of a paused partition's unpolled
+// records and fetches them again on resume), so one stuck partition never
+// stops another, nor rebalances.
+type partition struct {
+	r  *Runner
+	id int32
+
+	mu       sync.Mutex
+	inbox    []fetched
+	inboxLen int  // records in the inbox
+	paused   bool // fetching paused by us
+	working  bool // a session takes from the inbox
+	status   PartitionStatus
+
+	notify chan struct{} // cap 1: the inbox got records, or quit
+	quit   chan struct{} // closed by stop
+	once   sync.Once
+	commit bool // set before quit is closed: flush and commit before leaving
+	done   chan struct{}
+
+	ctx    context.Context // cancelled when the partition is lost or aborted
+	cancel context.CancelFunc
+
+	// For Lag, read from other goroutines.
+	highWatermark atomic.Int64
+	position      atomic.Int64
+	lastTimestamp atomic.Int64
+}
+
+// fetched is one poll's records of a partition.
+type fetched struct {
+	records       []*kgo.Record
+	highWatermark int64
+}
+
+func (r *Runner) newPartition(id int32) *partition {
+	ctx, cancel := context.WithCancel(context.Background())
+	p := &partition{
+		r: r, id: id, notify: make(chan struct{}, 1), quit: make(chan struct{}), done: make(chan struct{}),
+		ctx: ctx, cancel: cancel,
+		status: PartitionStatus{Partition: id, State: PartitionStarting, Since: time.Now().UTC()},
+	}
+	return p
+}
+
+// maxInbox is how many records the inbox holds before fetching pauses.
+func (p *partition) maxInbox() int { return 2 * p.r.cfg.BatchSize }
+
+// deliver hands a poll's records to the partition. It never blocks. Called
+// by the poll loop.
+func (p *partition) deliver(f fetched) {
+	p.highWatermark.Store(f.highWatermark)
+	p.mu.Lock()
+	p.inbox = append(p.inbox, f)
+	p.inboxLen += len(f.records)
+	if p.inboxLen >= p.maxInbox() {
+		p.pauseLocked()
+	}
+	p.mu.Unlock()
+	p.signal()
+}
+
+func (p *partition) signal() {
+	select {
+	case p.notify <- struct{}{}:
+	default:
+	}
+}
+
+// take removes the oldest batch from the inbox; ok is false when it is
+// empty. Called by the session.
+func (p *partition) take() (fetched, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.inbox) == 0 {
+		return fetched{}, false
+	}
+	f := p.inbox[0]
+	p.inbox[0] = fetched{}
+	p.inbox = p.inbox[1:]
+	p.inboxLen -= len(f.records)
+	if p.paused && p.working && p.inboxLen < p.maxInbox() {
+		p.resumeLocked()
+	}
+	return f, true
+}
+
+func (p *partition) pauseLocked() {
+	if p.paused || p.r.client == nil {
+		return
+	}
+	p.paused = true
+	p.r.client.PauseFetchPartitions(map[string][]int32{p.r.cfg.Topic: {p.id}})
+}
+
+func (p *partition) resumeLocked() {
+	if !p.paused || p.r.client == nil {
+		return
+	}
+	p.paused = false
+	p.r.client.ResumeFetchPartitions(map[string][]int32{p.r.cfg.Topic: {p.id}})
+}
+
+// setWorking records whether a session takes from the inbox: fetching is
+// paused while none does.
+func (p *partition) setWorking(working bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.working = working
+	if !working {
+		p.pauseLocked()
+	} else if p.inboxLen < p.maxInbox() {
+		p.resumeLocked()
+	}
+}
+
+// clearInbox drops every record delivered so far; the partition is about to
+// be read again from its committed offset. Called by the poll loop.
+func (p *partition) clearInbox() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	clear(p.inbox)
+	p.inbox = p.inbox[:0]
+	p.inboxLen = 0
+}
+
+// setStatus records the partition's state; err may be nil.
+func (p *partition) setStatus(state string, err error) {
+	p.mu.Lock()
+	changed := p.status.State != state
+	if changed {
+		p.status.State, p.status.Since = state, time.Now().UTC()
+	}
+	p.status.Error = ""
+	if err != nil {
+		p.status.Error = err.Error()
+	}
+	p.mu.Unlock()
+	if err != nil {
+		p.r.setLastError(fmt.Errorf("partition %d %s: %w", p.id, state, err))
+	}
+}
+
+func (p *partition) statusNow() PartitionStatus {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.status
+}
+
+// stop asks the partition to leave: with commit, its session flushes and
+// commits what it applied first; without (the partition was lost), it
+// stops at once and writes nothing more.
+func (p *partition) stop(commit bool) {
+	p.once.Do(func() {
+		p.commit = commit
+		if !commit {
+			p.cancel()
+		}
+		close(p.quit)
+		p.signal()
+	})
+}
+
+// abort cancels the partition's writes, for a stop past its deadline.
+func (p *partition) abort() { p.cancel() }
+
+func (p *partition) quitting() bool {
+	select {
+	case <-p.quit:
+		return true
+	default:
+		return false
+	}
+}
+
+// sleep waits d, or until the partition is stopped; it reports whether the
+// whole d passed.
+func (p *partition) sleep(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-p.quit:
+		return false
+	}
+}
+
+// run supervises the partition's sessions until it is stopped. It owns the
+// partition's goroutine.
+func (p *partition) run() {
+	defer close(p.done)
+	defer p.cancel()
+	first := true
+	failures := 0
+	for !p.quitting() {
+		s, err := p.startSession(first)
+		if err == nil {
+			failures = 0
+			err = s.run()
+			if p.quitting() {
+				return
+			}
+		}
+		if p.quitting() {
+			return
+		}
+		first = false
+		failures++
+		p.setWorking(false)
+		wait := p.r.cfg.Retry.backoff(failures)
+		switch {
+		case errors.Is(err, framework.ErrFenced):
+			// Another replica took the fence: this replica is a zombie
+			// about to learn that the group moved the partition, or the
+			// fence was taken out of band. Give the group time to revoke
+			// it before taking the fence back.
+			p.setStatus(PartitionFenced, err)
+			p.r.cfg.Logger.Warn("partition fenced by another replica; waiting for the group to move it", "partition", p.id, "err", err, "retry_in", p.r.cfg.FencedWait)
+			wait = p.r.cfg.FencedWait
+		case errors.Is(err, errStateLost), errors.Is(err, framework.ErrStateLost):
+			p.setStatus(PartitionStateLost, err)
+			p.r.cfg.Logger.Error("the store lost state this partition relies on; the partition stops (replay the projection to rebuild)", "partition", p.id, "err", err)
+			wait = max(wait, p.r.cfg.StateLostRecheck)
+		case errors.Is(err, errCorrupt):
+			p.setStatus(PartitionFailed, err)
+			p.r.cfg.Logger.Error("partition stopped: the read model may hold part of an event; replay the projection", "partition", p.id, "err", err)
+			wait = max(wait, p.r.cfg.StateLostRecheck)
+		default:
+			p.setStatus(PartitionFailed, err)
+			p.r.cfg.Logger.Error("partition worker failed; restarting it", "partition", p.id, "err", err, "attempt", failures, "retry_in", wait)
+		}
+		p.r.metrics.partitionRestarts.Add(p.ctx, 1)
+		if errors.Is(err, errCorrupt) {
+			// Never re-apply over a partial write by itself: only an
+			// admin (a replay) clears it. Stay stopped.
+			<-p.quit
+			return
+		}
+		if !p.sleep(wait) {
+			return
+		}
+	}
+}
+
+// errStateLost reports, at the start of a session, that the store does not
+// cover what the group's committed offset relies on.
+var errStateLost = errors.New("kafkastore: stored state lost")
+
+// errCorrupt reports a write that may have left part of an event.
+var errCorrupt = errors.New("kafkastore: read model may be inconsistent")
+
+// StateLostError names what a partition's committed offset relies on that
+// the store no longer holds.
+type StateLostError struct {
+	Projection string
+	Partition  int32
+	Epoch      uint64
+	Committed  int64 // the group's committed offset
+	Progress   int64 // the store's progress for the partition; -1 when none
+}
+
+func (e *StateLostError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "kafkastore: projection %s partition %d: the consumer group committed offset %d, but the checkpoint store ", e.Projection, e.Partition, e.Committed)
+	if e.Progress < 0 {
+		fmt.Fprintf(&b, "holds no progress for the partition in epoch %d", e.Epoch)
+	} else {
+		fmt.Fprintf(&b, "covers the partition only up to offset %d (epoch %d)", e.Progress, e.Epoch)
+	}
+	b.WriteString(": cursors and read-model writes the committed offset relies on are gone " +
+		"(Redis restarted without persistence, failed over to a replica that missed writes, was flushed, or evicted keys); " +
+		"the partition stays stopped: replay the projection (projectorctl replay " + e.Projection + ")")
+	return b.String()
+}
+
+// Is reports whether target is the state-lost sentinel.
+func (e *StateLostError) Is(target error) bool {
+	return target == errStateLost || target == framework.ErrStateLost
+}
