@@ -43,10 +43,10 @@ func newRunnerMetrics(mp metric.MeterProvider, r *Runner) (*runnerMetrics, error
 		return boundHistogram{h, attrs}
 	}
 	rm := &runnerMetrics{
-		applied:           counter("projector.events.applied", "Events applied to the projection."),
-		skipped:           counter("projector.events.skipped", "Duplicate events skipped: at or below their stream's cursor."),
-		parked:            counter("projector.events.parked", "Events at which a stream was parked."),
-		held:              counter("projector.events.held", "Events held because their stream is parked."),
+		applied: counter("projector.events.applied", "Events applied to the projection."),
+		skipped: counter("projector.events.skipped", "Duplicate events skipped: at or below their stream's cursor."),
+		parked:  counter("projector.events.parked", "Events at which a stream was parked."),
+		held:    counter("projector.events.held", "Events held because their stream is parked."),
 		unverified: counter("projector.events.unverified",
 			"Duplicates skipped without verifying their event ID against the applied event (no head offset or event ID known for the stream)."),
 		partitionRestarts: counter("projector.partition.restarts", "Partition worker sessions that failed and were restarted (or stopped: fenced, state lost)."),

@@ -350,9 +350,9 @@ type Runner struct {
 	wakeCancel   context.CancelFunc
 	wakePending  bool
 
-	joined     atomic.Bool
-	warnings   atomic.Pointer[[]string]
-	lastErr    atomic.Pointer[lastError]
+	joined   atomic.Bool
+	warnings atomic.Pointer[[]string]
+	lastErr  atomic.Pointer[lastError]
 }
 
 type lastError struct {
