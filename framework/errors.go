@@ -65,6 +65,13 @@ var (
 	// flush, an evicted key). Nothing of the write was stored; what was
 	// lost must be rebuilt (a replay).
 	ErrStateLost = errors.New("framework: stored state lost")
+
+	// ErrPartialApply reports a write that may have stored part of an
+	// event's effect without its cursor: the read model may be
+	// inconsistent and must be rebuilt. Stores return it only for failures
+	// they could not rule out in advance; a runner stops the affected
+	// partition instead of retrying over it.
+	ErrPartialApply = errors.New("framework: event applied in part")
 )
 
 // InvalidStreamIDError names a rejected stream ID or prefix and why.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -257,10 +256,19 @@ func (p *partition) run() {
 			p.setStatus(PartitionFenced, err)
 			p.r.cfg.Logger.Warn("partition fenced by another replica; waiting for the group to move it", "partition", p.id, "err", err, "retry_in", p.r.cfg.FencedWait)
 			wait = p.r.cfg.FencedWait
-		case errors.Is(err, errStateLost), errors.Is(err, framework.ErrStateLost):
+		case errors.Is(err, ErrCommittedStateLost):
+			// The start of a session found the committed offset beyond
+			// what the store covers: only a replay helps. Look again now
+			// and then (the store may be restored from a backup).
 			p.setStatus(PartitionStateLost, err)
-			p.r.cfg.Logger.Error("the store lost state this partition relies on; the partition stops (replay the projection to rebuild)", "partition", p.id, "err", err)
+			p.r.cfg.Logger.Error("the store lost state this partition's committed offset relies on; the partition stops (replay the projection to rebuild)", "partition", p.id, "err", err)
 			wait = max(wait, p.r.cfg.StateLostRecheck)
+		case errors.Is(err, framework.ErrStateLost):
+			// A write found that the store lost writes: a new session
+			// checks whether they were committed (then the partition
+			// stops) or not (then it reads them again).
+			p.setStatus(PartitionFailed, err)
+			p.r.cfg.Logger.Error("the store lost writes of this partition; checking what the committed offset relies on", "partition", p.id, "err", err)
 		case errors.Is(err, errCorrupt):
 			p.setStatus(PartitionFailed, err)
 			p.r.cfg.Logger.Error("partition stopped: the read model may hold part of an event; replay the projection", "partition", p.id, "err", err)
@@ -282,38 +290,5 @@ func (p *partition) run() {
 	}
 }
 
-// errStateLost reports, at the start of a session, that the store does not
-// cover what the group's committed offset relies on.
-var errStateLost = errors.New("kafkastore: stored state lost")
-
 // errCorrupt reports a write that may have left part of an event.
-var errCorrupt = errors.New("kafkastore: read model may be inconsistent")
-
-// StateLostError names what a partition's committed offset relies on that
-// the store no longer holds.
-type StateLostError struct {
-	Projection string
-	Partition  int32
-	Epoch      uint64
-	Committed  int64 // the group's committed offset
-	Progress   int64 // the store's progress for the partition; -1 when none
-}
-
-func (e *StateLostError) Error() string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "kafkastore: projection %s partition %d: the consumer group committed offset %d, but the checkpoint store ", e.Projection, e.Partition, e.Committed)
-	if e.Progress < 0 {
-		fmt.Fprintf(&b, "holds no progress for the partition in epoch %d", e.Epoch)
-	} else {
-		fmt.Fprintf(&b, "covers the partition only up to offset %d (epoch %d)", e.Progress, e.Epoch)
-	}
-	b.WriteString(": cursors and read-model writes the committed offset relies on are gone " +
-		"(Redis restarted without persistence, failed over to a replica that missed writes, was flushed, or evicted keys); " +
-		"the partition stays stopped: replay the projection (projectorctl replay " + e.Projection + ")")
-	return b.String()
-}
-
-// Is reports whether target is the state-lost sentinel.
-func (e *StateLostError) Is(target error) bool {
-	return target == errStateLost || target == framework.ErrStateLost
-}
+var errCorrupt = framework.ErrPartialApply

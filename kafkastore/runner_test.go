@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/projector-dev/projector/framework"
 	"github.com/projector-dev/projector/internal/testenv"
 	"github.com/projector-dev/projector/kafkastore"
@@ -22,6 +24,7 @@ import (
 type fixture struct {
 	env    *testenv.KafkaEnv
 	redis  *testenv.RedisEnv
+	rdb    redis.UniversalClient // the Redis the read model lives in
 	store  *kafkastore.Store
 	rstore *redischeckpoint.Store
 	ns     string // the Redis namespace
@@ -37,16 +40,22 @@ func uniqueName(prefix string) string {
 
 func newFixture(t *testing.T, partitions int32) *fixture {
 	t.Helper()
-	store, env := newStore(t, kafkastore.Config{Partitions: partitions})
 	red := testenv.Redis(t)
-	ns := red.Prefix(t)
-	rstore, err := redischeckpoint.New(redischeckpoint.Config{Client: red.Client, Namespace: ns})
+	return newFixtureOn(t, partitions, red, red.Client, red.Prefix(t))
+}
+
+// newFixtureOn is newFixture with the read model in the given Redis (a
+// server of the test's own, for faults) under namespace ns.
+func newFixtureOn(t *testing.T, partitions int32, red *testenv.RedisEnv, rdb redis.UniversalClient, ns string) *fixture {
+	t.Helper()
+	store, env := newStore(t, kafkastore.Config{Partitions: partitions})
+	rstore, err := redischeckpoint.New(redischeckpoint.Config{Client: rdb, Namespace: ns})
 	if err != nil {
 		t.Fatal(err)
 	}
 	// A consumer group is cluster-wide: a name of its own per test, so that
 	// tests (and packages tested in parallel) never share a group.
-	return &fixture{env: env, redis: red, store: store, rstore: rstore, ns: ns, name: uniqueName("counts")}
+	return &fixture{env: env, redis: red, rdb: rdb, store: store, rstore: rstore, ns: ns, name: uniqueName("counts")}
 }
 
 // counter returns the counting projection; events of type "Poison" fail.
@@ -98,7 +107,7 @@ func (f *fixture) produce(t *testing.T, streams, n int, prefix string) map[strin
 
 func (f *fixture) counts(t *testing.T, p *redischeckpoint.AtomicProjection) map[string]int64 {
 	t.Helper()
-	raw, err := f.redis.Client.HGetAll(context.Background(), p.Key("counts")).Result()
+	raw, err := f.rdb.HGetAll(context.Background(), p.Key("counts")).Result()
 	if err != nil {
 		t.Fatal(err)
 	}

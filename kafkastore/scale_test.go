@@ -3,18 +3,23 @@ package kafkastore_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
+	"net"
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/projector-dev/projector/framework"
 	"github.com/projector-dev/projector/internal/testenv"
 	"github.com/projector-dev/projector/kafkastore"
 	"github.com/projector-dev/projector/redischeckpoint"
-	"github.com/redis/go-redis/v9"
 )
 
 // TestReplicasScaleAndSurviveACrash: three replicas consume 100,000 events
@@ -58,12 +63,23 @@ func waitApplied(t *testing.T, f *fixture, p *redischeckpoint.AtomicProjection, 
 	t.Fatalf("fewer than %d events applied after 2 minutes", n)
 }
 
-// Environment of a replica process started by TestReplicaProcessKilled.
+// Environment of a replica process started by TestReplicaProcessKilled and
+// TestZombieCannotPark.
 const (
 	envReplica    = "PROJECTOR_TEST_REPLICA"
 	envTopic      = "PROJECTOR_TEST_TOPIC"
 	envNamespace  = "PROJECTOR_TEST_NAMESPACE"
 	envProjection = "PROJECTOR_TEST_PROJECTION"
+	// envSession is the consumer group session timeout (a Go duration);
+	// heartbeats go every second.
+	envSession = "PROJECTOR_TEST_SESSION_TIMEOUT"
+	// envLatch is a directory: on an event of type "Poison" the replica
+	// creates <dir>/blocked, waits until <dir>/release exists, and then
+	// fails the event (once: no retries).
+	envLatch = "PROJECTOR_TEST_LATCH"
+	// envKafkaProxy is the address every Kafka connection of the replica
+	// goes to (a testenv.Proxy in front of the single broker).
+	envKafkaProxy = "PROJECTOR_TEST_KAFKA_PROXY"
 )
 
 // replicaMain runs one replica until SIGTERM (graceful) or SIGKILL.
@@ -77,7 +93,17 @@ func replicaMain() int {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
 	}
+	latch := os.Getenv(envLatch)
 	p, err := rstore.NewAtomicProjection(os.Getenv(envProjection), func(e framework.Event, w *redischeckpoint.Writes) error {
+		if e.Type == "Poison" && latch != "" {
+			_ = os.WriteFile(filepath.Join(latch, "blocked"), nil, 0o600)
+			for {
+				if _, err := os.Stat(filepath.Join(latch, "release")); err == nil {
+					return fmt.Errorf("cannot apply %s: poison", e)
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+		}
 		w.HIncrBy(w.Key("counts"), e.StreamID, 1)
 		return nil
 	})
@@ -85,10 +111,24 @@ func replicaMain() int {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
 	}
-	r, err := kafkastore.NewRunner(kafkastore.RunnerConfig{
+	cfg := kafkastore.RunnerConfig{
 		Seeds: []string{os.Getenv(testenv.EnvKafkaSeeds)}, Topic: os.Getenv(envTopic), Projection: p,
 		Checkpoints: rstore, FlushInterval: 200 * time.Millisecond,
-	})
+		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})).With("pid", os.Getpid()),
+	}
+	if d, err := time.ParseDuration(os.Getenv(envSession)); err == nil {
+		cfg.ClientOpts = append(cfg.ClientOpts, kgo.SessionTimeout(d), kgo.HeartbeatInterval(time.Second))
+	}
+	if latch != "" {
+		cfg.Retry = kafkastore.RetryPolicy{Attempts: 1}
+	}
+	if proxy := os.Getenv(envKafkaProxy); proxy != "" {
+		var d net.Dialer
+		cfg.ClientOpts = append(cfg.ClientOpts, kgo.Dialer(func(ctx context.Context, network, _ string) (net.Conn, error) {
+			return d.DialContext(ctx, network, proxy)
+		}))
+	}
+	r, err := kafkastore.NewRunner(cfg)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 2

@@ -113,14 +113,17 @@ func (s *Store) startSession(f framework.Fence, serial uint64) {
 
 // run calls a script with the guard arguments of ctx before args, records
 // the outcome, and translates an error reply (streams name the streams of
-// the call, in order, for BADCURSOR).
+// the call, in order, for BADCURSOR). Scripts that never write
+// (verifyScript) leave the session as it is, whatever happens.
 func (s *Store) run(ctx context.Context, k keys, script *redis.Script, args []any, streams []string) (any, error) {
 	g, err := s.guardFor(ctx, k.name)
 	if err != nil {
 		return nil, err
 	}
 	res, err := script.Run(ctx, s.client, k.list(), append(g.args, args...)...).Result()
-	g.done(err)
+	if script != verifyScript {
+		g.done(err)
+	}
 	if err != nil {
 		return nil, s.scriptError(ctx, k, err, streams)
 	}

@@ -1,0 +1,751 @@
+package kafkastore_test
+
+// Faults of the exactly-once issue, each created for real against the real
+// broker and a real Redis: a Redis server of the test's own that is
+// flushed, restarted without persistence, restarted from an older snapshot
+// (what a failover to a lagging replica does) or stopped; fences deleted or
+// taken; an oversized poison record; a hung projection; a revoke during a
+// retry backoff; conflicts far behind a stream's head.
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"maps"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/projector-dev/projector/framework"
+	"github.com/projector-dev/projector/internal/testenv"
+	"github.com/projector-dev/projector/kafkastore"
+	"github.com/projector-dev/projector/redischeckpoint"
+)
+
+// privateRedis starts a Redis server of the test's own and a fixture whose
+// read model lives in it.
+func privateRedis(t *testing.T, partitions int32, opts testenv.RedisServerOptions) (*fixture, *testenv.RedisServer) {
+	t.Helper()
+	srv := testenv.StartRedisServer(t, opts)
+	// Short timeouts: a stopped server must fail calls quickly.
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr, DialTimeout: time.Second, ReadTimeout: time.Second, WriteTimeout: time.Second, MaxRetries: -1})
+	t.Cleanup(func() { _ = rdb.Close() })
+	env := &testenv.RedisEnv{Client: rdb, Addr: srv.Addr, Real: true, Kind: testenv.KindEnv}
+	return newFixtureOn(t, partitions, env, rdb, "faults"), srv
+}
+
+// fast is the runner configuration of these tests: quick flushes, checks
+// and retries.
+func fast(c *kafkastore.RunnerConfig) {
+	c.StateCheckInterval = 200 * time.Millisecond
+	c.StateLostRecheck = time.Second
+	c.FencedWait = 2 * time.Second
+	c.RevokeTimeout = 3 * time.Second
+}
+
+// waitFor polls cond until it reports true, or fails with what it last said.
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		ok, detail := cond()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not after %v: %s", what, timeout, detail)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// waitCommitted waits until the group's committed offsets reach the end of
+// every partition.
+func (f *fixture) waitCommitted(t *testing.T) {
+	t.Helper()
+	waitFor(t, time.Minute, "offsets committed to the end", func() (bool, string) {
+		lag, err := f.env.Admin(t).Lag(ctxFor(t), f.name)
+		if err != nil {
+			return false, err.Error()
+		}
+		l := lag[f.name]
+		if l.FetchErr != nil || l.DescribeErr != nil {
+			return false, fmt.Sprint(l.FetchErr, l.DescribeErr)
+		}
+		return l.Lag.Total() == 0 && len(l.Lag) > 0, fmt.Sprintf("lag %d", l.Lag.Total())
+	})
+}
+
+// partitionStates reads the replica's partition states as "p:state".
+func partitionStates(r *kafkastore.Runner) map[int32]string {
+	out := map[int32]string{}
+	for _, p := range r.Partitions() {
+		out[p.Partition] = p.State
+	}
+	return out
+}
+
+func allIn(states map[int32]string, n int, state string) bool {
+	if len(states) != n {
+		return false
+	}
+	for _, s := range states {
+		if s != state {
+			return false
+		}
+	}
+	return true
+}
+
+// TestRedisFlushedWhileRunning: FLUSHALL on the Redis of a running replica
+// whose offsets are committed. Every partition stops as state-lost (the busy
+// one at its next write, the idle one at its next check), readiness names
+// them, nothing is parked as a gap and nothing is applied on top of the
+// empty Redis.
+func TestRedisFlushedWhileRunning(t *testing.T) {
+	f, _ := privateRedis(t, 2, testenv.RedisServerOptions{})
+	want := f.produce(t, 20, 3, "process/t/")
+	p := f.counter(t)
+	rep := f.start(t, p, fast)
+	f.waitCounts(t, p, want, time.Minute)
+	f.waitCommitted(t)
+
+	if err := f.rdb.FlushAll(ctxFor(t)).Err(); err != nil {
+		t.Fatal(err)
+	}
+	more := map[string]int64{}
+	for id := range maps.Keys(want) {
+		if strings.HasSuffix(id, "3") { // a few streams, on either partition
+			more[id] = 1
+		}
+	}
+	for id := range more {
+		if _, err := f.store.Append(ctxFor(t), id, framework.AnyVersion, []framework.EventData{{Type: "Counted"}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, 30*time.Second, "both partitions state-lost", func() (bool, string) {
+		st := partitionStates(rep.r)
+		return allIn(st, 2, kafkastore.PartitionStateLost), fmt.Sprint(st)
+	})
+	err := rep.r.Ready(ctxFor(t))
+	if err == nil || !strings.Contains(err.Error(), "state-lost") || !strings.Contains(err.Error(), "replay") {
+		t.Errorf("Ready = %v, want an error naming the lost state and the replay", err)
+	}
+	for _, ps := range rep.r.Partitions() {
+		if !strings.Contains(ps.Error, "committed offset") {
+			t.Errorf("partition %d error %q does not say what the committed offset relies on", ps.Partition, ps.Error)
+		}
+	}
+	if parked, _ := rep.r.Parked(ctxFor(t)); len(parked) != 0 {
+		t.Errorf("streams parked after the flush: %+v (new events must not be taken for gaps)", parked)
+	}
+	if got := f.counts(t, p); len(got) != 0 {
+		t.Errorf("the read model got %v on top of the flushed Redis", got)
+	}
+	if lag := rep.r.Lag(); len(lag) != 2 {
+		t.Errorf("Lag = %+v, want both stopped partitions", lag)
+	}
+}
+
+// TestRedisRestartedWithoutPersistence: the replicas stop, Redis restarts
+// without persistence (empty), a replica starts: every partition whose
+// offsets are committed is found state-lost at assignment, with the
+// committed offset named; none is consumed.
+func TestRedisRestartedWithoutPersistence(t *testing.T) {
+	f, srv := privateRedis(t, 2, testenv.RedisServerOptions{})
+	want := f.produce(t, 20, 3, "process/t/")
+	p := f.counter(t)
+	rep := f.start(t, p, fast)
+	f.waitCounts(t, p, want, time.Minute)
+	f.waitCommitted(t)
+	rep.stop(t)
+
+	srv.Stop()
+	srv.Start()
+	f.produce(t, 4, 1, "process/t/")
+	again := f.start(t, p, fast)
+	waitFor(t, 30*time.Second, "both partitions state-lost at assignment", func() (bool, string) {
+		st := partitionStates(again.r)
+		return allIn(st, 2, kafkastore.PartitionStateLost), fmt.Sprint(st)
+	})
+	for _, ps := range again.r.Partitions() {
+		if !strings.Contains(ps.Error, "holds no progress for the partition") || !strings.Contains(ps.Error, "projectorctl replay") {
+			t.Errorf("partition %d: %q", ps.Partition, ps.Error)
+		}
+	}
+	if err := again.r.Ready(ctxFor(t)); err == nil {
+		t.Error("a replica whose partitions lost their state is ready")
+	}
+	if got := f.counts(t, p); len(got) != 0 {
+		t.Errorf("applied on top of the empty Redis: %v", got)
+	}
+}
+
+// TestRedisRestoredFromAnOlderSnapshot: Redis comes back with an older
+// state than the replica wrote (SAVE, more writes, restart from the
+// snapshot: a failover to a replica that missed the latest writes).
+func TestRedisRestoredFromAnOlderSnapshot(t *testing.T) {
+	t.Run("writes after the last commit lost: re-read and re-applied", func(t *testing.T) {
+		f, srv := privateRedis(t, 2, testenv.RedisServerOptions{})
+		p := f.counter(t)
+		// No flush and no commit while the test runs: what Redis loses was
+		// never committed.
+		rep := f.start(t, p, func(c *kafkastore.RunnerConfig) { fast(c); c.FlushInterval = time.Hour })
+		want := f.produce(t, 10, 2, "process/t/")
+		f.waitCounts(t, p, want, time.Minute)
+		if err := f.rdb.Save(ctxFor(t)).Err(); err != nil {
+			t.Fatal(err)
+		}
+		for id, n := range f.produce(t, 10, 2, "process/t/") {
+			want[id] += n
+		}
+		f.waitCounts(t, p, want, time.Minute)
+		srv.Stop()
+		srv.Start() // loads dump.rdb: the second half is gone
+		// The replica notices (its serial is ahead of Redis), reads its
+		// partitions again and re-applies exactly what was lost: the 20
+		// events of the snapshot are skipped, the 20 after it applied
+		// again.
+		f.waitCounts(t, p, want, time.Minute)
+		waitFor(t, 10*time.Second, "the lost half re-applied", func() (bool, string) {
+			st := rep.r.Stats()
+			return st.Applied == 60 && st.Skipped == 20, fmt.Sprintf("%+v", st)
+		})
+		time.Sleep(time.Second)
+		f.waitCounts(t, p, want, time.Second)
+		if st := partitionStates(rep.r); !allIn(st, 2, kafkastore.PartitionRunning) {
+			t.Errorf("partition states %v, want running again", st)
+		}
+	})
+	t.Run("committed writes lost: the partitions stop", func(t *testing.T) {
+		f, srv := privateRedis(t, 2, testenv.RedisServerOptions{})
+		p := f.counter(t)
+		rep := f.start(t, p, fast)
+		want := f.produce(t, 10, 2, "process/t/")
+		f.waitCounts(t, p, want, time.Minute)
+		f.waitCommitted(t)
+		if err := f.rdb.Save(ctxFor(t)).Err(); err != nil {
+			t.Fatal(err)
+		}
+		for id, n := range f.produce(t, 10, 2, "process/t/") {
+			want[id] += n
+		}
+		f.waitCounts(t, p, want, time.Minute)
+		f.waitCommitted(t)
+		srv.Stop()
+		srv.Start()
+		waitFor(t, 30*time.Second, "both partitions state-lost", func() (bool, string) {
+			st := partitionStates(rep.r)
+			return allIn(st, 2, kafkastore.PartitionStateLost), fmt.Sprint(st)
+		})
+		for _, ps := range rep.r.Partitions() {
+			if !strings.Contains(ps.Error, "covers the partition only up to offset") {
+				t.Errorf("partition %d: %q", ps.Partition, ps.Error)
+			}
+		}
+	})
+}
+
+// TestServerChecks: a Redis that may evict keys is refused at start; one
+// without AOF is a warning, in the log and in the replica's report.
+func TestServerChecks(t *testing.T) {
+	t.Run("eviction refused", func(t *testing.T) {
+		f, _ := privateRedis(t, 1, testenv.RedisServerOptions{Args: []string{"--maxmemory-policy", "allkeys-lru"}})
+		r, err := kafkastore.NewRunner(kafkastore.RunnerConfig{Seeds: f.env.Seeds, Topic: f.store.Config().Topic, Projection: f.counter(t), Checkpoints: f.rstore})
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = r.Run(ctxFor(t))
+		if !errors.Is(err, redischeckpoint.ErrEvictingServer) || !strings.Contains(err.Error(), "allkeys-lru") {
+			t.Errorf("Run = %v, want ErrEvictingServer naming the policy", err)
+		}
+	})
+	t.Run("no persistence warned", func(t *testing.T) {
+		f, _ := privateRedis(t, 1, testenv.RedisServerOptions{})
+		rep := f.start(t, f.counter(t), nil)
+		waitFor(t, 30*time.Second, "running", func() (bool, string) { return len(rep.r.Assigned()) == 1, "" })
+		if w := rep.r.Warnings(); len(w) != 1 || !strings.Contains(w[0], "without AOF") {
+			t.Errorf("Warnings = %q, want the missing AOF", w)
+		}
+	})
+	t.Run("AOF and noeviction: nothing to say", func(t *testing.T) {
+		f, _ := privateRedis(t, 1, testenv.RedisServerOptions{AppendOnly: true})
+		rep := f.start(t, f.counter(t), nil)
+		waitFor(t, 30*time.Second, "running", func() (bool, string) { return len(rep.r.Assigned()) == 1, "" })
+		if w := rep.r.Warnings(); len(w) != 0 {
+			t.Errorf("Warnings = %q", w)
+		}
+	})
+}
+
+// TestFenceRefusedAtAssignment: the partitions are assigned, but Redis
+// refuses the fence (a real NOPERM from a real server: the replica's ACL
+// user may read the control state but not run scripts). Readiness names
+// every partition and the error, lag covers them; once the permission is
+// granted, the workers start and every event is applied once.
+func TestFenceRefusedAtAssignment(t *testing.T) {
+	srv := testenv.StartRedisServer(t, testenv.RedisServerOptions{})
+	admin := srv.Client(t)
+	if err := admin.Do(ctxFor(t), "ACL", "SETUSER", "replica", "on", ">secret-pw", "~*", "&*", "+@all", "-evalsha", "-eval").Err(); err != nil {
+		t.Fatal(err)
+	}
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr, Username: "replica", Password: "secret-pw"})
+	t.Cleanup(func() { _ = rdb.Close() })
+	f := newFixtureOn(t, 2, &testenv.RedisEnv{Client: rdb, Addr: srv.Addr, Real: true, Kind: testenv.KindEnv}, rdb, "faults")
+	want := f.produce(t, 20, 3, "process/t/")
+	p := f.counter(t)
+	rep := f.start(t, p, fast)
+	waitFor(t, 30*time.Second, "both partitions failing on their fence", func() (bool, string) {
+		st := rep.r.Partitions()
+		ok := len(st) == 2
+		for _, ps := range st {
+			ok = ok && ps.State != kafkastore.PartitionRunning && strings.Contains(ps.Error, "fence") && strings.Contains(ps.Error, "NOPERM")
+		}
+		return ok, fmt.Sprint(st)
+	})
+	err := rep.r.Ready(ctxFor(t))
+	if err == nil || !strings.Contains(err.Error(), "partition 0") || !strings.Contains(err.Error(), "partition 1") {
+		t.Errorf("Ready = %v, want both partitions named", err)
+	}
+	if strings.Contains(fmt.Sprint(err), "secret-pw") {
+		t.Errorf("readiness shows the password: %v", err)
+	}
+	if lag := rep.r.Lag(); len(lag) != 2 {
+		t.Errorf("Lag = %+v, want both partitions", lag)
+	}
+	if got := f.counts(t, p); len(got) != 0 {
+		t.Fatalf("applied without a fence: %v", got)
+	}
+	if err := admin.Do(ctxFor(t), "ACL", "SETUSER", "replica", "+evalsha", "+eval").Err(); err != nil {
+		t.Fatal(err)
+	}
+	f.waitCounts(t, p, want, time.Minute)
+	waitFor(t, 30*time.Second, "ready", func() (bool, string) {
+		err := rep.r.Ready(ctxFor(t))
+		return err == nil, fmt.Sprint(err)
+	})
+}
+
+// TestFencesDeletedWhileRunning: the fences hash disappears (a fence can go
+// back in time only if Redis lost it). The next write is refused as lost
+// state, the worker starts a new session, finds the committed offsets
+// covered, and carries on: nothing lost, nothing twice.
+func TestFencesDeletedWhileRunning(t *testing.T) {
+	f, _ := privateRedis(t, 2, testenv.RedisServerOptions{})
+	want := f.produce(t, 20, 2, "process/t/")
+	p := f.counter(t)
+	rep := f.start(t, p, fast)
+	f.waitCounts(t, p, want, time.Minute)
+	f.waitCommitted(t)
+	if err := f.rdb.Del(ctxFor(t), "faults:{"+f.name+"}:fences").Err(); err != nil {
+		t.Fatal(err)
+	}
+	for id, n := range f.produce(t, 20, 2, "process/t/") {
+		want[id] += n
+	}
+	f.waitCounts(t, p, want, time.Minute)
+	if st := partitionStates(rep.r); !allIn(st, 2, kafkastore.PartitionRunning) {
+		t.Errorf("partition states %v", st)
+	}
+}
+
+// TestFenceTakenOutOfBand: another holder takes a partition's fence while
+// the group still gives the partition to this replica. The replica writes
+// nothing with its stale fence, reports the partition fenced (not ready),
+// and after FencedWait takes the fence back and carries on.
+func TestFenceTakenOutOfBand(t *testing.T) {
+	f := newFixture(t, 1)
+	want := f.produce(t, 10, 2, "process/t/")
+	p := f.counter(t)
+	rep := f.start(t, p, fast)
+	f.waitCounts(t, p, want, time.Minute)
+
+	if _, err := f.rstore.AcquireFence(ctxFor(t), f.name, 0); err != nil {
+		t.Fatal(err)
+	}
+	for id, n := range f.produce(t, 10, 1, "process/t/") {
+		want[id] += n
+	}
+	waitFor(t, 10*time.Second, "partition fenced", func() (bool, string) {
+		st := partitionStates(rep.r)
+		return st[0] == kafkastore.PartitionFenced, fmt.Sprint(st)
+	})
+	if got := f.counts(t, p); got["process/t/00001"] != 2 {
+		t.Errorf("the fenced replica changed the read model: %v", got)
+	}
+	if err := rep.r.Ready(ctxFor(t)); err == nil || !strings.Contains(err.Error(), "fenced") {
+		t.Errorf("Ready = %v, want the fenced partition", err)
+	}
+	f.waitCounts(t, p, want, 30*time.Second)
+}
+
+// TestPoisonRecordTooLargeForTheDeadLetterTopic: a poison record close to
+// the broker's size limit whose copy the dead-letter topic refuses
+// (MESSAGE_TOO_LARGE). Its stream is parked all the same, with a reference
+// dead letter; every other stream of every partition flows, and a replica
+// that joins gets partitions (rebalances work).
+func TestPoisonRecordTooLargeForTheDeadLetterTopic(t *testing.T) {
+	for _, tc := range []struct {
+		name         string
+		smallDLQ     bool
+		deadLetter   string
+		wantDLQValue bool
+	}{
+		{"dead-letter topic created by the runner", false, framework.DeadLetterCopied, true},
+		{"dead-letter topic too small for a copy", true, framework.DeadLetterReference, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t, 3)
+			dlq := f.store.Config().Topic + ".dead-letter"
+			if tc.smallDLQ {
+				resp, err := f.env.Admin(t).CreateTopic(ctxFor(t), 3, 1, map[string]*string{"max.message.bytes": ptr("100000")}, dlq)
+				if err == nil {
+					err = resp.Err
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			poisoned := "process/big/poison"
+			big := make([]byte, 900_000) // random: the producer compresses
+			_, _ = rand.Read(big)
+			if _, err := f.store.Append(ctxFor(t), poisoned, framework.NoStream, []framework.EventData{{Type: "Poison", Data: big}}); err != nil {
+				t.Fatal(err)
+			}
+			// Plenty behind it in every partition: more than the old
+			// hand-off's two batches.
+			want := f.produce(t, 100, 10, "process/t/")
+			p := f.counter(t)
+			rep := f.start(t, p, func(c *kafkastore.RunnerConfig) { fast(c); c.BatchSize = 20 })
+			f.waitCounts(t, p, want, 2*time.Minute)
+			parked := waitParked(t, rep, 1)
+			if parked[0].StreamID != poisoned || parked[0].DeadLetter != tc.deadLetter {
+				t.Errorf("parked %+v, want %s with dead letter %q", parked[0], poisoned, tc.deadLetter)
+			}
+			rec := pollOne(t, f.env.Client(t, consumeFromStart(dlq)...))
+			if string(rec.Key) != poisoned || (len(rec.Value) > 0) != tc.wantDLQValue {
+				t.Errorf("dead letter %s with %d bytes, want a copy: %v", rec.Key, len(rec.Value), tc.wantDLQValue)
+			}
+			if !tc.wantDLQValue && !strings.Contains(headerOf(rec, kafkastore.HeaderDLQReference), "MESSAGE_TOO_LARGE") {
+				t.Errorf("reference header %q does not say why the copy failed", headerOf(rec, kafkastore.HeaderDLQReference))
+			}
+			second := f.start(t, p, fast)
+			waitFor(t, time.Minute, "the joining replica gets partitions", func() (bool, string) {
+				return len(second.r.Assigned()) > 0 && len(rep.r.Assigned()) > 0, fmt.Sprint(rep.r.Assigned(), second.r.Assigned())
+			})
+		})
+	}
+}
+
+// TestHungProjectionStopsOnlyItsPartition: the projection hangs on one
+// stream's event (ignoring its context). The other partitions flow, the
+// hung partition's fetching pauses instead of blocking the poll loop, and a
+// replica that joins gets partitions: the rebalance cancels the hung
+// partition's writes after RevokeTimeout instead of waiting forever.
+func TestHungProjectionStopsOnlyItsPartition(t *testing.T) {
+	f := newFixture(t, 3)
+	hung := "process/hung/0"
+	release := make(chan struct{})
+	defer close(release) // before the replicas stop: Run waits for the hung goroutine
+	var hangs atomic.Int64
+	p, err := f.rstore.NewAtomicProjection(f.name, func(e framework.Event, w *redischeckpoint.Writes) error {
+		if e.StreamID == hung && e.Sequence == 2 {
+			hangs.Add(1)
+			<-release
+		}
+		w.HIncrBy(w.Key("counts"), e.StreamID, 1)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.store.Append(ctxFor(t), hung, framework.NoStream, []framework.EventData{{Type: "Counted"}, {Type: "Counted"}}); err != nil {
+		t.Fatal(err)
+	}
+	hungPartition := f.partitionOf(t, hung)
+	want := f.produce(t, 100, 10, "process/t/")
+	rep := f.start(t, p, func(c *kafkastore.RunnerConfig) { fast(c); c.BatchSize = 20 })
+	waitFor(t, time.Minute, "the projection hangs", func() (bool, string) { return hangs.Load() > 0, "" })
+	others := map[string]int64{}
+	for id, n := range want {
+		if f.partitionOf(t, id) != hungPartition {
+			others[id] = n
+		}
+	}
+	waitFor(t, 2*time.Minute, "the other partitions' streams applied", func() (bool, string) {
+		got := f.counts(t, p)
+		for id, n := range others {
+			if got[id] != n {
+				return false, fmt.Sprintf("%s at %d of %d", id, got[id], n)
+			}
+		}
+		return true, ""
+	})
+	start := time.Now()
+	second := f.start(t, p, fast)
+	waitFor(t, time.Minute, "the joining replica gets partitions", func() (bool, string) {
+		return len(second.r.Assigned()) > 0, fmt.Sprint(rep.r.Assigned(), second.r.Assigned())
+	})
+	t.Logf("rebalance with a hung partition took %v", time.Since(start).Round(time.Millisecond))
+}
+
+// partitionOf returns the partition the store put a stream in.
+func (f *fixture) partitionOf(t *testing.T, stream string) int32 {
+	t.Helper()
+	e, ok, err := f.store.Entry(ctxFor(t), stream)
+	if err != nil || !ok {
+		t.Fatalf("catalog entry of %s: %v, %v", stream, ok, err)
+	}
+	return e.Partition
+}
+
+// plainCounter counts events per stream in Redis with plain HINCRBYs: not
+// atomic with its cursors, which the runner stores when it flushes. Events
+// of type "Poison" fail.
+type plainCounter struct {
+	name string
+	rdb  redis.UniversalClient
+	key  string
+}
+
+func (c *plainCounter) Name() string { return c.name }
+func (c *plainCounter) Apply(ctx context.Context, e framework.Event) error {
+	if e.Type == "Poison" {
+		return fmt.Errorf("cannot apply %s: poison", e)
+	}
+	return c.rdb.HIncrBy(ctx, c.key, e.StreamID, 1).Err()
+}
+
+// TestRevokeDuringRetryBackoff: a replica waits in a retry backoff on a
+// poison event of each partition when a second replica joins and a
+// partition is revoked. The revoked partition stores its cursors and
+// commits up to the poison event, so the new owner starts there: with a
+// projection that is not atomic with its cursors, nothing is applied twice.
+func TestRevokeDuringRetryBackoff(t *testing.T) {
+	f := newFixture(t, 2)
+	pc := &plainCounter{name: f.name, rdb: f.rdb, key: f.ns + ":plain-counts"}
+	want := f.produce(t, 10, 3, "process/t/")
+	poisoned := map[int32]bool{}
+	for id := range want {
+		if part := f.partitionOf(t, id); !poisoned[part] {
+			poisoned[part] = true
+			if _, err := f.store.Append(ctxFor(t), id, framework.AnyVersion, []framework.EventData{{Type: "Poison"}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if len(poisoned) != 2 {
+		t.Fatalf("poison events in partitions %v, want both", poisoned)
+	}
+	counts := func() map[string]int64 {
+		raw, _ := f.rdb.HGetAll(ctxFor(t), pc.key).Result()
+		out := map[string]int64{}
+		for k, v := range raw {
+			var n int64
+			fmt.Sscan(v, &n)
+			out[k] = n
+		}
+		return out
+	}
+	slow := func(c *kafkastore.RunnerConfig) {
+		fast(c)
+		c.FlushInterval = time.Hour // no flush but the one the revoke makes
+		c.Retry = kafkastore.RetryPolicy{Attempts: 3, Initial: 30 * time.Second}
+	}
+	a := f.start(t, pc, slow)
+	waitFor(t, time.Minute, "every good event applied once", func() (bool, string) {
+		got := counts()
+		return maps.Equal(got, want), fmt.Sprint(got)
+	})
+	time.Sleep(500 * time.Millisecond) // both workers are in their first backoff now
+	b := f.start(t, pc, slow)
+	waitFor(t, time.Minute, "a partition moved to the joining replica", func() (bool, string) {
+		return len(b.r.Assigned()) == 1 && len(a.r.Assigned()) == 1, fmt.Sprint(a.r.Assigned(), b.r.Assigned())
+	})
+	time.Sleep(3 * time.Second) // the new owner reads from the committed offset
+	if got := counts(); !maps.Equal(got, want) {
+		t.Errorf("counts %v, want %v: the new owner re-applied events the revoked one had applied", got, want)
+	}
+	if st := b.r.Stats(); st.Skipped != 0 || st.Applied != 0 {
+		t.Errorf("the new owner skipped %d and applied %d events; it should have started at the poison event", st.Skipped, st.Applied)
+	}
+}
+
+// TestConflictFarBehindTheHead: a second writer repeats a sequence long
+// applied (far beyond the in-memory window), live and after a restart; a
+// producer that wrote the head event twice is a harmless duplicate; and a
+// duplicate that cannot be verified is counted, never silent.
+func TestConflictFarBehindTheHead(t *testing.T) {
+	f := newFixture(t, 1)
+	want := f.produce(t, 3, 20, "process/t/")
+	p := f.counter(t)
+	rep := f.start(t, p, fast)
+	f.waitCounts(t, p, want, time.Minute)
+
+	// Live: sequence 5 of a stream at 20, with another event ID.
+	rawEvent(t, f, "process/t/00000", 5, "forked-5")
+	parked := waitParked(t, rep, 1)
+	if parked[0].StreamID != "process/t/00000" || parked[0].Reason != framework.ParkConflict || parked[0].Sequence != 5 {
+		t.Errorf("parked %+v, want a conflict at 5", parked[0])
+	}
+	// The head event written again by its producer: skipped, verified.
+	head := lastEvent(t, f, "process/t/00001")
+	rawEvent(t, f, "process/t/00001", 20, head.EventID)
+	time.Sleep(time.Second)
+	if parked, _ := rep.r.Parked(ctxFor(t)); len(parked) != 1 {
+		t.Errorf("parked %+v: a repeated head event is not a conflict", parked)
+	}
+	rep.stop(t)
+
+	// After a restart: the new replica knows only what Redis stored.
+	rawEvent(t, f, "process/t/00002", 3, "forked-3")
+	again := f.start(t, f.counter(t), fast)
+	parked = waitParked(t, again, 2)
+	found := false
+	for _, ps := range parked {
+		found = found || (ps.StreamID == "process/t/00002" && ps.Reason == framework.ParkConflict && ps.Sequence == 3)
+	}
+	if !found {
+		t.Errorf("parked %+v, want a conflict of process/t/00002 at 3 after the restart", parked)
+	}
+	again.stop(t)
+
+	// Without the stored heads (state of an older version) a duplicate
+	// cannot be verified: skipped and counted.
+	if err := f.rdb.Del(ctxFor(t), f.ns+":{"+f.name+"}:event-ids").Err(); err != nil {
+		t.Fatal(err)
+	}
+	rawEvent(t, f, "process/t/00001", 7, "maybe-7")
+	third := f.start(t, f.counter(t), fast)
+	waitFor(t, 30*time.Second, "the unverified duplicate counted", func() (bool, string) {
+		st := third.r.Stats()
+		return st.Unverified == 1, fmt.Sprintf("%+v", st)
+	})
+	want["process/t/00000"] = 20
+	f.waitCounts(t, p, want, 5*time.Second) // nothing applied twice
+}
+
+// lastEvent reads the last event of a stream.
+func lastEvent(t *testing.T, f *fixture, stream string) framework.Event {
+	t.Helper()
+	var last framework.Event
+	for e, err := range f.store.ReadStream(ctxFor(t), stream, 0) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = e
+	}
+	return last
+}
+
+// TestZombieCannotPark: a replica process is frozen (SIGSTOP) while it
+// applies a poison event, past its session timeout, so the group gives its
+// partition to another replica, which applies that event and more. The
+// frozen replica wakes up (SIGCONT) still believing it owns the partition,
+// fails the event and tries to park its stream: the park is fenced, so no
+// stream is parked, no dead letter is written and the read model is exact.
+//
+// Its Kafka traffic goes through a proxy that holds every byte from the
+// freeze until the zombie tried its write: otherwise the group's "you are
+// out" (already waiting in its socket) could reach it first, and the test
+// would show nothing.
+func TestZombieCannotPark(t *testing.T) {
+	f := newFixture(t, 1)
+	if f.env.Kind != testenv.KindEnv || f.redis.Kind != testenv.KindEnv {
+		if testenv.RequireReal() {
+			t.Fatal("replica processes need servers given by environment (scripts/test.sh)")
+		}
+		t.Skipf("replica processes need servers given by environment, not %s/%s", f.env.Kind, f.redis.Kind)
+	}
+	want := f.produce(t, 5, 2, "process/t/")
+	latch := t.TempDir()
+	logPath := filepath.Join(t.TempDir(), "zombie.log")
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logFile.Close()
+	proxy := testenv.StartProxy(t, f.env.Seeds[0])
+	zombie := exec.Command(os.Args[0], "-test.run=^$")
+	zombie.Env = append(os.Environ(), envReplica+"=1", envTopic+"="+f.store.Config().Topic, envNamespace+"="+f.ns,
+		envProjection+"="+f.name, envSession+"=6s", envLatch+"="+latch, envKafkaProxy+"="+proxy.Addr)
+	zombie.Stdout, zombie.Stderr = logFile, logFile
+	if err := zombie.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = zombie.Process.Signal(syscall.SIGCONT)
+		_ = zombie.Process.Signal(syscall.SIGTERM)
+		_, _ = zombie.Process.Wait()
+	})
+	p := f.counter(t) // reads the read model
+	f.waitCounts(t, p, want, time.Minute)
+
+	// The zombie-to-be blocks inside the poison event's apply.
+	if _, err := f.store.Append(ctxFor(t), "process/t/00000", framework.AnyVersion, []framework.EventData{{Type: "Poison"}}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "the replica process applies the poison event", func() (bool, string) {
+		_, err := os.Stat(filepath.Join(latch, "blocked"))
+		return err == nil, fmt.Sprint(err)
+	})
+	if err := zombie.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	proxy.Freeze()
+
+	// Another replica, whose projection applies "Poison" events, takes
+	// the partition once the frozen one's session expired.
+	countAll, err := f.rstore.NewAtomicProjection(f.name, func(e framework.Event, w *redischeckpoint.Writes) error {
+		w.HIncrBy(w.Key("counts"), e.StreamID, 1)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	owner := f.start(t, countAll, fast)
+	waitFor(t, time.Minute, "the partition moves to the live replica", func() (bool, string) {
+		return len(owner.r.Assigned()) == 1, fmt.Sprint(owner.r.Assigned())
+	})
+	want["process/t/00000"]++
+	for id, n := range f.produce(t, 5, 1, "process/t/") {
+		want[id] += n
+	}
+	f.waitCounts(t, p, want, time.Minute)
+
+	// The zombie wakes up: its apply fails and it parks the stream.
+	if err := os.WriteFile(filepath.Join(latch, "release"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := zombie.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "the zombie's park refused", func() (bool, string) {
+		log, _ := os.ReadFile(logPath)
+		return strings.Contains(string(log), "fenced"), "its log says nothing about fencing:\n" + string(log)
+	})
+	proxy.Thaw()
+	time.Sleep(2 * time.Second) // the live replica refreshes its parked streams meanwhile
+	if parked, _ := owner.r.Parked(ctxFor(t)); len(parked) != 0 {
+		t.Errorf("the zombie parked %+v", parked)
+	}
+	cl := f.env.Client(t, consumeFromStart(f.store.Config().Topic+".dead-letter")...)
+	ctx, cancel := context.WithTimeout(ctxFor(t), 3*time.Second)
+	defer cancel()
+	if recs := cl.PollFetches(ctx).Records(); len(recs) > 0 {
+		t.Errorf("the zombie wrote %d dead letters (first: %s)", len(recs), recs[0].Key)
+	}
+	for id, n := range f.produce(t, 5, 1, "process/t/") {
+		want[id] += n
+	}
+	f.waitCounts(t, p, want, time.Minute)
+}
