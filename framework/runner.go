@@ -183,7 +183,8 @@ func (r *ProjectionRunner) CatchUpFromStore(ctx context.Context, p Projection, s
 
 // RunAllStreams applies every event of the given streams to p, stream by
 // stream (or [RunnerConfig.Concurrency] streams at a time), and returns the
-// checkpoint to catch up from later.
+// checkpoint to catch up from later. A stream listed more than once is
+// applied once.
 func (r *ProjectionRunner) RunAllStreams(ctx context.Context, p Projection, store EventStore, streamIDs []string) (Result, error) {
 	res, err := r.feedStreams(ctx, p, store, sliceSeq(streamIDs), NewGlobalProjectionCheckpoint())
 	return res, r.logFailure(ctx, "RunAllStreams", err)
@@ -301,8 +302,11 @@ func (r *ProjectionRunner) feedStream(ctx context.Context, f *feeder, store Even
 }
 
 // feedStreams feeds every listed stream, [RunnerConfig.Concurrency] at a
-// time, starting each after its cursor in start.
+// time, starting each after its cursor in start. A stream listed more than
+// once is fed once: two concurrent feeders would each apply it from its
+// start cursor.
 func (r *ProjectionRunner) feedStreams(ctx context.Context, p Projection, store EventStore, ids iter.Seq2[string, error], start *GlobalProjectionCheckpoint) (Result, error) {
+	ids = distinct(ids)
 	if r.cfg.Concurrency <= 1 {
 		f := newFeeder(p, r.cfg.BatchSize, start)
 		streams := 0
@@ -376,6 +380,24 @@ func (r *ProjectionRunner) logFailure(ctx context.Context, op string, err error)
 		r.cfg.Logger.WarnContext(ctx, "projection run stopped", "op", op, "err", err)
 	}
 	return err
+}
+
+// distinct drops the repeats of IDs already yielded (errors pass through).
+func distinct(ids iter.Seq2[string, error]) iter.Seq2[string, error] {
+	return func(yield func(string, error) bool) {
+		seen := map[string]struct{}{}
+		for id, err := range ids {
+			if err == nil {
+				if _, dup := seen[id]; dup {
+					continue
+				}
+				seen[id] = struct{}{}
+			}
+			if !yield(id, err) {
+				return
+			}
+		}
+	}
 }
 
 func sliceSeq(ids []string) iter.Seq2[string, error] {
