@@ -47,8 +47,14 @@ type fixture struct {
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
+	return newFixtureOn(t, testenv.Redis(t))
+}
+
+// newFixtureOn is newFixture on a given Redis (a server of the test's own,
+// for faults).
+func newFixtureOn(t *testing.T, r *testenv.RedisEnv) *fixture {
+	t.Helper()
 	k := testenv.Kafka(t)
-	r := testenv.Redis(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	store, err := kafkastore.New(ctx, kafkastore.Config{Seeds: k.Seeds, Topic: k.TopicName(t, "events"), Partitions: 4, ReplicationFactor: 1})
@@ -56,7 +62,10 @@ func newFixture(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(store.Close)
-	ns := r.Prefix(t)
+	ns := "ctl"
+	if r.Kind != "private" {
+		ns = r.Prefix(t)
+	}
 	rstore, err := redischeckpoint.New(redischeckpoint.Config{Client: r.Client, Namespace: ns})
 	if err != nil {
 		t.Fatal(err)
@@ -335,5 +344,83 @@ func TestStatusParkedAndUsage(t *testing.T) {
 	}
 	if ctl, _ := f.rstore.Control(context.Background(), f.name); ctl.Paused || ctl.Replay != nil {
 		t.Errorf("a dry run or an unconfirmed replay changed the control state: %+v", ctl)
+	}
+}
+
+// TestStatusShowsLostStateAndReplayRebuilds: Redis restarts without
+// persistence under a projection whose offsets are committed. status names
+// the partitions whose committed offsets rely on the lost state, the
+// replica reports them stopped, and the documented remedy, a replay,
+// rebuilds the read model exactly.
+func TestStatusShowsLostStateAndReplayRebuilds(t *testing.T) {
+	srv := testenv.StartRedisServer(t, testenv.RedisServerOptions{})
+	f := newFixtureOn(t, &testenv.RedisEnv{Client: srv.Client(t), Addr: srv.Addr, Real: true, Kind: "private"})
+	requireRealServers(t, f)
+	f.produce(40, 3)
+	rep := f.start(false)
+	f.waitCounts(time.Minute)
+	deadline := time.Now().Add(time.Minute)
+	for {
+		_, out, _ := f.ctl("", "status", f.name, "-o", "json")
+		var st Status
+		_ = json.Unmarshal([]byte(out), &st)
+		if st.TotalLag == 0 && len(st.Partitions) == 4 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("offsets not committed: %s", out)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	rep.stop()
+
+	srv.Stop()
+	srv.Start()
+	f.start(false)
+	deadline = time.Now().Add(time.Minute)
+	var st Status
+	for {
+		_, out, _ := f.ctl("", "status", f.name, "-o", "json")
+		st = Status{}
+		_ = json.Unmarshal([]byte(out), &st)
+		stopped := 0
+		for _, r := range st.Replicas {
+			for _, p := range r.Problems {
+				if p.State == kafkastore.PartitionStateLost {
+					stopped++
+				}
+			}
+		}
+		if stopped == 4 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the replica does not report 4 partitions state-lost:\n%s", out)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	lost := 0
+	for _, p := range st.Partitions {
+		if p.StateLost && p.Progress == -1 && p.Committed > 0 {
+			lost++
+		}
+	}
+	if lost != 4 {
+		t.Errorf("status partitions %+v, want 4 with their committed offsets and no Redis progress", st.Partitions)
+	}
+	code, out, _ := f.ctl("", "status", f.name)
+	if code != exitOK || strings.Count(out, "STATE LOST") != 4 || !strings.Contains(out, "replay the projection") {
+		t.Errorf("text status:\n%s", out)
+	}
+
+	code, out, errOut := f.ctl("", "replay", f.name, "--yes", "--wait", "--empty-timeout", "1m", "--reason", "redis lost its data")
+	if code != exitOK {
+		t.Fatalf("replay exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+	}
+	f.waitCounts(time.Minute)
+	code, out, _ = f.ctl("", "status", f.name, "-o", "json")
+	st = Status{}
+	if code != exitOK || json.Unmarshal([]byte(out), &st) != nil || len(st.Problems) != 0 {
+		t.Errorf("status after the replay: exit %d, problems %q", code, st.Problems)
 	}
 }

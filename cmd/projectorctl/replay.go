@@ -265,7 +265,8 @@ func (c *conn) runReplay(ctx context.Context, rec *framework.Replay, ro *replayO
 		}
 	}
 	if rec.Phase == framework.ReplayResetting {
-		if err := c.resetOffsets(ctx, rec.To); err != nil {
+		start, err := c.resetOffsets(ctx, rec.To)
+		if err != nil {
 			return fmt.Errorf("%w (the replicas stay paused: run replay --resume to retry, or --abort)", err)
 		}
 		epoch, err := c.store.Epoch(ctx, c.name)
@@ -273,7 +274,10 @@ func (c *conn) runReplay(ctx context.Context, rec *framework.Replay, ro *replayO
 			return err
 		}
 		if epoch <= rec.Epoch { // not raised yet (it may have been, before an interruption)
-			if epoch, err = c.store.BumpEpoch(ctx, c.name); err != nil {
+			// The new epoch's state covers each partition up to where
+			// the replay starts it: the runner does not take the reset
+			// offsets for lost state.
+			if epoch, err = c.store.BumpEpochAt(ctx, c.name, start); err != nil {
 				return err
 			}
 		}
@@ -353,25 +357,26 @@ func (c *conn) waitEmpty(ctx context.Context, timeout time.Duration) error {
 	}
 }
 
-// resetOffsets commits the target offsets for the (empty) group.
-func (c *conn) resetOffsets(ctx context.Context, to string) error {
+// resetOffsets commits the target offsets for the (empty) group and returns
+// them by partition.
+func (c *conn) resetOffsets(ctx context.Context, to string) (map[int32]int64, error) {
 	topic := c.o.topic
 	offsets := kadm.Offsets{}
 	switch {
 	case to == "start":
 		listed, err := c.admin.ListStartOffsets(ctx, topic)
 		if err != nil {
-			return fmt.Errorf("start offsets of %s: %w", topic, err)
+			return nil, fmt.Errorf("start offsets of %s: %w", topic, err)
 		}
 		offsets = listed.Offsets()
 	case strings.HasPrefix(to, "time:"):
 		t, err := time.Parse(time.RFC3339Nano, strings.TrimPrefix(to, "time:"))
 		if err != nil {
-			return err
+			return nil, err
 		}
 		listed, err := c.admin.ListOffsetsAfterMilli(ctx, t.UnixMilli(), topic)
 		if err != nil {
-			return fmt.Errorf("offsets of %s at %s: %w", topic, t, err)
+			return nil, fmt.Errorf("offsets of %s at %s: %w", topic, t, err)
 		}
 		offsets = listed.Offsets()
 	case strings.HasPrefix(to, "offsets:"):
@@ -382,16 +387,18 @@ func (c *conn) resetOffsets(ctx context.Context, to string) error {
 			offsets.Add(kadm.Offset{Topic: topic, Partition: int32(p), At: off, LeaderEpoch: -1})
 		}
 	default:
-		return fmt.Errorf("unknown replay target %q", to)
+		return nil, fmt.Errorf("unknown replay target %q", to)
 	}
 	resp, err := c.admin.CommitOffsets(ctx, c.group, offsets)
 	if err != nil {
-		return fmt.Errorf("reset offsets of %s: %w", c.group, err)
+		return nil, fmt.Errorf("reset offsets of %s: %w", c.group, err)
 	}
 	if err := resp.Error(); err != nil {
-		return fmt.Errorf("reset offsets of %s (the group must be empty): %w", c.group, err)
+		return nil, fmt.Errorf("reset offsets of %s (the group must be empty): %w", c.group, err)
 	}
-	return nil
+	start := map[int32]int64{}
+	offsets.Each(func(o kadm.Offset) { start[o.Partition] = o.At })
+	return start, nil
 }
 
 // follow shows the rebuild until the read model was reset, the replicas

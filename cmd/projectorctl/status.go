@@ -28,7 +28,14 @@ type Status struct {
 	Replicas   []framework.ReplicaInfo  `json:"replicas"`
 	Control    framework.Control        `json:"control"`
 	Parked     []framework.ParkedStream `json:"parked"`
-	LastError  string                   `json:"last_error,omitempty"`
+	// Problems lists what needs an operator: partitions whose committed
+	// offsets rely on state Redis lost, partitions a replica reports as
+	// not working, duplicates whose event ID could not be verified.
+	Problems []string `json:"problems,omitempty"`
+	// Warnings are the replicas' warnings about their setup, such as a
+	// Redis without persistence.
+	Warnings  []string `json:"warnings,omitempty"`
+	LastError string   `json:"last_error,omitempty"`
 }
 
 // Member is one member of the consumer group.
@@ -46,6 +53,11 @@ type PartitionLag struct {
 	End       int64  `json:"end"`
 	Lag       int64  `json:"lag"`
 	Member    string `json:"member,omitempty"`
+	// Progress is the next offset the read model in Redis covers (-1:
+	// none recorded); a committed offset above it means Redis lost state
+	// the offset relies on.
+	Progress  int64 `json:"progress"`
+	StateLost bool  `json:"state_lost,omitempty"`
 }
 
 func newStatusCommand(o *options) *cobra.Command {
@@ -140,6 +152,26 @@ func (c *conn) status(ctx context.Context) (*Status, error) {
 		st.Partitions = append(st.Partitions, pl)
 	})
 	sort.Slice(st.Partitions, func(i, j int) bool { return st.Partitions[i].Partition < st.Partitions[j].Partition })
+	for i := range st.Partitions {
+		pl := &st.Partitions[i]
+		next, ok, err := c.store.Progress(ctx, c.name, pl.Partition)
+		if err != nil {
+			return nil, err
+		}
+		pl.Progress = -1
+		if ok {
+			pl.Progress = next
+		}
+		if pl.Committed >= 0 && (!ok || next < pl.Committed) {
+			pl.StateLost = true
+			covered := "nothing"
+			if ok {
+				covered = fmt.Sprintf("offsets below %d", next)
+			}
+			st.Problems = append(st.Problems, fmt.Sprintf("partition %d: the group committed offset %d but Redis holds the read model of %s (epoch %d): state lost; replay the projection",
+				pl.Partition, pl.Committed, covered, st.Epoch))
+		}
+	}
 	switch {
 	case st.Control.Replay != nil && replayInProgress(st.Control.Replay.Phase):
 		st.State = "replaying"
@@ -150,9 +182,22 @@ func (c *conn) status(ctx context.Context) (*Status, error) {
 	default:
 		st.State = "running"
 	}
+	warned := map[string]bool{}
 	for _, r := range st.Replicas {
 		if r.LastError != "" {
 			st.LastError = r.ID + ": " + r.LastError
+		}
+		for _, p := range r.Problems {
+			st.Problems = append(st.Problems, fmt.Sprintf("replica %s partition %d %s since %s: %s", r.ID, p.Partition, p.State, p.Since.Format(time.RFC3339), p.Error))
+		}
+		if r.Unverified > 0 {
+			st.Problems = append(st.Problems, fmt.Sprintf("replica %s skipped %d duplicates whose event ID it could not verify (see docs/runner.md)", r.ID, r.Unverified))
+		}
+		for _, w := range r.Warnings {
+			if !warned[w] {
+				warned[w] = true
+				st.Warnings = append(st.Warnings, w)
+			}
 		}
 	}
 	if st.Control.Replay != nil && st.Control.Replay.Error != "" {
@@ -180,25 +225,41 @@ func printStatus(o *options, st *Status) {
 	if st.LastError != "" {
 		fmt.Fprintf(w, "last error\t%s\n", st.LastError)
 	}
+	for _, p := range st.Problems {
+		fmt.Fprintf(w, "problem\t%s\n", p)
+	}
+	for _, warning := range st.Warnings {
+		fmt.Fprintf(w, "warning\t%s\n", warning)
+	}
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "MEMBER\tHOST\tPARTITIONS")
 	for _, m := range st.Members {
 		fmt.Fprintf(w, "%s\t%s\t%v\n", m.ClientID, m.Host, m.Partitions)
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "PARTITION\tCOMMITTED\tEND\tLAG\tMEMBER")
-	for _, p := range st.Partitions {
-		committed := fmt.Sprint(p.Committed)
-		if p.Committed < 0 {
-			committed = "-"
+	fmt.Fprintln(w, "PARTITION\tCOMMITTED\tEND\tLAG\tREDIS PROGRESS\tMEMBER")
+	dash := func(n int64) string {
+		if n < 0 {
+			return "-"
 		}
-		fmt.Fprintf(w, "%d\t%s\t%d\t%d\t%s\n", p.Partition, committed, p.End, p.Lag, p.Member)
+		return fmt.Sprint(n)
+	}
+	for _, p := range st.Partitions {
+		progress := dash(p.Progress)
+		if p.StateLost {
+			progress += " (STATE LOST)"
+		}
+		fmt.Fprintf(w, "%d\t%s\t%d\t%d\t%s\t%s\n", p.Partition, dash(p.Committed), p.End, p.Lag, progress, p.Member)
 	}
 	if len(st.Replicas) > 0 {
 		fmt.Fprintln(w)
-		fmt.Fprintln(w, "REPLICA\tSTATE\tPARTITIONS\tAPPLIED\tSKIPPED\tPARKED\tLAST ERROR")
+		fmt.Fprintln(w, "REPLICA\tSTATE\tPARTITIONS\tAPPLIED\tSKIPPED\tUNVERIFIED\tPARKED\tLAST ERROR")
 		for _, r := range st.Replicas {
-			fmt.Fprintf(w, "%s\t%s\t%v\t%d\t%d\t%d\t%s\n", r.ID, r.State, r.Partitions, r.Applied, r.Skipped, r.Parked, r.LastError)
+			lastErr := r.LastError
+			if lastErr != "" && !r.LastErrorAt.IsZero() {
+				lastErr = r.LastErrorAt.Format(time.RFC3339) + " " + lastErr
+			}
+			fmt.Fprintf(w, "%s\t%s\t%v\t%d\t%d\t%d\t%d\t%s\n", r.ID, r.State, r.Partitions, r.Applied, r.Skipped, r.Unverified, r.Parked, lastErr)
 		}
 	}
 	if len(st.Parked) > 0 {
