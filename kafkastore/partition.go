@@ -123,8 +123,12 @@ func (p *partition) take() (fetched, bool) {
 	return f, true
 }
 
+// pauseLocked and resumeLocked change the client's fetching of the
+// partition only while this is its current worker: a worker left behind
+// (a projection that ignored cancellation) must not resume or pause a
+// partition a newer worker owns.
 func (p *partition) pauseLocked() {
-	if p.paused || p.r.client == nil {
+	if p.paused || p.r.client == nil || p.r.partitionOf(p.id) != p {
 		return
 	}
 	p.paused = true
@@ -132,7 +136,7 @@ func (p *partition) pauseLocked() {
 }
 
 func (p *partition) resumeLocked() {
-	if !p.paused || p.r.client == nil {
+	if !p.paused || p.r.client == nil || p.r.partitionOf(p.id) != p {
 		return
 	}
 	p.paused = false
