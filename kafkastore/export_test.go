@@ -1,5 +1,7 @@
 package kafkastore
 
+import "time"
+
 // Crash stops the runner the way a crash would: workers stop at once,
 // nothing more is flushed or committed.
 func (r *Runner) Crash() {
@@ -9,4 +11,12 @@ func (r *Runner) Crash() {
 	if r.cancel != nil {
 		r.cancel()
 	}
+}
+
+// SetDeadLetterPause shortens how long workers skip an unreachable
+// dead-letter topic; the returned function restores it.
+func SetDeadLetterPause(d time.Duration) (restore func()) {
+	old := deadLetterPause
+	deadLetterPause = d
+	return func() { deadLetterPause = old }
 }

@@ -749,3 +749,54 @@ func TestZombieCannotPark(t *testing.T) {
 	}
 	f.waitCounts(t, p, want, time.Minute)
 }
+
+// TestDeadLetterTopicUnreachable: the dead-letter topic is gone (deleted
+// while the replica runs; the broker does not create topics on use). A
+// poison event's stream is parked all the same, with its dead letter
+// pending; the partition keeps flowing; once the topic is back, the worker
+// writes the dead letter as a reference and records it.
+func TestDeadLetterTopicUnreachable(t *testing.T) {
+	defer kafkastore.SetDeadLetterPause(time.Second)()
+	f := newFixture(t, 2)
+	want := f.produce(t, 10, 2, "process/t/")
+	p := f.counter(t)
+	rep := f.start(t, p, fast)
+	f.waitCounts(t, p, want, time.Minute)
+	dlq := f.store.Config().Topic + ".dead-letter"
+	adm := f.env.Admin(t)
+	if _, err := adm.DeleteTopics(ctxFor(t), dlq); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "the dead-letter topic deleted", func() (bool, string) {
+		td, err := adm.ListTopics(ctxFor(t), dlq)
+		return err == nil && !td.Has(dlq), fmt.Sprint(err)
+	})
+
+	poisoned := "process/t/00004"
+	if _, err := f.store.Append(ctxFor(t), poisoned, framework.AnyVersion, []framework.EventData{{Type: "Poison"}, {Type: "Counted"}}); err != nil {
+		t.Fatal(err)
+	}
+	for id, n := range f.produce(t, 10, 1, "process/t/") {
+		if id != poisoned {
+			want[id] += n
+		}
+	}
+	f.waitCounts(t, p, want, 2*time.Minute)
+	parked := waitParked(t, rep, 1)
+	if parked[0].StreamID != poisoned || parked[0].DeadLetter != framework.DeadLetterPending || parked[0].DeadLetterError == "" {
+		t.Fatalf("parked %+v, want %s with its dead letter pending and why", parked[0], poisoned)
+	}
+
+	if resp, err := adm.CreateTopic(ctxFor(t), 2, 1, nil, dlq); err != nil || resp.Err != nil {
+		t.Fatal(err, resp.Err)
+	}
+	waitFor(t, time.Minute, "the dead letter written as a reference", func() (bool, string) {
+		parked, err := rep.r.Parked(ctxFor(t))
+		return err == nil && len(parked) == 1 && parked[0].DeadLetter == framework.DeadLetterReference, fmt.Sprintf("%+v %v", parked, err)
+	})
+	rec := pollOne(t, f.env.Client(t, consumeFromStart(dlq)...))
+	if string(rec.Key) != poisoned || len(rec.Value) != 0 || headerOf(rec, kafkastore.HeaderDLQReference) == "" ||
+		!strings.HasPrefix(headerOf(rec, kafkastore.HeaderDLQSource), f.store.Config().Topic+"/") {
+		t.Errorf("dead letter %s, %d bytes, headers %v; want a reference to the parked event", rec.Key, len(rec.Value), rec.Headers)
+	}
+}

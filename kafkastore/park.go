@@ -2,10 +2,12 @@ package kafkastore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
@@ -106,18 +108,44 @@ func (s *session) recordDeadLetter(ctx context.Context, p framework.ParkedStream
 }
 
 // deadLetter publishes the parked event to the dead-letter topic and sets
-// p.DeadLetter to what it managed.
+// p.DeadLetter to what it managed: a copy; a reference when the copy is too
+// large; nothing yet ("pending") when the topic cannot be reached.
 func (s *session) deadLetter(ctx context.Context, p *framework.ParkedStream, rec *kgo.Record) {
+	if s.r.deadLetterDown() {
+		p.DeadLetter, p.DeadLetterError = framework.DeadLetterPending, "the dead-letter topic failed moments ago; retried later"
+		return
+	}
 	headers := append(append([]kgo.RecordHeader(nil), rec.Headers...), s.dlqHeaders(p, rec.Topic)...)
 	cp := &kgo.Record{Topic: s.r.cfg.DeadLetterTopic, Key: rec.Key, Value: rec.Value, Headers: headers}
 	copyErr := s.produce(ctx, cp)
-	if copyErr == nil {
+	switch {
+	case copyErr == nil:
 		p.DeadLetter, p.DeadLetterError = framework.DeadLetterCopied, ""
-		return
+	case errors.Is(copyErr, kerr.MessageTooLarge) || errors.Is(copyErr, kerr.RecordListTooLarge):
+		s.r.cfg.Logger.Warn("a parked event is too large for the dead-letter topic; writing a reference instead", "stream", p.StreamID,
+			"topic", s.r.cfg.DeadLetterTopic, "bytes", len(rec.Value), "err", copyErr)
+		s.deadLetterReference(ctx, p, rec.Topic, rec.Key, copyErr)
+	default:
+		// The topic cannot be reached: do not hold the partition up
+		// with a second attempt; the worker retries a reference later.
+		p.DeadLetter, p.DeadLetterError = framework.DeadLetterPending, truncate(copyErr.Error(), maxDLQErrorBytes)
+		s.r.markDeadLetterDown()
+		s.r.cfg.Logger.Error("cannot write the dead letter of a parked stream; the stream is parked and the dead letter retried",
+			"stream", p.StreamID, "topic", s.r.cfg.DeadLetterTopic, "err", copyErr)
 	}
-	s.r.cfg.Logger.Warn("cannot copy a parked event to the dead-letter topic; writing a reference instead", "stream", p.StreamID,
-		"topic", s.r.cfg.DeadLetterTopic, "bytes", len(rec.Value), "err", copyErr)
-	s.deadLetterReference(ctx, p, rec.Topic, rec.Key, copyErr)
+}
+
+// deadLetterPause is how long the workers skip the dead-letter topic after
+// it could not be reached (their parks record the dead letter as pending).
+// A variable for tests.
+var deadLetterPause = 30 * time.Second
+
+func (r *Runner) deadLetterDown() bool {
+	return time.Now().UnixNano() < r.dlqDownUntil.Load()
+}
+
+func (r *Runner) markDeadLetterDown() {
+	r.dlqDownUntil.Store(time.Now().Add(deadLetterPause).UnixNano())
 }
 
 // deadLetterReference publishes a record naming where the parked event is,
@@ -126,6 +154,7 @@ func (s *session) deadLetterReference(ctx context.Context, p *framework.ParkedSt
 	headers := append(s.dlqHeaders(p, topic), kgo.RecordHeader{Key: HeaderDLQReference, Value: []byte(truncate(why.Error(), maxDLQErrorBytes))})
 	ref := &kgo.Record{Topic: s.r.cfg.DeadLetterTopic, Key: key, Headers: headers}
 	if err := s.produce(ctx, ref); err != nil {
+		s.r.markDeadLetterDown()
 		p.DeadLetter = framework.DeadLetterPending
 		p.DeadLetterError = truncate(fmt.Sprintf("copy: %v; reference: %v", why, err), maxDLQErrorBytes)
 		s.r.cfg.Logger.Error("cannot write the dead letter of a parked stream; the stream is parked and the dead letter retried", "stream", p.StreamID, "err", err)
@@ -168,7 +197,7 @@ func truncate(s string, n int) string {
 // partition parked, as references.
 func (s *session) retryDeadLetters(list []framework.ParkedStream) error {
 	for _, p := range list {
-		if p.DeadLetter != framework.DeadLetterPending || p.Position == nil || p.Position.Partition != s.p.id {
+		if p.DeadLetter != framework.DeadLetterPending || p.Position == nil || p.Position.Partition != s.p.id || s.r.deadLetterDown() {
 			continue
 		}
 		if err := s.checkState(); err != nil { // no dead letters from a replica that lost the partition

@@ -350,9 +350,10 @@ type Runner struct {
 	wakeCancel   context.CancelFunc
 	wakePending  bool
 
-	joined   atomic.Bool
-	warnings atomic.Pointer[[]string]
-	lastErr  atomic.Pointer[lastError]
+	joined       atomic.Bool
+	dlqDownUntil atomic.Int64 // Unix ns: skip the dead-letter topic until then
+	warnings     atomic.Pointer[[]string]
+	lastErr      atomic.Pointer[lastError]
 }
 
 type lastError struct {
