@@ -72,7 +72,9 @@ func (p *partition) startSession(first bool) (*session, error) {
 		return nil, err
 	}
 	s.committed = committed
-	if ps, ok := r.cfg.Checkpoints.(ProgressStore); ok && committed >= 0 {
+	// Progress is written with the fence (see flush): without a fence there
+	// is none to compare with.
+	if ps, ok := r.cfg.Checkpoints.(ProgressStore); ok && s.fence != nil && committed >= 0 {
 		next, found, err := ps.Progress(s.ctx, name, p.id)
 		if err != nil {
 			return nil, fmt.Errorf("kafkastore: progress of partition %d: %w", p.id, err)
