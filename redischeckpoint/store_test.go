@@ -399,6 +399,19 @@ func TestFencingRaceRejectsEveryStaleWrite(t *testing.T) {
 	if err := s.Delete(oldCtx, "p"); !errors.Is(err, redischeckpoint.ErrFenced) {
 		t.Errorf("stale Delete = %v, want ErrFenced", err)
 	}
+	if err := s.Park(oldCtx, "p", framework.ParkedStream{StreamID: stream, Sequence: 9, Reason: framework.ParkApplyFailed}); !errors.Is(err, framework.ErrFenced) {
+		t.Errorf("stale Park = %v, want ErrFenced", err)
+	}
+	if parked, _ := s.Parked(ctx, "p"); len(parked) != 0 {
+		t.Errorf("a stale holder parked %+v", parked)
+	}
+	heads := []framework.StreamHead{{StreamID: stream, Sequence: last + 1, EventID: "e"}}
+	if err := s.AdvancePartition(oldCtx, "p", 7, heads, 99); !errors.Is(err, framework.ErrFenced) {
+		t.Errorf("stale AdvancePartition = %v, want ErrFenced", err)
+	}
+	if _, ok, _ := s.Progress(ctx, "p", 7); ok {
+		t.Error("a stale holder recorded progress")
+	}
 	t.Logf("stale holder: %d writes rejected after the takeover", staleRejected.Load())
 }
 
