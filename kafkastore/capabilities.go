@@ -1,0 +1,85 @@
+package kafkastore
+
+import (
+	"context"
+	"time"
+
+	"github.com/projector-dev/projector/framework"
+)
+
+// CheckpointStore keeps the runner's cursors. Cursors looks up many streams
+// in one round trip. redischeckpoint.Store implements it.
+type CheckpointStore interface {
+	framework.ProjectionCheckpointStore
+	Cursors(ctx context.Context, name string, streamIDs []string) (map[string]uint64, error)
+}
+
+// Fencer hands out fencing tokens per (projection, partition); writes made
+// with a context carrying the fence ([framework.WithFence]) fail once a
+// newer token exists, with an error that matches [framework.ErrFenced].
+// redischeckpoint.Store implements it.
+type Fencer interface {
+	AcquireFence(ctx context.Context, projection string, partition int32) (framework.Fence, error)
+}
+
+// ProgressStore is a CheckpointStore that records, per partition, how far
+// its stored state covers the partition, so that the runner can tell
+// lost state from a normal restart. redischeckpoint.Store implements it.
+// The runner calls it from the partition's worker goroutine, with the
+// partition's fence in ctx.
+type ProgressStore interface {
+	// Progress returns the next offset of partition that the stored state
+	// covers in the current epoch; ok is false when none is recorded.
+	Progress(ctx context.Context, projection string, partition int32) (next int64, ok bool, err error)
+	// AdvancePartition raises the cursors of heads (never lowering one),
+	// records the heads, and raises the partition's progress to next, in
+	// one atomic step. The runner commits offset next only after it
+	// returned nil.
+	AdvancePartition(ctx context.Context, projection string, partition int32, heads []framework.StreamHead, next int64) error
+	// CheckState reports, without writing, whether the fence in ctx is
+	// still current ([framework.ErrFenced] if not) and the store still
+	// holds every write made with it ([framework.ErrStateLost] if not).
+	CheckState(ctx context.Context, projection string) error
+}
+
+// HeadStore is implemented by checkpoint stores that also keep the event
+// applied at each cursor, with its position (redischeckpoint.Store): the
+// runner then recognises an event that repeats an applied sequence with
+// another event ID (a conflict) however far back, also after a restart.
+type HeadStore interface {
+	Heads(ctx context.Context, name string, streamIDs []string) (map[string]framework.StreamHead, error)
+}
+
+// ServerChecker is implemented by stores that can tell whether the server
+// behind them keeps the guarantees the runner needs (redischeckpoint.Store:
+// Redis's maxmemory-policy must be noeviction). The runner calls it once
+// at start: an error refuses to start, warnings are logged and reported.
+type ServerChecker interface {
+	CheckServer(ctx context.Context) (warnings []string, err error)
+}
+
+// ParkStore keeps parked streams where every replica and the admin command
+// see them. redischeckpoint.Store implements it; without one the runner
+// keeps them in memory (lost on restart: only for tests and demos).
+type ParkStore interface {
+	Park(ctx context.Context, projection string, p framework.ParkedStream) error
+	Parked(ctx context.Context, projection string) ([]framework.ParkedStream, error)
+	Unpark(ctx context.Context, projection string, r framework.Resolution) (bool, error)
+}
+
+// ControlStore is the shared control plane of a projection's replicas:
+// pause and resume, resets of the read model for replays, and the replicas'
+// reports for status. redischeckpoint.Store implements it.
+type ControlStore interface {
+	Control(ctx context.Context, projection string) (framework.Control, error)
+	ClaimReset(ctx context.Context, projection string, epoch uint64, replica string, ttl time.Duration) (bool, error)
+	CompleteReset(ctx context.Context, projection string, epoch uint64) error
+	Heartbeat(ctx context.Context, projection string, info framework.ReplicaInfo) error
+	RemoveReplica(ctx context.Context, projection, id string) error
+}
+
+// Pinger is implemented by stores that can tell whether they are
+// reachable; readiness uses it.
+type Pinger interface {
+	Ping(ctx context.Context) error
+}
