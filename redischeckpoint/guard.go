@@ -23,13 +23,15 @@ import (
 // committed the offset, the event would be gone for good.
 //
 // So every fenced script first checks and raises a per-partition write
-// serial. The Store that acquired the fence remembers the serial its writes
-// must find: a lower one means writes were lost, and the script refuses with
-// STATELOST before writing anything ([ErrStateLost]). A write whose outcome
-// is unknown (a timeout, a dropped connection, an error reply that may come
-// after the script's first write) widens the range the next write accepts by
-// one: either that write happened or it did not, and the caller retries it
-// either way.
+// serial. The Store that acquired the fence counts the writes it knows
+// happened: a serial below that count means writes were lost, and the
+// script refuses with STATELOST before writing anything ([ErrStateLost]). A
+// write whose outcome is unknown (a timeout, a dropped connection, an error
+// reply that may come after the script's first write) does not count:
+// either it happened or it did not, and the caller retries it either way. A
+// serial above the count is no loss: it is such a write, or one that
+// go-redis sent again after a timeout (scripts skip what they already did,
+// by the cursors).
 
 type sessionKey struct {
 	projection string
@@ -37,10 +39,10 @@ type sessionKey struct {
 }
 
 // session is the newest fence a Store acquired for a partition and the
-// serial range its next write may find.
+// least serial its next write must find.
 type session struct {
 	epoch, token uint64
-	lo, hi       uint64
+	floor        uint64
 }
 
 // guard is one script call's guard arguments (see luaPrelude) and what its
@@ -67,7 +69,7 @@ func (s *Store) guardFor(ctx context.Context, name string) (guard, error) {
 	s.sessionsMu.Lock()
 	if ss := s.sessions[sessionKey{name, f.Partition}]; ss != nil && ss.epoch == f.Epoch && ss.token == f.Token {
 		g.ss = ss
-		serial = strconv.FormatUint(ss.lo, 10) + " " + strconv.FormatUint(ss.hi, 10)
+		serial = strconv.FormatUint(ss.floor, 10)
 	}
 	s.sessionsMu.Unlock()
 	g.args = []any{strconv.FormatInt(int64(f.Partition), 10), strconv.FormatUint(f.Epoch, 10), strconv.FormatUint(f.Token, 10), serial}
@@ -82,17 +84,11 @@ func (g guard) done(err error) {
 	}
 	g.s.sessionsMu.Lock()
 	defer g.s.sessionsMu.Unlock()
-	ss := g.ss
-	switch {
-	case err == nil, hasReplyPrefix(err, "BADCURSOR "):
-		// The guard passed and raised the serial.
-		ss.hi++
-		ss.lo = ss.hi
-	case hasReplyPrefix(err, "FENCED "), hasReplyPrefix(err, "STATELOST "):
-		// Refused by the guard: nothing was written.
-	default:
-		// Unknown: the script may or may not have run.
-		ss.hi++
+	if err == nil || hasReplyPrefix(err, "BADCURSOR ") {
+		// The guard passed and raised the serial. Anything else was
+		// refused by the guard (nothing written) or may or may not have
+		// run: it does not count.
+		g.ss.floor++
 	}
 }
 
@@ -108,7 +104,7 @@ func hasReplyPrefix(err error, prefix string) bool {
 func (s *Store) startSession(f framework.Fence, serial uint64) {
 	s.sessionsMu.Lock()
 	defer s.sessionsMu.Unlock()
-	s.sessions[sessionKey{f.Projection, f.Partition}] = &session{epoch: f.Epoch, token: f.Token, lo: serial, hi: serial}
+	s.sessions[sessionKey{f.Projection, f.Partition}] = &session{epoch: f.Epoch, token: f.Token, floor: serial}
 }
 
 // run calls a script with the guard arguments of ctx before args, records

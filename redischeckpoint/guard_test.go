@@ -103,7 +103,9 @@ func TestFlushedRedisRefusesTheFence(t *testing.T) {
 
 // TestUnknownOutcomeIsNotALoss: a write times out on the client while the
 // server is frozen (SIGSTOP) and runs when it continues. The holder cannot
-// know whether it ran; its next writes are accepted either way.
+// know whether it ran; its next writes are accepted either way. The same
+// holds when go-redis itself sends the script again after a timeout (its
+// default MaxRetries): the second run finds a serial above the count.
 func TestUnknownOutcomeIsNotALoss(t *testing.T) {
 	s, srv, _ := privateStore(t, 300*time.Millisecond)
 	ctx := ctxFor(t)
@@ -129,5 +131,31 @@ func TestUnknownOutcomeIsNotALoss(t *testing.T) {
 	}
 	if err := s.CheckState(fctx, "p"); err != nil {
 		t.Errorf("CheckState = %v", err)
+	}
+
+	// go-redis's own retry: the first attempt times out while the server
+	// is frozen, the second (sent once the first timed out) runs too.
+	retrying := redis.NewClient(&redis.Options{Addr: srv.Addr, ReadTimeout: 300 * time.Millisecond, MaxRetries: 2, MinRetryBackoff: 400 * time.Millisecond})
+	t.Cleanup(func() { _ = retrying.Close() })
+	s2, err := redischeckpoint.New(redischeckpoint.Config{Client: retrying})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f2, err := s2.AcquireFence(ctx, "p", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f2ctx := framework.WithFence(ctx, f2)
+	srv.Pause()
+	go func() { time.Sleep(500 * time.Millisecond); srv.Resume() }()
+	if err := s2.Advance(f2ctx, "p", map[string]uint64{"process/t/b": 1}); err != nil {
+		t.Errorf("the write go-redis retried: %v", err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if n, _ := retrying.HGet(ctx, "projector:{p}:serials", "1").Result(); n != "2" {
+		t.Errorf("serial %q after the retried write, want 2: the script did not run twice, the test shows nothing", n)
+	}
+	if err := s2.Advance(f2ctx, "p", map[string]uint64{"process/t/b": 2}); err != nil {
+		t.Errorf("the write after a retried one: %v", err)
 	}
 }

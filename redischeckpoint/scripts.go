@@ -10,7 +10,7 @@ import "github.com/redis/go-redis/v9"
 //
 // and starts with four guard arguments: ARGV[1..3] = partition, epoch and
 // token of the caller's fence (an empty partition means unfenced), ARGV[4]
-// = the write serial the caller expects, "lo hi" ("" when not tracked).
+// = the least write serial the caller must find ("" when not tracked).
 // Script arguments proper start at ARGV[A + 1].
 //
 // Sequences travel as decimal strings. Lua numbers are doubles, so the
@@ -47,15 +47,15 @@ local function guard(bump)
     return redis.error_reply('FENCED ' .. epoch .. ' ' .. token)
   end
   if ARGV[4] ~= '' then
-    local lo, hi = string.match(ARGV[4], '^(%d+) (%d+)$')
+    local floor = ARGV[4]
     local cur = redis.call('HGET', KEYS[5], ARGV[1]) or '0'
-    if num_less(cur, lo) or num_less(hi, cur) then
-      local want = lo
-      if lo ~= hi then want = lo .. '..' .. hi end
+    if num_less(cur, floor) then
       return redis.error_reply('STATELOST Redis holds write serial ' .. cur .. ' for partition ' .. ARGV[1] ..
-        ', the writer made ' .. want .. ' writes: writes were lost')
+        ', the writer made at least ' .. floor .. ' writes: writes were lost')
     end
-    if bump then redis.call('HSET', KEYS[5], ARGV[1], string.format('%d', tonumber(hi) + 1)) end
+    if bump then
+      redis.call('HSET', KEYS[5], ARGV[1], string.format('%d', tonumber(cur) + 1))
+    end
   end
   return nil
 end
