@@ -312,6 +312,19 @@ func (w *Writes) Replace(key, field string, value int64, sums, counts []HashFiel
 // MaxReplaceFields is the most fields one ReplaceFields call takes.
 const MaxReplaceFields = 1000
 
+// Size limits of the writes of one event, checked before anything is sent
+// (a write above them is an [ErrInvalidWrite]). A write's size is the
+// number of fields and members it changes: 1 for HSet, HIncrBy, Set,
+// IncrBy and Del, the fields for HDel, the members for SAdd and SRem,
+// 1+len(sums)+len(counts) for Replace, and len(fields) times
+// 1+len(sums)+len(counts) for ReplaceFields.
+const (
+	// MaxWriteValues is the largest size of one write.
+	MaxWriteValues = 10_000
+	// MaxEventValues is the largest sum of the sizes of one event's writes.
+	MaxEventValues = 100_000
+)
+
 // ReplaceFields is Replace for many fields of one hash at once, in a few
 // commands instead of several per field: it sets the fields of the hash at
 // key to values (replacing what was there), adjusts the same fields of
