@@ -61,8 +61,9 @@ type WriteError struct {
 	StreamID   string
 	Sequence   uint64
 	EventID    string
-	// Index is the write's position among the event's writes, from 1; 0
-	// is the script's own cursor writes.
+	// Index is the write's position among the event's recorded writes,
+	// from 1 (writes of no fields or members are not recorded); 0 is the
+	// script's own writes of cursors and heads.
 	Index int
 	// Op is the write as the script names it: HSET, HDEL, HINCRBY, SET,
 	// INCRBY, DEL, SADD, SREM, REPLACE or REPLACE_FIELDS.
@@ -92,7 +93,7 @@ func (e *WriteError) Error() string {
 	case e.Index > 0:
 		fmt.Fprintf(&b, "write %d %s", e.Index, e.Op)
 	case e.Op != "":
-		b.WriteString(e.Op + " of the cursors")
+		b.WriteString("the script's own " + e.Op + " of cursors and heads")
 	default:
 		b.WriteString("writes")
 	}
