@@ -1,0 +1,98 @@
+package redischeckpoint
+
+// luaIntegers is the integer arithmetic of the apply script's checks.
+// Integers travel as decimal strings. Lua numbers are doubles, exact only
+// up to 2^53, so a sum goes through doubles only when every term has at
+// most 15 characters (|x| < 10^15: three of them add up below 2^53), and
+// digit by digit otherwise, exact at any length; is_int then tells
+// whether the result fits int64.
+const luaIntegers = `
+local INT64_MAX, INT64_MIN_MAGNITUDE = '9223372036854775807', '9223372036854775808'
+
+-- is_int reports whether s is an integer as Redis parses one (string2ll,
+-- used by HINCRBY and INCRBY): an optional '-', no '+', no spaces, no
+-- leading zeros, '0' alone ('-0' is not one), within int64.
+local function is_int(s)
+  if s == '0' then return true end
+  local negative = string.byte(s, 1) == 45
+  local magnitude = s
+  if negative then magnitude = string.sub(s, 2) end
+  if not string.find(magnitude, '^[1-9]%d*$') then return false end
+  if #magnitude ~= 19 then return #magnitude < 19 end
+  if negative then return magnitude <= INT64_MIN_MAGNITUDE end
+  return magnitude <= INT64_MAX
+end
+
+-- digits_string turns digits, least significant first, into a string
+-- (characters: miniredis's table.concat returns a lone number as is).
+local function digits_string(t)
+  local out = {}
+  for i = #t, 1, -1 do out[#out + 1] = string.char(48 + t[i]) end
+  return table.concat(out)
+end
+
+-- magnitude_add returns a + b for magnitudes (digit strings).
+local function magnitude_add(a, b)
+  local t, carry, i, j = {}, 0, #a, #b
+  while i > 0 or j > 0 or carry > 0 do
+    local d = carry
+    if i > 0 then d = d + string.byte(a, i) - 48 end
+    if j > 0 then d = d + string.byte(b, j) - 48 end
+    carry = 0
+    if d >= 10 then d, carry = d - 10, 1 end
+    t[#t + 1] = d
+    i, j = i - 1, j - 1
+  end
+  return digits_string(t)
+end
+
+-- magnitude_sub returns a - b for magnitudes a > b.
+local function magnitude_sub(a, b)
+  local t, borrow, i, j = {}, 0, #a, #b
+  while i > 0 do
+    local d = string.byte(a, i) - 48 - borrow
+    if j > 0 then d = d - (string.byte(b, j) - 48) end
+    borrow = 0
+    if d < 0 then d, borrow = d + 10, 1 end
+    t[#t + 1] = d
+    i, j = i - 1, j - 1
+  end
+  while #t > 1 and t[#t] == 0 do t[#t] = nil end
+  return digits_string(t)
+end
+
+local function negate(s)
+  if s == '0' then return s end
+  if string.byte(s, 1) == 45 then return string.sub(s, 2) end
+  return '-' .. s
+end
+
+-- add returns a + b exactly, for decimal integers of any length.
+local function add(a, b)
+  if #a <= 15 and #b <= 15 then return string.format('%d', tonumber(a) + tonumber(b)) end
+  local a_negative, b_negative = string.byte(a, 1) == 45, string.byte(b, 1) == 45
+  local am, bm = a, b
+  if a_negative then am = string.sub(a, 2) end
+  if b_negative then bm = string.sub(b, 2) end
+  local m, negative
+  if a_negative == b_negative then
+    m, negative = magnitude_add(am, bm), a_negative
+  elseif am == bm then
+    return '0'
+  elseif num_less(am, bm) then
+    m, negative = magnitude_sub(bm, am), b_negative
+  else
+    m, negative = magnitude_sub(am, bm), a_negative
+  end
+  if negative then return '-' .. m end
+  return m
+end
+
+-- add_sub returns a + b - c exactly.
+local function add_sub(a, b, c)
+  if #a <= 15 and #b <= 15 and #c <= 15 then
+    return string.format('%d', tonumber(a) + tonumber(b) - tonumber(c))
+  end
+  return add(add(a, b), negate(c))
+end
+`
