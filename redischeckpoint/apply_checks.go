@@ -19,9 +19,10 @@ package redischeckpoint
 //
 // The shadow holds what the event's earlier writes left, per key: its
 // type, the hash fields and the string value the checks needed, read from
-// Redis (TYPE, HMGET, GET) on first use. Reads run with redis.pcall: a
-// read that fails (an ACL user without TYPE, say) refuses the event like
-// a failed check. Writes of one event use each key as one type between
+// Redis on first use: HMGET and GET where the check needs values (their
+// WRONGTYPE tells the type), TYPE for the other writes. Reads run with
+// redis.pcall: a read that fails (an ACL user without TYPE, say) refuses
+// the event like a failed check. Writes of one event use each key as one type between
 // DELs and SETs of it (Writes refuses others before sending), so the
 // shadow need not know when HDEL or SREM empty a key.
 //
@@ -44,7 +45,7 @@ end
 -- error_code is the code of a Redis error reply; an ACL refusal inside a
 -- script reads "ERR The user executing the script can't ..." on 7.0.
 local function error_code(err)
-  if string.find(err, "user executing the script can't", 1, true) then return 'NOPERM' end
+  if find(err, "user executing the script can't", 1, true) then return 'NOPERM' end
   return string.match(err, '^(%u+)') or 'ERR'
 end
 
@@ -53,8 +54,8 @@ local function failed_read(key, field, command, err)
 end
 
 local function quote(v)
-  if #v > 40 then v = string.sub(v, 1, 40) .. '...' end
-  return string.format('%q', v)
+  if #v > 40 then v = sub(v, 1, 40) .. '...' end
+  return format('%q', v)
 end
 
 local function hash_of(key)
@@ -73,6 +74,10 @@ local function forget_key(key, typ, value)
   shadow.strings[key] = value
 end
 
+local function wrong_type(key, t, want)
+  return refusal('WRONGTYPE', key, '', 'the key holds a ' .. t .. ', the write needs a ' .. want)
+end
+
 -- need_type refuses unless key is absent or of type want: 'hash', 'set'
 -- or 'string'.
 local function need_type(key, want)
@@ -83,31 +88,47 @@ local function need_type(key, want)
     t = r.ok
     if t == 'none' then forget_key(key, t, false) end
   end
-  if t ~= 'none' and t ~= want then
-    return refusal('WRONGTYPE', key, '', 'the key holds a ' .. t .. ', the write needs a ' .. want)
-  end
+  if t ~= 'none' and t ~= want then return wrong_type(key, t, want) end
   shadow.types[key] = want
 end
 
--- hash_values returns the values of fields of the hash at key (false when
--- absent), reading those the shadow does not know.
+-- failed_typed_read refuses after a read of key as a want failed with err:
+-- a WRONGTYPE names the type the key holds.
+local function failed_typed_read(key, want, command, err)
+  if find(err, '^WRONGTYPE') then
+    local r = need_type(key, want)
+    if r then return r end
+  end
+  return failed_read(key, '', command, err)
+end
+
+-- hash_values returns the values of the hash at key by field (nil or
+-- false when absent) with those of fields read, or a refusal unless key
+-- is absent or a hash. The table is the shadow's: read before writing.
 local function hash_values(key, fields)
-  local h = hash_of(key)
+  local t, h = shadow.types[key], hash_of(key)
+  if t and t ~= 'none' and t ~= 'hash' then return nil, wrong_type(key, t, 'hash') end
   if not h.cleared then
-    local missing = {}
-    for i = 1, #fields do
-      if h.vals[fields[i]] == nil then missing[#missing + 1] = fields[i] end
+    local missing, vals = fields, h.vals
+    if next(vals) then
+      missing = {}
+      for i = 1, #fields do
+        if vals[fields[i]] == nil then missing[#missing + 1] = fields[i] end
+      end
+    end
+    if not t and #missing == 0 then
+      local r = need_type(key, 'hash')
+      if r then return nil, r end
     end
     for from = 1, #missing, CHUNK do
       local to = math.min(from + CHUNK - 1, #missing)
       local r = redis.pcall('HMGET', key, unpack(missing, from, to))
-      if r.err then return nil, failed_read(key, '', 'HMGET', r.err) end
-      for j = from, to do h.vals[missing[j]] = r[j - from + 1] end
+      if r.err then return nil, failed_typed_read(key, 'hash', 'HMGET', r.err) end
+      for j = from, to do vals[missing[j]] = r[j - from + 1] end
     end
   end
-  local out = {}
-  for i = 1, #fields do out[i] = h.vals[fields[i]] or false end
-  return out
+  shadow.types[key] = 'hash'
+  return h.vals
 end
 
 -- integer returns the integer v holds, '0' when absent, or a refusal.
@@ -117,19 +138,31 @@ local function integer(v, key, field)
   return nil, refusal('NOTINT', key, field, 'it holds ' .. quote(v) .. ', not an integer')
 end
 
--- fits returns sum, or a refusal when it is outside int64.
-local function fits(sum, key, field, expression)
-  if is_int(sum) then return sum end
+-- fits returns sum, or a refusal when it is outside int64: a + b (- c).
+-- The message is made only then: it would cost more than the sum.
+local function fits(sum, key, field, a, b, c)
+  if fits_int64(sum) then return sum end
+  local expression = a .. ' + ' .. b
+  if c then expression = expression .. ' - ' .. c end
   return nil, refusal('OVERFLOW', key, field, expression .. ' = ' .. sum .. ' is outside int64')
 end
 
+-- permitted asks the ACL once per command and key. Of the arguments it
+-- passes the first two after the key at most: the ACL decides on the
+-- command, its key (our commands have one, the first) and at most its
+-- first argument (a "+command|arg" rule), and converting a chunk of
+-- values for each new key costs as much as running the command.
 local function permitted(cmd)
   if not acl then return true end
-  local id = cmd[1] .. ' ' .. cmd[2]
-  local ok = permitted_cache[id]
+  local by_key = permitted_cache[cmd[1]]
+  if not by_key then
+    by_key = {}
+    permitted_cache[cmd[1]] = by_key
+  end
+  local ok = by_key[cmd[2]]
   if ok == nil then
-    ok = acl(unpack(cmd))
-    permitted_cache[id] = ok
+    ok = acl(unpack(cmd, 1, math.min(#cmd, 4)))
+    by_key[cmd[2]] = ok
   end
   return ok
 end
@@ -154,15 +187,13 @@ end
 -- add_to_field checks and queues field of the hash at key += delta (an
 -- exact decimal, possibly outside int64) as an HSET of the result.
 local function add_to_field(key, field, delta)
-  local r = need_type(key, 'hash')
-  if r then return r end
   local vals, err = hash_values(key, {field})
   if err then return err end
-  local cur, bad = integer(vals[1], key, field)
+  local cur, bad = integer(vals[field], key, field)
   if bad then return bad end
-  local sum, over = fits(add(cur, delta), key, field, cur .. ' + ' .. delta)
+  local sum, over = fits(add(cur, delta), key, field, cur, delta)
   if over then return over end
-  hash_of(key).vals[field] = sum
+  vals[field] = sum
   return emit({'HSET', key, field, sum}, field)
 end
 
@@ -185,15 +216,13 @@ end
 
 check.HINCRBY = function(a) -- key field n
   local key, field, n = a[1], a[2], a[3]
-  local r = need_type(key, 'hash')
-  if r then return r end
   local vals, err = hash_values(key, {field})
   if err then return err end
-  local cur, bad = integer(vals[1], key, field)
+  local cur, bad = integer(vals[field], key, field)
   if bad then return bad end
-  local sum, over = fits(add(cur, n), key, field, cur .. ' + ' .. n)
+  local sum, over = fits(add(cur, n), key, field, cur, n)
   if over then return over end
-  hash_of(key).vals[field] = sum
+  vals[field] = sum
   return emit({'HINCRBY', key, field, n}, field)
 end
 
@@ -209,17 +238,18 @@ end
 
 check.INCRBY = function(a) -- key n
   local key, n = a[1], a[2]
-  local r = need_type(key, 'string')
-  if r then return r end
+  local t = shadow.types[key]
+  if t and t ~= 'none' and t ~= 'string' then return wrong_type(key, t, 'string') end
   local v = shadow.strings[key]
   if v == nil then
     v = redis.pcall('GET', key)
-    if type(v) == 'table' then return failed_read(key, '', 'GET', v.err or 'not a string') end
+    if type(v) == 'table' then return failed_typed_read(key, 'string', 'GET', v.err or 'not a string') end
     shadow.strings[key] = v
   end
+  shadow.types[key] = 'string'
   local cur, bad = integer(v, key, '')
   if bad then return bad end
-  local sum, over = fits(add(cur, n), key, '', cur .. ' + ' .. n)
+  local sum, over = fits(add(cur, n), key, '', cur, n)
   if over then return over end
   shadow.strings[key] = sum
   return emit({'INCRBY', key, n})
@@ -239,13 +269,11 @@ end
 
 check.REPLACE = function(a) -- key field value nsum [sumkey sumfield]... ncount [cntkey cntfield]...
   local key, field, value = a[1], a[2], a[3]
-  local r = need_type(key, 'hash')
-  if r then return r end
   local vals, err = hash_values(key, {field})
   if err then return err end
-  local old = vals[1]
-  hash_of(key).vals[field] = value
-  r = emit({'HSET', key, field, value}, field)
+  local old = vals[field]
+  vals[field] = value
+  local r = emit({'HSET', key, field, value}, field)
   if r then return r end
   local i = 4
   local nsum = tonumber(a[i])
@@ -278,13 +306,14 @@ check.REPLACE_FIELDS = function(a) -- key n field... value... nsum sumkey... nco
     fields[i], vals[i] = a[2 + i], a[2 + n + i]
     hset[2 * i - 1], hset[2 * i] = fields[i], vals[i]
   end
-  local r = need_type(key, 'hash')
-  if r then return r end
-  local old, err = hash_values(key, fields)
+  local hv, err = hash_values(key, fields)
   if err then return err end
-  local h = hash_of(key)
-  for i = 1, n do h.vals[fields[i]] = vals[i] end
-  r = emit_chunks('HSET', key, hset, 1, 2 * n)
+  local old = {}
+  for i = 1, n do
+    old[i] = hv[fields[i]] or false
+    hv[fields[i]] = vals[i]
+  end
+  local r = emit_chunks('HSET', key, hset, 1, 2 * n)
   if r then return r end
   local p = 3 + 2 * n
   local nsum = tonumber(a[p])
@@ -296,19 +325,18 @@ check.REPLACE_FIELDS = function(a) -- key n field... value... nsum sumkey... nco
   end
   for s = 1, nsum do
     local sk = a[p + s]
-    r = need_type(sk, 'hash')
-    if r then return r end
     local cur, err = hash_values(sk, fields)
     if err then return err end
-    local out, hs = {}, hash_of(sk)
+    local out = {}
     for i = 1, n do
-      local c, bad = integer(cur[i], sk, fields[i])
+      local f = fields[i]
+      local c, bad = integer(cur[f], sk, f)
       if bad then return bad end
       local o = old[i] or '0'
-      local sum, over = fits(add_sub(c, vals[i], o), sk, fields[i], c .. ' + ' .. vals[i] .. ' - ' .. o)
+      local sum, over = fits(add_sub(c, vals[i], o), sk, f, c, vals[i], o)
       if over then return over end
-      out[2 * i - 1], out[2 * i] = fields[i], sum
-      hs.vals[fields[i]] = sum
+      out[2 * i - 1], out[2 * i] = f, sum
+      cur[f] = sum
     end
     r = emit_chunks('HSET', sk, out, 1, 2 * n)
     if r then return r end
@@ -321,18 +349,17 @@ check.REPLACE_FIELDS = function(a) -- key n field... value... nsum sumkey... nco
   if #new == 0 then return end
   for c = 1, tonumber(a[p]) do
     local ck = a[p + c]
-    r = need_type(ck, 'hash')
-    if r then return r end
     local cur, err = hash_values(ck, new)
     if err then return err end
-    local out, hc = {}, hash_of(ck)
+    local out = {}
     for j = 1, #new do
-      local v, bad = integer(cur[j], ck, new[j])
+      local f = new[j]
+      local v, bad = integer(cur[f], ck, f)
       if bad then return bad end
-      local sum, over = fits(add(v, '1'), ck, new[j], v .. ' + 1')
+      local sum, over = fits(add(v, '1'), ck, f, v, '1')
       if over then return over end
-      out[2 * j - 1], out[2 * j] = new[j], sum
-      hc.vals[new[j]] = sum
+      out[2 * j - 1], out[2 * j] = f, sum
+      cur[f] = sum
     end
     r = emit_chunks('HSET', ck, out, 1, 2 * #new)
     if r then return r end

@@ -8,19 +8,40 @@ package redischeckpoint
 // whether the result fits int64.
 const luaIntegers = `
 local INT64_MAX, INT64_MIN_MAGNITUDE = '9223372036854775807', '9223372036854775808'
+local byte, sub, find, format = string.byte, string.sub, string.find, string.format
 
 -- is_int reports whether s is an integer as Redis parses one (string2ll,
 -- used by HINCRBY and INCRBY): an optional '-', no '+', no spaces, no
--- leading zeros, '0' alone ('-0' is not one), within int64.
-local function is_int(s)
-  if s == '0' then return true end
-  local negative = string.byte(s, 1) == 45
-  local magnitude = s
-  if negative then magnitude = string.sub(s, 2) end
-  if not string.find(magnitude, '^[1-9]%d*$') then return false end
-  if #magnitude ~= 19 then return #magnitude < 19 end
-  if negative then return magnitude <= INT64_MIN_MAGNITUDE end
-  return magnitude <= INT64_MAX
+-- leading zeros, '0' alone ('-0' is not one), within int64. It runs for
+-- every stored value a sum reads, so it has two exact implementations:
+-- a pattern is cheapest in Redis's C Lua, while miniredis's gopher-lua
+-- compiles a pattern at every call and is faster with is_int_printed.
+-- acl_check_cmd (Redis 7.0+, never miniredis) tells them apart; a Redis
+-- 6 takes the slower one.
+local function is_int_pattern(s)
+  if not find(s, '^%-?[1-9]%d*$') then return s == '0' end
+  if #s <= 18 then return true end -- at most 18 digits
+  local magnitude, limit = s, INT64_MAX
+  if byte(s, 1) == 45 then magnitude, limit = sub(s, 2), INT64_MIN_MAGNITUDE end
+  return #magnitude < 19 or (#magnitude == 19 and magnitude <= limit)
+end
+
+local function is_int_printed(s)
+  if #s > 15 then return is_int_pattern(s) end
+  -- A whole number that prints back as s: tonumber also takes ' 1',
+  -- '+1', '01', '1e3' and '0x1', which print otherwise, and '-0', which
+  -- prints as '0'; x % 1 rules out fractions, inf and nan.
+  local x = tonumber(s)
+  return x ~= nil and x % 1 == 0 and format('%d', x) == s
+end
+
+local is_int = is_int_printed
+if redis.acl_check_cmd then is_int = is_int_pattern end
+
+-- fits_int64 reports whether sum, a decimal made by add or add_sub (so
+-- without leading zeros), is within int64: any of at most 18 characters is.
+local function fits_int64(sum)
+  return #sum <= 18 or is_int(sum)
 end
 
 -- digits_string turns digits, least significant first, into a string
@@ -36,8 +57,8 @@ local function magnitude_add(a, b)
   local t, carry, i, j = {}, 0, #a, #b
   while i > 0 or j > 0 or carry > 0 do
     local d = carry
-    if i > 0 then d = d + string.byte(a, i) - 48 end
-    if j > 0 then d = d + string.byte(b, j) - 48 end
+    if i > 0 then d = d + byte(a, i) - 48 end
+    if j > 0 then d = d + byte(b, j) - 48 end
     carry = 0
     if d >= 10 then d, carry = d - 10, 1 end
     t[#t + 1] = d
@@ -50,8 +71,8 @@ end
 local function magnitude_sub(a, b)
   local t, borrow, i, j = {}, 0, #a, #b
   while i > 0 do
-    local d = string.byte(a, i) - 48 - borrow
-    if j > 0 then d = d - (string.byte(b, j) - 48) end
+    local d = byte(a, i) - 48 - borrow
+    if j > 0 then d = d - (byte(b, j) - 48) end
     borrow = 0
     if d < 0 then d, borrow = d + 10, 1 end
     t[#t + 1] = d
@@ -63,17 +84,17 @@ end
 
 local function negate(s)
   if s == '0' then return s end
-  if string.byte(s, 1) == 45 then return string.sub(s, 2) end
+  if byte(s, 1) == 45 then return sub(s, 2) end
   return '-' .. s
 end
 
 -- add returns a + b exactly, for decimal integers of any length.
 local function add(a, b)
-  if #a <= 15 and #b <= 15 then return string.format('%d', tonumber(a) + tonumber(b)) end
-  local a_negative, b_negative = string.byte(a, 1) == 45, string.byte(b, 1) == 45
+  if #a <= 15 and #b <= 15 then return format('%d', tonumber(a) + tonumber(b)) end
+  local a_negative, b_negative = byte(a, 1) == 45, byte(b, 1) == 45
   local am, bm = a, b
-  if a_negative then am = string.sub(a, 2) end
-  if b_negative then bm = string.sub(b, 2) end
+  if a_negative then am = sub(a, 2) end
+  if b_negative then bm = sub(b, 2) end
   local m, negative
   if a_negative == b_negative then
     m, negative = magnitude_add(am, bm), a_negative
@@ -91,7 +112,7 @@ end
 -- add_sub returns a + b - c exactly.
 local function add_sub(a, b, c)
   if #a <= 15 and #b <= 15 and #c <= 15 then
-    return string.format('%d', tonumber(a) + tonumber(b) - tonumber(c))
+    return format('%d', tonumber(a) + tonumber(b) - tonumber(c))
   end
   return add(add(a, b), negate(c))
 end

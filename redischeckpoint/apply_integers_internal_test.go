@@ -21,31 +21,45 @@ var intCandidates = []string{
 	"09223372036854775807", "18446744073709551615", "18446744073709551616", "99999999999999999999",
 	"-99999999999999999999", "123456789012345678901", "9007199254740993", "-9007199254740993",
 	"999999999999999", "1000000000000000", "1\x00", "12x", "x12", "--1",
+	"inf", "-inf", "nan", "infinity", "0x1p4", "1e+2", "1E2", " ", "5\n", "\t5", "1_000", "0.0", "-0.0", "5.",
+	".5", "0b1", "0o7", "1,5", "-999999999999999", "-1000000000000000", "99999999999999", "100000000000000",
 }
 
-// TestIsIntMatchesRedis compares the script's is_int with what Redis's
-// HINCRBY accepts as an integer.
+// TestIsIntMatchesRedis compares the script's is_int, on Redis and on
+// miniredis (whose Lua differs: gopher-lua), with what Redis's HINCRBY
+// accepts as an integer.
 func TestIsIntMatchesRedis(t *testing.T) {
 	env := testenv.Redis(t)
 	ctx := context.Background()
 	key := env.Prefix(t) + ":ints"
+	redisSays := make([]bool, len(intCandidates))
 	args := make([]any, len(intCandidates))
 	for i, s := range intCandidates {
 		args[i] = s
-	}
-	res, err := env.Client.Eval(ctx, luaPrelude+luaIntegers+`
-local out = {}
-for i = 1, #ARGV do out[i] = is_int(ARGV[i]) and 1 or 0 end
-return out`, nil, args...).Int64Slice()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i, s := range intCandidates {
 		env.Client.HSet(ctx, key, "f", s)
-		redisSays := env.Client.HIncrBy(ctx, key, "f", 0).Err() == nil
-		if (res[i] == 1) != redisSays {
-			t.Errorf("is_int(%q) = %v, Redis's HINCRBY accepts it: %v", s, res[i] == 1, redisSays)
-		}
+		redisSays[i] = env.Client.HIncrBy(ctx, key, "f", 0).Err() == nil
+	}
+	m := miniredis.RunT(t)
+	mini := redis.NewClient(&redis.Options{Addr: m.Addr()})
+	defer mini.Close()
+	for name, c := range map[string]redis.UniversalClient{"redis": env.Client, "miniredis": mini} {
+		t.Run(name, func(t *testing.T) {
+			// Both implementations, whichever this Lua would use.
+			for _, fn := range []string{"is_int", "is_int_pattern", "is_int_printed"} {
+				res, err := c.Eval(ctx, luaPrelude+luaIntegers+`
+local out = {}
+for i = 1, #ARGV do out[i] = `+fn+`(ARGV[i]) and 1 or 0 end
+return out`, nil, args...).Int64Slice()
+				if err != nil {
+					t.Fatal(err)
+				}
+				for i, s := range intCandidates {
+					if (res[i] == 1) != redisSays[i] {
+						t.Errorf("%s(%q) = %v, Redis's HINCRBY accepts it: %v", fn, s, res[i] == 1, redisSays[i])
+					}
+				}
+			}
+		})
 	}
 }
 
