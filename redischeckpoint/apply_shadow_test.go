@@ -1,11 +1,14 @@
 package redischeckpoint_test
 
 import (
+	"errors"
+	"fmt"
 	"maps"
 	"slices"
 	"strconv"
 	"testing"
 
+	"github.com/projector-dev/projector/framework"
 	rc "github.com/projector-dev/projector/redischeckpoint"
 )
 
@@ -196,5 +199,57 @@ func TestApplyChunksLargeWrites(t *testing.T) {
 func TestApplyOnMiniredis(t *testing.T) {
 	for _, tc := range append(applyCases(), largeCases()...) {
 		t.Run(tc.name, func(t *testing.T) { runApplyCase(t, miniHarness(t), tc) })
+	}
+}
+
+// TestApplySplitsLargeBatches sends a batch in several scripts (by
+// arguments and by events); a refusal in a later script counts the events
+// of the earlier ones.
+func TestApplySplitsLargeBatches(t *testing.T) {
+	h := realHarness(t)
+	members := make([]string, 9000)
+	for i := range members {
+		members[i] = "m" + strconv.Itoa(i)
+	}
+	p, err := h.store.NewAtomicProjection("big", func(e framework.Event, w *rc.Writes) error {
+		switch e.Type {
+		case "large":
+			w.SAdd(w.Key("set", e.StreamID), members...) // 30 x 9000 arguments: more than one script
+		case "bad":
+			w.HIncrBy(w.Key("str"), "f", 1)
+		default:
+			w.HIncrBy(w.Key("n"), "n", 1)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var events []framework.Event
+	for i := range 30 {
+		events = append(events, framework.Event{StreamID: fmt.Sprintf("process/t/l%02d", i), Sequence: 1, Type: "large"})
+	}
+	for i := range 600 {
+		events = append(events, framework.Event{StreamID: fmt.Sprintf("process/t/s%03d", i), Sequence: 1})
+	}
+	events[30+550].Type = "bad"
+	h.do(t, "SET", p.Key("str"), "not a hash")
+	ctx := ctxFor(t) // unfenced: the harness's fence is projection p's
+	n, err := p.ApplyBatch(ctx, events)
+	if n != 30+550 || !errors.Is(err, rc.ErrWriteRefused) {
+		t.Fatalf("ApplyBatch = %d, %v; want %d and ErrWriteRefused", n, err, 30+550)
+	}
+	if got, _ := h.admin.HGet(h.ctx, p.Key("n"), "n").Result(); got != "550" {
+		t.Errorf("counted %s events, want 550", got)
+	}
+	h.do(t, "DEL", p.Key("str"))
+	if n, err := p.ApplyBatch(ctx, events); n != len(events) || err != nil {
+		t.Fatalf("ApplyBatch after the fix = %d, %v", n, err)
+	}
+	if got, _ := h.admin.HGet(h.ctx, p.Key("n"), "n").Result(); got != "599" {
+		t.Errorf("counted %s events, want 599", got)
+	}
+	if got, _ := h.admin.SCard(h.ctx, p.Key("set", "process/t/l29")).Result(); got != 9000 {
+		t.Errorf("the last large event added %d members, want 9000", got)
 	}
 }
