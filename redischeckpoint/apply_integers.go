@@ -10,14 +10,21 @@ const luaIntegers = `
 local INT64_MAX, INT64_MIN_MAGNITUDE = '9223372036854775807', '9223372036854775808'
 local byte, sub, find, format = string.byte, string.sub, string.find, string.format
 
+-- int_string prints an integral number below 2^53 exactly. Redis's C Lua
+-- prints numbers with '%.14g' in tostring, so it needs format('%d');
+-- miniredis's gopher-lua prints integral numbers exactly in tostring,
+-- where it costs a fraction of its format.
+local exact_tostring = tostring(2^53 + 2) == '9007199254740994'
+local int_string = tostring
+if not exact_tostring then int_string = function(x) return format('%d', x) end end
+
 -- is_int reports whether s is an integer as Redis parses one (string2ll,
 -- used by HINCRBY and INCRBY): an optional '-', no '+', no spaces, no
 -- leading zeros, '0' alone ('-0' is not one), within int64. It runs for
 -- every stored value a sum reads, so it has two exact implementations:
--- a pattern is cheapest in Redis's C Lua, while miniredis's gopher-lua
--- compiles a pattern at every call and is faster with is_int_printed.
--- acl_check_cmd (Redis 7.0+, never miniredis) tells them apart; a Redis
--- 6 takes the slower one.
+-- an anchored pattern, cheapest in Redis's C Lua, and a print-back test,
+-- cheapest where int_string is a tostring (gopher-lua compiles a pattern
+-- at every call).
 local function is_int_pattern(s)
   if not find(s, '^%-?[1-9]%d*$') then return s == '0' end
   if #s <= 18 then return true end -- at most 18 digits
@@ -32,11 +39,11 @@ local function is_int_printed(s)
   -- '+1', '01', '1e3' and '0x1', which print otherwise, and '-0', which
   -- prints as '0'; x % 1 rules out fractions, inf and nan.
   local x = tonumber(s)
-  return x ~= nil and x % 1 == 0 and format('%d', x) == s
+  return x ~= nil and x % 1 == 0 and int_string(x) == s
 end
 
-local is_int = is_int_printed
-if redis.acl_check_cmd then is_int = is_int_pattern end
+local is_int = is_int_pattern
+if exact_tostring then is_int = is_int_printed end
 
 -- fits_int64 reports whether sum, a decimal made by add or add_sub (so
 -- without leading zeros), is within int64: any of at most 18 characters is.
@@ -90,7 +97,7 @@ end
 
 -- add returns a + b exactly, for decimal integers of any length.
 local function add(a, b)
-  if #a <= 15 and #b <= 15 then return format('%d', tonumber(a) + tonumber(b)) end
+  if #a <= 15 and #b <= 15 then return int_string(tonumber(a) + tonumber(b)) end
   local a_negative, b_negative = byte(a, 1) == 45, byte(b, 1) == 45
   local am, bm = a, b
   if a_negative then am = sub(a, 2) end
@@ -112,7 +119,7 @@ end
 -- add_sub returns a + b - c exactly.
 local function add_sub(a, b, c)
   if #a <= 15 and #b <= 15 and #c <= 15 then
-    return format('%d', tonumber(a) + tonumber(b) - tonumber(c))
+    return int_string(tonumber(a) + tonumber(b) - tonumber(c))
   end
   return add(add(a, b), negate(c))
 end
