@@ -44,6 +44,11 @@
 // write, key, field and reason. Once the cause is fixed, the same batch
 // applies the rest once.
 //
+// A batch is sent in scripts of at most 500 events and about 20,000
+// changed fields and members, so that one script keeps Redis busy for tens
+// of milliseconds (the billing example), not seconds; each script applies
+// whole events.
+//
 // Some mistakes are refused before anything is sent ([ErrInvalidWrite]):
 // keys outside the read model, writes above the size limits, one key used
 // as two types in one event without a Del or Set of it in between (see

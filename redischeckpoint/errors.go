@@ -77,7 +77,9 @@ type WriteError struct {
 	// stored value that is not an integer), OVERFLOW (a result outside
 	// int64), NOPERM (the ACL user may not run a command on the key),
 	// LIMIT (a write above the size limits), INVALID (any other write
-	// refused before sending), or the Redis error code of a failed command.
+	// refused before sending), STOPPED (an earlier event of the stream was
+	// partly applied), or the Redis error code of a failed command (OOM,
+	// READONLY, ...: refused when it came before any write of the event).
 	Code   string
 	Reason string
 }
