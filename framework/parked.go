@@ -8,6 +8,10 @@ const (
 	ParkGap         = "gap"          // the event's sequence skips ahead of the cursor
 	ParkConflict    = "conflict"     // the sequence repeats with a different event ID
 	ParkMalformed   = "malformed"    // the record does not decode into an event
+	// ParkPartialApply: the store applied part of the event and could not
+	// take it back ([ErrPartialApply]); the read model needs a replay and
+	// the event must not be applied again over it.
+	ParkPartialApply = "partial-apply"
 )
 
 // ParkedStream is a stream whose processing stopped at one event. Its later

@@ -327,7 +327,10 @@ func (s *session) applyRun(ctx context.Context, run []unit) ([]unit, error) {
 			return run, err
 		}
 		failed := run[0]
-		attempts, err := s.retry(ctx, failed, err)
+		attempts := 1
+		if !errors.Is(err, framework.ErrPartialApply) { // never again over a partial write
+			attempts, err = s.retry(ctx, failed, err)
+		}
 		failed.span.SetAttributes(attribute.Int("projector.attempts", attempts))
 		if err == nil {
 			s.markApplied(failed.ev)
@@ -339,8 +342,12 @@ func (s *session) applyRun(ctx context.Context, run []unit) ([]unit, error) {
 			return run, err
 		}
 		reason := framework.ParkApplyFailed
-		if errors.Is(err, framework.ErrSequenceGap) {
+		switch {
+		case errors.Is(err, framework.ErrSequenceGap):
 			reason = framework.ParkGap
+		case errors.Is(err, framework.ErrPartialApply):
+			reason = framework.ParkPartialApply
+			err = fmt.Errorf("%w (the read model holds part of this event: replay the projection; retrying or skipping the stream does not repair it)", err)
 		}
 		failed.span.RecordError(err)
 		failed.span.SetStatus(codes.Error, "stream parked: "+err.Error())

@@ -462,3 +462,58 @@ func TestDeadLetterTopicUnreachable(t *testing.T) {
 		t.Errorf("dead letter %s, %d bytes, headers %v; want a reference to the parked event", rec.Key, len(rec.Value), rec.Headers)
 	}
 }
+
+// partialOnce is a projection whose store applies part of one event and
+// says so (framework.ErrPartialApply), as redischeckpoint does when a write
+// its checks let through fails half way.
+type partialOnce struct {
+	plainCounter
+	attempts atomic.Int64
+}
+
+func (p *partialOnce) Apply(ctx context.Context, e framework.Event) error {
+	if e.Type == "Partial" {
+		p.attempts.Add(1)
+		return fmt.Errorf("write 2 of %s: %w", e, framework.ErrPartialApply)
+	}
+	return p.plainCounter.Apply(ctx, e)
+}
+
+// TestPartialApplyIsParkedWithoutRetry: an event the store applied in part
+// is never applied again: its stream is parked at once (no retries) with a
+// reason that says a replay is needed, a retry of it is refused, and every
+// other stream flows.
+func TestPartialApplyIsParkedWithoutRetry(t *testing.T) {
+	f := newFixture(t, 2)
+	p := &partialOnce{plainCounter: plainCounter{name: f.name, rdb: f.rdb, key: f.ns + ":plain-counts"}}
+	want := f.produce(t, 10, 2, "process/t/")
+	if _, err := f.store.Append(ctxFor(t), "process/t/00003", framework.AnyVersion, []framework.EventData{{Type: "Partial"}, {Type: "Counted"}}); err != nil {
+		t.Fatal(err)
+	}
+	for id, n := range f.produce(t, 10, 1, "process/t/") {
+		if id != "process/t/00003" {
+			want[id] += n
+		}
+	}
+	rep := f.start(t, p, fast)
+	parked := waitParked(t, rep, 1)
+	if parked[0].StreamID != "process/t/00003" || parked[0].Reason != framework.ParkPartialApply || parked[0].Sequence != 3 ||
+		!strings.Contains(parked[0].Error, "replay the projection") {
+		t.Errorf("parked %+v", parked[0])
+	}
+	if n := p.attempts.Load(); n != 1 {
+		t.Errorf("the partly applied event was applied %d times, want once", n)
+	}
+	waitFor(t, time.Minute, "the other streams applied", func() (bool, string) {
+		raw, _ := f.rdb.HGetAll(ctxFor(t), p.key).Result()
+		for id, n := range want {
+			if raw[id] != fmt.Sprint(n) {
+				return false, fmt.Sprintf("%s at %s of %d", id, raw[id], n)
+			}
+		}
+		return true, ""
+	})
+	if err := rep.r.RetryParked(ctxFor(t), "process/t/00003", "test", "try again"); err == nil || !strings.Contains(err.Error(), "replay") {
+		t.Errorf("retry of a partly applied event = %v, want refused", err)
+	}
+}

@@ -62,6 +62,10 @@ func ResolveParked(ctx context.Context, parked ParkStore, checkpoints framework.
 	p := list[i]
 	switch res.Action {
 	case framework.ResolveRetry:
+		if p.Reason == framework.ParkPartialApply {
+			return fmt.Errorf("kafkastore: %s of %s was parked because the store applied part of sequence %d: applying it again would add those writes twice; replay the projection (or skip the event with a reason, leaving the read model as it is)",
+				p.StreamID, projection, p.Sequence)
+		}
 	case framework.ResolveSkip:
 		if checkpoints == nil {
 			return errors.New("kafkastore: skipping needs the checkpoint store")

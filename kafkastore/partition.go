@@ -273,26 +273,14 @@ func (p *partition) run() {
 			// stops) or not (then it reads them again).
 			p.setStatus(PartitionFailed, err)
 			p.r.cfg.Logger.Error("the store lost writes of this partition; checking what the committed offset relies on", "partition", p.id, "err", err)
-		case errors.Is(err, errCorrupt):
-			p.setStatus(PartitionFailed, err)
-			p.r.cfg.Logger.Error("partition stopped: the read model may hold part of an event; replay the projection", "partition", p.id, "err", err)
-			wait = max(wait, p.r.cfg.StateLostRecheck)
 		default:
 			p.setStatus(PartitionFailed, err)
 			p.r.cfg.Logger.Error("partition worker failed; restarting it", "partition", p.id, "err", err, "attempt", failures, "retry_in", wait)
 		}
 		p.r.metrics.partitionRestarts.Add(p.ctx, 1)
-		if errors.Is(err, errCorrupt) {
-			// Never re-apply over a partial write by itself: only an
-			// admin (a replay) clears it. Stay stopped.
-			<-p.quit
-			return
-		}
 		if !p.sleep(wait) {
 			return
 		}
 	}
 }
 
-// errCorrupt reports a write that may have left part of an event.
-var errCorrupt = framework.ErrPartialApply

@@ -195,7 +195,7 @@ func (s *session) leave() error {
 // fatal reports errors a session cannot retry in place.
 func fatal(err error) bool {
 	return errors.Is(err, framework.ErrFenced) || errors.Is(err, framework.ErrStateLost) || errors.Is(err, ErrCommittedStateLost) ||
-		errors.Is(err, errCorrupt) || errors.Is(err, errStopping) || errors.Is(err, context.Canceled)
+		errors.Is(err, errStopping) || errors.Is(err, context.Canceled)
 }
 
 // step runs fn until it succeeds, retrying in place with backoff while it

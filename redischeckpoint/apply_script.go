@@ -5,12 +5,36 @@ import "github.com/redis/go-redis/v9"
 // applyScript applies a batch of events of an AtomicProjection, skipping
 // those at or below their stream's cursor. ARGV[A+1] = number of events,
 // then per event: stream, sequence, event ID, position ("<partition>/<offset>"
-// or ""), number of operations, and per operation: its name, its number of
-// arguments, the arguments. It answers {status, processed, applied, skipped,
-// detail}: status "OK"; or "GAP" when event number processed+1 does not
-// follow its cursor (detail = cursor); the cursors and heads of all
-// processed events are written.
-var applyScript = redis.NewScript(guarded + `
+// or ""), number of writes, and per write: its name, its number of
+// arguments, the arguments (see Writes).
+//
+// Each event is applied whole or not at all: check_event (luaChecks)
+// checks all its writes before any of them runs. The script answers
+//
+//	{status, processed, applied, skipped, detail[, index, op, key, field, code]}
+//
+// where processed events are applied or skipped, and their cursors and
+// heads are written in the same script whatever the status:
+//
+//	OK       all events processed.
+//	GAP      event processed+1 does not follow its cursor (detail = cursor).
+//	REFUSED  event processed+1 was refused and nothing of it written:
+//	         detail = the reason, index and op = the write (0 and HSET when
+//	         the cursors themselves cannot be written), key and field =
+//	         where, code = WRONGTYPE, NOTINT, OVERFLOW, NOPERM, ... .
+//	PARTIAL  as REFUSED, but a command the checks let through failed
+//	         after earlier commands of the event ran: the event is partly
+//	         applied and its cursor not raised.
+//
+// A corrupt cursor is the error reply "BADCURSOR <event>", after the
+// cursors of the events before it are written.
+//
+// Redis refuses a script's commands for lack of memory, on a read-only
+// replica or after a failed disk write only up to its first write (then
+// it lets the script finish), and the guard's serial is the first write
+// of a fenced script: those cannot split an event either, and an
+// unfenced script's first write failing is a REFUSED event 1.
+var applyScript = redis.NewScript(guarded + luaIntegers + luaChecks + `
 local cursors = {}
 local function cursor_of(stream)
   local c = cursors[stream]
@@ -21,58 +45,21 @@ local function cursor_of(stream)
   end
   return c
 end
-local function op_replace(a)
-  -- key field value nsum [sumkey sumfield]... ncount [cntkey cntfield]...
-  local old = redis.call('HGET', a[1], a[2])
-  redis.call('HSET', a[1], a[2], a[3])
-  local delta = tonumber(a[3]) - (tonumber(old) or 0)
-  local i = 4
-  local nsum = tonumber(a[i]); i = i + 1
-  for _ = 1, nsum do
-    if delta ~= 0 then redis.call('HINCRBY', a[i], a[i + 1], string.format('%d', delta)) end
-    i = i + 2
+
+-- The cursors and heads are written after the events' writes, also when
+-- an event is refused: make sure they can be, before any event's write.
+for _, key in ipairs({KEYS[1], KEYS[3], KEYS[4]}) do
+  local t, why, code = redis.pcall('TYPE', key), nil, nil
+  if t.err then
+    why, code = 'TYPE failed: ' .. t.err, error_code(t.err)
+  elseif t.ok ~= 'none' and t.ok ~= 'hash' then
+    why, code = 'the key holds a ' .. t.ok .. ', not a hash', 'WRONGTYPE'
+  elseif acl and not (acl('HSET', key, 'f', 'v') and acl('HGET', key, 'f')) then
+    why, code = 'the ACL user may not run HSET and HGET on the key', 'NOPERM'
   end
-  local ncount = tonumber(a[i]); i = i + 1
-  for _ = 1, ncount do
-    if not old then redis.call('HINCRBY', a[i], a[i + 1], 1) end
-    i = i + 2
-  end
+  if why then return {'REFUSED', 0, 0, 0, why, 0, 'HSET', key, '', code} end
 end
-local function op_replace_fields(a)
-  -- key n field... value... nsum sumkey... ncount countkey...
-  local key, n = a[1], tonumber(a[2])
-  local fields, vals, hset = {}, {}, {}
-  for i = 1, n do
-    fields[i], vals[i] = a[2 + i], a[2 + n + i]
-    hset[2 * i - 1], hset[2 * i] = fields[i], vals[i]
-  end
-  local old = redis.call('HMGET', key, unpack(fields))
-  redis.call('HSET', key, unpack(hset))
-  local p = 3 + 2 * n
-  local nsum = tonumber(a[p]); p = p + 1
-  for _ = 1, nsum do
-    local sk = a[p]; p = p + 1
-    local cur = redis.call('HMGET', sk, unpack(fields))
-    local out = {}
-    for i = 1, n do
-      local v = (tonumber(cur[i]) or 0) + tonumber(vals[i]) - (tonumber(old[i]) or 0)
-      out[2 * i - 1], out[2 * i] = fields[i], string.format('%d', v)
-    end
-    redis.call('HSET', sk, unpack(out))
-  end
-  local ncount = tonumber(a[p]); p = p + 1
-  local new = {}
-  for i = 1, n do if not old[i] then new[#new + 1] = fields[i] end end
-  for _ = 1, ncount do
-    local ck = a[p]; p = p + 1
-    if #new > 0 then
-      local cur = redis.call('HMGET', ck, unpack(new))
-      local out = {}
-      for j = 1, #new do out[2 * j - 1], out[2 * j] = new[j], string.format('%d', (tonumber(cur[j]) or 0) + 1) end
-      redis.call('HSET', ck, unpack(out))
-    end
-  end
-end
+
 local pos = A + 2
 local n = tonumber(ARGV[A + 1])
 local applied, skipped = 0, 0
@@ -84,33 +71,36 @@ local function write_cursors()
 end
 for e = 1, n do
   local stream, seq, eid, at, nops = ARGV[pos], ARGV[pos + 1], ARGV[pos + 2], ARGV[pos + 3], tonumber(ARGV[pos + 4])
-  pos = pos + 5
+  local first = pos + 5
+  pos = first
+  for _ = 1, nops do pos = pos + 2 + tonumber(ARGV[pos + 1]) end
   local cur = cursor_of(stream)
   if cur == nil then
     write_cursors()
     return redis.error_reply('BADCURSOR ' .. e)
   end
-  local apply = false
   if not seq_less(cur, seq) then
     skipped = skipped + 1
-  elseif string.format('%d', tonumber(cur) + 1) == seq then
-    apply = true
-  else
+  elseif string.format('%d', tonumber(cur) + 1) ~= seq then
     write_cursors()
     return {'GAP', e - 1, applied, skipped, cur}
-  end
-  for _ = 1, nops do
-    local op, nargs = ARGV[pos], tonumber(ARGV[pos + 1])
-    local args = {}
-    for k = 1, nargs do args[k] = ARGV[pos + 1 + k] end
-    pos = pos + 2 + nargs
-    if apply then
-      if op == 'REPLACE' then op_replace(args)
-      elseif op == 'REPLACE_FIELDS' then op_replace_fields(args)
-      else redis.call(op, unpack(args)) end
+  else
+    current = nil
+    local ok, refused = pcall(check_event, first, nops)
+    if not ok then refused = refusal('ERR', '', '', 'the checks failed: ' .. tostring(refused)) end
+    if refused then
+      write_cursors()
+      return {'REFUSED', e - 1, applied, skipped, refused.reason, current and current.index or 0,
+        current and current.op or '', refused.key, refused.field, refused.code}
     end
-  end
-  if apply then
+    local ran, c, err = run_commands()
+    if c then
+      write_cursors()
+      local status = 'PARTIAL'
+      if ran == 0 then status = 'REFUSED' end -- the failed command was the event's first: nothing of it ran
+      return {status, e - 1, applied, skipped, c.cmd[1] .. ' failed after ' .. ran .. ' of the event\'s ' .. #commands ..
+        ' commands ran: ' .. err, c.index, c.op, c.cmd[2], c.field, error_code(err)}
+    end
     applied = applied + 1
     cursors[stream] = seq
     changed[stream] = seq

@@ -41,7 +41,7 @@ func TestACLUserLimitedToOneProjection(t *testing.T) {
 	ns := env.Prefix(t)
 	user, pass := "u-"+ns, "pw-"+ns
 	rules := []any{"ACL", "SETUSER", user, "reset", "on", ">" + pass, "~" + ns + ":{billing}:*", "resetchannels", "-@all", "+@connection",
-		"+eval", "+evalsha", "+hget", "+hmget", "+hscan", "+hset", "+hdel", "+hexists", "+hincrby", "+incrby", "+unlink", "+scan", "+multi", "+exec"}
+		"+eval", "+evalsha", "+hget", "+hmget", "+hscan", "+hset", "+hdel", "+hexists", "+hincrby", "+incrby", "+unlink", "+scan", "+multi", "+exec", "+type"}
 	if err := env.Client.Do(ctx, rules...).Err(); err != nil {
 		t.Fatalf("ACL SETUSER: %v", err)
 	}

@@ -41,10 +41,52 @@
 //     writes, its cursor updates and the fence check in one script per
 //     batch, skipping events at or below their cursor, so a batch applied
 //     twice (after a crash between applying and committing offsets) counts
-//     once.
+//     once. Each event is applied whole with its cursor, or not at all:
+//     see below.
 //   - The server. [Store.CheckServer] refuses a Redis that may evict keys
 //     (maxmemory-policy must be noeviction: an evicted key would silently
 //     undo applied events) and warns when AOF persistence is off.
+//
+// # One event, all or nothing
+//
+// Redis does not roll back a script that fails half way, so the apply
+// script checks every write of an event before it runs any of them,
+// against the state as the batch's earlier events and the event's own
+// earlier writes leave it: the key types (hash writes need none or hash,
+// SAdd and SRem none or set, IncrBy none or a string; Set and Del take
+// any), the stored integers HIncrBy, IncrBy, Replace and ReplaceFields add
+// to (Redis's own parsing: no "+", no leading zeros, not "-0"), that every
+// sum fits int64 (exact decimal arithmetic, also above 2^53), and that
+// the ACL user may run each command on its key (Redis 7.0+). An event that
+// fails a check is refused ([ErrWriteRefused]): the events before it are
+// applied with their cursors and heads, in the same script, nothing of it
+// is, and [AtomicProjection.ApplyBatch] returns how many events came
+// before it and a [*WriteError] naming the stream, sequence, event ID,
+// write, key, field and reason. Once the cause is fixed, the same batch
+// applies the rest once.
+//
+// A batch is sent in scripts of at most 500 events and about 20,000
+// changed fields and members, so that one script keeps Redis busy for tens
+// of milliseconds (the billing example), not seconds; each script applies
+// whole events.
+//
+// Some mistakes are refused before anything is sent ([ErrInvalidWrite]):
+// keys outside the read model, writes above the size limits, one key used
+// as two types in one event without a Del or Set of it in between (see
+// [Writes]). The limits: one write changes at most [MaxWriteValues]
+// (10,000) fields or members, one event at most [MaxEventValues]
+// (100,000); the script runs them in commands of at most 1000 values, far
+// from Lua's unpack limit.
+//
+// Should a command the checks let through fail after earlier commands of
+// its event ran (a bug of the checks: Redis refuses for lack of memory, on
+// a read-only replica or after a disk error only up to a script's first
+// write, which the checks come before), the script stores the cursors of
+// the events before and ApplyBatch returns [ErrPartialWrite] (it matches
+// [framework.ErrPartialApply]); the projection then refuses that stream
+// until the process restarts, and the Kafka runner parks the stream for
+// good without retrying: no retry adds the same writes twice. The read
+// model needs a replay.
 //
 // # Key layout
 //
@@ -74,8 +116,11 @@
 // user for one projection needs the key pattern "projector:{billing}:*"
 // and the commands EVAL, EVALSHA, HGET, HMGET, HGETALL, HSCAN, HSET, HDEL,
 // LPUSH, LTRIM, LRANGE, SET, UNLINK, SCAN, MULTI, EXEC, PING and INFO (INFO
-// for [Store.CheckServer]; without it the check is a warning), plus the
-// commands its read model's writes use.
+// for [Store.CheckServer]; without it the check is a warning). An
+// AtomicProjection's user needs TYPE as well, and the commands its writes
+// run: HSET for HSet, Replace and ReplaceFields, HDEL, HINCRBY, SET, INCRBY
+// and GET for IncrBy, DEL, SADD, SREM. A write the user may not run refuses
+// its event ([ErrWriteRefused], code NOPERM).
 //
 // # Persistence
 //

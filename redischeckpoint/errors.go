@@ -3,6 +3,7 @@ package redischeckpoint
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/redis/go-redis/v9"
 
@@ -23,11 +24,112 @@ var (
 	// state: see [StateLostError].
 	ErrStateLost = errors.New("redischeckpoint: stored state lost")
 
-	// ErrInvalidWrite reports a read-model write that AtomicProjection
-	// refuses before sending it, such as a key outside the projection's
-	// read-model namespace.
+	// ErrInvalidWrite reports an event whose read-model writes
+	// AtomicProjection refuses before sending anything, whatever Redis
+	// holds: a key outside the projection's read-model namespace, a write
+	// above the size limits ([MaxWriteValues], [MaxEventValues]), one key
+	// used as two types in one event. The events before it are applied.
+	// See [WriteError].
 	ErrInvalidWrite = errors.New("redischeckpoint: invalid read-model write")
+
+	// ErrWriteRefused reports an event whose read-model writes the apply
+	// script refused, after checking them against what Redis holds and
+	// before running any of them: a key of another type, a stored value
+	// that is not an integer, a sum that would leave int64, a command the
+	// ACL user may not run. The events of the batch before it are applied
+	// with their cursors; nothing of it is. Applying it again after fixing
+	// the cause is safe. See [WriteError].
+	ErrWriteRefused = errors.New("redischeckpoint: read-model write refused")
+
+	// ErrPartialWrite reports an event of which Redis ran some writes but
+	// refused a later one, which the script's checks did not foresee (a
+	// bug of those checks). The read model holds part of the event and its
+	// cursor does not cover it: the event must not be applied again before
+	// the read model is repaired or rebuilt (a replay). The events of the
+	// batch before it are applied with their cursors. The AtomicProjection
+	// refuses the stream from that event on until the process restarts.
+	// See [WriteError].
+	ErrPartialWrite = errors.New("redischeckpoint: read-model write partially applied")
 )
+
+// WriteError names an event and the write of it that is invalid, was
+// refused or failed half way. Kind says which: [ErrInvalidWrite],
+// [ErrWriteRefused] or [ErrPartialWrite]; errors.Is matches it.
+type WriteError struct {
+	Kind       error
+	Projection string
+	StreamID   string
+	Sequence   uint64
+	EventID    string
+	// Index is the write's position among the event's recorded writes,
+	// from 1 (writes of no fields or members are not recorded); 0 is the
+	// script's own writes of cursors and heads.
+	Index int
+	// Op is the write as the script names it: HSET, HDEL, HINCRBY, SET,
+	// INCRBY, DEL, SADD, SREM, REPLACE or REPLACE_FIELDS.
+	Op string
+	// Key and Field are where the check failed: for Replace and
+	// ReplaceFields possibly a sum or count hash. Field is "" where no
+	// single field applies (a type check, a set's members).
+	Key   string
+	Field string
+	// Code classifies Reason: WRONGTYPE (a key of another type), NOTINT (a
+	// stored value that is not an integer), OVERFLOW (a result outside
+	// int64), NOPERM (the ACL user may not run a command on the key),
+	// LIMIT (a write above the size limits), INVALID (any other write
+	// refused before sending), STOPPED (an earlier event of the stream was
+	// partly applied), or the Redis error code of a failed command (OOM,
+	// READONLY, ...: refused when it came before any write of the event).
+	Code   string
+	Reason string
+}
+
+func (e *WriteError) Error() string {
+	var b strings.Builder
+	b.WriteString("redischeckpoint: ")
+	if e.Projection != "" {
+		b.WriteString("projection " + e.Projection + ": ")
+	}
+	fmt.Fprintf(&b, "stream %s sequence %d event %q: ", e.StreamID, e.Sequence, e.EventID)
+	switch {
+	case e.Index > 0:
+		fmt.Fprintf(&b, "write %d %s", e.Index, e.Op)
+	case e.Op != "":
+		b.WriteString("the script's own " + e.Op + " of cursors and heads")
+	default:
+		b.WriteString("writes")
+	}
+	if e.Key != "" {
+		b.WriteString(" key " + e.Key)
+	}
+	if e.Field != "" {
+		fmt.Fprintf(&b, " field %q", e.Field)
+	}
+	switch e.Kind {
+	case ErrInvalidWrite:
+		b.WriteString(": invalid")
+	case ErrWriteRefused:
+		b.WriteString(": refused, nothing of the event written")
+	case ErrPartialWrite:
+		b.WriteString(": PARTIALLY APPLIED, the read model holds part of the event")
+	}
+	if e.Code != "" {
+		b.WriteString(": " + e.Code)
+	}
+	if e.Reason != "" {
+		b.WriteString(": " + e.Reason)
+	}
+	return b.String()
+}
+
+// Unwrap returns Kind.
+func (e *WriteError) Unwrap() error { return e.Kind }
+
+// Is reports a partial write as [framework.ErrPartialApply] too, for
+// runners that know only the core.
+func (e *WriteError) Is(target error) bool {
+	return e.Kind == ErrPartialWrite && target == framework.ErrPartialApply
+}
 
 // FencedError names the stale writer and the current owner.
 type FencedError struct {
