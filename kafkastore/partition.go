@@ -283,4 +283,3 @@ func (p *partition) run() {
 		}
 	}
 }
-
