@@ -55,16 +55,23 @@ func startCluster(t *testing.T) *redis.ClusterClient {
 	}
 	client := redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs})
 	t.Cleanup(func() { _ = client.Close() })
+	// Every node must see the cluster ok (all slots covered): one node's
+	// view converges before another's, and a command routed to a node
+	// that does not know yet fails with CLUSTERDOWN.
 	deadline := time.Now().Add(30 * time.Second)
-	for {
-		info, err := client.ClusterInfo(t.Context()).Result()
-		if err == nil && strings.Contains(info, "cluster_state:ok") {
-			break
+	for _, addr := range addrs {
+		node := redis.NewClient(&redis.Options{Addr: addr})
+		for {
+			info, err := node.ClusterInfo(t.Context()).Result()
+			if err == nil && strings.Contains(info, "cluster_state:ok") {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("cluster not ok on %s: %v %s", addr, err, info)
+			}
+			time.Sleep(200 * time.Millisecond)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("cluster not ok: %v %s", err, info)
-		}
-		time.Sleep(200 * time.Millisecond)
+		_ = node.Close()
 	}
 	return client
 }
