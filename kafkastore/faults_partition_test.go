@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"maps"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -322,12 +321,7 @@ func lastEvent(t *testing.T, f *fixture, stream string) framework.Event {
 // would show nothing.
 func TestZombieCannotPark(t *testing.T) {
 	f := newFixture(t, 1)
-	if f.env.Kind != testenv.KindEnv || f.redis.Kind != testenv.KindEnv {
-		if testenv.RequireReal() {
-			t.Fatal("replica processes need servers given by environment (scripts/test.sh)")
-		}
-		t.Skipf("replica processes need servers given by environment, not %s/%s", f.env.Kind, f.redis.Kind)
-	}
+	requireEnvServers(t, f)
 	want := f.produce(t, 5, 2, "process/t/")
 	latch := t.TempDir()
 	logPath := filepath.Join(t.TempDir(), "zombie.log")
@@ -337,13 +331,7 @@ func TestZombieCannotPark(t *testing.T) {
 	}
 	defer logFile.Close()
 	proxy := testenv.StartProxy(t, f.env.Seeds[0])
-	zombie := exec.Command(os.Args[0], "-test.run=^$")
-	zombie.Env = append(os.Environ(), envReplica+"=1", envTopic+"="+f.store.Config().Topic, envNamespace+"="+f.ns,
-		envProjection+"="+f.name, envSession+"=6s", envLatch+"="+latch, envKafkaProxy+"="+proxy.Addr)
-	zombie.Stdout, zombie.Stderr = logFile, logFile
-	if err := zombie.Start(); err != nil {
-		t.Fatal(err)
-	}
+	zombie := startReplicaProcess(t, f, logFile, envSession+"=6s", envLatch+"="+latch, envKafkaProxy+"="+proxy.Addr)
 	t.Cleanup(func() {
 		_ = zombie.Process.Signal(syscall.SIGCONT)
 		_ = zombie.Process.Signal(syscall.SIGTERM)

@@ -140,28 +140,40 @@ func replicaMain() int {
 	return 0
 }
 
-// TestReplicaProcessKilled runs replicas as separate OS processes, kills
-// one with SIGKILL mid-run and restarts it; the result is exact.
-func TestReplicaProcessKilled(t *testing.T) {
-	f := newFixture(t, 6)
+// requireEnvServers: replica processes reach the servers through the
+// environment, so they need servers given there, not fakes.
+func requireEnvServers(t *testing.T, f *fixture) {
+	t.Helper()
 	if f.env.Kind != testenv.KindEnv || f.redis.Kind != testenv.KindEnv {
 		if testenv.RequireReal() {
 			t.Fatal("replica processes need servers given by environment (scripts/test.sh)")
 		}
 		t.Skipf("replica processes need servers given by environment, not %s/%s", f.env.Kind, f.redis.Kind)
 	}
+}
+
+// startReplicaProcess starts this test binary as a replica of f's
+// projection (see replicaMain), with more environment in env, its output to
+// out.
+func startReplicaProcess(t *testing.T, f *fixture, out *os.File, env ...string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(append(os.Environ(), envReplica+"=1", envTopic+"="+f.store.Config().Topic, envNamespace+"="+f.ns, envProjection+"="+f.name), env...)
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return cmd
+}
+
+// TestReplicaProcessKilled runs replicas as separate OS processes, kills
+// one with SIGKILL mid-run and restarts it; the result is exact.
+func TestReplicaProcessKilled(t *testing.T) {
+	f := newFixture(t, 6)
+	requireEnvServers(t, f)
 	want := f.produce(t, 2000, 50, "process/t/")
 	p := f.counter(t) // only to read the read model; the processes apply
-	namespace := f.ns
-	startProc := func() *exec.Cmd {
-		cmd := exec.Command(os.Args[0], "-test.run=^$")
-		cmd.Env = append(os.Environ(), envReplica+"=1", envTopic+"="+f.store.Config().Topic, envNamespace+"="+namespace, envProjection+"="+f.name)
-		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		return cmd
-	}
+	startProc := func() *exec.Cmd { return startReplicaProcess(t, f, os.Stderr) }
 	procs := []*exec.Cmd{startProc(), startProc(), startProc()}
 	t.Cleanup(func() {
 		for _, c := range procs {
