@@ -3,6 +3,7 @@ package redischeckpoint
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -71,5 +72,15 @@ func TestApplyReportsAPartialWrite(t *testing.T) {
 	}
 	if got := counts(); got[1] != "1" {
 		t.Errorf("event two counted %q after the retry, want 1", got[1])
+	}
+	// The script parked the stream itself: a process that crashes before
+	// it parks the stream leaves no owner free to apply the event again.
+	parked, err := s.Parked(ctx, "p")
+	if err != nil || len(parked) != 1 || parked[0].StreamID != "process/t/two" || parked[0].Sequence != 1 ||
+		parked[0].Reason != framework.ParkPartialApply || !strings.Contains(parked[0].Error, "replay") {
+		t.Errorf("parked = %+v, %v; want process/t/two at 1, partial-apply", parked, err)
+	}
+	if !errors.Is(err, nil) || !errors.Is(we, framework.ErrPartialApply) {
+		t.Errorf("%v does not match framework.ErrPartialApply", we)
 	}
 }

@@ -24,7 +24,8 @@ import "github.com/redis/go-redis/v9"
 //	         where, code = WRONGTYPE, NOTINT, OVERFLOW, NOPERM, ... .
 //	PARTIAL  as REFUSED, but a command the checks let through failed
 //	         after earlier commands of the event ran: the event is partly
-//	         applied and its cursor not raised.
+//	         applied and its cursor not raised; the script parks the
+//	         stream (reason "partial-apply") in the same step.
 //
 // A corrupt cursor is the error reply "BADCURSOR <event>", after the
 // cursors of the events before it are written.
@@ -98,6 +99,16 @@ for e = 1, n do
       write_cursors()
       local status = 'PARTIAL'
       if ran == 0 then status = 'REFUSED' end -- the failed command was the event's first: nothing of it ran
+      if status == 'PARTIAL' then
+        -- Park the stream in the same script, so that no later owner
+        -- (after a crash before the runner parks it) applies the event
+        -- again over its partial writes.
+        pcall(function()
+          redis.pcall('HSET', KEYS[7], stream, cjson.encode({stream_id = stream, sequence = tonumber(seq), event_id = eid,
+            reason = 'partial-apply', error = 'the store applied part of this event (' .. c.cmd[1] .. ' failed: ' .. tostring(err) ..
+            '); replay the projection'}))
+        end)
+      end
       return {status, e - 1, applied, skipped, c.cmd[1] .. ' failed after ' .. ran .. ' of the event\'s ' .. #commands ..
         ' commands ran: ' .. err, c.index, c.op, c.cmd[2], c.field, error_code(err)}
     end

@@ -127,6 +127,9 @@ func (p *AtomicProjection) Reset(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("redischeckpoint: reset read model %s*: %w", p.rm, err)
 	}
+	p.mu.Lock()
+	p.partial = nil // the partial writes went with the read model
+	p.mu.Unlock()
 	return p.store.Delete(ctx, p.keys.name)
 }
 
