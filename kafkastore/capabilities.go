@@ -28,9 +28,12 @@ type Fencer interface {
 // The runner calls it from the partition's worker goroutine, with the
 // partition's fence in ctx.
 type ProgressStore interface {
-	// Progress returns the next offset of partition that the stored state
-	// covers in the current epoch; ok is false when none is recorded.
-	Progress(ctx context.Context, projection string, partition int32) (next int64, ok bool, err error)
+	// Progress returns how far the stored state covers partition in the
+	// current epoch. With nothing recorded for a partition whose offsets
+	// are committed the runner stops it as state-lost, unless the store
+	// says the partition's state was written without progress tracking
+	// (Untracked: an older version); then it adopts the committed offset.
+	Progress(ctx context.Context, projection string, partition int32) (framework.PartitionProgress, error)
 	// AdvancePartition raises the cursors of heads (never lowering one),
 	// records the heads, and raises the partition's progress to next, in
 	// one atomic step. The runner commits offset next only after it

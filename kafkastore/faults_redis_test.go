@@ -356,3 +356,32 @@ func TestFenceTakenOutOfBand(t *testing.T) {
 	}
 	f.waitCounts(t, p, want, 30*time.Second)
 }
+
+// TestStateOfAnOlderVersionIsAdopted: cursors and committed offsets of a
+// version that kept no progress and no write serials (their keys removed
+// here) are not taken for lost state: the runner adopts the committed
+// offsets and carries on, exactly.
+func TestStateOfAnOlderVersionIsAdopted(t *testing.T) {
+	f := newFixture(t, 2)
+	want := f.produce(t, 20, 2, "process/t/")
+	p := f.counter(t)
+	rep := f.start(t, p, fast)
+	f.waitCounts(t, p, want, time.Minute)
+	f.waitCommitted(t)
+	rep.stop(t)
+	base := f.ns + ":{" + f.name + "}:"
+	if err := f.rdb.Del(ctxFor(t), base+"progress", base+"serials").Err(); err != nil {
+		t.Fatal(err)
+	}
+	for id, n := range f.produce(t, 20, 1, "process/t/") {
+		want[id] += n
+	}
+	again := f.start(t, p, fast)
+	f.waitCounts(t, p, want, time.Minute)
+	if st := partitionStates(again.r); !allIn(st, 2, kafkastore.PartitionRunning) {
+		t.Errorf("partition states %v, want running", st)
+	}
+	if st := again.r.Stats(); st.Applied != 20 || st.Skipped != 0 {
+		t.Errorf("stats %+v, want the 20 new events applied and nothing redelivered", st)
+	}
+}

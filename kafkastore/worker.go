@@ -75,14 +75,19 @@ func (p *partition) startSession(first bool) (*session, error) {
 	// Progress is written with the fence (see flush): without a fence there
 	// is none to compare with.
 	if ps, ok := r.cfg.Checkpoints.(ProgressStore); ok && s.fence != nil && committed >= 0 {
-		next, found, err := ps.Progress(s.ctx, name, p.id)
+		progress, err := ps.Progress(s.ctx, name, p.id)
 		if err != nil {
 			return nil, fmt.Errorf("kafkastore: progress of partition %d: %w", p.id, err)
 		}
-		if !found || next < committed {
+		switch {
+		case progress.Recorded && progress.Next >= committed:
+		case progress.Untracked:
+			r.cfg.Logger.Warn("the partition's state was written without progress tracking (an older version): adopting the committed offset; a loss before it cannot be detected",
+				"partition", p.id, "committed", committed)
+		default:
 			lost := &StateLostError{Projection: name, Partition: p.id, Committed: committed, Progress: -1}
-			if found {
-				lost.Progress = next
+			if progress.Recorded {
+				lost.Progress = progress.Next
 			}
 			if s.fence != nil {
 				lost.Epoch = s.fence.Epoch

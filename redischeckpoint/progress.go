@@ -8,27 +8,34 @@ import (
 	"github.com/projector-dev/projector/framework"
 )
 
-// Progress returns the next offset of partition that the projection's
-// stored state covers in the current epoch (ok is false when none is
-// recorded). The Kafka runner raises it before it commits an offset, so a
-// committed offset above it means Redis lost state the offset relies on.
-func (s *Store) Progress(ctx context.Context, projection string, partition int32) (next int64, ok bool, err error) {
+// Progress returns how far the projection's stored state covers
+// partition in the current epoch. The Kafka runner raises it before it
+// commits an offset, so a committed offset above it means Redis lost state
+// the offset relies on. A partition without progress and without a write
+// serial, in a projection with a stored checkpoint, was written by a
+// version without progress tracking: Untracked.
+func (s *Store) Progress(ctx context.Context, projection string, partition int32) (framework.PartitionProgress, error) {
 	k, err := s.keysFor(projection)
 	if err != nil {
-		return 0, false, err
+		return framework.PartitionProgress{}, err
 	}
-	v, err := s.client.HGet(ctx, k.progress, strconv.FormatInt(int64(partition), 10)).Result()
+	field := strconv.FormatInt(int64(partition), 10)
+	pipe := s.client.Pipeline()
+	progress := pipe.HGet(ctx, k.progress, field)
+	serial := pipe.HExists(ctx, k.serials, field)
+	saved := pipe.HExists(ctx, k.meta, "saved")
+	if _, err := pipe.Exec(ctx); err != nil && !isNil(err) {
+		return framework.PartitionProgress{}, fmt.Errorf("redischeckpoint: progress of %s partition %d: %w", projection, partition, err)
+	}
+	v, err := progress.Result()
 	if isNil(err) {
-		return 0, false, nil
+		return framework.PartitionProgress{Untracked: !serial.Val() && saved.Val()}, nil
 	}
-	if err != nil {
-		return 0, false, fmt.Errorf("redischeckpoint: progress of %s partition %d: %w", projection, partition, err)
+	next, perr := strconv.ParseInt(v, 10, 64)
+	if err != nil || perr != nil || next < 0 {
+		return framework.PartitionProgress{}, fmt.Errorf("redischeckpoint: key %s field %d: progress %q is not a non-negative integer", k.progress, partition, v)
 	}
-	next, err = strconv.ParseInt(v, 10, 64)
-	if err != nil || next < 0 {
-		return 0, false, fmt.Errorf("redischeckpoint: key %s field %d: progress %q is not a non-negative integer", k.progress, partition, v)
-	}
-	return next, true, nil
+	return framework.PartitionProgress{Next: next, Recorded: true}, nil
 }
 
 // AdvancePartition is a partition worker's checkpoint: in one script it

@@ -409,7 +409,7 @@ func TestFencingRaceRejectsEveryStaleWrite(t *testing.T) {
 	if err := s.AdvancePartition(oldCtx, "p", 7, heads, 99); !errors.Is(err, framework.ErrFenced) {
 		t.Errorf("stale AdvancePartition = %v, want ErrFenced", err)
 	}
-	if _, ok, _ := s.Progress(ctx, "p", 7); ok {
+	if pr, _ := s.Progress(ctx, "p", 7); pr.Recorded {
 		t.Error("a stale holder recorded progress")
 	}
 	t.Logf("stale holder: %d writes rejected after the takeover", staleRejected.Load())

@@ -154,33 +154,23 @@ func (c *conn) status(ctx context.Context) (*Status, error) {
 	sort.Slice(st.Partitions, func(i, j int) bool { return st.Partitions[i].Partition < st.Partitions[j].Partition })
 	for i := range st.Partitions {
 		pl := &st.Partitions[i]
-		next, ok, err := c.store.Progress(ctx, c.name, pl.Partition)
+		progress, err := c.store.Progress(ctx, c.name, pl.Partition)
 		if err != nil {
 			return nil, err
 		}
 		pl.Progress = -1
-		if ok {
-			pl.Progress = next
+		if progress.Recorded {
+			pl.Progress = progress.Next
 		}
-		if pl.Committed >= 0 && (!ok || next < pl.Committed) {
+		if pl.Committed >= 0 && !progress.Untracked && (!progress.Recorded || progress.Next < pl.Committed) {
 			pl.StateLost = true
 			covered := "nothing"
-			if ok {
-				covered = fmt.Sprintf("offsets below %d", next)
+			if progress.Recorded {
+				covered = fmt.Sprintf("offsets below %d", progress.Next)
 			}
 			st.Problems = append(st.Problems, fmt.Sprintf("partition %d: the group committed offset %d but Redis holds the read model of %s (epoch %d): state lost; replay the projection",
 				pl.Partition, pl.Committed, covered, st.Epoch))
 		}
-	}
-	switch {
-	case st.Control.Replay != nil && replayInProgress(st.Control.Replay.Phase):
-		st.State = "replaying"
-	case st.Control.Paused:
-		st.State = "paused"
-	case len(st.Members) == 0:
-		st.State = "stopped"
-	default:
-		st.State = "running"
 	}
 	warned := map[string]bool{}
 	for _, r := range st.Replicas {
