@@ -49,6 +49,9 @@ func (r *Runner) Ready(ctx context.Context) error {
 		}
 	}
 	var problems []string
+	if n := r.leftBehind.Load(); n > 0 {
+		problems = append(problems, fmt.Sprintf("%d partition worker(s) ignored cancellation and still run (a projection stuck in Apply)", n))
+	}
 	for _, p := range r.Partitions() {
 		if p.State != PartitionRunning && (p.State != PartitionStarting || p.Error != "") {
 			problems = append(problems, fmt.Sprintf("partition %d %s since %s: %s", p.Partition, p.State, p.Since.Format(time.RFC3339), p.Error))

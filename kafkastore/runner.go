@@ -64,6 +64,7 @@ type Runner struct {
 	wakePending  bool
 
 	joined       atomic.Bool
+	leftBehind   atomic.Int64 // partition workers that ignored cancellation and still run
 	dlqDownUntil atomic.Int64 // Unix ns: skip the dead-letter topic until then
 	warnings     atomic.Pointer[[]string]
 	lastErr      atomic.Pointer[lastError]
@@ -114,6 +115,7 @@ func (r *Runner) Run(ctx context.Context) error {
 		return ErrRunnerClosed
 	}
 	defer r.stopped.Store(true)
+	defer r.waitWorkers()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	r.cancelMu.Lock()
@@ -167,6 +169,20 @@ func (r *Runner) Run(ctx context.Context) error {
 		}
 		// Paused, or a reset of the read model was requested: consumption
 		// stopped cleanly; wait until it may start again.
+	}
+}
+
+// waitWorkers waits for the partition goroutines that are still running:
+// only workers left behind because their projection ignored cancellation
+// (consume stops every other before it returns). It gives up after
+// ShutdownTimeout rather than hang the caller's shutdown.
+func (r *Runner) waitWorkers() {
+	done := make(chan struct{})
+	go func() { r.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(r.cfg.ShutdownTimeout):
+		r.cfg.Logger.Error("runner stopped with partition workers still running: their projection ignores cancellation", "workers", r.leftBehind.Load())
 	}
 }
 
@@ -253,7 +269,6 @@ func (r *Runner) consume(ctx context.Context) error {
 	r.stopPartitions(shutdownCtx, r.partitionIDs(), commit) // any assigned while leaving
 	r.serveRepositions()                                    // release waiters
 	cl.Close()
-	r.wg.Wait()
 	r.joined.Store(false)
 	return runErr
 }
@@ -298,6 +313,8 @@ func (r *Runner) onRevoked(ctx context.Context, _ *kgo.Client, revoked map[strin
 }
 
 func (r *Runner) onLost(ctx context.Context, _ *kgo.Client, lost map[string][]int32) {
+	ctx, cancel := context.WithTimeout(ctx, r.cfg.RevokeTimeout) // lost partitions stop at once; this bounds a hung one
+	defer cancel()
 	r.stopPartitions(ctx, lost[r.cfg.Topic], false)
 	r.metrics.rebalances.Add(ctx, 1)
 }
@@ -329,8 +346,15 @@ func (r *Runner) stopPartitions(ctx context.Context, ids []int32, commit bool) {
 			case <-p.done:
 			case <-time.After(5 * time.Second):
 				// A projection that ignores its context: leave its
-				// goroutine behind rather than the rebalance.
+				// goroutine behind rather than the rebalance; readiness
+				// says so until it returns.
 				r.cfg.Logger.Error("partition worker ignores cancellation; leaving it behind", "partition", p.id)
+				r.leftBehind.Add(1)
+				go func() {
+					<-p.done
+					r.leftBehind.Add(-1)
+					r.cfg.Logger.Info("a partition worker left behind returned", "partition", p.id)
+				}()
 			}
 		}
 		if r.client != nil {

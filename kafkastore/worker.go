@@ -154,6 +154,13 @@ func (s *session) run() error {
 						return s.failed(err)
 					}
 				}
+				// A backlog keeps the inbox full: resume resolved
+				// streams between batches too, not only when idle.
+				if time.Since(s.lastParked) >= cfg.ParkedRefresh {
+					if err := s.step(s.resumeResolved); err != nil {
+						return s.failed(err)
+					}
+				}
 			}
 		case <-tick.C:
 			if time.Since(s.lastFlush) >= cfg.FlushInterval {

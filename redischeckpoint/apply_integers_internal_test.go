@@ -30,6 +30,10 @@ var intCandidates = []string{
 // accepts as an integer.
 func TestIsIntMatchesRedis(t *testing.T) {
 	env := testenv.Redis(t)
+	if !env.Real {
+		// Under CI testenv fails instead: a fake is not the reference.
+		t.Skip("Redis's own HINCRBY is the reference here; miniredis parses integers more leniently")
+	}
 	ctx := context.Background()
 	key := env.Prefix(t) + ":ints"
 	redisSays := make([]bool, len(intCandidates))

@@ -115,8 +115,10 @@
 // [framework.ValidateProjectionName]) so that the hash tag is exact. An ACL
 // user for one projection needs the key pattern "projector:{billing}:*"
 // and the commands EVAL, EVALSHA, HGET, HMGET, HGETALL, HSCAN, HSET, HDEL,
-// LPUSH, LTRIM, LRANGE, SET, UNLINK, SCAN, MULTI, EXEC, PING and INFO (INFO
-// for [Store.CheckServer]; without it the check is a warning). An
+// LPUSH, LTRIM, LRANGE, SET, UNLINK, SCAN, MULTI, EXEC, PING, INFO and TIME
+// (INFO for [Store.CheckServer]: without it the check is a warning; TIME
+// keeps fencing tokens unique across a restore from an older snapshot:
+// without it they are only increasing). An
 // AtomicProjection's user needs TYPE as well, and the commands its writes
 // run: HSET for HSet, Replace and ReplaceFields, HDEL, HINCRBY, SET, INCRBY
 // and GET for IncrBy, DEL, SADD, SREM. A write the user may not run refuses

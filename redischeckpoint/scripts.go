@@ -169,13 +169,18 @@ return 1
 
 // acquireScript answers {epoch, token, serial} with a new token for
 // ARGV[A+1], the partition, and the partition's current write serial. It
-// takes no fence.
+// takes no fence. A token is above every token before it and at least the
+// server's clock in microseconds, so a Redis restored from an older
+// snapshot does not hand out a token that a live holder already has.
 var acquireScript = redis.NewScript(luaPrelude + `
 local p = ARGV[A + 1]
 local epoch = redis.call('HGET', KEYS[1], 'epoch') or '0'
-local token = redis.call('HINCRBY', KEYS[2], p, 1)
+local now, t = 0, redis.pcall('TIME') -- an ACL user without TIME gets increasing tokens only
+if not t.err then now = tonumber(t[1]) * 1000000 + tonumber(t[2]) end
+local token = string.format('%d', math.max(tonumber(redis.call('HGET', KEYS[2], p) or '0') + 1, now))
+redis.call('HSET', KEYS[2], p, token)
 local serial = redis.call('HGET', KEYS[5], p) or '0'
-return {epoch, tostring(token), serial}
+return {epoch, token, serial}
 `)
 
 // verifyScript checks a fence and its write serial without writing.
