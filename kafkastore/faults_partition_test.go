@@ -505,3 +505,46 @@ func TestPartialApplyIsParkedWithoutRetry(t *testing.T) {
 		t.Errorf("retry of a partly applied event = %v, want refused", err)
 	}
 }
+
+// TestResumeDuringABacklog: a parked stream is retried while its partition
+// works through a long backlog (the inbox never empties). It is caught up
+// within ParkedRefresh, not only once the backlog is gone.
+func TestResumeDuringABacklog(t *testing.T) {
+	f := newFixture(t, 1)
+	var fixed atomic.Bool
+	p, err := f.rstore.NewAtomicProjection(f.name, func(e framework.Event, w *redischeckpoint.Writes) error {
+		if e.Type == "Poison" && !fixed.Load() {
+			return fmt.Errorf("cannot apply %s: poison", e)
+		}
+		time.Sleep(200 * time.Microsecond) // a backlog that lasts seconds
+		w.HIncrBy(w.Key("counts"), e.StreamID, 1)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	parked := "process/p/0"
+	if _, err := f.store.Append(ctxFor(t), parked, framework.NoStream, []framework.EventData{{Type: "Poison"}, {Type: "Counted"}}); err != nil {
+		t.Fatal(err)
+	}
+	want := f.produce(t, 200, 40, "process/t/")
+	rep := f.start(t, p, func(c *kafkastore.RunnerConfig) { fast(c); c.BatchSize = 20 })
+	waitParked(t, rep, 1)
+	fixed.Store(true)
+	if err := rep.r.RetryParked(ctxFor(t), parked, "test", "fixed"); err != nil {
+		t.Fatal(err)
+	}
+	var behind int64
+	waitFor(t, time.Minute, "the parked stream caught up", func() (bool, string) {
+		got := f.counts(t, p)[parked]
+		for _, l := range rep.r.Lag() {
+			behind = l.Records
+		}
+		return got == 2, fmt.Sprintf("%d of 2", got)
+	})
+	if behind == 0 {
+		t.Errorf("the backlog was gone before the stream caught up: the test shows nothing")
+	}
+	want[parked] = 2
+	f.waitCounts(t, p, want, 2*time.Minute)
+}
