@@ -48,6 +48,7 @@ type partition struct {
 	inboxLen int  // records in the inbox
 	paused   bool // fetching paused by us
 	working  bool // a session takes from the inbox
+	lastTake time.Time
 	status   PartitionStatus
 
 	notify chan struct{} // cap 1: the inbox got records, or quit
@@ -81,19 +82,36 @@ func (r *Runner) newPartition(id int32) *partition {
 	return p
 }
 
-// maxInbox is how many records the inbox holds before fetching pauses.
-func (p *partition) maxInbox() int { return 2 * p.r.cfg.BatchSize }
+// Busy workers are paced by the poll loop, which waits while the inboxes
+// that are not paused hold the limit (Runner.waitForRoom): memory stays
+// bounded by the limit plus a poll. Fetching of a single partition pauses
+// only when its worker is stuck (it took nothing for stuckAfter while the
+// poll loop waited) or has no session, and resumes when the inbox is down
+// to a batch. Pausing is kept for partitions that do hold the others back:
+// it drops what the client buffered for the partition (fetched again on
+// resume), and a resumed partition may wait for a fetch in flight to the
+// same broker (up to FetchMaxWait) before its first records arrive.
+const stuckAfter = 3 * time.Second
+
+func (r *Runner) inboxLimit() int {
+	r.partsMu.Lock()
+	n := len(r.parts)
+	r.partsMu.Unlock()
+	return 2 * r.cfg.BatchSize * max(1, n)
+}
+
+func (p *partition) resumeAt() int { return p.r.cfg.BatchSize }
 
 // deliver hands a poll's records to the partition. It never blocks. Called
 // by the poll loop.
 func (p *partition) deliver(f fetched) {
 	p.highWatermark.Store(f.highWatermark)
 	p.mu.Lock()
+	if len(p.inbox) == 0 {
+		p.lastTake = time.Now() // stuck is measured from when records wait
+	}
 	p.inbox = append(p.inbox, f)
 	p.inboxLen += len(f.records)
-	if p.inboxLen >= p.maxInbox() {
-		p.pauseLocked()
-	}
 	p.mu.Unlock()
 	p.signal()
 }
@@ -117,7 +135,9 @@ func (p *partition) take() (fetched, bool) {
 	p.inbox[0] = fetched{}
 	p.inbox = p.inbox[1:]
 	p.inboxLen -= len(f.records)
-	if p.paused && p.working && p.inboxLen < p.maxInbox() {
+	p.lastTake = time.Now()
+	p.r.signalRoom()
+	if p.paused && p.working && p.inboxLen <= p.resumeAt() {
 		p.resumeLocked()
 	}
 	return f, true
@@ -143,6 +163,28 @@ func (p *partition) resumeLocked() {
 	p.r.client.ResumeFetchPartitions(map[string][]int32{p.r.cfg.Topic: {p.id}})
 }
 
+// queued returns the records in the inbox, 0 while fetching is paused (they
+// do not hold the poll loop back).
+func (p *partition) queued() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.paused {
+		return 0
+	}
+	return p.inboxLen
+}
+
+// pauseIfStuck pauses fetching of the partition when records have waited
+// in its inbox for stuckAfter without the worker taking any. Called by the
+// poll loop while it waits for room.
+func (p *partition) pauseIfStuck() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.inboxLen > 0 && time.Since(p.lastTake) >= stuckAfter {
+		p.pauseLocked()
+	}
+}
+
 // setWorking records whether a session takes from the inbox: fetching is
 // paused while none does.
 func (p *partition) setWorking(working bool) {
@@ -151,7 +193,7 @@ func (p *partition) setWorking(working bool) {
 	p.working = working
 	if !working {
 		p.pauseLocked()
-	} else if p.inboxLen < p.maxInbox() {
+	} else if p.inboxLen <= p.resumeAt() {
 		p.resumeLocked()
 	}
 }

@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -14,6 +17,7 @@ import (
 // partitions again from where their restarted workers ask.
 func (r *Runner) poll(ctx context.Context) error {
 	for {
+		r.waitForRoom(ctx)
 		pollCtx := r.pollContext(ctx)
 		fetches := r.client.PollRecords(pollCtx, r.cfg.BatchSize)
 		r.endPoll()
@@ -79,6 +83,53 @@ func (r *Runner) wake() {
 	r.wakePending = true
 	if r.wakeCancel != nil {
 		r.wakeCancel()
+	}
+	select {
+	case r.wakeCh <- struct{}{}:
+	default:
+	}
+}
+
+// waitForRoom holds the poll loop back while the inboxes of the partitions
+// that are not paused hold two batches per partition: workers that are all
+// busy pace the polls, as a blocking hand-off would, but a stuck partition
+// (no batch taken for stuckAfter) is paused, its inbox no longer counts,
+// and it never holds the others back. It waits after the loop allowed
+// rebalances, and returns on a wake.
+func (r *Runner) waitForRoom(ctx context.Context) {
+	for {
+		r.partsMu.Lock()
+		parts := slices.Collect(maps.Values(r.parts))
+		r.partsMu.Unlock()
+		queued := 0
+		for _, p := range parts {
+			queued += p.queued()
+		}
+		if queued < r.inboxLimit() {
+			return
+		}
+		for _, p := range parts {
+			p.pauseIfStuck()
+		}
+		t := time.NewTimer(100 * time.Millisecond) // a pause changes the sum without a signal
+		select {
+		case <-ctx.Done():
+		case <-r.wakeCh:
+		case <-r.roomCh:
+		case <-t.C:
+		}
+		t.Stop()
+		if ctx.Err() != nil {
+			return
+		}
+	}
+}
+
+// signalRoom tells a waiting poll loop that an inbox shrank.
+func (r *Runner) signalRoom() {
+	select {
+	case r.roomCh <- struct{}{}:
+	default:
 	}
 }
 

@@ -62,6 +62,8 @@ type Runner struct {
 	wakeMu       sync.Mutex
 	wakeCancel   context.CancelFunc
 	wakePending  bool
+	wakeCh       chan struct{} // cap 1: wake, for a poll loop waiting for room
+	roomCh       chan struct{} // cap 1: an inbox shrank
 
 	joined       atomic.Bool
 	leftBehind   atomic.Int64 // partition workers that ignored cancellation and still run
@@ -88,7 +90,7 @@ func NewRunner(cfg RunnerConfig) (*Runner, error) {
 	}
 	tracing := cfg.TracerProvider != nil
 	cfg.setDefaults()
-	r := &Runner{cfg: cfg, parts: map[int32]*partition{}, tracing: tracing}
+	r := &Runner{cfg: cfg, parts: map[int32]*partition{}, tracing: tracing, wakeCh: make(chan struct{}, 1), roomCh: make(chan struct{}, 1)}
 	r.propagator = otel.GetTextMapPropagator()
 	if len(r.propagator.Fields()) == 0 {
 		r.propagator = propagation.TraceContext{}
