@@ -66,6 +66,11 @@ type ServerChecker interface {
 // keeps them in memory (lost on restart: only for tests and demos).
 type ParkStore interface {
 	Park(ctx context.Context, projection string, p framework.ParkedStream) error
+	// UpdateParked replaces the record of a stream that is still parked at
+	// the same event (same Sequence and ParkedAt) and reports whether it
+	// did: an admin may have resolved the stream meanwhile, and an update
+	// must not park it again.
+	UpdateParked(ctx context.Context, projection string, p framework.ParkedStream) (bool, error)
 	Parked(ctx context.Context, projection string) ([]framework.ParkedStream, error)
 	Unpark(ctx context.Context, projection string, r framework.Resolution) (bool, error)
 }

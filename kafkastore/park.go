@@ -94,11 +94,12 @@ func (s *session) parkStream(ctx context.Context, p framework.ParkedStream, rec 
 	return s.recordDeadLetter(ctx, p)
 }
 
-// recordDeadLetter stores what became of a parked stream's dead letter. A
-// failure other than fencing is logged: the record stays "pending" and the
-// dead letter is retried as a reference.
+// recordDeadLetter stores what became of a parked stream's dead letter,
+// unless the stream was resolved meanwhile. A failure other than fencing is
+// logged: the record stays "pending" and the dead letter is retried as a
+// reference.
 func (s *session) recordDeadLetter(ctx context.Context, p framework.ParkedStream) error {
-	if err := s.r.cfg.Parked.Park(ctx, s.r.cfg.Projection.Name(), p); err != nil {
+	if _, err := s.r.cfg.Parked.UpdateParked(ctx, s.r.cfg.Projection.Name(), p); err != nil {
 		if fatal(err) {
 			return fmt.Errorf("kafkastore: record the dead letter of %s: %w", p.StreamID, err)
 		}

@@ -113,6 +113,17 @@ func (m *memoryParkStore) Park(_ context.Context, projection string, p framework
 	return nil
 }
 
+func (m *memoryParkStore) UpdateParked(_ context.Context, projection string, p framework.ParkedStream) (bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	old, ok := m.parked[projection][p.StreamID]
+	if !ok || old.Sequence != p.Sequence || !old.ParkedAt.Equal(p.ParkedAt) {
+		return false, nil
+	}
+	m.parked[projection][p.StreamID] = p
+	return true, nil
+}
+
 func (m *memoryParkStore) Parked(_ context.Context, projection string) ([]framework.ParkedStream, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -31,6 +32,28 @@ func (s *Store) Park(ctx context.Context, projection string, p framework.ParkedS
 		return fmt.Errorf("redischeckpoint: park %s of %s: %w", p.StreamID, projection, err)
 	}
 	return nil
+}
+
+// UpdateParked replaces the record of a stream that is still parked at the
+// same event (same sequence and parked_at) and reports whether it did: an
+// admin may have resolved the stream meanwhile, and an update must not park
+// it again. Fenced like Park.
+func (s *Store) UpdateParked(ctx context.Context, projection string, p framework.ParkedStream) (bool, error) {
+	k, err := s.keysFor(projection)
+	if err != nil {
+		return false, err
+	}
+	raw, err := json.Marshal(p)
+	if err != nil {
+		return false, fmt.Errorf("redischeckpoint: encode parked stream %s: %w", p.StreamID, err)
+	}
+	at := p.ParkedAt.Format(time.RFC3339Nano) // as encoding/json writes it
+	res, err := s.run(ctx, k, updateParkedScript, []any{p.StreamID, string(raw), strconv.FormatUint(p.Sequence, 10), at}, nil)
+	if err != nil {
+		return false, fmt.Errorf("redischeckpoint: update parked %s of %s: %w", p.StreamID, projection, err)
+	}
+	n, _ := res.(int64)
+	return n == 1, nil
 }
 
 // Parked lists the projection's parked streams, by stream ID.

@@ -207,3 +207,16 @@ var parkScript = redis.NewScript(guarded + `
 redis.call('HSET', KEYS[7], ARGV[A + 1], ARGV[A + 2])
 return 1
 `)
+
+// updateParkedScript replaces a parked stream's record, ARGV[A+2], only
+// while the stream ARGV[A+1] is still parked at sequence ARGV[A+3] since
+// ARGV[A+4] (its parked_at): an admin may have resolved it. It
+// answers 1 when it replaced the record.
+var updateParkedScript = redis.NewScript(guarded + `
+local old = redis.call('HGET', KEYS[7], ARGV[A + 1])
+if not old then return 0 end
+local ok, rec = pcall(cjson.decode, old)
+if not ok or string.format('%d', rec.sequence or 0) ~= ARGV[A + 3] or rec.parked_at ~= ARGV[A + 4] then return 0 end
+redis.call('HSET', KEYS[7], ARGV[A + 1], ARGV[A + 2])
+return 1
+`)

@@ -473,3 +473,39 @@ func TestConfigValidateJoinsProblems(t *testing.T) {
 		}
 	}
 }
+
+// TestUpdateParkedLeavesAResolvedStream: a worker records its dead letter
+// after an admin resolved the stream: the update must not park it again.
+func TestUpdateParkedLeavesAResolvedStream(t *testing.T) {
+	s, _, _ := newStore(t, redischeckpoint.Config{})
+	ctx := ctxFor(t)
+	p := framework.ParkedStream{StreamID: "process/t/a", Sequence: 7, Reason: framework.ParkApplyFailed, ParkedAt: time.Now().UTC(), DeadLetter: framework.DeadLetterPending}
+	if err := s.Park(ctx, "p", p); err != nil {
+		t.Fatal(err)
+	}
+	p.DeadLetter = framework.DeadLetterCopied
+	if ok, err := s.UpdateParked(ctx, "p", p); !ok || err != nil {
+		t.Fatalf("UpdateParked of a parked stream = %v, %v", ok, err)
+	}
+	if parked, _ := s.Parked(ctx, "p"); len(parked) != 1 || parked[0].DeadLetter != framework.DeadLetterCopied {
+		t.Errorf("parked = %+v", parked)
+	}
+	if _, err := s.Unpark(ctx, "p", framework.Resolution{StreamID: p.StreamID, Action: framework.ResolveRetry, By: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := s.UpdateParked(ctx, "p", p); ok || err != nil {
+		t.Errorf("UpdateParked of a resolved stream = %v, %v; want false", ok, err)
+	}
+	if parked, _ := s.Parked(ctx, "p"); len(parked) != 0 {
+		t.Errorf("the update parked the resolved stream again: %+v", parked)
+	}
+	// Parked again at another event: an update of the old park is stale.
+	again := p
+	again.Sequence, again.ParkedAt = 9, time.Now().UTC()
+	if err := s.Park(ctx, "p", again); err != nil {
+		t.Fatal(err)
+	}
+	if ok, _ := s.UpdateParked(ctx, "p", p); ok {
+		t.Error("an update of an older park replaced the newer one")
+	}
+}
