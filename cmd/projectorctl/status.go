@@ -172,6 +172,16 @@ func (c *conn) status(ctx context.Context) (*Status, error) {
 				pl.Partition, pl.Committed, covered, st.Epoch))
 		}
 	}
+	switch {
+	case st.Control.Replay != nil && replayInProgress(st.Control.Replay.Phase):
+		st.State = "replaying"
+	case st.Control.Paused:
+		st.State = "paused"
+	case len(st.Members) == 0:
+		st.State = "stopped"
+	default:
+		st.State = "running"
+	}
 	warned := map[string]bool{}
 	for _, r := range st.Replicas {
 		if r.LastError != "" {
