@@ -82,6 +82,15 @@ func partitionStates(r *kafkastore.Runner) map[int32]string {
 	return out
 }
 
+// waitStates waits until the replica has n partitions, all in state.
+func waitStates(t *testing.T, r *kafkastore.Runner, n int, state string) {
+	t.Helper()
+	waitFor(t, 30*time.Second, fmt.Sprintf("%d partitions %s", n, state), func() (bool, string) {
+		st := partitionStates(r)
+		return allIn(st, n, state), fmt.Sprint(st)
+	})
+}
+
 func allIn(states map[int32]string, n int, state string) bool {
 	if len(states) != n {
 		return false
@@ -117,10 +126,7 @@ func TestRedisFlushedWhileRunning(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, 30*time.Second, "both partitions state-lost", func() (bool, string) {
-		st := partitionStates(rep.r)
-		return allIn(st, 2, kafkastore.PartitionStateLost), fmt.Sprint(st)
-	})
+	waitStates(t, rep.r, 2, kafkastore.PartitionStateLost)
 	err := rep.r.Ready(ctxFor(t))
 	if err == nil || !strings.Contains(err.Error(), "state-lost") || !strings.Contains(err.Error(), "replay") {
 		t.Errorf("Ready = %v, want an error naming the lost state and the replay", err)
@@ -155,10 +161,7 @@ func TestRedisRestartedWithoutPersistence(t *testing.T) {
 	srv.Start()
 	f.produce(t, 4, 1, "process/t/")
 	again := f.start(t, p, fast)
-	waitFor(t, 30*time.Second, "both partitions state-lost at assignment", func() (bool, string) {
-		st := partitionStates(again.r)
-		return allIn(st, 2, kafkastore.PartitionStateLost), fmt.Sprint(st)
-	})
+	waitStates(t, again.r, 2, kafkastore.PartitionStateLost)
 	for _, ps := range again.r.Partitions() {
 		if !strings.Contains(ps.Error, "holds no progress for the partition") || !strings.Contains(ps.Error, "projectorctl replay") {
 			t.Errorf("partition %d: %q", ps.Partition, ps.Error)
@@ -223,10 +226,7 @@ func TestRedisRestoredFromAnOlderSnapshot(t *testing.T) {
 		f.waitCommitted(t)
 		srv.Stop()
 		srv.Start()
-		waitFor(t, 30*time.Second, "both partitions state-lost", func() (bool, string) {
-			st := partitionStates(rep.r)
-			return allIn(st, 2, kafkastore.PartitionStateLost), fmt.Sprint(st)
-		})
+		waitStates(t, rep.r, 2, kafkastore.PartitionStateLost)
 		for _, ps := range rep.r.Partitions() {
 			if !strings.Contains(ps.Error, "covers the partition only up to offset") {
 				t.Errorf("partition %d: %q", ps.Partition, ps.Error)

@@ -184,16 +184,25 @@ local function emit_chunks(name, key, values, from, to)
   end
 end
 
+-- add_checked checks that field of the hash at key holds an integer and
+-- that adding delta to it fits int64, records the sum in the shadow and
+-- returns it (or nil and the refusal).
+local function add_checked(key, field, delta)
+  local vals, err = hash_values(key, {field})
+  if err then return nil, err end
+  local cur, bad = integer(vals[field], key, field)
+  if bad then return nil, bad end
+  local sum, over = fits(add(cur, delta), key, field, cur, delta)
+  if over then return nil, over end
+  vals[field] = sum
+  return sum
+end
+
 -- add_to_field checks and queues field of the hash at key += delta (an
 -- exact decimal, possibly outside int64) as an HSET of the result.
 local function add_to_field(key, field, delta)
-  local vals, err = hash_values(key, {field})
-  if err then return err end
-  local cur, bad = integer(vals[field], key, field)
-  if bad then return bad end
-  local sum, over = fits(add(cur, delta), key, field, cur, delta)
-  if over then return over end
-  vals[field] = sum
+  local sum, refused = add_checked(key, field, delta)
+  if refused then return refused end
   return emit({'HSET', key, field, sum}, field)
 end
 
@@ -215,15 +224,9 @@ check.HDEL = function(a) -- key field...
 end
 
 check.HINCRBY = function(a) -- key field n
-  local key, field, n = a[1], a[2], a[3]
-  local vals, err = hash_values(key, {field})
-  if err then return err end
-  local cur, bad = integer(vals[field], key, field)
-  if bad then return bad end
-  local sum, over = fits(add(cur, n), key, field, cur, n)
-  if over then return over end
-  vals[field] = sum
-  return emit({'HINCRBY', key, field, n}, field)
+  local _, refused = add_checked(a[1], a[2], a[3])
+  if refused then return refused end
+  return emit({'HINCRBY', a[1], a[2], a[3]}, a[2])
 end
 
 check.SET = function(a) -- key value
