@@ -12,6 +12,11 @@ const (
 	// take it back ([ErrPartialApply]); the read model needs a replay and
 	// the event must not be applied again over it.
 	ParkPartialApply = "partial-apply"
+	// ParkMisplaced: the record sits on a partition other than its
+	// stream's home (the murmur2 partition of its key): it was written by
+	// a producer with another partitioner, and its stream's events are not
+	// in one ordered log. The record is never applied; retry refuses it.
+	ParkMisplaced = "misplaced"
 )
 
 // ParkedStream is a stream whose processing stopped at one event. Its later
@@ -35,6 +40,11 @@ type ParkedStream struct {
 	// written yet; retried by the partition's worker).
 	DeadLetter      string `json:"dead_letter,omitempty"`
 	DeadLetterError string `json:"dead_letter_error,omitempty"`
+	// Resolving is an admin's retry or skip that the worker owning the
+	// stream's partition has not carried out yet: the stream stays parked
+	// (its later events held) until the worker has applied what was held
+	// and unparked it. Stores fill it in Parked; Park clears it.
+	Resolving *Resolution `json:"resolving,omitempty"`
 }
 
 // Dead-letter states of a [ParkedStream].
@@ -44,7 +54,9 @@ const (
 	DeadLetterReference = "reference"
 )
 
-// Resolution records how an admin resumed a parked stream.
+// Resolution records how an admin resumed a parked stream: requested by
+// the admin (At), carried out by the worker owning the stream's partition
+// (Done, Result).
 type Resolution struct {
 	StreamID string       `json:"stream_id"`
 	Action   string       `json:"action"` // "retry" or "skip"
@@ -52,6 +64,13 @@ type Resolution struct {
 	Reason   string       `json:"reason"`
 	At       time.Time    `json:"at"`
 	Parked   ParkedStream `json:"parked"` // what was resolved
+	// Force was given to skip to a sequence beyond what the stream shows
+	// in Kafka.
+	Force bool `json:"force,omitempty"`
+	// Done is when the worker finished the resume; Result says what it
+	// did (events applied, records passed over).
+	Done   time.Time `json:"done,omitzero"`
+	Result string    `json:"result,omitempty"`
 }
 
 // Resolution actions.

@@ -118,6 +118,12 @@ func (s *session) process(recs []*kgo.Record) error {
 			continue
 		}
 		e := it.ev
+		if s.misplaced(it.rec) {
+			if err := s.parkMisplaced(ctx, e, it.rec); err != nil {
+				return err
+			}
+			continue
+		}
 		if s.parked[e.StreamID] {
 			held++
 			continue

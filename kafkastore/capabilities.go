@@ -64,14 +64,32 @@ type ServerChecker interface {
 // ParkStore keeps parked streams where every replica and the admin command
 // see them. redischeckpoint.Store implements it; without one the runner
 // keeps them in memory (lost on restart: only for tests and demos).
+//
+// A parked stream is resolved in two steps: the admin records a retry or a
+// skip (RequestResolution); the worker owning the stream's partition
+// carries it out, re-reading the held records from Kafka, and only then
+// unparks the stream (Unpark). Both identify the parked record by its
+// Sequence and ParkedAt, so that neither acts on a newer park.
 type ParkStore interface {
+	// Park records p, replacing an earlier record of the stream and any
+	// resolution requested for it. Fenced when ctx carries a fence.
 	Park(ctx context.Context, projection string, p framework.ParkedStream) error
 	// UpdateParked replaces the record of a stream that is still parked at
 	// the same event (same Sequence and ParkedAt) and reports whether it
 	// did: an admin may have resolved the stream meanwhile, and an update
-	// must not park it again.
+	// must not park it again. A requested resolution is kept.
 	UpdateParked(ctx context.Context, projection string, p framework.ParkedStream) (bool, error)
+	// Parked lists the parked streams, each with the resolution requested
+	// for it, if any (ParkedStream.Resolving).
 	Parked(ctx context.Context, projection string) ([]framework.ParkedStream, error)
+	// RequestResolution records r for the stream while it is still parked
+	// at r.Parked (same Sequence and ParkedAt), replacing an earlier
+	// request, and reports whether it did.
+	RequestResolution(ctx context.Context, projection string, r framework.Resolution) (bool, error)
+	// Unpark removes the stream parked at r.Parked (same Sequence and
+	// ParkedAt) with its request, and appends r to the audit of
+	// resolutions, in one atomic step; it reports whether the stream was
+	// parked there. Fenced when ctx carries a fence.
 	Unpark(ctx context.Context, projection string, r framework.Resolution) (bool, error)
 }
 

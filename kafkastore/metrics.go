@@ -13,6 +13,7 @@ import (
 // carries the projection and group as attributes.
 type runnerMetrics struct {
 	applied, skipped, parked, held, unverified boundCounter
+	misplaced, passedOver                      boundCounter
 	rebalances, partitionRestarts              boundCounter
 	applyLatency, checkpointLatency            boundHistogram
 }
@@ -49,6 +50,10 @@ func newRunnerMetrics(mp metric.MeterProvider, r *Runner) (*runnerMetrics, error
 		held:    counter("projector.events.held", "Events held because their stream is parked."),
 		unverified: counter("projector.events.unverified",
 			"Duplicates skipped without verifying their event ID against the applied event (no head offset or event ID known for the stream)."),
+		misplaced: counter("projector.events.misplaced",
+			"Records on a partition other than their stream's home (the murmur2 partition of the key): never applied, dead-lettered, their stream parked."),
+		passedOver: counter("projector.events.passed_over",
+			"Records a resume of a parked stream passed over without applying them: the skipped event, malformed and misplaced records (all dead-lettered)."),
 		partitionRestarts: counter("projector.partition.restarts", "Partition worker sessions that failed and were restarted (or stopped: fenced, state lost)."),
 		applyLatency:      hist("projector.apply.duration", "Time to apply one batch of events."),
 		checkpointLatency: hist("projector.checkpoint.duration", "Time to store a batch of cursors."),
@@ -85,13 +90,18 @@ type RunnerStats struct {
 	// Unverified counts the skipped duplicates whose event ID could not
 	// be verified against the event applied at their sequence.
 	Unverified int64
+	// Misplaced counts records found off their stream's home partition.
+	Misplaced int64
+	// PassedOver counts records a resume passed over: a skipped event,
+	// malformed and misplaced records held behind a parked event.
+	PassedOver int64
 }
 
 // Stats returns the runner's counts so far.
 func (r *Runner) Stats() RunnerStats {
 	m := r.metrics
 	return RunnerStats{Applied: m.applied.total.Load(), Skipped: m.skipped.total.Load(), Parked: m.parked.total.Load(),
-		Held: m.held.total.Load(), Unverified: m.unverified.total.Load()}
+		Held: m.held.total.Load(), Unverified: m.unverified.total.Load(), Misplaced: m.misplaced.total.Load(), PassedOver: m.passedOver.total.Load()}
 }
 
 // registerPartitionGauge reports each assigned partition's state: 1 for

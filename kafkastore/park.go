@@ -52,15 +52,58 @@ func (s *session) park(ctx context.Context, e framework.Event, rec *kgo.Record, 
 
 func (s *session) parkMalformed(ctx context.Context, rec *kgo.Record, cause error) error {
 	id := string(rec.Key)
-	if framework.ValidateStreamID(id) != nil {
-		id = fmt.Sprintf("malformed/%s/%d/%d", rec.Topic, rec.Partition, rec.Offset)
+	valid := framework.ValidateStreamID(id) == nil
+	if !valid {
+		id = fmt.Sprintf("%s%s/%d/%d", malformedPrefix, rec.Topic, rec.Partition, rec.Offset)
 	}
 	p := framework.ParkedStream{
-		StreamID: id, Reason: framework.ParkMalformed, Error: cause.Error(), ParkedAt: time.Now().UTC(),
+		StreamID: id, Reason: framework.ParkMalformed, ParkedAt: time.Now().UTC(),
+		Error:    fmt.Sprintf("the record at %s/%d offset %d does not decode into an event: %v", rec.Topic, rec.Partition, rec.Offset, cause),
 		Position: &framework.Position{Partition: rec.Partition, Offset: rec.Offset},
 	}
 	if seq, err := strconv.ParseUint(headerValue(rec, HeaderSequence), 10, 64); err == nil {
 		p.Sequence = seq
+	}
+	if valid && s.parked[id] {
+		// Its stream is parked already, at an earlier record: parking it
+		// again would lose what was held between the two. The record is
+		// held like the others; the resume passes over it.
+		s.r.metrics.held.Add(ctx, 1)
+		s.r.cfg.Logger.Warn("a malformed record of a parked stream is held; its resume passes over it", "stream", id,
+			"partition", rec.Partition, "offset", rec.Offset, "err", cause)
+		s.deadLetter(ctx, &p, rec)
+		return nil
+	}
+	return s.parkStream(ctx, p, rec)
+}
+
+// misplaced reports whether rec sits on a partition other than its key's
+// home (the murmur2 partition of the key over the topic's partitions).
+func (s *session) misplaced(rec *kgo.Record) bool {
+	n := s.r.partitions
+	return n > 0 && rec.Partition < n && PartitionFor(string(rec.Key), n) != rec.Partition
+}
+
+// parkMisplaced parks a record found off its stream's home partition under
+// a pseudo-stream of its own ("misplaced/<partition>/<stream>"): the record
+// is never applied here, and the stream goes on in its home partition
+// (where the events missing there show as a gap). Later records of the
+// stream in this partition are held by the same entry and dead-lettered.
+func (s *session) parkMisplaced(ctx context.Context, e framework.Event, rec *kgo.Record) error {
+	s.r.metrics.misplaced.Add(ctx, 1)
+	id := fmt.Sprintf("%s%d/%s", misplacedPrefix, rec.Partition, e.StreamID)
+	home := PartitionFor(e.StreamID, s.r.partitions)
+	cause := fmt.Errorf("stream %s lives in partition %d (murmur2 of its key over %d partitions), but sequence %d is in partition %d at offset %d: written by a producer with another partitioner (Sarama's default is FNV-1a, kafka-go's round robin); it is never applied here",
+		e.StreamID, home, s.r.partitions, e.Sequence, rec.Partition, rec.Offset)
+	p := framework.ParkedStream{
+		StreamID: id, Sequence: e.Sequence, EventID: e.EventID, Type: e.Type, Reason: framework.ParkMisplaced,
+		Error: cause.Error(), ParkedAt: time.Now().UTC(), Position: &framework.Position{Partition: rec.Partition, Offset: rec.Offset},
+	}
+	if s.parked[id] {
+		s.r.metrics.held.Add(ctx, 1)
+		s.r.cfg.Logger.Error("misplaced record held", "stream", e.StreamID, "sequence", e.Sequence, "partition", rec.Partition, "offset", rec.Offset, "home", home)
+		s.deadLetter(ctx, &p, rec)
+		return nil
 	}
 	return s.parkStream(ctx, p, rec)
 }
@@ -81,6 +124,9 @@ func (s *session) parkStream(ctx context.Context, p framework.ParkedStream, rec 
 		return fmt.Errorf("kafkastore: park stream %s: %w", p.StreamID, err)
 	}
 	s.parked[p.StreamID] = true
+	if s.parkedNow != nil {
+		s.parkedNow[p.StreamID] = true
+	}
 	s.r.metrics.parked.Add(ctx, 1)
 	trace.SpanFromContext(ctx).AddEvent("stream parked", trace.WithAttributes(
 		attribute.String("projector.stream_id", p.StreamID), attribute.Int64("projector.sequence", int64(p.Sequence)),
@@ -244,83 +290,33 @@ func (s *session) loadParked() ([]framework.ParkedStream, error) {
 	return parked, nil
 }
 
-// resumeResolved catches up the streams this partition held that an admin
-// resumed since: it reads each from the event store after its cursor, so
-// the events held (and already committed past in the partition) are
-// applied in order before the stream flows live again. It also retries
-// pending dead letters.
+// resumeResolved carries out the resolutions requested for streams parked
+// in this partition (see resume), and retries pending dead letters.
 func (s *session) resumeResolved() error {
-	before := s.parked
 	list, err := s.loadParked()
 	if err != nil {
 		return err
 	}
-	for id := range before {
-		if s.parked[id] || !s.owns(id) {
-			continue
+	var todo []framework.ParkedStream
+	for _, p := range list {
+		if p.Resolving != nil && s.resumesHere(p) {
+			todo = append(todo, p)
 		}
-		if err := s.catchUp(id); err != nil {
+	}
+	if len(todo) > 0 {
+		if err := s.resume(todo); err != nil {
 			return err
 		}
 	}
 	return s.retryDeadLetters(list)
 }
 
-// owns reports whether the stream lives in this worker's partition.
-func (s *session) owns(streamID string) bool {
-	if _, ok := s.cursors[streamID]; ok {
-		return true
+// resumesHere reports whether this partition's worker resumes p: the
+// partition of its parked record, or (a record from an older version
+// without a position) the stream's home partition.
+func (s *session) resumesHere(p framework.ParkedStream) bool {
+	if p.Position != nil {
+		return p.Position.Partition == s.p.id
 	}
-	if st, ok := s.r.events.(*Store); ok {
-		if e, ok, _ := st.Entry(s.ctx, streamID); ok {
-			return e.Partition == s.p.id
-		}
-	}
-	return false
-}
-
-func (s *session) catchUp(streamID string) error {
-	ctx := s.ctx
-	found, err := s.r.cfg.Checkpoints.Cursors(ctx, s.r.cfg.Projection.Name(), []string{streamID})
-	if err != nil {
-		return fmt.Errorf("kafkastore: cursor of %s: %w", streamID, err)
-	}
-	s.cursors[streamID] = found[streamID]
-	var batch []unit
-	flush := func() error {
-		_, err := s.applyRun(ctx, batch)
-		batch = batch[:0]
-		return err
-	}
-	expect := found[streamID]
-	for e, err := range s.r.events.ReadStream(ctx, streamID, found[streamID]) {
-		if err != nil {
-			return fmt.Errorf("kafkastore: resume %s: %w", streamID, err)
-		}
-		if s.parked[streamID] {
-			break // parked again while resuming
-		}
-		if e.Sequence != expect+1 {
-			gap := &framework.GapError{StreamID: streamID, Cursor: expect, Got: e.Sequence, EventID: e.EventID}
-			if err := flush(); err != nil {
-				return err
-			}
-			return s.park(ctx, e, nil, framework.ParkGap, gap, 0)
-		}
-		expect = e.Sequence
-		batch = append(batch, unit{ev: e, idx: -1})
-		if len(batch) >= s.r.cfg.BatchSize {
-			if err := flush(); err != nil {
-				return err
-			}
-		}
-	}
-	err = flush()
-	s.r.metrics.applied.Add(ctx, s.applied)
-	s.applied = 0
-	if err != nil {
-		return err
-	}
-	s.r.cfg.Logger.Info("resumed parked stream", "stream", streamID, "cursor", s.cursors[streamID])
-	return s.flush()
+	return s.r.partitions > 0 && PartitionFor(p.StreamID, s.r.partitions) == s.p.id
 }

@@ -9,6 +9,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"github.com/projector-dev/projector/framework"
 )
 
@@ -20,76 +23,208 @@ func (r *Runner) Parked(ctx context.Context) ([]framework.ParkedStream, error) {
 	return r.cfg.Parked.Parked(ctx, r.cfg.Projection.Name())
 }
 
-// RetryParked resumes a parked stream at the event it stopped at: the
-// worker owning its partition re-reads the stream from the event store
-// after its cursor within RunnerConfig.ParkedRefresh. by and reason are
-// recorded.
+// RetryParked requests that a parked stream resume at the event it stopped
+// at; see [Resolver.Resolve]. by and reason are recorded.
 func (r *Runner) RetryParked(ctx context.Context, streamID, by, reason string) error {
-	return ResolveParked(ctx, r.cfg.Parked, nil, r.cfg.Projection.Name(), framework.Resolution{
+	_, err := r.Resolver().Resolve(ctx, r.cfg.Projection.Name(), framework.Resolution{
 		StreamID: streamID, Action: framework.ResolveRetry, By: by, Reason: reason,
 	})
+	return err
 }
 
-// SkipParked resumes a parked stream after the event it stopped at: that
-// event is never applied. The cursor moves over it, and who, when and why
-// are recorded. A reason is required. For a stream parked at a gap, skipping
-// accepts the missing events: the stream resumes at the parked event.
+// SkipParked requests that a parked stream resume after the event it
+// stopped at; see [Resolver.Resolve]. A reason is required.
 func (r *Runner) SkipParked(ctx context.Context, streamID, by, reason string) error {
-	return ResolveParked(ctx, r.cfg.Parked, r.cfg.Checkpoints, r.cfg.Projection.Name(), framework.Resolution{
+	_, err := r.Resolver().Resolve(ctx, r.cfg.Projection.Name(), framework.Resolution{
 		StreamID: streamID, Action: framework.ResolveSkip, By: by, Reason: reason,
 	})
+	return err
 }
 
-// ResolveParked retries or skips a parked stream of projection, for admin
-// tools that run beside the replicas (the replicas notice within their
-// ParkedRefresh). Skipping advances the stream's cursor in checkpoints over
-// the parked event; checkpoints may be nil for a retry.
-func ResolveParked(ctx context.Context, parked ParkStore, checkpoints framework.ProjectionCheckpointStore, projection string, res framework.Resolution) error {
+// Resolver returns a Resolver for the runner's projection.
+func (r *Runner) Resolver() Resolver {
+	return Resolver{Parked: r.cfg.Parked, Checkpoints: r.cfg.Checkpoints, Seeds: r.cfg.Seeds, ClientOpts: r.cfg.ClientOpts,
+		Topic: r.cfg.Topic, Group: r.cfg.Group}
+}
+
+// Resolver records an admin's retry or skip of a parked stream, for admin
+// tools that run beside the replicas. It checks the request against the
+// stream's records in Kafka; the worker owning the stream's partition
+// carries it out within its RunnerConfig.ParkedRefresh (or when it next
+// owns the partition): it re-reads the partition from the parked record
+// for the stream's key, applies what was held in order, and only then
+// unparks the stream.
+type Resolver struct {
+	Parked      ParkStore
+	Checkpoints CheckpointStore // the stream's cursor, for the skip bound
+	// Seeds, ClientOpts, Topic and Group say where the held records are:
+	// the bound of a skip is checked against them.
+	Seeds      []string
+	ClientOpts []kgo.Opt
+	Topic      string
+	Group      string
+}
+
+// Resolve records res for the parked stream res.StreamID of projection and
+// returns the parked record it applies to. It refuses:
+//
+//   - a retry of an event that can never apply: a conflict (its sequence
+//     was applied as another event), a partial apply (the read model holds
+//     part of it), a misplaced record (not in its stream's partition);
+//   - a skip without a reason;
+//   - a skip of a gap that would move the cursor beyond what the stream
+//     shows in Kafka (a sequence more than one past the highest sequence
+//     held behind it, or past held events that would then be dropped as
+//     duplicates), unless res.Force is set.
+//
+// A retry of a malformed record resumes the stream behind it: the record
+// does not decode and is passed over (it was dead-lettered).
+func (v Resolver) Resolve(ctx context.Context, projection string, res framework.Resolution) (framework.ParkedStream, error) {
 	if res.By == "" {
-		return errors.New("kafkastore: resolving a parked stream needs who does it")
+		return framework.ParkedStream{}, errors.New("kafkastore: resolving a parked stream needs who does it")
 	}
 	if res.Action == framework.ResolveSkip && strings.TrimSpace(res.Reason) == "" {
-		return errors.New("kafkastore: skipping a parked stream needs a reason; it is recorded")
+		return framework.ParkedStream{}, errors.New("kafkastore: skipping a parked stream needs a reason; it is recorded")
 	}
-	list, err := parked.Parked(ctx, projection)
+	list, err := v.Parked.Parked(ctx, projection)
 	if err != nil {
-		return err
+		return framework.ParkedStream{}, err
 	}
 	i := slices.IndexFunc(list, func(p framework.ParkedStream) bool { return p.StreamID == res.StreamID })
 	if i < 0 {
-		return fmt.Errorf("%w: %s of %s", ErrNotParked, res.StreamID, projection)
+		return framework.ParkedStream{}, fmt.Errorf("%w: %s of %s", ErrNotParked, res.StreamID, projection)
 	}
 	p := list[i]
 	switch res.Action {
 	case framework.ResolveRetry:
-		if p.Reason == framework.ParkPartialApply {
-			return fmt.Errorf("kafkastore: %s of %s was parked because the store applied part of sequence %d: applying it again would add those writes twice; replay the projection (or skip the event with a reason, leaving the read model as it is)",
-				p.StreamID, projection, p.Sequence)
+		if err := neverApplies(p, projection); err != nil {
+			return p, err
 		}
 	case framework.ResolveSkip:
-		if checkpoints == nil {
-			return errors.New("kafkastore: skipping needs the checkpoint store")
-		}
-		// Skipping a gap accepts the missing events: the stream resumes
-		// at the parked event. Otherwise the parked event itself is
-		// never applied.
-		to := p.Sequence
-		if p.Reason == framework.ParkGap {
-			to--
-		}
-		if to > 0 && p.Reason != framework.ParkMalformed {
-			if err := checkpoints.Advance(ctx, projection, map[string]uint64{p.StreamID: to}); err != nil {
-				return fmt.Errorf("kafkastore: move the cursor of %s to %d: %w", p.StreamID, to, err)
+		if p.Reason == framework.ParkGap && !res.Force {
+			if err := v.checkSkip(ctx, projection, p); err != nil {
+				return p, err
 			}
 		}
 	default:
-		return fmt.Errorf("kafkastore: unknown resolution %q (want retry or skip)", res.Action)
+		return p, fmt.Errorf("kafkastore: unknown resolution %q (want retry or skip)", res.Action)
 	}
 	res.At = time.Now().UTC()
-	if _, err := parked.Unpark(ctx, projection, res); err != nil {
-		return err
+	res.Parked = p
+	res.Parked.Resolving = nil
+	ok, err := v.Parked.RequestResolution(ctx, projection, res)
+	if err != nil {
+		return p, err
+	}
+	if !ok {
+		return p, fmt.Errorf("kafkastore: %s of %s was parked again or resolved meanwhile; list it again", p.StreamID, projection)
+	}
+	return p, nil
+}
+
+// neverApplies refuses a retry of a parked event that cannot apply.
+func neverApplies(p framework.ParkedStream, projection string) error {
+	switch p.Reason {
+	case framework.ParkPartialApply:
+		return fmt.Errorf("kafkastore: %s of %s was parked because the store applied part of sequence %d: applying it again would add those writes twice; replay the projection (or skip the event with a reason, leaving the read model as it is)",
+			p.StreamID, projection, p.Sequence)
+	case framework.ParkConflict:
+		return fmt.Errorf("kafkastore: %s of %s: event %s repeats sequence %d, which was applied as another event; it can never apply: skip it with a reason (the stream then goes on after it)",
+			p.StreamID, projection, p.EventID, p.Sequence)
+	case framework.ParkMisplaced:
+		return fmt.Errorf("kafkastore: %s of %s: the record is not in its stream's partition and can never apply in order: publish it again with a murmur2 partitioner, then skip this one with a reason",
+			p.StreamID, projection)
 	}
 	return nil
+}
+
+// checkSkip refuses to skip a gap to a sequence the stream cannot hold:
+// skipping a gap moves the cursor to one before the parked event, so that
+// must not pass events held behind it, nor be more than one past the
+// highest sequence the stream shows.
+func (v Resolver) checkSkip(ctx context.Context, projection string, p framework.ParkedStream) error {
+	force := "; pass --force (Resolution.Force) to skip anyway"
+	if v.Checkpoints == nil || len(v.Seeds) == 0 || v.Topic == "" || p.Position == nil {
+		return fmt.Errorf("kafkastore: skipping the gap of %s of %s moves its cursor to %d and cannot be checked against Kafka here%s", p.StreamID, projection, p.Sequence-1, force)
+	}
+	cursors, err := v.Checkpoints.Cursors(ctx, projection, []string{p.StreamID})
+	if err != nil {
+		return fmt.Errorf("kafkastore: cursor of %s: %w", p.StreamID, err)
+	}
+	cursor := cursors[p.StreamID]
+	held, err := v.held(ctx, p)
+	if err != nil {
+		return err
+	}
+	top := cursor
+	var dropped []uint64
+	for _, seq := range held {
+		top = max(top, seq)
+		if seq > cursor && seq < p.Sequence {
+			dropped = append(dropped, seq)
+		}
+	}
+	switch {
+	case len(dropped) > 0:
+		return fmt.Errorf("kafkastore: skipping the gap of %s of %s would move its cursor from %d to %d, past %d events held behind it (sequences %s): they would be dropped as duplicates%s",
+			p.StreamID, projection, cursor, p.Sequence-1, len(dropped), seqList(dropped), force)
+	case p.Sequence > top+1:
+		return fmt.Errorf("kafkastore: skipping the gap of %s of %s would move its cursor from %d to %d, but the stream shows no sequence above %d in partition %d: sequence %d looks impossible%s",
+			p.StreamID, projection, cursor, p.Sequence-1, top, p.Position.Partition, p.Sequence, force)
+	}
+	return nil
+}
+
+// held returns the sequences of the stream's records behind its parked
+// record in Kafka, up to the group's committed offset (what the replicas
+// held; the rest is read live after the resume).
+func (v Resolver) held(ctx context.Context, p framework.ParkedStream) ([]uint64, error) {
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(v.Seeds...)}, v.ClientOpts...)...)
+	if err != nil {
+		return nil, fmt.Errorf("kafkastore: client: %w", err)
+	}
+	end := int64(-1)
+	if v.Group != "" {
+		fetched, err := kadm.NewClient(cl).FetchOffsets(ctx, v.Group)
+		if err == nil {
+			err = fetched.Error()
+		}
+		if err != nil {
+			cl.Close()
+			return nil, fmt.Errorf("kafkastore: committed offsets of group %s: %w", v.Group, err)
+		}
+		if o, ok := fetched.Lookup(v.Topic, p.Position.Partition); ok {
+			end = o.At
+		}
+	}
+	cl.Close()
+	var seqs []uint64
+	err = readPartition(ctx, v.Seeds, v.ClientOpts, v.Topic, p.Position.Partition, p.Position.Offset+1, end, func(rec *kgo.Record) error {
+		if string(rec.Key) != p.StreamID {
+			return nil
+		}
+		if e, err := DecodeRecord(rec); err == nil {
+			seqs = append(seqs, e.Sequence)
+		}
+		return nil
+	})
+	return seqs, err
+}
+
+// seqList shows a few sequences.
+func seqList(seqs []uint64) string {
+	var b strings.Builder
+	for i, s := range seqs {
+		if i == 5 {
+			fmt.Fprintf(&b, " … (%d in all)", len(seqs))
+			break
+		}
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprint(&b, s)
+	}
+	return b.String()
 }
 
 // memoryParkStore keeps parked streams in memory, for runners without a
@@ -109,6 +244,7 @@ func (m *memoryParkStore) Park(_ context.Context, projection string, p framework
 	if m.parked[projection] == nil {
 		m.parked[projection] = map[string]framework.ParkedStream{}
 	}
+	p.Resolving = nil
 	m.parked[projection][p.StreamID] = p
 	return nil
 }
@@ -120,6 +256,7 @@ func (m *memoryParkStore) UpdateParked(_ context.Context, projection string, p f
 	if !ok || old.Sequence != p.Sequence || !old.ParkedAt.Equal(p.ParkedAt) {
 		return false, nil
 	}
+	p.Resolving = old.Resolving
 	m.parked[projection][p.StreamID] = p
 	return true, nil
 }
@@ -129,21 +266,37 @@ func (m *memoryParkStore) Parked(_ context.Context, projection string) ([]framew
 	defer m.mu.Unlock()
 	var out []framework.ParkedStream
 	for _, p := range m.parked[projection] {
+		if p.Resolving != nil {
+			r := *p.Resolving
+			p.Resolving = &r
+		}
 		out = append(out, p)
 	}
 	slices.SortFunc(out, func(a, b framework.ParkedStream) int { return strings.Compare(a.StreamID, b.StreamID) })
 	return out, nil
 }
 
+func (m *memoryParkStore) RequestResolution(_ context.Context, projection string, r framework.Resolution) (bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	p, ok := m.parked[projection][r.StreamID]
+	if !ok || p.Sequence != r.Parked.Sequence || !p.ParkedAt.Equal(r.Parked.ParkedAt) {
+		return false, nil
+	}
+	p.Resolving = &r
+	m.parked[projection][r.StreamID] = p
+	return true, nil
+}
+
 func (m *memoryParkStore) Unpark(_ context.Context, projection string, r framework.Resolution) (bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	p, ok := m.parked[projection][r.StreamID]
-	if !ok {
+	if !ok || p.Sequence != r.Parked.Sequence || !p.ParkedAt.Equal(r.Parked.ParkedAt) {
 		return false, nil
 	}
 	delete(m.parked[projection], r.StreamID)
-	r.Parked = p
+	r.Parked.Resolving = nil
 	m.resolutions = append(m.resolutions, r)
 	return true, nil
 }

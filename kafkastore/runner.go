@@ -44,6 +44,10 @@ type Runner struct {
 	// maxRecordBytes is the producer's batch limit: large enough for a
 	// dead-letter copy of the largest record the topic accepts.
 	maxRecordBytes int32
+	// partitions is the event topic's partition count when the runner
+	// started: a record off the murmur2 partition of its key over it is
+	// misplaced.
+	partitions int32
 
 	client *kgo.Client
 	events framework.EventStore
@@ -435,13 +439,17 @@ func (r *Runner) ensureDeadLetterTopic(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("kafkastore: runner %s: dead-letter topic: %w", r.cfg.Group, err)
 	}
+	src, err := s.admin.ListTopics(ctx, r.cfg.Topic)
+	if err != nil {
+		return fmt.Errorf("kafkastore: runner %s: topic %s: %w", r.cfg.Group, r.cfg.Topic, err)
+	}
+	if d, ok := src[r.cfg.Topic]; ok && d.Err == nil {
+		r.partitions = int32(len(d.Partitions))
+	}
 	if _, ok := details[r.cfg.DeadLetterTopic]; ok && details[r.cfg.DeadLetterTopic].Err == nil {
 		return nil
 	}
-	parts := int32(1)
-	if d, err := s.admin.ListTopics(ctx, r.cfg.Topic); err == nil && len(d[r.cfg.Topic].Partitions) > 0 {
-		parts = int32(len(d[r.cfg.Topic].Partitions))
-	}
+	parts := max(r.partitions, 1)
 	configs := map[string]*string{"retention.ms": ptr("-1")}
 	if sourceMax > 0 {
 		configs["max.message.bytes"] = ptr(strconv.FormatInt(int64(sourceMax)+dlqHeadroom, 10))

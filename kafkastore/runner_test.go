@@ -5,7 +5,9 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"log/slog"
 	"maps"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -161,6 +163,9 @@ func (f *fixture) start(t *testing.T, p framework.Projection, mod func(*kafkasto
 		Seeds: f.env.Seeds, Topic: f.store.Config().Topic, Projection: p, Checkpoints: f.rstore,
 		Events: f.store, FlushInterval: 200 * time.Millisecond, ParkedRefresh: 200 * time.Millisecond,
 		Retry: kafkastore.RetryPolicy{Attempts: 3, Initial: 10 * time.Millisecond},
+	}
+	if os.Getenv("PROJECTOR_TEST_RUNNER_LOG") != "" {
+		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	if mod != nil {
 		mod(&cfg)

@@ -25,7 +25,9 @@ type session struct {
 	heads   map[string]head   // the event applied at each cursor, where known
 	recent  map[string]*recent
 	parked  map[string]bool // streams held by this partition
-	applied int64           // applied since the last metrics update
+	// parkedNow collects the streams parked while a resume runs.
+	parkedNow map[string]bool
+	applied   int64 // applied since the last metrics update
 
 	dirty     map[string]bool // streams whose cursor moved since the last flush
 	last      *kgo.Record     // last record processed completely: commit up to it

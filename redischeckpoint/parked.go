@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/projector-dev/projector/framework"
 )
 
@@ -17,13 +19,14 @@ const resolutionsKept = 10_000
 
 // Park records a parked stream of the projection (keys
 // "{name}:parked", a hash of stream ID -> JSON). Parking an already parked
-// stream replaces the record. Made with a fence in ctx, the write is fenced
+// stream replaces the record and drops a resolution requested for it. Made with a fence in ctx, the write is fenced
 // like every other: a worker that lost its partition cannot park a stream.
 func (s *Store) Park(ctx context.Context, projection string, p framework.ParkedStream) error {
 	k, err := s.keysFor(projection)
 	if err != nil {
 		return err
 	}
+	p.Resolving = nil
 	raw, err := json.Marshal(p)
 	if err != nil {
 		return fmt.Errorf("redischeckpoint: encode parked stream %s: %w", p.StreamID, err)
@@ -36,41 +39,64 @@ func (s *Store) Park(ctx context.Context, projection string, p framework.ParkedS
 
 // UpdateParked replaces the record of a stream that is still parked at the
 // same event (same sequence and parked_at) and reports whether it did: an
-// admin may have resolved the stream meanwhile, and an update must not park
-// it again. Fenced like Park.
+// admin may have resolved it meanwhile, and an update must not park it
+// again. A requested resolution is kept. Fenced like Park.
 func (s *Store) UpdateParked(ctx context.Context, projection string, p framework.ParkedStream) (bool, error) {
-	k, err := s.keysFor(projection)
-	if err != nil {
-		return false, err
-	}
+	p.Resolving = nil
 	raw, err := json.Marshal(p)
 	if err != nil {
 		return false, fmt.Errorf("redischeckpoint: encode parked stream %s: %w", p.StreamID, err)
 	}
-	at := p.ParkedAt.Format(time.RFC3339Nano) // as encoding/json writes it
-	res, err := s.run(ctx, k, updateParkedScript, []any{p.StreamID, string(raw), strconv.FormatUint(p.Sequence, 10), at}, nil)
+	return s.atParked(ctx, projection, updateParkedScript, "update parked", p, string(raw))
+}
+
+// atParked runs one of the scripts that act on a stream only while it is
+// parked at p's event.
+func (s *Store) atParked(ctx context.Context, projection string, script *redis.Script, what string, p framework.ParkedStream, value string, more ...any) (bool, error) {
+	k, err := s.keysFor(projection)
 	if err != nil {
-		return false, fmt.Errorf("redischeckpoint: update parked %s of %s: %w", p.StreamID, projection, err)
+		return false, err
+	}
+	at := p.ParkedAt.Format(time.RFC3339Nano) // as encoding/json writes it
+	args := append([]any{p.StreamID, value, strconv.FormatUint(p.Sequence, 10), at}, more...)
+	res, err := s.run(ctx, k, script, args, nil)
+	if err != nil {
+		return false, fmt.Errorf("redischeckpoint: %s %s of %s: %w", what, p.StreamID, projection, err)
 	}
 	n, _ := res.(int64)
 	return n == 1, nil
 }
 
-// Parked lists the projection's parked streams, by stream ID.
+// Parked lists the projection's parked streams, by stream ID, each with the
+// resolution requested for it, if any.
 func (s *Store) Parked(ctx context.Context, projection string) ([]framework.ParkedStream, error) {
 	k, err := s.keysFor(projection)
 	if err != nil {
 		return nil, err
 	}
-	all, err := s.client.HGetAll(ctx, k.parked).Result()
-	if err != nil {
+	pipe := s.client.Pipeline()
+	parked := pipe.HGetAll(ctx, k.parked)
+	requests := pipe.HGetAll(ctx, k.resolving)
+	if _, err := pipe.Exec(ctx); err != nil {
 		return nil, fmt.Errorf("redischeckpoint: parked streams of %s: %w", projection, err)
 	}
-	out := make([]framework.ParkedStream, 0, len(all))
-	for id, raw := range all {
+	out := make([]framework.ParkedStream, 0, len(parked.Val()))
+	for id, raw := range parked.Val() {
 		var p framework.ParkedStream
 		if err := json.Unmarshal([]byte(raw), &p); err != nil {
-			return nil, fmt.Errorf("redischeckpoint: key %sparked field %q: %w", k.base, id, err)
+			return nil, fmt.Errorf("redischeckpoint: key %s field %q: %w", k.parked, id, err)
+		}
+		p.Resolving = nil
+		if raw, ok := requests.Val()[id]; ok {
+			var r framework.Resolution
+			if err := json.Unmarshal([]byte(raw), &r); err != nil {
+				return nil, fmt.Errorf("redischeckpoint: key %s field %q: %w", k.resolving, id, err)
+			}
+			// A request for an earlier park of the stream is void (Park
+			// drops it; this covers a store written otherwise).
+			if r.Parked.Sequence == p.Sequence && r.Parked.ParkedAt.Equal(p.ParkedAt) {
+				p.Resolving = &r
+			}
 		}
 		out = append(out, p)
 	}
@@ -78,34 +104,37 @@ func (s *Store) Parked(ctx context.Context, projection string) ([]framework.Park
 	return out, nil
 }
 
-// Unpark removes a parked stream and appends r to the projection's audit
-// list ("{name}:resolutions") in one transaction. It reports whether the
-// stream was parked.
-func (s *Store) Unpark(ctx context.Context, projection string, r framework.Resolution) (bool, error) {
-	k, err := s.keysFor(projection)
-	if err != nil {
-		return false, err
-	}
-	raw, err := s.client.HGet(ctx, k.parked, r.StreamID).Result()
-	if isNil(err) {
-		return false, nil
-	}
-	if err != nil {
-		return false, fmt.Errorf("redischeckpoint: read parked %s: %w", r.StreamID, err)
-	}
-	_ = json.Unmarshal([]byte(raw), &r.Parked)
+// RequestResolution records an admin's retry or skip of a stream still
+// parked at r.Parked ("{name}:resolving", a hash of stream ID -> JSON),
+// replacing an earlier request, and reports whether it did. The worker
+// owning the stream's partition carries it out and then calls Unpark.
+func (s *Store) RequestResolution(ctx context.Context, projection string, r framework.Resolution) (bool, error) {
+	r.Parked.Resolving = nil
 	if r.At.IsZero() {
 		r.At = time.Now().UTC()
 	}
-	entry, _ := json.Marshal(r)
-	pipe := s.client.TxPipeline()
-	del := pipe.HDel(ctx, k.parked, r.StreamID)
-	pipe.LPush(ctx, k.base+"resolutions", entry)
-	pipe.LTrim(ctx, k.base+"resolutions", 0, resolutionsKept-1)
-	if _, err := pipe.Exec(ctx); err != nil {
-		return false, fmt.Errorf("redischeckpoint: unpark %s: %w", r.StreamID, err)
+	raw, err := json.Marshal(r)
+	if err != nil {
+		return false, fmt.Errorf("redischeckpoint: encode resolution of %s: %w", r.StreamID, err)
 	}
-	return del.Val() == 1, nil
+	return s.atParked(ctx, projection, requestScript, "request resolution of", r.Parked, string(raw))
+}
+
+// Unpark removes the stream parked at r.Parked (same sequence and
+// parked_at) with its request and appends r to the projection's audit
+// list ("{name}:resolutions") in one script; it reports whether the stream
+// was parked there. Fenced like Park: a worker that lost the partition
+// cannot unpark.
+func (s *Store) Unpark(ctx context.Context, projection string, r framework.Resolution) (bool, error) {
+	r.Parked.Resolving = nil
+	if r.At.IsZero() {
+		r.At = time.Now().UTC()
+	}
+	raw, err := json.Marshal(r)
+	if err != nil {
+		return false, fmt.Errorf("redischeckpoint: encode resolution of %s: %w", r.StreamID, err)
+	}
+	return s.atParked(ctx, projection, unparkScript, "unpark", r.Parked, string(raw), strconv.Itoa(resolutionsKept))
 }
 
 // Resolutions returns the newest resolutions first, at most limit.

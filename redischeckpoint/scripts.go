@@ -6,7 +6,8 @@ import "github.com/redis/go-redis/v9"
 // order of [keys.list]:
 //
 //	KEYS[1] meta      KEYS[2] fences    KEYS[3] cursors   KEYS[4] heads
-//	KEYS[5] serials   KEYS[6] progress  KEYS[7] parked
+//	KEYS[5] serials   KEYS[6] progress  KEYS[7] parked    KEYS[8] resolving
+//	KEYS[9] resolutions
 //
 // and starts with four guard arguments: ARGV[1..3] = partition, epoch and
 // token of the caller's fence (an empty partition means unfenced), ARGV[4]
@@ -202,21 +203,56 @@ return tostring(epoch)
 `)
 
 // parkScript records a parked stream: ARGV[A+1] = stream, ARGV[A+2] = the
-// JSON record.
+// JSON record. A resolution requested for an earlier park of the stream is
+// dropped: it was for another event.
 var parkScript = redis.NewScript(guarded + `
 redis.call('HSET', KEYS[7], ARGV[A + 1], ARGV[A + 2])
+redis.call('HDEL', KEYS[8], ARGV[A + 1])
 return 1
 `)
+
+// parkedAt is Lua that answers whether stream id is parked at sequence seq
+// since at (its parked_at), comparing the stored JSON's fields as text: a
+// sequence as a Lua number loses precision above 2^53, so it is matched in
+// the JSON itself.
+var parkedAt = `
+local function parked_at(id, seq, at)
+  local old = redis.call('HGET', KEYS[7], id)
+  if not old then return false end
+  local ok, rec = pcall(cjson.decode, old)
+  if not ok or rec.parked_at ~= at then return false end
+  return string.find(old, '"sequence":' .. seq .. ',', 1, true) ~= nil
+end
+`
 
 // updateParkedScript replaces a parked stream's record, ARGV[A+2], only
 // while the stream ARGV[A+1] is still parked at sequence ARGV[A+3] since
 // ARGV[A+4] (its parked_at): an admin may have resolved it. It
 // answers 1 when it replaced the record.
-var updateParkedScript = redis.NewScript(guarded + `
-local old = redis.call('HGET', KEYS[7], ARGV[A + 1])
-if not old then return 0 end
-local ok, rec = pcall(cjson.decode, old)
-if not ok or string.format('%d', rec.sequence or 0) ~= ARGV[A + 3] or rec.parked_at ~= ARGV[A + 4] then return 0 end
+var updateParkedScript = redis.NewScript(guarded + parkedAt + `
+if not parked_at(ARGV[A + 1], ARGV[A + 3], ARGV[A + 4]) then return 0 end
 redis.call('HSET', KEYS[7], ARGV[A + 1], ARGV[A + 2])
+return 1
+`)
+
+// requestScript records a requested resolution, ARGV[A+2], for the stream
+// ARGV[A+1] while it is parked at sequence ARGV[A+3] since ARGV[A+4]. It
+// answers 1 when it recorded it.
+var requestScript = redis.NewScript(guarded + parkedAt + `
+if not parked_at(ARGV[A + 1], ARGV[A + 3], ARGV[A + 4]) then return 0 end
+redis.call('HSET', KEYS[8], ARGV[A + 1], ARGV[A + 2])
+return 1
+`)
+
+// unparkScript removes the stream ARGV[A+1] parked at sequence ARGV[A+3]
+// since ARGV[A+4], with its request, and pushes the resolution ARGV[A+2] to
+// the audit list, trimmed to ARGV[A+5] entries. It answers 1 when the
+// stream was parked there.
+var unparkScript = redis.NewScript(guarded + parkedAt + `
+if not parked_at(ARGV[A + 1], ARGV[A + 3], ARGV[A + 4]) then return 0 end
+redis.call('HDEL', KEYS[7], ARGV[A + 1])
+redis.call('HDEL', KEYS[8], ARGV[A + 1])
+redis.call('LPUSH', KEYS[9], ARGV[A + 2])
+redis.call('LTRIM', KEYS[9], 0, tonumber(ARGV[A + 5]) - 1)
 return 1
 `)

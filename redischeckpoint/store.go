@@ -107,6 +107,10 @@ type keys struct {
 	// covers: the runner commits an offset only after raising it.
 	progress string
 	parked   string
+	// resolving holds, per parked stream, the resolution an admin
+	// requested and the partition's worker has not carried out yet.
+	resolving   string
+	resolutions string // the audit list of carried-out resolutions
 }
 
 func (s *Store) keysFor(name string) (keys, error) {
@@ -115,11 +119,12 @@ func (s *Store) keysFor(name string) (keys, error) {
 	}
 	base := s.cfg.Namespace + ":{" + name + "}:"
 	return keys{name: name, base: base, meta: base + "meta", fences: base + "fences", cursors: base + "cursors",
-		heads: base + "event-ids", serials: base + "serials", progress: base + "progress", parked: base + "parked"}, nil
+		heads: base + "event-ids", serials: base + "serials", progress: base + "progress", parked: base + "parked",
+		resolving: base + "resolving", resolutions: base + "resolutions"}, nil
 }
 
 func (k keys) list() []string {
-	return []string{k.meta, k.fences, k.cursors, k.heads, k.serials, k.progress, k.parked}
+	return []string{k.meta, k.fences, k.cursors, k.heads, k.serials, k.progress, k.parked, k.resolving, k.resolutions}
 }
 
 // scriptError translates a script's error reply.

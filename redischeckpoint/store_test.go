@@ -490,8 +490,8 @@ func TestUpdateParkedLeavesAResolvedStream(t *testing.T) {
 	if parked, _ := s.Parked(ctx, "p"); len(parked) != 1 || parked[0].DeadLetter != framework.DeadLetterCopied {
 		t.Errorf("parked = %+v", parked)
 	}
-	if _, err := s.Unpark(ctx, "p", framework.Resolution{StreamID: p.StreamID, Action: framework.ResolveRetry, By: "test"}); err != nil {
-		t.Fatal(err)
+	if ok, err := s.Unpark(ctx, "p", framework.Resolution{StreamID: p.StreamID, Action: framework.ResolveRetry, By: "test", Parked: p}); !ok || err != nil {
+		t.Fatalf("Unpark = %v, %v", ok, err)
 	}
 	if ok, err := s.UpdateParked(ctx, "p", p); ok || err != nil {
 		t.Errorf("UpdateParked of a resolved stream = %v, %v; want false", ok, err)
@@ -507,5 +507,73 @@ func TestUpdateParkedLeavesAResolvedStream(t *testing.T) {
 	}
 	if ok, _ := s.UpdateParked(ctx, "p", p); ok {
 		t.Error("an update of an older park replaced the newer one")
+	}
+}
+
+// TestResolutionIsARequestUntilTheWorkerUnparks: an admin's resolution is
+// recorded beside the parked stream; the dead-letter update keeps it; a new
+// park of the stream drops it; Unpark acts only on the park it names, even
+// at a sequence beyond 2^53, and only with the current fence.
+func TestResolutionIsARequestUntilTheWorkerUnparks(t *testing.T) {
+	s, _, _ := newStore(t, redischeckpoint.Config{})
+	ctx := ctxFor(t)
+	const huge = uint64(1<<64 - 1)
+	p := framework.ParkedStream{StreamID: "process/t/b", Sequence: huge, Reason: framework.ParkGap, ParkedAt: time.Now().UTC(),
+		Position: &framework.Position{Partition: 0, Offset: 42}, DeadLetter: framework.DeadLetterPending}
+	f, err := s.AcquireFence(ctx, "p", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fenced := framework.WithFence(ctx, f)
+	if err := s.Park(fenced, "p", p); err != nil {
+		t.Fatal(err)
+	}
+	res := framework.Resolution{StreamID: p.StreamID, Action: framework.ResolveSkip, By: "admin", Reason: "bogus", Force: true, Parked: p}
+	stale := res
+	stale.Parked.Sequence = huge - 1 // 2^64-2 and 2^64-1 are one double
+	if ok, err := s.RequestResolution(ctx, "p", stale); ok || err != nil {
+		t.Fatalf("a request for another sequence = %v, %v; want false", ok, err)
+	}
+	if ok, err := s.RequestResolution(ctx, "p", res); !ok || err != nil {
+		t.Fatalf("RequestResolution = %v, %v", ok, err)
+	}
+	p.DeadLetter = framework.DeadLetterCopied
+	if ok, err := s.UpdateParked(fenced, "p", p); !ok || err != nil {
+		t.Fatalf("UpdateParked = %v, %v", ok, err)
+	}
+	parked, err := s.Parked(ctx, "p")
+	if err != nil || len(parked) != 1 || parked[0].Resolving == nil || parked[0].Resolving.By != "admin" || !parked[0].Resolving.Force ||
+		parked[0].DeadLetter != framework.DeadLetterCopied || parked[0].Sequence != huge {
+		t.Fatalf("parked = %+v, %v; want the request kept by the update", parked, err)
+	}
+	// A newer fence: the old worker cannot unpark.
+	if _, err := s.AcquireFence(ctx, "p", 0); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := s.Unpark(fenced, "p", res); ok || !errors.Is(err, framework.ErrFenced) {
+		t.Fatalf("Unpark by a fenced worker = %v, %v; want ErrFenced", ok, err)
+	}
+	// Parked again (at a later event): the request was for the old park.
+	again := p
+	again.Sequence, again.ParkedAt = 3, time.Now().UTC()
+	if err := s.Park(ctx, "p", again); err != nil {
+		t.Fatal(err)
+	}
+	if parked, _ := s.Parked(ctx, "p"); len(parked) != 1 || parked[0].Resolving != nil {
+		t.Fatalf("parked = %+v; want the new park without the old request", parked)
+	}
+	if ok, err := s.Unpark(ctx, "p", res); ok || err != nil {
+		t.Fatalf("Unpark of the old park = %v, %v; want false", ok, err)
+	}
+	res.Parked = again
+	res.Done, res.Result = time.Now().UTC(), "applied 2 held events"
+	if ok, err := s.Unpark(ctx, "p", res); !ok || err != nil {
+		t.Fatalf("Unpark = %v, %v", ok, err)
+	}
+	if parked, _ := s.Parked(ctx, "p"); len(parked) != 0 {
+		t.Fatalf("still parked: %+v", parked)
+	}
+	if list, err := s.Resolutions(ctx, "p", 10); err != nil || len(list) != 1 || list[0].Result != "applied 2 held events" || list[0].Parked.Sequence != 3 {
+		t.Fatalf("resolutions = %+v, %v", list, err)
 	}
 }

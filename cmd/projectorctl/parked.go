@@ -40,22 +40,25 @@ func newParkedCommand(o *options) *cobra.Command {
 	})
 	for _, action := range []string{framework.ResolveRetry, framework.ResolveSkip} {
 		var reason string
-		short := "Apply the event the stream stopped at again"
+		var force bool
+		short := "Apply the event the stream stopped at again, then the events held behind it"
 		if action == framework.ResolveSkip {
-			short = "Never apply the event the stream stopped at (a gap: accept the missing events); recorded with who, when and why"
+			short = "Never apply the event the stream stopped at (a gap: accept the missing events), then apply the events held behind it; recorded with who, when and why"
 		}
 		sub := &cobra.Command{
 			Use:   action + " PROJECTION STREAM",
 			Short: short,
 			Args:  exactArgs(2),
 			RunE: func(cmd *cobra.Command, args []string) error {
-				c, err := o.connect(cmd.Context(), args[0], false)
+				// A skip is checked against the stream's records in Kafka.
+				c, err := o.connect(cmd.Context(), args[0], action == framework.ResolveSkip && !force)
 				if err != nil {
 					return err
 				}
 				defer c.close()
-				err = kafkastore.ResolveParked(cmd.Context(), c.store, c.store, c.name, framework.Resolution{
-					StreamID: args[1], Action: action, By: o.by, Reason: reason,
+				resolver := kafkastore.Resolver{Parked: c.store, Checkpoints: c.store, Seeds: c.seeds, ClientOpts: c.kopts, Topic: o.topic, Group: c.group}
+				p, err := resolver.Resolve(cmd.Context(), c.name, framework.Resolution{
+					StreamID: args[1], Action: action, By: o.by, Reason: reason, Force: force,
 				})
 				if errors.Is(err, kafkastore.ErrNotParked) {
 					return &exitError{code: exitNotFound, err: err}
@@ -63,11 +66,17 @@ func newParkedCommand(o *options) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				fmt.Fprintf(o.stdout, "%s: %s of %s recorded (by %s); the replica owning it resumes it shortly\n", args[1], action, c.name, o.by)
+				fmt.Fprintf(o.stdout, "%s: %s of %s recorded (by %s); the replica owning its partition applies the held events, then unparks it (parked list shows it until then)\n", safeText(args[1]), action, safeText(c.name), safeText(o.by))
+				if p.Reason == framework.ParkMalformed && p.Position != nil {
+					fmt.Fprintf(o.stdout, "the parked record (partition %d, offset %d) does not decode into an event: it is passed over, never applied (its copy is in the dead-letter topic)\n", p.Position.Partition, p.Position.Offset)
+				}
 				return nil
 			},
 		}
 		sub.Flags().StringVar(&reason, "reason", "", "why (required for skip)")
+		if action == framework.ResolveSkip {
+			sub.Flags().BoolVar(&force, "force", false, "skip a gap even to a sequence beyond what the stream shows in Kafka")
+		}
 		cmd.AddCommand(sub)
 	}
 	return cmd
@@ -80,6 +89,6 @@ func printParked(w io.Writer, parked []framework.ParkedStream) {
 		if p.Position != nil {
 			pos = p.Position.String()
 		}
-		fmt.Fprintf(w, "%s\t%d\t%s\t%s\t%s\t%s\n", p.StreamID, p.Sequence, p.Reason, p.ParkedAt.Format(time.RFC3339), pos, p.Error)
+		fmt.Fprintf(w, "%s\t%d\t%s\t%s\t%s\t%s\n", safeText(p.StreamID), p.Sequence, safeText(p.Reason), p.ParkedAt.Format(time.RFC3339), pos, safeText(p.Error))
 	}
 }

@@ -126,6 +126,8 @@ type conn struct {
 	group  string
 	kafka  *kgo.Client
 	admin  *kadm.Client
+	seeds  []string
+	kopts  []kgo.Opt // security and timeouts, for clients of its own (kafkastore.Resolver)
 	redis  redis.UniversalClient
 	store  *redischeckpoint.Store
 	closed bool
@@ -167,7 +169,9 @@ func (o *options) connect(ctx context.Context, name string, kafkaToo bool) (*con
 		c.close()
 		return nil, usage("%v", err)
 	}
-	opts := append([]kgo.Opt{kgo.SeedBrokers(strings.Split(o.brokers, ",")...), kgo.RequestTimeoutOverhead(o.timeout)}, sec...)
+	c.seeds = strings.Split(o.brokers, ",")
+	c.kopts = append([]kgo.Opt{kgo.RequestTimeoutOverhead(o.timeout)}, sec...)
+	opts := append([]kgo.Opt{kgo.SeedBrokers(c.seeds...)}, c.kopts...)
 	c.kafka, err = kgo.NewClient(opts...)
 	if err != nil {
 		c.close()

@@ -1,0 +1,260 @@
+package kafkastore
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/projector-dev/projector/framework"
+)
+
+// A resume carries out an admin's retry or skip of streams parked in this
+// partition. A parked stream remembers where it stopped (the partition and
+// offset of its parked record); everything after that in the partition up
+// to where this session has processed was held. The resume
+//
+//  1. applies a skip in memory: the cursor moves past the parked event (a
+//     gap: to just before it), and the parked record is passed over;
+//  2. re-reads the partition from the parked record to the session's
+//     position directly from Kafka, for the streams' keys, and applies
+//     their records in order, classified exactly as live records are
+//     (duplicates, conflicts and gaps park the stream again, at the new
+//     record; malformed and misplaced records are passed over and
+//     reported: they were dead-lettered when they were met);
+//  3. stores the cursors with the partition's fence (flush);
+//  4. unparks each stream with the fence, only while it is still parked at
+//     the same record (Unpark), recording what was done.
+//
+// Records after the session's position arrive through the poll loop after
+// the resume, with the streams unparked. A crash, a revoke or a store
+// error anywhere before step 4 leaves the streams parked with the request
+// recorded: the next attempt (this worker's next refresh, or the next
+// owner's) does it again, skipping what was applied by the cursors and the
+// head's offset. A worker that lost the partition is refused at its first
+// write. The resume never depends on the stream catalog, so it works for
+// records of any producer.
+type resuming struct {
+	p        framework.ParkedStream
+	from     int64 // first offset of the held records
+	applied  int64
+	passed   []string // records passed over, as "offset (why)"
+	reparked bool
+}
+
+func (s *session) resume(todo []framework.ParkedStream) error {
+	ctx := s.ctx
+	end := s.committed
+	if s.last != nil {
+		end = s.last.Offset + 1
+	}
+	byID := make(map[string]*resuming, len(todo))
+	var unknown []string
+	from := end
+	for _, p := range todo {
+		rs := &resuming{p: p}
+		if p.Position != nil {
+			rs.from = p.Position.Offset
+		}
+		byID[p.StreamID] = rs
+		if pseudoStream(p) {
+			continue // no stream's records are held behind it
+		}
+		from = min(from, rs.from)
+		if _, ok := s.cursors[p.StreamID]; !ok {
+			unknown = append(unknown, p.StreamID)
+		}
+	}
+	if len(unknown) > 0 {
+		if err := s.lookupHeads(ctx, unknown); err != nil {
+			return err
+		}
+	}
+	for _, rs := range byID {
+		if rs.p.Resolving.Action == framework.ResolveSkip && !pseudoStream(rs.p) {
+			s.skipInMemory(rs.p)
+		}
+	}
+	// The skipped cursors are stored first: a store that checks sequences
+	// as it applies (AtomicProjection) must see them.
+	if err := s.flush(); err != nil {
+		return err
+	}
+
+	s.parkedNow = map[string]bool{}
+	defer func() { s.parkedNow = nil }()
+	var batch []unit
+	next := map[string]uint64{}
+	inRun := map[streamSeq]string{}
+	apply := func() error {
+		_, err := s.applyRun(ctx, batch)
+		for _, u := range batch {
+			if rs := byID[u.ev.StreamID]; rs != nil && !s.parkedNow[u.ev.StreamID] {
+				rs.applied++
+			}
+		}
+		for id := range s.parkedNow {
+			if rs := byID[id]; rs != nil {
+				rs.reparked = true
+			}
+		}
+		batch = batch[:0]
+		clear(next)
+		clear(inRun)
+		return err
+	}
+	err := readPartition(ctx, s.r.cfg.Seeds, s.r.cfg.ClientOpts, s.r.cfg.Topic, s.p.id, from, end, func(rec *kgo.Record) error {
+		if s.p.quitting() {
+			return errStopping
+		}
+		rs := byID[string(rec.Key)]
+		if rs == nil || rs.reparked || rec.Offset < rs.from || pseudoStream(rs.p) {
+			return nil
+		}
+		if rs.p.Position != nil && rec.Offset == rs.p.Position.Offset && passesOver(rs.p) {
+			rs.passed = append(rs.passed, fmt.Sprintf("%d (the parked record, %s)", rec.Offset, rs.p.Resolving.Action))
+			return nil
+		}
+		e, err := DecodeRecord(rec)
+		if err != nil {
+			rs.passed = append(rs.passed, fmt.Sprintf("%d (malformed: %v)", rec.Offset, err))
+			return nil
+		}
+		if s.misplaced(rec) {
+			rs.passed = append(rs.passed, fmt.Sprintf("%d (misplaced)", rec.Offset))
+			return nil
+		}
+		cur, ok := next[e.StreamID]
+		if !ok {
+			cur = s.cursors[e.StreamID]
+		}
+		switch {
+		case e.Sequence <= cur:
+			v := s.duplicate(e, rec.Offset, inRun)
+			if !v.conflict {
+				s.r.metrics.skipped.Add(ctx, 1)
+				return nil
+			}
+			if err := apply(); err != nil || rs.reparked {
+				return err
+			}
+			rs.reparked = true
+			return s.park(ctx, e, rec, framework.ParkConflict, errors.New(v.reason), 0)
+		case e.Sequence > cur+1:
+			if err := apply(); err != nil || rs.reparked { // parked by the apply
+				return err
+			}
+			rs.reparked = true
+			gap := &framework.GapError{StreamID: e.StreamID, Cursor: cur, Got: e.Sequence, EventID: e.EventID}
+			return s.park(ctx, e, rec, framework.ParkGap, gap, 0)
+		}
+		batch = append(batch, unit{ev: e, rec: rec, idx: -1})
+		next[e.StreamID] = e.Sequence
+		inRun[streamSeq{e.StreamID, e.Sequence}] = e.EventID
+		if len(batch) >= s.r.cfg.BatchSize {
+			return apply()
+		}
+		return nil
+	})
+	if err == nil {
+		err = apply()
+	}
+	s.r.metrics.applied.Add(ctx, s.applied)
+	s.applied = 0
+	if err != nil {
+		return fmt.Errorf("kafkastore: resume parked streams of partition %d: %w", s.p.id, err)
+	}
+	if err := s.flush(); err != nil {
+		return err
+	}
+	name := s.r.cfg.Projection.Name()
+	for _, rs := range byID {
+		if rs.reparked {
+			s.r.cfg.Logger.Warn("a resumed stream was parked again", "stream", rs.p.StreamID, "applied", rs.applied)
+			continue
+		}
+		res := *rs.p.Resolving
+		res.Parked = rs.p
+		res.Parked.Resolving = nil
+		res.Done = time.Now().UTC()
+		res.Result = rs.result()
+		ok, err := s.r.cfg.Parked.Unpark(ctx, name, res)
+		if err != nil {
+			return fmt.Errorf("kafkastore: unpark %s: %w", rs.p.StreamID, err)
+		}
+		if !ok {
+			s.r.cfg.Logger.Warn("a resumed stream was parked again elsewhere meanwhile; it stays parked", "stream", rs.p.StreamID)
+			continue
+		}
+		delete(s.parked, rs.p.StreamID)
+		s.r.metrics.passedOver.Add(ctx, int64(len(rs.passed)))
+		if len(rs.passed) > 0 {
+			s.r.cfg.Logger.Warn("resumed parked stream; records were passed over (their dead letters were written when they were met)",
+				"stream", rs.p.StreamID, "action", res.Action, "by", res.By, "applied", rs.applied, "passed_over", strings.Join(rs.passed, "; "))
+		} else {
+			s.r.cfg.Logger.Info("resumed parked stream", "stream", rs.p.StreamID, "action", res.Action, "by", res.By, "applied", rs.applied)
+		}
+	}
+	return nil
+}
+
+func (rs *resuming) result() string {
+	out := fmt.Sprintf("applied %d held events", rs.applied)
+	if len(rs.passed) > 0 {
+		out += fmt.Sprintf("; passed over %d records at offsets %s", len(rs.passed), strings.Join(rs.passed, ", "))
+	}
+	return out
+}
+
+// passesOver reports whether the resume of p passes over its parked record
+// rather than applying it: a skip (but for a gap, whose skip accepts the
+// missing events and applies the parked one), or a record that does not
+// decode.
+func passesOver(p framework.ParkedStream) bool {
+	return p.Reason == framework.ParkMalformed || (p.Resolving.Action == framework.ResolveSkip && p.Reason != framework.ParkGap)
+}
+
+// skipInMemory moves a stream's cursor past its parked event (for a gap:
+// to just before it, accepting the missing events), and records the
+// parked event as the head, so that a redelivery of it is recognised.
+func (s *session) skipInMemory(p framework.ParkedStream) {
+	target := p.Sequence
+	switch p.Reason {
+	case framework.ParkGap:
+		target = p.Sequence - 1
+	case framework.ParkMalformed, framework.ParkMisplaced:
+		return // not an event of the stream: its cursor stays
+	}
+	if target <= s.cursors[p.StreamID] {
+		return
+	}
+	s.cursors[p.StreamID] = target
+	s.dirty[p.StreamID] = true
+	h := head{seq: target, offset: -1}
+	if p.Position != nil && p.Position.Partition == s.p.id {
+		h.offset = p.Position.Offset
+		if p.Reason == framework.ParkGap {
+			h.offset-- // the head is before the parked record
+		}
+	}
+	if target == p.Sequence {
+		h.eventID = p.EventID
+		s.remember(p.StreamID, p.Sequence, p.EventID)
+	}
+	s.heads[p.StreamID] = h
+}
+
+// pseudoStream reports a parked entry that stands for a record rather than
+// a stream (a malformed record without a valid stream ID as its key, a
+// misplaced record): no stream's records are held behind it.
+func pseudoStream(p framework.ParkedStream) bool {
+	return strings.HasPrefix(p.StreamID, malformedPrefix) || strings.HasPrefix(p.StreamID, misplacedPrefix)
+}
+
+// Prefixes of the IDs of pseudo-streams.
+const (
+	malformedPrefix = "malformed/"
+	misplacedPrefix = "misplaced/"
+)
