@@ -2,6 +2,7 @@ package framework
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"runtime/debug"
 )
@@ -93,10 +94,7 @@ func (f *feeder) flush(ctx context.Context) error {
 	if len(f.pending) == 0 {
 		return nil
 	}
-	defer func() {
-		clear(f.pending) // drop references to payloads
-		f.pending = f.pending[:0]
-	}()
+	defer f.drop() // applied or failed: either way nothing stays buffered
 	if f.batch != nil && len(f.pending) > 1 {
 		return f.flushBatch(ctx)
 	}
@@ -111,6 +109,27 @@ func (f *feeder) flush(ctx context.Context) error {
 		f.applied++
 	}
 	return nil
+}
+
+// stopBefore ends the current stream at a record that cannot be fed (a read
+// error, an event of another stream): the events buffered before it are
+// applied, as before a gap, and cause is returned, joined with the error of
+// that apply if it failed.
+func (f *feeder) stopBefore(ctx context.Context, cause error) error {
+	if ctx.Err() != nil {
+		return cause
+	}
+	if err := f.flush(ctx); err != nil {
+		return errors.Join(err, cause)
+	}
+	return cause
+}
+
+// drop forgets the buffered events, applied or not, and their payloads: a
+// stream that stopped must not have its events applied with the next one.
+func (f *feeder) drop() {
+	clear(f.pending)
+	f.pending = f.pending[:0]
 }
 
 func (f *feeder) flushBatch(ctx context.Context) error {

@@ -1,11 +1,13 @@
 package framework
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"iter"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 )
@@ -29,7 +31,8 @@ type RunnerConfig struct {
 	// cancelled so that applied work is recorded. Default 30s.
 	SaveTimeout time.Duration
 
-	// Logger receives one record per failed run. Default: discard.
+	// Logger receives one record per failed run (one for all the failed
+	// streams of a multi-stream run). Default: discard.
 	Logger *slog.Logger
 }
 
@@ -67,8 +70,8 @@ func (c RunnerConfig) Validate() error {
 }
 
 // Result reports what a run did. On error it describes exactly the work
-// done before the error: Checkpoint covers the applied events and no
-// others, so a catch-up from it resumes at the failed event.
+// done: Checkpoint covers the applied events and no others, so a catch-up
+// from it resumes at each failed event.
 type Result struct {
 	// Checkpoint holds the cursor of every stream seen (and, for a
 	// catch-up, every cursor it started from).
@@ -81,6 +84,22 @@ type Result struct {
 	Streams int
 }
 
+// StreamError is the failure of one stream in a multi-stream run: the
+// stream stopped at Err, and the run went on with the other streams. The
+// error of such a run joins one StreamError per failed stream (find them
+// with [errors.As] or by walking the join).
+type StreamError struct {
+	StreamID string
+	Err      error // a [*GapError], an [*ApplyError], a read error of the store, ...
+}
+
+func (e *StreamError) Error() string {
+	return fmt.Sprintf("framework: stream %s stopped: %v", e.StreamID, e.Err)
+}
+
+// Unwrap returns the error that stopped the stream.
+func (e *StreamError) Unwrap() error { return e.Err }
+
 // ProjectionRunner drives projections in-process. It is safe for concurrent
 // use; it holds no state between calls.
 //
@@ -90,6 +109,12 @@ type Result struct {
 // [*GapError], [*ApplyError] (wrapping the projection's error or a
 // [*PanicError]), ctx's error, or errors of the store. Cancelling ctx stops
 // the run between events.
+//
+// The multi-stream entry points (RunAllStreams, CatchUpAllStreams,
+// RunPrefix, CatchUpPrefix, CatchUpPersistent) isolate streams: an error
+// stops only the stream that had it, the run goes on with the others, and
+// the returned error joins one [*StreamError] per failed stream. Only ctx
+// and an error listing the streams stop the whole run.
 type ProjectionRunner struct {
 	cfg RunnerConfig
 }
@@ -184,7 +209,9 @@ func (r *ProjectionRunner) CatchUpFromStore(ctx context.Context, p Projection, s
 // RunAllStreams applies every event of the given streams to p, stream by
 // stream (or [RunnerConfig.Concurrency] streams at a time), and returns the
 // checkpoint to catch up from later. A stream listed more than once is
-// applied once.
+// applied once. A stream that fails stops there, with its cursor after the
+// last event applied, while the other streams are applied in full; the
+// error joins a [*StreamError] for each failed stream.
 func (r *ProjectionRunner) RunAllStreams(ctx context.Context, p Projection, store EventStore, streamIDs []string) (Result, error) {
 	res, err := r.feedStreams(ctx, p, store, sliceSeq(streamIDs), NewGlobalProjectionCheckpoint())
 	return res, r.logFailure(ctx, "RunAllStreams", err)
@@ -192,7 +219,8 @@ func (r *ProjectionRunner) RunAllStreams(ctx context.Context, p Projection, stor
 
 // CatchUpAllStreams applies to p only the events of the given streams that
 // are newer than their cursor in from, and returns from advanced (from
-// itself is not modified). Cursors of streams not listed are kept.
+// itself is not modified). Cursors of streams not listed are kept. Failed
+// streams are isolated as in [ProjectionRunner.RunAllStreams].
 func (r *ProjectionRunner) CatchUpAllStreams(ctx context.Context, p Projection, store EventStore, streamIDs []string, from *GlobalProjectionCheckpoint) (Result, error) {
 	res, err := r.feedStreams(ctx, p, store, sliceSeq(streamIDs), from.Clone())
 	return res, r.logFailure(ctx, "CatchUpAllStreams", err)
@@ -221,8 +249,9 @@ func (r *ProjectionRunner) CatchUpPrefix(ctx context.Context, p Projection, stor
 // CatchUpPersistent loads the checkpoint named p.Name() from checkpoints,
 // catches p up over every stream with prefix, and stores the cursors that
 // moved. It stores them also when the catch-up fails part way (with a fresh
-// deadline of [RunnerConfig.SaveTimeout] if ctx is done), so that a retry
-// resumes after the last applied event.
+// deadline of [RunnerConfig.SaveTimeout] if ctx is done): those of the
+// streams that succeeded and those of failed streams up to their failure,
+// so that a retry resumes after the last applied event of each.
 //
 // The checkpoint is written after the read model. A crash between the two
 // re-applies the events since the last save on the next run: use this with
@@ -272,8 +301,15 @@ func (r *ProjectionRunner) feedSlice(ctx context.Context, f *feeder, events []Ev
 	return f.result(streamsIn(events)), r.logFailure(ctx, "Run", err)
 }
 
-// feedStream feeds one stored stream, starting after f's cursor for it.
-func (r *ProjectionRunner) feedStream(ctx context.Context, f *feeder, store EventStore, streamID string) error {
+// feedStream feeds one stored stream, starting after f's cursor for it. On
+// error nothing of the stream is left buffered in f, so that f can go on
+// with another stream without applying this one's events later.
+func (r *ProjectionRunner) feedStream(ctx context.Context, f *feeder, store EventStore, streamID string) (err error) {
+	defer func() {
+		if err != nil {
+			f.drop()
+		}
+	}()
 	if err := ValidateStreamID(streamID); err != nil {
 		return err
 	}
@@ -283,10 +319,10 @@ func (r *ProjectionRunner) feedStream(ctx context.Context, f *feeder, store Even
 	}
 	for e, err := range store.ReadStream(ctx, streamID, after) {
 		if err != nil {
-			return fmt.Errorf("framework: read stream %s after %d: %w", streamID, after, err)
+			return f.stopBefore(ctx, fmt.Errorf("framework: read stream %s after %d: %w", streamID, after, err))
 		}
 		if e.StreamID != streamID {
-			return fmt.Errorf("%w: reading stream %s the store returned an event of stream %s (sequence %d)", ErrInvalidEvent, streamID, e.StreamID, e.Sequence)
+			return f.stopBefore(ctx, fmt.Errorf("%w: reading stream %s the store returned an event of stream %s (sequence %d)", ErrInvalidEvent, streamID, e.StreamID, e.Sequence))
 		}
 		if err := ctx.Err(); err != nil {
 			return err
@@ -305,42 +341,76 @@ func (r *ProjectionRunner) feedStream(ctx context.Context, f *feeder, store Even
 // time, starting each after its cursor in start. A stream listed more than
 // once is fed once: two concurrent feeders would each apply it from its
 // start cursor.
+//
+// A stream's failure stops that stream only; the run goes on and returns
+// one [*StreamError] per failed stream, joined in listing order. What stops
+// the run is ctx (its error is returned as is, after the streams that
+// failed before) and an error of the listing, which leaves no trustworthy
+// list to go on with.
 func (r *ProjectionRunner) feedStreams(ctx context.Context, p Projection, store EventStore, ids iter.Seq2[string, error], start *GlobalProjectionCheckpoint) (Result, error) {
 	ids = distinct(ids)
 	if r.cfg.Concurrency <= 1 {
 		f := newFeeder(p, r.cfg.BatchSize, start)
 		streams := 0
+		var errs []error
 		for id, err := range ids {
 			if err != nil {
-				return f.result(streams), fmt.Errorf("framework: list streams: %w", err)
+				errs = append(errs, fmt.Errorf("framework: list streams: %w", err))
+				break
 			}
 			streams++
 			if err := r.feedStream(ctx, f, store, id); err != nil {
-				return f.result(streams), err
+				if stopsRun(ctx, err) {
+					errs = append(errs, err)
+					break
+				}
+				errs = append(errs, &StreamError{StreamID: id, Err: err})
 			}
 		}
-		return f.result(streams), nil
+		return f.result(streams), errors.Join(errs...)
 	}
 	return r.feedStreamsConcurrently(ctx, p, store, ids, start)
+}
+
+// stopsRun reports whether err, returned while feeding a stream, is ctx
+// ending rather than a failure of the stream.
+func stopsRun(ctx context.Context, err error) bool {
+	return ctx.Err() != nil && errors.Is(err, ctx.Err())
 }
 
 func (r *ProjectionRunner) feedStreamsConcurrently(ctx context.Context, p Projection, store EventStore, ids iter.Seq2[string, error], start *GlobalProjectionCheckpoint) (Result, error) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 
-	work := make(chan string)
+	type listed struct {
+		id    string
+		index int // in the listing, to report failures in listing order
+	}
+	type failure struct {
+		index int
+		err   error
+	}
+	work := make(chan listed)
 	feeders := make([]*feeder, r.cfg.Concurrency)
-	var wg sync.WaitGroup
+	var (
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		failures []failure
+	)
 	for i := range feeders {
 		// Each worker advances its own copy of the start cursors; the
 		// copies are merged at the end (cursors only move forward).
 		f := newFeeder(p, r.cfg.BatchSize, start.Clone())
 		feeders[i] = f
 		wg.Go(func() {
-			for id := range work {
-				if err := r.feedStream(ctx, f, store, id); err != nil {
-					cancel(err)
+			for s := range work {
+				err := r.feedStream(ctx, f, store, s.id)
+				if err == nil || stopsRun(ctx, err) {
+					continue // ctx's end is reported once, below
 				}
+				mu.Lock()
+				failures = append(failures, failure{s.index, &StreamError{StreamID: s.id, Err: err}})
+				mu.Unlock()
 			}
 		})
 	}
@@ -351,7 +421,7 @@ func (r *ProjectionRunner) feedStreamsConcurrently(ctx context.Context, p Projec
 			break
 		}
 		select {
-		case work <- id:
+		case work <- listed{id, streams}:
 			streams++
 		case <-ctx.Done():
 		}
@@ -368,7 +438,12 @@ func (r *ProjectionRunner) feedStreamsConcurrently(ctx context.Context, p Projec
 		res.Applied += f.applied
 		res.Skipped += f.skipped
 	}
-	return res, context.Cause(ctx)
+	slices.SortFunc(failures, func(a, b failure) int { return cmp.Compare(a.index, b.index) })
+	errs := make([]error, 0, len(failures)+1)
+	for _, f := range failures {
+		errs = append(errs, f.err)
+	}
+	return res, errors.Join(append(errs, context.Cause(ctx))...)
 }
 
 func (f *feeder) result(streams int) Result {

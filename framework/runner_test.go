@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
 	"maps"
 	"slices"
 	"strings"
@@ -359,7 +360,7 @@ func TestConcurrentStreamsKeepOrder(t *testing.T) {
 		}
 	}
 
-	// A failure stops the run; the checkpoint still covers exactly what
+	// A failure stops its stream; the checkpoint still covers exactly what
 	// was applied, so the catch-up applies every remaining event once.
 	c2 := newCounter()
 	var once sync.Once
@@ -377,6 +378,9 @@ func TestConcurrentStreamsKeepOrder(t *testing.T) {
 	}
 	if res.Checkpoint.Cursor("process/t/17") != 10 {
 		t.Errorf("cursor of the failed stream = %d, want 10", res.Checkpoint.Cursor("process/t/17"))
+	}
+	if res.Applied != 40*30-20 {
+		t.Errorf("applied %d, want every event but the 20 after the failure", res.Applied)
 	}
 	for id, seq := range res.Checkpoint.All() {
 		if n := len(c2.got(id)); uint64(n) != seq {
@@ -529,5 +533,224 @@ func TestEventWithSequenceZeroIsInvalid(t *testing.T) {
 	_, err := runner(t, framework.RunnerConfig{}).Run(t.Context(), newCounter(), []framework.Event{ev("s/z", 0)})
 	if !errors.Is(err, framework.ErrInvalidEvent) {
 		t.Errorf("error = %v, want ErrInvalidEvent", err)
+	}
+}
+
+// brokenStore is a memstore whose ReadStream of one stream yields its first
+// good events and then an error, the way a store does on a bad record.
+type brokenStore struct {
+	*memstore.EventStore
+	stream string
+	good   int
+	err    error
+}
+
+func (s *brokenStore) ReadStream(ctx context.Context, streamID string, after uint64) iter.Seq2[framework.Event, error] {
+	events := s.EventStore.ReadStream(ctx, streamID, after)
+	if streamID != s.stream {
+		return events
+	}
+	return func(yield func(framework.Event, error) bool) {
+		n := 0
+		for e, err := range events {
+			if err == nil && n == s.good {
+				yield(framework.Event{}, s.err)
+				return
+			}
+			n++
+			if !yield(e, err) {
+				return
+			}
+		}
+	}
+}
+
+// streamErrors collects every *StreamError of a joined error, in order.
+func streamErrors(err error) map[string]error {
+	out := map[string]error{}
+	var walk func(error)
+	walk = func(err error) {
+		if se, ok := err.(*framework.StreamError); ok {
+			out[se.StreamID] = se.Err
+			return
+		}
+		switch u := err.(type) {
+		case interface{ Unwrap() []error }:
+			for _, e := range u.Unwrap() {
+				walk(e)
+			}
+		case interface{ Unwrap() error }:
+			walk(u.Unwrap())
+		}
+	}
+	if err != nil {
+		walk(err)
+	}
+	return out
+}
+
+// TestAFailedStreamStopsOnlyItself: in a multi-stream run, a bad record
+// (a read error) in one stream and a projection error in another stop those
+// two streams only. The others are applied whole, the error names each
+// failed stream, and the result counts exactly what was applied.
+func TestAFailedStreamStopsOnlyItself(t *testing.T) {
+	ctx := t.Context()
+	ids := []string{"process/t/a", "process/t/b", "process/t/c", "process/t/d"}
+	errBadRecord := errors.New("bad record")
+	errProjection := errors.New("read model down")
+	newStore := func(t *testing.T) *brokenStore {
+		t.Helper()
+		s := &brokenStore{EventStore: memstore.NewEventStore(), stream: "process/t/b", good: 3, err: errBadRecord}
+		for _, id := range ids {
+			if _, err := s.Append(ctx, id, framework.NoStream, make([]framework.EventData, 5)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return s
+	}
+	newFailing := func() *counter {
+		c := newCounter()
+		c.fail = func(e framework.Event) error {
+			if e.StreamID == "process/t/c" && e.Sequence == 4 {
+				return errProjection
+			}
+			return nil
+		}
+		return c
+	}
+	// The stream broken by a bad record keeps the good events before it;
+	// the stream whose projection failed keeps the events before that.
+	wantCursors := map[string]uint64{"process/t/a": 5, "process/t/b": 3, "process/t/c": 3, "process/t/d": 5}
+	entryPoints := []struct {
+		name string
+		run  func(r *framework.ProjectionRunner, c *counter, s *brokenStore) (framework.Result, error)
+	}{
+		{"RunAllStreams", func(r *framework.ProjectionRunner, c *counter, s *brokenStore) (framework.Result, error) {
+			return r.RunAllStreams(ctx, c, s, ids)
+		}},
+		{"CatchUpAllStreams", func(r *framework.ProjectionRunner, c *counter, s *brokenStore) (framework.Result, error) {
+			return r.CatchUpAllStreams(ctx, c, s, ids, framework.NewGlobalProjectionCheckpoint())
+		}},
+		{"RunPrefix", func(r *framework.ProjectionRunner, c *counter, s *brokenStore) (framework.Result, error) {
+			return r.RunPrefix(ctx, c, s, "process/t/")
+		}},
+	}
+	for _, ep := range entryPoints {
+		for _, concurrency := range []int{1, 3} {
+			for _, batch := range []int{1, 2, 256} {
+				t.Run(fmt.Sprintf("%s/concurrency%d/batch%d", ep.name, concurrency, batch), func(t *testing.T) {
+					c, s := newFailing(), newStore(t)
+					r := runner(t, framework.RunnerConfig{Concurrency: concurrency, BatchSize: batch})
+					res, err := ep.run(r, c, s)
+					failed := streamErrors(err)
+					if len(failed) != 2 || !errors.Is(failed["process/t/b"], errBadRecord) || !errors.Is(failed["process/t/c"], errProjection) {
+						t.Fatalf("error = %v, want one StreamError for process/t/b (bad record) and one for process/t/c (projection)", err)
+					}
+					if se, ok := errors.AsType[*framework.StreamError](err); !ok || !strings.Contains(se.Error(), se.StreamID) {
+						t.Errorf("errors.AsType found %v, want a StreamError naming its stream", se)
+					}
+					if !errors.Is(err, errBadRecord) || !errors.Is(err, errProjection) || !errors.Is(err, framework.ErrApplyFailed) {
+						t.Errorf("error = %v, want both causes reachable with errors.Is", err)
+					}
+					for _, id := range ids {
+						if got, want := c.got(id), seqRange(wantCursors[id]); !slices.Equal(got, want) {
+							t.Errorf("%s applied %v, want %v", id, got, want)
+						}
+					}
+					if !maps.Equal(cursors(res.Checkpoint), wantCursors) {
+						t.Errorf("checkpoint %v, want %v", cursors(res.Checkpoint), wantCursors)
+					}
+					if res.Applied != 16 || res.Skipped != 0 || res.Streams != 4 {
+						t.Errorf("result applied %d skipped %d over %d streams, want 16, 0, 4", res.Applied, res.Skipped, res.Streams)
+					}
+				})
+			}
+		}
+	}
+
+	// The persistent catch-up saves every cursor that moved: the streams
+	// that succeeded in full, the failed ones up to their failure. A retry
+	// after the faults are gone applies each remaining event once.
+	t.Run("CatchUpPersistent", func(t *testing.T) {
+		c, s := newFailing(), newStore(t)
+		cps := &recordingCheckpoints{CheckpointStore: memstore.NewCheckpointStore()}
+		r := runner(t, framework.RunnerConfig{BatchSize: 2})
+		res, err := r.CatchUpPersistent(ctx, c, s, cps, "process/")
+		if failed := streamErrors(err); len(failed) != 2 || failed["process/t/b"] == nil || failed["process/t/c"] == nil {
+			t.Fatalf("error = %v, want the failures of process/t/b and process/t/c", err)
+		}
+		if res.Applied != 16 || len(cps.advanced) != 1 || !maps.Equal(cps.advanced[0], wantCursors) {
+			t.Fatalf("applied %d, saved %v; want 16 and %v", res.Applied, cps.advanced, wantCursors)
+		}
+		c.fail, s.stream = nil, ""
+		res, err = r.CatchUpPersistent(ctx, c, s, cps, "process/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Applied != 4 {
+			t.Errorf("retry applied %d, want the 4 events after the failures", res.Applied)
+		}
+		for _, id := range ids {
+			if got := c.got(id); !slices.Equal(got, seqRange(5)) {
+				t.Errorf("%s applied %v, want [1 2 3 4 5] once each", id, got)
+			}
+		}
+	})
+}
+
+func seqRange(to uint64) []uint64 {
+	out := []uint64{}
+	for s := uint64(1); s <= to; s++ {
+		out = append(out, s)
+	}
+	return out
+}
+
+// TestCancellationStopsAMultiStreamRun: ctx ending is not a failure of the
+// stream it interrupts; it stops the whole run, and the error is ctx's.
+func TestCancellationStopsAMultiStreamRun(t *testing.T) {
+	store := memstore.NewEventStore()
+	ids := []string{"process/t/a", "process/t/b", "process/t/c", "process/t/d"}
+	for _, id := range ids {
+		if _, err := store.Append(t.Context(), id, framework.NoStream, make([]framework.EventData, 5)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, concurrency := range []int{1, 3} {
+		t.Run(fmt.Sprintf("concurrency%d", concurrency), func(t *testing.T) {
+			ctx, cancel := context.WithCancel(t.Context())
+			defer cancel()
+			c := newCounter()
+			c.fail = func(e framework.Event) error {
+				if e.StreamID == "process/t/b" && e.Sequence == 2 {
+					cancel()
+				}
+				return nil
+			}
+			res, err := runner(t, framework.RunnerConfig{Concurrency: concurrency, BatchSize: 1}).RunAllStreams(ctx, c, store, ids)
+			if !errors.Is(err, context.Canceled) {
+				t.Fatalf("error = %v, want context.Canceled", err)
+			}
+			if se, ok := errors.AsType[*framework.StreamError](err); ok {
+				t.Errorf("cancellation reported as the failure of stream %s", se.StreamID)
+			}
+			if got := c.got("process/t/b"); !slices.Equal(got, []uint64{1, 2}) {
+				t.Errorf("process/t/b applied %v, want [1 2]", got)
+			}
+			var applied int64
+			for _, id := range ids {
+				n := len(c.got(id))
+				applied += int64(n)
+				if res.Checkpoint.Cursor(id) != uint64(n) {
+					t.Errorf("%s: cursor %d, applied %d", id, res.Checkpoint.Cursor(id), n)
+				}
+			}
+			if res.Applied != applied {
+				t.Errorf("result applied %d, counted %d", res.Applied, applied)
+			}
+			if concurrency == 1 && (len(c.got("process/t/c")) != 0 || len(c.got("process/t/d")) != 0) {
+				t.Errorf("streams after the cancellation were applied: c %v, d %v", c.got("process/t/c"), c.got("process/t/d"))
+			}
+		})
 	}
 }

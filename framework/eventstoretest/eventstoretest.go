@@ -40,6 +40,7 @@ func Run(t *testing.T, newStore NewStore) {
 		{"CatchUpAcrossStreamsFeedsOnlyNewEvents", testCatchUpAcrossStreams},
 		{"PrefixExcludesPartnerStreams", testPrefixExcludesPartner},
 		{"SpecificationExample", testSpecificationExample},
+		{"AFailedStreamStopsOnlyItself", testAFailedStreamStopsOnlyItself},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -2,6 +2,7 @@ package eventstoretest
 
 import (
 	"context"
+	"errors"
 	"maps"
 	"slices"
 	"sync"
@@ -216,5 +217,57 @@ func testSpecificationExample(t *testing.T, s framework.EventStore) {
 	}
 	if res.Applied != 3 {
 		t.Errorf("catch-up applied %d events, want 3", res.Applied)
+	}
+}
+
+// failingRecorder is a recorder whose Apply fails at one event while err is
+// set.
+type failingRecorder struct {
+	*recorder
+	stream string
+	seq    uint64
+	err    error
+}
+
+func (f *failingRecorder) Apply(ctx context.Context, e framework.Event) error {
+	if f.err != nil && e.StreamID == f.stream && e.Sequence == f.seq {
+		return f.err
+	}
+	return f.recorder.Apply(ctx, e)
+}
+
+// testAFailedStreamStopsOnlyItself: a projection error in one stream of a
+// multi-stream run stops that stream only; the others are applied in full,
+// the error names the stream, and a catch-up after the fault resumes it.
+func testAFailedStreamStopsOnlyItself(t *testing.T, s framework.EventStore) {
+	ctx := ctxFor(t)
+	ids := []string{"process/t1/a", "process/t1/b", "process/t1/c"}
+	for _, id := range ids {
+		mustAppend(t, s, id, 4)
+	}
+	errDown := errors.New("read model down")
+	rec := &failingRecorder{recorder: newRecorder(), stream: "process/t1/b", seq: 3, err: errDown}
+	r := newRunner(t)
+	res, err := r.RunAllStreams(ctx, rec, s, ids)
+	if se, ok := errors.AsType[*framework.StreamError](err); !ok || se.StreamID != "process/t1/b" || !errors.Is(err, errDown) {
+		t.Fatalf("RunAllStreams error = %v, want a StreamError of process/t1/b wrapping the projection's error", err)
+	}
+	want := map[string][]uint64{"process/t1/a": {1, 2, 3, 4}, "process/t1/b": {1, 2}, "process/t1/c": {1, 2, 3, 4}}
+	for id, seqs := range want {
+		if got := rec.got(id); !slices.Equal(got, seqs) {
+			t.Errorf("stream %s applied %v, want %v", id, got, seqs)
+		}
+	}
+	wantCursors := map[string]uint64{"process/t1/a": 4, "process/t1/b": 2, "process/t1/c": 4}
+	if got := cursors(res.Checkpoint); !maps.Equal(got, wantCursors) || res.Applied != 10 {
+		t.Errorf("cursors %v, applied %d; want %v and 10", got, res.Applied, wantCursors)
+	}
+	rec.err = nil
+	res, err = r.CatchUpAllStreams(ctx, rec, s, ids, res.Checkpoint)
+	if err != nil {
+		t.Fatalf("CatchUpAllStreams after the fault: %v", err)
+	}
+	if got := rec.got("process/t1/b"); !slices.Equal(got, []uint64{1, 2, 3, 4}) || res.Applied != 2 {
+		t.Errorf("catch-up applied %d, process/t1/b now %v; want 2 and [1 2 3 4]", res.Applied, got)
 	}
 }
