@@ -16,6 +16,11 @@
 // PROJECTOR_REDIS_URL, PROJECTOR_REDIS_USERNAME, PROJECTOR_REDIS_PASSWORD,
 // PROJECTOR_REDIS_TLS_CA_FILE, PROJECTOR_REDIS_NAMESPACE.
 //
+// Text output shows data from Kafka and Redis (stream and event IDs, reasons,
+// errors) with control characters, bidi controls and bytes that are not
+// UTF-8 written as Go escapes (\x1b, \n, \u202e, \xff), so that no value
+// can drive the terminal or forge a line; -o json is plain JSON.
+//
 // Exit codes:
 //
 //	0  done

@@ -1,20 +1,20 @@
 package main
 
 import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
 	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
 	"time"
 
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 
-	"context"
-	"errors"
-	"fmt"
 	"github.com/projector-dev/projector/telemetry"
-	"io"
-	"os"
-	"os/signal"
-	"syscall"
 )
 
 // Exit codes; see the package documentation.
@@ -63,7 +63,7 @@ func main() {
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	tel, err := telemetry.Setup(ctx, telemetry.Options{ServiceName: "projectorctl", Logger: slog.New(slog.NewTextHandler(stderr, nil))})
 	if err != nil {
-		fmt.Fprintln(stderr, "projectorctl:", err)
+		fmt.Fprintln(stderr, "projectorctl:", safeText(err.Error()))
 		return exitUsage
 	}
 	defer func() {
@@ -78,7 +78,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	if err == nil {
 		return exitOK
 	}
-	fmt.Fprintln(stderr, "projectorctl:", err)
+	fmt.Fprintln(stderr, "projectorctl:", safeText(err.Error())) // errors quote data
 	if ee, ok := errors.AsType[*exitError](err); ok {
 		return ee.code
 	}

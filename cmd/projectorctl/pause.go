@@ -37,7 +37,7 @@ func newPauseCommand(o *options, pause bool) *cobra.Command {
 			if pause {
 				state = "paused"
 			}
-			fmt.Fprintf(o.stdout, "%s %s\n", c.name, state)
+			fmt.Fprintf(o.stdout, "%s %s\n", safeText(c.name), state)
 			if !wait {
 				return nil
 			}

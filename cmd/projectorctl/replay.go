@@ -114,7 +114,7 @@ func (c *conn) replay(ctx context.Context, ro *replayOptions) (err error) {
 		if !inProgress {
 			return refused("no interrupted replay of %s to resume", c.name)
 		}
-		fmt.Fprintf(o.stdout, "resuming replay %s from phase %q\n", current.ID, current.Phase)
+		fmt.Fprintf(o.stdout, "resuming replay %s from phase %q\n", safeText(current.ID), current.Phase)
 		return c.runReplay(ctx, current, ro)
 	case inProgress:
 		return refused("replay %s of %s is in progress since %s (phase %s, by %s): continue it with --resume or give it up with --abort",
@@ -133,9 +133,9 @@ func (c *conn) replay(ctx context.Context, ro *replayOptions) (err error) {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(o.stdout, "Replay plan for projection %s (group %s, topic %s):\n", c.name, c.group, o.topic)
+	fmt.Fprintf(o.stdout, "Replay plan for projection %s (group %s, topic %s):\n", safeText(c.name), safeText(c.group), safeText(o.topic))
 	fmt.Fprintf(o.stdout, "  1. ask the %d member(s) to finish their batch, commit and leave the group (wait up to %s)\n", len(st.Members), ro.emptyTimeout)
-	fmt.Fprintf(o.stdout, "  2. reset the group's offsets to %s\n", to)
+	fmt.Fprintf(o.stdout, "  2. reset the group's offsets to %s\n", safeText(to))
 	fmt.Fprintf(o.stdout, "  3. raise the epoch from %d to %d: cursors and fences of epoch %d stop counting\n", epoch, epoch+1, epoch)
 	fmt.Fprintf(o.stdout, "  4. one replica drops the read model; the replicas rejoin and rebuild (current lag %d records)\n", st.TotalLag)
 	resettable := false
@@ -152,7 +152,7 @@ func (c *conn) replay(ctx context.Context, ro *replayOptions) (err error) {
 		return nil
 	}
 	if !ro.yes {
-		if err := confirm(o, fmt.Sprintf("Drop and rebuild the read model of %s?", c.name)); err != nil {
+		if err := confirm(o, fmt.Sprintf("Drop and rebuild the read model of %s?", safeText(c.name))); err != nil {
 			return err
 		}
 	}
@@ -161,7 +161,7 @@ func (c *conn) replay(ctx context.Context, ro *replayOptions) (err error) {
 	if err := c.store.SetReplay(ctx, c.name, rec); err != nil {
 		return err
 	}
-	fmt.Fprintf(o.stdout, "replay %s started\n", rec.ID)
+	fmt.Fprintf(o.stdout, "replay %s started\n", safeText(rec.ID))
 	return c.runReplay(ctx, rec, ro)
 }
 
@@ -249,7 +249,7 @@ func (c *conn) runReplay(ctx context.Context, rec *framework.Replay, ro *replayO
 		if err := c.store.SetPaused(ctx, c.name, true, o.by, "replay "+rec.ID); err != nil {
 			return err
 		}
-		fmt.Fprintf(o.stdout, "waiting for the group %s to empty...\n", c.group)
+		fmt.Fprintf(o.stdout, "waiting for the group %s to empty...\n", safeText(c.group))
 		if err := c.waitEmpty(ctx, ro.emptyTimeout); err != nil {
 			rec.Phase, rec.Error = framework.ReplayFailed, err.Error()
 			if !rec.WasPaused {
@@ -289,7 +289,7 @@ func (c *conn) runReplay(ctx context.Context, rec *framework.Replay, ro *replayO
 			return err
 		}
 		span.AddEvent("offsets reset", trace.WithAttributes(attribute.Int64("projector.epoch", int64(epoch))))
-		fmt.Fprintf(o.stdout, "offsets reset to %s; epoch %d\n", rec.To, epoch)
+		fmt.Fprintf(o.stdout, "offsets reset to %s; epoch %d\n", safeText(rec.To), epoch)
 	}
 	if !rec.WasPaused {
 		if err := c.store.SetPaused(ctx, c.name, false, o.by, ""); err != nil {
@@ -322,7 +322,7 @@ func (c *conn) abortReplay(ctx context.Context, rec *framework.Replay) error {
 			return err
 		}
 	}
-	fmt.Fprintf(c.o.stdout, "replay %s aborted in phase %s; replicas resumed\n", rec.ID, was)
+	fmt.Fprintf(c.o.stdout, "replay %s aborted in phase %s; replicas resumed\n", safeText(rec.ID), safeText(was))
 	if was == framework.ReplayResetting {
 		fmt.Fprintln(c.o.stdout, "warning: offsets may have been reset in part: run a new replay to rebuild a consistent read model")
 	}
@@ -423,7 +423,7 @@ func (c *conn) follow(ctx context.Context, rec *framework.Replay, timeout time.D
 		from[p.Partition] = max(p.Committed, 0)
 		total += max(end.Offset-from[p.Partition], 0)
 	}
-	bar := progressbar.NewOptions64(total, progressbar.OptionSetWriter(o.stderr), progressbar.OptionSetDescription("rebuilding "+c.name),
+	bar := progressbar.NewOptions64(total, progressbar.OptionSetWriter(o.stderr), progressbar.OptionSetDescription("rebuilding "+safeText(c.name)),
 		progressbar.OptionShowCount(), progressbar.OptionShowIts(), progressbar.OptionSetItsString("events"),
 		progressbar.OptionSetPredictTime(true), progressbar.OptionThrottle(200*time.Millisecond))
 	for {
@@ -443,7 +443,7 @@ func (c *conn) follow(ctx context.Context, rec *framework.Replay, timeout time.D
 		if reset && len(st.Members) > 0 && behind == 0 {
 			_ = bar.Finish()
 			fmt.Fprintln(o.stderr)
-			fmt.Fprintf(o.stdout, "rebuild of %s caught up with the topic as it was at the resume (epoch %d); live lag now %d records\n", c.name, rec.Epoch, st.TotalLag)
+			fmt.Fprintf(o.stdout, "rebuild of %s caught up with the topic as it was at the resume (epoch %d); live lag now %d records\n", safeText(c.name), rec.Epoch, st.TotalLag)
 			return nil
 		}
 		if time.Now().After(deadline) {

@@ -209,32 +209,32 @@ func (c *conn) status(ctx context.Context) (*Status, error) {
 func printStatus(o *options, st *Status) {
 	w := tabwriter.NewWriter(o.stdout, 0, 4, 2, ' ', 0)
 	defer w.Flush()
-	fmt.Fprintf(w, "projection\t%s\n", st.Projection)
-	fmt.Fprintf(w, "group\t%s (%s)\n", st.Group, st.GroupState)
-	fmt.Fprintf(w, "topic\t%s\n", st.Topic)
+	fmt.Fprintf(w, "projection\t%s\n", safeText(st.Projection))
+	fmt.Fprintf(w, "group\t%s (%s)\n", safeText(st.Group), safeText(st.GroupState))
+	fmt.Fprintf(w, "topic\t%s\n", safeText(st.Topic))
 	fmt.Fprintf(w, "state\t%s\n", st.State)
 	fmt.Fprintf(w, "epoch\t%d\n", st.Epoch)
 	if st.Control.Paused {
-		fmt.Fprintf(w, "paused\tby %s at %s: %s\n", st.Control.PausedBy, st.Control.PausedAt.Format(time.RFC3339), st.Control.PauseReason)
+		fmt.Fprintf(w, "paused\tby %s at %s: %s\n", safeText(st.Control.PausedBy), st.Control.PausedAt.Format(time.RFC3339), safeText(st.Control.PauseReason))
 	}
 	if r := st.Control.Replay; r != nil {
-		fmt.Fprintf(w, "replay\t%s: %s, to %s, by %s, started %s\n", r.ID, r.Phase, r.To, r.By, r.StartedAt.Format(time.RFC3339))
+		fmt.Fprintf(w, "replay\t%s: %s, to %s, by %s, started %s\n", safeText(r.ID), safeText(r.Phase), safeText(r.To), safeText(r.By), r.StartedAt.Format(time.RFC3339))
 	}
 	fmt.Fprintf(w, "lag\t%d records\n", st.TotalLag)
 	fmt.Fprintf(w, "parked\t%d streams\n", len(st.Parked))
 	if st.LastError != "" {
-		fmt.Fprintf(w, "last error\t%s\n", st.LastError)
+		fmt.Fprintf(w, "last error\t%s\n", safeText(st.LastError))
 	}
 	for _, p := range st.Problems {
-		fmt.Fprintf(w, "problem\t%s\n", p)
+		fmt.Fprintf(w, "problem\t%s\n", safeText(p))
 	}
 	for _, warning := range st.Warnings {
-		fmt.Fprintf(w, "warning\t%s\n", warning)
+		fmt.Fprintf(w, "warning\t%s\n", safeText(warning))
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "MEMBER\tHOST\tPARTITIONS")
 	for _, m := range st.Members {
-		fmt.Fprintf(w, "%s\t%s\t%v\n", m.ClientID, m.Host, m.Partitions)
+		fmt.Fprintf(w, "%s\t%s\t%v\n", safeText(m.ClientID), safeText(m.Host), m.Partitions)
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "PARTITION\tCOMMITTED\tEND\tLAG\tREDIS PROGRESS\tMEMBER")
@@ -249,7 +249,7 @@ func printStatus(o *options, st *Status) {
 		if p.StateLost {
 			progress += " (STATE LOST)"
 		}
-		fmt.Fprintf(w, "%d\t%s\t%d\t%d\t%s\t%s\n", p.Partition, dash(p.Committed), p.End, p.Lag, progress, p.Member)
+		fmt.Fprintf(w, "%d\t%s\t%d\t%d\t%s\t%s\n", p.Partition, dash(p.Committed), p.End, p.Lag, progress, safeText(p.Member))
 	}
 	if len(st.Replicas) > 0 {
 		fmt.Fprintln(w)
@@ -259,7 +259,7 @@ func printStatus(o *options, st *Status) {
 			if lastErr != "" && !r.LastErrorAt.IsZero() {
 				lastErr = r.LastErrorAt.Format(time.RFC3339) + " " + lastErr
 			}
-			fmt.Fprintf(w, "%s\t%s\t%v\t%d\t%d\t%d\t%d\t%s\n", r.ID, r.State, r.Partitions, r.Applied, r.Skipped, r.Unverified, r.Parked, lastErr)
+			fmt.Fprintf(w, "%s\t%s\t%v\t%d\t%d\t%d\t%d\t%s\n", safeText(r.ID), safeText(r.State), r.Partitions, r.Applied, r.Skipped, r.Unverified, r.Parked, safeText(lastErr))
 		}
 	}
 	if len(st.Parked) > 0 {
