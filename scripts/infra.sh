@@ -46,6 +46,8 @@ down)
 env)
 	[[ -s $INFRA_STATE/env ]] || infra_die "not running; start with: scripts/infra.sh up"
 	cat "$INFRA_STATE/env"
+	# The Java producer of the sources as they are now, which may be newer than the servers.
+	if jar=$(infra_java_producer_jar); then echo "export PROJECTOR_JAVA_PRODUCER_JAR=$jar"; fi
 	;;
 status)
 	rc=0

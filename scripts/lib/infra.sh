@@ -12,6 +12,8 @@
 #   redis.pid redis.log redis/
 #   jaeger.pid jaeger.log jaeger/config.yaml jaeger-build.log
 #   env            the export lines for the running servers
+#   javaproducer.path  the path of the Java producer's jar (PROJECTOR_JAVA_PRODUCER_JAR), kept in
+#                  $PROJECTOR_CACHE_DIR/javaproducer/ and built from internal/javaproducer
 #   kafkaready     the readiness probe binary (built from internal/testenv/cmd/kafkaready)
 #
 # Knobs (environment):
@@ -518,13 +520,67 @@ infra_wait_redis() {
 	infra_die "Redis on port $INFRA_REDIS_PORT did not answer PING within 10s"
 }
 
+# infra_java_producer_plan: javac and Maven for building internal/javaproducer (the official
+# Java producer as one jar, for the placement tests). infra_plan installs Java's runtime only.
+# Without them the build is skipped: the tests that need the jar then skip, or fail under
+# PROJECTOR_REQUIRE_REAL=1 saying what is missing. Sets INFRA_JAVA_PRODUCER_MODE (build|off).
+infra_java_producer_plan() {
+	INFRA_JAVA_PRODUCER_MODE=build
+	command -v javac >/dev/null 2>&1 && command -v mvn >/dev/null 2>&1 && return
+	if infra_can_apt; then
+		infra_log "installing a Java 17 JDK and Maven with apt-get (to build internal/javaproducer)"
+		infra_apt_install openjdk-17-jdk-headless maven && return
+	fi
+	infra_log "no javac or mvn: the Java producer is not built and its tests skip (Debian: apt-get install openjdk-17-jdk-headless maven)"
+	INFRA_JAVA_PRODUCER_MODE=off
+}
+
+# infra_java_producer_jar: prints the path of the Java producer's jar, building it with Maven into
+# $INFRA_CACHE_DIR/javaproducer/ unless a jar of the same pom and sources is there already (its
+# name carries their hash, so a warm run only hashes a few files). Maven's build directory is a
+# temp dir, so the work tree stays clean and concurrent runs never share one.
+infra_java_producer_jar() {
+	local src=$INFRA_ROOT/internal/javaproducer dir=$INFRA_CACHE_DIR/javaproducer hash jar work start
+	hash=$(cd "$src" && find pom.xml src -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16)
+	jar=$dir/javaproducer-$hash.jar
+	if [[ -f $jar ]]; then
+		echo "$jar"
+		return
+	fi
+	command -v mvn >/dev/null 2>&1 || {
+		infra_log "Maven (mvn) is needed to build internal/javaproducer"
+		return 1
+	}
+	work=$(mktemp -d)
+	start=$SECONDS
+	infra_log "building the Java producer (internal/javaproducer, kafka-clients) into $jar"
+	if ! (cd "$src" && mvn -q -B package -Djavaproducer.buildDir="$work/target" >"$work/mvn.log" 2>&1); then
+		infra_show_log_tail "$work/mvn.log"
+		rm -rf "$work"
+		infra_log "Maven could not build internal/javaproducer (log above)"
+		return 1
+	fi
+	mkdir -p "$dir"
+	# A private temp name in the same directory, then rename: no run sees half a jar.
+	if ! { cp "$work/target/javaproducer.jar" "$jar.partial.$$" && mv -f "$jar.partial.$$" "$jar"; }; then
+		rm -rf "$work" "$jar.partial.$$"
+		return 1
+	fi
+	rm -rf "$work"
+	# Jars of older sources, once no run of the last day can still be using them.
+	find "$dir" -name 'javaproducer-*.jar' ! -name "${jar##*/}" -mmin +1440 -delete 2>/dev/null || true
+	infra_log "Java producer built in $((SECONDS - start))s"
+	echo "$jar"
+}
+
 # infra_up starts what infra_plan chose to run natively, waits until it answers and writes
 # $INFRA_STATE/env. Needs INFRA_STATE and the *_PORT_DEFAULT variables (INFRA_JAEGER_PORT_DEFAULT
 # is the first of Jaeger's four consecutive ports).
 infra_up() {
 	mkdir -p "$INFRA_STATE"
 	infra_plan
-	local probe_pid='' jaeger_build_pid=''
+	infra_java_producer_plan
+	local probe_pid='' jaeger_build_pid='' java_producer_pid=''
 	# The env file carries the SCRAM password: readable by its owner only.
 	(umask 077 && : >"$INFRA_STATE/env")
 	# All ports are chosen before anything starts, so a busy port fails fast.
@@ -559,6 +615,12 @@ infra_up() {
 		infra_build_probe &
 		probe_pid=$!
 	fi
+	# Builds while the broker boots; after infra_start_kafka so that two Mavens never fill
+	# ~/.m2 at once.
+	if [[ $INFRA_JAVA_PRODUCER_MODE == build ]]; then
+		infra_java_producer_jar >"$INFRA_STATE/javaproducer.path" &
+		java_producer_pid=$!
+	fi
 	if [[ $INFRA_REDIS_MODE == native ]]; then
 		infra_start_redis
 		infra_wait_redis
@@ -591,6 +653,10 @@ infra_up() {
 	elif [[ $INFRA_JAEGER_MODE == off ]]; then
 		infra_log "PROJECTOR_NO_JAEGER=1: Jaeger is not started"
 		echo "export PROJECTOR_NO_JAEGER=1" >>"$INFRA_STATE/env"
+	fi
+	if [[ -n $java_producer_pid ]]; then
+		wait "$java_producer_pid" || infra_die "building internal/javaproducer failed (Maven's log above)"
+		echo "export PROJECTOR_JAVA_PRODUCER_JAR=$(<"$INFRA_STATE/javaproducer.path")" >>"$INFRA_STATE/env"
 	fi
 	echo "export PROJECTOR_REQUIRE_REAL=1" >>"$INFRA_STATE/env"
 }
