@@ -67,6 +67,11 @@ type Resolution struct {
 	// Force was given to skip to a sequence beyond what the stream shows
 	// in Kafka.
 	Force bool `json:"force,omitempty"`
+	// Drop (a skip of a gap only) passes over the parked record without
+	// moving the cursor, instead of accepting the missing events: for a
+	// record whose sequence is bogus. The stream resumes with the events
+	// held behind it.
+	Drop bool `json:"drop,omitempty"`
 	// Done is when the worker finished the resume; Result says what it
 	// did (events applied, records passed over).
 	Done   time.Time `json:"done,omitzero"`

@@ -75,7 +75,8 @@ type Resolver struct {
 //   - a skip of a gap that would move the cursor beyond what the stream
 //     shows in Kafka (a sequence more than one past the highest sequence
 //     held behind it, or past held events that would then be dropped as
-//     duplicates), unless res.Force is set.
+//     duplicates), unless res.Force is set. A skip of a gap with res.Drop
+//     passes over the parked record instead and keeps the cursor.
 //
 // A retry of a malformed record resumes the stream behind it: the record
 // does not decode and is passed over (it was dead-lettered).
@@ -101,7 +102,10 @@ func (v Resolver) Resolve(ctx context.Context, projection string, res framework.
 			return p, err
 		}
 	case framework.ResolveSkip:
-		if p.Reason == framework.ParkGap && !res.Force {
+		if res.Drop && p.Reason != framework.ParkGap {
+			return p, fmt.Errorf("kafkastore: %s of %s is parked at a %s, not a gap: a skip passes over its record already (drop is for a gap's record with a bogus sequence)", p.StreamID, projection, p.Reason)
+		}
+		if p.Reason == framework.ParkGap && !res.Force && !res.Drop {
 			if err := v.checkSkip(ctx, projection, p); err != nil {
 				return p, err
 			}
@@ -143,7 +147,7 @@ func neverApplies(p framework.ParkedStream, projection string) error {
 // must not pass events held behind it, nor be more than one past the
 // highest sequence the stream shows.
 func (v Resolver) checkSkip(ctx context.Context, projection string, p framework.ParkedStream) error {
-	force := "; pass --force (Resolution.Force) to skip anyway"
+	force := "; to pass over the parked record instead, keeping the cursor (a bogus sequence), use --drop (Resolution.Drop); to skip anyway, --force (Resolution.Force)"
 	if v.Checkpoints == nil || len(v.Seeds) == 0 || v.Topic == "" || p.Position == nil {
 		return fmt.Errorf("kafkastore: skipping the gap of %s of %s moves its cursor to %d and cannot be checked against Kafka here%s", p.StreamID, projection, p.Sequence-1, force)
 	}

@@ -213,7 +213,8 @@ func (rs *resuming) result() string {
 // missing events and applies the parked one), or a record that does not
 // decode.
 func passesOver(p framework.ParkedStream) bool {
-	return p.Reason == framework.ParkMalformed || (p.Resolving.Action == framework.ResolveSkip && p.Reason != framework.ParkGap)
+	return p.Reason == framework.ParkMalformed ||
+		(p.Resolving.Action == framework.ResolveSkip && (p.Reason != framework.ParkGap || p.Resolving.Drop))
 }
 
 // skipInMemory moves a stream's cursor past its parked event (for a gap:
@@ -221,6 +222,9 @@ func passesOver(p framework.ParkedStream) bool {
 // parked event as the head, so that a redelivery of it is recognised.
 func (s *session) skipInMemory(p framework.ParkedStream) {
 	target := p.Sequence
+	if p.Resolving.Drop {
+		return // the record is passed over; the cursor stays
+	}
 	switch p.Reason {
 	case framework.ParkGap:
 		target = p.Sequence - 1

@@ -40,7 +40,7 @@ func newParkedCommand(o *options) *cobra.Command {
 	})
 	for _, action := range []string{framework.ResolveRetry, framework.ResolveSkip} {
 		var reason string
-		var force bool
+		var force, drop bool
 		short := "Apply the event the stream stopped at again, then the events held behind it"
 		if action == framework.ResolveSkip {
 			short = "Never apply the event the stream stopped at (a gap: accept the missing events), then apply the events held behind it; recorded with who, when and why"
@@ -51,14 +51,14 @@ func newParkedCommand(o *options) *cobra.Command {
 			Args:  exactArgs(2),
 			RunE: func(cmd *cobra.Command, args []string) error {
 				// A skip is checked against the stream's records in Kafka.
-				c, err := o.connect(cmd.Context(), args[0], action == framework.ResolveSkip && !force)
+				c, err := o.connect(cmd.Context(), args[0], action == framework.ResolveSkip && !force && !drop)
 				if err != nil {
 					return err
 				}
 				defer c.close()
 				resolver := kafkastore.Resolver{Parked: c.store, Checkpoints: c.store, Seeds: c.seeds, ClientOpts: c.kopts, Topic: o.topic, Group: c.group}
 				p, err := resolver.Resolve(cmd.Context(), c.name, framework.Resolution{
-					StreamID: args[1], Action: action, By: o.by, Reason: reason, Force: force,
+					StreamID: args[1], Action: action, By: o.by, Reason: reason, Force: force, Drop: drop,
 				})
 				if errors.Is(err, kafkastore.ErrNotParked) {
 					return &exitError{code: exitNotFound, err: err}
@@ -76,6 +76,7 @@ func newParkedCommand(o *options) *cobra.Command {
 		sub.Flags().StringVar(&reason, "reason", "", "why (required for skip)")
 		if action == framework.ResolveSkip {
 			sub.Flags().BoolVar(&force, "force", false, "skip a gap even to a sequence beyond what the stream shows in Kafka")
+			sub.Flags().BoolVar(&drop, "drop", false, "for a gap: pass over the parked record (a bogus sequence) and keep the cursor, instead of accepting the missing events")
 		}
 		cmd.AddCommand(sub)
 	}
