@@ -201,7 +201,7 @@ func (s *session) resume(todo []framework.ParkedStream) error {
 }
 
 func (rs *resuming) result() string {
-	out := fmt.Sprintf("applied %d held events", rs.applied)
+	out := fmt.Sprintf("applied %d events", rs.applied)
 	if len(rs.passed) > 0 {
 		out += fmt.Sprintf("; passed over %d records at offsets %s", len(rs.passed), strings.Join(rs.passed, ", "))
 	}
