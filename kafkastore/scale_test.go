@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"syscall"
 	"testing"
 	"time"
@@ -80,7 +81,20 @@ const (
 	// envKafkaProxy is the address every Kafka connection of the replica
 	// goes to (a testenv.Proxy in front of the single broker).
 	envKafkaProxy = "PROJECTOR_TEST_KAFKA_PROXY"
+	// envResume is a directory for the resume tests: an event of type
+	// "Poison" fails unless <dir>/fixed exists; on an event of type
+	// "Latch", while <dir>/hold exists, the replica creates <dir>/blocked
+	// and waits until <dir>/release exists before applying it.
+	envResume = "PROJECTOR_TEST_RESUME"
+	// envBatchSize sets RunnerConfig.BatchSize.
+	envBatchSize = "PROJECTOR_TEST_BATCH_SIZE"
 )
+
+// exists reports whether a file exists.
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
+}
 
 // replicaMain runs one replica until SIGTERM (graceful) or SIGKILL.
 func replicaMain() int {
@@ -93,8 +107,17 @@ func replicaMain() int {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
 	}
-	latch := os.Getenv(envLatch)
+	latch, resume := os.Getenv(envLatch), os.Getenv(envResume)
 	p, err := rstore.NewAtomicProjection(os.Getenv(envProjection), func(e framework.Event, w *redischeckpoint.Writes) error {
+		switch {
+		case e.Type == "Poison" && resume != "" && !exists(filepath.Join(resume, "fixed")):
+			return fmt.Errorf("cannot apply %s: poison", e)
+		case e.Type == "Latch" && resume != "" && exists(filepath.Join(resume, "hold")):
+			_ = os.WriteFile(filepath.Join(resume, "blocked"), nil, 0o600)
+			for !exists(filepath.Join(resume, "release")) {
+				time.Sleep(5 * time.Millisecond)
+			}
+		}
 		if e.Type == "Poison" && latch != "" {
 			_ = os.WriteFile(filepath.Join(latch, "blocked"), nil, 0o600)
 			for {
@@ -119,8 +142,14 @@ func replicaMain() int {
 	if d, err := time.ParseDuration(os.Getenv(envSession)); err == nil {
 		cfg.ClientOpts = append(cfg.ClientOpts, kgo.SessionTimeout(d), kgo.HeartbeatInterval(time.Second))
 	}
-	if latch != "" {
+	if latch != "" || resume != "" {
 		cfg.Retry = kafkastore.RetryPolicy{Attempts: 1}
+	}
+	if n, err := strconv.Atoi(os.Getenv(envBatchSize)); err == nil {
+		cfg.BatchSize = n
+	}
+	if resume != "" {
+		cfg.ParkedRefresh = 200 * time.Millisecond
 	}
 	if proxy := os.Getenv(envKafkaProxy); proxy != "" {
 		var d net.Dialer
