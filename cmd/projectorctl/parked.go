@@ -84,12 +84,18 @@ func newParkedCommand(o *options) *cobra.Command {
 }
 
 func printParked(w io.Writer, parked []framework.ParkedStream) {
-	fmt.Fprintln(w, "STREAM\tSEQUENCE\tREASON\tPARKED AT\tPOSITION\tERROR")
+	fmt.Fprintln(w, "STREAM\tSEQUENCE\tREASON\tPARKED AT\tPOSITION\tRESOLUTION\tERROR")
 	for _, p := range parked {
 		pos := "-"
 		if p.Position != nil {
 			pos = p.Position.String()
 		}
-		fmt.Fprintf(w, "%s\t%d\t%s\t%s\t%s\t%s\n", safeText(p.StreamID), p.Sequence, safeText(p.Reason), p.ParkedAt.Format(time.RFC3339), pos, safeText(p.Error))
+		res := "-"
+		if r := p.Resolving; r != nil {
+			// Recorded, not carried out yet: the owner of the partition
+			// does it (shortly, or when it next owns the partition).
+			res = fmt.Sprintf("%s requested by %s at %s", r.Action, safeText(r.By), r.At.UTC().Format(time.RFC3339))
+		}
+		fmt.Fprintf(w, "%s\t%d\t%s\t%s\t%s\t%s\t%s\n", safeText(p.StreamID), p.Sequence, safeText(p.Reason), p.ParkedAt.Format(time.RFC3339), pos, res, safeText(p.Error))
 	}
 }
