@@ -287,9 +287,9 @@ func TestMalformedRecordOfALiveStream(t *testing.T) {
 	rep := f.start(t, p, nil)
 	want := map[string]int64{id: 2}
 	f.waitCounts(t, p, want, time.Minute)
-	parked := waitParked(t, rep, 1)
+	waitParked(t, rep, 1)
 	time.Sleep(time.Second) // the rest of the partition is processed (held)
-	parked = waitParked(t, rep, 1)
+	parked := waitParked(t, rep, 1)
 	if len(parked) != 1 || parked[0].StreamID != id || parked[0].Reason != framework.ParkMalformed ||
 		!strings.Contains(parked[0].Error, "does not decode") || !strings.Contains(parked[0].Error, "projector.sequence") {
 		t.Fatalf("parked = %+v; want %s parked as malformed at its first bad record", parked, id)
