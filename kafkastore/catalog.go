@@ -1,10 +1,13 @@
 package kafkastore
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -17,6 +20,14 @@ type CatalogEntry struct {
 	FirstOffset  int64  `json:"first_offset"`
 	HeadSequence uint64 `json:"head_sequence"`
 	HeadOffset   int64  `json:"head_offset"`
+	// Placement is empty for a stream on the murmur2 partition of its
+	// key. [Store.RebuildCatalog] sets it to [AnomalyOffHome] for a stream
+	// wholly on another partition (Partition; ReadStream reads it there,
+	// Append refuses it) and to [AnomalySplit] for a stream on several
+	// partitions (Partition is the one holding its lowest sequence, the
+	// offsets are those on Partition, HeadSequence is the highest sequence
+	// on any partition; ReadStream and Append refuse it).
+	Placement AnomalyKind `json:"placement,omitempty"`
 }
 
 // catalogRecord encodes e for the catalog topic.
@@ -97,10 +108,31 @@ type RebuildReport struct {
 	// most 100; MalformedCount counts all). They are not in the catalog.
 	Malformed      []*RecordError
 	MalformedCount int
-	// Anomalies describes sequences that do not follow their stream's head
-	// (duplicates, gaps, several writers); the head is the highest
-	// sequence seen.
-	Anomalies []string
+	// Misplaced counts the streams not wholly on the murmur2 partition of
+	// their key: split over partitions, or on another one.
+	Misplaced int
+	// Anomalies lists, ordered by stream ID, a split or off-home anomaly
+	// for every partition other than its key's murmur2 partition that
+	// holds records of a stream, and for a stream on one partition the
+	// first gap or duplicate in its sequences (a split stream's sequences
+	// are not checked: the split explains their gaps). At most
+	// maxReportedAnomalies are listed; AnomalyCount counts all.
+	Anomalies    []Anomaly
+	AnomalyCount int
+}
+
+// maxReportedAnomalies bounds RebuildReport.Anomalies.
+const maxReportedAnomalies = 10_000
+
+// seenOnPartition is what a rebuild saw of one stream on one partition.
+type seenOnPartition struct {
+	partition          int32
+	firstOffset        int64
+	headOffset         int64
+	headSequence       uint64
+	lowestSequence     uint64
+	records            int64
+	firstSequenceIssue *Anomaly
 }
 
 // RebuildCatalog scans the whole event topic and writes a catalog entry for
@@ -108,6 +140,12 @@ type RebuildReport struct {
 // Use it for event topics written by other producers that follow the header
 // contract, or after the catalog topic was lost. Records that do not decode
 // are reported, never guessed at.
+//
+// It reports streams whose records are not all on the murmur2 partition of
+// their key (written by a producer with another partitioner) as split or
+// off-home anomalies, logs them, and marks their catalog entries (see
+// [CatalogEntry.Placement]) so that Append refuses them and ReadStream
+// refuses a split one.
 func (s *Store) RebuildCatalog(ctx context.Context) (RebuildReport, error) {
 	var rep RebuildReport
 	details, err := s.admin.ListTopics(ctx, s.cfg.Topic)
@@ -118,8 +156,15 @@ func (s *Store) RebuildCatalog(ctx context.Context) (RebuildReport, error) {
 	if err != nil {
 		return rep, fmt.Errorf("kafkastore: start offsets of %s: %w", s.cfg.Topic, err)
 	}
-	found := map[string]CatalogEntry{}
-	for _, p := range details[s.cfg.Topic].Partitions.Numbers() {
+	numbers := details[s.cfg.Topic].Partitions.Numbers()
+	slices.Sort(numbers)
+	n := int32(len(numbers))
+	if n == 0 {
+		return rep, fmt.Errorf("kafkastore: topic %s has no partitions", s.cfg.Topic)
+	}
+	s.partitions.Store(n)
+	found := map[string][]*seenOnPartition{}
+	for _, p := range numbers {
 		start, _ := starts.Lookup(s.cfg.Topic, p)
 		err := s.scanPartition(ctx, s.cfg.Topic, p, start.Offset, -1, func(r *kgo.Record) error {
 			rep.Records++
@@ -134,37 +179,89 @@ func (s *Store) RebuildCatalog(ctx context.Context) (RebuildReport, error) {
 				}
 				return nil
 			}
-			entry, ok := found[e.StreamID]
-			if !ok {
-				entry = CatalogEntry{StreamID: e.StreamID, Partition: p, FirstOffset: r.Offset}
+			parts := found[e.StreamID]
+			if len(parts) == 0 || parts[len(parts)-1].partition != p {
+				parts = append(parts, &seenOnPartition{partition: p, firstOffset: r.Offset, lowestSequence: e.Sequence})
+				found[e.StreamID] = parts
 			}
-			if e.Sequence != entry.HeadSequence+1 && len(rep.Anomalies) < 100 {
-				rep.Anomalies = append(rep.Anomalies, fmt.Sprintf("stream %s: sequence %d after %d at %s/%d offset %d",
-					e.StreamID, e.Sequence, entry.HeadSequence, s.cfg.Topic, p, r.Offset))
+			seen := parts[len(parts)-1]
+			if e.Sequence != seen.headSequence+1 && seen.firstSequenceIssue == nil {
+				kind := AnomalyGap
+				if e.Sequence <= seen.headSequence {
+					kind = AnomalyDuplicate
+				}
+				seen.firstSequenceIssue = &Anomaly{Kind: kind, StreamID: e.StreamID, Partition: p, Offset: r.Offset, Sequence: e.Sequence, Previous: seen.headSequence}
 			}
-			if e.Sequence > entry.HeadSequence {
-				entry.HeadSequence, entry.HeadOffset = e.Sequence, r.Offset
+			seen.records++
+			seen.lowestSequence = min(seen.lowestSequence, e.Sequence)
+			if e.Sequence > seen.headSequence {
+				seen.headSequence, seen.headOffset = e.Sequence, r.Offset
 			}
-			found[e.StreamID] = entry
 			return nil
 		})
 		if err != nil {
 			return rep, err
 		}
 	}
-	records := make([]*kgo.Record, 0, len(found))
-	for _, e := range found {
+	ids := slices.Sorted(maps.Keys(found))
+	entries := make([]CatalogEntry, 0, len(ids))
+	report := func(a Anomaly) {
+		rep.AnomalyCount++
+		if len(rep.Anomalies) < maxReportedAnomalies {
+			rep.Anomalies = append(rep.Anomalies, a)
+			s.cfg.Logger.WarnContext(ctx, "kafkastore: stream anomaly", "topic", s.cfg.Topic, "kind", a.Kind, "stream", a.StreamID,
+				"partition", a.Partition, "offset", a.Offset, "expected_partition", a.ExpectedPartition, "partitions", a.Partitions,
+				"sequence", a.Sequence, "previous", a.Previous)
+		}
+	}
+	for _, id := range ids {
+		parts := found[id]
+		home := PartitionFor(id, n)
+		partitions := make([]int32, len(parts))
+		for i, seen := range parts {
+			partitions[i] = seen.partition
+		}
+		// The entry describes the partition holding the stream's start.
+		base := slices.MinFunc(parts, func(a, b *seenOnPartition) int { return cmp.Compare(a.lowestSequence, b.lowestSequence) })
+		entry := CatalogEntry{StreamID: id, Partition: base.partition, FirstOffset: base.firstOffset, HeadSequence: base.headSequence, HeadOffset: base.headOffset}
+		switch {
+		case len(parts) > 1:
+			entry.Placement = AnomalySplit
+			for _, seen := range parts {
+				entry.HeadSequence = max(entry.HeadSequence, seen.headSequence)
+				if seen.partition != home {
+					report(Anomaly{Kind: AnomalySplit, StreamID: id, Partition: seen.partition, Offset: seen.firstOffset,
+						ExpectedPartition: home, Partitions: partitions, Records: seen.records})
+				}
+			}
+		case base.partition != home:
+			entry.Placement = AnomalyOffHome
+			report(Anomaly{Kind: AnomalyOffHome, StreamID: id, Partition: base.partition, Offset: base.firstOffset,
+				ExpectedPartition: home, Partitions: partitions, Records: base.records})
+		}
+		if entry.Placement != "" {
+			rep.Misplaced++
+		}
+		if len(parts) == 1 && base.firstSequenceIssue != nil {
+			a := *base.firstSequenceIssue
+			a.ExpectedPartition = home
+			report(a)
+		}
+		entries = append(entries, entry)
+	}
+	records := make([]*kgo.Record, 0, len(entries))
+	for _, e := range entries {
 		records = append(records, s.catalogRecord(ctx, e))
 	}
 	if err := s.producer.ProduceSync(ctx, records...).FirstErr(); err != nil {
 		return rep, fmt.Errorf("kafkastore: write rebuilt catalog %s: %w", s.cfg.CatalogTopic, err)
 	}
 	s.mu.Lock()
-	for id, e := range found {
-		s.streams[id] = e
-		delete(s.dirty, id)
+	for _, e := range entries {
+		s.streams[e.StreamID] = e
+		delete(s.dirty, e.StreamID)
 	}
 	s.mu.Unlock()
-	rep.Streams = len(found)
+	rep.Streams = len(entries)
 	return rep, nil
 }

@@ -5,10 +5,12 @@
 // # Records
 //
 // One topic carries a family of streams. Each event is one record whose key
-// is the stream ID, so Kafka's default partitioner (murmur2, as in the Java
-// clients) keeps a stream in one partition and in order, and any Kafka
-// client agrees on where a stream lives. The value is the event's payload;
-// the headers carry the envelope:
+// is the stream ID. The store's producer puts it on the murmur2 partition of
+// the key ([PartitionFor]: murmur2 of the key, made positive, modulo the
+// partition count), as the Java client's default partitioner does, so a
+// stream stays in one partition and in order. Only producers that partition
+// the same way agree with it on where a stream lives; see Other producers.
+// The value is the event's payload; the headers carry the envelope:
 //
 //	projector.stream-id       the stream ID (equal to the key)
 //	projector.sequence        the sequence in the stream, decimal, from 1
@@ -29,9 +31,37 @@
 // stream, keyed by stream ID, whose JSON value is the stream's partition,
 // first offset, head sequence and head offset. ListStreams reads it;
 // ReadStream uses it to seek to the stream's first offset instead of
-// scanning the partition, and stops at the head the catalog knew when the
-// call began. [Store.RebuildCatalog] rebuilds it by scanning the event topic,
-// for topics written by other producers that follow the header contract.
+// scanning the partition, and reads on to the partition's end as of the
+// call, so events written after the catalog entry (its write failed, or
+// another producer appended) are not missed. A stream the catalog lacks is
+// read from the murmur2 partition of its key. [Store.RebuildCatalog]
+// rebuilds the catalog by scanning the event topic, for topics written by
+// other producers that follow the header contract.
+//
+// # Other producers
+//
+// Records written by other producers are events when they follow the
+// header contract and land where the store looks: on the murmur2
+// partition of the key. Compatible: franz-go's default partitioner, the
+// Java client's default partitioner, librdkafka (and kcat,
+// confluent-kafka-go/-python) with partitioner=murmur2_random or murmur2,
+// Sarama with Config.Producer.Partitioner = sarama.NewMurmur2Partitioner,
+// segmentio/kafka-go with Writer.Balancer = &kafka.Murmur2Balancer{}. Not
+// compatible: Sarama's default (FNV-1a hash), kafka-go's default (round
+// robin), librdkafka's default (consistent_random, CRC32), any random or
+// round-robin partitioner.
+//
+// The catalog knows only what Append wrote: after other producers wrote
+// streams, run [Store.RebuildCatalog] (projectorctl catalog rebuild) for
+// ListStreams to list them. The rebuild reports a stream on another
+// partition than its key's as an [Anomaly] (split over several partitions,
+// or off-home: wholly on one other partition) and marks its catalog entry.
+// ReadStream reads an off-home stream where it is and refuses a split one;
+// Append refuses both, as its events would go to the key's partition and
+// split the stream; both errors are a [*PlacementError] matching
+// [ErrMisplaced]. ReadStream also refuses, with the same error, to end a
+// stream early: a gap in the sequences it reads, or a catalog head its
+// partition does not hold.
 //
 // # Writers
 //

@@ -24,6 +24,14 @@ var (
 	// ErrClosed is returned by a Store after Close.
 	ErrClosed = errors.New("kafkastore: store closed")
 
+	// ErrMisplaced reports a stream whose records are not all where the
+	// Store reads or appends them: on a partition other than the murmur2
+	// partition of its key, on several partitions, short of the head the
+	// catalog records, or with a gap in their sequences. A producer whose
+	// partitioner is not murmur2 of the key leaves streams so. See
+	// [PlacementError].
+	ErrMisplaced = errors.New("kafkastore: stream records misplaced")
+
 	// ErrCommittedStateLost reports a partition whose committed offset
 	// relies on state the checkpoint store no longer holds: the partition
 	// stops until the projection is replayed. See [StateLostError].
@@ -96,3 +104,43 @@ func (e *TopicError) Error() string {
 
 // Unwrap returns the kind of failure.
 func (e *TopicError) Unwrap() error { return e.Err }
+
+// PlacementError names a stream that a read or an append refused because
+// its records are not where the Store needs them, and what is wrong (the
+// embedded [Anomaly]). It matches [ErrMisplaced]; a gap also matches
+// [framework.ErrSequenceGap].
+type PlacementError struct {
+	Op string // "read" or "append"
+	Anomaly
+}
+
+func (e *PlacementError) Error() string {
+	return fmt.Sprintf("kafkastore: %s %s: %s", e.Op, e.Anomaly.String(), e.cause())
+}
+
+// cause says why the anomaly arises and what to do, for Error.
+func (e *PlacementError) cause() string {
+	const foreign = "a producer whose partitioner is not murmur2 of the key " +
+		"(Sarama's default FNV-1a hash, kafka-go's round robin, librdkafka's default consistent_random)"
+	switch {
+	case e.Kind == AnomalySplit && e.Op == "append":
+		return "the events went to another partition than the stream's earlier ones: the topic's partition count changed since the stream began"
+	case e.Kind == AnomalySplit:
+		return "reading one partition would return part of the stream; " + foreign + " wrote it (see docs/kafkastore.md)"
+	case e.Kind == AnomalyOffHome:
+		return fmt.Sprintf("refusing to append: the events would go to partition %d and split the stream; %s wrote it, "+
+			"or the topic's partition count changed since it began (see docs/kafkastore.md)", e.ExpectedPartition, foreign)
+	case e.Kind == AnomalyGap:
+		return "the missing events were never written, or " + foreign + " put them on another partition; `projectorctl catalog rebuild` tells which"
+	case e.Kind == AnomalyMissing:
+		return "the catalog belongs to another incarnation of the topic, the records were deleted, or they are on another partition " +
+			"(`projectorctl catalog rebuild` tells)"
+	}
+	return foreign + " wrote it"
+}
+
+// Is reports whether target is [ErrMisplaced], or for a gap
+// [framework.ErrSequenceGap].
+func (e *PlacementError) Is(target error) bool {
+	return target == ErrMisplaced || (e.Kind == AnomalyGap && target == framework.ErrSequenceGap)
+}

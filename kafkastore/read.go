@@ -11,12 +11,30 @@ import (
 	"github.com/projector-dev/projector/framework"
 )
 
-// ReadStream implements [framework.EventStore]. It reads only the stream's
-// partition, from the stream's first offset as the catalog records it, skips
-// other streams' records, and stops at the stream's head as the catalog
-// knew it when the call began. Memory is bounded by Config.ReadBatchBytes.
-// A record of the stream that does not decode ends the iteration with a
+// ReadStream implements [framework.EventStore]. It reads one partition:
+// the one the catalog records for the stream, from the stream's first
+// offset, or for a stream the catalog lacks (written by another producer,
+// or before its catalog entry was written) the murmur2 partition of its
+// key, from its start. It reads to the partition's last stable offset
+// taken when the call begins, not only to the catalog's head, so events
+// appended after the catalog entry are returned too; what lies beyond the
+// head is read once per Store and remembered per key, so a later call
+// reads only what was added since. Other streams' records are skipped.
+// Memory is bounded by Config.ReadBatchBytes, plus the remembered keys.
+//
+// ReadStream never ends a stream silently short: a sequence above the
+// previous one plus one, a catalog head the partition does not hold, or
+// a stream the catalog records as split over partitions ends the iteration
+// with a [*PlacementError] (matching [ErrMisplaced]) naming the stream, the
+// partition and what is wrong. A repeated sequence is yielded: the
+// consumer tells a duplicate from a conflict by the event ID. A record of
+// the stream that does not decode ends the iteration with a
 // [*RecordError].
+//
+// A stream whose records are all on one partition other than its key's
+// murmur2 partition is read from there once the catalog knows it
+// ([Store.RebuildCatalog]); until then ReadStream looks on the murmur2
+// partition and finds nothing.
 func (s *Store) ReadStream(ctx context.Context, streamID string, after uint64) iter.Seq2[framework.Event, error] {
 	return func(yield func(framework.Event, error) bool) {
 		if err := framework.ValidateStreamID(streamID); err != nil {
@@ -27,41 +45,115 @@ func (s *Store) ReadStream(ctx context.Context, streamID string, after uint64) i
 			yield(framework.Event{}, ErrClosed)
 			return
 		}
-		entry, ok, err := s.Entry(ctx, streamID)
+		entry, known, err := s.Entry(ctx, streamID)
 		if err != nil {
 			yield(framework.Event{}, err)
 			return
 		}
-		if !ok || after >= entry.HeadSequence {
-			return
-		}
-		err = s.scanPartition(ctx, s.cfg.Topic, entry.Partition, entry.FirstOffset, entry.HeadOffset, func(r *kgo.Record) error {
-			if string(r.Key) != streamID {
-				return nil
-			}
-			e, err := DecodeRecord(r)
-			if err != nil {
-				return err
-			}
-			if e.Sequence <= after {
-				return nil
-			}
-			if !yield(e, nil) {
-				return errStop
-			}
-			return nil
-		})
+		err = s.readStream(ctx, streamID, entry, known, after, yield)
 		if err != nil && !errors.Is(err, errStop) {
 			yield(framework.Event{}, err)
 		}
 	}
 }
 
+func (s *Store) readStream(ctx context.Context, streamID string, entry CatalogEntry, known bool, after uint64, yield func(framework.Event, error) bool) error {
+	topic := s.cfg.Topic
+	ends, err := s.admin.ListCommittedOffsets(ctx, topic)
+	if err != nil {
+		return fmt.Errorf("kafkastore: end offsets of %s: %w", topic, err)
+	}
+	n := int32(len(ends[topic]))
+	if n == 0 {
+		return fmt.Errorf("kafkastore: topic %s has no partitions", topic)
+	}
+	s.partitions.Store(n)
+	home := PartitionFor(streamID, n)
+	partition, head := home, int64(-1) // head: the catalog's head offset
+	if known {
+		if entry.Placement == AnomalySplit {
+			return &PlacementError{Op: "read", Anomaly: Anomaly{
+				Kind: AnomalySplit, StreamID: streamID, Partition: entry.Partition, Offset: entry.FirstOffset, ExpectedPartition: home,
+			}}
+		}
+		partition, head = entry.Partition, entry.HeadOffset
+	}
+	listed, ok := ends.Lookup(topic, partition)
+	if !ok || listed.Err != nil {
+		return fmt.Errorf("kafkastore: end offset of %s/%d: %v", topic, partition, listed.Err)
+	}
+	end := listed.Offset
+
+	// Records beyond the head are read from verifyFrom on; every key
+	// found there is remembered, so the next call starts where this one
+	// ended unless the stream has records in between.
+	verifyFrom := s.scanned.readFrom(partition, streamID, head)
+	var keys map[string]*keySpan
+	if verifyFrom < end {
+		keys = map[string]*keySpan{}
+	}
+	next := after + 1 // the sequence the caller expects next
+	visit := func(r *kgo.Record) error {
+		if keys != nil && r.Offset >= verifyFrom {
+			note(keys, r.Key, r.Offset)
+		}
+		if string(r.Key) != streamID {
+			return nil
+		}
+		e, err := DecodeRecord(r)
+		if err != nil {
+			return err
+		}
+		if e.Sequence <= after {
+			return nil
+		}
+		if e.Sequence > next {
+			return &PlacementError{Op: "read", Anomaly: Anomaly{
+				Kind: AnomalyGap, StreamID: streamID, Partition: r.Partition, Offset: r.Offset, ExpectedPartition: home,
+				Sequence: e.Sequence, Previous: next - 1,
+			}}
+		}
+		if e.Sequence == next {
+			next++
+		}
+		if !yield(e, nil) {
+			return errStop
+		}
+		return nil
+	}
+	throughHead := known && after < entry.HeadSequence
+	scannedBeyond := false
+	if throughHead {
+		until := min(head+1, end)
+		if verifyFrom == head+1 {
+			until, scannedBeyond = end, true // one pass through the head and beyond
+		}
+		if err := s.scanRange(ctx, topic, partition, entry.FirstOffset, until, visit); err != nil {
+			return err
+		}
+	}
+	if !scannedBeyond && verifyFrom < end {
+		if err := s.scanRange(ctx, topic, partition, verifyFrom, end, visit); err != nil {
+			return err
+		}
+	}
+	if keys != nil {
+		s.scanned.add(partition, verifyFrom, end, keys)
+	}
+	if throughHead && next-1 < entry.HeadSequence {
+		return &PlacementError{Op: "read", Anomaly: Anomaly{
+			Kind: AnomalyMissing, StreamID: streamID, Partition: partition, Offset: head, ExpectedPartition: home,
+			Sequence: entry.HeadSequence, Previous: next - 1,
+		}}
+	}
+	return nil
+}
+
 // scanPartition calls fn for each record of topic/partition from offset
-// from through offset until (inclusive; -1: through the end as of the
-// call), using a pooled consumer.
+// from through offset until (inclusive; -1: through the last stable offset
+// as of the call), using a pooled consumer.
 func (s *Store) scanPartition(ctx context.Context, topic string, partition int32, from, until int64, fn func(*kgo.Record) error) error {
-	ends, err := s.admin.ListEndOffsets(ctx, topic)
+	ends, err := s.admin.ListCommittedOffsets(ctx, topic)
 	if err != nil {
 		return fmt.Errorf("kafkastore: end offset of %s/%d: %w", topic, partition, err)
 	}
@@ -72,7 +164,14 @@ func (s *Store) scanPartition(ctx context.Context, topic string, partition int32
 	if until < 0 || until >= end.Offset {
 		until = end.Offset - 1
 	}
-	if until < from {
+	return s.scanRange(ctx, topic, partition, from, until+1, fn)
+}
+
+// scanRange calls fn for each record of topic/partition with an offset in
+// [from, end), using a pooled consumer. Transaction markers and aborted
+// records are not passed to fn.
+func (s *Store) scanRange(ctx context.Context, topic string, partition int32, from, end int64, fn func(*kgo.Record) error) error {
+	if end <= from {
 		return nil
 	}
 	var reader *kgo.Client
@@ -110,15 +209,17 @@ func (s *Store) scanPartition(ctx context.Context, topic string, partition int32
 				if r.Offset < from {
 					continue
 				}
-				if r.Offset > until {
+				if r.Offset >= end {
 					done = true
 					return
 				}
-				if err := fn(r); err != nil {
-					cbErr = err
-					return
+				if !r.Attrs.IsControl() {
+					if err := fn(r); err != nil {
+						cbErr = err
+						return
+					}
 				}
-				if r.Offset == until {
+				if r.Offset == end-1 {
 					done = true
 					return
 				}

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -32,6 +33,8 @@ type Store struct {
 	admin         *kadm.Client
 	catalogReader *kgo.Client
 	readers       chan *kgo.Client // pooled ReadStream consumers
+	partitions    atomic.Int32     // the event topic's partition count, as last seen
+	scanned       scanIndex        // what ReadStream read beyond catalog heads
 
 	refreshMu   sync.Mutex
 	refreshedAt time.Time
@@ -117,6 +120,9 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 			kgo.FetchMaxPartitionBytes(cfg.ReadBatchBytes),
 			kgo.MaxConcurrentFetches(1),
 			kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+			// Transaction markers occupy offsets: seeing them tells a
+			// scan it reached the end offset it was asked for.
+			kgo.KeepControlRecords(),
 		)...)
 		if err != nil {
 			return cleanup(fmt.Errorf("kafkastore: stream reader: %w", err))
@@ -169,7 +175,9 @@ func (s *Store) streamLock(id string) *sync.Mutex {
 // Append implements [framework.EventStore]. It returns when every record
 // is acknowledged by all in-sync replicas; the events it returns carry
 // their partition and offset. See the package documentation for the
-// single-writer rule.
+// single-writer rule. A stream the catalog records off the murmur2
+// partition of its key (see [Store.RebuildCatalog]) is refused with a
+// [*PlacementError] before anything is written.
 func (s *Store) Append(ctx context.Context, streamID string, expected framework.ExpectedVersion, events []framework.EventData) (_ []framework.Event, err error) {
 	if err := framework.ValidateStreamID(streamID); err != nil {
 		return nil, err
@@ -195,6 +203,11 @@ func (s *Store) Append(ctx context.Context, streamID string, expected framework.
 			}
 		}()
 	}
+	// A catalog rebuilt elsewhere may have found the stream written by
+	// another producer, off its murmur2 partition.
+	if err := s.refreshCatalog(ctx, catalogMaxAge); err != nil {
+		return nil, err
+	}
 	lock := s.streamLock(streamID)
 	lock.Lock()
 	defer lock.Unlock()
@@ -202,6 +215,13 @@ func (s *Store) Append(ctx context.Context, streamID string, expected framework.
 	head, err := s.head(ctx, streamID)
 	if err != nil {
 		return nil, err
+	}
+	// Appending to a stream off its murmur2 partition would split it: the
+	// producer puts the events on the key's partition.
+	if head.HeadSequence > 0 {
+		if err := s.misplaced(head); err != nil {
+			return nil, err
+		}
 	}
 	if !expected.Check(head.HeadSequence) {
 		return nil, &framework.VersionConflictError{StreamID: streamID, Expected: expected, Actual: head.HeadSequence}
@@ -247,10 +267,15 @@ func (s *Store) Append(ctx context.Context, streamID string, expected framework.
 		entry.FirstOffset = records[0].Offset
 	}
 	if head.HeadSequence > 0 && head.Partition != entry.Partition {
+		// The check above saw the stream at home with the partition count
+		// known then: the count changed since.
 		s.mu.Lock()
 		s.dirty[streamID] = true
 		s.mu.Unlock()
-		return recorded, fmt.Errorf("kafkastore: append to %s: the events went to partition %d but the stream lives in partition %d: the topic's partition count changed", streamID, entry.Partition, head.Partition)
+		return recorded, &PlacementError{Op: "append", Anomaly: Anomaly{
+			Kind: AnomalySplit, StreamID: streamID, Partition: head.Partition, Offset: head.FirstOffset,
+			ExpectedPartition: entry.Partition, Partitions: []int32{min(head.Partition, entry.Partition), max(head.Partition, entry.Partition)},
+		}}
 	}
 	s.mu.Lock()
 	s.applyCatalogLocked(entry)

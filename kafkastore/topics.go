@@ -66,9 +66,18 @@ func (s *Store) ensureTopics(ctx context.Context) error {
 		errs = append(errs, s.checkTopic(ctx, spec, int32(len(d.Partitions))))
 	}
 	if err := errors.Join(errs...); err != nil || !created {
+		s.notePartitions(details)
 		return err
 	}
 	return s.waitForLeaders(ctx, names)
+}
+
+// notePartitions remembers the event topic's partition count, which says
+// where the murmur2 partitioner puts a key.
+func (s *Store) notePartitions(details kadm.TopicDetails) {
+	if d, ok := details[s.cfg.Topic]; ok && d.Err == nil && len(d.Partitions) > 0 {
+		s.partitions.Store(int32(len(d.Partitions)))
+	}
 }
 
 // waitForLeaders waits until every partition of the topics has a leader, as
@@ -77,6 +86,7 @@ func (s *Store) waitForLeaders(ctx context.Context, topics []string) error {
 	for {
 		details, err := s.admin.ListTopics(ctx, topics...)
 		if err == nil && allLed(details, topics) {
+			s.notePartitions(details)
 			return nil
 		}
 		select {
