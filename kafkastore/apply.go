@@ -110,21 +110,44 @@ func (s *session) process(recs []*kgo.Record) error {
 		r.metrics.skipped.Add(ctx, skipped)
 		r.metrics.unverified.Add(ctx, unverified)
 	}()
+	// parkAt parks a stream at a record after applying the run so far: the
+	// stream's earlier events in this batch must not wait behind its park
+	// (a failure after the park would leave them unapplied, and the park
+	// holds only records from its own offset on).
+	parkAt := func(stream string, off int64, park func() error) error {
+		if len(run) > 0 {
+			rest, err := s.applyRun(ctx, run)
+			r.metrics.applied.Add(ctx, s.applied)
+			s.applied = 0
+			if err != nil {
+				_ = rest // the batch is processed again: the cursors skip what was applied
+				return err
+			}
+			run = run[:0]
+			clear(next)
+			clear(inRun)
+			if s.holds(stream, off) { // its apply in the run parked it
+				held++
+				return nil
+			}
+		}
+		return park()
+	}
 	for i, it := range items {
+		if s.misplaced(it.rec) {
+			if err := parkAt("", 0, func() error { return s.parkMisplaced(ctx, it.rec, it.ev, it.err) }); err != nil {
+				return err
+			}
+			continue
+		}
 		if it.err != nil {
-			if err := s.parkMalformed(ctx, it.rec, it.err); err != nil {
+			if err := parkAt(string(it.rec.Key), it.rec.Offset, func() error { return s.parkMalformed(ctx, it.rec, it.err) }); err != nil {
 				return err
 			}
 			continue
 		}
 		e := it.ev
-		if s.misplaced(it.rec) {
-			if err := s.parkMisplaced(ctx, e, it.rec); err != nil {
-				return err
-			}
-			continue
-		}
-		if s.parked[e.StreamID] {
+		if s.holds(e.StreamID, it.rec.Offset) {
 			held++
 			continue
 		}
@@ -136,7 +159,9 @@ func (s *session) process(recs []*kgo.Record) error {
 		case e.Sequence <= cur:
 			switch v := s.duplicate(e, it.rec.Offset, inRun); {
 			case v.conflict:
-				if err := s.park(ctx, e, it.rec, framework.ParkConflict, errors.New(v.reason), 0); err != nil {
+				if err := parkAt(e.StreamID, it.rec.Offset, func() error {
+					return s.park(ctx, e, it.rec, framework.ParkConflict, errors.New(v.reason), 0)
+				}); err != nil {
 					return err
 				}
 			case !v.verified:
@@ -149,7 +174,7 @@ func (s *session) process(recs []*kgo.Record) error {
 			}
 		case e.Sequence > cur+1:
 			gap := &framework.GapError{StreamID: e.StreamID, Cursor: cur, Got: e.Sequence, EventID: e.EventID}
-			if err := s.park(ctx, e, it.rec, framework.ParkGap, gap, 0); err != nil {
+			if err := parkAt(e.StreamID, it.rec.Offset, func() error { return s.park(ctx, e, it.rec, framework.ParkGap, gap, 0) }); err != nil {
 				return err
 			}
 		default:
@@ -285,6 +310,12 @@ func (s *session) markApplied(e framework.Event) {
 	off := int64(-1)
 	if e.Position != nil && e.Position.Partition == s.p.id {
 		off = e.Position.Offset
+	}
+	// The head's offset is the highest offset of the stream processed: a
+	// resume applies events that waited for missing ones out of offset
+	// order, and every record at or before it has been classified.
+	if h, ok := s.heads[e.StreamID]; ok && off >= 0 && h.offset > off {
+		off = h.offset
 	}
 	s.heads[e.StreamID] = head{seq: e.Sequence, eventID: e.EventID, offset: off}
 	s.remember(e.StreamID, e.Sequence, e.EventID)

@@ -72,7 +72,10 @@ type ServerChecker interface {
 // Sequence and ParkedAt, so that neither acts on a newer park.
 type ParkStore interface {
 	// Park records p, replacing an earlier record of the stream and any
-	// resolution requested for it. Fenced when ctx carries a fence.
+	// resolution requested for it. A p.Resolving given is a resolution
+	// carried out in part before the stream parked again at p: it goes to
+	// the audit of resolutions in the same atomic step. Fenced when ctx
+	// carries a fence.
 	Park(ctx context.Context, projection string, p framework.ParkedStream) error
 	// UpdateParked replaces the record of a stream that is still parked at
 	// the same event (same Sequence and ParkedAt) and reports whether it
@@ -83,13 +86,15 @@ type ParkStore interface {
 	// for it, if any (ParkedStream.Resolving).
 	Parked(ctx context.Context, projection string) ([]framework.ParkedStream, error)
 	// RequestResolution records r for the stream while it is still parked
-	// at r.Parked (same Sequence and ParkedAt), replacing an earlier
-	// request, and reports whether it did.
+	// at r.Parked (same Sequence and ParkedAt) and no other request is
+	// pending, and reports whether it did.
 	RequestResolution(ctx context.Context, projection string, r framework.Resolution) (bool, error)
 	// Unpark removes the stream parked at r.Parked (same Sequence and
 	// ParkedAt) with its request, and appends r to the audit of
 	// resolutions, in one atomic step; it reports whether the stream was
-	// parked there. Fenced when ctx carries a fence.
+	// parked there. When r.At is set and the pending request is another
+	// one (a different At), it leaves the stream parked. Fenced when ctx
+	// carries a fence.
 	Unpark(ctx context.Context, projection string, r framework.Resolution) (bool, error)
 }
 

@@ -20,3 +20,11 @@ func SetDeadLetterPause(d time.Duration) (restore func()) {
 	deadLetterPause = d
 	return func() { deadLetterPause = old }
 }
+
+// SetHeldReadIdle shortens how long a read of held records waits for the
+// next record; the returned function restores it.
+func SetHeldReadIdle(d time.Duration) (restore func()) {
+	old := heldReadIdle
+	heldReadIdle = d
+	return func() { heldReadIdle = old }
+}

@@ -9,17 +9,20 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-// heldReadIdle bounds how long a read of held records waits for the next
-// record before it gives up with an error (the offsets it reads up to were
-// processed, so their records exist). A variable for tests.
+// heldReadIdle is how long a read of held records waits for the next
+// record before it fails (the worker retries it, the partition shows as
+// retrying with the error). A variable for tests.
 var heldReadIdle = 30 * time.Second
 
 // readPartition calls fn for each record of topic/partition with offset in
 // [from, end), read committed, with a client of its own (the runner's
 // client consumes as a group member and cannot read one partition from an
-// offset). Records of aborted transactions are not delivered; the read
-// ends at the first record at or past end-1. fn's error ends the read.
-func readPartition(ctx context.Context, seeds []string, opts []kgo.Opt, topic string, partition int32, from, end int64, fn func(*kgo.Record) error) error {
+// offset). Transaction markers are read and passed over. The range must
+// end after a record the caller has seen: records of aborted transactions
+// are not delivered, so a range that ends in them is never finished (the
+// read fails after heldReadIdle). stop, checked between polls, ends the
+// read with errStopping. fn's error ends the read.
+func readPartition(ctx context.Context, seeds []string, opts []kgo.Opt, topic string, partition int32, from, end int64, stop func() bool, fn func(*kgo.Record) error) error {
 	if end <= from {
 		return nil
 	}
@@ -27,16 +30,20 @@ func readPartition(ctx context.Context, seeds []string, opts []kgo.Opt, topic st
 		kgo.SeedBrokers(seeds...),
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {partition: kgo.NewOffset().At(from)}}),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.KeepControlRecords(),
 	}, opts...)...)
 	if err != nil {
 		return fmt.Errorf("kafkastore: read %s/%d: client: %w", topic, partition, err)
 	}
 	defer cl.Close()
 	next := from
+	lastProgress := time.Now()
 	for next < end {
-		pollCtx, cancel := context.WithTimeout(ctx, heldReadIdle)
+		if stop != nil && stop() {
+			return errStopping
+		}
+		pollCtx, cancel := context.WithTimeout(ctx, time.Second)
 		fetches := cl.PollFetches(pollCtx)
-		timedOut := pollCtx.Err() != nil
 		cancel()
 		if err := ctx.Err(); err != nil {
 			return err
@@ -50,24 +57,30 @@ func readPartition(ctx context.Context, seeds []string, opts []kgo.Opt, topic st
 		if fetchErr != nil {
 			return fetchErr
 		}
-		progressed := false
 		var cbErr error
 		fetches.EachRecord(func(r *kgo.Record) {
-			if cbErr != nil || r.Topic != topic || r.Partition != partition || r.Offset < next || r.Offset >= end {
-				if r.Offset >= end-1 {
-					next = end
-				}
+			if cbErr != nil || r.Topic != topic || r.Partition != partition || r.Offset < next {
 				return
 			}
-			progressed = true
+			lastProgress = time.Now()
+			if r.Offset >= end {
+				next = end
+				return
+			}
 			next = r.Offset + 1
+			if r.Attrs.IsControl() {
+				return
+			}
 			cbErr = fn(r)
 		})
 		if cbErr != nil {
 			return cbErr
 		}
-		if timedOut && !progressed && next < end {
-			return fmt.Errorf("kafkastore: read %s/%d: no record between offsets %d and %d within %s", topic, partition, next, end, heldReadIdle)
+		if next >= end {
+			return nil
+		}
+		if idle := time.Since(lastProgress); idle >= heldReadIdle {
+			return fmt.Errorf("kafkastore: read %s/%d: no record between offsets %d and %d for %s", topic, partition, next, end, idle.Round(time.Second))
 		}
 	}
 	return nil

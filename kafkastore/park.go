@@ -64,15 +64,14 @@ func (s *session) parkMalformed(ctx context.Context, rec *kgo.Record, cause erro
 	if seq, err := strconv.ParseUint(headerValue(rec, HeaderSequence), 10, 64); err == nil {
 		p.Sequence = seq
 	}
-	if valid && s.parked[id] {
+	if valid && s.holds(id, rec.Offset) {
 		// Its stream is parked already, at an earlier record: parking it
 		// again would lose what was held between the two. The record is
 		// held like the others; the resume passes over it.
 		s.r.metrics.held.Add(ctx, 1)
 		s.r.cfg.Logger.Warn("a malformed record of a parked stream is held; its resume passes over it", "stream", id,
 			"partition", rec.Partition, "offset", rec.Offset, "err", cause)
-		s.deadLetter(ctx, &p, rec)
-		return nil
+		return s.heldDeadLetter(ctx, &p, rec)
 	}
 	return s.parkStream(ctx, p, rec)
 }
@@ -81,31 +80,57 @@ func (s *session) parkMalformed(ctx context.Context, rec *kgo.Record, cause erro
 // home (the murmur2 partition of the key over the topic's partitions).
 func (s *session) misplaced(rec *kgo.Record) bool {
 	n := s.r.partitions
-	return n > 0 && rec.Partition < n && PartitionFor(string(rec.Key), n) != rec.Partition
+	return n > 0 && rec.Partition < n && PartitionFor(string(rec.Key), n) != rec.Partition &&
+		framework.ValidateStreamID(string(rec.Key)) == nil
 }
 
 // parkMisplaced parks a record found off its stream's home partition under
-// a pseudo-stream of its own ("misplaced/<partition>/<stream>"): the record
-// is never applied here, and the stream goes on in its home partition
-// (where the events missing there show as a gap). Later records of the
-// stream in this partition are held by the same entry and dead-lettered.
-func (s *session) parkMisplaced(ctx context.Context, e framework.Event, rec *kgo.Record) error {
+// a pseudo-stream of its own ("misplaced/<partition>/<stream>"), whether or
+// not it decodes: the record is never applied here, and the stream goes on
+// in its home partition (where the events missing there show as a gap).
+// Later records of the stream in this partition are held by the same
+// entry and dead-lettered.
+func (s *session) parkMisplaced(ctx context.Context, rec *kgo.Record, e framework.Event, decodeErr error) error {
 	s.r.metrics.misplaced.Add(ctx, 1)
-	id := fmt.Sprintf("%s%d/%s", misplacedPrefix, rec.Partition, e.StreamID)
-	home := PartitionFor(e.StreamID, s.r.partitions)
-	cause := fmt.Errorf("stream %s lives in partition %d (murmur2 of its key over %d partitions), but sequence %d is in partition %d at offset %d: written by a producer with another partitioner (Sarama's default is FNV-1a, kafka-go's round robin); it is never applied here",
-		e.StreamID, home, s.r.partitions, e.Sequence, rec.Partition, rec.Offset)
+	stream := string(rec.Key)
+	id := fmt.Sprintf("%s%d/%s", misplacedPrefix, rec.Partition, stream)
+	home := PartitionFor(stream, s.r.partitions)
 	p := framework.ParkedStream{
 		StreamID: id, Sequence: e.Sequence, EventID: e.EventID, Type: e.Type, Reason: framework.ParkMisplaced,
-		Error: cause.Error(), ParkedAt: time.Now().UTC(), Position: &framework.Position{Partition: rec.Partition, Offset: rec.Offset},
+		ParkedAt: time.Now().UTC(), Position: &framework.Position{Partition: rec.Partition, Offset: rec.Offset},
+		Error: fmt.Sprintf("stream %s lives in partition %d (murmur2 of its key over %d partitions), but a record of it is in partition %d at offset %d: written by a producer with another partitioner (Sarama's default is FNV-1a, kafka-go's round robin); it is never applied here",
+			stream, home, s.r.partitions, rec.Partition, rec.Offset),
 	}
-	if s.parked[id] {
+	if decodeErr != nil {
+		p.Error += fmt.Sprintf("; it does not decode either: %v", decodeErr)
+		if seq, err := strconv.ParseUint(headerValue(rec, HeaderSequence), 10, 64); err == nil {
+			p.Sequence = seq
+		}
+	}
+	if _, ok := s.parked[id]; ok {
 		s.r.metrics.held.Add(ctx, 1)
-		s.r.cfg.Logger.Error("misplaced record held", "stream", e.StreamID, "sequence", e.Sequence, "partition", rec.Partition, "offset", rec.Offset, "home", home)
-		s.deadLetter(ctx, &p, rec)
-		return nil
+		s.r.cfg.Logger.Error("misplaced record held", "stream", stream, "sequence", p.Sequence, "partition", rec.Partition, "offset", rec.Offset, "home", home)
+		return s.heldDeadLetter(ctx, &p, rec)
 	}
 	return s.parkStream(ctx, p, rec)
+}
+
+// heldDeadLetter writes the dead letter of a record held behind an earlier
+// park (no park record of its own tracks it), after checking that this
+// worker still owns the partition: a zombie publishes nothing.
+func (s *session) heldDeadLetter(ctx context.Context, p *framework.ParkedStream, rec *kgo.Record) error {
+	if err := s.checkState(); err != nil {
+		return err
+	}
+	s.deadLetter(ctx, p, rec)
+	return nil
+}
+
+// holds reports whether the record at offset off of stream is held: its
+// stream is parked at a record of this partition at or before it.
+func (s *session) holds(stream string, off int64) bool {
+	from, ok := s.parked[stream]
+	return ok && off >= from
 }
 
 // parkStream records the parked stream first, with the session's fence (a
@@ -120,13 +145,22 @@ func (s *session) parkStream(ctx context.Context, p framework.ParkedStream, rec 
 	if rec != nil {
 		p.DeadLetter = framework.DeadLetterPending
 	}
+	rs := s.resuming[p.StreamID]
+	if rs != nil && !rs.reparked {
+		p.Resolving = rs.partial(p) // what the resume did is recorded with the park
+	}
 	if err := s.r.cfg.Parked.Park(ctx, name, p); err != nil {
 		return fmt.Errorf("kafkastore: park stream %s: %w", p.StreamID, err)
 	}
-	s.parked[p.StreamID] = true
-	if s.parkedNow != nil {
-		s.parkedNow[p.StreamID] = true
+	if p.Position != nil && p.Position.Partition == s.p.id {
+		s.parked[p.StreamID] = p.Position.Offset
+	} else {
+		s.parked[p.StreamID] = 0
 	}
+	if rs != nil {
+		rs.reparked = true
+	}
+	p.Resolving = nil
 	s.r.metrics.parked.Add(ctx, 1)
 	trace.SpanFromContext(ctx).AddEvent("stream parked", trace.WithAttributes(
 		attribute.String("projector.stream_id", p.StreamID), attribute.Int64("projector.sequence", int64(p.Sequence)),
@@ -282,9 +316,14 @@ func (s *session) loadParked() ([]framework.ParkedStream, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kafkastore: parked streams of %s: %w", s.r.cfg.Projection.Name(), err)
 	}
-	now := make(map[string]bool, len(parked))
+	now := make(map[string]int64, len(parked))
 	for _, p := range parked {
-		now[p.StreamID] = true
+		switch {
+		case p.Position != nil && p.Position.Partition == s.p.id:
+			now[p.StreamID] = p.Position.Offset
+		case p.Position == nil && s.resumesHere(p):
+			now[p.StreamID] = 0 // parked by an older version: hold all
+		}
 	}
 	s.parked = now
 	return parked, nil

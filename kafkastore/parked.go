@@ -96,6 +96,10 @@ func (v Resolver) Resolve(ctx context.Context, projection string, res framework.
 		return framework.ParkedStream{}, fmt.Errorf("%w: %s of %s", ErrNotParked, res.StreamID, projection)
 	}
 	p := list[i]
+	if r := p.Resolving; r != nil {
+		return p, fmt.Errorf("kafkastore: a %s of %s of %s was requested by %s at %s and is carried out by the replica owning its partition: wait until it is done (parked list shows it until then)",
+			r.Action, p.StreamID, projection, r.By, r.At.Format(time.RFC3339))
+	}
 	switch res.Action {
 	case framework.ResolveRetry:
 		if err := neverApplies(p, projection); err != nil {
@@ -121,6 +125,10 @@ func (v Resolver) Resolve(ctx context.Context, projection string, res framework.
 		return p, err
 	}
 	if !ok {
+		if p.Resolving != nil {
+			return p, fmt.Errorf("kafkastore: a %s of %s of %s was requested by %s at %s and is carried out by the replica owning its partition: wait until it is done (parked list shows it until then)",
+				p.Resolving.Action, p.StreamID, projection, p.Resolving.By, p.Resolving.At.Format(time.RFC3339))
+		}
 		return p, fmt.Errorf("kafkastore: %s of %s was parked again or resolved meanwhile; list it again", p.StreamID, projection)
 	}
 	return p, nil
@@ -203,7 +211,7 @@ func (v Resolver) held(ctx context.Context, p framework.ParkedStream) ([]uint64,
 	}
 	cl.Close()
 	var seqs []uint64
-	err = readPartition(ctx, v.Seeds, v.ClientOpts, v.Topic, p.Position.Partition, p.Position.Offset+1, end, func(rec *kgo.Record) error {
+	err = readPartition(ctx, v.Seeds, v.ClientOpts, v.Topic, p.Position.Partition, p.Position.Offset+1, end, nil, func(rec *kgo.Record) error {
 		if string(rec.Key) != p.StreamID {
 			return nil
 		}
@@ -248,6 +256,10 @@ func (m *memoryParkStore) Park(_ context.Context, projection string, p framework
 	if m.parked[projection] == nil {
 		m.parked[projection] = map[string]framework.ParkedStream{}
 	}
+	if p.Resolving != nil { // carried out in part before this park
+		r := *p.Resolving
+		m.resolutions = append(m.resolutions, r)
+	}
 	p.Resolving = nil
 	m.parked[projection][p.StreamID] = p
 	return nil
@@ -284,7 +296,7 @@ func (m *memoryParkStore) RequestResolution(_ context.Context, projection string
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	p, ok := m.parked[projection][r.StreamID]
-	if !ok || p.Sequence != r.Parked.Sequence || !p.ParkedAt.Equal(r.Parked.ParkedAt) {
+	if !ok || p.Sequence != r.Parked.Sequence || !p.ParkedAt.Equal(r.Parked.ParkedAt) || p.Resolving != nil {
 		return false, nil
 	}
 	p.Resolving = &r
@@ -296,7 +308,8 @@ func (m *memoryParkStore) Unpark(_ context.Context, projection string, r framewo
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	p, ok := m.parked[projection][r.StreamID]
-	if !ok || p.Sequence != r.Parked.Sequence || !p.ParkedAt.Equal(r.Parked.ParkedAt) {
+	if !ok || p.Sequence != r.Parked.Sequence || !p.ParkedAt.Equal(r.Parked.ParkedAt) ||
+		(p.Resolving != nil && !r.At.IsZero() && !p.Resolving.At.Equal(r.At)) {
 		return false, nil
 	}
 	delete(m.parked[projection], r.StreamID)

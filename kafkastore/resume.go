@@ -1,8 +1,11 @@
 package kafkastore
 
 import (
+	"cmp"
+	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -42,7 +45,15 @@ type resuming struct {
 	applied  int64
 	passed   []string // records passed over, as "offset (why)"
 	reparked bool
+	// waiting are held events whose sequence is ahead of the stream
+	// (their missing events may come later in the partition: a producer
+	// that wrote out of order), by sequence.
+	waiting []unit
 }
+
+// maxWaiting bounds the events a resume keeps waiting per stream for
+// missing events that come later in the partition.
+const maxWaiting = 10_000
 
 func (s *session) resume(todo []framework.ParkedStream) error {
 	ctx := s.ctx
@@ -57,6 +68,12 @@ func (s *session) resume(todo []framework.ParkedStream) error {
 		rs := &resuming{p: p}
 		if p.Position != nil {
 			rs.from = p.Position.Offset
+			if p.Position.Partition == s.p.id && rs.from >= end {
+				// This session has not reached the parked record yet
+				// (the previous owner parked it and stopped before
+				// committing): it is read live first, then resumed.
+				continue
+			}
 		}
 		byID[p.StreamID] = rs
 		if pseudoStream(p) {
@@ -66,6 +83,9 @@ func (s *session) resume(todo []framework.ParkedStream) error {
 		if _, ok := s.cursors[p.StreamID]; !ok {
 			unknown = append(unknown, p.StreamID)
 		}
+	}
+	if len(byID) == 0 {
+		return nil
 	}
 	if len(unknown) > 0 {
 		if err := s.lookupHeads(ctx, unknown); err != nil {
@@ -83,30 +103,81 @@ func (s *session) resume(todo []framework.ParkedStream) error {
 		return err
 	}
 
-	s.parkedNow = map[string]bool{}
-	defer func() { s.parkedNow = nil }()
+	s.resuming = byID
+	defer func() { s.resuming = nil }()
 	var batch []unit
 	next := map[string]uint64{}
 	inRun := map[streamSeq]string{}
+	// apply applies the batch and stores the cursors it moved (a
+	// projection not atomic with its cursors then repeats at most one
+	// batch after a crash).
 	apply := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
 		_, err := s.applyRun(ctx, batch)
 		for _, u := range batch {
-			if rs := byID[u.ev.StreamID]; rs != nil && !s.parkedNow[u.ev.StreamID] {
+			if rs := byID[u.ev.StreamID]; rs != nil && !rs.reparked && s.cursors[u.ev.StreamID] >= u.ev.Sequence {
 				rs.applied++
-			}
-		}
-		for id := range s.parkedNow {
-			if rs := byID[id]; rs != nil {
-				rs.reparked = true
 			}
 		}
 		batch = batch[:0]
 		clear(next)
 		clear(inRun)
+		if err == nil {
+			err = s.flush()
+		}
 		return err
 	}
-	err := readPartition(ctx, s.r.cfg.Seeds, s.r.cfg.ClientOpts, s.r.cfg.Topic, s.p.id, from, end, func(rec *kgo.Record) error {
-		if s.p.quitting() {
+	// classify decides what to do with one held event of rs: apply it,
+	// skip it, let it wait for missing events, or park the stream again.
+	var classify func(rs *resuming, u unit) error
+	classify = func(rs *resuming, u unit) error {
+		e := u.ev
+		cur, ok := next[e.StreamID]
+		if !ok {
+			cur = s.cursors[e.StreamID]
+		}
+		switch {
+		case e.Sequence <= cur:
+			v := s.duplicate(e, u.rec.Offset, inRun)
+			if !v.conflict {
+				s.r.metrics.skipped.Add(ctx, 1)
+				return nil
+			}
+			if err := apply(); err != nil || rs.reparked {
+				return err
+			}
+			return s.park(ctx, e, u.rec, framework.ParkConflict, errors.New(v.reason), 0)
+		case e.Sequence > cur+1:
+			if len(rs.waiting) >= maxWaiting {
+				if err := apply(); err != nil || rs.reparked {
+					return err
+				}
+				return s.parkWaiting(ctx, rs, cur)
+			}
+			i, _ := slices.BinarySearchFunc(rs.waiting, e.Sequence, func(w unit, seq uint64) int { return cmp.Compare(w.ev.Sequence, seq) })
+			rs.waiting = slices.Insert(rs.waiting, i, u)
+			return nil
+		}
+		batch = append(batch, u)
+		next[e.StreamID] = e.Sequence
+		inRun[streamSeq{e.StreamID, e.Sequence}] = e.EventID
+		// Events that waited for this one follow it.
+		for len(rs.waiting) > 0 && rs.waiting[0].ev.Sequence <= e.Sequence+1 && !rs.reparked {
+			w := rs.waiting[0]
+			rs.waiting = rs.waiting[1:]
+			if err := classify(rs, w); err != nil {
+				return err
+			}
+		}
+		if len(batch) >= s.r.cfg.BatchSize {
+			return apply()
+		}
+		return nil
+	}
+	err := readPartition(ctx, s.r.cfg.Seeds, s.r.cfg.ClientOpts, s.r.cfg.Topic, s.p.id, from, end, s.p.quitting, func(rec *kgo.Record) error {
+		if s.p.quitting() { // revoked: the next owner carries on
 			return errStopping
 		}
 		rs := byID[string(rec.Key)]
@@ -126,48 +197,26 @@ func (s *session) resume(todo []framework.ParkedStream) error {
 			rs.passed = append(rs.passed, fmt.Sprintf("%d (misplaced)", rec.Offset))
 			return nil
 		}
-		cur, ok := next[e.StreamID]
-		if !ok {
-			cur = s.cursors[e.StreamID]
-		}
-		switch {
-		case e.Sequence <= cur:
-			v := s.duplicate(e, rec.Offset, inRun)
-			if !v.conflict {
-				s.r.metrics.skipped.Add(ctx, 1)
-				return nil
-			}
-			if err := apply(); err != nil || rs.reparked {
-				return err
-			}
-			rs.reparked = true
-			return s.park(ctx, e, rec, framework.ParkConflict, errors.New(v.reason), 0)
-		case e.Sequence > cur+1:
-			if err := apply(); err != nil || rs.reparked { // parked by the apply
-				return err
-			}
-			rs.reparked = true
-			gap := &framework.GapError{StreamID: e.StreamID, Cursor: cur, Got: e.Sequence, EventID: e.EventID}
-			return s.park(ctx, e, rec, framework.ParkGap, gap, 0)
-		}
-		batch = append(batch, unit{ev: e, rec: rec, idx: -1})
-		next[e.StreamID] = e.Sequence
-		inRun[streamSeq{e.StreamID, e.Sequence}] = e.EventID
-		if len(batch) >= s.r.cfg.BatchSize {
-			return apply()
-		}
-		return nil
+		return classify(rs, unit{ev: e, rec: rec, idx: -1})
 	})
 	if err == nil {
 		err = apply()
 	}
+	// Events still waiting: their missing events are not in the
+	// partition. The stream parks again at the first of them.
+	for _, rs := range byID {
+		if err != nil || rs.reparked || len(rs.waiting) == 0 {
+			continue
+		}
+		err = s.parkWaiting(ctx, rs, s.cursors[rs.p.StreamID])
+	}
 	s.r.metrics.applied.Add(ctx, s.applied)
 	s.applied = 0
+	if errors.Is(err, errStopping) {
+		return err
+	}
 	if err != nil {
 		return fmt.Errorf("kafkastore: resume parked streams of partition %d: %w", s.p.id, err)
-	}
-	if err := s.flush(); err != nil {
-		return err
 	}
 	name := s.r.cfg.Projection.Name()
 	for _, rs := range byID {
@@ -185,7 +234,7 @@ func (s *session) resume(todo []framework.ParkedStream) error {
 			return fmt.Errorf("kafkastore: unpark %s: %w", rs.p.StreamID, err)
 		}
 		if !ok {
-			s.r.cfg.Logger.Warn("a resumed stream was parked again elsewhere meanwhile; it stays parked", "stream", rs.p.StreamID)
+			s.r.cfg.Logger.Warn("a resumed stream was parked again or its request changed meanwhile; it stays parked", "stream", rs.p.StreamID)
 			continue
 		}
 		delete(s.parked, rs.p.StreamID)
@@ -198,6 +247,33 @@ func (s *session) resume(todo []framework.ParkedStream) error {
 		}
 	}
 	return nil
+}
+
+// parkWaiting parks rs's stream again as a gap at the waiting event with
+// the lowest offset (the next resume reads from there, so every waiting
+// event is read again).
+func (s *session) parkWaiting(ctx context.Context, rs *resuming, cursor uint64) error {
+	first := rs.waiting[0]
+	for _, w := range rs.waiting[1:] {
+		if w.rec.Offset < first.rec.Offset {
+			first = w
+		}
+	}
+	rs.waiting = nil
+	gap := &framework.GapError{StreamID: first.ev.StreamID, Cursor: cursor, Got: first.ev.Sequence, EventID: first.ev.EventID}
+	return s.park(ctx, first.ev, first.rec, framework.ParkGap, gap, 0)
+}
+
+// partial is the resolution rs carried out before its stream parked again
+// at p: recorded with the new park, so that what a skip did is never lost
+// from the audit.
+func (rs *resuming) partial(p framework.ParkedStream) *framework.Resolution {
+	res := *rs.p.Resolving
+	res.Parked = rs.p
+	res.Parked.Resolving = nil
+	res.Done = time.Now().UTC()
+	res.Result = fmt.Sprintf("%s; parked again at sequence %d (%s)", rs.result(), p.Sequence, p.Reason)
+	return &res
 }
 
 func (rs *resuming) result() string {

@@ -446,6 +446,9 @@ func (r *Runner) ensureDeadLetterTopic(ctx context.Context) error {
 	if d, ok := src[r.cfg.Topic]; ok && d.Err == nil {
 		r.partitions = int32(len(d.Partitions))
 	}
+	if r.partitions == 0 {
+		r.cfg.Logger.Warn("the event topic's partition count is unknown: records off their stream's home partition are not detected", "topic", r.cfg.Topic)
+	}
 	if _, ok := details[r.cfg.DeadLetterTopic]; ok && details[r.cfg.DeadLetterTopic].Err == nil {
 		return nil
 	}

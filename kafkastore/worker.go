@@ -24,10 +24,13 @@ type session struct {
 	cursors map[string]uint64 // last applied sequence per stream
 	heads   map[string]head   // the event applied at each cursor, where known
 	recent  map[string]*recent
-	parked  map[string]bool // streams held by this partition
-	// parkedNow collects the streams parked while a resume runs.
-	parkedNow map[string]bool
-	applied   int64 // applied since the last metrics update
+	// parked holds, per stream parked at a record of this partition, the
+	// offset of that record: the stream's records from there on are held.
+	// A stream parked at another partition's record is not held here.
+	parked map[string]int64
+	// resuming are the streams a resume works on, while it runs.
+	resuming map[string]*resuming
+	applied  int64 // applied since the last metrics update
 
 	dirty     map[string]bool // streams whose cursor moved since the last flush
 	last      *kgo.Record     // last record processed completely: commit up to it
@@ -58,7 +61,7 @@ func (p *partition) startSession(first bool) (*session, error) {
 	p.setStatus(PartitionStarting, nil)
 	s := &session{
 		p: p, r: r, ctx: p.ctx,
-		cursors: map[string]uint64{}, heads: map[string]head{}, recent: map[string]*recent{}, parked: map[string]bool{},
+		cursors: map[string]uint64{}, heads: map[string]head{}, recent: map[string]*recent{}, parked: map[string]int64{},
 		dirty: map[string]bool{}, lastFlush: time.Now(), lastCheck: time.Now(),
 	}
 	if r.cfg.Fencer != nil {

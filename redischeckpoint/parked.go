@@ -19,19 +19,30 @@ const resolutionsKept = 10_000
 
 // Park records a parked stream of the projection (keys
 // "{name}:parked", a hash of stream ID -> JSON). Parking an already parked
-// stream replaces the record and drops a resolution requested for it. Made with a fence in ctx, the write is fenced
+// stream replaces the record and drops a resolution requested for it. A
+// p.Resolving given to Park is a resolution carried out in part before the
+// stream parked again at p: it goes to the audit list in the same script. Made with a fence in ctx, the write is fenced
 // like every other: a worker that lost its partition cannot park a stream.
 func (s *Store) Park(ctx context.Context, projection string, p framework.ParkedStream) error {
 	k, err := s.keysFor(projection)
 	if err != nil {
 		return err
 	}
+	partial := ""
+	if r := p.Resolving; r != nil {
+		r.Parked.Resolving = nil
+		raw, err := json.Marshal(r)
+		if err != nil {
+			return fmt.Errorf("redischeckpoint: encode resolution of %s: %w", p.StreamID, err)
+		}
+		partial = string(raw)
+	}
 	p.Resolving = nil
 	raw, err := json.Marshal(p)
 	if err != nil {
 		return fmt.Errorf("redischeckpoint: encode parked stream %s: %w", p.StreamID, err)
 	}
-	if _, err := s.run(ctx, k, parkScript, []any{p.StreamID, string(raw)}, nil); err != nil {
+	if _, err := s.run(ctx, k, parkScript, []any{p.StreamID, string(raw), partial, strconv.Itoa(resolutionsKept)}, nil); err != nil {
 		return fmt.Errorf("redischeckpoint: park %s of %s: %w", p.StreamID, projection, err)
 	}
 	return nil
@@ -64,6 +75,9 @@ func (s *Store) atParked(ctx context.Context, projection string, script *redis.S
 		return false, fmt.Errorf("redischeckpoint: %s %s of %s: %w", what, p.StreamID, projection, err)
 	}
 	n, _ := res.(int64)
+	if n == 2 {
+		return false, nil
+	}
 	return n == 1, nil
 }
 
@@ -106,7 +120,7 @@ func (s *Store) Parked(ctx context.Context, projection string) ([]framework.Park
 
 // RequestResolution records an admin's retry or skip of a stream still
 // parked at r.Parked ("{name}:resolving", a hash of stream ID -> JSON),
-// replacing an earlier request, and reports whether it did. The worker
+// unless another request is pending, and reports whether it did. The worker
 // owning the stream's partition carries it out and then calls Unpark.
 func (s *Store) RequestResolution(ctx context.Context, projection string, r framework.Resolution) (bool, error) {
 	r.Parked.Resolving = nil
@@ -123,18 +137,22 @@ func (s *Store) RequestResolution(ctx context.Context, projection string, r fram
 // Unpark removes the stream parked at r.Parked (same sequence and
 // parked_at) with its request and appends r to the projection's audit
 // list ("{name}:resolutions") in one script; it reports whether the stream
-// was parked there. Fenced like Park: a worker that lost the partition
-// cannot unpark.
+// was parked there. r.At is the time of the request carried out: if the
+// stream's request is another one now, the stream stays parked. Fenced
+// like Park: a worker that lost the partition cannot unpark.
 func (s *Store) Unpark(ctx context.Context, projection string, r framework.Resolution) (bool, error) {
 	r.Parked.Resolving = nil
-	if r.At.IsZero() {
+	at := ""
+	if !r.At.IsZero() {
+		at = r.At.Format(time.RFC3339Nano) // as encoding/json writes it
+	} else {
 		r.At = time.Now().UTC()
 	}
 	raw, err := json.Marshal(r)
 	if err != nil {
 		return false, fmt.Errorf("redischeckpoint: encode resolution of %s: %w", r.StreamID, err)
 	}
-	return s.atParked(ctx, projection, unparkScript, "unpark", r.Parked, string(raw), strconv.Itoa(resolutionsKept))
+	return s.atParked(ctx, projection, unparkScript, "unpark", r.Parked, string(raw), strconv.Itoa(resolutionsKept), at)
 }
 
 // Resolutions returns the newest resolutions first, at most limit.

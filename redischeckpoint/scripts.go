@@ -204,10 +204,16 @@ return tostring(epoch)
 
 // parkScript records a parked stream: ARGV[A+1] = stream, ARGV[A+2] = the
 // JSON record. A resolution requested for an earlier park of the stream is
-// dropped: it was for another event.
+// dropped: it was for another event. ARGV[A+3], when not empty, is a
+// resolution carried out in part before the stream parked again: it goes
+// to the audit list, trimmed to ARGV[A+4] entries.
 var parkScript = redis.NewScript(guarded + `
 redis.call('HSET', KEYS[7], ARGV[A + 1], ARGV[A + 2])
 redis.call('HDEL', KEYS[8], ARGV[A + 1])
+if ARGV[A + 3] ~= '' then
+  redis.call('LPUSH', KEYS[9], ARGV[A + 3])
+  redis.call('LTRIM', KEYS[9], 0, tonumber(ARGV[A + 4]) - 1)
+end
 return 1
 `)
 
@@ -236,20 +242,30 @@ return 1
 `)
 
 // requestScript records a requested resolution, ARGV[A+2], for the stream
-// ARGV[A+1] while it is parked at sequence ARGV[A+3] since ARGV[A+4]. It
-// answers 1 when it recorded it.
+// ARGV[A+1] while it is parked at sequence ARGV[A+3] since ARGV[A+4] and no
+// other request is pending (one may be carried out right now). It answers
+// 1 when it recorded it, 2 when another request is pending.
 var requestScript = redis.NewScript(guarded + parkedAt + `
 if not parked_at(ARGV[A + 1], ARGV[A + 3], ARGV[A + 4]) then return 0 end
+if redis.call('HEXISTS', KEYS[8], ARGV[A + 1]) == 1 then return 2 end
 redis.call('HSET', KEYS[8], ARGV[A + 1], ARGV[A + 2])
 return 1
 `)
 
 // unparkScript removes the stream ARGV[A+1] parked at sequence ARGV[A+3]
 // since ARGV[A+4], with its request, and pushes the resolution ARGV[A+2] to
-// the audit list, trimmed to ARGV[A+5] entries. It answers 1 when the
-// stream was parked there.
+// the audit list, trimmed to ARGV[A+5] entries. ARGV[A+6], when not empty,
+// is the "at" of the request carried out: a request replaced meanwhile
+// leaves the stream parked. It answers 1 when it unparked the stream.
 var unparkScript = redis.NewScript(guarded + parkedAt + `
 if not parked_at(ARGV[A + 1], ARGV[A + 3], ARGV[A + 4]) then return 0 end
+if ARGV[A + 6] ~= '' then
+  local req = redis.call('HGET', KEYS[8], ARGV[A + 1])
+  if req then
+    local ok, r = pcall(cjson.decode, req)
+    if not ok or r.at ~= ARGV[A + 6] then return 0 end
+  end
+end
 redis.call('HDEL', KEYS[7], ARGV[A + 1])
 redis.call('HDEL', KEYS[8], ARGV[A + 1])
 redis.call('LPUSH', KEYS[9], ARGV[A + 2])

@@ -537,6 +537,11 @@ func TestResolutionIsARequestUntilTheWorkerUnparks(t *testing.T) {
 	if ok, err := s.RequestResolution(ctx, "p", res); !ok || err != nil {
 		t.Fatalf("RequestResolution = %v, %v", ok, err)
 	}
+	other := res
+	other.Action, other.Drop = framework.ResolveRetry, false
+	if ok, err := s.RequestResolution(ctx, "p", other); ok || err != nil {
+		t.Fatalf("a second request while one is pending = %v, %v; want false", ok, err)
+	}
 	p.DeadLetter = framework.DeadLetterCopied
 	if ok, err := s.UpdateParked(fenced, "p", p); !ok || err != nil {
 		t.Fatalf("UpdateParked = %v, %v", ok, err)
@@ -553,12 +558,17 @@ func TestResolutionIsARequestUntilTheWorkerUnparks(t *testing.T) {
 	if ok, err := s.Unpark(fenced, "p", res); ok || !errors.Is(err, framework.ErrFenced) {
 		t.Fatalf("Unpark by a fenced worker = %v, %v; want ErrFenced", ok, err)
 	}
-	// Parked again (at a later event): the request was for the old park.
+	// Parked again (at a later event) by the resume that carried out the
+	// request in part: the request goes, what it did is in the audit.
 	again := p
 	again.Sequence, again.ParkedAt = 3, time.Now().UTC()
+	partial := res
+	partial.Result = "applied 1 events; parked again at sequence 3 (gap)"
+	again.Resolving = &partial
 	if err := s.Park(ctx, "p", again); err != nil {
 		t.Fatal(err)
 	}
+	again.Resolving = nil
 	if parked, _ := s.Parked(ctx, "p"); len(parked) != 1 || parked[0].Resolving != nil {
 		t.Fatalf("parked = %+v; want the new park without the old request", parked)
 	}
@@ -573,7 +583,8 @@ func TestResolutionIsARequestUntilTheWorkerUnparks(t *testing.T) {
 	if parked, _ := s.Parked(ctx, "p"); len(parked) != 0 {
 		t.Fatalf("still parked: %+v", parked)
 	}
-	if list, err := s.Resolutions(ctx, "p", 10); err != nil || len(list) != 1 || list[0].Result != "applied 2 held events" || list[0].Parked.Sequence != 3 {
+	if list, err := s.Resolutions(ctx, "p", 10); err != nil || len(list) != 2 || list[0].Result != "applied 2 held events" || list[0].Parked.Sequence != 3 ||
+		list[1].Result != partial.Result || list[1].Parked.Sequence != huge {
 		t.Fatalf("resolutions = %+v, %v", list, err)
 	}
 }
