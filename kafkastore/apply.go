@@ -99,6 +99,7 @@ func (s *session) process(recs []*kgo.Record) error {
 		if err := s.lookupHeads(ctx, unknown); err != nil {
 			return err
 		}
+		r.noteStreams(unknown)
 	}
 
 	run := make([]unit, 0, len(items))

@@ -28,3 +28,11 @@ func SetHeldReadIdle(d time.Duration) (restore func()) {
 	heldReadIdle = d
 	return func() { heldReadIdle = old }
 }
+
+// SetCatalogGrace shortens how long the runner waits before it looks a new
+// stream up in the catalog; the returned function restores it.
+func SetCatalogGrace(d time.Duration) (restore func()) {
+	old := catalogGrace
+	catalogGrace = d
+	return func() { catalogGrace = old }
+}

@@ -13,7 +13,7 @@ import (
 // carries the projection and group as attributes.
 type runnerMetrics struct {
 	applied, skipped, parked, held, unverified boundCounter
-	misplaced, passedOver                      boundCounter
+	misplaced, passedOver, uncataloged         boundCounter
 	rebalances, partitionRestarts              boundCounter
 	applyLatency, checkpointLatency            boundHistogram
 }
@@ -33,6 +33,8 @@ func newRunnerMetrics(mp metric.MeterProvider, r *Runner) (*runnerMetrics, error
 			unit = "{rebalance}"
 		case "projector.partition.restarts":
 			unit = "{restart}"
+		case "projector.streams.uncataloged":
+			unit = "{stream}"
 		}
 		c, err := m.Int64Counter(name, metric.WithDescription(desc), metric.WithUnit(unit))
 		errs = append(errs, err)
@@ -54,6 +56,8 @@ func newRunnerMetrics(mp metric.MeterProvider, r *Runner) (*runnerMetrics, error
 			"Records on a partition other than their stream's home (the murmur2 partition of the key): never applied, dead-lettered, their stream parked."),
 		passedOver: counter("projector.events.passed_over",
 			"Records a resume of a parked stream passed over without applying them: the skipped event, malformed and misplaced records (all dead-lettered)."),
+		uncataloged: counter("projector.streams.uncataloged",
+			"Streams the runner applied that the stream catalog lacks (written by another producer): run `projectorctl catalog rebuild` for ListStreams to list them."),
 		partitionRestarts: counter("projector.partition.restarts", "Partition worker sessions that failed and were restarted (or stopped: fenced, state lost)."),
 		applyLatency:      hist("projector.apply.duration", "Time to apply one batch of events."),
 		checkpointLatency: hist("projector.checkpoint.duration", "Time to store a batch of cursors."),
@@ -95,13 +99,16 @@ type RunnerStats struct {
 	// PassedOver counts records a resume passed over: a skipped event,
 	// malformed and misplaced records held behind a parked event.
 	PassedOver int64
+	// Uncataloged counts streams applied that the stream catalog lacks.
+	Uncataloged int64
 }
 
 // Stats returns the runner's counts so far.
 func (r *Runner) Stats() RunnerStats {
 	m := r.metrics
 	return RunnerStats{Applied: m.applied.total.Load(), Skipped: m.skipped.total.Load(), Parked: m.parked.total.Load(),
-		Held: m.held.total.Load(), Unverified: m.unverified.total.Load(), Misplaced: m.misplaced.total.Load(), PassedOver: m.passedOver.total.Load()}
+		Held: m.held.total.Load(), Unverified: m.unverified.total.Load(), Misplaced: m.misplaced.total.Load(), PassedOver: m.passedOver.total.Load(),
+		Uncataloged: m.uncataloged.total.Load()}
 }
 
 // registerPartitionGauge reports each assigned partition's state: 1 for

@@ -105,3 +105,41 @@ func TestRunnerWithForeignProducers(t *testing.T) {
 	waitUnparked(t, rep, pseudo)
 	f.settle(t, p, want)
 }
+
+// TestRunnerReportsStreamsTheCatalogLacks: a stream written by another
+// producer is applied and reported as missing from the catalog (ListStreams
+// does not list it); a stream appended through the Store is not reported.
+func TestRunnerReportsStreamsTheCatalogLacks(t *testing.T) {
+	defer kafkastore.SetCatalogGrace(500 * time.Millisecond)()
+	f := newFixture(t, 2)
+	ctx := ctxFor(t)
+	const foreign, own = "process/foreign/a", "process/own/a"
+	produceFranz(t, f.env, f.store.Config().Topic, foreign, 1, 2)
+	if _, err := f.store.Append(ctx, own, framework.NoStream, []framework.EventData{{Type: "Counted"}}); err != nil {
+		t.Fatal(err)
+	}
+	p, _ := f.fixableCounter(t)
+	rep := f.start(t, p, nil)
+	f.waitCounts(t, p, map[string]int64{foreign: 2, own: 1}, time.Minute)
+	waitFor(t, 30*time.Second, "the foreign stream reported", func() (bool, string) {
+		st := rep.r.Stats()
+		return st.Uncataloged == 1, fmt.Sprintf("stats %+v, want 1 uncataloged", st)
+	})
+	time.Sleep(2 * time.Second)
+	if st := rep.r.Stats(); st.Uncataloged != 1 {
+		t.Errorf("stats %+v, want only the foreign stream reported", st)
+	}
+	if _, err := f.store.RebuildCatalog(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var listed []string
+	for id, err := range f.store.ListStreams(ctx, "process/") {
+		if err != nil {
+			t.Fatal(err)
+		}
+		listed = append(listed, id)
+	}
+	if fmt.Sprint(listed) != fmt.Sprint([]string{foreign, own}) {
+		t.Errorf("after a rebuild ListStreams = %v", listed)
+	}
+}

@@ -44,6 +44,8 @@ type Runner struct {
 	// maxRecordBytes is the producer's batch limit: large enough for a
 	// dead-letter copy of the largest record the topic accepts.
 	maxRecordBytes int32
+	// seen queues streams new to a worker for the catalog watch.
+	seen chan seenStream
 	// partitions is the event topic's partition count when the runner
 	// started: a record off the murmur2 partition of its key over it is
 	// misplaced.
@@ -145,6 +147,12 @@ func (r *Runner) Run(ctx context.Context) error {
 	}
 	var background sync.WaitGroup
 	defer background.Wait()
+	if st, ok := r.events.(*Store); ok {
+		watchCtx, stopWatch := context.WithCancel(ctx)
+		defer stopWatch()
+		r.seen = make(chan seenStream, catalogQueue)
+		background.Go(func() { r.watchCatalog(watchCtx, st) })
+	}
 	if r.cfg.Control != nil {
 		hbCtx, stopHeartbeat := context.WithCancel(context.WithoutCancel(ctx))
 		defer stopHeartbeat()
