@@ -1,12 +1,14 @@
 // Command projectorctl administers Projector projections while their
 // replicas run: status, replay (rebuild the read model by resetting the
-// consumer group's offsets), pause and resume, and parked streams.
+// consumer group's offsets), pause and resume, parked streams, and the
+// stream catalog.
 //
 //	projectorctl status billing [-o json]
 //	projectorctl replay billing [--to-time 2026-03-01T00:00:00+01:00 | --to-offsets FILE] [--dry-run] [--yes] [--wait]
 //	projectorctl replay billing --resume | --abort
 //	projectorctl pause billing --reason "maintenance" ; projectorctl resume billing
-//	projectorctl parked list billing ; projectorctl parked retry|skip billing STREAM --reason "..."
+//	projectorctl parked list billing ; projectorctl parked retry|skip billing STREAM --reason "..." [--force | --drop]
+//	projectorctl catalog rebuild [-o json]
 //	projectorctl completion bash|zsh|fish|powershell
 //
 // Every connection flag falls back to an environment variable, the same the
@@ -29,6 +31,14 @@
 //	3  refused: the group did not empty in time, a replay is already in
 //	   progress, a destructive step was not confirmed
 //	4  not found: no such parked stream
+//	5  catalog rebuild found streams off their murmur2 partition (listed)
+//
+// A retry or skip of a parked stream is recorded beside it; the replica
+// owning the stream's partition carries it out (re-reading the held
+// records from Kafka) and only then unparks it, so parked list shows the
+// request until it is done. A skip of a gap is checked against the
+// stream's records in Kafka: --drop passes over the parked record instead,
+// --force skips anyway.
 //
 // A replay is coordinated through the projection's control record in Redis:
 // the replicas see the request, finish their batch, store their cursors,

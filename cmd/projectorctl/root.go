@@ -68,7 +68,7 @@ func newRootCommand(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 	o := &options{stdin: stdin, stdout: stdout, stderr: stderr}
 	root := &cobra.Command{
 		Use:           "projectorctl",
-		Short:         "Administer Projector projections: status, replay, pause/resume, parked streams",
+		Short:         "Administer Projector projections: status, replay, pause/resume, parked streams, the stream catalog",
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(*cobra.Command, []string) error {
