@@ -106,7 +106,9 @@
 //	projector:{billing}:serials    hash: partition -> fenced writes made (write serial)
 //	projector:{billing}:progress   hash: partition -> next offset the stored state covers
 //	projector:{billing}:parked     hash: stream ID -> JSON framework.ParkedStream
-//	projector:{billing}:resolutions list: JSON framework.Resolution, newest first
+//	projector:{billing}:resolving  hash: stream ID -> JSON framework.Resolution an admin
+//	                               requested and the partition's worker has not carried out
+//	projector:{billing}:resolutions list: JSON framework.Resolution carried out, newest first
 //	projector:{billing}:control    hash: pause, replay and reset state
 //	projector:{billing}:replicas   hash: replica ID -> JSON framework.ReplicaInfo
 //	projector:{billing}:rm:...     the read model of an AtomicProjection
