@@ -61,6 +61,25 @@ func blockInAResume(t *testing.T, f *fixture, p *redischeckpoint.AtomicProjectio
 	return proc
 }
 
+// nextOwnerCompletes starts another replica process and waits until it
+// has completed the resume: every event of the stream applied once, the
+// stream unparked.
+func nextOwnerCompletes(t *testing.T, f *fixture, p *redischeckpoint.AtomicProjection, dir, id string) {
+	t.Helper()
+	next := startReplicaProcess(t, f, os.Stderr, envResume+"="+dir, envSession+"=6s")
+	t.Cleanup(func() {
+		_ = next.Process.Signal(syscall.SIGTERM)
+		_, _ = next.Process.Wait()
+	})
+	want := map[string]int64{id: 5}
+	f.waitCounts(t, p, want, 2*time.Minute)
+	waitFor(t, 30*time.Second, "the stream is unparked", func() (bool, string) {
+		parked, err := f.rstore.Parked(ctxFor(t), f.name)
+		return err == nil && len(parked) == 0, fmt.Sprint(parked, err)
+	})
+	f.settle(t, p, want)
+}
+
 // resolutionsOf counts the recorded resolutions of a stream.
 func resolutionsOf(t *testing.T, f *fixture, id string) int {
 	t.Helper()
@@ -98,18 +117,7 @@ func TestReplicaKilledDuringAResume(t *testing.T) {
 	if err := os.Remove(filepath.Join(dir, "hold")); err != nil {
 		t.Fatal(err)
 	}
-	next := startReplicaProcess(t, f, os.Stderr, envResume+"="+dir, envSession+"=6s")
-	t.Cleanup(func() {
-		_ = next.Process.Signal(syscall.SIGTERM)
-		_, _ = next.Process.Wait()
-	})
-	want := map[string]int64{id: 5}
-	f.waitCounts(t, p, want, 2*time.Minute)
-	waitFor(t, 30*time.Second, "the stream is unparked", func() (bool, string) {
-		parked, err := f.rstore.Parked(ctxFor(t), f.name)
-		return err == nil && len(parked) == 0, fmt.Sprint(parked, err)
-	})
-	f.settle(t, p, want)
+	nextOwnerCompletes(t, f, p, dir, id)
 	if n := resolutionsOf(t, f, id); n != 1 {
 		t.Errorf("%d resolutions recorded, want 1", n)
 	}
@@ -198,16 +206,5 @@ func TestReplicaStoppedDuringAResume(t *testing.T) {
 	if parked, _ := f.rstore.Parked(ctxFor(t), f.name); len(parked) != 1 || parked[0].Resolving == nil {
 		t.Fatalf("after the replica left: parked = %+v; want the stream parked with the retry recorded", parked)
 	}
-	next := startReplicaProcess(t, f, os.Stderr, envResume+"="+dir, envSession+"=6s")
-	t.Cleanup(func() {
-		_ = next.Process.Signal(syscall.SIGTERM)
-		_, _ = next.Process.Wait()
-	})
-	want := map[string]int64{id: 5}
-	f.waitCounts(t, p, want, 2*time.Minute)
-	waitFor(t, 30*time.Second, "the stream is unparked", func() (bool, string) {
-		parked, err := f.rstore.Parked(ctxFor(t), f.name)
-		return err == nil && len(parked) == 0, fmt.Sprint(parked, err)
-	})
-	f.settle(t, p, want)
+	nextOwnerCompletes(t, f, p, dir, id)
 }
