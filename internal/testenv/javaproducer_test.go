@@ -86,7 +86,10 @@ func TestJavaProducerFailure(t *testing.T) {
 	k := testenv.Kafka(t)
 	java := testenv.JavaProducer(t, k)
 	topic := k.CreateTopic(t, "java", 1, nil)
-	java.Properties = map[string]string{"max.block.ms": "2000"}
+	// The wait for partition 5's metadata ends the produce; it must also
+	// cover the first metadata fetch of the new topic on a loaded machine
+	// (2 s did not, under the full test run).
+	java.Properties = map[string]string{"max.block.ms": "8000"}
 
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
