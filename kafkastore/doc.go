@@ -33,8 +33,12 @@
 // ReadStream uses it to seek to the stream's first offset instead of
 // scanning the partition, and reads on to the partition's end as of the
 // call, so events written after the catalog entry (its write failed, or
-// another producer appended) are not missed. A stream the catalog lacks is
-// read from the murmur2 partition of its key. [Store.RebuildCatalog]
+// another producer appended) are not missed. For a stream the catalog
+// lacks, ReadStream, StreamVersion and Append first find its records on
+// every partition of the event topic, from an index of where each key's
+// records are that a Store builds by reading the whole topic at its first
+// such call and keeps up to date by reading only what was added since; a
+// stream the catalog knows never costs that. [Store.RebuildCatalog]
 // rebuilds the catalog by scanning the event topic, for topics written by
 // other producers that follow the header contract.
 //
@@ -56,12 +60,16 @@
 // ListStreams to list them. The rebuild reports a stream on another
 // partition than its key's as an [Anomaly] (split over several partitions,
 // or off-home: wholly on one other partition) and marks its catalog entry.
-// ReadStream reads an off-home stream where it is and refuses a split one;
-// Append refuses both, as its events would go to the key's partition and
-// split the stream; both errors are a [*PlacementError] matching
+// Without a rebuild the store finds such a stream all the same, as it
+// looks for a stream the catalog lacks on every partition. ReadStream
+// reads an off-home stream where it is and refuses a split one; Append
+// refuses both, as its events would go to the key's partition and split
+// the stream; both errors are a [*PlacementError] matching
 // [ErrMisplaced]. ReadStream also refuses, with the same error, to end a
 // stream early: a gap in the sequences it reads, or a catalog head its
-// partition does not hold.
+// partition does not hold. Append to a stream another producer wrote on
+// its key's partition checks the expected version against the stream's
+// highest sequence there, as for its own streams.
 //
 // # Writers
 //

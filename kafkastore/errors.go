@@ -112,6 +112,7 @@ func (e *TopicError) Unwrap() error { return e.Err }
 type PlacementError struct {
 	Op string // "read" or "append"
 	Anomaly
+	written bool // the append stored its events before it found the split
 }
 
 func (e *PlacementError) Error() string {
@@ -123,8 +124,11 @@ func (e *PlacementError) cause() string {
 	const foreign = "a producer whose partitioner is not murmur2 of the key " +
 		"(Sarama's default FNV-1a hash, kafka-go's round robin, librdkafka's default consistent_random)"
 	switch {
-	case e.Kind == AnomalySplit && e.Op == "append":
+	case e.Kind == AnomalySplit && e.written:
 		return "the events went to another partition than the stream's earlier ones: the topic's partition count changed since the stream began"
+	case e.Kind == AnomalySplit && e.Op == "append":
+		return fmt.Sprintf("refusing to append: the events would go to partition %d; %s wrote it, "+
+			"or the topic's partition count changed since it began (see docs/kafkastore.md)", e.ExpectedPartition, foreign)
 	case e.Kind == AnomalySplit:
 		return "reading one partition would return part of the stream; " + foreign + " wrote it (see docs/kafkastore.md)"
 	case e.Kind == AnomalyOffHome:

@@ -1,9 +1,15 @@
 package kafkastore
 
 import (
+	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
 	"sync"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // AnomalyKind says what is wrong with a stream's records.
@@ -113,15 +119,28 @@ func (s *Store) misplaced(e CatalogEntry) *PlacementError {
 	}}
 }
 
-// scanIndex remembers, per partition of the event topic, one range of
-// offsets the Store has read in full and, for every key in it, the first
-// and last offset of its records. ReadStream asks it whether a stream has
-// records beyond its catalog head instead of reading them again, so each
-// record is read once per Store for that check, not once per call. Its
-// memory is about that of the catalog: one entry per stream in the range.
+// scanIndex remembers, per partition of the event topic, ranges of offsets
+// the Store has read in full and, for every key in them, the first and
+// last offset of its records, so that what it answers is read once per
+// Store, not once per call. Each partition has up to two ranges:
+//
+//   - whole, from the partition's log start: every call about a stream the
+//     catalog lacks brings it up to the partition's last stable offset
+//     (locate), to find the stream's records on every partition;
+//   - tail, beyond it: what ReadStream read past a cataloged stream's head
+//     to tell whether the stream has records there.
+//
+// A tail that touches or overlaps the whole range joins it. Memory is
+// about 120 bytes per key and range: once a stream the catalog lacks has
+// been looked up, one entry per stream of the topic, as much again as the
+// catalog.
 type scanIndex struct {
 	mu    sync.Mutex
-	parts map[int32]*scannedRange
+	whole map[int32]*scannedRange
+	tail  map[int32]*scannedRange
+	// crowded marks the partitions whose whole range outgrew
+	// maxIndexedKeys: they have none, and locate reads them in full.
+	crowded map[int32]bool
 }
 
 type scannedRange struct {
@@ -131,9 +150,10 @@ type scannedRange struct {
 
 type keySpan struct{ first, last int64 }
 
-// maxIndexedKeys bounds the keys remembered per partition (about 120
-// bytes each); beyond it the partition is forgotten and every ReadStream
-// of a stream in it reads from the stream's head to the partition's end.
+// maxIndexedKeys bounds the keys of one range (about 120 bytes each).
+// Beyond it a tail range is forgotten (every ReadStream of a cataloged
+// stream in the partition then reads from the stream's head to the
+// partition's end) and a whole range marks its partition crowded.
 const maxIndexedKeys = 1 << 18
 
 // readFrom returns the offset from which partition p must be read to see
@@ -141,46 +161,129 @@ const maxIndexedKeys = 1 << 18
 func (x *scanIndex) readFrom(p int32, key string, head int64) int64 {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	r := x.parts[p]
-	if r == nil || r.from > head+1 {
-		return head + 1
+	pos := head + 1
+	for range 2 { // through the whole range, then the tail
+		r := x.whole[p]
+		if !r.holds(pos) {
+			r = x.tail[p]
+		}
+		if !r.holds(pos) {
+			return pos
+		}
+		if sp, ok := r.keys[key]; ok && sp.last >= pos {
+			return max(pos, sp.first)
+		}
+		pos = r.to
 	}
-	if sp, ok := r.keys[key]; ok && sp.last > head {
-		return max(head+1, sp.first)
+	return pos
+}
+
+func (r *scannedRange) holds(offset int64) bool {
+	return r != nil && r.from <= offset && offset < r.to
+}
+
+// wholeSpan returns how far the whole range of partition p reaches (ok
+// false: there is none) and the span of key in it (found), or crowded when
+// the partition has too many keys for one.
+func (x *scanIndex) wholeSpan(p int32, key string) (to int64, sp keySpan, found, ok, crowded bool) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	r := x.whole[p]
+	if r == nil {
+		return 0, keySpan{}, false, false, x.crowded[p]
 	}
-	return max(head+1, r.to)
+	if s, found := r.keys[key]; found {
+		return r.to, *s, true, true, false
+	}
+	return r.to, keySpan{}, false, true, false
 }
 
 // add records that [from, to) of partition p was read in full, with the
-// spans of the keys found there. Ranges that overlap or touch merge; of
-// two disjoint ranges the one reaching further is kept.
-func (x *scanIndex) add(p int32, from, to int64, keys map[string]*keySpan) {
-	if from >= to || len(keys) > maxIndexedKeys {
+// spans of the keys found there; whole says from is the partition's log
+// start. Ranges that overlap or touch merge; of two disjoint tail ranges
+// the one reaching further is kept.
+func (x *scanIndex) add(p int32, from, to int64, whole bool, keys map[string]*keySpan) {
+	if from > to || (from == to && !whole) {
 		return
 	}
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	if x.parts == nil {
-		x.parts = map[int32]*scannedRange{}
+	if x.whole == nil {
+		x.whole, x.tail, x.crowded = map[int32]*scannedRange{}, map[int32]*scannedRange{}, map[int32]bool{}
 	}
-	r := x.parts[p]
-	if r == nil || to < r.from || from > r.to {
-		if r == nil || to >= r.to {
-			x.parts[p] = &scannedRange{from: from, to: to, keys: keys}
+	if len(keys) > maxIndexedKeys {
+		if whole {
+			x.crowd(p)
 		}
 		return
 	}
-	for k, sp := range keys {
+	if keys == nil {
+		keys = map[string]*keySpan{}
+	}
+	r := &scannedRange{from: from, to: to, keys: keys}
+	w, t := x.whole[p], x.tail[p]
+	switch {
+	case w != nil && r.from <= w.to && r.to >= w.from:
+		w.merge(r)
+	case whole:
+		x.whole[p] = r
+	case t != nil && r.from <= t.to && r.to >= t.from:
+		t.merge(r)
+	case t == nil || r.to >= t.to:
+		x.tail[p] = r
+	}
+	if w, t := x.whole[p], x.tail[p]; w != nil && t != nil && t.from <= w.to {
+		w.merge(t)
+		delete(x.tail, p)
+	}
+	if w := x.whole[p]; w != nil && len(w.keys) > maxIndexedKeys {
+		x.crowd(p)
+	}
+	if t := x.tail[p]; t != nil && len(t.keys) > maxIndexedKeys {
+		delete(x.tail, p)
+	}
+}
+
+// appended extends the range of partition p that ends where an append
+// of key wrote its records, first through last, so that no scan reads
+// them again; only when the records are contiguous, so that no other
+// record lies between them.
+func (x *scanIndex) appended(p int32, key string, first, last int64, contiguous bool) {
+	if !contiguous {
+		return
+	}
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	for _, r := range []*scannedRange{x.whole[p], x.tail[p]} {
+		if r == nil || r.to != first || (len(r.keys) >= maxIndexedKeys && r.keys[key] == nil) {
+			continue
+		}
+		if sp, ok := r.keys[key]; ok {
+			sp.last = last
+		} else {
+			r.keys[key] = &keySpan{first: first, last: last}
+		}
+		r.to = last + 1
+		return
+	}
+}
+
+// crowd forgets the whole range of p for good. x.mu must be held.
+func (x *scanIndex) crowd(p int32) {
+	delete(x.whole, p)
+	x.crowded[p] = true
+}
+
+// merge adds src, which overlaps or touches r, to r.
+func (r *scannedRange) merge(src *scannedRange) {
+	for k, sp := range src.keys {
 		if old, ok := r.keys[k]; ok {
 			old.first, old.last = min(old.first, sp.first), max(old.last, sp.last)
 		} else {
 			r.keys[k] = sp
 		}
 	}
-	r.from, r.to = min(r.from, from), max(r.to, to)
-	if len(r.keys) > maxIndexedKeys {
-		delete(x.parts, p)
-	}
+	r.from, r.to = min(r.from, src.from), max(r.to, src.to)
 }
 
 // note records r's key in keys, a scan's own map, unless it is full.
@@ -192,4 +295,121 @@ func note(keys map[string]*keySpan, key []byte, offset int64) {
 	if len(keys) <= maxIndexedKeys {
 		keys[string(key)] = &keySpan{first: offset, last: offset}
 	}
+}
+
+// locate finds the records of a stream the catalog lacks on every
+// partition of the event topic below ends (the last stable offsets the
+// caller listed; n partitions): the first and last offset of its records
+// on each partition that holds any. It reads only what the index lacks,
+// bringing the whole range of every partition up to ends, the partitions
+// at once (as many as Config.ReadConcurrency); a crowded partition it
+// reads in full for the stream alone. Calls take turns, so that
+// concurrent first calls of a Store read the topic once.
+func (s *Store) locate(ctx context.Context, streamID string, ends kadm.ListedOffsets, n int32) (map[int32]keySpan, error) {
+	select {
+	case s.locating <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-s.closed:
+		return nil, ErrClosed
+	}
+	defer func() { <-s.locating }()
+	topic := s.cfg.Topic
+	type work struct {
+		from, end      int64
+		sp             keySpan
+		has            bool
+		whole, crowded bool // read from the log start; not indexed
+		err            error
+	}
+	works := make([]work, n)
+	var starts kadm.ListedOffsets // listed when a partition is read from its start
+	for p := range n {
+		w := &works[p]
+		listed, ok := ends.Lookup(topic, p)
+		if !ok || listed.Err != nil {
+			return nil, fmt.Errorf("kafkastore: end offset of %s/%d: %v", topic, p, listed.Err)
+		}
+		w.end = listed.Offset
+		var indexed bool
+		w.from, w.sp, w.has, indexed, w.crowded = s.scanned.wholeSpan(p, streamID)
+		if indexed {
+			continue
+		}
+		w.whole = true
+		if starts == nil {
+			var err error
+			if starts, err = s.admin.ListStartOffsets(ctx, topic); err != nil {
+				return nil, fmt.Errorf("kafkastore: start offsets of %s: %w", topic, err)
+			}
+		}
+		start, ok := starts.Lookup(topic, p)
+		if !ok || start.Err != nil {
+			return nil, fmt.Errorf("kafkastore: start offset of %s/%d: %v", topic, p, start.Err)
+		}
+		w.from = start.Offset
+	}
+	var wg sync.WaitGroup
+	for p := range n {
+		w := &works[p]
+		if w.from >= w.end {
+			if w.whole && !w.crowded {
+				s.scanned.add(p, w.from, w.from, true, nil) // empty: nothing to read next time
+			}
+			continue
+		}
+		wg.Go(func() {
+			var keys map[string]*keySpan
+			if !w.crowded {
+				keys = map[string]*keySpan{}
+			}
+			w.err = s.scanRange(ctx, topic, p, w.from, w.end, func(r *kgo.Record) error {
+				if keys != nil {
+					note(keys, r.Key, r.Offset)
+				}
+				if string(r.Key) == streamID {
+					if !w.has {
+						w.sp, w.has = keySpan{first: r.Offset}, true
+					}
+					w.sp.last = r.Offset
+				}
+				return nil
+			})
+			if w.err == nil && keys != nil {
+				s.scanned.add(p, w.from, w.end, w.whole, keys)
+			}
+		})
+	}
+	wg.Wait()
+	found := map[int32]keySpan{}
+	for p, w := range works {
+		if w.err != nil {
+			return nil, w.err
+		}
+		if w.has {
+			found[int32(p)] = w.sp
+		}
+	}
+	return found, nil
+}
+
+// placementOf returns what is wrong with where a stream's records are
+// (spans, by partition; home, its key's murmur2 partition): off-home when
+// they are all on another partition, split when they are on several; nil
+// when they are all at home or there are none. Partition and Offset name
+// the lowest partition other than home and the stream's first record
+// there.
+func placementOf(streamID string, spans map[int32]keySpan, home int32) *Anomaly {
+	partitions := slices.Sorted(maps.Keys(spans))
+	for _, p := range partitions {
+		if p == home {
+			continue
+		}
+		kind := AnomalySplit
+		if len(partitions) == 1 {
+			kind = AnomalyOffHome
+		}
+		return &Anomaly{Kind: kind, StreamID: streamID, Partition: p, Offset: spans[p].first, ExpectedPartition: home, Partitions: partitions}
+	}
+	return nil
 }

@@ -267,15 +267,15 @@ func TestSplitStreamIsReportedAndNotReadPartially(t *testing.T) {
 		t.Fatalf("round robin put every record on partition %v", partitions)
 	}
 
-	// The catalog does not know the stream: ReadStream looks on the key's
-	// murmur2 partition, which holds only some of its events.
+	// The catalog does not know the stream: ReadStream looks for it on
+	// every partition and refuses it as split, yielding nothing.
 	seqs, err := readAll(ctx, s, stream, 0)
 	if err == nil {
 		t.Fatalf("ReadStream of a stream split by round robin returned %v and no error", seqs)
 	}
 	pe := placementError(t, err)
-	if pe.StreamID != stream || pe.Kind != kafkastore.AnomalyGap || pe.Partition != home || !slices.Equal(seqs, seqRange(1, uint64(len(seqs)))) {
-		t.Errorf("ReadStream = %v, %+v; want a prefix and a gap on partition %d", seqs, pe, home)
+	if pe.StreamID != stream || pe.Kind != kafkastore.AnomalySplit || len(seqs) != 0 || pe.ExpectedPartition != home {
+		t.Errorf("ReadStream = %v, %+v; want no event and a split error naming home partition %d", seqs, pe, home)
 	}
 	t.Logf("before the rebuild: %v after %v", err, seqs)
 

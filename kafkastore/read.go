@@ -5,36 +5,43 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"maps"
+	"slices"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/projector-dev/projector/framework"
 )
 
 // ReadStream implements [framework.EventStore]. It reads one partition:
-// the one the catalog records for the stream, from the stream's first
-// offset, or for a stream the catalog lacks (written by another producer,
-// or before its catalog entry was written) the murmur2 partition of its
-// key, from its start. It reads to the partition's last stable offset
-// taken when the call begins, not only to the catalog's head, so events
-// appended after the catalog entry are returned too; what lies beyond the
-// head is read once per Store and remembered per key, so a later call
-// reads only what was added since. Other streams' records are skipped.
-// Memory is bounded by Config.ReadBatchBytes, plus the remembered keys.
+// for a stream the catalog records, the partition it records, from the
+// stream's first offset, to the partition's last stable offset taken when
+// the call begins, not only to the catalog's head, so events appended
+// after the catalog entry are returned too; what lies beyond the head is
+// read once per Store and remembered per key, so a later call reads only
+// what was added since. Other streams' records are skipped. Memory is
+// bounded by Config.ReadBatchBytes, plus the remembered keys.
 //
-// ReadStream never ends a stream silently short: a sequence above the
-// previous one plus one, a catalog head the partition does not hold, or
-// a stream the catalog records as split over partitions ends the iteration
-// with a [*PlacementError] (matching [ErrMisplaced]) naming the stream, the
-// partition and what is wrong. A repeated sequence is yielded: the
+// For a stream the catalog lacks (written by another producer, or before
+// its catalog entry was written) it first finds the stream's records on
+// every partition (the first such call of a Store reads the whole topic,
+// later ones what was added since; see docs/kafkastore.md for the cost),
+// then reads them from the one partition that holds them, as it reads a
+// cataloged stream.
+//
+// ReadStream never ends a stream silently short: a stream on several
+// partitions (split, whether the catalog records it so or not), a sequence
+// above the previous one plus one, or a catalog head the partition does not
+// hold ends the iteration with a [*PlacementError] (matching
+// [ErrMisplaced]) naming the stream, the partitions and what is wrong; a
+// split stream yields no event. A repeated sequence is yielded: the
 // consumer tells a duplicate from a conflict by the event ID. A record of
-// the stream that does not decode ends the iteration with a
-// [*RecordError].
+// the stream that does not decode ends the iteration with a [*RecordError].
 //
 // A stream whose records are all on one partition other than its key's
-// murmur2 partition is read from there once the catalog knows it
-// ([Store.RebuildCatalog]); until then ReadStream looks on the murmur2
-// partition and finds nothing.
+// murmur2 partition (off-home) is read from there, whether the catalog
+// knows it or not; Append refuses it.
 func (s *Store) ReadStream(ctx context.Context, streamID string, after uint64) iter.Seq2[framework.Event, error] {
 	return func(yield func(framework.Event, error) bool) {
 		if err := framework.ValidateStreamID(streamID); err != nil {
@@ -57,27 +64,85 @@ func (s *Store) ReadStream(ctx context.Context, streamID string, after uint64) i
 	}
 }
 
-func (s *Store) readStream(ctx context.Context, streamID string, entry CatalogEntry, known bool, after uint64, yield func(framework.Event, error) bool) error {
+// endOffsets lists the last stable offset of every partition of the event
+// topic and returns them with the partition count.
+func (s *Store) endOffsets(ctx context.Context) (kadm.ListedOffsets, int32, error) {
 	topic := s.cfg.Topic
 	ends, err := s.admin.ListCommittedOffsets(ctx, topic)
 	if err != nil {
-		return fmt.Errorf("kafkastore: end offsets of %s: %w", topic, err)
+		return nil, 0, fmt.Errorf("kafkastore: end offsets of %s: %w", topic, err)
 	}
 	n := int32(len(ends[topic]))
 	if n == 0 {
-		return fmt.Errorf("kafkastore: topic %s has no partitions", topic)
+		return nil, 0, fmt.Errorf("kafkastore: topic %s has no partitions", topic)
 	}
 	s.partitions.Store(n)
-	home := PartitionFor(streamID, n)
-	partition, head := home, int64(-1) // head: the catalog's head offset
-	if known {
-		if entry.Placement == AnomalySplit {
-			return &PlacementError{Op: "read", Anomaly: Anomaly{
-				Kind: AnomalySplit, StreamID: streamID, Partition: entry.Partition, Offset: entry.FirstOffset, ExpectedPartition: home,
-			}}
-		}
-		partition, head = entry.Partition, entry.HeadOffset
+	return ends, n, nil
+}
+
+// sequenceCheck passes on the events of one stream after after, in the
+// order of their records, and fails at a gap.
+type sequenceCheck struct {
+	streamID string
+	home     int32 // the key's murmur2 partition, for the error
+	after    uint64
+	next     uint64 // the sequence the caller expects next
+	yield    func(framework.Event, error) bool
+}
+
+func (c *sequenceCheck) visit(r *kgo.Record) error {
+	if string(r.Key) != c.streamID {
+		return nil
 	}
+	e, err := DecodeRecord(r)
+	if err != nil {
+		return err
+	}
+	if e.Sequence <= c.after {
+		return nil
+	}
+	if e.Sequence > c.next {
+		return &PlacementError{Op: "read", Anomaly: Anomaly{
+			Kind: AnomalyGap, StreamID: c.streamID, Partition: r.Partition, Offset: r.Offset, ExpectedPartition: c.home,
+			Sequence: e.Sequence, Previous: c.next - 1,
+		}}
+	}
+	if e.Sequence == c.next {
+		c.next++
+	}
+	if !c.yield(e, nil) {
+		return errStop
+	}
+	return nil
+}
+
+func (s *Store) readStream(ctx context.Context, streamID string, entry CatalogEntry, known bool, after uint64, yield func(framework.Event, error) bool) error {
+	topic := s.cfg.Topic
+	ends, n, err := s.endOffsets(ctx)
+	if err != nil {
+		return err
+	}
+	home := PartitionFor(streamID, n)
+	check := &sequenceCheck{streamID: streamID, home: home, after: after, next: after + 1, yield: yield}
+	if !known {
+		spans, err := s.locate(ctx, streamID, ends, n)
+		if err != nil {
+			return err
+		}
+		if a := placementOf(streamID, spans, home); a != nil && a.Kind == AnomalySplit {
+			return &PlacementError{Op: "read", Anomaly: *a}
+		}
+		for p, sp := range spans { // at most one: home, or off-home
+			return s.scanRange(ctx, topic, p, sp.first, sp.last+1, check.visit)
+		}
+		return nil
+	}
+	if entry.Placement == AnomalySplit {
+		return &PlacementError{Op: "read", Anomaly: Anomaly{
+			Kind: AnomalySplit, StreamID: streamID, Partition: entry.Partition, Offset: entry.FirstOffset, ExpectedPartition: home,
+		}}
+	}
+	partition, head := entry.Partition, entry.HeadOffset
 	listed, ok := ends.Lookup(topic, partition)
 	if !ok || listed.Err != nil {
 		return fmt.Errorf("kafkastore: end offset of %s/%d: %v", topic, partition, listed.Err)
@@ -92,36 +157,13 @@ func (s *Store) readStream(ctx context.Context, streamID string, entry CatalogEn
 	if verifyFrom < end {
 		keys = map[string]*keySpan{}
 	}
-	next := after + 1 // the sequence the caller expects next
 	visit := func(r *kgo.Record) error {
 		if keys != nil && r.Offset >= verifyFrom {
 			note(keys, r.Key, r.Offset)
 		}
-		if string(r.Key) != streamID {
-			return nil
-		}
-		e, err := DecodeRecord(r)
-		if err != nil {
-			return err
-		}
-		if e.Sequence <= after {
-			return nil
-		}
-		if e.Sequence > next {
-			return &PlacementError{Op: "read", Anomaly: Anomaly{
-				Kind: AnomalyGap, StreamID: streamID, Partition: r.Partition, Offset: r.Offset, ExpectedPartition: home,
-				Sequence: e.Sequence, Previous: next - 1,
-			}}
-		}
-		if e.Sequence == next {
-			next++
-		}
-		if !yield(e, nil) {
-			return errStop
-		}
-		return nil
+		return check.visit(r)
 	}
-	throughHead := known && after < entry.HeadSequence
+	throughHead := after < entry.HeadSequence
 	scannedBeyond := false
 	if throughHead {
 		until := min(head+1, end)
@@ -138,12 +180,12 @@ func (s *Store) readStream(ctx context.Context, streamID string, entry CatalogEn
 		}
 	}
 	if keys != nil {
-		s.scanned.add(partition, verifyFrom, end, keys)
+		s.scanned.add(partition, verifyFrom, end, false, keys)
 	}
-	if throughHead && next-1 < entry.HeadSequence {
+	if throughHead && check.next-1 < entry.HeadSequence {
 		return &PlacementError{Op: "read", Anomaly: Anomaly{
 			Kind: AnomalyMissing, StreamID: streamID, Partition: partition, Offset: head, ExpectedPartition: home,
-			Sequence: entry.HeadSequence, Previous: next - 1,
+			Sequence: entry.HeadSequence, Previous: check.next - 1,
 		}}
 	}
 	return nil
@@ -234,21 +276,23 @@ func (s *Store) scanRange(ctx context.Context, topic string, partition int32, fr
 	}
 }
 
-// rescanHead finds the true head of a stream whose last append failed
-// part way, by reading its partition after the last known head.
-func (s *Store) rescanHead(ctx context.Context, streamID string, entry CatalogEntry, known bool) (CatalogEntry, error) {
-	from := int64(0)
-	if known {
-		from = entry.HeadOffset + 1
-	} else {
-		p, err := s.partitionOf(ctx, streamID)
-		if err != nil {
-			return CatalogEntry{}, err
-		}
-		entry = CatalogEntry{StreamID: streamID, Partition: p}
+// rescanHead finds the true head of a cataloged stream whose last append
+// failed part way, by reading its partition after the last known head.
+func (s *Store) rescanHead(ctx context.Context, entry CatalogEntry) (CatalogEntry, error) {
+	fixed, err := s.headIn(ctx, entry, entry.HeadOffset+1, -1)
+	if err != nil {
+		return CatalogEntry{}, fmt.Errorf("kafkastore: re-read the head of %s: %w", entry.StreamID, err)
 	}
-	err := s.scanPartition(ctx, s.cfg.Topic, entry.Partition, from, -1, func(r *kgo.Record) error {
-		if string(r.Key) != streamID {
+	return fixed, nil
+}
+
+// headIn returns entry with the highest sequence of its stream found in
+// entry.Partition from offset from through until (-1: the last stable
+// offset), when above entry's head, as its head; for an entry without a
+// head, the first record of the stream found as its first offset.
+func (s *Store) headIn(ctx context.Context, entry CatalogEntry, from, until int64) (CatalogEntry, error) {
+	visit := func(r *kgo.Record) error {
+		if string(r.Key) != entry.StreamID {
 			return nil
 		}
 		e, err := DecodeRecord(r)
@@ -262,25 +306,49 @@ func (s *Store) rescanHead(ctx context.Context, streamID string, entry CatalogEn
 			entry.HeadSequence, entry.HeadOffset = e.Sequence, r.Offset
 		}
 		return nil
-	})
-	if err != nil {
-		return CatalogEntry{}, fmt.Errorf("kafkastore: re-read the head of %s: %w", streamID, err)
 	}
-	return entry, nil
+	var err error
+	if until < 0 {
+		err = s.scanPartition(ctx, s.cfg.Topic, entry.Partition, from, until, visit)
+	} else {
+		err = s.scanRange(ctx, s.cfg.Topic, entry.Partition, from, until+1, visit)
+	}
+	return entry, err
 }
 
-// partitionOf returns the partition Kafka's default partitioner assigns to
-// the stream's key.
-func (s *Store) partitionOf(ctx context.Context, streamID string) (int32, error) {
-	details, err := s.admin.ListTopics(ctx, s.cfg.Topic)
+// uncatalogedHead returns the head of a stream the catalog lacks: the
+// highest sequence of its records on any partition (see locate), with
+// the partition holding it and its offsets there, and Placement set as a
+// rebuilt catalog would set it. A stream without records has head 0. With
+// forAppend, a stream not wholly on its key's murmur2 partition is refused
+// with a [*PlacementError] before its sequences are read.
+func (s *Store) uncatalogedHead(ctx context.Context, streamID string, forAppend bool) (CatalogEntry, error) {
+	ends, n, err := s.endOffsets(ctx)
 	if err != nil {
-		return 0, err
+		return CatalogEntry{}, err
 	}
-	n := len(details[s.cfg.Topic].Partitions)
-	if n == 0 {
-		return 0, fmt.Errorf("kafkastore: topic %s has no partitions", s.cfg.Topic)
+	spans, err := s.locate(ctx, streamID, ends, n)
+	if err != nil {
+		return CatalogEntry{}, err
 	}
-	return PartitionFor(streamID, int32(n)), nil
+	head := CatalogEntry{StreamID: streamID}
+	if a := placementOf(streamID, spans, PartitionFor(streamID, n)); a != nil {
+		if forAppend {
+			return CatalogEntry{}, &PlacementError{Op: "append", Anomaly: *a}
+		}
+		head.Placement = a.Kind
+	}
+	for _, p := range slices.Sorted(maps.Keys(spans)) {
+		there, err := s.headIn(ctx, CatalogEntry{StreamID: streamID, Partition: p}, spans[p].first, spans[p].last)
+		if err != nil {
+			return CatalogEntry{}, fmt.Errorf("kafkastore: read the head of %s: %w", streamID, err)
+		}
+		if there.HeadSequence > head.HeadSequence {
+			there.Placement = head.Placement
+			head = there
+		}
+	}
+	return head, nil
 }
 
 // PartitionFor returns the partition the Java clients' default partitioner

@@ -34,7 +34,8 @@ type Store struct {
 	catalogReader *kgo.Client
 	readers       chan *kgo.Client // pooled ReadStream consumers
 	partitions    atomic.Int32     // the event topic's partition count, as last seen
-	scanned       scanIndex        // what ReadStream read beyond catalog heads
+	scanned       scanIndex        // where keys are, per partition: see locate and ReadStream
+	locating      chan struct{}    // held by the one locate call running
 
 	refreshMu   sync.Mutex
 	refreshedAt time.Time
@@ -73,6 +74,7 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		lockSeed:    maphash.MakeSeed(),
 		closed:      make(chan struct{}),
 		readers:     make(chan *kgo.Client, cfg.ReadConcurrency),
+		locating:    make(chan struct{}, 1),
 	}
 	// A short metadata age lets a freshly created topic be used at once
 	// (the default waits 5s before re-asking for unknown partitions).
@@ -175,9 +177,17 @@ func (s *Store) streamLock(id string) *sync.Mutex {
 // Append implements [framework.EventStore]. It returns when every record
 // is acknowledged by all in-sync replicas; the events it returns carry
 // their partition and offset. See the package documentation for the
-// single-writer rule. A stream the catalog records off the murmur2
-// partition of its key (see [Store.RebuildCatalog]) is refused with a
-// [*PlacementError] before anything is written.
+// single-writer rule.
+//
+// The expected version is checked against the stream's head: the
+// catalog's, or for a stream the catalog lacks the highest sequence of its
+// records, found on every partition (the first such call of a Store reads
+// the whole topic, later ones what was added since), so a
+// stream another producer wrote is not taken for a new one. A stream whose
+// records are not all on the murmur2 partition of its key (off-home or
+// split, whether the catalog records it so or not) is refused with a
+// [*PlacementError] naming where they are and where the events would go,
+// before anything is written.
 func (s *Store) Append(ctx context.Context, streamID string, expected framework.ExpectedVersion, events []framework.EventData) (_ []framework.Event, err error) {
 	if err := framework.ValidateStreamID(streamID); err != nil {
 		return nil, err
@@ -256,9 +266,12 @@ func (s *Store) Append(ctx context.Context, streamID string, expected framework.
 		s.mu.Unlock()
 		return nil, fmt.Errorf("kafkastore: append to %s: %d of %d events acknowledged: %w", streamID, acked, len(records), err)
 	}
+	contiguous := true
 	for i, r := range records {
 		recorded[i].Position = &framework.Position{Partition: r.Partition, Offset: r.Offset}
+		contiguous = contiguous && r.Partition == records[0].Partition && r.Offset == records[0].Offset+int64(i)
 	}
+	s.scanned.appended(records[0].Partition, streamID, records[0].Offset, records[len(records)-1].Offset, contiguous)
 	entry := CatalogEntry{
 		StreamID: streamID, Partition: records[0].Partition, FirstOffset: head.FirstOffset,
 		HeadSequence: recorded[len(recorded)-1].Sequence, HeadOffset: records[len(records)-1].Offset,
@@ -272,7 +285,7 @@ func (s *Store) Append(ctx context.Context, streamID string, expected framework.
 		s.mu.Lock()
 		s.dirty[streamID] = true
 		s.mu.Unlock()
-		return recorded, &PlacementError{Op: "append", Anomaly: Anomaly{
+		return recorded, &PlacementError{Op: "append", written: true, Anomaly: Anomaly{
 			Kind: AnomalySplit, StreamID: streamID, Partition: head.Partition, Offset: head.FirstOffset,
 			ExpectedPartition: entry.Partition, Partitions: []int32{min(head.Partition, entry.Partition), max(head.Partition, entry.Partition)},
 		}}
@@ -289,38 +302,46 @@ func (s *Store) Append(ctx context.Context, streamID string, expected framework.
 	return recorded, nil
 }
 
-// head returns the stream's catalog entry, re-reading the stream's tail
-// from the event topic when an earlier append left it uncertain.
+// head returns the stream's head: its catalog entry, re-read from the
+// event topic when an earlier append left it uncertain, or for a stream the
+// catalog lacks what its records say (a [*PlacementError] when they are off
+// the key's murmur2 partition).
 func (s *Store) head(ctx context.Context, streamID string) (CatalogEntry, error) {
 	s.mu.Lock()
 	entry, known := s.streams[streamID]
 	dirty := s.dirty[streamID]
 	s.mu.Unlock()
-	if !dirty {
-		if !known {
-			entry = CatalogEntry{StreamID: streamID}
+	if !known {
+		head, err := s.uncatalogedHead(ctx, streamID, true)
+		if err == nil && dirty {
+			s.mu.Lock()
+			delete(s.dirty, streamID)
+			s.mu.Unlock()
 		}
+		return head, err
+	}
+	if !dirty {
 		return entry, nil
 	}
-	fixed, err := s.rescanHead(ctx, streamID, entry, known)
+	fixed, err := s.rescanHead(ctx, entry)
 	if err != nil {
 		return CatalogEntry{}, err
 	}
-	if fixed.HeadSequence > 0 {
-		if err := s.producer.ProduceSync(ctx, s.catalogRecord(ctx, fixed)).FirstErr(); err != nil {
-			return CatalogEntry{}, fmt.Errorf("kafkastore: repair catalog entry of %s: %w", streamID, err)
-		}
+	if err := s.producer.ProduceSync(ctx, s.catalogRecord(ctx, fixed)).FirstErr(); err != nil {
+		return CatalogEntry{}, fmt.Errorf("kafkastore: repair catalog entry of %s: %w", streamID, err)
 	}
 	s.mu.Lock()
-	if fixed.HeadSequence > 0 {
-		s.streams[streamID] = fixed
-	}
+	s.streams[streamID] = fixed
 	delete(s.dirty, streamID)
 	s.mu.Unlock()
 	return fixed, nil
 }
 
-// StreamVersion implements [framework.EventStore].
+// StreamVersion implements [framework.EventStore]. It is the catalog's
+// head, or for a stream the catalog lacks the highest sequence of its
+// records on any partition (found as Append finds it), as a rebuilt
+// catalog would record it, also for a stream off its key's murmur2
+// partition.
 func (s *Store) StreamVersion(ctx context.Context, streamID string) (uint64, error) {
 	if err := framework.ValidateStreamID(streamID); err != nil {
 		return 0, err
@@ -328,16 +349,18 @@ func (s *Store) StreamVersion(ctx context.Context, streamID string) (uint64, err
 	if s.isClosed() {
 		return 0, ErrClosed
 	}
-	if err := s.refreshCatalog(ctx, catalogMaxAge); err != nil {
-		return 0, err
+	entry, known, err := s.Entry(ctx, streamID)
+	if err != nil || known {
+		return entry.HeadSequence, err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.streams[streamID].HeadSequence, nil
+	head, err := s.uncatalogedHead(ctx, streamID, false)
+	return head.HeadSequence, err
 }
 
 // Entry returns the catalog entry of a stream, refreshed from the catalog
-// topic, and whether the stream exists.
+// topic, and whether the catalog knows the stream. It does not look at the
+// event topic: a stream written by another producer exists before the
+// catalog knows it (see [Store.RebuildCatalog]).
 func (s *Store) Entry(ctx context.Context, streamID string) (CatalogEntry, bool, error) {
 	if err := s.refreshCatalog(ctx, catalogMaxAge); err != nil {
 		return CatalogEntry{}, false, err
