@@ -33,6 +33,11 @@ type ParkedStream struct {
 	ParkedAt time.Time `json:"parked_at"`
 	// Position is where the event is in its source, when known.
 	Position *Position `json:"position,omitempty"`
+	// HeldFrom, when set, is the offset in Position's partition from which
+	// the stream's records are held, if lower than Position's own: a
+	// resume that parked the stream again at a later record still had
+	// events before it to apply.
+	HeldFrom *int64 `json:"held_from,omitempty"`
 	// DeadLetter says what became of the event's dead-letter record:
 	// "copied" (the record with the reason in its headers), "reference"
 	// (a record naming topic, partition and offset, because the copy
@@ -45,6 +50,18 @@ type ParkedStream struct {
 	// (its later events held) until the worker has applied what was held
 	// and unparked it. Stores fill it in Parked; Park clears it.
 	Resolving *Resolution `json:"resolving,omitempty"`
+}
+
+// HoldsFrom returns the offset in Position's partition from which the
+// stream's records are held; ok is false without a position.
+func (p ParkedStream) HoldsFrom() (offset int64, ok bool) {
+	if p.Position == nil {
+		return 0, false
+	}
+	if p.HeldFrom != nil && *p.HeldFrom < p.Position.Offset {
+		return *p.HeldFrom, true
+	}
+	return p.Position.Offset, true
 }
 
 // Dead-letter states of a [ParkedStream].

@@ -115,6 +115,9 @@ func (s *session) process(recs []*kgo.Record) error {
 	// stream's earlier events in this batch must not wait behind its park
 	// (a failure after the park would leave them unapplied, and the park
 	// holds only records from its own offset on).
+	// A batch retried in place (a failed step) is processed again: records
+	// whose park, hold or dead letter is done are not handled twice.
+	handled := s.handled
 	parkAt := func(stream string, off int64, park func() error) error {
 		if len(run) > 0 {
 			rest, err := s.applyRun(ctx, run)
@@ -127,22 +130,30 @@ func (s *session) process(recs []*kgo.Record) error {
 			run = run[:0]
 			clear(next)
 			clear(inRun)
-			if s.holds(stream, off) { // its apply in the run parked it
+			if stream != "" && s.holds(stream, off) { // its apply in the run parked it
 				held++
+				s.handled = off
 				return nil
 			}
 		}
-		return park()
+		if err := park(); err != nil {
+			return err
+		}
+		s.handled = off
+		return nil
 	}
 	for i, it := range items {
+		if it.rec.Offset <= handled {
+			continue
+		}
 		if s.misplaced(it.rec) {
-			if err := parkAt("", 0, func() error { return s.parkMisplaced(ctx, it.rec, it.ev, it.err) }); err != nil {
+			if err := parkAt("", it.rec.Offset, func() error { return s.parkMisplaced(ctx, it.rec, it.ev, it.err) }); err != nil {
 				return err
 			}
 			continue
 		}
 		if it.err != nil {
-			if err := parkAt(string(it.rec.Key), it.rec.Offset, func() error { return s.parkMalformed(ctx, it.rec, it.err) }); err != nil {
+			if err := parkAt("", it.rec.Offset, func() error { return s.parkMalformed(ctx, it.rec, it.err) }); err != nil {
 				return err
 			}
 			continue
@@ -267,13 +278,18 @@ func (s *session) duplicate(e framework.Event, off int64, inRun map[streamSeq]st
 		}
 		return dupVerdict{verified: true}
 	}
+	h, ok := s.heads[e.StreamID]
+	if ok && h.offset >= 0 && off >= 0 && off <= h.offset {
+		// Processed before (and, if it was a conflict, parked and
+		// resolved): a redelivery.
+		return dupVerdict{verified: true}
+	}
 	if id, ok := s.recentID(e.StreamID, e.Sequence); ok {
 		if id != e.EventID {
 			return conflict(id)
 		}
 		return dupVerdict{verified: true}
 	}
-	h, ok := s.heads[e.StreamID]
 	if ok && h.seq == e.Sequence && h.eventID != "" {
 		if h.eventID != e.EventID {
 			return conflict(h.eventID)
@@ -281,9 +297,6 @@ func (s *session) duplicate(e framework.Event, off int64, inRun map[streamSeq]st
 		return dupVerdict{verified: true}
 	}
 	if ok && h.offset >= 0 && off >= 0 {
-		if off <= h.offset {
-			return dupVerdict{verified: true}
-		}
 		return dupVerdict{conflict: true, reason: fmt.Sprintf("sequence %d of stream %s was applied before offset %d (the stream is at %d); event %s at offset %d repeats it",
 			e.Sequence, e.StreamID, h.offset, h.seq, e.EventID, off)}
 	}

@@ -148,12 +148,20 @@ func (s *session) parkStream(ctx context.Context, p framework.ParkedStream, rec 
 	rs := s.resuming[p.StreamID]
 	if rs != nil && !rs.reparked {
 		p.Resolving = rs.partial(p) // what the resume did is recorded with the park
+		// Events of the stream before the new parked record may not be
+		// applied yet (waiting for a missing event, or after the failed
+		// one in the batch): the next resume reads again from where this
+		// one started; what was applied is skipped as redelivered.
+		if p.Position != nil && p.Position.Partition == s.p.id && rs.from < p.Position.Offset {
+			from := rs.from
+			p.HeldFrom = &from
+		}
 	}
 	if err := s.r.cfg.Parked.Park(ctx, name, p); err != nil {
 		return fmt.Errorf("kafkastore: park stream %s: %w", p.StreamID, err)
 	}
-	if p.Position != nil && p.Position.Partition == s.p.id {
-		s.parked[p.StreamID] = p.Position.Offset
+	if from, ok := p.HoldsFrom(); ok && p.Position.Partition == s.p.id {
+		s.parked[p.StreamID] = from
 	} else {
 		s.parked[p.StreamID] = 0
 	}
@@ -320,7 +328,7 @@ func (s *session) loadParked() ([]framework.ParkedStream, error) {
 	for _, p := range parked {
 		switch {
 		case p.Position != nil && p.Position.Partition == s.p.id:
-			now[p.StreamID] = p.Position.Offset
+			now[p.StreamID], _ = p.HoldsFrom()
 		case p.Position == nil && s.resumesHere(p):
 			now[p.StreamID] = 0 // parked by an older version: hold all
 		}

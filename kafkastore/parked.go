@@ -62,7 +62,7 @@ type Resolver struct {
 	Seeds      []string
 	ClientOpts []kgo.Opt
 	Topic      string
-	Group      string
+	Group      string // the projection's consumer group (informational)
 }
 
 // Resolve records res for the parked stream res.StreamID of projection and
@@ -187,32 +187,28 @@ func (v Resolver) checkSkip(ctx context.Context, projection string, p framework.
 	return nil
 }
 
-// held returns the sequences of the stream's records behind its parked
-// record in Kafka, up to the group's committed offset (what the replicas
-// held; the rest is read live after the resume).
+// held returns the sequences of the stream's records held behind its
+// parked record in Kafka (from where it is held, the parked record
+// excepted) up to the partition's last stable offset: what the stream
+// shows.
 func (v Resolver) held(ctx context.Context, p framework.ParkedStream) ([]uint64, error) {
 	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(v.Seeds...)}, v.ClientOpts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("kafkastore: client: %w", err)
 	}
-	end := int64(-1)
-	if v.Group != "" {
-		fetched, err := kadm.NewClient(cl).FetchOffsets(ctx, v.Group)
-		if err == nil {
-			err = fetched.Error()
-		}
-		if err != nil {
-			cl.Close()
-			return nil, fmt.Errorf("kafkastore: committed offsets of group %s: %w", v.Group, err)
-		}
-		if o, ok := fetched.Lookup(v.Topic, p.Position.Partition); ok {
-			end = o.At
-		}
-	}
+	ends, err := kadm.NewClient(cl).ListCommittedOffsets(ctx, v.Topic)
 	cl.Close()
+	if err != nil {
+		return nil, fmt.Errorf("kafkastore: end offsets of %s: %w", v.Topic, err)
+	}
+	end := int64(-1)
+	if o, ok := ends.Lookup(v.Topic, p.Position.Partition); ok && o.Err == nil {
+		end = o.Offset
+	}
+	from, _ := p.HoldsFrom()
 	var seqs []uint64
-	err = readPartition(ctx, v.Seeds, v.ClientOpts, v.Topic, p.Position.Partition, p.Position.Offset+1, end, nil, func(rec *kgo.Record) error {
-		if string(rec.Key) != p.StreamID {
+	err = readPartition(ctx, v.Seeds, v.ClientOpts, v.Topic, p.Position.Partition, from, end, nil, func(rec *kgo.Record) error {
+		if string(rec.Key) != p.StreamID || rec.Offset == p.Position.Offset {
 			return nil
 		}
 		if e, err := DecodeRecord(rec); err == nil {

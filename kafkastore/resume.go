@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -67,8 +68,8 @@ func (s *session) resume(todo []framework.ParkedStream) error {
 	for _, p := range todo {
 		rs := &resuming{p: p}
 		if p.Position != nil {
-			rs.from = p.Position.Offset
-			if p.Position.Partition == s.p.id && rs.from >= end {
+			rs.from, _ = p.HoldsFrom()
+			if p.Position.Partition == s.p.id && p.Position.Offset >= end {
 				// This session has not reached the parked record yet
 				// (the previous owner parked it and stopped before
 				// committing): it is read live first, then resumed.
@@ -156,7 +157,12 @@ func (s *session) resume(todo []framework.ParkedStream) error {
 				}
 				return s.parkWaiting(ctx, rs, cur)
 			}
-			i, _ := slices.BinarySearchFunc(rs.waiting, e.Sequence, func(w unit, seq uint64) int { return cmp.Compare(w.ev.Sequence, seq) })
+			// After the events waiting at the same sequence: the first
+			// record of a sequence is its event, a later one a fork.
+			i := len(rs.waiting)
+			if e.Sequence < math.MaxUint64 {
+				i, _ = slices.BinarySearchFunc(rs.waiting, e.Sequence+1, func(w unit, seq uint64) int { return cmp.Compare(w.ev.Sequence, seq) })
+			}
 			rs.waiting = slices.Insert(rs.waiting, i, u)
 			return nil
 		}
@@ -308,6 +314,15 @@ func (s *session) skipInMemory(p framework.ParkedStream) {
 		return // not an event of the stream: its cursor stays
 	}
 	if target <= s.cursors[p.StreamID] {
+		// A conflict: its sequence was applied as another event. The
+		// skipped record is accounted for: the head's offset covers it,
+		// so that it is a redelivery when read again.
+		if h, ok := s.heads[p.StreamID]; ok && h.seq == s.cursors[p.StreamID] && p.Position != nil && p.Position.Partition == s.p.id &&
+			h.offset < p.Position.Offset {
+			h.offset = p.Position.Offset
+			s.heads[p.StreamID] = h
+			s.dirty[p.StreamID] = true
+		}
 		return
 	}
 	s.cursors[p.StreamID] = target
@@ -318,6 +333,9 @@ func (s *session) skipInMemory(p framework.ParkedStream) {
 		if p.Reason == framework.ParkGap {
 			h.offset-- // the head is before the parked record
 		}
+	}
+	if old, ok := s.heads[p.StreamID]; ok && old.offset > h.offset {
+		h.offset = old.offset // the highest offset processed stays
 	}
 	if target == p.Sequence {
 		h.eventID = p.EventID

@@ -28,6 +28,9 @@ type session struct {
 	// offset of that record: the stream's records from there on are held.
 	// A stream parked at another partition's record is not held here.
 	parked map[string]int64
+	// handled is the highest offset whose park, hold or dead letter is
+	// done: a batch processed again after a failed step skips up to it.
+	handled int64
 	// resuming are the streams a resume works on, while it runs.
 	resuming map[string]*resuming
 	applied  int64 // applied since the last metrics update
@@ -62,7 +65,7 @@ func (p *partition) startSession(first bool) (*session, error) {
 	s := &session{
 		p: p, r: r, ctx: p.ctx,
 		cursors: map[string]uint64{}, heads: map[string]head{}, recent: map[string]*recent{}, parked: map[string]int64{},
-		dirty: map[string]bool{}, lastFlush: time.Now(), lastCheck: time.Now(),
+		dirty: map[string]bool{}, lastFlush: time.Now(), lastCheck: time.Now(), handled: -1,
 	}
 	if r.cfg.Fencer != nil {
 		f, err := r.cfg.Fencer.AcquireFence(p.ctx, name, p.id)

@@ -65,6 +65,31 @@ local pos = A + 2
 local n = tonumber(ARGV[A + 1])
 local applied, skipped = 0, 0
 local changed, heads = {}, {}
+-- head_at keeps, per stream, the highest offset applied in a partition:
+-- a resume applies events that waited for a missing one out of offset
+-- order, and a head's offset says that every record of the stream up to
+-- it was processed.
+local floors = {}
+local function head_at(stream, at)
+  local p, o = string.match(at, '^(%d+)/(%d+)$')
+  if not p then return at end
+  local floor = floors[stream]
+  if floor == nil then
+    floor = false
+    local h = redis.call('HGET', KEYS[4], stream)
+    if h then
+      local hp, ho = string.match(h, '^%d+@(%d+)/(%d+) ')
+      if hp then floor = {hp, ho} end
+    end
+  end
+  if floor and floor[1] == p and num_less(o, floor[2]) then
+    at = p .. '/' .. floor[2]
+  else
+    floor = {p, o}
+  end
+  floors[stream] = floor
+  return at
+end
 local function write_cursors()
   for s, c in pairs(changed) do redis.call('HSET', KEYS[3], s, c) end
   for s, h in pairs(heads) do redis.call('HSET', KEYS[4], s, h) end
@@ -104,9 +129,12 @@ for e = 1, n do
         -- (after a crash before the runner parks it) applies the event
         -- again over its partial writes.
         pcall(function()
-          redis.pcall('HSET', KEYS[7], stream, cjson.encode({stream_id = stream, sequence = tonumber(seq), event_id = eid,
+          local rec = {stream_id = stream, sequence = tonumber(seq), event_id = eid,
             reason = 'partial-apply', error = 'the store applied part of this event (' .. c.cmd[1] .. ' failed: ' .. tostring(err) ..
-            '); replay the projection'}))
+            '); replay the projection'}
+          local pp, po = string.match(at, '^(%d+)/(%d+)$')
+          if pp then rec.position = {partition = tonumber(pp), offset = tonumber(po)} end
+          redis.pcall('HSET', KEYS[7], stream, cjson.encode(rec))
         end)
       end
       return {status, e - 1, applied, skipped, c.cmd[1] .. ' failed after ' .. ran .. ' of the event\'s ' .. #commands ..
@@ -115,7 +143,7 @@ for e = 1, n do
     applied = applied + 1
     cursors[stream] = seq
     changed[stream] = seq
-    if at ~= '' then heads[stream] = seq .. '@' .. at .. ' ' .. eid else heads[stream] = seq .. ' ' .. eid end
+    if at ~= '' then heads[stream] = seq .. '@' .. head_at(stream, at) .. ' ' .. eid else heads[stream] = seq .. ' ' .. eid end
   end
 end
 write_cursors()
