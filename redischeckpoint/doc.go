@@ -100,7 +100,8 @@
 //	                               saved (1 while a checkpoint is stored)
 //	projector:{billing}:cursors    hash: stream ID -> last applied sequence (decimal)
 //	projector:{billing}:event-ids  hash: stream ID -> the event applied at the cursor,
-//	                               "<sequence>@<partition>/<offset> <event ID>"
+//	                               "<sequence>@<partition>/<offset> <event ID>", the offset
+//	                               the highest of the stream processed in that partition
 //	                               ("<sequence> <event ID>" without a position)
 //	projector:{billing}:fences     hash: partition -> newest fencing token
 //	projector:{billing}:serials    hash: partition -> fenced writes made (write serial)

@@ -98,7 +98,8 @@ type keys struct {
 	// heads holds, per stream, the last event applied at the cursor:
 	// "<sequence>@<partition>/<offset> <event ID>" (or "<sequence> <event
 	// ID>" when its position is unknown), to recognise a repeated sequence
-	// with another event ID (a conflict) after restarts.
+	// with another event ID (a conflict) after restarts. The offset is the
+	// highest of the stream processed in that partition.
 	heads string
 	// serials counts, per partition, the fenced writes made to the
 	// projection's state, to notice writes Redis lost.
