@@ -76,7 +76,7 @@ const (
 // (Done, Result).
 type Resolution struct {
 	StreamID string       `json:"stream_id"`
-	Action   string       `json:"action"` // "retry" or "skip"
+	Action   string       `json:"action"` // "retry", "skip" or "replay"
 	By       string       `json:"by"`
 	Reason   string       `json:"reason"`
 	At       time.Time    `json:"at"`
@@ -99,4 +99,7 @@ type Resolution struct {
 const (
 	ResolveRetry = "retry"
 	ResolveSkip  = "skip"
+	// ResolveReplay records a park cleared by a replay: the read model was
+	// dropped and the stream is rebuilt from its first event.
+	ResolveReplay = "replay"
 )

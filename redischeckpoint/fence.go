@@ -2,8 +2,10 @@ package redischeckpoint
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/projector-dev/projector/framework"
 )
@@ -98,8 +100,9 @@ func (s *Store) Epoch(ctx context.Context, projection string) (uint64, error) {
 }
 
 // BumpEpoch starts a new epoch of the projection, for a replay: in one
-// script it raises the epoch and drops the cursors, heads and partition
-// progress. From then on, cursors and fences of the older epoch no longer
+// script it raises the epoch and drops the cursors, heads, partition
+// progress and parked streams (each cleared park goes to the audit of
+// resolutions as a "replay": the stream is rebuilt from its first event). From then on, cursors and fences of the older epoch no longer
 // count: writes carrying an older fence fail with [ErrFenced]. It returns the
 // new epoch. The read model itself is dropped by the projection's
 // [framework.Resetter]. See [Store.BumpEpochAt] for a replay that reset the
@@ -118,7 +121,23 @@ func (s *Store) BumpEpochAt(ctx context.Context, projection string, start map[in
 	if err != nil {
 		return 0, err
 	}
-	args := []any{"", "", "", ""}
+	// The parks of the old epoch: the rebuild starts every stream from
+	// its first event, so they are cleared and recorded.
+	parked, err := s.Parked(ctx, projection)
+	if err != nil {
+		return 0, err
+	}
+	now := time.Now().UTC()
+	args := []any{"", "", "", "", strconv.Itoa(resolutionsKept), strconv.Itoa(len(parked))}
+	for _, p := range parked {
+		p.Resolving = nil
+		raw, err := json.Marshal(framework.Resolution{StreamID: p.StreamID, Action: framework.ResolveReplay, By: "replay",
+			Reason: "the replay dropped the read model: the stream is rebuilt from its first event", At: now, Done: now, Parked: p})
+		if err != nil {
+			return 0, fmt.Errorf("redischeckpoint: encode the cleared park of %s: %w", p.StreamID, err)
+		}
+		args = append(args, string(raw))
+	}
 	for p, off := range start {
 		args = append(args, strconv.FormatInt(int64(p), 10), strconv.FormatInt(off, 10))
 	}

@@ -191,14 +191,19 @@ if guard_err then return guard_err end
 return 1
 `)
 
-// bumpScript starts a new epoch: it drops the old epoch's cursors, heads
-// and progress in the same step and records the new epoch's progress
-// baseline, ARGV[A+1..] = partition, offset pairs (where a replay starts
-// each partition). It answers the new epoch.
+// bumpScript starts a new epoch: it drops the old epoch's cursors, heads,
+// progress, parked streams and requested resolutions in the same step,
+// pushes the audit entries of the parks it clears, ARGV[A+3 .. A+2+K]
+// (K = ARGV[A+2]; the list trimmed to ARGV[A+1] entries), and records the
+// new epoch's progress baseline, the partition, offset pairs after them
+// (where a replay starts each partition). It answers the new epoch.
 var bumpScript = redis.NewScript(luaPrelude + `
 local epoch = redis.call('HINCRBY', KEYS[1], 'epoch', 1)
-redis.call('UNLINK', KEYS[3], KEYS[4], KEYS[6])
-for i = A + 1, #ARGV, 2 do redis.call('HSET', KEYS[6], ARGV[i], ARGV[i + 1]) end
+redis.call('UNLINK', KEYS[3], KEYS[4], KEYS[6], KEYS[7], KEYS[8])
+local k = tonumber(ARGV[A + 2])
+for i = A + 3, A + 2 + k do redis.call('LPUSH', KEYS[9], ARGV[i]) end
+if k > 0 then redis.call('LTRIM', KEYS[9], 0, tonumber(ARGV[A + 1]) - 1) end
+for i = A + 3 + k, #ARGV, 2 do redis.call('HSET', KEYS[6], ARGV[i], ARGV[i + 1]) end
 return tostring(epoch)
 `)
 

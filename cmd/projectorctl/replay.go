@@ -274,11 +274,21 @@ func (c *conn) runReplay(ctx context.Context, rec *framework.Replay, ro *replayO
 			return err
 		}
 		if epoch <= rec.Epoch { // not raised yet (it may have been, before an interruption)
+			parked, err := c.store.Parked(ctx, c.name)
+			if err != nil {
+				return err
+			}
 			// The new epoch's state covers each partition up to where
 			// the replay starts it: the runner does not take the reset
-			// offsets for lost state.
+			// offsets for lost state. The bump clears the parks.
 			if epoch, err = c.store.BumpEpochAt(ctx, c.name, start); err != nil {
 				return err
+			}
+			if len(parked) > 0 {
+				fmt.Fprintf(o.stdout, "cleared %d parked stream(s) of epoch %d (recorded as resolved by the replay; rebuilt from their first event):\n", len(parked), rec.Epoch)
+				for _, p := range parked {
+					fmt.Fprintf(o.stdout, "  %s (parked at sequence %d: %s)\n", safeText(p.StreamID), p.Sequence, safeText(p.Reason))
+				}
 			}
 		}
 		if err := c.store.RequestReset(ctx, c.name, epoch); err != nil {
@@ -443,6 +453,16 @@ func (c *conn) follow(ctx context.Context, rec *framework.Replay, timeout time.D
 		if reset && len(st.Members) > 0 && behind == 0 {
 			_ = bar.Finish()
 			fmt.Fprintln(o.stderr)
+			// Every park of the old epoch was cleared: a stream parked
+			// now stopped in the rebuild, and the model lacks its events.
+			if len(st.Parked) > 0 {
+				ids := make([]string, 0, len(st.Parked))
+				for _, p := range st.Parked {
+					ids = append(ids, fmt.Sprintf("%s at sequence %d (%s)", p.StreamID, p.Sequence, p.Reason))
+				}
+				return fmt.Errorf("the rebuild of %s caught up with the topic, but %d stream(s) parked during it and are incomplete in the read model: %s (see parked list)",
+					c.name, len(st.Parked), strings.Join(ids, "; "))
+			}
 			fmt.Fprintf(o.stdout, "rebuild of %s caught up with the topic as it was at the resume (epoch %d); live lag now %d records\n", safeText(c.name), rec.Epoch, st.TotalLag)
 			return nil
 		}

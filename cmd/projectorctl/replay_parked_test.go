@@ -1,0 +1,87 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/projector-dev/projector/framework"
+	"github.com/projector-dev/projector/kafkastore"
+	"github.com/projector-dev/projector/redischeckpoint"
+)
+
+// TestReplayClearsParkedStreams: a stream parked before a replay is
+// rebuilt from its first event (its park cleared and recorded), and a
+// stream that parks during the rebuild makes replay --wait fail naming it.
+func TestReplayClearsParkedStreams(t *testing.T) {
+	f := newFixture(t)
+	requireRealServers(t, f)
+	ctx := context.Background()
+	f.produce(10, 3)
+	const id = "process/poison/a"
+	if _, err := f.store.Append(ctx, id, framework.NoStream, []framework.EventData{{Type: "Counted"}, {Type: "Poison"}, {Type: "Counted"}}); err != nil {
+		t.Fatal(err)
+	}
+	var buggy atomic.Bool
+	buggy.Store(true)
+	p, err := f.rstore.NewAtomicProjection(f.name, func(e framework.Event, w *redischeckpoint.Writes) error {
+		if e.Type == "Poison" && buggy.Load() {
+			return errors.New("poison")
+		}
+		w.HIncrBy(w.Key("counts"), e.StreamID, 1)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := kafkastore.NewRunner(kafkastore.RunnerConfig{
+		Seeds: f.kafka.Seeds, Topic: f.store.Config().Topic, Projection: p, Checkpoints: f.rstore, Events: f.store,
+		FlushInterval: 200 * time.Millisecond, ControlRefresh: 200 * time.Millisecond, ParkedRefresh: 200 * time.Millisecond,
+		Retry: kafkastore.RetryPolicy{Attempts: 2, Initial: 10 * time.Millisecond},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- r.Run(runCtx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	f.produced[id] = 1
+	f.waitCounts(time.Minute)
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if parked, _ := f.rstore.Parked(ctx, f.name); len(parked) == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the poison event was not parked")
+		}
+	}
+
+	// Still buggy: the stream parks again during the rebuild.
+	code, out, errOut := f.ctl("", "replay", f.name, "--yes", "--wait", "--empty-timeout", "1m", "--reason", "test")
+	if code == exitOK || !strings.Contains(errOut, "parked during it") || !strings.Contains(errOut, id) {
+		t.Fatalf("replay with a stream parked in the rebuild: exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+	}
+	if !strings.Contains(out, "cleared 1 parked stream(s) of epoch 0") || !strings.Contains(out, id) {
+		t.Errorf("the replay does not list the park it cleared:\n%s", out)
+	}
+
+	// Fixed: a second replay rebuilds the stream whole.
+	buggy.Store(false)
+	code, out, errOut = f.ctl("", "replay", f.name, "--yes", "--wait", "--empty-timeout", "1m", "--reason", "the poison bug is fixed")
+	if code != exitOK {
+		t.Fatalf("replay exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+	}
+	f.produced[id] = 3
+	f.waitCounts(time.Minute)
+	if parked, _ := f.rstore.Parked(ctx, f.name); len(parked) != 0 {
+		t.Errorf("parked after the replay: %+v", parked)
+	}
+	res, err := f.rstore.Resolutions(ctx, f.name, 10)
+	if err != nil || len(res) != 2 || res[0].Action != framework.ResolveReplay || res[0].StreamID != id {
+		t.Errorf("resolutions = %+v, %v; want the two parks cleared by the replays", res, err)
+	}
+}
