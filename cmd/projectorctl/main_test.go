@@ -248,6 +248,10 @@ func TestReplayWhileEventsKeepArriving(t *testing.T) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
 	}
+	// stderr is not a terminal: progress comes as lines, not redraws.
+	if strings.Contains(errOut, "\r") || !strings.Contains(errOut, "rebuilding "+f.name+": 100.0% (") || !strings.Contains(errOut, "events/s, ETA") {
+		t.Errorf("progress on a non-terminal:\n%q", errOut)
+	}
 }
 
 func TestReplayRefusesWhenTheGroupDoesNotEmpty(t *testing.T) {
@@ -341,6 +345,11 @@ func TestStatusParkedAndUsage(t *testing.T) {
 	code, out, _ = f.ctl("", "replay", f.name, "--dry-run", "--to-time", "2026-01-01T00:00:00Z")
 	if code != exitOK || !strings.Contains(out, "dry run: nothing changed") || !strings.Contains(out, "time:2026-01-01T00:00:00Z") {
 		t.Errorf("dry run: exit %d\n%s", code, out)
+	}
+	// Per partition, the committed offset and the one the replay would set
+	// (all events are newer than the time: the end of each partition).
+	if !strings.Contains(out, "CURRENT-OFFSET") || strings.Count(out, "  "+f.store.Config().Topic+" ") != 4 {
+		t.Errorf("dry run does not show the 4 partitions' offsets:\n%s", out)
 	}
 	if ctl, _ := f.rstore.Control(context.Background(), f.name); ctl.Paused || ctl.Replay != nil {
 		t.Errorf("a dry run or an unconfirmed replay changed the control state: %+v", ctl)

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"text/tabwriter"
 	"time"
 
 	"github.com/schollz/progressbar/v3"
@@ -18,6 +19,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
+	"golang.org/x/term"
 
 	"github.com/projector-dev/projector/framework"
 )
@@ -148,6 +150,10 @@ func (c *conn) replay(ctx context.Context, ro *replayOptions) (err error) {
 		return refused("no running replica of %s can reset its read model (the projection does not implement framework.Resetter)", c.name)
 	}
 	if ro.dryRun {
+		fmt.Fprintln(o.stdout, "  offsets (dry run):")
+		if err := c.printOffsetPlan(ctx, to); err != nil {
+			return err
+		}
 		fmt.Fprintln(o.stdout, "dry run: nothing changed")
 		return nil
 	}
@@ -370,6 +376,50 @@ func (c *conn) waitEmpty(ctx context.Context, timeout time.Duration) error {
 // resetOffsets commits the target offsets for the (empty) group and returns
 // them by partition.
 func (c *conn) resetOffsets(ctx context.Context, to string) (map[int32]int64, error) {
+	offsets, err := c.targetOffsets(ctx, to)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.admin.CommitOffsets(ctx, c.group, offsets)
+	if err != nil {
+		return nil, fmt.Errorf("reset offsets of %s: %w", c.group, err)
+	}
+	if err := resp.Error(); err != nil {
+		return nil, fmt.Errorf("reset offsets of %s (the group must be empty): %w", c.group, err)
+	}
+	start := map[int32]int64{}
+	offsets.Each(func(o kadm.Offset) { start[o.Partition] = o.At })
+	return start, nil
+}
+
+// printOffsetPlan shows, per partition, the group's committed offset and
+// the one the replay would set, as kafka-consumer-groups --dry-run does.
+func (c *conn) printOffsetPlan(ctx context.Context, to string) error {
+	target, err := c.targetOffsets(ctx, to)
+	if err != nil {
+		return err
+	}
+	committed, err := c.admin.FetchOffsets(ctx, c.group)
+	if err == nil {
+		err = committed.Error()
+	}
+	if err != nil {
+		return fmt.Errorf("committed offsets of %s: %w", c.group, err)
+	}
+	w := tabwriter.NewWriter(c.o.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "  TOPIC\tPARTITION\tCURRENT-OFFSET\tNEW-OFFSET")
+	for _, o := range target.Sorted() {
+		cur := "-"
+		if got, ok := committed.Lookup(o.Topic, o.Partition); ok && got.At >= 0 {
+			cur = strconv.FormatInt(got.At, 10)
+		}
+		fmt.Fprintf(w, "  %s\t%d\t%s\t%d\n", safeText(o.Topic), o.Partition, cur, o.At)
+	}
+	return w.Flush()
+}
+
+// targetOffsets computes where the replay puts each partition.
+func (c *conn) targetOffsets(ctx context.Context, to string) (kadm.Offsets, error) {
 	topic := c.o.topic
 	offsets := kadm.Offsets{}
 	switch {
@@ -399,16 +449,7 @@ func (c *conn) resetOffsets(ctx context.Context, to string) (map[int32]int64, er
 	default:
 		return nil, fmt.Errorf("unknown replay target %q", to)
 	}
-	resp, err := c.admin.CommitOffsets(ctx, c.group, offsets)
-	if err != nil {
-		return nil, fmt.Errorf("reset offsets of %s: %w", c.group, err)
-	}
-	if err := resp.Error(); err != nil {
-		return nil, fmt.Errorf("reset offsets of %s (the group must be empty): %w", c.group, err)
-	}
-	start := map[int32]int64{}
-	offsets.Each(func(o kadm.Offset) { start[o.Partition] = o.At })
-	return start, nil
+	return offsets, nil
 }
 
 // follow shows the rebuild until the read model was reset, the replicas
@@ -433,9 +474,7 @@ func (c *conn) follow(ctx context.Context, rec *framework.Replay, timeout time.D
 		from[p.Partition] = max(p.Committed, 0)
 		total += max(end.Offset-from[p.Partition], 0)
 	}
-	bar := progressbar.NewOptions64(total, progressbar.OptionSetWriter(o.stderr), progressbar.OptionSetDescription("rebuilding "+safeText(c.name)),
-		progressbar.OptionShowCount(), progressbar.OptionShowIts(), progressbar.OptionSetItsString("events"),
-		progressbar.OptionSetPredictTime(true), progressbar.OptionThrottle(200*time.Millisecond))
+	progress := c.newProgress(total)
 	for {
 		st, err := c.status(ctx)
 		if err != nil {
@@ -448,11 +487,10 @@ func (c *conn) follow(ctx context.Context, rec *framework.Replay, timeout time.D
 			done += min(at, end.Offset) - from[p.Partition]
 			behind += max(end.Offset-at, 0)
 		}
-		_ = bar.Set64(done)
+		progress.set(done)
 		reset := st.Control.ResetDone >= rec.Epoch
 		if reset && len(st.Members) > 0 && behind == 0 {
-			_ = bar.Finish()
-			fmt.Fprintln(o.stderr)
+			progress.finish()
 			// Every park of the old epoch was cleared: a stream parked
 			// now stopped in the rebuild, and the model lacks its events.
 			if len(st.Parked) > 0 {
@@ -475,4 +513,68 @@ func (c *conn) follow(ctx context.Context, rec *framework.Replay, timeout time.D
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
+}
+
+// progressLineEvery is how often a rebuild's progress is written as a line
+// when stderr is not a terminal. A variable for tests.
+var progressLineEvery = 10 * time.Second
+
+// rebuildProgress shows a rebuild's progress: a bar redrawn in place on a
+// terminal; elsewhere (a Job's log, a file) one line per interval with
+// percent, rate and ETA.
+type rebuildProgress struct {
+	c                  *conn
+	bar                *progressbar.ProgressBar
+	total, last        int64
+	start, lastPrinted time.Time
+}
+
+func (c *conn) newProgress(total int64) *rebuildProgress {
+	p := &rebuildProgress{c: c, total: total, start: time.Now(), lastPrinted: time.Now()}
+	if f, ok := c.o.stderr.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		p.bar = progressbar.NewOptions64(total, progressbar.OptionSetWriter(c.o.stderr), progressbar.OptionSetDescription("rebuilding "+safeText(c.name)),
+			progressbar.OptionShowCount(), progressbar.OptionShowIts(), progressbar.OptionSetItsString("events"),
+			progressbar.OptionSetPredictTime(true), progressbar.OptionThrottle(200*time.Millisecond))
+	}
+	return p
+}
+
+func (p *rebuildProgress) set(done int64) {
+	p.last = done
+	if p.bar != nil {
+		_ = p.bar.Set64(done)
+		return
+	}
+	if time.Since(p.lastPrinted) >= progressLineEvery {
+		p.line()
+	}
+}
+
+func (p *rebuildProgress) finish() {
+	if p.bar != nil {
+		_ = p.bar.Finish()
+		fmt.Fprintln(p.c.o.stderr)
+		return
+	}
+	p.line()
+}
+
+// line writes "rebuilding billing: 45.0% (28800/64003 events), 2219
+// events/s, ETA 16s".
+func (p *rebuildProgress) line() {
+	p.lastPrinted = time.Now()
+	elapsed := time.Since(p.start).Seconds()
+	pct := 100.0
+	if p.total > 0 {
+		pct = 100 * float64(p.last) / float64(p.total)
+	}
+	rate := 0.0
+	if elapsed > 0 {
+		rate = float64(p.last) / elapsed
+	}
+	eta := "unknown"
+	if rate > 0 {
+		eta = (time.Duration(float64(p.total-p.last)/rate) * time.Second).Round(time.Second).String()
+	}
+	fmt.Fprintf(p.c.o.stderr, "rebuilding %s: %.1f%% (%d/%d events), %.0f events/s, ETA %s\n", safeText(p.c.name), pct, p.last, p.total, rate, eta)
 }
