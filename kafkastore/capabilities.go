@@ -103,7 +103,12 @@ type ParkStore interface {
 // reports for status. redischeckpoint.Store implements it.
 type ControlStore interface {
 	Control(ctx context.Context, projection string) (framework.Control, error)
+	// ClaimReset makes replica the one to reset the read model for epoch,
+	// for ttl, unless another replica holds the claim. The claimant renews
+	// it while it resets and releases it if the reset fails.
 	ClaimReset(ctx context.Context, projection string, epoch uint64, replica string, ttl time.Duration) (bool, error)
+	RenewResetClaim(ctx context.Context, projection string, epoch uint64, replica string, ttl time.Duration) (bool, error)
+	ReleaseResetClaim(ctx context.Context, projection string, epoch uint64, replica string) error
 	CompleteReset(ctx context.Context, projection string, epoch uint64) error
 	Heartbeat(ctx context.Context, projection string, info framework.ReplicaInfo) error
 	RemoveReplica(ctx context.Context, projection, id string) error

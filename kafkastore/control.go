@@ -28,9 +28,11 @@ func (r *Runner) State() string {
 	return s
 }
 
-// resetClaimTTL bounds how long a replica may take to reset the read model
-// before another may claim the reset (the first one died).
-const resetClaimTTL = 5 * time.Minute
+// resetClaimTTL is how long a reset claim lasts without renewal: the
+// claimant renews it every third of it while its reset runs, so another
+// replica takes the reset over this long after the claimant died. A
+// variable for tests.
+var resetClaimTTL = 30 * time.Second
 
 // waitRunnable returns once the replica may consume: not paused, and no
 // reset of the read model pending. When a reset is pending, one replica
@@ -76,13 +78,44 @@ func (r *Runner) maybeReset(ctx context.Context, epoch uint64) error {
 	if !ok {
 		return fmt.Errorf("kafkastore: a replay asks to reset projection %s, which does not implement framework.Resetter", name)
 	}
-	won, err := r.cfg.Control.ClaimReset(ctx, name, epoch, r.cfg.ReplicaID, resetClaimTTL)
+	ttl := resetClaimTTL
+	won, err := r.cfg.Control.ClaimReset(ctx, name, epoch, r.cfg.ReplicaID, ttl)
 	if err != nil || !won {
 		return err
 	}
 	r.state.Store("resetting")
 	r.cfg.Logger.InfoContext(ctx, "resetting the read model for a replay", "epoch", epoch)
-	if err := resetter.Reset(ctx); err != nil {
+	// The claim is renewed while the reset runs: a slow reset is not
+	// taken over by another replica. If the renewal finds the claim lost
+	// (Redis lost it, or this replica was frozen past it), the reset is
+	// cancelled.
+	resetCtx, cancel := context.WithCancel(ctx)
+	renewed := make(chan struct{})
+	go func() {
+		defer close(renewed)
+		t := time.NewTicker(ttl / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-resetCtx.Done():
+				return
+			case <-t.C:
+			}
+			if held, err := r.cfg.Control.RenewResetClaim(resetCtx, name, epoch, r.cfg.ReplicaID, ttl); err == nil && !held {
+				r.cfg.Logger.ErrorContext(ctx, "lost the claim on the read model's reset while resetting; stopping it", "epoch", epoch)
+				cancel()
+				return
+			}
+		}
+	}()
+	err = resetter.Reset(resetCtx)
+	cancel()
+	<-renewed
+	if err != nil {
+		// Another replica (or this one) may try at once.
+		if rerr := r.cfg.Control.ReleaseResetClaim(context.WithoutCancel(ctx), name, epoch, r.cfg.ReplicaID); rerr != nil {
+			r.cfg.Logger.WarnContext(ctx, "cannot release the reset claim; it expires", "epoch", epoch, "err", rerr)
+		}
 		return fmt.Errorf("kafkastore: reset %s for epoch %d: %w", name, epoch, err)
 	}
 	return r.cfg.Control.CompleteReset(ctx, name, epoch)

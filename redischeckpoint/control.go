@@ -117,9 +117,11 @@ func (s *Store) CompleteReset(ctx context.Context, projection string, epoch uint
 	return s.raise(ctx, projection, "reset_done", epoch)
 }
 
-// ClaimReset makes replica the one to reset epoch's read model, unless
-// another replica claimed it within ttl (after which a claim by a replica
-// that died mid-reset expires).
+// ClaimReset makes replica the one to reset epoch's read model for ttl,
+// unless another replica holds the claim. The claimant renews it while its
+// reset runs (RenewResetClaim) and releases it when the reset failed
+// (ReleaseResetClaim); the claim of a replica that died mid-reset expires
+// after ttl.
 func (s *Store) ClaimReset(ctx context.Context, projection string, epoch uint64, replica string, ttl time.Duration) (bool, error) {
 	k, err := s.keysFor(projection)
 	if err != nil {
@@ -130,6 +132,41 @@ func (s *Store) ClaimReset(ctx context.Context, projection string, epoch uint64,
 		return false, fmt.Errorf("redischeckpoint: claim the reset of %s epoch %d: %w", projection, epoch, err)
 	}
 	return ok, nil
+}
+
+// claimScript renews (ARGV[2] = milliseconds) or, with ARGV[2] = "",
+// releases the claim KEYS[1] while replica ARGV[1] holds it; it answers 1
+// when it did.
+const claimScript = `
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if ARGV[2] == '' then redis.call('DEL', KEYS[1]) else redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 1`
+
+// RenewResetClaim extends replica's claim on the reset of epoch by ttl and
+// reports whether replica still held it: a replica renews its claim while
+// its reset runs, so that no other replica resets too.
+func (s *Store) RenewResetClaim(ctx context.Context, projection string, epoch uint64, replica string, ttl time.Duration) (bool, error) {
+	return s.claim(ctx, projection, epoch, replica, strconv.FormatInt(max(ttl.Milliseconds(), 1), 10))
+}
+
+// ReleaseResetClaim gives up replica's claim on the reset of epoch (its
+// reset failed, or completed), so that another replica may claim it at
+// once.
+func (s *Store) ReleaseResetClaim(ctx context.Context, projection string, epoch uint64, replica string) error {
+	_, err := s.claim(ctx, projection, epoch, replica, "")
+	return err
+}
+
+func (s *Store) claim(ctx context.Context, projection string, epoch uint64, replica, ttl string) (bool, error) {
+	k, err := s.keysFor(projection)
+	if err != nil {
+		return false, err
+	}
+	n, err := s.client.Eval(ctx, claimScript, []string{k.base + "reset-claim:" + strconv.FormatUint(epoch, 10)}, replica, ttl).Int()
+	if err != nil {
+		return false, fmt.Errorf("redischeckpoint: the reset claim of %s epoch %d: %w", projection, epoch, err)
+	}
+	return n == 1, nil
 }
 
 // Heartbeat records what a replica reports about itself.

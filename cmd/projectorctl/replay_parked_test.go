@@ -85,3 +85,68 @@ func TestReplayClearsParkedStreams(t *testing.T) {
 		t.Errorf("resolutions = %+v, %v; want the two parks cleared by the replays", res, err)
 	}
 }
+
+// failingReset is a projection whose Reset fails the first times.
+type failingReset struct {
+	*redischeckpoint.AtomicProjection
+	failures atomic.Int32
+	slow     time.Duration
+	resets   atomic.Int32
+}
+
+func (p *failingReset) Reset(ctx context.Context) error {
+	p.resets.Add(1)
+	if p.failures.Add(-1) >= 0 {
+		return errors.New("the read model's store refused the reset")
+	}
+	select {
+	case <-time.After(p.slow):
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return p.AtomicProjection.Reset(ctx)
+}
+
+// TestReplayAfterAFailedOrSlowReset: the replica whose reset fails
+// releases its claim, so a replica resets at once (not after the claim's
+// 5 minutes as before); a reset slower than the claim's lifetime renews its
+// claim, so no second replica resets too.
+func TestReplayAfterAFailedOrSlowReset(t *testing.T) {
+	f := newFixture(t)
+	requireRealServers(t, f)
+	f.produce(20, 3)
+	p := &failingReset{AtomicProjection: f.projection(), slow: 45 * time.Second}
+	p.failures.Store(1)
+	start := func() {
+		r, err := kafkastore.NewRunner(kafkastore.RunnerConfig{
+			Seeds: f.kafka.Seeds, Topic: f.store.Config().Topic, Projection: p, Checkpoints: f.rstore, Events: f.store,
+			FlushInterval: 200 * time.Millisecond, ControlRefresh: 200 * time.Millisecond,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- r.Run(ctx) }()
+		t.Cleanup(func() { cancel(); <-done })
+	}
+	start()
+	start()
+	f.waitCounts(time.Minute)
+	began := time.Now()
+	code, out, errOut := f.ctl("", "replay", f.name, "--yes", "--wait", "--wait-timeout", "3m", "--reason", "test")
+	if code != exitOK {
+		t.Fatalf("replay exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+	}
+	f.waitCounts(time.Minute)
+	took := time.Since(began)
+	// One failed reset, then one that completed: the slow one (45 s, more
+	// than the claim's 30 s) was not done a second time.
+	if n := p.resets.Load(); n != 2 {
+		t.Errorf("%d resets, want 2 (one failed, one slow)", n)
+	}
+	if took > 2*time.Minute {
+		t.Errorf("the replay took %s: the failed reset's claim held the others back", took)
+	}
+	t.Logf("replay with a failed and a slow reset took %s", took.Round(time.Second))
+}
