@@ -32,13 +32,19 @@ func (c Control) ResetPending() bool { return c.ResetEpoch > c.ResetDone }
 // resetting the consumer group's offsets. Each phase is recorded before it
 // starts, so an interrupted replay can be resumed or aborted.
 type Replay struct {
-	ID        string    `json:"id"`
-	By        string    `json:"by"`
-	Reason    string    `json:"reason,omitempty"`
-	To        string    `json:"to"` // "start", "time:<RFC 3339>" or "offsets:<partition>=<offset>,..."
-	Phase     string    `json:"phase"`
-	WasPaused bool      `json:"was_paused,omitempty"` // paused before the replay: stay paused after
-	Epoch     uint64    `json:"epoch,omitempty"`      // the epoch the replay started
+	ID        string `json:"id"`
+	By        string `json:"by"`
+	Reason    string `json:"reason,omitempty"`
+	To        string `json:"to"` // "start", "time:<RFC 3339>" or "offsets:<partition>=<offset>,..."
+	Phase     string `json:"phase"`
+	WasPaused bool   `json:"was_paused,omitempty"` // paused before the replay: stay paused after
+	Epoch     uint64 `json:"epoch,omitempty"`      // the epoch the replay started
+	// KeepModel: the replay moves the offsets back to a time or given
+	// offsets and keeps the epoch, the read model and its cursors; the
+	// replicas re-read from there and skip what each stream applied. (A
+	// replay to the start drops the model and rebuilds it; one to a time
+	// cannot, as streams that started earlier would be incomplete.)
+	KeepModel bool      `json:"keep_model,omitempty"`
 	StartedAt time.Time `json:"started_at"`
 	UpdatedAt time.Time `json:"updated_at"`
 	Error     string    `json:"error,omitempty"`

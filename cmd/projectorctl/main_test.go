@@ -347,7 +347,7 @@ func TestStatusParkedAndUsage(t *testing.T) {
 		t.Errorf("dry run: exit %d\n%s", code, out)
 	}
 	// Per partition, the committed offset and the one the replay would set
-	// (all events are newer than the time: the end of each partition).
+	// (all events are newer than the time: the start of each partition).
 	if !strings.Contains(out, "CURRENT-OFFSET") || strings.Count(out, "  "+f.store.Config().Topic+" ") != 4 {
 		t.Errorf("dry run does not show the 4 partitions' offsets:\n%s", out)
 	}

@@ -135,19 +135,29 @@ func (c *conn) replay(ctx context.Context, ro *replayOptions) (err error) {
 	if err != nil {
 		return err
 	}
+	keep := to != "start"
 	fmt.Fprintf(o.stdout, "Replay plan for projection %s (group %s, topic %s):\n", safeText(c.name), safeText(c.group), safeText(o.topic))
 	fmt.Fprintf(o.stdout, "  1. ask the %d member(s) to finish their batch, commit and leave the group (wait up to %s)\n", len(st.Members), ro.emptyTimeout)
 	fmt.Fprintf(o.stdout, "  2. reset the group's offsets to %s\n", safeText(to))
-	fmt.Fprintf(o.stdout, "  3. raise the epoch from %d to %d: cursors and fences of epoch %d stop counting\n", epoch, epoch+1, epoch)
-	fmt.Fprintf(o.stdout, "  4. one replica drops the read model; the replicas rejoin and rebuild (current lag %d records)\n", st.TotalLag)
-	resettable := false
-	for _, r := range st.Replicas {
-		resettable = resettable || r.Resettable
-	}
-	if len(st.Replicas) == 0 {
-		fmt.Fprintln(o.stdout, "  note: no replica is reporting now; the read model is dropped by the first one to start")
-	} else if !resettable {
-		return refused("no running replica of %s can reset its read model (the projection does not implement framework.Resetter)", c.name)
+	if keep {
+		// A model rebuilt from the middle of the topic would lack every
+		// stream that started earlier: a replay to a time or offsets
+		// keeps the model and only re-delivers.
+		fmt.Fprintf(o.stdout, "  3. keep epoch %d, the read model and its cursors: the replay keeps the read model (a model rebuilt from a time would lack the streams that started earlier)\n", epoch)
+		fmt.Fprintf(o.stdout, "  4. the replicas rejoin and re-read from there; what each stream applied is skipped by its cursor (current lag %d records)\n", st.TotalLag)
+		fmt.Fprintln(o.stdout, "  (refused once the group is empty if it would move an offset forward, past events never processed)")
+	} else {
+		fmt.Fprintf(o.stdout, "  3. raise the epoch from %d to %d: cursors and fences of epoch %d stop counting\n", epoch, epoch+1, epoch)
+		fmt.Fprintf(o.stdout, "  4. one replica drops the read model; the replicas rejoin and rebuild (current lag %d records)\n", st.TotalLag)
+		resettable := false
+		for _, r := range st.Replicas {
+			resettable = resettable || r.Resettable
+		}
+		if len(st.Replicas) == 0 {
+			fmt.Fprintln(o.stdout, "  note: no replica is reporting now; the read model is dropped by the first one to start")
+		} else if !resettable {
+			return refused("no running replica of %s can reset its read model (the projection does not implement framework.Resetter)", c.name)
+		}
 	}
 	if ro.dryRun {
 		fmt.Fprintln(o.stdout, "  offsets (dry run):")
@@ -158,12 +168,16 @@ func (c *conn) replay(ctx context.Context, ro *replayOptions) (err error) {
 		return nil
 	}
 	if !ro.yes {
-		if err := confirm(o, fmt.Sprintf("Drop and rebuild the read model of %s?", safeText(c.name))); err != nil {
+		question := fmt.Sprintf("Drop and rebuild the read model of %s?", safeText(c.name))
+		if keep {
+			question = fmt.Sprintf("Move the offsets of %s back to %s?", safeText(c.name), safeText(to))
+		}
+		if err := confirm(o, question); err != nil {
 			return err
 		}
 	}
 	rec := &framework.Replay{ID: newReplayID(), By: o.by, Reason: ro.reason, To: to, Phase: framework.ReplayPausing,
-		WasPaused: ctl.Paused, Epoch: epoch, StartedAt: time.Now().UTC()}
+		WasPaused: ctl.Paused, Epoch: epoch, KeepModel: keep, StartedAt: time.Now().UTC()}
 	if err := c.store.SetReplay(ctx, c.name, rec); err != nil {
 		return err
 	}
@@ -271,6 +285,17 @@ func (c *conn) runReplay(ctx context.Context, rec *framework.Replay, ro *replayO
 		}
 	}
 	if rec.Phase == framework.ReplayResetting {
+		if rec.KeepModel {
+			// The group is empty: its committed offsets are final.
+			if err := c.refuseForward(ctx, rec.To); err != nil {
+				rec.Phase, rec.Error = framework.ReplayFailed, err.Error()
+				if !rec.WasPaused {
+					_ = c.store.SetPaused(context.WithoutCancel(ctx), c.name, false, o.by, "")
+				}
+				_ = c.store.SetReplay(context.WithoutCancel(ctx), c.name, rec)
+				return err
+			}
+		}
 		start, err := c.resetOffsets(ctx, rec.To)
 		if err != nil {
 			return fmt.Errorf("%w (the replicas stay paused: run replay --resume to retry, or --abort)", err)
@@ -279,33 +304,17 @@ func (c *conn) runReplay(ctx context.Context, rec *framework.Replay, ro *replayO
 		if err != nil {
 			return err
 		}
-		if epoch <= rec.Epoch { // not raised yet (it may have been, before an interruption)
-			parked, err := c.store.Parked(ctx, c.name)
-			if err != nil {
+		if rec.KeepModel {
+			rec.Phase = framework.ReplayRebuild
+			if err := c.store.SetReplay(ctx, c.name, rec); err != nil {
 				return err
 			}
-			// The new epoch's state covers each partition up to where
-			// the replay starts it: the runner does not take the reset
-			// offsets for lost state. The bump clears the parks.
-			if epoch, err = c.store.BumpEpochAt(ctx, c.name, start); err != nil {
+			fmt.Fprintf(o.stdout, "offsets reset to %s; epoch %d, the read model and its cursors kept\n", safeText(rec.To), epoch)
+		} else {
+			if err := c.startNewEpoch(ctx, rec, epoch, start); err != nil {
 				return err
 			}
-			if len(parked) > 0 {
-				fmt.Fprintf(o.stdout, "cleared %d parked stream(s) of epoch %d (recorded as resolved by the replay; rebuilt from their first event):\n", len(parked), rec.Epoch)
-				for _, p := range parked {
-					fmt.Fprintf(o.stdout, "  %s (parked at sequence %d: %s)\n", safeText(p.StreamID), p.Sequence, safeText(p.Reason))
-				}
-			}
 		}
-		if err := c.store.RequestReset(ctx, c.name, epoch); err != nil {
-			return err
-		}
-		rec.Epoch, rec.Phase = epoch, framework.ReplayRebuild
-		if err := c.store.SetReplay(ctx, c.name, rec); err != nil {
-			return err
-		}
-		span.AddEvent("offsets reset", trace.WithAttributes(attribute.Int64("projector.epoch", int64(epoch))))
-		fmt.Fprintf(o.stdout, "offsets reset to %s; epoch %d\n", safeText(rec.To), epoch)
 	}
 	if !rec.WasPaused {
 		if err := c.store.SetPaused(ctx, c.name, false, o.by, ""); err != nil {
@@ -488,7 +497,7 @@ func (c *conn) follow(ctx context.Context, rec *framework.Replay, timeout time.D
 			behind += max(end.Offset-at, 0)
 		}
 		progress.set(done)
-		reset := st.Control.ResetDone >= rec.Epoch
+		reset := rec.KeepModel || st.Control.ResetDone >= rec.Epoch
 		if reset && len(st.Members) > 0 && behind == 0 {
 			progress.finish()
 			// Every park of the old epoch was cleared: a stream parked
@@ -577,4 +586,78 @@ func (p *rebuildProgress) line() {
 		eta = (time.Duration(float64(p.total-p.last)/rate) * time.Second).Round(time.Second).String()
 	}
 	fmt.Fprintf(p.c.o.stderr, "rebuilding %s: %.1f%% (%d/%d events), %.0f events/s, ETA %s\n", safeText(p.c.name), pct, p.last, p.total, rate, eta)
+}
+
+// startNewEpoch raises the epoch (unless an interrupted run did), clearing
+// the parks, and asks the replicas to reset the read model.
+func (c *conn) startNewEpoch(ctx context.Context, rec *framework.Replay, epoch uint64, start map[int32]int64) error {
+	o := c.o
+	span := trace.SpanFromContext(ctx)
+	if epoch <= rec.Epoch { // not raised yet (it may have been, before an interruption)
+		parked, err := c.store.Parked(ctx, c.name)
+		if err != nil {
+			return err
+		}
+		// The new epoch's state covers each partition up to where
+		// the replay starts it: the runner does not take the reset
+		// offsets for lost state. The bump clears the parks.
+		if epoch, err = c.store.BumpEpochAt(ctx, c.name, start); err != nil {
+			return err
+		}
+		if len(parked) > 0 {
+			fmt.Fprintf(o.stdout, "cleared %d parked stream(s) of epoch %d (recorded as resolved by the replay; rebuilt from their first event):\n", len(parked), rec.Epoch)
+			for _, p := range parked {
+				fmt.Fprintf(o.stdout, "  %s (parked at sequence %d: %s)\n", safeText(p.StreamID), p.Sequence, safeText(p.Reason))
+			}
+		}
+	}
+	if err := c.store.RequestReset(ctx, c.name, epoch); err != nil {
+		return err
+	}
+	rec.Epoch, rec.Phase = epoch, framework.ReplayRebuild
+	if err := c.store.SetReplay(ctx, c.name, rec); err != nil {
+		return err
+	}
+	span.AddEvent("offsets reset", trace.WithAttributes(attribute.Int64("projector.epoch", int64(epoch))))
+	fmt.Fprintf(o.stdout, "offsets reset to %s; epoch %d\n", safeText(rec.To), epoch)
+	return nil
+}
+
+// refuseForward refuses a replay that keeps the model but would move a
+// partition's offset forward, past events the group has not processed:
+// those events would never be applied.
+func (c *conn) refuseForward(ctx context.Context, to string) error {
+	target, err := c.targetOffsets(ctx, to)
+	if err != nil {
+		return err
+	}
+	committed, err := c.admin.FetchOffsets(ctx, c.group)
+	if err == nil {
+		err = committed.Error()
+	}
+	if err != nil {
+		return fmt.Errorf("committed offsets of %s: %w", c.group, err)
+	}
+	starts, err := c.admin.ListStartOffsets(ctx, c.o.topic)
+	if err != nil {
+		return fmt.Errorf("start offsets of %s: %w", c.o.topic, err)
+	}
+	var ahead []string
+	for _, o := range target.Sorted() {
+		cur := int64(0)
+		if s, ok := starts.Lookup(o.Topic, o.Partition); ok {
+			cur = s.Offset
+		}
+		if got, ok := committed.Lookup(o.Topic, o.Partition); ok && got.At >= 0 {
+			cur = got.At
+		}
+		if o.At > cur {
+			ahead = append(ahead, fmt.Sprintf("partition %d: %d > %d", o.Partition, o.At, cur))
+		}
+	}
+	if len(ahead) > 0 {
+		return refused("replay of %s to %s would move offsets forward, past events the group has not processed (%s): they would never be applied; a replay to a time or offsets only re-delivers (replay to the start to rebuild)",
+			c.name, to, strings.Join(ahead, "; "))
+	}
+	return nil
 }
