@@ -120,12 +120,11 @@ func (s *session) process(recs []*kgo.Record) error {
 	handled := s.handled
 	parkAt := func(stream string, off int64, park func() error) error {
 		if len(run) > 0 {
-			rest, err := s.applyRun(ctx, run)
+			_, err := s.applyRun(ctx, run)
 			r.metrics.applied.Add(ctx, s.applied)
 			s.applied = 0
 			if err != nil {
-				_ = rest // the batch is processed again: the cursors skip what was applied
-				return err
+				return err // the batch is processed again: the cursors skip what was applied
 			}
 			run = run[:0]
 			clear(next)
