@@ -408,12 +408,9 @@ func (c *conn) printOffsetPlan(ctx context.Context, to string) error {
 	if err != nil {
 		return err
 	}
-	committed, err := c.admin.FetchOffsets(ctx, c.group)
-	if err == nil {
-		err = committed.Error()
-	}
+	committed, err := c.committedOffsets(ctx)
 	if err != nil {
-		return fmt.Errorf("committed offsets of %s: %w", c.group, err)
+		return err
 	}
 	w := tabwriter.NewWriter(c.o.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "  TOPIC\tPARTITION\tCURRENT-OFFSET\tNEW-OFFSET")
@@ -631,12 +628,9 @@ func (c *conn) refuseForward(ctx context.Context, to string) error {
 	if err != nil {
 		return err
 	}
-	committed, err := c.admin.FetchOffsets(ctx, c.group)
-	if err == nil {
-		err = committed.Error()
-	}
+	committed, err := c.committedOffsets(ctx)
 	if err != nil {
-		return fmt.Errorf("committed offsets of %s: %w", c.group, err)
+		return err
 	}
 	starts, err := c.admin.ListStartOffsets(ctx, c.o.topic)
 	if err != nil {
@@ -660,4 +654,16 @@ func (c *conn) refuseForward(ctx context.Context, to string) error {
 			c.name, to, strings.Join(ahead, "; "))
 	}
 	return nil
+}
+
+// committedOffsets fetches the group's committed offsets.
+func (c *conn) committedOffsets(ctx context.Context) (kadm.OffsetResponses, error) {
+	committed, err := c.admin.FetchOffsets(ctx, c.group)
+	if err == nil {
+		err = committed.Error()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("committed offsets of %s: %w", c.group, err)
+	}
+	return committed, nil
 }
