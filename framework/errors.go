@@ -66,6 +66,18 @@ var (
 	// lost must be rebuilt (a replay).
 	ErrStateLost = errors.New("framework: stored state lost")
 
+	// ErrResetPending reports a write refused because a replay raised the
+	// epoch and the new epoch's read model has not been dropped yet:
+	// nobody may write into it before the reset (the write would be wiped
+	// by it). Nothing of the write was stored; the writer leaves the
+	// consumer group and waits for the reset.
+	ErrResetPending = errors.New("framework: a replay's reset of the read model is pending")
+
+	// ErrVersionClosed reports a write refused because its read-model
+	// version is no longer live or being built: a rebuild replaced it, or
+	// its rebuild was aborted (see [Versions]). Nothing was stored.
+	ErrVersionClosed = errors.New("framework: read-model version closed")
+
 	// ErrPartialApply reports a write that may have stored part of an
 	// event's effect without its cursor: the read model may be
 	// inconsistent and must be rebuilt. Stores return it only for failures

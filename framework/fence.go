@@ -46,7 +46,8 @@ const MaxProjectionNameLength = 128
 // ValidateProjectionName reports whether name can name a projection: 1 to
 // [MaxProjectionNameLength] characters from [A-Za-z0-9._-]. The name becomes
 // a Kafka consumer group and part of Redis keys (inside a {hash tag}), so
-// nothing else is allowed.
+// nothing else is allowed. A versioned name ([VersionedName], "billing@v3")
+// is a valid name followed by "@v" and a version from 1.
 func ValidateProjectionName(name string) error {
 	reason := ""
 	switch {
@@ -55,6 +56,12 @@ func ValidateProjectionName(name string) error {
 	case len(name) > MaxProjectionNameLength:
 		reason = "longer than 128 bytes"
 	default:
+		if base, v := SplitVersionedName(name); v > 0 {
+			name = base // "billing@v3": a version suffix is allowed
+			if base == "" {
+				reason = "empty before its version"
+			}
+		}
 		for i := 0; i < len(name); i++ {
 			if !isNameByte(name[i]) {
 				reason = "character " + strconv.QuoteRuneToASCII(rune(name[i])) + " at byte " + strconv.Itoa(i) +

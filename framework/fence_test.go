@@ -35,3 +35,38 @@ func TestFenceTravelsInContext(t *testing.T) {
 		t.Errorf("String = %q", s)
 	}
 }
+
+func TestVersionedNames(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		name string
+		v    uint64
+		ok   bool
+	}{
+		{"billing", "billing", 0, true},
+		{"billing@v3", "billing", 3, true},
+		{"billing@v0", "billing@v0", 0, false},
+		{"billing@v03", "billing@v03", 0, false},
+		{"billing@v", "billing@v", 0, false},
+		{"@v3", "", 3, false},
+		{"a@vb@v2", "a@vb", 2, false},
+		{"bill ing@v2", "bill ing", 2, false},
+	} {
+		name, v := framework.SplitVersionedName(c.in)
+		if name != c.name || v != c.v {
+			t.Errorf("SplitVersionedName(%q) = %q, %d; want %q, %d", c.in, name, v, c.name, c.v)
+		}
+		if err := framework.ValidateProjectionName(c.in); (err == nil) != c.ok {
+			t.Errorf("ValidateProjectionName(%q) = %v; want ok %v", c.in, err, c.ok)
+		}
+	}
+	if got := framework.VersionedName("billing", 0); got != "billing" {
+		t.Errorf("VersionedName(billing, 0) = %q", got)
+	}
+	if got := framework.VersionedName("billing", 12); got != "billing@v12" {
+		t.Errorf("VersionedName(billing, 12) = %q", got)
+	}
+	if got := framework.VersionGroup("billing", 12); got != "billing@v12" {
+		t.Errorf("VersionGroup = %q", got)
+	}
+}

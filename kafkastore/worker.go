@@ -215,6 +215,7 @@ func (s *session) leave() error {
 // fatal reports errors a session cannot retry in place.
 func fatal(err error) bool {
 	return errors.Is(err, framework.ErrFenced) || errors.Is(err, framework.ErrStateLost) || errors.Is(err, ErrCommittedStateLost) ||
+		errors.Is(err, framework.ErrResetPending) || errors.Is(err, framework.ErrVersionClosed) ||
 		errors.Is(err, errStopping) || errors.Is(err, context.Canceled)
 }
 

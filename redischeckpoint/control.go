@@ -26,7 +26,7 @@ func (s *Store) Control(ctx context.Context, projection string) (framework.Contr
 	if err != nil {
 		return framework.Control{}, err
 	}
-	h, err := s.client.HGetAll(ctx, k.base+"control").Result()
+	h, err := s.client.HGetAll(ctx, k.control).Result()
 	if err != nil {
 		return framework.Control{}, fmt.Errorf("redischeckpoint: control of %s: %w", projection, err)
 	}
@@ -66,7 +66,7 @@ func (s *Store) SetPaused(ctx context.Context, projection string, paused bool, b
 	if paused {
 		fields = map[string]any{"paused": "1", "paused_by": by, "pause_reason": reason, "paused_at": time.Now().UTC().Format(time.RFC3339Nano)}
 	}
-	if err := s.client.HSet(ctx, k.base+"control", fields).Err(); err != nil {
+	if err := s.client.HSet(ctx, k.control, fields).Err(); err != nil {
 		return fmt.Errorf("redischeckpoint: pause %s: %w", projection, err)
 	}
 	return nil
@@ -79,11 +79,11 @@ func (s *Store) SetReplay(ctx context.Context, projection string, r *framework.R
 		return err
 	}
 	if r == nil {
-		return s.client.HDel(ctx, k.base+"control", "replay").Err()
+		return s.client.HDel(ctx, k.control, "replay").Err()
 	}
 	r.UpdatedAt = time.Now().UTC()
 	raw, _ := json.Marshal(r)
-	if err := s.client.HSet(ctx, k.base+"control", "replay", raw).Err(); err != nil {
+	if err := s.client.HSet(ctx, k.control, "replay", raw).Err(); err != nil {
 		return fmt.Errorf("redischeckpoint: record replay of %s: %w", projection, err)
 	}
 	return nil
@@ -100,7 +100,7 @@ func (s *Store) raise(ctx context.Context, projection, field string, epoch uint6
 	if err != nil {
 		return err
 	}
-	if err := s.client.Eval(ctx, raiseScript, []string{k.base + "control"}, field, strconv.FormatUint(epoch, 10)).Err(); err != nil {
+	if err := s.client.Eval(ctx, raiseScript, []string{k.control}, field, strconv.FormatUint(epoch, 10)).Err(); err != nil {
 		return fmt.Errorf("redischeckpoint: %s of %s: %w", field, projection, err)
 	}
 	return nil

@@ -16,6 +16,16 @@ var (
 	// a new epoch. See [FencedError].
 	ErrFenced = errors.New("redischeckpoint: fenced")
 
+	// ErrResetPending reports a fenced write refused while a replay's
+	// reset of the read model is pending; it matches
+	// [framework.ErrResetPending]. See [ResetPendingError].
+	ErrResetPending = framework.ErrResetPending
+
+	// ErrVersionClosed reports a fenced write, or a fence asked, for a
+	// version of the read model that a rebuild replaced or abandoned; it
+	// is [framework.ErrVersionClosed].
+	ErrVersionClosed = framework.ErrVersionClosed
+
 	// ErrCorruptCursor reports a cursor in Redis that is not a
 	// non-negative decimal integer. See [CorruptCursorError].
 	ErrCorruptCursor = errors.New("redischeckpoint: corrupt cursor")
@@ -189,3 +199,34 @@ func (e *StateLostError) Error() string {
 func (e *StateLostError) Is(target error) bool {
 	return target == ErrStateLost || target == framework.ErrStateLost
 }
+
+// ResetPendingError reports a fenced write refused because a replay asked
+// for the read model of Epoch to be dropped and no replica has done it
+// yet. It matches [ErrResetPending] and [framework.ErrResetPending].
+type ResetPendingError struct {
+	Projection string
+	Partition  int32
+	Epoch      uint64
+}
+
+func (e *ResetPendingError) Error() string {
+	return fmt.Sprintf("redischeckpoint: projection %s partition %d: write refused: the reset of the read model for epoch %d is pending", e.Projection, e.Partition, e.Epoch)
+}
+
+// Is matches [ErrResetPending].
+func (e *ResetPendingError) Is(target error) bool { return target == framework.ErrResetPending }
+
+// VersionClosedError reports a write or fence refused for a read-model
+// version that is no longer live or building. It matches
+// [ErrVersionClosed].
+type VersionClosedError struct {
+	Projection string // the versioned name, "billing@v3"
+	Partition  int32
+}
+
+func (e *VersionClosedError) Error() string {
+	return fmt.Sprintf("redischeckpoint: projection %s partition %d: this read-model version was replaced or abandoned by a rebuild: nothing more is written to it", e.Projection, e.Partition)
+}
+
+// Is matches [ErrVersionClosed].
+func (e *VersionClosedError) Is(target error) bool { return target == framework.ErrVersionClosed }

@@ -28,6 +28,9 @@ func (s *Store) AcquireFence(ctx context.Context, projection string, partition i
 		return framework.Fence{}, err
 	}
 	res, err := acquireScript.Run(ctx, s.client, k.list(), "", "", "", "", strconv.FormatInt(int64(partition), 10)).StringSlice()
+	if hasReplyPrefix(err, "CLOSED ") {
+		return framework.Fence{}, &VersionClosedError{Projection: projection, Partition: partition}
+	}
 	if err != nil {
 		return framework.Fence{}, fmt.Errorf("redischeckpoint: acquire fence %s partition %d: %w", projection, partition, err)
 	}

@@ -161,7 +161,7 @@ func (s *Store) Resolutions(ctx context.Context, projection string, limit int) (
 	if err != nil {
 		return nil, err
 	}
-	raws, err := s.client.LRange(ctx, k.base+"resolutions", 0, int64(limit)-1).Result()
+	raws, err := s.client.LRange(ctx, k.resolutions, 0, int64(limit)-1).Result()
 	if err != nil {
 		return nil, fmt.Errorf("redischeckpoint: resolutions of %s: %w", projection, err)
 	}

@@ -7,7 +7,7 @@ import "github.com/redis/go-redis/v9"
 //
 //	KEYS[1] meta      KEYS[2] fences    KEYS[3] cursors   KEYS[4] heads
 //	KEYS[5] serials   KEYS[6] progress  KEYS[7] parked    KEYS[8] resolving
-//	KEYS[9] resolutions
+//	KEYS[9] resolutions   KEYS[10] control
 //
 // and starts with four guard arguments: ARGV[1..3] = partition, epoch and
 // token of the caller's fence (an empty partition means unfenced), ARGV[4]
@@ -27,6 +27,11 @@ import "github.com/redis/go-redis/v9"
 //	                           its partition
 //	STATELOST <detail>         fences or the serial went back in time: Redis
 //	                           lost writes the caller made or relied on
+//	CLOSED                     the version is no longer live or building: a
+//	                           rebuild replaced or abandoned it
+//	RESETPENDING <epoch>       a replay raised the epoch and its read model
+//	                           has not been dropped yet: nobody may write
+//	                           into it before the reset
 var luaPrelude = `
 local A = 4
 local function num_less(a, b)
@@ -46,6 +51,13 @@ local function guard(bump)
         ' for partition ' .. ARGV[1] .. ', older than the writer\'s epoch ' .. ARGV[2] .. ' token ' .. ARGV[3])
     end
     return redis.error_reply('FENCED ' .. epoch .. ' ' .. token)
+  end
+  if redis.call('HGET', KEYS[1], 'closed') then
+    return redis.error_reply('CLOSED the version was replaced or abandoned by a rebuild')
+  end
+  local reset = redis.call('HMGET', KEYS[10], 'reset_epoch', 'reset_done')
+  if num_less(reset[2] or '0', reset[1] or '0') then
+    return redis.error_reply('RESETPENDING ' .. reset[1])
   end
   if ARGV[4] ~= '' then
     local floor = ARGV[4]
@@ -170,11 +182,14 @@ return 1
 
 // acquireScript answers {epoch, token, serial} with a new token for
 // ARGV[A+1], the partition, and the partition's current write serial. It
-// takes no fence. A token is above every token before it and at least the
+// takes no fence, and refuses a closed version. A token is above every token before it and at least the
 // server's clock in microseconds, so a Redis restored from an older
 // snapshot does not hand out a token that a live holder already has.
 var acquireScript = redis.NewScript(luaPrelude + `
 local p = ARGV[A + 1]
+if redis.call('HGET', KEYS[1], 'closed') then
+  return redis.error_reply('CLOSED the version was replaced or abandoned by a rebuild')
+end
 local epoch = redis.call('HGET', KEYS[1], 'epoch') or '0'
 local now, t = 0, redis.pcall('TIME') -- an ACL user without TIME gets increasing tokens only
 if not t.err then now = tonumber(t[1]) * 1000000 + tonumber(t[2]) end

@@ -88,10 +88,15 @@ func New(cfg Config) (*Store, error) {
 	return &Store{client: cfg.Client, cfg: cfg, sessions: map[sessionKey]*session{}}, nil
 }
 
-// keys are the keys of one projection.
+// keys are the keys of one projection (of one version of it: see
+// [framework.VersionedName]).
 type keys struct {
-	name    string
-	base    string // "projector:{billing}:"
+	name string
+	// base is "projector:{billing}:" for version 0 and
+	// "projector:{billing}:v3:" for version 3: every version of a
+	// projection shares its hash slot, beside the registry of versions.
+	base    string
+	version uint64
 	meta    string
 	fences  string
 	cursors string
@@ -112,20 +117,31 @@ type keys struct {
 	// requested and the partition's worker has not carried out yet.
 	resolving   string
 	resolutions string // the audit list of carried-out resolutions
+	// control holds pause, reset and replay state (see control.go).
+	control string
+	// versions is the registry of the projection's versions, shared by
+	// all of them: "projector:{billing}:versions".
+	versions string
 }
 
 func (s *Store) keysFor(name string) (keys, error) {
 	if err := framework.ValidateProjectionName(name); err != nil {
 		return keys{}, err
 	}
-	base := s.cfg.Namespace + ":{" + name + "}:"
-	return keys{name: name, base: base, meta: base + "meta", fences: base + "fences", cursors: base + "cursors",
+	bare, v := framework.SplitVersionedName(name)
+	root := s.cfg.Namespace + ":{" + bare + "}:"
+	base := root
+	if v > 0 {
+		base += "v" + strconv.FormatUint(v, 10) + ":"
+	}
+	return keys{name: name, base: base, version: v, meta: base + "meta", fences: base + "fences", cursors: base + "cursors",
 		heads: base + "event-ids", serials: base + "serials", progress: base + "progress", parked: base + "parked",
-		resolving: base + "resolving", resolutions: base + "resolutions"}, nil
+		resolving: base + "resolving", resolutions: base + "resolutions", control: base + "control",
+		versions: root + "versions"}, nil
 }
 
 func (k keys) list() []string {
-	return []string{k.meta, k.fences, k.cursors, k.heads, k.serials, k.progress, k.parked, k.resolving, k.resolutions}
+	return []string{k.meta, k.fences, k.cursors, k.heads, k.serials, k.progress, k.parked, k.resolving, k.resolutions, k.control}
 }
 
 // scriptError translates a script's error reply.
@@ -143,6 +159,11 @@ func (s *Store) scriptError(ctx context.Context, k keys, err error, streams []st
 			fe.CurrentToken, _ = strconv.ParseUint(parts[2], 10, 64)
 		}
 		return fe
+	case hasReplyPrefix(err, "CLOSED "):
+		return &VersionClosedError{Projection: k.name, Partition: f.Partition}
+	case hasReplyPrefix(err, "RESETPENDING "):
+		epoch, _ := strconv.ParseUint(strings.TrimPrefix(msg, "RESETPENDING "), 10, 64)
+		return &ResetPendingError{Projection: k.name, Partition: f.Partition, Epoch: epoch}
 	case hasReplyPrefix(err, "STATELOST "):
 		return &StateLostError{Projection: k.name, Partition: f.Partition, Detail: strings.TrimPrefix(msg, "STATELOST ")}
 	case hasReplyPrefix(err, "BADCURSOR "):
