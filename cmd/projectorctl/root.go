@@ -16,6 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/projector-dev/projector/framework"
 	"github.com/projector-dev/projector/kafkastore"
 	"github.com/projector-dev/projector/redischeckpoint"
 )
@@ -100,7 +101,7 @@ func newRootCommand(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 	f.DurationVar(&o.timeout, "request-timeout", 30*time.Second, "timeout of each request to Kafka or Redis")
 	f.StringVar(&o.by, "by", env("PROJECTORCTL_BY", defaultActor()), "who acts, recorded with pauses, replays and skips (PROJECTORCTL_BY)")
 
-	root.AddCommand(newStatusCommand(o), newReplayCommand(o), newPauseCommand(o, true), newPauseCommand(o, false), newParkedCommand(o), newCatalogCommand(o))
+	root.AddCommand(newStatusCommand(o), newReplayCommand(o), newRebuildCommand(o), newPauseCommand(o, true), newPauseCommand(o, false), newParkedCommand(o), newCatalogCommand(o))
 	return root
 }
 
@@ -121,16 +122,20 @@ func isUsageError(err error) bool {
 
 // conn holds the connections of one command.
 type conn struct {
-	o      *options
-	name   string
-	group  string
-	kafka  *kgo.Client
-	admin  *kadm.Client
-	seeds  []string
-	kopts  []kgo.Opt // security and timeouts, for clients of its own (kafkastore.Resolver)
-	redis  redis.UniversalClient
-	store  *redischeckpoint.Store
-	closed bool
+	o *options
+	// name is the version of the projection the command acts on: the live
+	// one ("billing", "billing@v3") unless the user named a version;
+	// group is its consumer group. baseGroup is version 0's group.
+	name      string
+	group     string
+	baseGroup string
+	kafka     *kgo.Client
+	admin     *kadm.Client
+	seeds     []string
+	kopts     []kgo.Opt // security and timeouts, for clients of its own (kafkastore.Resolver)
+	redis     redis.UniversalClient
+	store     *redischeckpoint.Store
+	closed    bool
 }
 
 // connect opens Kafka (unless kafkaToo is false) and Redis for projection
@@ -157,6 +162,21 @@ func (o *options) connect(ctx context.Context, name string, kafkaToo bool) (*con
 		c.close()
 		return nil, err
 	}
+	// A command about "billing" acts on its live version; "billing@v3"
+	// names a version (a rebuild in progress, a kept one).
+	c.baseGroup = c.group
+	base, v := framework.SplitVersionedName(name)
+	if v == 0 {
+		vs, err := c.store.Versions(ctx, base)
+		if err != nil {
+			c.close()
+			return nil, err
+		}
+		v = vs.Live
+	} else if o.group == "" {
+		c.baseGroup = base
+	}
+	c.name, c.group = framework.VersionedName(base, v), framework.VersionGroup(c.baseGroup, v)
 	if !kafkaToo {
 		return c, nil
 	}

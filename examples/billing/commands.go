@@ -15,6 +15,7 @@ import (
 	"github.com/projector-dev/projector/examples/billing/api"
 	"github.com/projector-dev/projector/examples/billing/loadgen"
 	"github.com/projector-dev/projector/examples/billing/mabis"
+	"github.com/projector-dev/projector/framework"
 	"github.com/projector-dev/projector/kafkastore"
 	"github.com/projector-dev/projector/redischeckpoint"
 	"github.com/projector-dev/projector/telemetry"
@@ -176,17 +177,30 @@ func worker(ctx context.Context, o options, out io.Writer) error {
 		return err
 	}
 	defer adm.Close()
-	runner, err := kafkastore.NewRunner(kafkastore.RunnerConfig{
-		Seeds: o.brokers, ClientOpts: append(opts, kgo.SessionTimeout(o.sessionTimeout)), Topic: o.topic, Group: o.group,
-		Projection: rm.projection, Checkpoints: rm.store,
-		ShutdownTimeout: o.shutdown, Logger: o.logger,
-		TracerProvider: tel.TracerProvider(), MeterProvider: tel.MeterProvider(),
+	// The worker runs every version of the read model that needs it: the
+	// live one and, while projectorctl rebuild runs, the one built beside
+	// it (see kafkastore.VersionedRunner).
+	runner, err := kafkastore.NewVersionedRunner(kafkastore.VersionedConfig{
+		Name: o.projection,
+		NewProjection: func(name string) (framework.Projection, error) {
+			return rm.projection.Version(name)
+		},
+		Runner: kafkastore.RunnerConfig{
+			Seeds: o.brokers, ClientOpts: append(opts, kgo.SessionTimeout(o.sessionTimeout)), Topic: o.topic, Group: o.group,
+			Checkpoints: rm.store, ShutdownTimeout: o.shutdown, Logger: o.logger,
+			TracerProvider: tel.TracerProvider(), MeterProvider: tel.MeterProvider(),
+		},
 	})
 	if err != nil {
 		return err
 	}
-	replicas := func() []*kafkastore.Runner { return []*kafkastore.Runner{runner} }
-	h, err := api.New(api.Config{Reader: rm.reader, Logger: o.logger, Status: statusOf(o.projection, runner.Group(), o.topic, adm, replicas, nil)})
+	replicas := func() []*kafkastore.Runner {
+		if r := runner.Live(); r != nil {
+			return []*kafkastore.Runner{r}
+		}
+		return nil
+	}
+	h, err := api.New(api.Config{Reader: rm.reader, Logger: o.logger, Status: statusOf(o.projection, o.groupName(), o.topic, adm, replicas, nil)})
 	if err != nil {
 		return err
 	}
@@ -205,8 +219,8 @@ func worker(ctx context.Context, o options, out io.Writer) error {
 	go func() {
 		defer stopRunner() // a worker without its probes is of no use
 		httpErr <- serveHTTP(httpCtx, o.httpAddr, o.shutdown, mux, func(addr string) {
-			fmt.Fprintf(out, "billing worker %s of projection %s (group %s) on topic %s; API, health and metrics on %s\n",
-				runner.ReplicaID(), o.projection, runner.Group(), o.topic, apiURL(addr))
+			fmt.Fprintf(out, "billing worker %s of projection %s (every live and building version; group %s for version 0) on topic %s; API, health and metrics on %s\n",
+				runner.ReplicaID(), o.projection, o.groupName(), o.topic, apiURL(addr))
 		})
 	}()
 	err = runner.Run(runCtx)

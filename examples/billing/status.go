@@ -59,12 +59,17 @@ func groupLag(ctx context.Context, adm *kadm.Client, group, topic string) (int64
 
 // statusOf reports the runner replicas of this process and the group's lag
 // for GET /api/v1/status. runners is called per request, so that replicas
-// may come and go; state, when set, names the state instead of the first
-// replica's.
+// may come and go; the first one's group (the live version's) is measured,
+// group where there is none. state, when set, names the state instead of
+// the first replica's.
 func statusOf(projection, group, topic string, adm *kadm.Client, runners func() []*kafkastore.Runner, state func() string) api.StatusFunc {
 	return func(ctx context.Context) (api.Status, error) {
-		st := api.Status{Projection: projection, Group: group, UpdatedAt: time.Now().UTC()}
 		rs := runners()
+		group := group
+		if len(rs) > 0 {
+			group = rs[0].Group() // the live version's group
+		}
+		st := api.Status{Projection: projection, Group: group, UpdatedAt: time.Now().UTC()}
 		for _, r := range rs {
 			s := r.Stats()
 			rep := api.Replica{ID: r.ReplicaID(), State: r.State(), Partitions: r.Assigned(), Applied: s.Applied, Skipped: s.Skipped,

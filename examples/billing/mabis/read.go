@@ -14,21 +14,56 @@ import (
 	"github.com/projector-dev/projector/redischeckpoint"
 )
 
-// Reader queries the billing read model of one tenant. It is safe for
-// concurrent use.
+// Reader queries the billing read model of one tenant, in one version of
+// the read model. It is safe for concurrent use.
 type Reader struct {
+	p      *redischeckpoint.AtomicProjection
 	client redis.UniversalClient
 	key    func(parts ...string) string
 	tenant string
 }
 
-// NewReader returns a reader of the read model p writes, for tenant.
+// NewReader returns a reader of the read model p writes (p's version), for
+// tenant. Queries that must see the live version call [Reader.Live] first.
 func NewReader(p *redischeckpoint.AtomicProjection, tenant string) (*Reader, error) {
 	if err := framework.ValidateTenantID(tenant); err != nil {
 		return nil, err
 	}
-	return &Reader{client: p.Client(), key: p.Key, tenant: tenant}, nil
+	return &Reader{p: p, client: p.Client(), key: p.Key, tenant: tenant}, nil
 }
+
+// Live returns a reader of the live version of the read model (see
+// redischeckpoint.Store.Live): one query reads one version, also while a
+// rebuild switches the live pointer.
+func (r *Reader) Live(ctx context.Context) (*Reader, error) {
+	live, err := r.p.Live(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return r.at(live), nil
+}
+
+// Version returns a reader of the read model's version name ("billing@v3").
+func (r *Reader) Version(name string) (*Reader, error) {
+	p, err := r.p.Version(name)
+	if err != nil {
+		return nil, err
+	}
+	return r.at(p), nil
+}
+
+func (r *Reader) at(p *redischeckpoint.AtomicProjection) *Reader {
+	if p == r.p {
+		return r
+	}
+	return &Reader{p: p, client: p.Client(), key: p.Key, tenant: r.tenant}
+}
+
+// ReadModel names the version the reader reads: "billing" or "billing@v3".
+func (r *Reader) ReadModel() string { return r.p.Name() }
+
+// Projection returns the projection the reader reads.
+func (r *Reader) Projection() *redischeckpoint.AtomicProjection { return r.p }
 
 // Tenant returns the tenant the reader reads.
 func (r *Reader) Tenant() string { return r.tenant }
