@@ -342,7 +342,10 @@ func TestSchemaRejects(t *testing.T) {
 		"unknown key":           "replicas: 3",
 		"unknown mechanism":     "kafka: {sasl: {mechanism: GSSAPI}}",
 		"no brokers":            "kafka: {brokers: []}",
-		"bad replay time":       "replay: {enabled: true, toTime: yesterday}",
+		"bad replay time":       "replay: {enabled: true, command: replay, toTime: yesterday}",
+		"rebuild from a time":   "replay: {enabled: true, toTime: \"2026-01-01T00:00:00Z\"}",
+		"bad replay command":    "replay: {enabled: true, command: reset}",
+		"bad rebuild grace":     "replay: {enabled: true, grace: ten}",
 		"bad run id":            "replay: {enabled: true, runId: Run_1}",
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -455,7 +458,7 @@ func TestReplayJob(t *testing.T) {
 worker: {projection: billing, group: billing-blue}
 kafka: {sasl: {mechanism: PLAIN}}
 credentials: {existingSecret: creds}
-replay: {enabled: true, runId: "2026-03-01", toTime: "2026-01-01T00:00:00Z"}`))
+replay: {enabled: true, command: replay, runId: "2026-03-01", toTime: "2026-01-01T00:00:00Z"}`))
 	m := r.one(t, "Job")
 	if !m.Hook {
 		t.Error("the replay Job is not a hook: a later upgrade would re-create it after its TTL")
@@ -485,10 +488,20 @@ replay: {enabled: true, runId: "2026-03-01", toTime: "2026-01-01T00:00:00Z"}`))
 		t.Errorf("restartPolicy = %s", job.Spec.Template.Spec.RestartPolicy)
 	}
 
-	// Without a run id the release revision makes the name unique per upgrade.
+	// Without a run id the release revision makes the name unique per
+	// upgrade; by default the Job rebuilds beside the live version.
 	r = mustRender(t, values(t, "replay: {enabled: true}"))
 	if name := r.one(t, "Job").Name; name != "billing-projector-replay-rev1" {
 		t.Errorf("Job name %q, want the revision suffix", name)
+	}
+	c = container(t, &decodeAs[*batchv1.Job](t, r.one(t, "Job")).Spec.Template.Spec, "projectorctl")
+	if got := strings.Join(c.Args, " "); got != "rebuild billing --yes --wait --grace 10m" {
+		t.Errorf("default replay Job args = %q, want the blue/green rebuild", got)
+	}
+	r = mustRender(t, values(t, "replay: {enabled: true, grace: 1h, keep: true, wait: false}"))
+	c = container(t, &decodeAs[*batchv1.Job](t, r.one(t, "Job")).Spec.Template.Spec, "projectorctl")
+	if got := strings.Join(c.Args, " "); got != "rebuild billing --yes --grace 1h --keep" {
+		t.Errorf("rebuild Job args = %q", got)
 	}
 }
 
@@ -505,7 +518,7 @@ func TestReplayCronJob(t *testing.T) {
 		t.Errorf("concurrencyPolicy = %s, want Forbid", cj.Spec.ConcurrencyPolicy)
 	}
 	c := container(t, &cj.Spec.JobTemplate.Spec.Template.Spec, "projectorctl")
-	if strings.Join(c.Args, " ") != "replay billing --yes --wait" {
+	if strings.Join(c.Args, " ") != "rebuild billing --yes --wait --grace 10m" {
 		t.Errorf("args = %q", c.Args)
 	}
 	cj = decodeAs[*batchv1.CronJob](t, mustRender(t, values(t, "replay: {schedule: '@weekly', suspend: false}")).one(t, "CronJob"))

@@ -271,6 +271,19 @@ template:
         imagePullPolicy: {{ .Values.image.pullPolicy }}
         command: ["/usr/local/bin/projectorctl"]
         args:
+          {{- if eq .Values.replay.command "rebuild" }}
+          - rebuild
+          - {{ .Values.worker.projection | quote }}
+          - --yes
+          {{- if .Values.replay.wait }}
+          - --wait
+          {{- end }}
+          - --grace
+          - {{ .Values.replay.grace | quote }}
+          {{- if .Values.replay.keep }}
+          - --keep
+          {{- end }}
+          {{- else }}
           - replay
           - {{ .Values.worker.projection | quote }}
           - --yes
@@ -280,6 +293,7 @@ template:
           {{- with .Values.replay.toTime }}
           - --to-time
           - {{ . | quote }}
+          {{- end }}
           {{- end }}
           {{- range .Values.replay.extraArgs }}
           - {{ . | quote }}
