@@ -88,6 +88,12 @@ const (
 	envResume = "PROJECTOR_TEST_RESUME"
 	// envBatchSize sets RunnerConfig.BatchSize.
 	envBatchSize = "PROJECTOR_TEST_BATCH_SIZE"
+	// envVersioned makes the replica a VersionedRunner: it runs the live
+	// version and a rebuild's (with a 200ms refresh).
+	envVersioned = "PROJECTOR_TEST_VERSIONED"
+	// envVersionsRefresh sets VersionedConfig.Refresh (a Go duration): a
+	// long one makes a replica learn late that its version was replaced.
+	envVersionsRefresh = "PROJECTOR_TEST_VERSIONS_REFRESH"
 )
 
 // exists reports whether a file exists.
@@ -157,12 +163,27 @@ func replicaMain() int {
 			return d.DialContext(ctx, network, proxy)
 		}))
 	}
-	r, err := kafkastore.NewRunner(cfg)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 2
+	run := func(ctx context.Context) error { return nil }
+	if os.Getenv(envVersioned) == "1" {
+		cfg.Projection = nil
+		cfg.ControlRefresh = 200 * time.Millisecond
+		refresh, _ := time.ParseDuration(os.Getenv(envVersionsRefresh))
+		vr, err := kafkastore.NewVersionedRunner(kafkastore.VersionedConfig{Name: p.Name(), Runner: cfg, Refresh: refresh,
+			NewProjection: func(name string) (framework.Projection, error) { return p.Version(name) }})
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 2
+		}
+		run = vr.Run
+	} else {
+		r, err := kafkastore.NewRunner(cfg)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 2
+		}
+		run = r.Run
 	}
-	if err := r.Run(ctx); err != nil {
+	if err := run(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}

@@ -28,6 +28,9 @@ type Status struct {
 	Replicas   []framework.ReplicaInfo  `json:"replicas"`
 	Control    framework.Control        `json:"control"`
 	Parked     []framework.ParkedStream `json:"parked"`
+	// Versions is the registry of the projection's read-model versions:
+	// the live one, a rebuild in progress, retiring ones.
+	Versions framework.Versions `json:"versions"`
 	// Problems lists what needs an operator: partitions whose committed
 	// offsets rely on state Redis lost, partitions a replica reports as
 	// not working, duplicates whose event ID could not be verified.
@@ -100,6 +103,10 @@ func (c *conn) status(ctx context.Context) (*Status, error) {
 		return nil, err
 	}
 	if st.Replicas, err = c.store.Replicas(ctx, c.name, 30*time.Second); err != nil {
+		return nil, err
+	}
+	base, _ := framework.SplitVersionedName(c.name)
+	if st.Versions, err = c.store.Versions(ctx, base); err != nil {
 		return nil, err
 	}
 	described, err := c.admin.DescribeGroups(ctx, c.group)
@@ -214,6 +221,12 @@ func printStatus(o *options, st *Status) {
 	fmt.Fprintf(w, "topic\t%s\n", safeText(st.Topic))
 	fmt.Fprintf(w, "state\t%s\n", st.State)
 	fmt.Fprintf(w, "epoch\t%d\n", st.Epoch)
+	base, _ := framework.SplitVersionedName(st.Projection)
+	fmt.Fprintf(w, "live version\t%s\n", safeText(framework.VersionedName(base, st.Versions.Live)))
+	if b := st.Versions.Building; b != nil {
+		fmt.Fprintf(w, "rebuilding\t%s since %s by %s (projectorctl rebuild %s --status)\n", safeText(framework.VersionedName(base, b.Version)),
+			b.StartedAt.Format(time.RFC3339), safeText(b.By), safeText(base))
+	}
 	if st.Control.Paused {
 		fmt.Fprintf(w, "paused\tby %s at %s: %s\n", safeText(st.Control.PausedBy), st.Control.PausedAt.Format(time.RFC3339), safeText(st.Control.PauseReason))
 	}
