@@ -1,6 +1,10 @@
 package framework
 
-import "time"
+import (
+	"context"
+	"errors"
+	"time"
+)
 
 // Control is the shared control state of a projection's replicas: what an
 // admin asked of them. It lives where every replica sees it (Redis, in
@@ -16,7 +20,9 @@ type Control struct {
 
 	// ResetEpoch is the epoch whose read model must be dropped before
 	// anyone consumes; ResetDone the last epoch for which a replica did.
-	// Exactly one replica resets (it claims the epoch first).
+	// Exactly one replica resets (it claims the epoch first). While
+	// ResetEpoch is above ResetDone, every fenced write is refused
+	// ([ErrResetPending]).
 	ResetEpoch uint64 `json:"reset_epoch,omitempty"`
 	ResetDone  uint64 `json:"reset_done,omitempty"`
 
@@ -38,7 +44,16 @@ type Replay struct {
 	To        string `json:"to"` // "start", "time:<RFC 3339>" or "offsets:<partition>=<offset>,..."
 	Phase     string `json:"phase"`
 	WasPaused bool   `json:"was_paused,omitempty"` // paused before the replay: stay paused after
-	Epoch     uint64 `json:"epoch,omitempty"`      // the epoch the replay started
+	// Epoch is the epoch the replay started from while it is pausing or
+	// resetting (a replay to the start has raised the epoch when the
+	// projection's epoch is above it), and the epoch it raised from the
+	// rebuild on.
+	Epoch uint64 `json:"epoch,omitempty"`
+	// Start holds, for a replay to the start, the offset each partition
+	// starts from, by partition: listed before anything changes,
+	// recorded as the new epoch's progress and the offsets the group is
+	// reset to (the same ones when the replay is resumed).
+	Start map[int32]int64 `json:"start,omitempty"`
 	// KeepModel: the replay moves the offsets back to a time or given
 	// offsets and keeps the epoch, the read model and its cursors; the
 	// replicas re-read from there and skip what each stream applied. (A
@@ -52,13 +67,51 @@ type Replay struct {
 
 // Replay phases, in order.
 const (
-	ReplayPausing   = "pausing"   // asked the replicas to leave; waiting for the group to empty
+	// ReplayPausing: asked the replicas to leave (a replay to the start
+	// raises the epoch and requests the reset in the same step, so that
+	// nothing is written from then on); waiting for the group to empty.
+	ReplayPausing   = "pausing"
 	ReplayResetting = "resetting" // the group is empty; offsets being reset
 	ReplayRebuild   = "rebuild"   // offsets reset and epoch raised; replicas reset the model and rebuild
 	ReplayDone      = "done"      // the rebuild was started (and, with --wait, caught up)
 	ReplayFailed    = "failed"    // stopped before resetting anything; see Error
 	ReplayAborted   = "aborted"   // an admin gave up on it
 )
+
+// ErrResetClaimLost reports a step of a replay's reset of the read model
+// (a delete, marking the reset done) refused because the replica that
+// makes it no longer holds the claim on that epoch's reset, or the reset
+// was done already: it was frozen past its claim and another replica took
+// the reset over. Nothing was deleted or marked.
+var ErrResetClaimLost = errors.New("framework: the claim on the read model's reset is no longer held")
+
+// ResetClaim is a replica's claim on the reset of a projection's read
+// model for a replay's epoch: only its holder may drop the model, and
+// only until the reset of that epoch is done.
+type ResetClaim struct {
+	Projection string
+	Epoch      uint64
+	Holder     string // the replica
+}
+
+type resetClaimKey struct{}
+
+// WithResetClaim returns a context that carries c. The runner calls the
+// projection's [Resetter] with it; a store that supports it (package
+// redischeckpoint) checks the claim in every delete made with that context
+// and refuses it with an error matching [ErrResetClaimLost] once the claim
+// is lost, so that a replica frozen in its reset cannot delete a read model
+// rebuilt meanwhile. A Resetter of another store can check the claim the
+// same way.
+func WithResetClaim(ctx context.Context, c ResetClaim) context.Context {
+	return context.WithValue(ctx, resetClaimKey{}, c)
+}
+
+// ResetClaimFrom returns the reset claim ctx carries, if any.
+func ResetClaimFrom(ctx context.Context) (ResetClaim, bool) {
+	c, ok := ctx.Value(resetClaimKey{}).(ResetClaim)
+	return c, ok
+}
 
 // ReplicaInfo is what a replica reports about itself, for status.
 type ReplicaInfo struct {

@@ -4,8 +4,10 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
+	"sync/atomic"
 	"time"
 
 	"github.com/projector-dev/projector/framework"
@@ -34,9 +36,22 @@ func (r *Runner) State() string {
 // variable for tests.
 var resetClaimTTL = 30 * time.Second
 
+// afterControlRead, when set (by tests), is called with the replica's ID
+// once waitRunnable decided from the control state it read that the
+// replica may consume, before the replica joins the group: a test holds a
+// replica there to force the race of a replica that joins while a replay
+// begins.
+var afterControlRead atomic.Pointer[func(replica string)]
+
 // waitRunnable returns once the replica may consume: not paused, and no
 // reset of the read model pending. When a reset is pending, one replica
 // claims it and calls the projection's Reset; the others wait for it.
+//
+// What it read may be stale by the time the replica has joined: a replay
+// may have begun meanwhile. That is safe: a replay raises the epoch and
+// requests the reset in one step before anything else, so every write the
+// replica then makes is refused (fenced, or the reset pending), and the
+// replica leaves the group again (see partition.run).
 func (r *Runner) waitRunnable(ctx context.Context) error {
 	if r.cfg.Control == nil {
 		return nil
@@ -55,11 +70,22 @@ func (r *Runner) waitRunnable(ctx context.Context) error {
 			r.state.Store("paused")
 		case c.ResetPending():
 			r.state.Store("waiting-reset")
-			if err := r.maybeReset(ctx, c.ResetEpoch); err != nil {
+			done, err := r.maybeReset(ctx, c.ResetEpoch)
+			switch {
+			case errors.Is(err, framework.ErrResetClaimLost):
+				r.setLastError(err)
+				r.cfg.Logger.WarnContext(ctx, "resetting the read model stopped: this replica lost its claim on it (it was frozen or cut off past the claim's lifetime) and deleted nothing more; another replica resets it",
+					"epoch", c.ResetEpoch, "err", err)
+			case err != nil:
 				r.setLastError(err)
 				r.cfg.Logger.ErrorContext(ctx, "resetting the read model failed", "epoch", c.ResetEpoch, "err", err)
+			case done:
+				continue // read the control state again at once: consume unless paused
 			}
 		default:
+			if hook := afterControlRead.Load(); hook != nil {
+				(*hook)(r.cfg.ReplicaID)
+			}
 			return nil
 		}
 		select {
@@ -71,17 +97,31 @@ func (r *Runner) waitRunnable(ctx context.Context) error {
 }
 
 // maybeReset resets the read model for epoch if this replica wins the
-// claim for it.
-func (r *Runner) maybeReset(ctx context.Context, epoch uint64) error {
+// claim for it; done reports that it did, and recorded it.
+//
+// The projection's Reset gets the claim in its context
+// ([framework.WithResetClaim]): a store that supports it (redischeckpoint)
+// deletes only while this replica still holds the claim and the reset is
+// not done, so a replica frozen in its reset past the claim's lifetime
+// deletes nothing when it wakes, after another replica took the reset over
+// and the rebuild began. Marking the reset done checks the claim the same
+// way.
+func (r *Runner) maybeReset(ctx context.Context, epoch uint64) (done bool, err error) {
 	name := r.cfg.Projection.Name()
 	resetter, ok := r.cfg.Projection.(framework.Resetter)
 	if !ok {
-		return fmt.Errorf("kafkastore: a replay asks to reset projection %s, which does not implement framework.Resetter", name)
+		return false, fmt.Errorf("kafkastore: a replay asks to reset projection %s, which does not implement framework.Resetter", name)
 	}
 	ttl := resetClaimTTL
 	won, err := r.cfg.Control.ClaimReset(ctx, name, epoch, r.cfg.ReplicaID, ttl)
 	if err != nil || !won {
-		return err
+		return false, err
+	}
+	claim := framework.ResetClaim{Projection: name, Epoch: epoch, Holder: r.cfg.ReplicaID}
+	release := func() {
+		if rerr := r.cfg.Control.ReleaseResetClaim(context.WithoutCancel(ctx), name, epoch, r.cfg.ReplicaID); rerr != nil {
+			r.cfg.Logger.WarnContext(ctx, "cannot release the reset claim; it expires", "epoch", epoch, "err", rerr)
+		}
 	}
 	r.state.Store("resetting")
 	r.cfg.Logger.InfoContext(ctx, "resetting the read model for a replay", "epoch", epoch)
@@ -89,7 +129,7 @@ func (r *Runner) maybeReset(ctx context.Context, epoch uint64) error {
 	// taken over by another replica. If the renewal finds the claim lost
 	// (Redis lost it, or this replica was frozen past it), the reset is
 	// cancelled.
-	resetCtx, cancel := context.WithCancel(ctx)
+	resetCtx, cancel := context.WithCancel(framework.WithResetClaim(ctx, claim))
 	renewed := make(chan struct{})
 	go func() {
 		defer close(renewed)
@@ -102,7 +142,7 @@ func (r *Runner) maybeReset(ctx context.Context, epoch uint64) error {
 			case <-t.C:
 			}
 			if held, err := r.cfg.Control.RenewResetClaim(resetCtx, name, epoch, r.cfg.ReplicaID, ttl); err == nil && !held {
-				r.cfg.Logger.ErrorContext(ctx, "lost the claim on the read model's reset while resetting; stopping it", "epoch", epoch)
+				r.cfg.Logger.WarnContext(ctx, "lost the claim on the read model's reset while resetting; stopping it", "epoch", epoch)
 				cancel()
 				return
 			}
@@ -113,16 +153,24 @@ func (r *Runner) maybeReset(ctx context.Context, epoch uint64) error {
 	<-renewed
 	if err != nil {
 		// Another replica (or this one) may try at once.
-		if rerr := r.cfg.Control.ReleaseResetClaim(context.WithoutCancel(ctx), name, epoch, r.cfg.ReplicaID); rerr != nil {
-			r.cfg.Logger.WarnContext(ctx, "cannot release the reset claim; it expires", "epoch", epoch, "err", rerr)
-		}
-		return fmt.Errorf("kafkastore: reset %s for epoch %d: %w", name, epoch, err)
+		release()
+		return false, fmt.Errorf("kafkastore: reset %s for epoch %d: %w", name, epoch, err)
 	}
-	return r.cfg.Control.CompleteReset(ctx, name, epoch)
+	if err := r.cfg.Control.CompleteReset(framework.WithResetClaim(ctx, claim), name, epoch); err != nil {
+		release()
+		return false, fmt.Errorf("kafkastore: record the reset of %s for epoch %d: %w", name, epoch, err)
+	}
+	// The claim is kept until it expires: a replica that read the reset
+	// as pending just before cannot claim it (and the store refuses a
+	// claim on a reset recorded as done).
+	r.cfg.Logger.InfoContext(ctx, "read model reset for the replay", "epoch", epoch)
+	return true, nil
 }
 
 // watchControl stops consumption (calls stop) when the replica is paused
-// or a reset is requested.
+// or a reset is requested. (A replica learns it sooner when a replay began:
+// its next write is refused, and the partition that got the refusal stops
+// consumption the same way; see partition.run.)
 func (r *Runner) watchControl(ctx context.Context, stop context.CancelFunc) {
 	t := time.NewTicker(r.cfg.ControlRefresh)
 	defer t.Stop()

@@ -36,3 +36,21 @@ func SetCatalogGrace(d time.Duration) (restore func()) {
 	catalogGrace = d
 	return func() { catalogGrace = old }
 }
+
+// SetAfterControlRead makes every runner of the test binary call f (with
+// its replica ID) once it has read the control state and decided to
+// consume, before it joins the group: a test blocks a replica there to
+// force the race of a replica that joins while a replay begins. The
+// returned function restores the previous hook.
+func SetAfterControlRead(f func(replica string)) (restore func()) {
+	old := afterControlRead.Swap(&f)
+	return func() { afterControlRead.Store(old) }
+}
+
+// SetResetClaimTTL sets how long a reset claim lasts without renewal; the
+// returned function restores it. Set it before any runner runs.
+func SetResetClaimTTL(d time.Duration) (restore func()) {
+	old := resetClaimTTL
+	resetClaimTTL = d
+	return func() { resetClaimTTL = old }
+}

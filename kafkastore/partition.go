@@ -59,6 +59,9 @@ type partition struct {
 
 	ctx    context.Context // cancelled when the partition is lost or aborted
 	cancel context.CancelFunc
+	// leaveGroup stops the membership the partition was assigned in (nil
+	// without one): the replica leaves the group.
+	leaveGroup context.CancelFunc
 
 	// For Lag, read from other goroutines.
 	highWatermark atomic.Int64
@@ -76,7 +79,7 @@ func (r *Runner) newPartition(id int32) *partition {
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &partition{
 		r: r, id: id, notify: make(chan struct{}, 1), quit: make(chan struct{}), done: make(chan struct{}),
-		ctx: ctx, cancel: cancel,
+		ctx: ctx, cancel: cancel, leaveGroup: r.currentLeave(),
 		status: PartitionStatus{Partition: id, State: PartitionStarting, Since: time.Now().UTC()},
 	}
 	return p
@@ -294,6 +297,19 @@ func (p *partition) run() {
 		p.setWorking(false)
 		wait := p.r.cfg.Retry.backoff(failures)
 		switch {
+		case p.replayBegun(err):
+			// A replay began: it raised the epoch (this session's fence is
+			// of the old one) or its reset of the read model is pending
+			// (the fence is of the new one). The write was refused:
+			// nothing was stored, nothing is committed, nothing parked.
+			// The whole replica leaves the group, as watchControl would on
+			// its next read, and waits for the replay (waitRunnable); the
+			// partition is not retried meanwhile.
+			p.setStatus(PartitionFenced, err)
+			p.r.cfg.Logger.Info("a replay began (the epoch was raised or the reset of the read model is pending): write refused as expected, nothing stored or committed; leaving the group until the read model is reset",
+				"partition", p.id, "err", err)
+			p.leaveGroup()
+			wait = p.r.cfg.FencedWait
 		case errors.Is(err, framework.ErrFenced):
 			// Another replica took the fence: this replica is a zombie
 			// about to learn that the group moved the partition, or the
@@ -324,4 +340,25 @@ func (p *partition) run() {
 			return
 		}
 	}
+}
+
+// replayBegun reports whether err, a session's error, is a write refused
+// because a replay began: the reset of the read model is pending, or the
+// fence is stale while the control state says the replicas are paused or a
+// reset is pending. Without a control plane (nothing would tell the
+// replica when to come back) it is false.
+func (p *partition) replayBegun(err error) bool {
+	if p.r.cfg.Control == nil || p.leaveGroup == nil {
+		return false
+	}
+	if errors.Is(err, framework.ErrResetPending) {
+		return true
+	}
+	if !errors.Is(err, framework.ErrFenced) {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(p.ctx, 5*time.Second)
+	defer cancel()
+	c, cerr := p.r.cfg.Control.Control(ctx, p.r.cfg.Projection.Name())
+	return cerr == nil && (c.Paused || c.ResetPending())
 }

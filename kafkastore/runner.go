@@ -71,6 +71,13 @@ type Runner struct {
 	wakeCh       chan struct{} // cap 1: wake, for a poll loop waiting for room
 	roomCh       chan struct{} // cap 1: an inbox shrank
 
+	// leave stops the current membership (consume), nil between
+	// memberships: a partition whose write a replay refused calls it, as
+	// watchControl does, so that the replica leaves the group and waits
+	// for the replay.
+	leaveMu sync.Mutex
+	leave   context.CancelFunc
+
 	joined       atomic.Bool
 	leftBehind   atomic.Int64 // partition workers that ignored cancellation and still run
 	dlqDownUntil atomic.Int64 // Unix ns: skip the dead-letter topic until then
@@ -168,12 +175,14 @@ func (r *Runner) Run(ctx context.Context) error {
 			return err
 		}
 		consumeCtx, stopConsuming := context.WithCancel(ctx)
+		r.setLeave(stopConsuming)
 		var watcher sync.WaitGroup
 		if r.cfg.Control != nil {
 			watcher.Go(func() { r.watchControl(consumeCtx, stopConsuming) })
 		}
 		r.state.Store("running")
 		err := r.consume(consumeCtx)
+		r.setLeave(nil)
 		stopConsuming()
 		watcher.Wait()
 		if err != nil || ctx.Err() != nil || r.crashed.Load() {
@@ -181,9 +190,23 @@ func (r *Runner) Run(ctx context.Context) error {
 			r.cfg.Logger.InfoContext(ctx, "runner stopped", "group", r.cfg.Group, "err", err)
 			return err
 		}
-		// Paused, or a reset of the read model was requested: consumption
-		// stopped cleanly; wait until it may start again.
+		// Paused, or a reset of the read model was requested (seen by
+		// watchControl, or a write refused because a replay began):
+		// consumption stopped cleanly; wait until it may start again.
 	}
+}
+
+func (r *Runner) setLeave(f context.CancelFunc) {
+	r.leaveMu.Lock()
+	defer r.leaveMu.Unlock()
+	r.leave = f
+}
+
+// currentLeave returns the stop of the current membership, or nil.
+func (r *Runner) currentLeave() context.CancelFunc {
+	r.leaveMu.Lock()
+	defer r.leaveMu.Unlock()
+	return r.leave
 }
 
 // waitWorkers waits for the partition goroutines that are still running:

@@ -92,6 +92,12 @@ func (p *partition) startSession(first bool) (*session, error) {
 		case progress.Untracked:
 			r.cfg.Logger.Warn("the partition's state was written without progress tracking (an older version): adopting the committed offset; a loss before it cannot be detected",
 				"partition", p.id, "committed", committed)
+		case r.resetPending(s.ctx):
+			// A replay began: it recorded the offsets it resets the group
+			// to as the new epoch's progress before the group is empty, so
+			// the committed offset is still the old epoch's. Not lost
+			// state: the replica leaves the group (see partition.run).
+			return nil, fmt.Errorf("kafkastore: partition %d: committed offset %d is ahead of the new epoch's progress: %w", p.id, committed, framework.ErrResetPending)
 		default:
 			lost := &StateLostError{Projection: name, Partition: p.id, Committed: committed, Progress: -1}
 			if progress.Recorded {
@@ -118,6 +124,16 @@ func (p *partition) startSession(first bool) (*session, error) {
 	p.setStatus(PartitionRunning, nil)
 	r.cfg.Logger.Info("partition worker started", "group", r.cfg.Group, "partition", p.id, "fence", s.fence, "committed", committed, "first", first)
 	return s, nil
+}
+
+// resetPending reports whether the control state says a reset of the read
+// model is pending (false when it cannot be read, or there is none).
+func (r *Runner) resetPending(ctx context.Context) bool {
+	if r.cfg.Control == nil {
+		return false
+	}
+	c, err := r.cfg.Control.Control(ctx, r.cfg.Projection.Name())
+	return err == nil && c.ResetPending()
 }
 
 // committedOffset asks the group coordinator for the partition's committed
@@ -205,7 +221,16 @@ func (s *session) failed(err error) error {
 // applied).
 func (s *session) leave() error {
 	if s.p.commit {
-		if err := s.flush(); err != nil {
+		err := s.flush()
+		switch {
+		case err == nil:
+		case errors.Is(err, framework.ErrResetPending) || errors.Is(err, framework.ErrFenced):
+			// Expected when a replay began (it raises the epoch before the
+			// replicas leave) or another replica owns the partition now:
+			// nothing was stored, and nothing is committed.
+			s.r.cfg.Logger.Info("final flush refused (fenced: a replay began, or the partition moved): nothing stored or committed; the next owner re-reads from the last commit",
+				"partition", s.p.id, "err", err)
+		default:
 			s.r.cfg.Logger.Warn("final flush failed; the next owner re-reads from the last commit", "partition", s.p.id, "err", err)
 		}
 	}

@@ -2,6 +2,7 @@ package redischeckpoint
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -92,7 +93,24 @@ func (p *AtomicProjection) LastSequence(ctx context.Context, streamID string) (u
 
 // Reset implements [framework.Resetter]: it drops every read-model key and
 // the cursors. Keys are found with SCAN (on every master of a Cluster).
+//
+// Called with a [framework.ResetClaim] in ctx (the runner's reset for a
+// replay), every batch of deletes runs in a script that first checks that
+// the claim's holder still holds the claim on that epoch's reset and that
+// the reset is not recorded as done: a replica frozen in its reset past its
+// claim, while another replica completed the reset and the rebuild began,
+// deletes nothing when it wakes. The first refused batch ends the reset
+// with a [*ResetClaimLostError]. Without a claim (a direct call), Reset
+// deletes unconditionally.
 func (p *AtomicProjection) Reset(ctx context.Context) error {
+	claim, claimedReset := framework.ResetClaimFrom(ctx)
+	var ck claimed
+	if claimedReset {
+		var err error
+		if ck, err = p.store.claimKeys(p.keys.name, claim, 0); err != nil {
+			return err
+		}
+	}
 	pattern := globEscape(p.rm) + "*"
 	unlink := func(ctx context.Context, c redis.Cmdable) error {
 		iter := c.Scan(ctx, 0, pattern, 1000).Iterator()
@@ -101,7 +119,12 @@ func (p *AtomicProjection) Reset(ctx context.Context) error {
 			if len(batch) == 0 {
 				return nil
 			}
-			err := c.Unlink(ctx, batch...).Err()
+			var err error
+			if claimedReset {
+				err = p.store.unlinkClaimed(ctx, c, ck, claim, batch)
+			} else {
+				err = c.Unlink(ctx, batch...).Err()
+			}
 			batch = batch[:0]
 			return err
 		}
@@ -124,13 +147,22 @@ func (p *AtomicProjection) Reset(ctx context.Context) error {
 	} else {
 		err = unlink(ctx, p.store.client)
 	}
+	var lost *ResetClaimLostError
+	if errors.As(err, &lost) {
+		return err
+	}
 	if err != nil {
 		return fmt.Errorf("redischeckpoint: reset read model %s*: %w", p.rm, err)
+	}
+	// The cursors last, with the same check: a reset refused there leaves
+	// the cursors of the model that was kept.
+	if err := p.store.Delete(ctx, p.keys.name); err != nil {
+		return err
 	}
 	p.mu.Lock()
 	p.partial = nil // the partial writes went with the read model
 	p.mu.Unlock()
-	return p.store.Delete(ctx, p.keys.name)
+	return nil
 }
 
 // ApplyBatch implements [framework.BatchApplier]. It returns how many

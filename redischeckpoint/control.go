@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/projector-dev/projector/framework"
 )
 
@@ -18,6 +20,12 @@ import (
 //	                                paused_at, reset_epoch, reset_done, replay (JSON)
 //	projector:{billing}:replicas    hash: replica ID -> JSON ReplicaInfo
 //	projector:{billing}:reset-claim:<epoch>  the replica resetting that epoch
+//
+// A replay's reset is fenced by its claim: with the claim in the context
+// ([framework.WithResetClaim]), every delete of [AtomicProjection.Reset]
+// and [Store.Delete], and [Store.CompleteReset], runs in a script that
+// first checks that the claim's holder still holds the claim and that the
+// reset is not recorded as done ([ResetClaimLostError] otherwise).
 
 // Control returns the projection's control state (the zero Control when
 // nothing was ever asked).
@@ -112,26 +120,106 @@ func (s *Store) RequestReset(ctx context.Context, projection string, epoch uint6
 	return s.raise(ctx, projection, "reset_epoch", epoch)
 }
 
-// CompleteReset records that the read model of epoch was dropped.
+// CompleteReset records that the read model of epoch was dropped. Called
+// with a [framework.ResetClaim] in ctx (the runner does), it records it only
+// while the claim's holder still holds the claim on epoch's reset: a
+// replica that lost its claim (it was frozen past it and another replica
+// took the reset over) gets a [*ResetClaimLostError] and marks nothing. A
+// reset recorded as done already is not an error.
 func (s *Store) CompleteReset(ctx context.Context, projection string, epoch uint64) error {
-	return s.raise(ctx, projection, "reset_done", epoch)
+	claim, ok := framework.ResetClaimFrom(ctx)
+	if !ok {
+		return s.raise(ctx, projection, "reset_done", epoch)
+	}
+	k, err := s.claimKeys(projection, claim, epoch)
+	if err != nil {
+		return err
+	}
+	err = completeResetScript.Run(ctx, s.client, []string{k.claim, k.control}, claim.Holder, strconv.FormatUint(epoch, 10)).Err()
+	if err != nil {
+		return s.claimError(projection, claim, "mark the reset done", err)
+	}
+	return nil
+}
+
+// ResetClaimLostError reports a step of a reset of the read model (a
+// delete, marking it done) refused because Holder no longer holds the claim
+// on the reset of Epoch, or that reset was done already. Nothing was
+// deleted or marked. It matches [framework.ErrResetClaimLost].
+type ResetClaimLostError struct {
+	Projection string
+	Epoch      uint64
+	Holder     string
+	Step       string // what was refused: "delete read-model keys", "delete the cursors", "mark the reset done"
+	Detail     string // why: who holds the claim now, or that the reset was done
+}
+
+func (e *ResetClaimLostError) Error() string {
+	return fmt.Sprintf("redischeckpoint: projection %s: %s for the reset of epoch %d refused: replica %s no longer holds the reset claim (%s)",
+		e.Projection, e.Step, e.Epoch, e.Holder, e.Detail)
+}
+
+// Is matches [framework.ErrResetClaimLost].
+func (e *ResetClaimLostError) Is(target error) bool { return target == framework.ErrResetClaimLost }
+
+// claimed are the keys a claimed step of a reset checks: the claim and the
+// control hash, in the projection's slot.
+type claimed struct {
+	keys
+	claim string
+}
+
+// claimKeys returns the keys of projection's reset claim, checking that
+// claim is one on projection's reset (of epoch, unless epoch is 0).
+func (s *Store) claimKeys(projection string, claim framework.ResetClaim, epoch uint64) (claimed, error) {
+	k, err := s.keysFor(projection)
+	if err != nil {
+		return claimed{}, err
+	}
+	if claim.Projection != projection || (epoch != 0 && claim.Epoch != epoch) || claim.Holder == "" {
+		return claimed{}, fmt.Errorf("redischeckpoint: the context carries a reset claim on %s epoch %d by %q, not one on the reset of %s epoch %d",
+			claim.Projection, claim.Epoch, claim.Holder, projection, epoch)
+	}
+	return claimed{keys: k, claim: k.base + "reset-claim:" + strconv.FormatUint(claim.Epoch, 10)}, nil
+}
+
+// claimError translates the error of a claimed step.
+func (s *Store) claimError(projection string, claim framework.ResetClaim, step string, err error) error {
+	if hasReplyPrefix(err, "RESETCLAIM ") {
+		return &ResetClaimLostError{Projection: projection, Epoch: claim.Epoch, Holder: claim.Holder, Step: step,
+			Detail: strings.TrimPrefix(err.Error(), "RESETCLAIM ")}
+	}
+	return fmt.Errorf("redischeckpoint: %s of %s epoch %d: %w", step, projection, claim.Epoch, err)
+}
+
+// unlinkClaimed unlinks keys of projection's read model on c (the master
+// that holds them) while claim holds: see [AtomicProjection.Reset].
+func (s *Store) unlinkClaimed(ctx context.Context, c redis.Scripter, k claimed, claim framework.ResetClaim, keys []string) error {
+	err := claimedUnlinkScript.Run(ctx, c, append([]string{k.claim, k.control}, keys...), claim.Holder, strconv.FormatUint(claim.Epoch, 10)).Err()
+	if err != nil {
+		return s.claimError(k.name, claim, "delete read-model keys", err)
+	}
+	return nil
 }
 
 // ClaimReset makes replica the one to reset epoch's read model for ttl,
 // unless another replica holds the claim. The claimant renews it while its
 // reset runs (RenewResetClaim) and releases it when the reset failed
 // (ReleaseResetClaim); the claim of a replica that died mid-reset expires
-// after ttl.
+// after ttl. A reset recorded as done ([Store.CompleteReset]) cannot be
+// claimed: a replica that read it as pending just before does not reset
+// again.
 func (s *Store) ClaimReset(ctx context.Context, projection string, epoch uint64, replica string, ttl time.Duration) (bool, error) {
 	k, err := s.keysFor(projection)
 	if err != nil {
 		return false, err
 	}
-	ok, err := s.client.SetNX(ctx, k.base+"reset-claim:"+strconv.FormatUint(epoch, 10), replica, ttl).Result()
+	n, err := claimResetScript.Run(ctx, s.client, []string{k.base + "reset-claim:" + strconv.FormatUint(epoch, 10), k.control},
+		replica, strconv.FormatUint(epoch, 10), strconv.FormatInt(max(ttl.Milliseconds(), 1), 10)).Int()
 	if err != nil {
 		return false, fmt.Errorf("redischeckpoint: claim the reset of %s epoch %d: %w", projection, epoch, err)
 	}
-	return ok, nil
+	return n == 1, nil
 }
 
 // claimScript renews (ARGV[2] = milliseconds) or, with ARGV[2] = "",

@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/projector-dev/projector/framework"
@@ -118,7 +120,9 @@ func (s *Store) BumpEpoch(ctx context.Context, projection string) (uint64, error
 // group's committed offsets to start: the new epoch's state covers each
 // partition up to start[partition] (the events before it are, by the
 // replay's choice, not part of the rebuilt model), so a runner that finds
-// those offsets committed does not take them for lost state.
+// those offsets committed does not take them for lost state. A replay to
+// the start calls [Store.BeginReplay] instead, which pauses and requests
+// the reset in the same script, before the replicas leave.
 func (s *Store) BumpEpochAt(ctx context.Context, projection string, start map[int32]int64) (uint64, error) {
 	k, err := s.keysFor(projection)
 	if err != nil {
@@ -133,13 +137,11 @@ func (s *Store) BumpEpochAt(ctx context.Context, projection string, start map[in
 	now := time.Now().UTC()
 	args := []any{"", "", "", "", strconv.Itoa(resolutionsKept), strconv.Itoa(len(parked))}
 	for _, p := range parked {
-		p.Resolving = nil
-		raw, err := json.Marshal(framework.Resolution{StreamID: p.StreamID, Action: framework.ResolveReplay, By: "replay",
-			Reason: "the replay dropped the read model: the stream is rebuilt from its first event", At: now, Done: now, Parked: p})
+		raw, err := replayResolution(p, now)
 		if err != nil {
-			return 0, fmt.Errorf("redischeckpoint: encode the cleared park of %s: %w", p.StreamID, err)
+			return 0, err
 		}
-		args = append(args, string(raw))
+		args = append(args, raw)
 	}
 	for p, off := range start {
 		args = append(args, strconv.FormatInt(int64(p), 10), strconv.FormatInt(off, 10))
@@ -149,6 +151,111 @@ func (s *Store) BumpEpochAt(ctx context.Context, projection string, start map[in
 		return 0, fmt.Errorf("redischeckpoint: bump epoch of %s: %w", projection, err)
 	}
 	return strconv.ParseUint(epoch, 10, 64)
+}
+
+// replayResolution is the audit entry of a park a replay clears.
+func replayResolution(p framework.ParkedStream, now time.Time) (string, error) {
+	p.Resolving = nil
+	raw, err := json.Marshal(framework.Resolution{StreamID: p.StreamID, Action: framework.ResolveReplay, By: "replay",
+		Reason: "the replay dropped the read model: the stream is rebuilt from its first event", At: now, Done: now, Parked: p})
+	if err != nil {
+		return "", fmt.Errorf("redischeckpoint: encode the cleared park of %s: %w", p.StreamID, err)
+	}
+	return string(raw), nil
+}
+
+// ReplayBegun is what [Store.BeginReplay] did.
+type ReplayBegun struct {
+	// Epoch is the projection's epoch now: the one the replay rebuilds.
+	Epoch uint64
+	// Raised reports that this call raised the epoch; false when an
+	// earlier call for the same replay (one interrupted and resumed) had.
+	Raised bool
+	// Cleared are the parked streams the raise cleared; each went to the
+	// audit of resolutions as resolved by the replay.
+	Cleared []framework.ParkedStream
+}
+
+// BeginReplay is the first step of a replay to the start, in one script: it
+// pauses the replicas (a pause already there is kept as it was; by and
+// reason describe the new one), raises the epoch as [Store.BumpEpochAt] does
+// (the old epoch's cursors, heads, progress and parks are dropped, each
+// park recorded as resolved by the replay; the new epoch's progress is
+// start, where the replay will reset each partition's offset) and requests
+// the reset of the read model for the new epoch ([Store.RequestReset]).
+//
+// From then on every fenced write is refused, before any replica has left
+// the group: a fence of the old epoch with [ErrFenced], one taken in the
+// new epoch with [ErrResetPending] until a replica reset the read model
+// ([Store.CompleteReset]). So a replica that joins late, or flushes on its
+// way out, writes and commits nothing the reset would wipe.
+//
+// from is the epoch the replay started from: the epoch is raised only
+// while it is still from, so a resumed replay that calls BeginReplay again
+// raises it once (the second call only makes sure the replicas are
+// paused).
+func (s *Store) BeginReplay(ctx context.Context, projection string, from uint64, by, reason string, start map[int32]int64) (ReplayBegun, error) {
+	k, err := s.keysFor(projection)
+	if err != nil {
+		return ReplayBegun{}, err
+	}
+	// The parks to clear are read first and passed with their records:
+	// the script raises the epoch only while they are exactly those (a
+	// running replica may park a stream meanwhile: then read again), so
+	// that every cleared park is in the audit.
+	for range 20 {
+		raws, err := s.client.HGetAll(ctx, k.parked).Result()
+		if err != nil {
+			return ReplayBegun{}, fmt.Errorf("redischeckpoint: parked streams of %s: %w", projection, err)
+		}
+		parked := make([]framework.ParkedStream, 0, len(raws))
+		for id, raw := range raws {
+			var p framework.ParkedStream
+			if err := json.Unmarshal([]byte(raw), &p); err != nil {
+				return ReplayBegun{}, fmt.Errorf("redischeckpoint: key %s field %q: %w", k.parked, id, err)
+			}
+			p.StreamID = id
+			parked = append(parked, p)
+		}
+		slices.SortFunc(parked, func(a, b framework.ParkedStream) int { return strings.Compare(a.StreamID, b.StreamID) })
+		now := time.Now().UTC()
+		args := []any{"", "", "", "", strconv.FormatUint(from, 10), by, reason, now.Format(time.RFC3339Nano),
+			strconv.Itoa(resolutionsKept), strconv.Itoa(len(parked))}
+		for _, p := range parked {
+			args = append(args, p.StreamID, raws[p.StreamID])
+		}
+		for _, p := range parked {
+			raw, err := replayResolution(p, now)
+			if err != nil {
+				return ReplayBegun{}, err
+			}
+			args = append(args, raw)
+		}
+		for p, off := range start {
+			args = append(args, strconv.FormatInt(int64(p), 10), strconv.FormatInt(off, 10))
+		}
+		res, err := beginReplayScript.Run(ctx, s.client, k.list(), args...).StringSlice()
+		if err != nil {
+			return ReplayBegun{}, fmt.Errorf("redischeckpoint: begin the replay of %s: %w", projection, err)
+		}
+		if len(res) != 2 {
+			return ReplayBegun{}, fmt.Errorf("redischeckpoint: begin the replay of %s: unexpected reply %q", projection, res)
+		}
+		epoch, err := strconv.ParseUint(res[1], 10, 64)
+		if err != nil {
+			return ReplayBegun{}, fmt.Errorf("redischeckpoint: begin the replay of %s: unexpected reply %q", projection, res)
+		}
+		switch res[0] {
+		case "RAISED":
+			return ReplayBegun{Epoch: epoch, Raised: true, Cleared: parked}, nil
+		case "EARLIER":
+			return ReplayBegun{Epoch: epoch}, nil
+		case "CHANGED":
+			continue
+		}
+		return ReplayBegun{}, fmt.Errorf("redischeckpoint: begin the replay of %s: unexpected reply %q", projection, res)
+	}
+	return ReplayBegun{}, fmt.Errorf("redischeckpoint: begin the replay of %s: its parked streams kept changing; try again", projection)
 }
 
 // uintOrZero parses a Redis reply, treating a missing key or field as 0.

@@ -43,6 +43,9 @@ end
 local seq_less = num_less
 local function guard(bump)
   if ARGV[1] == '' then return nil end
+  if redis.call('HGET', KEYS[1], 'closed') then
+    return redis.error_reply('CLOSED the version was replaced or abandoned by a rebuild')
+  end
   local epoch = redis.call('HGET', KEYS[1], 'epoch') or '0'
   local token = redis.call('HGET', KEYS[2], ARGV[1]) or '0'
   if epoch ~= ARGV[2] or token ~= ARGV[3] then
@@ -51,9 +54,6 @@ local function guard(bump)
         ' for partition ' .. ARGV[1] .. ', older than the writer\'s epoch ' .. ARGV[2] .. ' token ' .. ARGV[3])
     end
     return redis.error_reply('FENCED ' .. epoch .. ' ' .. token)
-  end
-  if redis.call('HGET', KEYS[1], 'closed') then
-    return redis.error_reply('CLOSED the version was replaced or abandoned by a rebuild')
   end
   local reset = redis.call('HMGET', KEYS[10], 'reset_epoch', 'reset_done')
   if num_less(reset[2] or '0', reset[1] or '0') then
@@ -293,4 +293,121 @@ redis.call('HDEL', KEYS[8], ARGV[A + 1])
 redis.call('LPUSH', KEYS[9], ARGV[A + 2])
 redis.call('LTRIM', KEYS[9], 0, tonumber(ARGV[A + 5]) - 1)
 return 1
+`)
+
+// beginReplayScript is a replay's first step, in one script: it pauses the
+// replicas (unless paused already: that pause is kept as it was), raises the
+// epoch, drops the old epoch's cursors, heads, progress, parked streams and
+// requested resolutions, records the new epoch's progress baseline and
+// requests the reset of the read model for the new epoch. From then on
+// every fenced write is refused: a fence of the old epoch as FENCED, one of
+// the new epoch as RESETPENDING until the reset is done. Arguments:
+//
+//	ARGV[A+1]  the epoch the replay starts from: the epoch is raised only
+//	           while it is still that one (a resumed replay raises it once)
+//	ARGV[A+2..A+4]  paused_by, pause_reason, paused_at
+//	ARGV[A+5]  how many audit entries the list keeps
+//	ARGV[A+6]  K, the parked streams the caller read
+//	then K stream, record pairs as the caller read them (the raise is made
+//	only while the parked streams are exactly those), K audit entries (the
+//	resolutions of the cleared parks), and partition, offset pairs (where
+//	the replay starts each partition).
+//
+// It answers {"RAISED", new epoch}, {"EARLIER", epoch} when the epoch was
+// raised before (it only pauses), or {"CHANGED", epoch} when the parked
+// streams changed since the caller read them (nothing done).
+var beginReplayScript = redis.NewScript(luaPrelude + `
+local epoch = redis.call('HGET', KEYS[1], 'epoch') or '0'
+local function pause()
+  if redis.call('HGET', KEYS[10], 'paused') ~= '1' then
+    redis.call('HSET', KEYS[10], 'paused', '1', 'paused_by', ARGV[A + 2], 'pause_reason', ARGV[A + 3], 'paused_at', ARGV[A + 4])
+  end
+end
+if epoch ~= ARGV[A + 1] then
+  if num_less(epoch, ARGV[A + 1]) then
+    return redis.error_reply('STATELOST Redis holds epoch ' .. epoch .. ', older than epoch ' .. ARGV[A + 1] .. ' the replay started from')
+  end
+  pause()
+  return {'EARLIER', epoch}
+end
+local k = tonumber(ARGV[A + 6])
+if redis.call('HLEN', KEYS[7]) ~= k then return {'CHANGED', epoch} end
+for i = 0, k - 1 do
+  if redis.call('HGET', KEYS[7], ARGV[A + 7 + 2 * i]) ~= ARGV[A + 8 + 2 * i] then return {'CHANGED', epoch} end
+end
+pause()
+local new = tostring(redis.call('HINCRBY', KEYS[1], 'epoch', 1))
+redis.call('UNLINK', KEYS[3], KEYS[4], KEYS[6], KEYS[7], KEYS[8])
+local audits = A + 7 + 2 * k
+for i = audits, audits + k - 1 do redis.call('LPUSH', KEYS[9], ARGV[i]) end
+if k > 0 then redis.call('LTRIM', KEYS[9], 0, tonumber(ARGV[A + 5]) - 1) end
+for i = audits + k, #ARGV, 2 do redis.call('HSET', KEYS[6], ARGV[i], ARGV[i + 1]) end
+local requested = redis.call('HGET', KEYS[10], 'reset_epoch') or '0'
+if num_less(requested, new) then redis.call('HSET', KEYS[10], 'reset_epoch', new) end
+return {'RAISED', new}
+`)
+
+// claimRefusal is Lua that answers the error reply refusing a step of a
+// reset unless replica holder still holds the claim key claim and the
+// control hash's reset_done is below epoch; nil when the step may go on.
+var claimRefusal = `
+local function claim_refusal(claim, control, holder, epoch)
+  local held = redis.call('GET', claim)
+  if held ~= holder then
+    return redis.error_reply('RESETCLAIM the claim is held by ' .. (held or 'nobody') .. ' now')
+  end
+  local done = redis.call('HGET', control, 'reset_done') or '0'
+  if not num_less(done, epoch) then
+    return redis.error_reply('RESETCLAIM the reset of epoch ' .. epoch .. ' was done already')
+  end
+  return nil
+end
+`
+
+// claimedUnlinkScript unlinks KEYS[3..] (a batch of read-model keys) while
+// replica ARGV[1] holds the claim KEYS[1] on the reset of epoch ARGV[2]
+// and the control hash KEYS[2] does not record that reset as done. It
+// answers the keys unlinked.
+var claimedUnlinkScript = redis.NewScript(luaPrelude + claimRefusal + `
+local refusal = claim_refusal(KEYS[1], KEYS[2], ARGV[1], ARGV[2])
+if refusal then return refusal end
+if #KEYS < 3 then return 0 end
+return redis.call('UNLINK', unpack(KEYS, 3))
+`)
+
+// claimedDeleteScript is deleteScript for a reset: KEYS[11] is the claim
+// key, ARGV[A+1] the replica, ARGV[A+2] the epoch; it deletes only while
+// the claim holds as in claimedUnlinkScript.
+var claimedDeleteScript = redis.NewScript(luaPrelude + claimRefusal + `
+local refusal = claim_refusal(KEYS[11], KEYS[10], ARGV[A + 1], ARGV[A + 2])
+if refusal then return refusal end
+local guard_err = guard(true)
+if guard_err then return guard_err end
+redis.call('UNLINK', KEYS[3], KEYS[4])
+redis.call('HDEL', KEYS[1], 'saved')
+return 1
+`)
+
+// completeResetScript records the reset of epoch ARGV[2] as done in the
+// control hash KEYS[2] while replica ARGV[1] holds the claim KEYS[1]. It
+// answers 1 when it did, 2 when the reset was recorded as done already
+// (by anyone: nothing to mark).
+var completeResetScript = redis.NewScript(luaPrelude + claimRefusal + `
+local done = redis.call('HGET', KEYS[2], 'reset_done') or '0'
+if not num_less(done, ARGV[2]) then return 2 end
+local refusal = claim_refusal(KEYS[1], KEYS[2], ARGV[1], ARGV[2])
+if refusal then return refusal end
+redis.call('HSET', KEYS[2], 'reset_done', ARGV[2])
+return 1
+`)
+
+// claimResetScript claims the reset of epoch ARGV[2] for replica ARGV[1]:
+// it sets the claim KEYS[1] for ARGV[3] milliseconds unless another
+// replica holds it or the control hash KEYS[2] records that reset as done.
+// It answers 1 when it claimed, 0 otherwise.
+var claimResetScript = redis.NewScript(luaPrelude + `
+local done = redis.call('HGET', KEYS[2], 'reset_done') or '0'
+if not num_less(done, ARGV[2]) then return 0 end
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[3]) then return 1 end
+return 0
 `)

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -27,6 +28,10 @@ type Config struct {
 	ChunkSize int
 	// Logger receives warnings. Default: discard.
 	Logger *slog.Logger
+	// WaitPoll is how often the watcher of [Store.WaitFor] checks the
+	// awaited cursors, in one round trip for every waiter of a projection.
+	// Default (zero or negative) [DefaultWaitPoll], 20 ms.
+	WaitPoll time.Duration
 }
 
 // DefaultNamespace is the default of [Config.Namespace].
@@ -46,6 +51,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.WaitPoll <= 0 {
+		c.WaitPoll = DefaultWaitPoll
 	}
 }
 
@@ -375,14 +383,35 @@ func (s *Store) Advance(ctx context.Context, name string, cursors map[string]uin
 // cursors and the heads. The epoch, the fencing tokens, the write serials
 // and the partitions' progress stay, so tokens keep increasing across a
 // delete and a replay's progress baseline survives the reset of its read
-// model.
+// model. With a [framework.ResetClaim] in ctx (a replay's reset), it
+// deletes only while the claim's holder holds the claim on that epoch's
+// reset and the reset is not recorded as done; else it deletes nothing and
+// returns a [*ResetClaimLostError].
 func (s *Store) Delete(ctx context.Context, name string) error {
-	k, err := s.keysFor(name)
+	claim, ok := framework.ResetClaimFrom(ctx)
+	if !ok {
+		k, err := s.keysFor(name)
+		if err != nil {
+			return err
+		}
+		_, err = s.run(ctx, k, deleteScript, nil, nil)
+		return err
+	}
+	k, err := s.claimKeys(name, claim, 0)
 	if err != nil {
 		return err
 	}
-	_, err = s.run(ctx, k, deleteScript, nil, nil)
-	return err
+	g, err := s.guardFor(ctx, name)
+	if err != nil {
+		return err
+	}
+	args := append(append([]any{}, g.args...), claim.Holder, strconv.FormatUint(claim.Epoch, 10))
+	err = claimedDeleteScript.Run(ctx, s.client, append(k.list(), k.claim), args...).Err()
+	g.done(err)
+	if hasReplyPrefix(err, "RESETCLAIM ") {
+		return s.claimError(name, claim, "delete the cursors", err)
+	}
+	return s.scriptError(ctx, k.keys, err, nil)
 }
 
 // Names implements [framework.ProjectionCheckpointStore]: the projections

@@ -254,25 +254,50 @@ func TestReplayWhileEventsKeepArriving(t *testing.T) {
 	}
 }
 
+// TestReplayRefusesWhenTheGroupDoesNotEmpty: a member that ignores the
+// pause (a replica of an older version) keeps the group from emptying. The
+// replay's first step raised the epoch already, so nothing can be given
+// back: the command fails naming the member, the replay stays in phase
+// pausing with the replicas paused, and the member that stayed writes
+// nothing into the new epoch (its fence is stale). Once it is stopped,
+// replay --resume completes the replay without raising the epoch again.
 func TestReplayRefusesWhenTheGroupDoesNotEmpty(t *testing.T) {
 	f := newFixture(t)
 	requireRealServers(t, f)
 	f.produce(20, 2)
-	f.start(true) // does not watch the control plane: never leaves
+	old := f.start(true) // does not watch the control plane: never leaves
 	f.waitCounts(time.Minute)
-	code, _, errOut := f.ctl("", "replay", f.name, "--yes", "--empty-timeout", "3s")
-	if code != exitRefused || !strings.Contains(errOut, "did not empty within 3s; members still present") {
-		t.Fatalf("replay exit %d, stderr %q; want refused naming the members", code, errOut)
+	before := f.counts()
+	code, out, errOut := f.ctl("", "replay", f.name, "--yes", "--empty-timeout", "3s")
+	if code != exitRefused || !strings.Contains(errOut, "did not empty within 3s; members still present") || !strings.Contains(errOut, "replay --resume") {
+		t.Fatalf("replay exit %d\nstdout:\n%s\nstderr:\n%s\nwant refused naming the members and how to go on", code, out, errOut)
 	}
 	ctl, _ := f.rstore.Control(context.Background(), f.name)
-	if ctl.Paused || ctl.Replay == nil || ctl.Replay.Phase != framework.ReplayFailed {
-		t.Errorf("after the refusal control = %+v (replay %+v); want resumed and the replay failed", ctl, ctl.Replay)
+	if !ctl.Paused || ctl.Replay == nil || ctl.Replay.Phase != framework.ReplayPausing || !strings.Contains(ctl.Replay.Error, "did not empty") ||
+		ctl.ResetEpoch != 1 || ctl.ResetDone != 0 {
+		t.Errorf("after the refusal control = %+v (replay %+v); want paused, the replay in phase pausing and the reset of epoch 1 requested", ctl, ctl.Replay)
 	}
-	if epoch, _ := f.rstore.Epoch(context.Background(), f.name); epoch != 0 {
-		t.Errorf("epoch raised to %d by a refused replay", epoch)
+	if epoch, _ := f.rstore.Epoch(context.Background(), f.name); epoch != 1 {
+		t.Errorf("epoch %d after the replay's first step, want 1", epoch)
 	}
 	f.produce(20, 1)
-	f.waitCounts(time.Minute) // nothing was reset, nothing counted twice
+	time.Sleep(2 * time.Second)
+	if got := f.counts(); !maps.Equal(got, before) {
+		t.Error("the member that stayed wrote into the new epoch")
+	}
+	old.stop()
+	f.start(false)
+	code, out, errOut = f.ctl("", "replay", f.name, "--resume", "--wait", "--empty-timeout", "1m")
+	if code != exitOK {
+		t.Fatalf("replay --resume exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+	}
+	f.waitCounts(time.Minute) // rebuilt whole, nothing counted twice
+	if epoch, _ := f.rstore.Epoch(context.Background(), f.name); epoch != 1 {
+		t.Errorf("epoch %d after the resumed replay, want 1 (raised once)", epoch)
+	}
+	if ctl, _ := f.rstore.Control(context.Background(), f.name); ctl.Paused || ctl.ResetDone != 1 || ctl.Replay == nil || ctl.Replay.Phase != framework.ReplayDone {
+		t.Errorf("control after the resumed replay = %+v (replay %+v)", ctl, ctl.Replay)
+	}
 }
 
 func TestPauseHoldsAcrossAReplicaRestart(t *testing.T) {

@@ -41,15 +41,22 @@ func newReplayCommand(o *options) *cobra.Command {
 	ro := &replayOptions{}
 	cmd := &cobra.Command{
 		Use:   "replay PROJECTION",
-		Short: "Rebuild the read model: pause the replicas, reset the group's offsets, raise the epoch, reset the model, resume",
+		Short: "Rebuild the read model: pause the replicas and raise the epoch, reset the group's offsets, resume; one replica resets the model",
 		Long: `Replay rebuilds a projection's read model from its events while its replicas keep running.
 
-The replicas are asked to pause: each finishes its batch, stores its cursors, commits and leaves the
-consumer group. Once the group is empty (within --empty-timeout, else the replay is refused and the
-replicas resume), the group's offsets are reset to the start of the topic, to the first offsets at or
-after --to-time, or to the offsets in --to-offsets (lines "partition=offset"). The projection's epoch is
-raised, so cursors and fencing tokens of the old read model no longer count; exactly one replica drops
-the read model; the replicas rejoin and rebuild. --wait follows the rebuild until the lag is zero.`,
+To the start (the default), in this order: one Redis script pauses the replicas, raises the projection's
+epoch (cursors, fences and parks of the old epoch stop counting) and requests the reset of the read model,
+so that from then on every write is refused until the reset is done; the replicas leave the consumer
+group (what they applied but had not committed is read again); once the group is empty (within
+--empty-timeout, else the command stops and the replicas stay paused: --resume or --abort), its offsets
+are reset to the start offsets listed before the first step; the replicas resume, exactly one drops the
+read model (each of its deletes checks its claim on the reset), and they rebuild.
+
+To the first offsets at or after --to-time, or to the offsets in --to-offsets (lines
+"partition=offset"), the replicas pause and leave, the offsets move back, and the epoch, the read model
+and its cursors are kept: the replicas re-read from there and skip what each stream applied.
+
+--wait follows the rebuild until the lag is zero.`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if ro.toTime != "" && ro.toOffsets != "" {
@@ -137,9 +144,9 @@ func (c *conn) replay(ctx context.Context, ro *replayOptions) (err error) {
 	}
 	keep := to != "start"
 	fmt.Fprintf(o.stdout, "Replay plan for projection %s (group %s, topic %s):\n", safeText(c.name), safeText(c.group), safeText(o.topic))
-	fmt.Fprintf(o.stdout, "  1. ask the %d member(s) to finish their batch, commit and leave the group (wait up to %s)\n", len(st.Members), ro.emptyTimeout)
-	fmt.Fprintf(o.stdout, "  2. reset the group's offsets to %s\n", safeText(to))
 	if keep {
+		fmt.Fprintf(o.stdout, "  1. ask the %d member(s) to finish their batch, commit and leave the group (wait up to %s)\n", len(st.Members), ro.emptyTimeout)
+		fmt.Fprintf(o.stdout, "  2. reset the group's offsets to %s\n", safeText(to))
 		// A model rebuilt from the middle of the topic would lack every
 		// stream that started earlier: a replay to a time or offsets
 		// keeps the model and only re-delivers.
@@ -147,8 +154,11 @@ func (c *conn) replay(ctx context.Context, ro *replayOptions) (err error) {
 		fmt.Fprintf(o.stdout, "  4. the replicas rejoin and re-read from there; what each stream applied is skipped by its cursor (current lag %d records)\n", st.TotalLag)
 		fmt.Fprintln(o.stdout, "  (refused once the group is empty if it would move an offset forward, past events never processed)")
 	} else {
-		fmt.Fprintf(o.stdout, "  3. raise the epoch from %d to %d: cursors and fences of epoch %d stop counting\n", epoch, epoch+1, epoch)
-		fmt.Fprintf(o.stdout, "  4. one replica drops the read model; the replicas rejoin and rebuild (current lag %d records)\n", st.TotalLag)
+		fmt.Fprintf(o.stdout, "  1. in one step: pause the %d member(s), raise the epoch from %d to %d and request the reset of the read model: cursors, fences and parks of epoch %d stop counting, and every write is refused from then on until the reset is done\n",
+			len(st.Members), epoch, epoch+1, epoch)
+		fmt.Fprintf(o.stdout, "  2. wait until the members left the group (up to %s), then reset the group's offsets to %s\n", ro.emptyTimeout, safeText(to))
+		fmt.Fprintln(o.stdout, "  3. resume: one replica drops the read model (each of its deletes checks its claim on the reset)")
+		fmt.Fprintf(o.stdout, "  4. the replicas rejoin and rebuild (current lag %d records)\n", st.TotalLag)
 		resettable := false
 		for _, r := range st.Replicas {
 			resettable = resettable || r.Resettable
@@ -266,11 +276,24 @@ func (c *conn) runReplay(ctx context.Context, rec *framework.Replay, ro *replayO
 	span.SetAttributes(attribute.String("projector.replay.id", rec.ID), attribute.String("projector.replay.to", rec.To))
 	defer func() { span.AddEvent("replay " + rec.Phase) }()
 	if rec.Phase == framework.ReplayPausing {
-		if err := c.store.SetPaused(ctx, c.name, true, o.by, "replay "+rec.ID); err != nil {
+		if rec.KeepModel {
+			if err := c.store.SetPaused(ctx, c.name, true, o.by, "replay "+rec.ID); err != nil {
+				return err
+			}
+		} else if err := c.beginReplay(ctx, rec); err != nil {
 			return err
 		}
 		fmt.Fprintf(o.stdout, "waiting for the group %s to empty...\n", safeText(c.group))
 		if err := c.waitEmpty(ctx, ro.emptyTimeout); err != nil {
+			if !rec.KeepModel {
+				// The epoch was raised: the old model's cursors are gone,
+				// and only the rest of the replay makes it whole again.
+				// The replicas stay paused (writing nothing: every write
+				// is refused until the reset).
+				rec.Error = err.Error()
+				_ = c.store.SetReplay(context.WithoutCancel(ctx), c.name, rec)
+				return fmt.Errorf("%w; the replay raised the epoch already, so it cannot be given back: the replicas stay paused and nothing is written until it completes: stop the members that do not leave (replicas of an older version ignore the pause) and run replay --resume, or give it up with replay --abort", err)
+			}
 			rec.Phase, rec.Error = framework.ReplayFailed, err.Error()
 			if !rec.WasPaused {
 				_ = c.store.SetPaused(context.WithoutCancel(ctx), c.name, false, o.by, "")
@@ -279,7 +302,7 @@ func (c *conn) runReplay(ctx context.Context, rec *framework.Replay, ro *replayO
 			return err
 		}
 		span.AddEvent("group empty")
-		rec.Phase = framework.ReplayResetting
+		rec.Phase, rec.Error = framework.ReplayResetting, ""
 		if err := c.store.SetReplay(ctx, c.name, rec); err != nil {
 			return err
 		}
@@ -295,25 +318,20 @@ func (c *conn) runReplay(ctx context.Context, rec *framework.Replay, ro *replayO
 				_ = c.store.SetReplay(context.WithoutCancel(ctx), c.name, rec)
 				return err
 			}
-		}
-		start, err := c.resetOffsets(ctx, rec.To)
-		if err != nil {
-			return fmt.Errorf("%w (the replicas stay paused: run replay --resume to retry, or --abort)", err)
-		}
-		epoch, err := c.store.Epoch(ctx, c.name)
-		if err != nil {
-			return err
-		}
-		if rec.KeepModel {
+			if _, err := c.resetOffsets(ctx, rec.To); err != nil {
+				return fmt.Errorf("%w (the replicas stay paused: run replay --resume to retry, or --abort)", err)
+			}
+			epoch, err := c.store.Epoch(ctx, c.name)
+			if err != nil {
+				return err
+			}
 			rec.Phase = framework.ReplayRebuild
 			if err := c.store.SetReplay(ctx, c.name, rec); err != nil {
 				return err
 			}
 			fmt.Fprintf(o.stdout, "offsets reset to %s; epoch %d, the read model and its cursors kept\n", safeText(rec.To), epoch)
-		} else {
-			if err := c.startNewEpoch(ctx, rec, epoch, start); err != nil {
-				return err
-			}
+		} else if err := c.resetToStart(ctx, rec); err != nil {
+			return err
 		}
 	}
 	if !rec.WasPaused {
@@ -337,6 +355,13 @@ func (c *conn) abortReplay(ctx context.Context, rec *framework.Replay) error {
 	if rec == nil || (rec.Phase != framework.ReplayPausing && rec.Phase != framework.ReplayResetting && rec.Phase != framework.ReplayRebuild) {
 		return refused("no replay of %s to abort", c.name)
 	}
+	// A replay to the start that raised the epoch cannot be undone (its
+	// first step dropped the old epoch's cursors); the abort says so.
+	epoch, err := c.store.Epoch(ctx, c.name)
+	if err != nil {
+		return err
+	}
+	raised := epoch > rec.Epoch
 	was := rec.Phase
 	rec.Phase, rec.Error = framework.ReplayAborted, "aborted by "+c.o.by+" in phase "+was
 	if err := c.store.SetReplay(ctx, c.name, rec); err != nil {
@@ -348,7 +373,15 @@ func (c *conn) abortReplay(ctx context.Context, rec *framework.Replay) error {
 		}
 	}
 	fmt.Fprintf(c.o.stdout, "replay %s aborted in phase %s; replicas resumed\n", safeText(rec.ID), safeText(was))
-	if was == framework.ReplayResetting {
+	switch {
+	case was == framework.ReplayRebuild:
+	case raised && !rec.KeepModel:
+		// The old epoch's cursors are gone: the replicas drop the read
+		// model (the reset is requested) and rebuild from the committed
+		// offsets, which are not reset everywhere: a partition whose
+		// committed offset is above its start stops as state-lost.
+		fmt.Fprintf(c.o.stdout, "warning: the epoch was raised to %d before the abort: the replicas drop the read model, and partitions whose offsets were not reset to their start stop as state-lost (see status): run a new replay to rebuild a consistent read model\n", epoch)
+	case was == framework.ReplayResetting:
 		fmt.Fprintln(c.o.stdout, "warning: offsets may have been reset in part: run a new replay to rebuild a consistent read model")
 	}
 	return nil
@@ -389,16 +422,24 @@ func (c *conn) resetOffsets(ctx context.Context, to string) (map[int32]int64, er
 	if err != nil {
 		return nil, err
 	}
-	resp, err := c.admin.CommitOffsets(ctx, c.group, offsets)
-	if err != nil {
-		return nil, fmt.Errorf("reset offsets of %s: %w", c.group, err)
-	}
-	if err := resp.Error(); err != nil {
-		return nil, fmt.Errorf("reset offsets of %s (the group must be empty): %w", c.group, err)
+	if err := c.commitOffsets(ctx, offsets); err != nil {
+		return nil, err
 	}
 	start := map[int32]int64{}
 	offsets.Each(func(o kadm.Offset) { start[o.Partition] = o.At })
 	return start, nil
+}
+
+// commitOffsets commits offsets for the (empty) group.
+func (c *conn) commitOffsets(ctx context.Context, offsets kadm.Offsets) error {
+	resp, err := c.admin.CommitOffsets(ctx, c.group, offsets)
+	if err != nil {
+		return fmt.Errorf("reset offsets of %s: %w", c.group, err)
+	}
+	if err := resp.Error(); err != nil {
+		return fmt.Errorf("reset offsets of %s (the group must be empty): %w", c.group, err)
+	}
+	return nil
 }
 
 // printOffsetPlan shows, per partition, the group's committed offset and
@@ -585,29 +626,86 @@ func (p *rebuildProgress) line() {
 	fmt.Fprintf(p.c.o.stderr, "rebuilding %s: %.1f%% (%d/%d events), %.0f events/s, ETA %s\n", safeText(p.c.name), pct, p.last, p.total, rate, eta)
 }
 
-// startNewEpoch raises the epoch (unless an interrupted run did), clearing
-// the parks, and asks the replicas to reset the read model.
-func (c *conn) startNewEpoch(ctx context.Context, rec *framework.Replay, epoch uint64, start map[int32]int64) error {
+// beginReplay is the first step of a replay to the start: the start
+// offsets are listed and recorded with the replay, then one script pauses
+// the replicas, raises the epoch (clearing cursors, heads, progress and
+// parks; the start offsets become the new epoch's progress) and requests
+// the reset of the read model. From then on every write is refused until
+// the reset is done: a replica flushing on its way out, or joining late
+// with what it read before, stores and commits nothing. A resumed replay
+// calls it again: the epoch is raised only while it is still the one the
+// replay started from (rec.Epoch), and the recorded start offsets are
+// reused.
+func (c *conn) beginReplay(ctx context.Context, rec *framework.Replay) error {
 	o := c.o
-	span := trace.SpanFromContext(ctx)
-	if epoch <= rec.Epoch { // not raised yet (it may have been, before an interruption)
-		parked, err := c.store.Parked(ctx, c.name)
+	if rec.Start == nil {
+		start, err := c.startOffsets(ctx)
 		if err != nil {
 			return err
 		}
-		// The new epoch's state covers each partition up to where
-		// the replay starts it: the runner does not take the reset
-		// offsets for lost state. The bump clears the parks.
-		if epoch, err = c.store.BumpEpochAt(ctx, c.name, start); err != nil {
+		rec.Start = start
+		if err := c.store.SetReplay(ctx, c.name, rec); err != nil {
 			return err
 		}
-		if len(parked) > 0 {
-			fmt.Fprintf(o.stdout, "cleared %d parked stream(s) of epoch %d (recorded as resolved by the replay; rebuilt from their first event):\n", len(parked), rec.Epoch)
-			for _, p := range parked {
-				fmt.Fprintf(o.stdout, "  %s (parked at sequence %d: %s)\n", safeText(p.StreamID), p.Sequence, safeText(p.Reason))
-			}
+	}
+	begun, err := c.store.BeginReplay(ctx, c.name, rec.Epoch, o.by, "replay "+rec.ID, rec.Start)
+	if err != nil {
+		return err
+	}
+	if !begun.Raised {
+		fmt.Fprintf(o.stdout, "replicas paused; epoch %d was raised before the interruption: not raised again\n", begun.Epoch)
+		return nil
+	}
+	trace.SpanFromContext(ctx).AddEvent("epoch raised", trace.WithAttributes(attribute.Int64("projector.epoch", int64(begun.Epoch))))
+	fmt.Fprintf(o.stdout, "replicas paused, epoch raised from %d to %d and the reset of the read model requested, in one step: every write is refused until the reset\n", rec.Epoch, begun.Epoch)
+	if len(begun.Cleared) > 0 {
+		fmt.Fprintf(o.stdout, "cleared %d parked stream(s) of epoch %d (recorded as resolved by the replay; rebuilt from their first event):\n", len(begun.Cleared), rec.Epoch)
+		for _, p := range begun.Cleared {
+			fmt.Fprintf(o.stdout, "  %s (parked at sequence %d: %s)\n", safeText(p.StreamID), p.Sequence, safeText(p.Reason))
 		}
 	}
+	return nil
+}
+
+// startOffsets lists where each partition of the topic starts.
+func (c *conn) startOffsets(ctx context.Context) (map[int32]int64, error) {
+	offsets, err := c.targetOffsets(ctx, "start")
+	if err != nil {
+		return nil, err
+	}
+	start := map[int32]int64{}
+	offsets.Each(func(o kadm.Offset) { start[o.Partition] = o.At })
+	return start, nil
+}
+
+// resetToStart is the rest of a replay to the start once the group is
+// empty: the offsets go to the recorded start offsets, and the replay moves
+// on to its rebuild. A replay interrupted before its first step (or one
+// recorded by an older projectorctl, which raised the epoch only now) has
+// it made first: the replicas are paused and out of the group already.
+func (c *conn) resetToStart(ctx context.Context, rec *framework.Replay) error {
+	o := c.o
+	epoch, err := c.store.Epoch(ctx, c.name)
+	if err != nil {
+		return err
+	}
+	if epoch <= rec.Epoch || rec.Start == nil {
+		if err := c.beginReplay(ctx, rec); err != nil {
+			return err
+		}
+		if epoch, err = c.store.Epoch(ctx, c.name); err != nil {
+			return err
+		}
+	}
+	offsets := kadm.Offsets{}
+	for p, at := range rec.Start {
+		offsets.Add(kadm.Offset{Topic: o.topic, Partition: p, At: at, LeaderEpoch: -1})
+	}
+	if err := c.commitOffsets(ctx, offsets); err != nil {
+		return fmt.Errorf("%w (the replicas stay paused: run replay --resume to retry, or --abort)", err)
+	}
+	// BeginReplay requested the reset; a replay recorded by an older
+	// projectorctl may not have (raising it again changes nothing).
 	if err := c.store.RequestReset(ctx, c.name, epoch); err != nil {
 		return err
 	}
@@ -615,7 +713,7 @@ func (c *conn) startNewEpoch(ctx context.Context, rec *framework.Replay, epoch u
 	if err := c.store.SetReplay(ctx, c.name, rec); err != nil {
 		return err
 	}
-	span.AddEvent("offsets reset", trace.WithAttributes(attribute.Int64("projector.epoch", int64(epoch))))
+	trace.SpanFromContext(ctx).AddEvent("offsets reset", trace.WithAttributes(attribute.Int64("projector.epoch", int64(epoch))))
 	fmt.Fprintf(o.stdout, "offsets reset to %s; epoch %d\n", safeText(rec.To), epoch)
 	return nil
 }
