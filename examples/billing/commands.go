@@ -137,7 +137,9 @@ func serveAPI(ctx context.Context, o options, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	h, err := api.New(api.Config{Reader: rm.reader, Logger: o.logger, Status: func(ctx context.Context) (api.Status, error) {
+	h, err := api.New(api.Config{Reader: rm.reader, Logger: o.logger, WaitFor: func(ctx context.Context, id string, seq uint64) (string, error) {
+		return rm.store.WaitFor(ctx, o.projection, id, seq)
+	}, Status: func(ctx context.Context) (api.Status, error) {
 		return api.Status{Projection: o.projection, State: "not run by this process", UpdatedAt: time.Now().UTC()}, nil
 	}})
 	if err != nil {
@@ -200,7 +202,9 @@ func worker(ctx context.Context, o options, out io.Writer) error {
 		}
 		return nil
 	}
-	h, err := api.New(api.Config{Reader: rm.reader, Logger: o.logger, Status: statusOf(o.projection, o.groupName(), o.topic, adm, replicas, nil)})
+	h, err := api.New(api.Config{Reader: rm.reader, Logger: o.logger, WaitFor: func(ctx context.Context, id string, seq uint64) (string, error) {
+		return rm.store.WaitFor(ctx, o.projection, id, seq)
+	}, Status: statusOf(o.projection, o.groupName(), o.topic, adm, replicas, nil)})
 	if err != nil {
 		return err
 	}

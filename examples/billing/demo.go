@@ -22,6 +22,7 @@ import (
 	"github.com/projector-dev/projector/examples/billing/api"
 	"github.com/projector-dev/projector/examples/billing/loadgen"
 	"github.com/projector-dev/projector/examples/billing/mabis"
+	"github.com/projector-dev/projector/framework"
 	"github.com/projector-dev/projector/kafkastore"
 )
 
@@ -112,11 +113,11 @@ func demo(ctx context.Context, o options, out io.Writer) error {
 		return errors.Join(err, reps.stop())
 	}
 	var applied int64
-	for _, r := range reps.runners {
+	for _, r := range reps.runners() {
 		applied += r.Stats().Applied
 	}
 	fmt.Fprintf(out, "applied %d events of %d streams in %v; lag 0\n", applied, stats.Streams, time.Since(projectStart).Round(time.Millisecond))
-	for _, r := range reps.runners {
+	for _, r := range reps.runners() {
 		p := r.Assigned()
 		slices.Sort(p)
 		fmt.Fprintf(out, "  replica %s: partitions %v, %d applied\n", r.ReplicaID(), p, r.Stats().Applied)
@@ -137,14 +138,16 @@ func demo(ctx context.Context, o options, out io.Writer) error {
 	}
 	fmt.Fprintf(out, "demo ready after %v\n", time.Since(started).Round(time.Millisecond))
 
-	h, err := api.New(api.Config{Reader: rm.reader, Logger: o.logger, Status: statusOf(o.projection, o.groupName(), o.topic, adm,
-		func() []*kafkastore.Runner { return reps.runners }, func() string { return state.Load().(string) })})
+	h, err := api.New(api.Config{Reader: rm.reader, Logger: o.logger, WaitFor: func(ctx context.Context, id string, seq uint64) (string, error) {
+		return rm.store.WaitFor(ctx, o.projection, id, seq)
+	}, Status: statusOf(o.projection, o.groupName(), o.topic, adm,
+		reps.runners, func() string { return state.Load().(string) })})
 	if err != nil {
 		return errors.Join(err, reps.stop())
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/api/", h)
-	for _, r := range reps.runners {
+	for _, r := range reps.versioned {
 		prefix := "/replicas/" + r.ReplicaID()
 		mux.Handle(prefix+"/", http.StripPrefix(prefix, r.Handler()))
 	}
@@ -159,7 +162,7 @@ func demo(ctx context.Context, o options, out io.Writer) error {
 			fmt.Fprintf(out, "  %s/api/v1/months/%s/balance-groups/%s/series?resolution=hour\n", base, o.month, eic)
 		}
 		fmt.Fprintf(out, "  %s/api/v1/status\n", base)
-		fmt.Fprintf(out, "  %s/replicas/%s/readyz (and /healthz, per replica)\n", base, reps.runners[0].ReplicaID())
+		fmt.Fprintf(out, "  %s/replicas/%s/readyz (and /healthz, per replica)\n", base, reps.versioned[0].ReplicaID())
 		env := fmt.Sprintf("PROJECTOR_KAFKA_BROKERS=%s PROJECTOR_REDIS_URL=%s", strings.Join(o.brokers, ","), redisURL)
 		if o.topic != "mabis.process-events" {
 			env += " PROJECTOR_TOPIC=" + o.topic
@@ -169,14 +172,27 @@ func demo(ctx context.Context, o options, out io.Writer) error {
 	return errors.Join(err, reps.stop())
 }
 
-// replicas are the demo's runner replicas, each in its own goroutine.
+// replicas are the demo's runner replicas, each in its own goroutine. Each
+// runs every version of the read model that needs it (the live one and a
+// rebuild's: projectorctl rebuild works against the demo).
 type replicas struct {
-	runners []*kafkastore.Runner
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
-	errs    chan error
-	once    sync.Once
-	err     error
+	versioned []*kafkastore.VersionedRunner
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+	errs      chan error
+	once      sync.Once
+	err       error
+}
+
+// runners returns the replicas' runners of the live version.
+func (r *replicas) runners() []*kafkastore.Runner {
+	var out []*kafkastore.Runner
+	for _, v := range r.versioned {
+		if l := v.Live(); l != nil {
+			out = append(out, l)
+		}
+	}
+	return out
 }
 
 func startReplicas(ctx context.Context, o options, rm *readModel) (*replicas, error) {
@@ -187,16 +203,21 @@ func startReplicas(ctx context.Context, o options, rm *readModel) (*replicas, er
 	ctx, cancel := context.WithCancel(ctx)
 	reps := &replicas{cancel: cancel, errs: make(chan error, o.replicas)}
 	for i := range o.replicas {
-		r, err := kafkastore.NewRunner(kafkastore.RunnerConfig{
-			Seeds: o.brokers, ClientOpts: opts, Topic: o.topic, Group: o.group,
-			Projection: rm.projection, Checkpoints: rm.store,
-			ReplicaID:     fmt.Sprintf("demo-%d", i+1),
-			FlushInterval: 250 * time.Millisecond, ShutdownTimeout: o.shutdown, Logger: o.logger,
+		r, err := kafkastore.NewVersionedRunner(kafkastore.VersionedConfig{
+			Name: o.projection,
+			NewProjection: func(name string) (framework.Projection, error) {
+				return rm.projection.Version(name)
+			},
+			Runner: kafkastore.RunnerConfig{
+				Seeds: o.brokers, ClientOpts: opts, Topic: o.topic, Group: o.group, Checkpoints: rm.store,
+				ReplicaID:     fmt.Sprintf("demo-%d", i+1),
+				FlushInterval: 250 * time.Millisecond, ShutdownTimeout: o.shutdown, Logger: o.logger,
+			},
 		})
 		if err != nil {
 			return nil, errors.Join(err, reps.stop())
 		}
-		reps.runners = append(reps.runners, r)
+		reps.versioned = append(reps.versioned, r)
 		reps.wg.Go(func() {
 			if err := r.Run(ctx); err != nil {
 				reps.errs <- fmt.Errorf("replica %s: %w", r.ReplicaID(), err)
@@ -238,7 +259,7 @@ func waitCaughtUp(ctx context.Context, o options, adm *kadm.Client, reps *replic
 		case <-tick.C:
 		}
 		var applied int64
-		for _, r := range reps.runners {
+		for _, r := range reps.runners() {
 			applied += r.Stats().Applied
 		}
 		lag, _, err := groupLag(ctx, adm, o.groupName(), o.topic)

@@ -7,9 +7,12 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/projector-dev/projector/examples/billing/mabis"
+	"github.com/projector-dev/projector/framework"
+	"github.com/projector-dev/projector/redischeckpoint"
 )
 
 // Status is the projection's status as GET /api/v1/status reports it. The
@@ -84,7 +87,24 @@ type Config struct {
 	Status StatusFunc
 	// Logger receives one record per failed request. Default: discard.
 	Logger *slog.Logger
+	// WaitFor waits until the live read model has applied stream
+	// streamID up to sequence and returns the versioned name of the read
+	// model to read (redischeckpoint.Store.WaitFor for the projection):
+	// the read-your-writes option of every read (wait_stream,
+	// wait_sequence, wait_timeout). Nil: requests with the option are
+	// refused (400).
+	WaitFor func(ctx context.Context, streamID string, sequence uint64) (string, error)
 }
+
+// ReadModelHeader is the response header that names the version of the
+// read model a read served: "billing" or "billing@v2".
+const ReadModelHeader = "Projector-Read-Model"
+
+// Bounds of the wait_timeout parameter.
+const (
+	DefaultWaitTimeout = 5 * time.Second
+	MaxWaitTimeout     = 30 * time.Second
+)
 
 // New returns the API's handler.
 func New(cfg Config) (http.Handler, error) {
@@ -113,6 +133,27 @@ type server struct{ cfg Config }
 type Error struct {
 	Error  string `json:"error"`
 	Status int    `json:"status"`
+	// Wait describes a read-your-writes wait that failed: timed out (504)
+	// or found its stream parked (409).
+	Wait *WaitState `json:"wait,omitempty"`
+}
+
+// WaitState is what a failed wait saw.
+type WaitState struct {
+	// ReadModel is the live version whose cursor was read last.
+	ReadModel string `json:"read_model,omitempty"`
+	Stream    string `json:"stream"`
+	// Sequence is the sequence awaited; Applied the last sequence of the
+	// stream the read model had applied when it was read last (absent
+	// when its cursor could not be read).
+	Sequence uint64  `json:"sequence"`
+	Applied  *uint64 `json:"applied,omitempty"`
+	Timeout  string  `json:"timeout,omitempty"`
+	// ParkedSequence, ParkedReason and ParkedError describe the parked
+	// stream (409).
+	ParkedSequence uint64 `json:"parked_sequence,omitempty"`
+	ParkedReason   string `json:"parked_reason,omitempty"`
+	ParkedError    string `json:"parked_error,omitempty"`
 }
 
 func (s *server) balanceGroups(w http.ResponseWriter, r *http.Request) {
@@ -120,7 +161,11 @@ func (s *server) balanceGroups(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	totals, err := s.cfg.Reader.BalanceGroups(r.Context(), m)
+	reader, ok := s.reader(w, r)
+	if !ok {
+		return
+	}
+	totals, err := reader.BalanceGroups(r.Context(), m)
 	if err != nil {
 		s.fail(w, r, http.StatusServiceUnavailable, fmt.Errorf("reading the read model: %w", err))
 		return
@@ -146,7 +191,11 @@ func (s *server) series(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	series, err := s.cfg.Reader.Series(r.Context(), m, eic, res)
+	reader, ok := s.reader(w, r)
+	if !ok {
+		return
+	}
+	series, err := reader.Series(r.Context(), m, eic, res)
 	switch {
 	case errors.Is(err, mabis.ErrUnknownBalanceGroup):
 		s.fail(w, r, http.StatusNotFound, err)
@@ -167,6 +216,135 @@ func (s *server) status(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, st)
 }
 
+// reader returns the reader of the version of the read model the request
+// reads, and names it in the response's ReadModelHeader: the live version,
+// resolved once, or with wait_stream and wait_sequence the version that
+// WaitFor found to have applied the stream up to the sequence.
+func (s *server) reader(w http.ResponseWriter, r *http.Request) (*mabis.Reader, bool) {
+	wait, ok := s.waitParams(w, r)
+	if !ok {
+		return nil, false
+	}
+	var reader *mabis.Reader
+	var err error
+	if wait == nil {
+		reader, err = s.cfg.Reader.Live(r.Context())
+	} else {
+		var name string
+		if name, ok = s.wait(w, r, wait); !ok {
+			return nil, false
+		}
+		reader, err = s.cfg.Reader.Version(name)
+	}
+	if err != nil {
+		s.fail(w, r, http.StatusServiceUnavailable, fmt.Errorf("resolving the read model's version: %w", err))
+		return nil, false
+	}
+	w.Header().Set(ReadModelHeader, reader.ReadModel())
+	return reader, true
+}
+
+// waitRequest is a request's read-your-writes option.
+type waitRequest struct {
+	stream   string
+	sequence uint64
+	timeout  time.Duration
+}
+
+// waitParams parses wait_stream, wait_sequence and wait_timeout: nil when
+// the request has none.
+func (s *server) waitParams(w http.ResponseWriter, r *http.Request) (*waitRequest, bool) {
+	q := r.URL.Query()
+	stream, seq, timeout := q.Get("wait_stream"), q.Get("wait_sequence"), q.Get("wait_timeout")
+	bad := func(param string, err error) (*waitRequest, bool) {
+		s.fail(w, r, http.StatusBadRequest, fmt.Errorf("parameter %s: %w", param, err))
+		return nil, false
+	}
+	switch {
+	case !q.Has("wait_stream") && !q.Has("wait_sequence"):
+		if q.Has("wait_timeout") {
+			return bad("wait_timeout", errors.New("given without wait_stream and wait_sequence"))
+		}
+		return nil, true
+	case s.cfg.WaitFor == nil:
+		return bad("wait_stream", errors.New("this server cannot wait for the read model"))
+	case !q.Has("wait_sequence"):
+		return bad("wait_sequence", errors.New("required with wait_stream"))
+	case !q.Has("wait_stream"):
+		return bad("wait_stream", errors.New("required with wait_sequence"))
+	}
+	if err := framework.ValidateStreamID(stream); err != nil {
+		return bad("wait_stream", err)
+	}
+	wr := &waitRequest{stream: stream, timeout: DefaultWaitTimeout}
+	var err error
+	if wr.sequence, err = strconv.ParseUint(seq, 10, 64); err != nil {
+		return bad("wait_sequence", fmt.Errorf("%q is not a sequence (a non-negative integer)", seq))
+	}
+	if timeout != "" {
+		if wr.timeout, err = time.ParseDuration(timeout); err != nil {
+			return bad("wait_timeout", fmt.Errorf("%q is not a duration such as 500ms or 5s", timeout))
+		}
+		if wr.timeout <= 0 || wr.timeout > MaxWaitTimeout {
+			return bad("wait_timeout", fmt.Errorf("%v is outside (0, %v]", wr.timeout, MaxWaitTimeout))
+		}
+	}
+	return wr, true
+}
+
+// wait waits for the request's stream and sequence and returns the
+// version to read; otherwise it answers 504 (timed out), 409 (the stream
+// is parked) or 503.
+func (s *server) wait(w http.ResponseWriter, r *http.Request, wr *waitRequest) (string, bool) {
+	ctx, cancel := context.WithTimeout(r.Context(), wr.timeout)
+	defer cancel()
+	name, err := s.cfg.WaitFor(ctx, wr.stream, wr.sequence)
+	if err == nil {
+		return name, true
+	}
+	state := &WaitState{Stream: wr.stream, Sequence: wr.sequence}
+	var parked *redischeckpoint.StreamParkedError
+	var waitErr *redischeckpoint.WaitError
+	var invalid *framework.InvalidStreamIDError
+	switch {
+	case errors.As(err, &parked):
+		state.ReadModel, state.Applied = parked.ReadModel, &parked.Applied
+		state.ParkedSequence, state.ParkedReason, state.ParkedError = parked.Parked.Sequence, parked.Parked.Reason, parked.Parked.Error
+		why := parked.Parked.Reason
+		if parked.Parked.Error != "" {
+			why += ": " + parked.Parked.Error
+		}
+		s.failWait(w, r, http.StatusConflict, fmt.Errorf("stream %s is parked at sequence %d (%s); %s will not apply it up to sequence %d before an admin resolves it",
+			wr.stream, parked.Parked.Sequence, why, parked.ReadModel, wr.sequence), state)
+	case errors.Is(err, redischeckpoint.ErrStreamParked):
+		s.failWait(w, r, http.StatusConflict, err, state)
+	case r.Context().Err() != nil:
+		// The client went away: nobody to answer.
+	case errors.Is(err, context.DeadlineExceeded):
+		state.Timeout = wr.timeout.String()
+		msg := fmt.Sprintf("waited %v for stream %s to be applied up to sequence %d: %v", wr.timeout, wr.stream, wr.sequence, err)
+		if errors.As(err, &waitErr) {
+			state.ReadModel = waitErr.ReadModel
+			applied := "nothing known (its cursor could not be read)"
+			if waitErr.Checked {
+				state.Applied = &waitErr.Applied
+				applied = "sequence " + strconv.FormatUint(waitErr.Applied, 10)
+			}
+			msg = fmt.Sprintf("waited %v for %s to apply stream %s up to sequence %d; it has applied it up to %s",
+				wr.timeout, waitErr.ReadModel, wr.stream, wr.sequence, applied)
+			if waitErr.LastError != nil {
+				msg += fmt.Sprintf(" (the last check failed: %v)", waitErr.LastError)
+			}
+		}
+		s.failWait(w, r, http.StatusGatewayTimeout, errors.New(msg), state)
+	case errors.As(err, &invalid):
+		s.fail(w, r, http.StatusBadRequest, fmt.Errorf("parameter wait_stream: %w", err))
+	default:
+		s.fail(w, r, http.StatusServiceUnavailable, fmt.Errorf("waiting for the read model: %w", err))
+	}
+	return "", false
+}
+
 func (s *server) month(w http.ResponseWriter, r *http.Request) (mabis.Month, bool) {
 	m, err := mabis.ParseMonth(r.PathValue("month"))
 	if err != nil {
@@ -181,6 +359,14 @@ func (s *server) fail(w http.ResponseWriter, r *http.Request, status int, err er
 		s.cfg.Logger.ErrorContext(r.Context(), "api request failed", "method", r.Method, "path", r.URL.Path, "status", status, "err", err)
 	}
 	writeJSON(w, status, Error{Error: err.Error(), Status: status})
+}
+
+// failWait answers a failed wait, with what it saw.
+func (s *server) failWait(w http.ResponseWriter, r *http.Request, status int, err error, state *WaitState) {
+	if status >= 500 {
+		s.cfg.Logger.WarnContext(r.Context(), "api read-your-writes wait failed", "method", r.Method, "path", r.URL.Path, "status", status, "err", err)
+	}
+	writeJSON(w, status, Error{Error: err.Error(), Status: status, Wait: state})
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

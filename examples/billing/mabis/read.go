@@ -95,6 +95,8 @@ type BalanceGroupTotals struct {
 
 // MonthTotals are the totals of every balance group of a month.
 type MonthTotals struct {
+	// ReadModel names the version of the read model read: "billing@v2".
+	ReadModel     string               `json:"read_model"`
 	Tenant        string               `json:"tenant"`
 	Month         string               `json:"month"`
 	BalanceGroups []BalanceGroupTotals `json:"balance_groups"`
@@ -115,7 +117,7 @@ type series struct {
 // BalanceGroups returns the totals of every balance group of month m, in
 // EIC order. A month without data has no groups, which is not an error.
 func (r *Reader) BalanceGroups(ctx context.Context, m Month) (MonthTotals, error) {
-	out := MonthTotals{Tenant: r.tenant, Month: m.String(), BalanceGroups: []BalanceGroupTotals{}}
+	out := MonthTotals{ReadModel: r.ReadModel(), Tenant: r.tenant, Month: m.String(), BalanceGroups: []BalanceGroupTotals{}}
 	eics, err := r.client.SMembers(ctx, r.key(balanceGroupsKey(r.tenant, m)...)).Result()
 	if err != nil {
 		return out, fmt.Errorf("mabis: balance groups of %s: %w", m, err)
@@ -256,6 +258,8 @@ type Point struct {
 
 // Series is a balance group's sum time series for a month.
 type Series struct {
+	// ReadModel names the version of the read model read: "billing@v2".
+	ReadModel        string     `json:"read_model"`
 	Tenant           string     `json:"tenant"`
 	Month            string     `json:"month"`
 	BalanceGroup     string     `json:"balance_group"`
@@ -280,7 +284,7 @@ func (r *Reader) Series(ctx context.Context, m Month, eic string, res Resolution
 	if err != nil {
 		return Series{}, err
 	}
-	out := Series{Tenant: r.tenant, Month: m.String(), BalanceGroup: eic, Resolution: res}
+	out := Series{ReadModel: r.ReadModel(), Tenant: r.tenant, Month: m.String(), BalanceGroup: eic, Resolution: res}
 	for i := range s.wh {
 		out.EnergyWh += s.wh[i]
 		out.SubstituteValues += s.substitutes[i]
