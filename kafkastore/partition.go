@@ -310,6 +310,13 @@ func (p *partition) run() {
 				"partition", p.id, "err", err)
 			p.leaveGroup()
 			wait = p.r.cfg.FencedWait
+		case errors.Is(err, framework.ErrVersionClosed):
+			// A rebuild replaced this read-model version (or was
+			// aborted): nothing more is written to it, and the
+			// VersionedRunner stops this runner at its next refresh.
+			p.setStatus(PartitionFenced, err)
+			p.r.cfg.Logger.Info("this read-model version was closed by a rebuild: nothing more is written to it; waiting to be stopped", "partition", p.id, "err", err)
+			wait = p.r.cfg.FencedWait
 		case errors.Is(err, framework.ErrFenced):
 			// Another replica took the fence: this replica is a zombie
 			// about to learn that the group moved the partition, or the

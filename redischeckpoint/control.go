@@ -265,8 +265,25 @@ func (s *Store) Heartbeat(ctx context.Context, projection string, info framework
 	}
 	info.SeenAt = time.Now().UTC()
 	raw, _ := json.Marshal(info)
-	return s.client.HSet(ctx, k.base+"replicas", info.ID, raw).Err()
+	// A closed version (replaced or abandoned by a rebuild, perhaps
+	// dropped already) takes no report: a replica that still runs it
+	// must not bring its keys back.
+	n, err := s.client.Eval(ctx, heartbeatScript, []string{k.meta, k.base + "replicas"}, info.ID, raw).Int()
+	if err != nil {
+		return fmt.Errorf("redischeckpoint: report replica %s of %s: %w", info.ID, projection, err)
+	}
+	if n == 0 {
+		return &VersionClosedError{Projection: projection, Partition: -1}
+	}
+	return nil
 }
+
+// heartbeatScript records replica ARGV[1]'s report ARGV[2] in KEYS[2]
+// unless the version's meta KEYS[1] is closed; it answers 1 when it did.
+const heartbeatScript = `
+if redis.call('HGET', KEYS[1], 'closed') then return 0 end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+return 1`
 
 // RemoveReplica forgets a replica (it stopped).
 func (s *Store) RemoveReplica(ctx context.Context, projection, id string) error {
