@@ -421,6 +421,9 @@ func (v *VersionedRunner) caughtUp(ctx context.Context, ver uint64) (bool, int64
 	if err == nil {
 		err = committed.Error()
 	}
+	if errors.Is(err, kerr.GroupIDNotFound) {
+		committed, err = nil, nil // not created yet: nothing committed
+	}
 	if err != nil {
 		return false, 0, fmt.Errorf("committed offsets of %s: %w", group, err)
 	}

@@ -36,7 +36,19 @@
 //     (a replay): it drops the cursors, heads and progress in the same
 //     script, and fences of the older epoch are stale from then on.
 //     [Store.BumpEpochAt] also records where the replay starts each
-//     partition as the new epoch's progress.
+//     partition as the new epoch's progress; [Store.BeginReplay] does that
+//     together with the pause and the request to reset the read model, in
+//     one script: from then on fenced writes are refused (RESETPENDING,
+//     [ResetPendingError]) until a replica has reset the model under its
+//     claim ([framework.ResetClaim]), whose deletes are fenced by it.
+//   - Versions. A read model lives under a version ("billing", "billing@v3",
+//     see [framework.VersionedName]); [Store.StartRebuild],
+//     [Store.SwitchLive], [Store.AbortRebuild] and [Store.DropVersion]
+//     keep the registry and the live pointer that readers resolve
+//     ([Store.Live], [AtomicProjection.Live]). A closed version (replaced
+//     or abandoned) refuses fenced writes, fences and heartbeats
+//     ([VersionClosedError]). [Store.WaitFor] waits until the live version
+//     has applied a stream up to a sequence (read your writes).
 //   - Atomic read models. [AtomicProjection] runs a projection's Redis
 //     writes, its cursor updates and the fence check in one script per
 //     batch, skipping events at or below their cursor, so a batch applied
@@ -112,7 +124,11 @@
 //	projector:{billing}:resolutions list: JSON framework.Resolution carried out, newest first
 //	projector:{billing}:control    hash: pause, replay and reset state
 //	projector:{billing}:replicas   hash: replica ID -> JSON framework.ReplicaInfo
+//	projector:{billing}:reset-claim:<epoch>  the replica resetting that epoch's model
 //	projector:{billing}:rm:...     the read model of an AtomicProjection
+//	projector:{billing}:versions   hash: live (the live version), state (JSON framework.Versions)
+//	projector:{billing}:v3:...     every key above (but versions) of version 3, "billing@v3";
+//	                               the unversioned keys are version 0
 //
 // Projection names are limited to [A-Za-z0-9._-] (see
 // [framework.ValidateProjectionName]) so that the hash tag is exact. An ACL

@@ -4,6 +4,8 @@
 // stream catalog.
 //
 //	projectorctl status billing [-o json]
+//	projectorctl rebuild billing [--wait] [--grace 10m] [--keep] [--dry-run] [--yes]
+//	projectorctl rebuild billing --status | --abort | --drop VERSION
 //	projectorctl replay billing [--to-time 2026-03-01T00:00:00+01:00 | --to-offsets FILE] [--dry-run] [--yes] [--wait]
 //	projectorctl replay billing --resume | --abort
 //	projectorctl pause billing --reason "maintenance" ; projectorctl resume billing
@@ -40,12 +42,21 @@
 // stream's records in Kafka: --drop passes over the parked record instead,
 // --force skips anyway.
 //
-// A replay is coordinated through the projection's control record in Redis:
-// the replicas see the request, finish their batch, store their cursors,
-// commit and leave the group; the command waits for the group to be empty
-// (naming the members still present when it times out), resets the offsets,
-// raises the projection's epoch (older cursors and fences stop counting), has
-// exactly one replica reset the read model, and resumes the replicas, which
-// rebuild. Each phase is recorded first, so an interrupted replay is resumed
-// with --resume or given up with --abort, never left half done silently.
+// A rebuild (the default way to rebuild a read model) builds the next
+// version, billing@v2, beside the live one with a consumer group of its own;
+// the replicas (kafkastore.VersionedRunner) switch the live pointer to it
+// in one Redis write once it has caught up and nothing is newly parked in
+// it, and delete the replaced version after --grace. Every other command
+// acts on the live version unless given a version ("billing@v2").
+//
+// A replay rebuilds in place, coordinated through the projection's control
+// record in Redis: one script pauses the replicas, raises the projection's
+// epoch (older cursors and fences stop counting; parked streams are cleared
+// and listed) and requests the reset of the read model, so that no replica
+// writes to the model before it is reset; the command waits for the group to
+// be empty (naming the members still present when it times out), resets the
+// offsets and resumes the replicas, one of which resets the read model under
+// a claim that fences its deletes; they rebuild. Each phase is recorded
+// first, so an interrupted replay is resumed with --resume or given up with
+// --abort, never left half done silently.
 package main

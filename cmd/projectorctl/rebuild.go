@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
@@ -44,7 +45,7 @@ their next query on. N is closed (nothing writes to it any more) and its keys an
 deleted after --grace (kept with --keep).
 
 --wait follows the rebuild with progress and ETA until the switch, and fails naming the parked streams if
-the rebuild caught up but cannot switch. --status shows the versions; --abort drops the rebuild (N is
+the rebuild caught up but cannot switch; given while a rebuild is in progress, it follows that one. --status shows the versions; --abort drops the rebuild (N is
 untouched); --drop VERSION deletes a kept or retiring version now.`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -118,6 +119,11 @@ func (c *conn) rebuild(ctx context.Context, ro *rebuildOptions) (err error) {
 	vs, err := c.store.Versions(ctx, c.name)
 	if err != nil {
 		return err
+	}
+	if b := vs.Building; b != nil && ro.wait && !ro.dryRun {
+		fmt.Fprintf(o.stdout, "a rebuild of %s to v%d is in progress since %s (by %s): following it\n", safeText(c.name), b.Version,
+			b.StartedAt.Format(time.RFC3339), safeText(b.By))
+		return c.followRebuild(ctx, *b, ro.waitTimeout)
 	}
 	if b := vs.Building; b != nil {
 		return refused("a rebuild of %s to v%d is in progress since %s (by %s): follow it with rebuild --status, or give it up with --abort",
@@ -207,12 +213,23 @@ func (c *conn) followRebuild(ctx context.Context, r framework.Rebuild, timeout t
 	seenReplica, warned := false, false
 	for {
 		vs, err := c.store.Versions(ctx, c.name)
-		if err != nil {
-			return err
+		var behind int64
+		if err == nil {
+			behind, _, err = c.groupBehind(ctx, group)
 		}
-		behind, _, err := c.groupBehind(ctx, group)
 		if err != nil {
-			return err
+			// A busy Redis or broker: the rebuild goes on in the
+			// replicas; look again until the deadline.
+			if time.Now().After(deadline) {
+				return fmt.Errorf("following the rebuild to %s: %w", name, err)
+			}
+			fmt.Fprintf(o.stderr, "warning: %s; retrying\n", safeText(err.Error()))
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(2 * time.Second):
+			}
+			continue
 		}
 		progress.set(max(total-behind, 0))
 		switch {
@@ -289,6 +306,9 @@ func (c *conn) groupBehind(ctx context.Context, group string) (int64, map[int32]
 	committed, err := c.admin.FetchOffsets(ctx, group)
 	if err == nil {
 		err = committed.Error()
+	}
+	if errors.Is(err, kerr.GroupIDNotFound) {
+		committed, err = nil, nil // not created yet: nothing committed
 	}
 	if err != nil {
 		return 0, nil, fmt.Errorf("committed offsets of %s: %w", group, err)

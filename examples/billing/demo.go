@@ -24,6 +24,7 @@ import (
 	"github.com/projector-dev/projector/examples/billing/mabis"
 	"github.com/projector-dev/projector/framework"
 	"github.com/projector-dev/projector/kafkastore"
+	"github.com/projector-dev/projector/redischeckpoint"
 )
 
 // demo runs everything in one process: Kafka and Redis in-process (unless
@@ -167,7 +168,14 @@ func demo(ctx context.Context, o options, out io.Writer) error {
 		if o.topic != "mabis.process-events" {
 			env += " PROJECTOR_TOPIC=" + o.topic
 		}
-		fmt.Fprintf(out, "\nadmin command against these servers:\n  %s go run ./cmd/projectorctl status %s\n", env, o.projection)
+		if o.namespace != redischeckpoint.DefaultNamespace {
+			env += " PROJECTOR_REDIS_NAMESPACE=" + o.namespace
+		}
+		if o.group != "" && o.group != o.projection {
+			env += " PROJECTOR_GROUP=" + o.group
+		}
+		fmt.Fprintf(out, "\nadmin command against these servers (rebuild %s --yes --wait rebuilds beside the live version):\n  %s go run ./cmd/projectorctl status %s\n",
+			o.projection, env, o.projection)
 	})
 	return errors.Join(err, reps.stop())
 }
