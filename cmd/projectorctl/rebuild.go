@@ -130,6 +130,12 @@ func (c *conn) rebuild(ctx context.Context, ro *rebuildOptions) (err error) {
 			c.name, b.Version, b.StartedAt.Format(time.RFC3339), b.By)
 	}
 	live := framework.VersionedName(c.name, vs.Live)
+	if ctl, err := c.store.Control(ctx, live); err != nil {
+		return err
+	} else if r := ctl.Replay; r != nil && replayInProgress(r.Phase) && !ro.dryRun {
+		return refused("replay %s of %s is in progress (phase %s, by %s): finish it (replay %s --resume) or give it up (--abort) before a rebuild",
+			r.ID, live, r.Phase, r.By, c.name)
+	}
 	liveGroup := framework.VersionGroup(c.group, vs.Live)
 	next := vs.Last + 1
 	ends, err := c.admin.ListEndOffsets(ctx, o.topic)

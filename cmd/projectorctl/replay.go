@@ -130,6 +130,17 @@ func (c *conn) replay(ctx context.Context, ro *replayOptions) (err error) {
 			current.ID, c.name, current.StartedAt.Format(time.RFC3339), current.Phase, current.By)
 	}
 
+	// A rebuild beside the live version switches the live pointer when it
+	// has caught up: a replay in place of either version meanwhile would
+	// race it.
+	base, _ := framework.SplitVersionedName(c.name)
+	if vs, err := c.store.Versions(ctx, base); err != nil {
+		return err
+	} else if b := vs.Building; b != nil && !ro.dryRun {
+		return refused("a rebuild of %s to v%d is in progress since %s (by %s): wait for it (rebuild %s --status) or abort it (rebuild %s --abort) before a replay",
+			base, b.Version, b.StartedAt.Format(time.RFC3339), b.By, base, base)
+	}
+
 	to, err := ro.target()
 	if err != nil {
 		return err
