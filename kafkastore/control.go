@@ -160,9 +160,10 @@ func (r *Runner) maybeReset(ctx context.Context, epoch uint64) (done bool, err e
 		release()
 		return false, fmt.Errorf("kafkastore: record the reset of %s for epoch %d: %w", name, epoch, err)
 	}
-	// The claim is kept until it expires: a replica that read the reset
-	// as pending just before cannot claim it (and the store refuses a
-	// claim on a reset recorded as done).
+	// The claim is released: the store refuses a claim on a reset
+	// recorded as done, so a replica that read the reset as pending just
+	// before cannot reset again.
+	release()
 	r.cfg.Logger.InfoContext(ctx, "read model reset for the replay", "epoch", epoch)
 	return true, nil
 }

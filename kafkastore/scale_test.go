@@ -163,7 +163,7 @@ func replicaMain() int {
 			return d.DialContext(ctx, network, proxy)
 		}))
 	}
-	run := func(ctx context.Context) error { return nil }
+	var run func(ctx context.Context) error
 	if os.Getenv(envVersioned) == "1" {
 		cfg.Projection = nil
 		cfg.ControlRefresh = 200 * time.Millisecond
