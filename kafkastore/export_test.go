@@ -1,6 +1,14 @@
 package kafkastore
 
-import "time"
+import (
+	"context"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/projector-dev/projector/framework"
+)
 
 // Crash stops the runner the way a crash would: workers stop at once,
 // nothing more is flushed or committed.
@@ -53,4 +61,25 @@ func SetResetClaimTTL(d time.Duration) (restore func()) {
 	old := resetClaimTTL
 	resetClaimTTL = d
 	return func() { resetClaimTTL = old }
+}
+
+// CheckRebuildOnce runs one rebuild check of v, as a tick of Run would, on
+// a VersionedRunner that does not run: a replica whose previous check is as
+// old as the test makes it (frozen, or whose checks failed meanwhile).
+func CheckRebuildOnce(ctx context.Context, v *VersionedRunner) (framework.Versions, error) {
+	if v.admin == nil {
+		cl, err := kgo.NewClient(append(v.cfg.Runner.ClientOpts, kgo.SeedBrokers(v.cfg.Runner.Seeds...))...)
+		if err != nil {
+			return framework.Versions{}, err
+		}
+		v.cl, v.admin = cl, kadm.NewClient(cl)
+	}
+	vs, err := v.cfg.Versions.Versions(ctx, v.cfg.Name)
+	if err != nil {
+		return vs, err
+	}
+	if vs.Building != nil {
+		v.checkRebuild(ctx, vs)
+	}
+	return v.cfg.Versions.Versions(ctx, v.cfg.Name)
 }

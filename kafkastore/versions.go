@@ -79,7 +79,7 @@ type VersionedRunner struct {
 	running  map[uint64]*versionRun
 	live     uint64
 	liveRun  *Runner
-	lastEnds map[uint64]map[int32]int64 // per building version, the end offsets seen at the previous check
+	checks   map[uint64]*rebuildCheck // per building version, what the last check saw
 	status   string
 	started  bool
 	returned bool
@@ -132,7 +132,7 @@ func NewVersionedRunner(cfg VersionedConfig) (*VersionedRunner, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	return &VersionedRunner{cfg: cfg, running: map[uint64]*versionRun{}, lastEnds: map[uint64]map[int32]int64{}}, nil
+	return &VersionedRunner{cfg: cfg, running: map[uint64]*versionRun{}, checks: map[uint64]*rebuildCheck{}}, nil
 }
 
 // namedOnly is a projection that only has a name, to validate a config.
@@ -295,7 +295,7 @@ func (v *VersionedRunner) tick(ctx context.Context) error {
 	}
 	if vs.Building == nil {
 		v.status = ""
-		clear(v.lastEnds)
+		clear(v.checks)
 	}
 	v.mu.Unlock()
 	if vs.Building != nil {
@@ -353,18 +353,77 @@ func (v *VersionedRunner) stopAll() {
 	}
 }
 
+// rebuildCheck is what a replica saw at its last check of a rebuild.
+type rebuildCheck struct {
+	at time.Time
+	// ends are the topic's last stable offsets; near whether the new
+	// version had reached the previous check's ends (or the live
+	// group's offsets).
+	ends map[int32]int64
+	near bool
+	// live is the live version's cursors, read before ends (only while
+	// near): the new version must hold at least these before the switch.
+	live *framework.GlobalProjectionCheckpoint
+	// skip counts checks left without reading the live cursors after a
+	// comparison found the new version short (a blocked rebuild).
+	skip int
+}
+
 // checkRebuild switches the live pointer to the rebuilt version once it has
-// caught up and nothing blocks it.
+// caught up, holds everything the live version held, and nothing blocks it.
+//
+// Caught up: on every partition the new group's committed offset has
+// reached the topic's last stable offset of this replica's previous check
+// (at most three refreshes old: a replica frozen in between starts
+// over), or the live group's committed offset if that is lower (a
+// partition ending in a transaction marker, a live version that lags). Then
+// the new version's cursors are compared with the live version's as they
+// were at the previous check, read before its end offsets: every stream the
+// live version had must be in the new version at least as far. A stream
+// missing (its events deleted from the topic by retention) or behind (parked
+// or held earlier in the new version) blocks the switch and is named.
 func (v *VersionedRunner) checkRebuild(ctx context.Context, vs framework.Versions) {
 	log := v.cfg.Runner.Logger
 	b := vs.Building
 	name := framework.VersionedName(v.cfg.Name, b.Version)
-	caught, behind, err := v.caughtUp(ctx, b.Version)
+	liveName := framework.VersionedName(v.cfg.Name, vs.Live)
+	block := func(reason string) {
+		v.setStatus(reason)
+		if b.Blocked != reason {
+			if err := v.cfg.Versions.UpdateRebuild(ctx, v.cfg.Name, b.Version, reason, true); err != nil {
+				log.WarnContext(ctx, "cannot record why the rebuild waits", "projection", name, "err", err)
+			}
+			log.WarnContext(ctx, "the rebuild caught up but does not switch: "+reason, "projection", name)
+		}
+	}
+	v.mu.Lock()
+	prev := v.checks[b.Version]
+	v.mu.Unlock()
+	if prev != nil && time.Since(prev.at) > 3*v.cfg.Refresh {
+		prev = nil // too old to vouch for "one refresh ago"
+	}
+	cur := &rebuildCheck{at: time.Now()}
+	if prev != nil && prev.skip > 0 {
+		cur.skip = prev.skip - 1
+	}
+	if prev != nil && prev.near && cur.skip == 0 {
+		cp, err := v.loadCursors(ctx, liveName)
+		if err != nil {
+			log.WarnContext(ctx, "cannot read the live version's cursors", "projection", liveName, "err", err)
+			return
+		}
+		cur.live = cp
+	}
+	near, behind, ends, err := v.caughtUp(ctx, vs.Live, b.Version, prev)
 	if err != nil {
 		log.WarnContext(ctx, "cannot check the rebuild's progress", "projection", name, "err", err)
 		return
 	}
-	if !caught {
+	cur.ends, cur.near = ends, near
+	v.mu.Lock()
+	v.checks[b.Version] = cur
+	v.mu.Unlock()
+	if !near || prev == nil || prev.live == nil {
 		v.setStatus(fmt.Sprintf("%s is %d record(s) behind the topic", name, behind))
 		return
 	}
@@ -374,20 +433,37 @@ func (v *VersionedRunner) checkRebuild(ctx context.Context, vs framework.Version
 		return
 	}
 	if blocked != "" {
-		v.setStatus(blocked)
-		if b.Blocked != blocked {
-			if err := v.cfg.Versions.UpdateRebuild(ctx, v.cfg.Name, b.Version, blocked, true); err != nil {
-				log.WarnContext(ctx, "cannot record why the rebuild waits", "projection", name, "err", err)
-			}
-			log.WarnContext(ctx, "the rebuild caught up but does not switch: "+blocked, "projection", name)
-		}
+		block(blocked)
 		return
+	}
+	if short, err := v.shortOf(ctx, name, prev.live); err != nil {
+		log.WarnContext(ctx, "cannot compare the rebuild's cursors with the live version's", "projection", name, "err", err)
+		return
+	} else if short != "" {
+		cur.skip = 10
+		block(short)
+		return
+	}
+	if c, ok := v.control(); ok {
+		ctl, err := c.Control(ctx, liveName)
+		if err != nil {
+			log.WarnContext(ctx, "cannot read the live version's control state", "projection", liveName, "err", err)
+			return
+		}
+		if ctl.Paused {
+			block(fmt.Sprintf("the live version %s is paused (by %s: %s): the switch waits until it is resumed", liveName, ctl.PausedBy, ctl.PauseReason))
+			return
+		}
+		if r := ctl.Replay; r != nil && (r.Phase == framework.ReplayPausing || r.Phase == framework.ReplayResetting || r.Phase == framework.ReplayRebuild) {
+			block(fmt.Sprintf("a replay of the live version %s is in progress (%s, phase %s): the switch waits for it", liveName, r.ID, r.Phase))
+			return
+		}
 	}
 	if _, err := v.cfg.Versions.SwitchLive(ctx, v.cfg.Name, b.Version, v.cfg.Runner.ReplicaID); err != nil {
 		log.InfoContext(ctx, "the switch to the rebuilt version did not happen here (another replica may have made it)", "projection", name, "err", err)
 		return
 	}
-	log.InfoContext(ctx, "switched the live read model to the rebuilt version", "projection", name, "from", framework.VersionedName(v.cfg.Name, vs.Live))
+	log.InfoContext(ctx, "switched the live read model to the rebuilt version", "projection", name, "from", liveName)
 	v.setStatus("")
 }
 
@@ -397,43 +473,97 @@ func (v *VersionedRunner) setStatus(s string) {
 	v.mu.Unlock()
 }
 
-// caughtUp reports whether version's committed offsets have reached, on
-// every partition, the end (last stable offset) the topic had at the
-// previous check, and how many records it is behind the end now.
-func (v *VersionedRunner) caughtUp(ctx context.Context, ver uint64) (bool, int64, error) {
+func (v *VersionedRunner) control() (ControlStore, bool) {
+	if v.cfg.Runner.Control != nil {
+		return v.cfg.Runner.Control, true
+	}
+	c, ok := v.cfg.Runner.Checkpoints.(ControlStore)
+	return c, ok
+}
+
+// loadCursors reads every cursor of a version.
+func (v *VersionedRunner) loadCursors(ctx context.Context, name string) (*framework.GlobalProjectionCheckpoint, error) {
+	loader, ok := v.cfg.Runner.Checkpoints.(interface {
+		Load(ctx context.Context, name string) (*framework.GlobalProjectionCheckpoint, error)
+	})
+	if !ok {
+		return framework.NewGlobalProjectionCheckpoint(), nil // cannot compare: nothing to hold the switch to
+	}
+	return loader.Load(ctx, name)
+}
+
+// shortOf names the streams the rebuilt version lacks or holds less of than
+// the live version did (live), or "".
+func (v *VersionedRunner) shortOf(ctx context.Context, name string, live *framework.GlobalProjectionCheckpoint) (string, error) {
+	got, err := v.loadCursors(ctx, name)
+	if err != nil {
+		return "", err
+	}
+	var short []string
+	n := 0
+	for id, want := range live.All() {
+		if have := got.Cursor(id); have < want {
+			n++
+			short = append(short, fmt.Sprintf("%s (live at %d, new at %d)", id, want, have))
+		}
+	}
+	slices.Sort(short)
+	short = short[:min(len(short), 5)]
+	if n == 0 {
+		return "", nil
+	}
+	return fmt.Sprintf("%d stream(s) are behind in %s what the live version holds, e.g. %s: their events are not in the topic any more "+
+		"(retention) or the new version parked or held them earlier; switching would lose them (see projectorctl parked list %s, or abort the rebuild)",
+		n, name, strings.Join(short, "; "), name), nil
+}
+
+// caughtUp reports whether the new version's committed offsets have
+// reached, on every partition, the last stable offset of prev (or the live
+// group's committed offset, when lower), how many records it is behind the
+// end now, and the ends now.
+func (v *VersionedRunner) caughtUp(ctx context.Context, live, ver uint64, prev *rebuildCheck) (bool, int64, map[int32]int64, error) {
 	topic := v.cfg.Runner.Topic
-	group := framework.VersionGroup(v.cfg.Runner.Group, ver)
 	starts, err := v.admin.ListStartOffsets(ctx, topic)
 	if err == nil {
 		err = starts.Error()
 	}
 	if err != nil {
-		return false, 0, fmt.Errorf("start offsets of %s: %w", topic, err)
+		return false, 0, nil, fmt.Errorf("start offsets of %s: %w", topic, err)
 	}
 	ends, err := v.admin.ListCommittedOffsets(ctx, topic)
 	if err == nil {
 		err = ends.Error()
 	}
 	if err != nil {
-		return false, 0, fmt.Errorf("end offsets of %s: %w", topic, err)
+		return false, 0, nil, fmt.Errorf("end offsets of %s: %w", topic, err)
 	}
-	committed, err := v.admin.FetchOffsets(ctx, group)
-	if err == nil {
-		err = committed.Error()
-	}
-	if errors.Is(err, kerr.GroupIDNotFound) {
-		committed, err = nil, nil // not created yet: nothing committed
-	}
-	if err != nil {
-		return false, 0, fmt.Errorf("committed offsets of %s: %w", group, err)
-	}
-	at := func(p int32) int64 {
-		s, _ := starts.Lookup(topic, p)
-		pos := s.Offset
-		if c, ok := committed.Lookup(topic, p); ok && c.At > pos {
-			pos = c.At
+	committed := func(group string) (func(int32) int64, error) {
+		c, err := v.admin.FetchOffsets(ctx, group)
+		if err == nil {
+			err = c.Error()
 		}
-		return pos
+		if errors.Is(err, kerr.GroupIDNotFound) {
+			c, err = nil, nil // not created yet: nothing committed
+		}
+		if err != nil {
+			return nil, fmt.Errorf("committed offsets of %s: %w", group, err)
+		}
+		return func(p int32) int64 {
+			s, _ := starts.Lookup(topic, p)
+			pos := s.Offset
+			if o, ok := c.Lookup(topic, p); ok && o.At > pos {
+				pos = o.At
+			}
+			return pos
+		}, nil
+	}
+	at, err := committed(framework.VersionGroup(v.cfg.Runner.Group, ver))
+	if err != nil {
+		return false, 0, nil, err
+	}
+	liveAt, err := committed(framework.VersionGroup(v.cfg.Runner.Group, live))
+	if err != nil {
+		return false, 0, nil, err
 	}
 	now := map[int32]int64{}
 	var behind int64
@@ -441,28 +571,25 @@ func (v *VersionedRunner) caughtUp(ctx context.Context, ver uint64) (bool, int64
 		now[o.Partition] = o.Offset
 		behind += max(o.Offset-at(o.Partition), 0)
 	})
-	v.mu.Lock()
-	prev := v.lastEnds[ver]
-	v.lastEnds[ver] = now
-	v.mu.Unlock()
 	if prev == nil || len(now) == 0 {
-		return false, behind, nil
+		return false, behind, now, nil
 	}
 	for p, end := range now {
-		target, ok := prev[p]
+		target, ok := prev.ends[p]
 		if !ok {
 			target = end // a partition added since: its end now
 		}
-		if at(p) < target {
-			return false, behind, nil
+		if at(p) < min(target, liveAt(p)) {
+			return false, behind, now, nil
 		}
 	}
-	return true, behind, nil
+	return true, behind, now, nil
 }
 
 // newlyParked names the streams parked in the rebuilt version that are not
-// parked in the live one: the new version lacks their later events, and
-// switching to it would serve an incomplete model.
+// parked in the live one, or parked at an earlier sequence: the new version
+// lacks their later events, and switching to it would serve an incomplete
+// model.
 func (v *VersionedRunner) newlyParked(ctx context.Context, live, ver uint64) (string, error) {
 	store, ok := v.cfg.Runner.Parked, v.cfg.Runner.Parked != nil
 	if !ok {
@@ -479,20 +606,20 @@ func (v *VersionedRunner) newlyParked(ctx context.Context, live, ver uint64) (st
 	if err != nil {
 		return "", err
 	}
-	old := map[string]bool{}
+	old := map[string]uint64{}
 	for _, p := range inLive {
-		old[p.StreamID] = true
+		old[p.StreamID] = p.Sequence
 	}
 	var names []string
 	for _, p := range inNew {
-		if !old[p.StreamID] {
+		if seq, ok := old[p.StreamID]; !ok || p.Sequence < seq {
 			names = append(names, fmt.Sprintf("%s at sequence %d (%s)", p.StreamID, p.Sequence, p.Reason))
 		}
 	}
 	if len(names) == 0 {
 		return "", nil
 	}
-	return fmt.Sprintf("%d stream(s) parked in %s and not in the live version: %s (resolve them with projectorctl parked --projection %s, or abort the rebuild)",
+	return fmt.Sprintf("%d stream(s) parked in %s and not in the live version (or at an earlier sequence): %s (resolve them with projectorctl parked list %s, or abort the rebuild)",
 		len(names), framework.VersionedName(v.cfg.Name, ver), strings.Join(names, "; "), framework.VersionedName(v.cfg.Name, ver)), nil
 }
 

@@ -32,6 +32,9 @@ import (
 var (
 	// ErrRebuildInProgress reports a rebuild asked while another runs.
 	ErrRebuildInProgress = errors.New("redischeckpoint: a rebuild is in progress")
+	// ErrReplayInProgress reports a rebuild asked while an in-place replay
+	// of the live version runs.
+	ErrReplayInProgress = errors.New("redischeckpoint: a replay of the live version is in progress")
 	// ErrNoRebuild reports a switch or abort without the rebuild it names.
 	ErrNoRebuild = errors.New("redischeckpoint: no such rebuild in progress")
 )
@@ -147,6 +150,18 @@ func (s *Store) StartRebuild(ctx context.Context, projection string, r framework
 		if v.Building != nil {
 			return nil, fmt.Errorf("%w: %s@v%d, started by %s at %s", ErrRebuildInProgress, projection, v.Building.Version,
 				v.Building.By, v.Building.StartedAt.Format(time.RFC3339))
+		}
+		// An in-place replay of the live version races a rebuild.
+		liveKeys, err := s.keysFor(framework.VersionedName(projection, v.Live))
+		if err != nil {
+			return nil, err
+		}
+		if raw, err := s.client.HGet(ctx, liveKeys.control, "replay").Result(); err == nil {
+			var rp framework.Replay
+			if json.Unmarshal([]byte(raw), &rp) == nil &&
+				(rp.Phase == framework.ReplayPausing || rp.Phase == framework.ReplayResetting || rp.Phase == framework.ReplayRebuild) {
+				return nil, fmt.Errorf("%w: replay %s of %s is in phase %s", ErrReplayInProgress, rp.ID, liveKeys.name, rp.Phase)
+			}
 		}
 		r.Version, r.StartedAt = v.Last+1, time.Now().UTC()
 		v.Last = r.Version

@@ -56,6 +56,9 @@ func newParkedCommand(o *options) *cobra.Command {
 					return err
 				}
 				defer c.close()
+				if err := c.writable(); err != nil {
+					return err
+				}
 				resolver := kafkastore.Resolver{Parked: c.store, Checkpoints: c.store, Seeds: c.seeds, ClientOpts: c.kopts, Topic: o.topic, Group: c.group}
 				p, err := resolver.Resolve(cmd.Context(), c.name, framework.Resolution{
 					StreamID: args[1], Action: action, By: o.by, Reason: reason, Force: force, Drop: drop,

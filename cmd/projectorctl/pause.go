@@ -27,6 +27,9 @@ func newPauseCommand(o *options, pause bool) *cobra.Command {
 			}
 			defer c.close()
 			ctx := cmd.Context()
+			if err := c.writable(); err != nil {
+				return err
+			}
 			if ctl, err := c.store.Control(ctx, c.name); err == nil && ctl.Replay != nil && replayInProgress(ctl.Replay.Phase) && !pause {
 				return refused("replay %s of %s is in phase %s: finish it with replay --resume or --abort", ctl.Replay.ID, c.name, ctl.Replay.Phase)
 			}

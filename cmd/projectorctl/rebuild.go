@@ -5,10 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -49,8 +52,12 @@ the rebuild caught up but cannot switch; given while a rebuild is in progress, i
 untouched); --drop VERSION deletes a kept or retiring version now.`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			dropping := cmd.Flags().Changed("drop")
+			if ro.grace <= 0 {
+				return usage("--grace %s: the replaced version must outlive the queries that resolved it just before the switch; give a positive duration (default 10m)", ro.grace)
+			}
 			n := 0
-			for _, b := range []bool{ro.status, ro.abort, ro.drop > 0} {
+			for _, b := range []bool{ro.status, ro.abort, dropping} {
 				if b {
 					n++
 				}
@@ -71,7 +78,7 @@ untouched); --drop VERSION deletes a kept or retiring version now.`,
 				return c.rebuildStatus(cmd.Context())
 			case ro.abort:
 				return c.abortRebuild(cmd.Context())
-			case ro.drop > 0:
+			case dropping:
 				return c.dropVersion(cmd.Context(), ro.drop)
 			}
 			return c.rebuild(cmd.Context(), ro)
@@ -157,6 +164,7 @@ func (c *conn) rebuild(ctx context.Context, ro *rebuildOptions) (err error) {
 		s, _ := starts.Lookup(o.topic, e.Partition)
 		records += e.At - s.Offset
 	}
+	truncated := truncatedPartitions(starts)
 	replicas, err := c.store.Replicas(ctx, live, 30*time.Second)
 	if err != nil {
 		return err
@@ -171,6 +179,10 @@ func (c *conn) rebuild(ctx context.Context, ro *rebuildOptions) (err error) {
 		safeText(c.name), next, safeText(framework.VersionGroup(c.group, next)), records)
 	fmt.Fprintf(o.stdout, "  switch:       when it has caught up and no stream is parked in it that is not parked in %s, a replica moves the live pointer in one write\n", safeText(live))
 	fmt.Fprintf(o.stdout, "  then:         %s is closed; its keys and consumer group are %s\n", safeText(live), keepText)
+	if truncated != "" {
+		fmt.Fprintf(o.stdout, "  warning:      the topic no longer starts at offset 0 (%s): events before were deleted (retention or DeleteRecords); streams whose events are gone would be missing, and the switch waits, naming them, while any stream of %s is missing or behind in the new version\n",
+			truncated, safeText(live))
+	}
 	if ro.dryRun {
 		fmt.Fprintln(o.stdout, "dry run: nothing changed")
 		return nil
@@ -181,7 +193,7 @@ func (c *conn) rebuild(ctx context.Context, ro *rebuildOptions) (err error) {
 		}
 	}
 	r, err := c.store.StartRebuild(ctx, c.name, framework.Rebuild{By: o.by, Reason: ro.reason, Grace: ro.grace, Keep: ro.keep})
-	if errors.Is(err, redischeckpoint.ErrRebuildInProgress) {
+	if errors.Is(err, redischeckpoint.ErrRebuildInProgress) || errors.Is(err, redischeckpoint.ErrReplayInProgress) {
 		return refused("%v", err)
 	}
 	if err != nil {
@@ -396,6 +408,11 @@ func (c *conn) rebuildStatus(ctx context.Context) error {
 func (c *conn) abortRebuild(ctx context.Context) error {
 	r, err := c.store.AbortRebuild(ctx, c.name, c.o.by)
 	if errors.Is(err, redischeckpoint.ErrNoRebuild) {
+		if vs, verr := c.store.Versions(ctx, c.name); verr == nil && len(vs.History) > 0 && time.Since(vs.History[0].EndedAt) < time.Hour {
+			h := vs.History[0]
+			return refused("no rebuild of %s to abort: the last one, to v%d, ended at %s (%s); %s is live", c.name, h.Version,
+				h.EndedAt.Format(time.RFC3339), h.Outcome, framework.VersionedName(c.name, vs.Live))
+		}
 		return refused("no rebuild of %s to abort", c.name)
 	}
 	if err != nil {
@@ -417,4 +434,17 @@ func (c *conn) dropVersion(ctx context.Context, version uint64) error {
 	fmt.Fprintf(c.o.stdout, "%s will be deleted by the replicas now (keys and consumer group %s)\n",
 		safeText(framework.VersionedName(c.name, version)), safeText(framework.VersionGroup(c.group, version)))
 	return nil
+}
+
+// truncatedPartitions names the partitions whose first offset is above 0
+// ("partition 2 starts at 120"): their earlier events were deleted.
+func truncatedPartitions(starts kadm.ListedOffsets) string {
+	var out []string
+	starts.Each(func(o kadm.ListedOffset) {
+		if o.Offset > 0 {
+			out = append(out, fmt.Sprintf("partition %d starts at %d", o.Partition, o.Offset))
+		}
+	})
+	slices.Sort(out)
+	return strings.Join(out, ", ")
 }

@@ -25,16 +25,19 @@ import (
 )
 
 type replayOptions struct {
-	toTime       string
-	toOffsets    string
-	dryRun       bool
-	yes          bool
-	wait         bool
-	resume       bool
-	abort        bool
-	reason       string
-	emptyTimeout time.Duration
-	waitTimeout  time.Duration
+	toTime    string
+	toOffsets string
+	dryRun    bool
+	// allowTruncated lets a replay to the start run on a topic that no
+	// longer starts at offset 0.
+	allowTruncated bool
+	yes            bool
+	wait           bool
+	resume         bool
+	abort          bool
+	reason         string
+	emptyTimeout   time.Duration
+	waitTimeout    time.Duration
 }
 
 func newReplayCommand(o *options) *cobra.Command {
@@ -77,6 +80,7 @@ and its cursors are kept: the replicas re-read from there and skip what each str
 	f.StringVar(&ro.toTime, "to-time", "", "replay from the first events at or after this time (RFC 3339)")
 	f.StringVar(&ro.toOffsets, "to-offsets", "", "replay from the offsets in this file: one \"partition=offset\" per line")
 	f.BoolVar(&ro.dryRun, "dry-run", false, "print the plan and change nothing")
+	f.BoolVar(&ro.allowTruncated, "allow-truncated", false, "replay to the start of a topic whose earlier events were deleted (the model loses the streams whose events are gone)")
 	f.BoolVarP(&ro.yes, "yes", "y", false, "do not ask for confirmation")
 	f.BoolVar(&ro.wait, "wait", false, "follow the rebuild with a progress bar until the lag is zero")
 	f.BoolVar(&ro.resume, "resume", false, "continue an interrupted replay from its recorded phase")
@@ -110,6 +114,9 @@ func (c *conn) replay(ctx context.Context, ro *replayOptions) (err error) {
 		}
 		span.End()
 	}()
+	if err := c.writable(); err != nil {
+		return err
+	}
 	ctl, err := c.store.Control(ctx, c.name)
 	if err != nil {
 		return err
@@ -154,6 +161,19 @@ func (c *conn) replay(ctx context.Context, ro *replayOptions) (err error) {
 		return err
 	}
 	keep := to != "start"
+	if !keep && !ro.allowTruncated {
+		starts, err := c.admin.ListStartOffsets(ctx, o.topic)
+		if err == nil {
+			err = starts.Error()
+		}
+		if err != nil {
+			return fmt.Errorf("start offsets of %s: %w", o.topic, err)
+		}
+		if t := truncatedPartitions(starts); t != "" {
+			return refused("the topic %s no longer starts at offset 0 (%s): its earlier events were deleted (retention or DeleteRecords), and a replay to the start would drop the read model and rebuild it without the streams whose events are gone. "+
+				"Use projectorctl rebuild (it keeps the live version and does not switch while streams are missing), or pass --allow-truncated to accept the loss", o.topic, t)
+		}
+	}
 	fmt.Fprintf(o.stdout, "Replay plan for projection %s (group %s, topic %s):\n", safeText(c.name), safeText(c.group), safeText(o.topic))
 	if keep {
 		fmt.Fprintf(o.stdout, "  1. ask the %d member(s) to finish their batch, commit and leave the group (wait up to %s)\n", len(st.Members), ro.emptyTimeout)
@@ -196,6 +216,13 @@ func (c *conn) replay(ctx context.Context, ro *replayOptions) (err error) {
 		if err := confirm(o, question); err != nil {
 			return err
 		}
+	}
+	// Again after the confirmation: a rebuild may have started meanwhile
+	// (one starting from now on sees this replay's record and refuses).
+	if vs, err := c.store.Versions(ctx, base); err != nil {
+		return err
+	} else if b := vs.Building; b != nil {
+		return refused("a rebuild of %s to v%d started meanwhile (by %s): the replay is not started", base, b.Version, b.By)
 	}
 	rec := &framework.Replay{ID: newReplayID(), By: o.by, Reason: ro.reason, To: to, Phase: framework.ReplayPausing,
 		WasPaused: ctl.Paused, Epoch: epoch, KeepModel: keep, StartedAt: time.Now().UTC()}

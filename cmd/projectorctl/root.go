@@ -129,6 +129,9 @@ type conn struct {
 	name      string
 	group     string
 	baseGroup string
+	// version is what the version is: "live", "building" or "retired"
+	// (closed, not deleted yet).
+	version string
 	kafka     *kgo.Client
 	admin     *kadm.Client
 	seeds     []string
@@ -166,17 +169,26 @@ func (o *options) connect(ctx context.Context, name string, kafkaToo bool) (*con
 	// names a version (a rebuild in progress, a kept one).
 	c.baseGroup = c.group
 	base, v := framework.SplitVersionedName(name)
-	if v == 0 {
-		vs, err := c.store.Versions(ctx, base)
-		if err != nil {
-			c.close()
-			return nil, err
-		}
-		v = vs.Live
-	} else if o.group == "" {
+	named := v > 0
+	if b, ok := strings.CutSuffix(name, "@v0"); ok { // version 0 by name, once it is not live
+		base, named = b, true
+	}
+	if named && o.group == "" {
 		c.baseGroup = base
 	}
+	vs, err := c.store.Versions(ctx, base)
+	if err != nil {
+		c.close()
+		return nil, err
+	}
+	if !named {
+		v = vs.Live
+	}
 	c.name, c.group = framework.VersionedName(base, v), framework.VersionGroup(c.baseGroup, v)
+	if c.version, err = versionState(vs, base, v); err != nil {
+		c.close()
+		return nil, err
+	}
 	if !kafkaToo {
 		return c, nil
 	}
@@ -225,4 +237,38 @@ func (o *options) printJSON(v any) error {
 	enc := json.NewEncoder(o.stdout)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
+}
+
+// versionState says what version v of projection base is, or refuses a
+// version that does not exist (any more).
+func versionState(vs framework.Versions, base string, v uint64) (string, error) {
+	switch {
+	case v == vs.Live:
+		return "live", nil
+	case vs.Building != nil && v == vs.Building.Version:
+		return "building", nil
+	}
+	for _, r := range vs.Retiring {
+		if r.Version == v {
+			return "retired", nil
+		}
+	}
+	known := []string{"live v" + strconv.FormatUint(vs.Live, 10)}
+	if vs.Building != nil {
+		known = append(known, "building v"+strconv.FormatUint(vs.Building.Version, 10))
+	}
+	for _, r := range vs.Retiring {
+		known = append(known, "retired v"+strconv.FormatUint(r.Version, 10))
+	}
+	return "", &exitError{code: exitNotFound, err: fmt.Errorf("%s is not a version of %s that exists (%s); see projectorctl rebuild %s --status",
+		safeText(framework.VersionedName(base, v)), safeText(base), strings.Join(known, ", "), safeText(base))}
+}
+
+// writable refuses to change a retired version: a rebuild replaced or
+// abandoned it, nothing is written to it any more.
+func (c *conn) writable() error {
+	if c.version == "retired" {
+		return refused("%s was replaced or abandoned by a rebuild and is closed: nothing is written to it any more (it is deleted after its grace period, or by rebuild --drop)", c.name)
+	}
+	return nil
 }
