@@ -132,13 +132,13 @@ type conn struct {
 	// version is what the version is: "live", "building" or "retired"
 	// (closed, not deleted yet).
 	version string
-	kafka     *kgo.Client
-	admin     *kadm.Client
-	seeds     []string
-	kopts     []kgo.Opt // security and timeouts, for clients of its own (kafkastore.Resolver)
-	redis     redis.UniversalClient
-	store     *redischeckpoint.Store
-	closed    bool
+	kafka   *kgo.Client
+	admin   *kadm.Client
+	seeds   []string
+	kopts   []kgo.Opt // security and timeouts, for clients of its own (kafkastore.Resolver)
+	redis   redis.UniversalClient
+	store   *redischeckpoint.Store
+	closed  bool
 }
 
 // connect opens Kafka (unless kafkaToo is false) and Redis for projection
