@@ -8,8 +8,10 @@ import (
 	"log/slog"
 	"maps"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -277,32 +279,84 @@ func TestPoisonEventParksOnlyItsStream(t *testing.T) {
 	}
 }
 
+// TestZombieCannotWrite creates a real zombie: a replica process is frozen
+// (SIGSTOP) inside the apply of an event, past its session timeout, while
+// its Kafka traffic is held by a proxy (so that the group's "you are out"
+// cannot reach it first). Another replica takes the partition over, applies
+// that event and more. The zombie wakes up (SIGCONT) still believing it
+// owns the partition and writes the event with its old fence: the write is
+// refused, the read model and the cursors are exact.
 func TestZombieCannotWrite(t *testing.T) {
 	f := newFixture(t, 1)
+	requireEnvServers(t, f)
+	dir := t.TempDir()
 	want := f.produce(t, 10, 2, "process/t/")
-	p := f.counter(t)
-	rep := f.start(t, p, nil)
-	f.waitCounts(t, p, want, time.Minute)
-
-	// Another replica takes the partition over: it gets a newer fence.
-	if _, err := f.rstore.AcquireFence(ctxFor(t), f.name, 0); err != nil {
+	logPath := filepath.Join(t.TempDir(), "zombie.log")
+	logFile, err := os.Create(logPath)
+	if err != nil {
 		t.Fatal(err)
 	}
-	f.produce(t, 10, 1, "process/t/") // the zombie still receives these
-	time.Sleep(2 * time.Second)
-	if got := f.counts(t, p); !maps.Equal(got, want) {
-		t.Errorf("the zombie changed the read model: %v, want %v", got, want)
+	defer logFile.Close()
+	proxy := testenv.StartProxy(t, f.env.Seeds[0])
+	zombie := startReplicaProcess(t, f, logFile, envSession+"=6s", envResume+"="+dir, envKafkaProxy+"="+proxy.Addr)
+	t.Cleanup(func() {
+		_ = zombie.Process.Signal(syscall.SIGCONT)
+		_ = zombie.Process.Signal(syscall.SIGTERM)
+		_, _ = zombie.Process.Wait()
+	})
+	p := f.counter(t) // reads the read model; the processes apply
+	f.waitCounts(t, p, want, time.Minute)
+
+	// The zombie-to-be blocks inside the apply of a "Latch" event.
+	touch(t, dir, "hold")
+	produceRaw(t, f.env.Client(t), f.store.Config().Topic, ev("process/t/latch", 1, "l1", "Latch"))
+	waitFor(t, 30*time.Second, "the replica process applies the latch event", func() (bool, string) {
+		return exists(filepath.Join(dir, "blocked")), "not blocked"
+	})
+	if err := zombie.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
 	}
+	proxy.Freeze()
+	if err := os.Remove(filepath.Join(dir, "hold")); err != nil { // the next owner does not block
+		t.Fatal(err)
+	}
+
+	// Another replica takes the partition once the zombie's session
+	// expired, and applies the latch event and more.
+	owner := f.start(t, p, fast)
+	waitFor(t, time.Minute, "the partition moves to the live replica", func() (bool, string) {
+		return len(owner.r.Assigned()) == 1, fmt.Sprint(owner.r.Assigned())
+	})
+	want["process/t/latch"] = 1
+	for id, n := range f.produce(t, 10, 1, "process/t/") {
+		want[id] += n
+	}
+	f.waitCounts(t, p, want, time.Minute)
+
+	// The zombie wakes up inside its apply and writes with its old fence.
+	touch(t, dir, "release")
+	if err := zombie.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "the zombie's write refused", func() (bool, string) {
+		log, _ := os.ReadFile(logPath)
+		return strings.Contains(string(log), "fenced"), "its log says nothing about fencing:\n" + string(log)
+	})
+	proxy.Thaw()
+	time.Sleep(2 * time.Second)
+	f.waitCounts(t, p, want, 10*time.Second)
 	cp, err := f.rstore.Load(ctxFor(t), f.name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for id := range want {
-		if cp.Cursor(id) != 2 {
-			t.Errorf("the zombie moved the cursor of %s to %d", id, cp.Cursor(id))
+	for id, n := range want {
+		if got := cp.Cursor(id); got != uint64(n) {
+			t.Errorf("cursor of %s = %d, want %d", id, got, n)
 		}
 	}
-	if !strings.Contains(rep.r.LastError(), "fenced") {
-		t.Errorf("LastError = %q, want the fencing rejection", rep.r.LastError())
+	// The partition keeps working with its live owner.
+	for id, n := range f.produce(t, 10, 1, "process/t/") {
+		want[id] += n
 	}
+	f.waitCounts(t, p, want, time.Minute)
 }

@@ -23,19 +23,29 @@ import (
 	"github.com/projector-dev/projector/redischeckpoint"
 )
 
-// TestReplicasScaleAndSurviveACrash: three replicas consume 100,000 events
-// over 2,000 streams; one crashes mid-run (nothing flushed, nothing
-// committed) and another joins. Every stream's count equals what was
-// produced: no event lost, none applied twice.
+// TestReplicasScaleAndSurviveACrash: three replicas, one of them a
+// separate process, consume 100,000 events over 2,000 streams; the process
+// is SIGKILLed mid-run (nothing flushed, nothing committed, and its member
+// stays in the group until its session expires) and another replica joins.
+// Every stream's count equals what was produced: no event lost, none
+// applied twice.
 func TestReplicasScaleAndSurviveACrash(t *testing.T) {
 	f := newFixture(t, 6)
+	requireEnvServers(t, f)
 	want := f.produce(t, 2000, 50, "process/t/")
 	p := f.counter(t)
-	replicas := []*replica{f.start(t, p, nil), f.start(t, p, nil), f.start(t, p, nil)}
+	crashing := startReplicaProcess(t, f, os.Stderr, envSession+"=6s")
+	t.Cleanup(func() {
+		_ = crashing.Process.Kill()
+		_, _ = crashing.Process.Wait()
+	})
+	replicas := []*replica{f.start(t, p, nil), f.start(t, p, nil)}
 
 	waitApplied(t, f, p, 20_000)
-	replicas[1].r.Crash()
-	replicas[1].stop(t)
+	if err := crashing.Process.Kill(); err != nil { // SIGKILL: a crash, not a shutdown
+		t.Fatal(err)
+	}
+	_, _ = crashing.Process.Wait()
 	joined := f.start(t, p, nil)
 	f.waitCounts(t, p, want, 3*time.Minute)
 	if len(joined.r.Assigned()) == 0 {
