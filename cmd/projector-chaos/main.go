@@ -47,6 +47,7 @@ func worker(args []string) int {
 	fs.StringVar(&cfg.Namespace, "namespace", "", "Redis key namespace")
 	fs.StringVar(&cfg.Projection, "projection", "chaos-counter", "projection name")
 	fs.StringVar(&cfg.ReplicaID, "replica-id", "", "replica ID")
+	fs.StringVar(&cfg.KafkaProxy, "kafka-proxy", "", "send every Kafka connection to this address (the suite's proxy)")
 	fs.DurationVar(&cfg.SessionTimeout, "session-timeout", 6*time.Second, "consumer group session timeout")
 	_ = fs.Parse(args)
 	cfg.Brokers = splitList(*brokers)

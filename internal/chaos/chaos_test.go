@@ -106,7 +106,7 @@ func TestChaosShort(t *testing.T) {
 	injected := map[string]int{}
 	reports := make(chan *Report, 2)
 	t.Run("seeds", func(t *testing.T) {
-		for _, seed := range []uint64{1, 7} { // together: kill, zombie, scale-up, scale-down
+		for _, seed := range []uint64{25, 8} { // together: kill, zombie, partition, scale-up, scale-down
 			t.Run(fmt.Sprintf("seed%d", seed), func(t *testing.T) {
 				t.Parallel()
 				ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/projector-dev/projector/internal/tcpproxy"
 )
 
 // Fault kinds.
@@ -19,13 +21,18 @@ const (
 	FaultZombie    = "zombie"     // SIGSTOP a replica past its session, then SIGCONT
 	FaultScaleUp   = "scale-up"   // start one more replica
 	FaultScaleDown = "scale-down" // SIGTERM a replica
+	// FaultPartition holds every byte between a replica and Kafka (its
+	// own proxy) past its session, while it keeps running and reaching
+	// Redis, then lets the traffic through.
+	FaultPartition = "partition"
 )
 
 // FaultKinds are the kinds the nemesis draws from.
-var FaultKinds = []string{FaultKill, FaultZombie, FaultScaleUp, FaultScaleDown}
+var FaultKinds = []string{FaultKill, FaultZombie, FaultScaleUp, FaultScaleDown, FaultPartition}
 
 // Fault is one planned fault: At after the start, Kind, Pick (which replica,
-// modulo the replicas alive then) and, for a zombie, how long it is stopped.
+// modulo the replicas alive then) and, for a zombie or a partition, how long
+// it lasts.
 type Fault struct {
 	At   time.Duration `json:"at"`
 	Kind string        `json:"kind"`
@@ -56,7 +63,7 @@ func Schedule(seed uint64, duration, session time.Duration) []Fault {
 			return out
 		}
 		f := Fault{At: at, Kind: FaultKinds[rng.IntN(len(FaultKinds))], Pick: rng.Uint32()}
-		if f.Kind == FaultZombie {
+		if f.Kind == FaultZombie || f.Kind == FaultPartition {
 			// Longer than the session, so the group moves its partitions.
 			f.Stop = session + 2*time.Second + time.Duration(rng.Int64N(int64(2*time.Second)))
 			at += f.Stop
@@ -78,16 +85,25 @@ type Event struct {
 	CatchUpSeconds float64 `json:"catch_up_seconds"`
 }
 
-// replica is one worker process.
+// replica is one worker process, whose Kafka traffic goes through a proxy
+// of its own.
 type replica struct {
-	id  string
-	cmd *exec.Cmd
-	log *os.File
+	id    string
+	cmd   *exec.Cmd
+	log   *os.File
+	proxy *tcpproxy.Proxy
+}
+
+// done releases what the replica held once its process exited.
+func (r *replica) done() {
+	_ = r.log.Close()
+	r.proxy.Close()
 }
 
 // fleet starts and signals worker processes.
 type fleet struct {
 	binary string
+	kafka  string   // the broker every replica's proxy forwards to
 	args   []string // worker flags, without --replica-id
 	dir    string   // worker logs
 	min    int
@@ -108,13 +124,19 @@ func (f *fleet) start() (*replica, error) {
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(f.binary, append(append([]string{"worker"}, f.args...), "--replica-id", id)...)
+	px, err := tcpproxy.New(f.kafka)
+	if err != nil {
+		_ = logf.Close()
+		return nil, err
+	}
+	cmd := exec.Command(f.binary, append(append([]string{"worker"}, f.args...), "--replica-id", id, "--kafka-proxy", px.Addr)...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		_ = logf.Close()
+		px.Close()
 		return nil, fmt.Errorf("start worker %s: %w", id, err)
 	}
-	r := &replica{id: id, cmd: cmd, log: logf}
+	r := &replica{id: id, cmd: cmd, log: logf, proxy: px}
 	f.live = append(f.live, r)
 	f.all = append(f.all, r)
 	return r, nil
@@ -162,6 +184,7 @@ func (f *fleet) stopAll(grace time.Duration) []string {
 		go func() {
 			defer wg.Done()
 			_ = r.cmd.Process.Signal(syscall.SIGCONT)
+			r.proxy.Thaw()
 			_ = r.cmd.Process.Signal(syscall.SIGTERM)
 			done := make(chan error, 1)
 			go func() { done <- r.cmd.Wait() }()
@@ -179,7 +202,7 @@ func (f *fleet) stopAll(grace time.Duration) []string {
 				bad = append(bad, r.id+": did not stop within "+grace.String()+" of SIGTERM")
 				mu.Unlock()
 			}
-			_ = r.log.Close()
+			r.done()
 		}()
 	}
 	wg.Wait()
@@ -193,12 +216,12 @@ func terminate(r *replica, grace time.Duration) error {
 	go func() { done <- r.cmd.Wait() }()
 	select {
 	case err := <-done:
-		_ = r.log.Close()
+		r.done()
 		return err
 	case <-time.After(grace):
 		_ = r.cmd.Process.Kill()
 		<-done
-		_ = r.log.Close()
+		r.done()
 		return fmt.Errorf("did not stop within %v of SIGTERM", grace)
 	}
 }
@@ -218,7 +241,7 @@ func (f *fleet) inject(ctx context.Context, ft Fault, logf func(string, ...any))
 		f.remove(r)
 		_ = r.cmd.Process.Kill()
 		_ = r.cmd.Wait()
-		_ = r.log.Close()
+		r.done()
 		nr, err := f.start()
 		if err != nil {
 			ev.Skipped = err.Error()
@@ -238,6 +261,19 @@ func (f *fleet) inject(ctx context.Context, ft Fault, logf func(string, ...any))
 		case <-ctx.Done():
 		}
 		_ = r.cmd.Process.Signal(syscall.SIGCONT)
+	case FaultPartition:
+		r := f.pick(ft.Pick)
+		if r == nil {
+			ev.Skipped = "no replica"
+			break
+		}
+		ev.Replica = r.id
+		r.proxy.Freeze()
+		select {
+		case <-time.After(ft.Stop):
+		case <-ctx.Done():
+		}
+		r.proxy.Thaw()
 	case FaultScaleUp:
 		if f.size() >= f.max {
 			ev.Skipped = fmt.Sprintf("already %d replicas", f.max)

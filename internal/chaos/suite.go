@@ -156,7 +156,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	rep.Group = group
 
 	fl := &fleet{
-		binary: cfg.WorkerBinary, dir: cfg.WorkDir, min: 1, max: cfg.Replicas + 1,
+		binary: cfg.WorkerBinary, dir: cfg.WorkDir, min: 1, max: cfg.Replicas + 1, kafka: cfg.Brokers[0],
 		args: []string{"--brokers", strings.Join(cfg.Brokers, ","), "--topic", cfg.Topic, "--group", group,
 			"--redis", cfg.RedisAddr, "--namespace", cfg.Namespace, "--projection", projection,
 			"--session-timeout", cfg.Session.String()},

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"strconv"
 	"time"
@@ -26,6 +27,9 @@ type WorkerConfig struct {
 	Projection     string
 	SessionTimeout time.Duration
 	ReplicaID      string
+	// KafkaProxy, when set, is the address every Kafka connection goes
+	// to (the suite's proxy in front of the broker, for partitions).
+	KafkaProxy string
 }
 
 // AppliedKeyPart is the read-model key part under which a worker counts
@@ -73,6 +77,12 @@ func RunWorker(ctx context.Context, cfg WorkerConfig) error {
 	var opts []kgo.Opt
 	if cfg.SessionTimeout > 0 {
 		opts = append(opts, kgo.SessionTimeout(cfg.SessionTimeout))
+	}
+	if cfg.KafkaProxy != "" {
+		var d net.Dialer
+		opts = append(opts, kgo.Dialer(func(ctx context.Context, network, _ string) (net.Conn, error) {
+			return d.DialContext(ctx, network, cfg.KafkaProxy)
+		}))
 	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	r, err := kafkastore.NewRunner(kafkastore.RunnerConfig{
