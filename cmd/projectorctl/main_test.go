@@ -196,6 +196,9 @@ func (f *fixture) ctl(stdin string, args ...string) (int, string, string) {
 func requireRealServers(t *testing.T, f *fixture) {
 	t.Helper()
 	if !f.kafka.Real || !f.redis.Real {
+		if testenv.RequireReal() {
+			t.Fatal("replays reset a real consumer group: needs a real Kafka and Redis (scripts/test.sh)")
+		}
 		t.Skip("replays reset a real consumer group: needs a real Kafka and Redis")
 	}
 }

@@ -226,6 +226,23 @@ func terminate(r *replica, grace time.Duration) error {
 	}
 }
 
+// hold applies begin to the replica ft picks, waits ft.Stop and applies
+// end: a zombie (SIGSTOP, SIGCONT) or a partition (freeze, thaw its proxy).
+func (f *fleet) hold(ctx context.Context, ft Fault, ev *Event, begin, end func(*replica)) {
+	r := f.pick(ft.Pick)
+	if r == nil {
+		ev.Skipped = "no replica"
+		return
+	}
+	ev.Replica = r.id
+	begin(r)
+	select {
+	case <-time.After(ft.Stop):
+	case <-ctx.Done():
+	}
+	end(r)
+}
+
 // inject runs one fault against the fleet.
 func (f *fleet) inject(ctx context.Context, ft Fault, logf func(string, ...any)) Event {
 	ev := Event{Fault: ft, Time: time.Now()}
@@ -249,31 +266,10 @@ func (f *fleet) inject(ctx context.Context, ft Fault, logf func(string, ...any))
 		}
 		ev.Replica += " -> " + nr.id
 	case FaultZombie:
-		r := f.pick(ft.Pick)
-		if r == nil {
-			ev.Skipped = "no replica"
-			break
-		}
-		ev.Replica = r.id
-		_ = r.cmd.Process.Signal(syscall.SIGSTOP)
-		select {
-		case <-time.After(ft.Stop):
-		case <-ctx.Done():
-		}
-		_ = r.cmd.Process.Signal(syscall.SIGCONT)
+		f.hold(ctx, ft, &ev, func(r *replica) { _ = r.cmd.Process.Signal(syscall.SIGSTOP) },
+			func(r *replica) { _ = r.cmd.Process.Signal(syscall.SIGCONT) })
 	case FaultPartition:
-		r := f.pick(ft.Pick)
-		if r == nil {
-			ev.Skipped = "no replica"
-			break
-		}
-		ev.Replica = r.id
-		r.proxy.Freeze()
-		select {
-		case <-time.After(ft.Stop):
-		case <-ctx.Done():
-		}
-		r.proxy.Thaw()
+		f.hold(ctx, ft, &ev, func(r *replica) { r.proxy.Freeze() }, func(r *replica) { r.proxy.Thaw() })
 	case FaultScaleUp:
 		if f.size() >= f.max {
 			ev.Skipped = fmt.Sprintf("already %d replicas", f.max)
