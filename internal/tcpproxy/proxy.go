@@ -1,12 +1,15 @@
-// Package tcpproxy is a TCP proxy on loopback that can hold traffic: a
-// network partition as a paused switch or a congested link makes it, for
-// fault tests (internal/testenv) and the fault suite (internal/chaos).
+// Package tcpproxy is a TCP proxy on loopback that injects network faults,
+// for fault tests (internal/testenv) and the fault suite (internal/chaos):
+// it holds traffic (a partition as a paused switch or a congested link
+// makes it), delays it (latency), resets every connection, and refuses new
+// ones.
 package tcpproxy
 
 import (
 	"fmt"
 	"net"
 	"sync"
+	"time"
 )
 
 // Proxy is a TCP proxy on loopback in front of one server. Freeze holds every byte in both
@@ -18,17 +21,19 @@ type Proxy struct {
 	target string
 	ln     net.Listener
 
-	mu     sync.Mutex
-	cond   *sync.Cond
-	frozen bool
-	closed bool
-	conns  []net.Conn
-	wg     sync.WaitGroup
+	mu      sync.Mutex
+	cond    *sync.Cond
+	frozen  bool
+	refuse  bool
+	latency time.Duration
+	closed  bool
+	conns   map[net.Conn]struct{}
+	wg      sync.WaitGroup
 }
 
 // Serve forwards each connection ln accepts to target until Close.
 func Serve(ln net.Listener, target string) *Proxy {
-	p := &Proxy{Addr: ln.Addr().String(), target: target, ln: ln}
+	p := &Proxy{Addr: ln.Addr().String(), target: target, ln: ln, conns: map[net.Conn]struct{}{}}
 	p.cond = sync.NewCond(&p.mu)
 	p.wg.Go(p.accept)
 	return p
@@ -50,9 +55,16 @@ func (p *Proxy) accept() {
 		if err != nil {
 			return
 		}
+		p.mu.Lock()
+		refuse := p.refuse
+		p.mu.Unlock()
+		if refuse {
+			abort(c)
+			continue
+		}
 		s, err := net.Dial("tcp", p.target)
 		if err != nil {
-			c.Close()
+			abort(c)
 			continue
 		}
 		p.mu.Lock()
@@ -62,15 +74,30 @@ func (p *Proxy) accept() {
 			s.Close()
 			return
 		}
-		p.conns = append(p.conns, c, s)
+		p.conns[c], p.conns[s] = struct{}{}, struct{}{}
 		p.mu.Unlock()
 		p.wg.Go(func() { p.pipe(s, c) })
 		p.wg.Go(func() { p.pipe(c, s) })
 	}
 }
 
-// pipe copies src to dst, holding what it read while the proxy is frozen.
+// abort closes c with a TCP reset (no FIN): the peer reads ECONNRESET.
+func abort(c net.Conn) {
+	if tc, ok := c.(*net.TCPConn); ok {
+		_ = tc.SetLinger(0)
+	}
+	_ = c.Close()
+}
+
+// pipe copies src to dst, holding what it read while the proxy is frozen
+// and delaying it by the latency.
 func (p *Proxy) pipe(dst, src net.Conn) {
+	defer func() {
+		p.mu.Lock()
+		delete(p.conns, dst)
+		delete(p.conns, src)
+		p.mu.Unlock()
+	}()
 	defer dst.Close()
 	defer src.Close()
 	buf := make([]byte, 32<<10)
@@ -81,10 +108,13 @@ func (p *Proxy) pipe(dst, src net.Conn) {
 			for p.frozen && !p.closed {
 				p.cond.Wait()
 			}
-			closed := p.closed
+			closed, latency := p.closed, p.latency
 			p.mu.Unlock()
 			if closed {
 				return
+			}
+			if latency > 0 {
+				time.Sleep(latency)
 			}
 			if _, werr := dst.Write(buf[:n]); werr != nil {
 				return
@@ -111,12 +141,47 @@ func (p *Proxy) Thaw() {
 	p.cond.Broadcast()
 }
 
+// SetLatency delays every chunk of data in both directions by d from now
+// on (0: none), as a slow or distant link.
+func (p *Proxy) SetLatency(d time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.latency = d
+}
+
+// Refuse makes the proxy reset every new connection at once (true), as a
+// server or firewall rejecting it, or accept them again (false).
+func (p *Proxy) Refuse(on bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.refuse = on
+}
+
+// Reset closes every open connection through the proxy with a TCP reset,
+// in both directions, as a crashed middlebox or a peer's reset; what was
+// held by a freeze is lost with them. New connections are served (unless
+// refused).
+func (p *Proxy) Reset() {
+	p.mu.Lock()
+	conns := make([]net.Conn, 0, len(p.conns))
+	for c := range p.conns {
+		conns = append(conns, c)
+	}
+	p.mu.Unlock()
+	for _, c := range conns {
+		abort(c)
+	}
+}
+
 // Close stops the proxy and closes every connection through it.
 func (p *Proxy) Close() {
 	p.mu.Lock()
 	p.closed = true
 	p.cond.Broadcast()
-	conns := p.conns
+	conns := make([]net.Conn, 0, len(p.conns))
+	for c := range p.conns {
+		conns = append(conns, c)
+	}
 	p.mu.Unlock()
 	p.ln.Close()
 	for _, c := range conns {
