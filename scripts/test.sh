@@ -2,10 +2,11 @@
 #
 # The project's test command. Installs what is missing, starts a real single-node Kafka broker,
 # a real Redis and a Jaeger (OTLP in, query API out) on free 127.0.0.1 ports with data in a
-# temporary directory, runs the Go tests against them with PROJECTOR_REQUIRE_REAL=1, and stops
-# the servers again, also when the tests fail or the run is interrupted. Without arguments it
-# first checks gofmt, go vet and staticcheck, and the Helm chart (tools/charttest). The exit
-# code is the first failing step's.
+# temporary directory, plus the HA topology of scripts/ha.sh (3-node KRaft Kafka, Redis master +
+# replica + 3 Sentinels, 3-master Redis Cluster; PROJECTOR_HA_* variables), runs the Go tests
+# against them with PROJECTOR_REQUIRE_REAL=1, and stops the servers again, also when the tests
+# fail or the run is interrupted. Without arguments it first checks gofmt, go vet and
+# staticcheck, and the Helm chart (tools/charttest). The exit code is the first failing step's.
 #
 # Usage: scripts/test.sh [go test arguments]   (default: ./...)
 #   scripts/test.sh -run TestKafka ./internal/testenv/
@@ -13,7 +14,9 @@
 # Environment:
 #   PROJECTOR_TEST_FLAGS  extra go test flags, added after the defaults
 #   PROJECTOR_TEST_RACE=0 run without -race
-#   see scripts/lib/infra.sh for the server knobs (versions, ports, timeouts)
+#   PROJECTOR_NO_HA=1     do not start the HA topology (its tests then skip, or fail under CI=true)
+#   see scripts/lib/infra.sh and scripts/lib/ha.sh for the server knobs (versions, ports,
+#   heaps, timeouts)
 set -euo pipefail
 
 # shellcheck source=scripts/lib/infra.sh
@@ -30,6 +33,7 @@ INFRA_JAEGER_PORT_DEFAULT=24317
 cleanup() {
 	local rc=$?
 	trap - EXIT INT TERM
+	[[ ! -d $INFRA_STATE/ha ]] || PROJECTOR_HA_DIR=$INFRA_STATE/ha scripts/ha.sh down || true
 	infra_down
 	exit "$rc"
 }
@@ -72,6 +76,17 @@ infra_log "servers ready after $((SECONDS - start))s; logs: $INFRA_STATE/kafka.l
 
 # shellcheck disable=SC1091
 source "$INFRA_STATE/env"
+
+# The HA topology, on ports away from scripts/ha.sh's defaults (base 21000).
+if [[ ${PROJECTOR_NO_HA:-} != 1 ]]; then
+	start=$SECONDS
+	PROJECTOR_HA_DIR=$INFRA_STATE/ha PROJECTOR_HA_PORT_BASE=${PROJECTOR_HA_PORT_BASE:-23000} scripts/ha.sh up >/dev/null
+	infra_log "HA topology ready after $((SECONDS - start))s; logs: $INFRA_STATE/ha/*.log"
+	# shellcheck disable=SC1091
+	source "$INFRA_STATE/ha/env"
+else
+	export PROJECTOR_NO_HA=1
+fi
 
 flags=(-count=1 -timeout 30m)
 [[ ${PROJECTOR_TEST_RACE:-1} != 0 ]] && flags=(-race "${flags[@]}")
