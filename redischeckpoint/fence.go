@@ -23,13 +23,21 @@ import (
 // The Store also starts tracking the partition's write serial for the new
 // fence: a later write with it through this Store that finds fewer writes
 // than it made fails with [ErrStateLost] (see [StateLostError]). Writes
-// carrying one fence must not run concurrently.
+// carrying one fence must not run concurrently. With Config.WaitReplicas
+// set, the new token must reach that many replicas, else AcquireFence
+// returns a [*NotReplicatedError].
 func (s *Store) AcquireFence(ctx context.Context, projection string, partition int32) (framework.Fence, error) {
 	k, err := s.keysFor(projection)
 	if err != nil {
 		return framework.Fence{}, err
 	}
-	res, err := acquireScript.Run(ctx, s.client, k.list(), "", "", "", "", strconv.FormatInt(int64(partition), 10)).StringSlice()
+	raw, waitErr, err := s.evalAndWait(ctx, k, acquireScript, []any{"", "", "", "", strconv.FormatInt(int64(partition), 10)}, partitionWrite("the fence", partition))
+	res, err := stringSlice(raw, err)
+	if err == nil && waitErr != nil {
+		// The token is raised on the master, held by nobody: the old
+		// holder is fenced either way, and a retry takes a newer one.
+		return framework.Fence{}, waitErr
+	}
 	if hasReplyPrefix(err, "CLOSED ") {
 		return framework.Fence{}, &VersionClosedError{Projection: projection, Partition: partition}
 	}

@@ -43,7 +43,8 @@ func (s *Store) Progress(ctx context.Context, projection string, partition int32
 // where it is the stream's cursor, and raises the partition's progress to
 // next (the offset after the last record the stored state covers). Made
 // with a fence in ctx, it is fenced and checks the write serial like every
-// fenced write.
+// fenced write. With Config.WaitReplicas set it returns only once enough
+// replicas acknowledged it, else a [*NotReplicatedError].
 func (s *Store) AdvancePartition(ctx context.Context, projection string, partition int32, heads []framework.StreamHead, next int64) error {
 	k, err := s.keysFor(projection)
 	if err != nil {
@@ -71,6 +72,6 @@ func (s *Store) AdvancePartition(ctx context.Context, projection string, partiti
 		// partition, so the script would write the field "".
 		return fmt.Errorf("redischeckpoint: AdvancePartition of %s partition %d needs a context with the partition's fence", projection, partition)
 	}
-	_, err = s.run(ctx, k, checkpointScript, args, ids)
+	_, err = s.runReplicated(ctx, k, checkpointScript, args, ids, partitionWrite("the checkpoint", partition))
 	return err
 }

@@ -22,11 +22,12 @@ var ErrEvictingServer = errors.New("redischeckpoint: Redis may evict keys (maxme
 // a restart or a failover loses recent writes; the Kafka runner then
 // detects the loss and stops the affected partitions, but the read model
 // must be replayed). What cannot be checked (INFO refused by an ACL, a
-// managed service that hides it) and a server without AOF are returned as
-// warnings.
+// managed service that hides it), a server without AOF and, with
+// Config.WaitReplicas set, a master with fewer connected replicas are
+// returned as warnings.
 func (s *Store) CheckServer(ctx context.Context) (warnings []string, err error) {
 	check := func(ctx context.Context, c redis.Cmdable) ([]string, error) {
-		info, err := c.Info(ctx, "memory", "persistence", "server").Result()
+		info, err := c.Info(ctx, "memory", "persistence", "server", "replication").Result()
 		if err != nil {
 			return []string{fmt.Sprintf("redischeckpoint: cannot check the Redis server's eviction policy and persistence (INFO: %v)", err)}, nil
 		}
@@ -46,6 +47,9 @@ func (s *Store) CheckServer(ctx context.Context) (warnings []string, err error) 
 		if aof, ok := fields["aof_enabled"]; ok && aof != "1" {
 			warn = append(warn, "redischeckpoint: the Redis server"+addr+" runs without AOF persistence (appendonly no): "+
 				"a restart or failover loses recent writes; the runner detects the loss and stops the affected partitions until the projection is replayed")
+		}
+		if w := s.replicationWarning(fields, addr); w != "" {
+			warn = append(warn, w)
 		}
 		return warn, nil
 	}

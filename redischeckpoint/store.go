@@ -32,6 +32,30 @@ type Config struct {
 	// awaited cursors, in one round trip for every waiter of a projection.
 	// Default (zero or negative) [DefaultWaitPoll], 20 ms.
 	WaitPoll time.Duration
+
+	// WaitReplicas makes checkpoints survive a failover, as acks=all with
+	// min.insync.replicas does for a Kafka producer. 0 (the default) is
+	// off: Redis acknowledges a write before any replica has it, and a
+	// failover (Sentinel promoting a replica) can lose the last
+	// checkpoints; when an offset commit relied on one, the runner stops
+	// the partition as state-lost until a replay.
+	//
+	// With WaitReplicas N, every checkpoint write that the runner commits
+	// Kafka offsets after ([Store.AdvancePartition], and [Store.Advance]
+	// for the unfenced path) and every [Store.AcquireFence] returns only
+	// once Redis's WAIT N reports that at least N replicas acknowledged
+	// it; otherwise it returns a [*NotReplicatedError] ([ErrNotReplicated],
+	// naming how many of N acknowledged within WaitTimeout) and the runner
+	// retries without committing. Redis replicates one ordered stream, so
+	// everything written before the checkpoint (apply scripts on other
+	// connections, parks) is on those replicas too. A replica that is down
+	// or lagging stalls checkpoints and commits; it never loses them. Set
+	// N to the replicas a failover may promote (Sentinel promotes the most
+	// up-to-date one). Needs a *redis.Client or a *redis.ClusterClient.
+	WaitReplicas int
+	// WaitTimeout bounds each WAIT. Default (zero) 1s when WaitReplicas is
+	// set; it must be below the client's read timeout.
+	WaitTimeout time.Duration
 }
 
 // DefaultNamespace is the default of [Config.Namespace].
@@ -55,6 +79,9 @@ func (c *Config) setDefaults() {
 	if c.WaitPoll <= 0 {
 		c.WaitPoll = DefaultWaitPoll
 	}
+	if c.WaitReplicas > 0 && c.WaitTimeout == 0 {
+		c.WaitTimeout = DefaultWaitTimeout
+	}
 }
 
 // Validate reports every problem of c, joined.
@@ -69,6 +96,7 @@ func (c Config) Validate() error {
 	if strings.ContainsAny(c.Namespace, "{}*?[] \t\r\n") {
 		errs = append(errs, fmt.Errorf("redischeckpoint: Config.Namespace %q holds a hash-tag, pattern or space character", c.Namespace))
 	}
+	errs = append(errs, c.validateWait()...)
 	return errors.Join(errs...)
 }
 
@@ -354,7 +382,9 @@ func (s *Store) Save(ctx context.Context, name string, cp *framework.GlobalProje
 
 // Advance implements [framework.ProjectionCheckpointStore]: it raises the
 // cursors that moved, atomically however many, in one script (which writes
-// them in chunks of Config.ChunkSize).
+// them in chunks of Config.ChunkSize). With Config.WaitReplicas set it
+// returns only once enough replicas acknowledged it, else a
+// [*NotReplicatedError].
 func (s *Store) Advance(ctx context.Context, name string, cursors map[string]uint64) error {
 	k, err := s.keysFor(name)
 	if err != nil {
@@ -375,7 +405,7 @@ func (s *Store) Advance(ctx context.Context, name string, cursors map[string]uin
 	for _, id := range ids {
 		args = append(args, id, strconv.FormatUint(cursors[id], 10))
 	}
-	_, err = s.run(ctx, k, advanceScript, args, ids)
+	_, err = s.runReplicated(ctx, k, advanceScript, args, ids, "the cursors")
 	return err
 }
 
