@@ -15,14 +15,12 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
-
-	"github.com/redis/go-redis/v9"
-	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/projector-dev/projector/internal/chaos"
 )
@@ -42,15 +40,25 @@ func worker(args []string) int {
 	brokers := fs.String("brokers", os.Getenv("PROJECTOR_KAFKA_SEEDS"), "Kafka brokers, comma-separated")
 	var cfg chaos.WorkerConfig
 	fs.StringVar(&cfg.Topic, "topic", "", "event topic")
-	fs.StringVar(&cfg.Group, "group", "", "consumer group")
-	fs.StringVar(&cfg.RedisAddr, "redis", os.Getenv("PROJECTOR_REDIS_ADDR"), "Redis address")
+	fs.StringVar(&cfg.Group, "group", "", "consumer group of version 0")
+	rds := fs.String("redis", os.Getenv("PROJECTOR_REDIS_ADDR"), "Redis address; the Sentinels with --redis-master; the Cluster's masters with --redis-cluster")
+	fs.StringVar(&cfg.Redis.MasterName, "redis-master", "", "Sentinel master name")
+	fs.BoolVar(&cfg.Redis.Cluster, "redis-cluster", false, "Redis Cluster")
+	fs.IntVar(&cfg.WaitReplicas, "wait-replicas", 0, "checkpoints wait for this many Redis replicas")
 	fs.StringVar(&cfg.Namespace, "namespace", "", "Redis key namespace")
-	fs.StringVar(&cfg.Projection, "projection", "chaos-counter", "projection name")
+	fs.StringVar(&cfg.Projection, "projection", chaos.Projection, "projection name")
 	fs.StringVar(&cfg.ReplicaID, "replica-id", "", "replica ID")
-	fs.StringVar(&cfg.KafkaProxy, "kafka-proxy", "", "send every Kafka connection to this address (the suite's proxy)")
+	dial := fs.String("dial", "", "from=to,…: connect to these proxies instead of the servers (the suite's network faults)")
+	fs.StringVar(&cfg.AddrFile, "addr-file", "", "write the HTTP address (/healthz, /readyz) to this file")
 	fs.DurationVar(&cfg.SessionTimeout, "session-timeout", 6*time.Second, "consumer group session timeout")
 	_ = fs.Parse(args)
 	cfg.Brokers = splitList(*brokers)
+	cfg.Redis.Addrs = splitList(*rds)
+	var err error
+	if cfg.Dial, err = chaos.ParseDialMap(*dial); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 	if err := chaos.RunWorker(ctx, cfg); err != nil {
@@ -70,22 +78,45 @@ func suite(args []string) int {
 	fs.IntVar(&cfg.Rate, "rate", 400, "events per second, about")
 	fs.DurationVar(&cfg.Session, "session-timeout", 6*time.Second, "the workers' group session timeout")
 	fs.DurationVar(&cfg.RecoverWithin, "recover-within", 2*time.Minute, "bound on the wait for lag 0 after the last fault")
-	brokers := fs.String("brokers", os.Getenv("PROJECTOR_KAFKA_SEEDS"), "Kafka brokers, comma-separated (PROJECTOR_KAFKA_SEEDS)")
-	fs.StringVar(&cfg.RedisAddr, "redis", os.Getenv("PROJECTOR_REDIS_ADDR"), "Redis address (PROJECTOR_REDIS_ADDR)")
+	topology := fs.String("topology", chaos.TopologySingle, "servers: single (PROJECTOR_KAFKA_SEEDS, PROJECTOR_REDIS_ADDR), kafka3+sentinel or kafka3+cluster (scripts/ha.sh's PROJECTOR_HA_*)")
+	brokers := fs.String("brokers", os.Getenv("PROJECTOR_KAFKA_SEEDS"), "single topology: Kafka brokers, comma-separated (PROJECTOR_KAFKA_SEEDS)")
+	redisAddr := fs.String("redis", os.Getenv("PROJECTOR_REDIS_ADDR"), "single topology: Redis address (PROJECTOR_REDIS_ADDR)")
+	fs.StringVar(&cfg.CtlBinary, "projectorctl", "", "projectorctl binary for the rebuild and replay faults (default: built with go build when go is on PATH; \"none\": no admin faults)")
+	fs.StringVar(&cfg.Workload, "workload", chaos.WorkloadCounter, "counter (raw events, the counting worker) or billing (a generated MABIS month, billing worker processes; single topology)")
+	fs.StringVar(&cfg.BillingBinary, "billing", "", "examples/billing binary for --workload billing (default: built with go build)")
+	kinds := fs.String("kinds", "", "fault kinds to draw from, comma-separated (default: all the topology allows)")
+	fs.IntVar(&cfg.WaitReplicas, "wait-replicas", 0, "checkpoints wait for this many Redis replicas (0: 1 with Sentinels, else none; -1: none)")
 	reportJSON := fs.String("report-json", "", "also write the report as JSON to this file")
 	keep := fs.Bool("keep", false, "keep the topics, Redis keys and worker logs")
 	schedule := fs.Bool("schedule", false, "print the fault schedule of --seed and --duration and exit")
 	_ = fs.Parse(args)
-	cfg.Brokers = splitList(*brokers)
+	cfg.Kinds = splitList(*kinds)
+	switch *topology {
+	case chaos.TopologySingle:
+		cfg.Topology = chaos.SingleTopology(splitList(*brokers), *redisAddr)
+		if len(cfg.Topology.Brokers) == 0 || *redisAddr == "" {
+			fmt.Fprintln(os.Stderr, "projector-chaos: give --brokers and --redis (or PROJECTOR_KAFKA_SEEDS and PROJECTOR_REDIS_ADDR)")
+			return 2
+		}
+	default:
+		t, ok, err := chaos.HATopologyFromEnv(*topology)
+		if !ok {
+			err = errors.New("PROJECTOR_HA_KAFKA_SEEDS is not set: start the servers with scripts/ha.sh up and eval its export lines")
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "projector-chaos:", err)
+			return 2
+		}
+		cfg.Topology = t
+	}
 	if *schedule {
-		for _, f := range chaos.Schedule(cfg.Seed, cfg.Duration, cfg.Session) {
+		if len(cfg.Kinds) == 0 {
+			cfg.Kinds = chaos.Kinds(cfg.Topology, cfg.CtlBinary != "none")
+		}
+		for _, f := range chaos.Schedule(cfg.Seed, cfg.Duration, cfg.Session, cfg.Kinds) {
 			fmt.Println(f)
 		}
 		return 0
-	}
-	if len(cfg.Brokers) == 0 || cfg.RedisAddr == "" {
-		fmt.Fprintln(os.Stderr, "projector-chaos: give --brokers and --redis (or PROJECTOR_KAFKA_SEEDS and PROJECTOR_REDIS_ADDR)")
-		return 2
 	}
 	bin, err := os.Executable()
 	if err != nil {
@@ -96,6 +127,25 @@ func suite(args []string) int {
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "projector-chaos:", err)
 		return 2
+	}
+	switch cfg.CtlBinary {
+	case "none":
+		cfg.CtlBinary = ""
+	case "":
+		ctl := filepath.Join(dir, "projectorctl")
+		if out, err := exec.Command("go", "build", "-o", ctl, "github.com/projector-dev/projector/cmd/projectorctl").CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "projector-chaos: go build projectorctl (give --projectorctl PATH or none): %v\n%s", err, out)
+			return 2
+		}
+		cfg.CtlBinary = ctl
+	}
+	if cfg.Workload == chaos.WorkloadBilling && cfg.BillingBinary == "" {
+		b := filepath.Join(dir, "billing")
+		if out, err := exec.Command("go", "build", "-o", b, "github.com/projector-dev/projector/examples/billing").CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "projector-chaos: go build examples/billing (give --billing PATH): %v\n%s", err, out)
+			return 2
+		}
+		cfg.BillingBinary = b
 	}
 	run := fmt.Sprintf("chaos-%d-%d", cfg.Seed, time.Now().Unix())
 	cfg.Topic, cfg.Namespace, cfg.WorkerBinary, cfg.WorkDir, cfg.Log = "projector-"+run, run, bin, dir, os.Stderr
@@ -132,58 +182,33 @@ func suite(args []string) int {
 // --topic projector-chaos-1-... --namespace chaos-1-...".
 func cleanupCmd(args []string) int {
 	fs := flag.NewFlagSet("cleanup", flag.ExitOnError)
-	var cfg chaos.Config
-	brokers := fs.String("brokers", os.Getenv("PROJECTOR_KAFKA_SEEDS"), "Kafka brokers, comma-separated")
-	fs.StringVar(&cfg.RedisAddr, "redis", os.Getenv("PROJECTOR_REDIS_ADDR"), "Redis address")
-	fs.StringVar(&cfg.Topic, "topic", "", "topic prefix of the run")
-	fs.StringVar(&cfg.Namespace, "namespace", "", "Redis namespace of the run")
+	topology := fs.String("topology", chaos.TopologySingle, "single, kafka3+sentinel or kafka3+cluster")
+	brokers := fs.String("brokers", os.Getenv("PROJECTOR_KAFKA_SEEDS"), "single topology: Kafka brokers, comma-separated")
+	redisAddr := fs.String("redis", os.Getenv("PROJECTOR_REDIS_ADDR"), "single topology: Redis address")
+	topic := fs.String("topic", "", "topic prefix of the run")
+	namespace := fs.String("namespace", "", "Redis namespace of the run")
 	_ = fs.Parse(args)
-	cfg.Brokers = splitList(*brokers)
-	if cfg.Topic == "" || cfg.Namespace == "" || len(cfg.Brokers) == 0 || cfg.RedisAddr == "" {
+	t := chaos.SingleTopology(splitList(*brokers), *redisAddr)
+	if *topology != chaos.TopologySingle {
+		var ok bool
+		var err error
+		if t, ok, err = chaos.HATopologyFromEnv(*topology); !ok || err != nil {
+			fmt.Fprintln(os.Stderr, "projector-chaos cleanup: PROJECTOR_HA_* not set or wrong:", err)
+			return 2
+		}
+	}
+	if *topic == "" || *namespace == "" || len(t.Brokers) == 0 || len(t.Redis.Addrs) == 0 || t.Redis.Addrs[0] == "" {
 		fmt.Fprintln(os.Stderr, "projector-chaos cleanup: give --topic and --namespace (and brokers, redis)")
 		return 2
 	}
-	cleanup(cfg)
+	cleanup(chaos.Config{Topology: t, Topic: *topic, Namespace: *namespace})
 	return 0
 }
 
-// cleanup deletes the run's topics and Redis keys.
 func cleanup(cfg chaos.Config) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if cl, err := kgo.NewClient(kgo.SeedBrokers(cfg.Brokers...)); err == nil {
-		adm := kadm.NewClient(cl)
-		if topics, err := adm.ListTopics(ctx); err == nil {
-			var del []string
-			for _, name := range topics.Names() {
-				if strings.HasPrefix(name, cfg.Topic) {
-					del = append(del, name)
-				}
-			}
-			if len(del) > 0 {
-				_, _ = adm.DeleteTopics(ctx, del...)
-			}
-		}
-		if _, err := adm.DeleteGroups(ctx, chaos.GroupName(cfg.Topic)); err != nil {
-			fmt.Fprintln(os.Stderr, "projector-chaos: cleanup: delete group:", err)
-		}
-		cl.Close()
-	}
-	rc := redis.NewClient(&redis.Options{Addr: cfg.RedisAddr})
-	defer rc.Close()
-	iter := rc.Scan(ctx, 0, "*"+cfg.Namespace+"*", 1000).Iterator()
-	var keys []string
-	for iter.Next(ctx) {
-		keys = append(keys, iter.Val())
-		if len(keys) == 500 {
-			_ = rc.Del(ctx, keys...).Err()
-			keys = keys[:0]
-		}
-	}
-	if len(keys) > 0 {
-		_ = rc.Del(ctx, keys...).Err()
-	}
-	if err := iter.Err(); err != nil && !errors.Is(err, context.Canceled) {
+	if err := chaos.Cleanup(ctx, cfg.Topology, cfg.Topic, cfg.Namespace); err != nil {
 		fmt.Fprintln(os.Stderr, "projector-chaos: cleanup:", err)
 	}
 }

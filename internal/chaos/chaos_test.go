@@ -2,7 +2,6 @@ package chaos
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -30,10 +29,35 @@ func realServers(t *testing.T) (*testenv.KafkaEnv, *testenv.RedisEnv) {
 	return kafka, rds
 }
 
+// haTopology returns the servers of scripts/ha.sh (started by the test
+// command), failing under PROJECTOR_REQUIRE_REAL=1 and skipping otherwise
+// when they are not running.
+func haTopology(t *testing.T, name string) Topology {
+	t.Helper()
+	topo, ok, err := HATopologyFromEnv(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !ok {
+		if os.Getenv("PROJECTOR_NO_HA") == "1" && !strings.EqualFold(os.Getenv("CI"), "true") {
+			t.Skipf("PROJECTOR_NO_HA=1: the %s topology was not started", name)
+		}
+		if testenv.RequireReal() {
+			t.Fatalf("the %s topology needs scripts/ha.sh's servers (PROJECTOR_HA_KAFKA_SEEDS unset; scripts/test.sh starts them unless PROJECTOR_NO_HA=1)", name)
+		}
+		t.Skipf("the %s topology needs scripts/ha.sh's servers: scripts/ha.sh up, then eval its export lines", name)
+	}
+	return topo
+}
+
 func TestScheduleIsAFunctionOfTheSeed(t *testing.T) {
-	a := Schedule(1, 5*time.Minute, 6*time.Second)
-	b := Schedule(1, 5*time.Minute, 6*time.Second)
-	c := Schedule(2, 5*time.Minute, 6*time.Second)
+	kinds := Kinds(Topology{Ctl: "ha.sh", Redis: RedisTopology{MasterName: "m"}}, true)
+	if !reflect.DeepEqual(kinds, FaultKinds) {
+		t.Fatalf("a controllable Sentinel topology with projectorctl allows %v, want every kind %v", kinds, FaultKinds)
+	}
+	a := Schedule(1, 5*time.Minute, 6*time.Second, kinds)
+	b := Schedule(1, 5*time.Minute, 6*time.Second, kinds)
+	c := Schedule(2, 5*time.Minute, 6*time.Second, kinds)
 	if len(a) == 0 || !reflect.DeepEqual(a, b) {
 		t.Fatalf("seed 1 gave %v then %v", a, b)
 	}
@@ -55,31 +79,34 @@ func TestScheduleIsAFunctionOfTheSeed(t *testing.T) {
 func TestCheckerFindsViolations(t *testing.T) {
 	_, rds := realServers(t)
 	ctx := t.Context()
-	cfg := Config{RedisAddr: rds.Addr, Namespace: rds.Prefix(t), Streams: 3}
-	_, p, closeFn, err := openProjection(cfg.RedisAddr, cfg.Namespace, "counter")
+	_, p, closeFn, err := openProjection(rds.Addr, rds.Prefix(t), "counter")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer closeFn()
-	// s-0000: 1..3 once (fine); s-0001: 2 missing, 3 twice; s-0002: 1 once, 2 beyond acked.
+	// s-0000: 1..3 once (fine); s-0001: 2 missing, 3 twice; s-0002: 1 once, 2 beyond acked;
+	// s-0003: 1, 2 once but 2 applied before 1.
 	for key, fields := range map[string][]any{
 		p.Key(AppliedKeyPart, StreamName(0)): {"1", 1, "2", 1, "3", 1},
 		p.Key(AppliedKeyPart, StreamName(1)): {"1", 1, "3", 2},
 		p.Key(AppliedKeyPart, StreamName(2)): {"1", 1, "2", 1},
+		p.Key(AppliedKeyPart, StreamName(3)): {"1", 1, "2", 1},
+		p.Key(AtKeyPart, StreamName(3)):      {"1", 2000, "2", 1000},
 	} {
 		if err := rds.Client.HSet(ctx, key, fields...).Err(); err != nil {
 			t.Fatal(err)
 		}
 	}
-	tr := &truth{acked: map[string]uint64{StreamName(0): 3, StreamName(1): 3, StreamName(2): 1}, uncertain: map[string]bool{}}
+	tr := &truth{acked: map[string]uint64{StreamName(0): 3, StreamName(1): 3, StreamName(2): 1, StreamName(3): 2}, uncertain: map[string]bool{}}
 	rep := &Report{ViolationCounts: map[string]int{}}
-	if err := check(ctx, cfg, "counter", tr, rep); err != nil {
+	if err := check(ctx, rds.Client, p, 4, tr, rep); err != nil {
 		t.Fatal(err)
 	}
 	want := []Violation{
 		{Kind: "lost", Stream: StreamName(1), Sequence: 2},
 		{Kind: "duplicated", Stream: StreamName(1), Sequence: 3, Count: 2},
 		{Kind: "unexpected", Stream: StreamName(2), Sequence: 2, Count: 1},
+		{Kind: "out-of-order", Stream: StreamName(3), Sequence: 2, Detail: "applied 1µs before sequence 1"},
 	}
 	if !reflect.DeepEqual(rep.Violations, want) {
 		t.Fatalf("violations %+v, want %+v", rep.Violations, want)
@@ -89,35 +116,65 @@ func TestCheckerFindsViolations(t *testing.T) {
 	}
 }
 
-// TestChaosShort runs the suite for two seeds at once (about 40 s each):
-// worker processes are SIGKILLed, stopped past their session (zombies) and
-// scaled while events are appended; every acked event must be applied
-// exactly once and the group's lag must reach 0.
+// shortRun is one run of TestChaosShort.
+type shortRun struct {
+	name     string
+	seed     uint64
+	topo     func(t *testing.T) Topology
+	kinds    []string
+	workload string
+}
+
+// TestChaosShort runs the suite on both topologies at once, 45 s of faults
+// each: worker processes are SIGKILLed, stopped past their session
+// (zombies), cut off from Kafka or Redis, slowed, reset and scaled; brokers
+// (the partition leader) and the Redis server holding the keys are
+// SIGKILLed and restarted, the Sentinels fail Redis over; an admin
+// rebuilds and replays; poison records of every kind are appended. Every
+// acked event must be applied exactly once and in order by the live
+// version, every poison stream parked as expected, the lag must reach 0
+// with every partition owned and every worker ready. The seeds and kinds
+// below together inject every kind (the test checks it).
 func TestChaosShort(t *testing.T) {
 	if testing.Short() {
 		t.Skip("40 s of faults against worker processes")
 	}
 	kafka, rds := realServers(t)
-	bin := filepath.Join(t.TempDir(), "projector-chaos")
-	build := exec.Command("go", "build", "-o", bin, "github.com/projector-dev/projector/cmd/projector-chaos")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build projector-chaos: %v\n%s", err, out)
+	dir := t.TempDir()
+	bin, ctl, billing := filepath.Join(dir, "projector-chaos"), filepath.Join(dir, "projectorctl"), filepath.Join(dir, "billing")
+	for out, pkg := range map[string]string{bin: "cmd/projector-chaos", ctl: "cmd/projectorctl", billing: "examples/billing"} {
+		build := exec.Command("go", "build", "-o", out, "github.com/projector-dev/projector/"+pkg)
+		if b, err := build.CombinedOutput(); err != nil {
+			t.Fatalf("go build %s: %v\n%s", pkg, err, b)
+		}
 	}
-	injected := map[string]int{}
-	reports := make(chan *Report, 2)
-	t.Run("seeds", func(t *testing.T) {
-		for _, seed := range []uint64{25, 8} { // together: kill, zombie, partition, scale-up, scale-down
-			t.Run(fmt.Sprintf("seed%d", seed), func(t *testing.T) {
+	single := func(*testing.T) Topology { return SingleTopology(kafka.Seeds, rds.Addr) }
+	runs := []shortRun{
+		{"single/replicas", 6, single, []string{FaultKill, FaultZombie, FaultScaleUp, FaultScaleDown, FaultPartition}, ""},
+		{"single/network+admin", 204, single, []string{FaultRedisPartition, FaultLatency, FaultReset, FaultRebuild, FaultReplay, FaultPoison}, ""},
+		{"sentinel", 1, func(t *testing.T) Topology { return haTopology(t, TopologySentinel) },
+			[]string{FaultBrokerKill, FaultRedisRestart, FaultFailover, FaultPoison}, ""},
+		{"cluster", 1, func(t *testing.T) Topology { return haTopology(t, TopologyCluster) },
+			[]string{FaultBrokerKill, FaultRedisRestart, FaultRebuild, FaultKill}, ""},
+		{"single/billing", 1, single, []string{FaultKill, FaultZombie, FaultRebuild, FaultRedisPartition, FaultReplay}, WorkloadBilling},
+	}
+	reports := make(chan *Report, len(runs))
+	t.Run("runs", func(t *testing.T) {
+		for _, run := range runs {
+			t.Run(run.name, func(t *testing.T) {
 				t.Parallel()
-				ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+				topo := run.topo(t)
+				ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
 				defer cancel()
 				var log strings.Builder
 				topic := kafka.TopicName(t, "chaos")
-				adm := kafka.Admin(t)
+				ns := rds.Prefix(t)
 				t.Cleanup(func() {
-					ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+					ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 					defer cancel()
-					_, _ = adm.DeleteGroups(ctx, GroupName(topic))
+					if err := Cleanup(ctx, topo, topic, ns); err != nil {
+						t.Logf("cleanup: %v", err)
+					}
 				})
 				work := t.TempDir()
 				defer func() {
@@ -131,11 +188,11 @@ func TestChaosShort(t *testing.T) {
 					}
 				}()
 				rep, err := Run(ctx, Config{
-					Seed: seed, Duration: 40 * time.Second, Replicas: 3, Streams: 120, Rate: 300,
-					Session: 6 * time.Second, RecoverWithin: time.Minute,
-					Brokers: kafka.Seeds, RedisAddr: rds.Addr,
-					Topic: topic, Namespace: rds.Prefix(t),
-					WorkerBinary: bin, WorkDir: work, Log: &log,
+					Seed: run.seed, Duration: 45 * time.Second, Replicas: 3, Streams: 120, Rate: 200,
+					Session: 6 * time.Second, RecoverWithin: 90 * time.Second,
+					Topology: topo, Kinds: run.kinds, Workload: run.workload, BillingBinary: billing,
+					Topic: topic, Namespace: ns,
+					WorkerBinary: bin, CtlBinary: ctl, WorkDir: work, Log: &log,
 				})
 				var text strings.Builder
 				if rep != nil {
@@ -146,9 +203,9 @@ func TestChaosShort(t *testing.T) {
 					t.Fatal(err)
 				}
 				if rep.Failed() {
-					t.Fatalf("seed %d failed: violations %v, lag %d, errors %v", seed, rep.ViolationCounts, rep.LagAtEnd, rep.Errors)
+					t.Fatalf("seed %d failed: violations %v, lag %d, errors %v", run.seed, rep.ViolationCounts, rep.LagAtEnd, rep.Errors)
 				}
-				if rep.EventsAppended == 0 || rep.EventsChecked != rep.EventsAppended {
+				if rep.EventsAppended == 0 || (run.workload == "" && rep.EventsChecked != rep.EventsAppended) || rep.EventsChecked == 0 {
 					t.Fatalf("appended %d, checked %d", rep.EventsAppended, rep.EventsChecked)
 				}
 				reports <- rep
@@ -156,6 +213,7 @@ func TestChaosShort(t *testing.T) {
 		}
 	})
 	close(reports)
+	injected := map[string]int{}
 	for rep := range reports {
 		for k, n := range rep.FaultsPerKind {
 			injected[k] += n

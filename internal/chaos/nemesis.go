@@ -12,62 +12,148 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/projector-dev/projector/internal/tcpproxy"
 )
 
-// Fault kinds.
+// Fault kinds. Replica faults act on worker processes, network faults on
+// the proxies between one replica and the servers, server faults on the
+// servers (through the topology's control script), admin faults run
+// projectorctl, and a poison fault appends a poison record.
 const (
 	FaultKill      = "kill"       // SIGKILL a replica, start a new one
 	FaultZombie    = "zombie"     // SIGSTOP a replica past its session, then SIGCONT
 	FaultScaleUp   = "scale-up"   // start one more replica
 	FaultScaleDown = "scale-down" // SIGTERM a replica
 	// FaultPartition holds every byte between a replica and Kafka (its
-	// own proxy) past its session, while it keeps running and reaching
+	// own proxies) past its session, while it keeps running and reaching
 	// Redis, then lets the traffic through.
 	FaultPartition = "partition"
+	// FaultRedisPartition holds every byte between a replica and Redis
+	// (servers and Sentinels) for a few seconds.
+	FaultRedisPartition = "redis-partition"
+	// FaultLatency delays every byte between a replica and all servers.
+	FaultLatency = "latency"
+	// FaultReset resets every connection of a replica and refuses new
+	// ones for a moment.
+	FaultReset = "reset"
+	// FaultBrokerKill SIGKILLs the broker leading a partition of the
+	// topic and starts it again after Stop.
+	FaultBrokerKill = "broker-kill"
+	// FaultRedisRestart SIGKILLs the Redis server holding the
+	// projection's keys (AOF on) and starts it again after Stop.
+	FaultRedisRestart = "redis-restart"
+	// FaultFailover asks the Sentinels for a failover of the master.
+	FaultFailover = "failover"
+	// FaultRebuild starts a blue/green rebuild (projectorctl rebuild).
+	FaultRebuild = "rebuild"
+	// FaultReplay replays the live version in place (projectorctl replay).
+	FaultReplay = "replay"
+	// FaultPoison appends a poison record of one kind to a new stream.
+	FaultPoison = "poison"
 )
 
-// FaultKinds are the kinds the nemesis draws from.
-var FaultKinds = []string{FaultKill, FaultZombie, FaultScaleUp, FaultScaleDown, FaultPartition}
+// FaultKinds are every kind, in report order.
+var FaultKinds = []string{FaultKill, FaultZombie, FaultScaleUp, FaultScaleDown, FaultPartition,
+	FaultRedisPartition, FaultLatency, FaultReset, FaultBrokerKill, FaultRedisRestart, FaultFailover,
+	FaultRebuild, FaultReplay, FaultPoison}
 
-// Fault is one planned fault: At after the start, Kind, Pick (which replica,
-// modulo the replicas alive then) and, for a zombie or a partition, how long
-// it lasts.
+// weights make the heavy faults rarer: a rebuild or a replay reads the
+// whole topic again.
+var weights = map[string]int{FaultKill: 3, FaultZombie: 2, FaultScaleUp: 2, FaultScaleDown: 2, FaultPartition: 2,
+	FaultRedisPartition: 2, FaultLatency: 2, FaultReset: 2, FaultBrokerKill: 2, FaultRedisRestart: 2, FaultFailover: 2,
+	FaultRebuild: 1, FaultReplay: 1, FaultPoison: 2}
+
+// Kinds returns the fault kinds a run can inject: server faults only with
+// a control script, a failover only with Sentinels, admin faults only with
+// projectorctl.
+func Kinds(t Topology, admin bool) []string {
+	var out []string
+	for _, k := range FaultKinds {
+		switch k {
+		case FaultBrokerKill, FaultRedisRestart:
+			if !t.ServerFaults() {
+				continue
+			}
+		case FaultFailover:
+			if !t.ServerFaults() || t.Redis.MasterName == "" {
+				continue
+			}
+		case FaultRebuild, FaultReplay:
+			if !admin {
+				continue
+			}
+		}
+		out = append(out, k)
+	}
+	return out
+}
+
+// Fault is one planned fault: At after the start, Kind, Pick (which
+// replica, partition or poison kind, modulo the choices then), and for a
+// fault that lasts, Stop; Latency for a latency fault.
 type Fault struct {
-	At   time.Duration `json:"at"`
-	Kind string        `json:"kind"`
-	Pick uint32        `json:"pick"`
-	Stop time.Duration `json:"stop,omitempty"`
+	At      time.Duration `json:"at"`
+	Kind    string        `json:"kind"`
+	Pick    uint32        `json:"pick"`
+	Stop    time.Duration `json:"stop,omitempty"`
+	Latency time.Duration `json:"latency,omitempty"`
 }
 
 func (f Fault) String() string {
-	s := fmt.Sprintf("t+%-7s %-10s pick=%d", f.At.Round(100*time.Millisecond), f.Kind, f.Pick)
+	s := fmt.Sprintf("t+%-7s %-15s pick=%d", f.At.Round(100*time.Millisecond), f.Kind, f.Pick)
 	if f.Stop > 0 {
 		s += " stop=" + f.Stop.Round(100*time.Millisecond).String()
+	}
+	if f.Latency > 0 {
+		s += " latency=" + f.Latency.String()
 	}
 	return s
 }
 
-// Schedule plans the faults of a run from seed alone: the same seed and
-// duration give the same schedule. Faults do not overlap: the next one
-// starts after a zombie's stop ended. Nothing is planned in the last
-// seconds of the run.
-func Schedule(seed uint64, duration, session time.Duration) []Fault {
+// Schedule plans the faults of a run from seed alone: the same seed,
+// duration, session and kinds give the same schedule. Faults do not
+// overlap (admin faults run in the background and may overlap later
+// ones). Nothing is planned in the last seconds of the run.
+func Schedule(seed uint64, duration, session time.Duration, kinds []string) []Fault {
 	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+	var bag []string
+	for _, k := range kinds {
+		for range max(weights[k], 1) {
+			bag = append(bag, k)
+		}
+	}
+	if len(bag) == 0 {
+		return nil
+	}
 	var out []Fault
 	at := 2 * time.Second
 	end := duration - 2*time.Second
+	between := func(lo, hi time.Duration) time.Duration { return lo + time.Duration(rng.Int64N(int64(hi-lo))) }
 	for {
-		at += 2*time.Second + time.Duration(rng.Int64N(int64(5*time.Second)))
+		at += between(2*time.Second, 7*time.Second)
 		if at >= end {
 			return out
 		}
-		f := Fault{At: at, Kind: FaultKinds[rng.IntN(len(FaultKinds))], Pick: rng.Uint32()}
-		if f.Kind == FaultZombie || f.Kind == FaultPartition {
+		f := Fault{At: at, Kind: bag[rng.IntN(len(bag))], Pick: rng.Uint32()}
+		switch f.Kind {
+		case FaultZombie, FaultPartition:
 			// Longer than the session, so the group moves its partitions.
-			f.Stop = session + 2*time.Second + time.Duration(rng.Int64N(int64(2*time.Second)))
-			at += f.Stop
+			f.Stop = session + between(2*time.Second, 4*time.Second)
+		case FaultRedisPartition:
+			f.Stop = between(2*time.Second, 8*time.Second)
+		case FaultLatency:
+			f.Stop = between(4*time.Second, 10*time.Second)
+			f.Latency = time.Duration(20+rng.IntN(230)) * time.Millisecond
+		case FaultReset:
+			f.Stop = between(500*time.Millisecond, 3*time.Second)
+		case FaultBrokerKill:
+			f.Stop = between(2*time.Second, 10*time.Second)
+		case FaultRedisRestart:
+			f.Stop = between(200*time.Millisecond, 2*time.Second)
 		}
+		at += f.Stop
 		out = append(out, f)
 	}
 }
@@ -76,7 +162,7 @@ func Schedule(seed uint64, duration, session time.Duration) []Fault {
 type Event struct {
 	Fault
 	Time    time.Time `json:"time"`
-	Replica string    `json:"replica,omitempty"`
+	Target  string    `json:"target,omitempty"`  // the replica, server or command it hit
 	Skipped string    `json:"skipped,omitempty"` // why the fault was not injected
 	Ended   time.Time `json:"ended"`
 	// CatchUpSeconds is the time from the end of the fault until the group
@@ -85,29 +171,40 @@ type Event struct {
 	CatchUpSeconds float64 `json:"catch_up_seconds"`
 }
 
-// replica is one worker process, whose Kafka traffic goes through a proxy
-// of its own.
+// replica is one worker process, whose connections to every server go
+// through proxies of its own.
 type replica struct {
-	id    string
-	cmd   *exec.Cmd
-	log   *os.File
-	proxy *tcpproxy.Proxy
+	id      string
+	cmd     *exec.Cmd
+	log     *os.File
+	kafka   []*tcpproxy.Proxy
+	redis   []*tcpproxy.Proxy
+	addFile string // its HTTP address (/readyz)
+}
+
+func (r *replica) proxies() []*tcpproxy.Proxy {
+	return append(append([]*tcpproxy.Proxy(nil), r.kafka...), r.redis...)
 }
 
 // done releases what the replica held once its process exited.
 func (r *replica) done() {
 	_ = r.log.Close()
-	r.proxy.Close()
+	for _, p := range r.proxies() {
+		p.Close()
+	}
 }
 
 // fleet starts and signals worker processes.
 type fleet struct {
 	binary string
-	kafka  string   // the broker every replica's proxy forwards to
-	args   []string // worker flags, without --replica-id
-	dir    string   // worker logs
-	min    int
-	max    int
+	topo   Topology
+	args   []string // worker flags, without --replica-id, --dial and --addr-file
+	// command, when set, makes a replica's command instead (the billing
+	// worker); its Stdout and Stderr are set by start.
+	command func(r *replica, dial DialMap) (*exec.Cmd, error)
+	dir     string // worker logs
+	min     int
+	max     int
 
 	mu   sync.Mutex
 	n    int
@@ -124,19 +221,36 @@ func (f *fleet) start() (*replica, error) {
 	if err != nil {
 		return nil, err
 	}
-	px, err := tcpproxy.New(f.kafka)
-	if err != nil {
-		_ = logf.Close()
-		return nil, err
+	r := &replica{id: id, log: logf, addFile: filepath.Join(f.dir, id+".addr")}
+	dial := DialMap{}
+	kafka, rds := f.topo.proxied()
+	for i, addr := range append(append([]string(nil), kafka...), rds...) {
+		px, err := tcpproxy.New(addr)
+		if err != nil {
+			r.done()
+			return nil, err
+		}
+		dial[addr] = px.Addr
+		if i < len(kafka) {
+			r.kafka = append(r.kafka, px)
+		} else {
+			r.redis = append(r.redis, px)
+		}
 	}
-	cmd := exec.Command(f.binary, append(append([]string{"worker"}, f.args...), "--replica-id", id, "--kafka-proxy", px.Addr)...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		_ = logf.Close()
-		px.Close()
+	if f.command != nil {
+		if r.cmd, err = f.command(r, dial); err != nil {
+			r.done()
+			return nil, err
+		}
+	} else {
+		r.cmd = exec.Command(f.binary, append(append([]string{"worker"}, f.args...),
+			"--replica-id", id, "--dial", dial.String(), "--addr-file", r.addFile)...)
+	}
+	r.cmd.Stdout, r.cmd.Stderr = logf, logf
+	if err := r.cmd.Start(); err != nil {
+		r.done()
 		return nil, fmt.Errorf("start worker %s: %w", id, err)
 	}
-	r := &replica{id: id, cmd: cmd, log: logf, proxy: px}
 	f.live = append(f.live, r)
 	f.all = append(f.all, r)
 	return r, nil
@@ -184,7 +298,11 @@ func (f *fleet) stopAll(grace time.Duration) []string {
 		go func() {
 			defer wg.Done()
 			_ = r.cmd.Process.Signal(syscall.SIGCONT)
-			r.proxy.Thaw()
+			for _, p := range r.proxies() {
+				p.Thaw()
+				p.SetLatency(0)
+				p.Refuse(false)
+			}
 			_ = r.cmd.Process.Signal(syscall.SIGTERM)
 			done := make(chan error, 1)
 			go func() { done <- r.cmd.Wait() }()
@@ -234,7 +352,7 @@ func (f *fleet) hold(ctx context.Context, ft Fault, ev *Event, begin, end func(*
 		ev.Skipped = "no replica"
 		return
 	}
-	ev.Replica = r.id
+	ev.Target = r.id
 	begin(r)
 	select {
 	case <-time.After(ft.Stop):
@@ -243,8 +361,34 @@ func (f *fleet) hold(ctx context.Context, ft Fault, ev *Event, begin, end func(*
 	end(r)
 }
 
-// inject runs one fault against the fleet.
-func (f *fleet) inject(ctx context.Context, ft Fault, logf func(string, ...any)) Event {
+// nemesis injects faults into a run.
+type nemesis struct {
+	fleet      *fleet
+	topo       Topology
+	topic      string
+	partitions int32
+	projection string
+	// ctl runs projectorctl with the run's connection flags before args;
+	// nil: no admin faults.
+	ctl    func(ctx context.Context, args ...string) error
+	poison *poisoner
+	logf   func(string, ...any)
+
+	mu     sync.Mutex
+	admin  sync.WaitGroup // admin faults running in the background
+	cases  []PoisonCase
+	adminE []string
+}
+
+func eachProxy(ps []*tcpproxy.Proxy, f func(*tcpproxy.Proxy)) {
+	for _, p := range ps {
+		f(p)
+	}
+}
+
+// inject runs one fault.
+func (n *nemesis) inject(ctx context.Context, ft Fault) Event {
+	f := n.fleet
 	ev := Event{Fault: ft, Time: time.Now()}
 	defer func() { ev.Ended = time.Now() }()
 	switch ft.Kind {
@@ -254,7 +398,7 @@ func (f *fleet) inject(ctx context.Context, ft Fault, logf func(string, ...any))
 			ev.Skipped = "no replica"
 			break
 		}
-		ev.Replica = r.id
+		ev.Target = r.id
 		f.remove(r)
 		_ = r.cmd.Process.Kill()
 		_ = r.cmd.Wait()
@@ -264,12 +408,23 @@ func (f *fleet) inject(ctx context.Context, ft Fault, logf func(string, ...any))
 			ev.Skipped = err.Error()
 			break
 		}
-		ev.Replica += " -> " + nr.id
+		ev.Target += " -> " + nr.id
 	case FaultZombie:
 		f.hold(ctx, ft, &ev, func(r *replica) { _ = r.cmd.Process.Signal(syscall.SIGSTOP) },
 			func(r *replica) { _ = r.cmd.Process.Signal(syscall.SIGCONT) })
 	case FaultPartition:
-		f.hold(ctx, ft, &ev, func(r *replica) { r.proxy.Freeze() }, func(r *replica) { r.proxy.Thaw() })
+		f.hold(ctx, ft, &ev, func(r *replica) { eachProxy(r.kafka, (*tcpproxy.Proxy).Freeze) },
+			func(r *replica) { eachProxy(r.kafka, (*tcpproxy.Proxy).Thaw) })
+	case FaultRedisPartition:
+		f.hold(ctx, ft, &ev, func(r *replica) { eachProxy(r.redis, (*tcpproxy.Proxy).Freeze) },
+			func(r *replica) { eachProxy(r.redis, (*tcpproxy.Proxy).Thaw) })
+	case FaultLatency:
+		f.hold(ctx, ft, &ev, func(r *replica) { eachProxy(r.proxies(), func(p *tcpproxy.Proxy) { p.SetLatency(ft.Latency) }) },
+			func(r *replica) { eachProxy(r.proxies(), func(p *tcpproxy.Proxy) { p.SetLatency(0) }) })
+	case FaultReset:
+		f.hold(ctx, ft, &ev, func(r *replica) {
+			eachProxy(r.proxies(), func(p *tcpproxy.Proxy) { p.Refuse(true); p.Reset() })
+		}, func(r *replica) { eachProxy(r.proxies(), func(p *tcpproxy.Proxy) { p.Refuse(false) }) })
 	case FaultScaleUp:
 		if f.size() >= f.max {
 			ev.Skipped = fmt.Sprintf("already %d replicas", f.max)
@@ -280,23 +435,130 @@ func (f *fleet) inject(ctx context.Context, ft Fault, logf func(string, ...any))
 			ev.Skipped = err.Error()
 			break
 		}
-		ev.Replica = r.id
+		ev.Target = r.id
 	case FaultScaleDown:
 		if f.size() <= f.min {
 			ev.Skipped = fmt.Sprintf("only %d replica(s)", f.min)
 			break
 		}
 		r := f.pick(ft.Pick)
-		ev.Replica = r.id
+		ev.Target = r.id
 		f.remove(r)
 		if err := terminate(r, 30*time.Second); err != nil {
-			ev.Replica += " (exit: " + err.Error() + ")"
+			ev.Target += " (exit: " + err.Error() + ")"
+		}
+	case FaultBrokerKill:
+		part := int32(ft.Pick % uint32(n.partitions))
+		leader, err := leaderOf(ctx, n.topo.Brokers, n.topic, part)
+		if err != nil {
+			ev.Skipped = err.Error()
+			break
+		}
+		n.serverDown(ctx, ft, &ev, n.topo.KafkaNodes[leader], fmt.Sprintf("leader of partition %d", part))
+	case FaultRedisRestart:
+		addr, name, err := n.topo.Redis.dataServer(ctx, "{"+n.projection+"}")
+		if err != nil || name == "" {
+			ev.Skipped = fmt.Sprintf("no Redis server to restart (%s): %v", addr, err)
+			break
+		}
+		n.serverDown(ctx, ft, &ev, name, "holds the projection's keys")
+	case FaultFailover:
+		n.failover(ctx, &ev)
+	case FaultRebuild:
+		n.background(ctx, &ev, "rebuild", n.projection, "--yes", "--grace", "5s", "--reason", "chaos")
+	case FaultReplay:
+		n.background(ctx, &ev, "replay", n.projection, "--yes", "--reason", "chaos")
+	case FaultPoison:
+		kind := PoisonKinds[int(ft.Pick)%len(PoisonKinds)]
+		c, err := n.poison.inject(ctx, kind)
+		n.mu.Lock()
+		n.cases = append(n.cases, c)
+		n.mu.Unlock()
+		ev.Target = kind + " " + c.Stream
+		if err != nil {
+			ev.Target += " (produce: " + err.Error() + ")"
 		}
 	}
-	s := ft.String() + " " + ev.Replica
+	s := ft.String() + " " + ev.Target
 	if ev.Skipped != "" {
 		s += " skipped: " + ev.Skipped
 	}
-	logf("fault %s", strings.TrimSpace(s))
+	n.logf("fault %s", strings.TrimSpace(s))
 	return ev
+}
+
+// serverDown SIGKILLs the server name, waits ft.Stop and starts it again.
+func (n *nemesis) serverDown(ctx context.Context, ft Fault, ev *Event, name, why string) {
+	if name == "" {
+		ev.Skipped = "unknown server"
+		return
+	}
+	serverMu.Lock()
+	defer serverMu.Unlock()
+	ev.Target = name + " (" + why + ")"
+	if err := runCtl(ctx, n.topo.Ctl, "kill", name); err != nil {
+		ev.Skipped = err.Error()
+		return
+	}
+	select {
+	case <-time.After(ft.Stop):
+	case <-ctx.Done():
+	}
+	// Not ctx: a server left down would break every later run.
+	if err := runCtl(context.Background(), n.topo.Ctl, "start", name); err != nil {
+		n.mu.Lock()
+		n.adminE = append(n.adminE, fmt.Sprintf("%s: start %s: %v", ft.Kind, name, err))
+		n.mu.Unlock()
+	}
+}
+
+// failover asks a Sentinel to fail the master over and waits until the
+// Sentinels name a new one.
+func (n *nemesis) failover(ctx context.Context, ev *Event) {
+	serverMu.Lock()
+	defer serverMu.Unlock()
+	before, _, err := n.topo.Redis.dataServer(ctx, "")
+	if err != nil {
+		ev.Skipped = err.Error()
+		return
+	}
+	s := redis.NewSentinelClient(&redis.Options{Addr: n.topo.Redis.Addrs[0]})
+	defer s.Close()
+	if err := s.Failover(ctx, n.topo.Redis.MasterName).Err(); err != nil {
+		ev.Skipped = "SENTINEL FAILOVER: " + err.Error()
+		return
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		if after, _, err := n.topo.Redis.dataServer(ctx, ""); err == nil && after != before {
+			ev.Target = n.topo.Redis.Servers[before] + " -> " + n.topo.Redis.Servers[after]
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	ev.Target = n.topo.Redis.Servers[before] + " -> (no new master within 30s)"
+}
+
+// background runs projectorctl args without holding up the next faults:
+// an admin acts while replicas crash around it. Its outcome is logged and
+// kept for the report.
+func (n *nemesis) background(ctx context.Context, ev *Event, args ...string) {
+	if n.ctl == nil {
+		ev.Skipped = "no projectorctl"
+		return
+	}
+	ev.Target = "projectorctl " + strings.Join(args, " ")
+	n.admin.Add(1)
+	go func() {
+		defer n.admin.Done()
+		err := n.ctl(ctx, args...)
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		if err != nil {
+			n.adminE = append(n.adminE, fmt.Sprintf("%s at %s: %v", args[0], ev.Time.UTC().Format("15:04:05.000"), err))
+			n.logf("admin %s failed: %v", args[0], err)
+			return
+		}
+		n.logf("admin %s done", args[0])
+	}()
 }

@@ -11,7 +11,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
+	"os/exec"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -22,7 +25,10 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/projector-dev/projector/examples/billing/mabis"
+	"github.com/projector-dev/projector/framework"
 	"github.com/projector-dev/projector/kafkastore"
+	"github.com/projector-dev/projector/redischeckpoint"
 )
 
 // Config configures a run.
@@ -34,15 +40,29 @@ type Config struct {
 	Rate       int // events per second, about
 	Partitions int32
 	Session    time.Duration // the workers' group session timeout
-	// RecoverWithin bounds the wait for lag 0 after the last fault.
+	// RecoverWithin bounds the wait for lag 0 (and a rebuild's switch)
+	// after the last fault.
 	RecoverWithin time.Duration
 
-	Brokers   []string
-	RedisAddr string
-	Topic     string // created; must not exist
-	Namespace string // Redis key namespace
+	Topology Topology
+	// Workload is WorkloadCounter (default) or WorkloadBilling.
+	Workload string
+	// BillingBinary is the examples/billing command, for WorkloadBilling:
+	// run as "<BillingBinary> worker".
+	BillingBinary string
+	// WaitReplicas is the workers' redischeckpoint.Config.WaitReplicas
+	// (0: 1 with Sentinels, else none; negative: none).
+	WaitReplicas int
+	Topic        string // created; must not exist
+	Namespace    string // Redis key namespace
 	// WorkerBinary is run as "<WorkerBinary> worker --flags".
 	WorkerBinary string
+	// CtlBinary is projectorctl, for the rebuild and replay faults
+	// (empty: none).
+	CtlBinary string
+	// Kinds are the fault kinds to draw from (default: Kinds(Topology,
+	// CtlBinary != "")).
+	Kinds []string
 	// WorkDir receives the worker logs.
 	WorkDir string
 	Log     io.Writer
@@ -67,20 +87,53 @@ func (c *Config) setDefaults() {
 	if c.RecoverWithin <= 0 {
 		c.RecoverWithin = 2 * time.Minute
 	}
+	if c.Workload == "" {
+		c.Workload = WorkloadCounter
+	}
+	switch {
+	case c.WaitReplicas < 0:
+		c.WaitReplicas = 0
+	case c.WaitReplicas == 0 && c.Topology.Redis.MasterName != "":
+		c.WaitReplicas = 1
+	}
+	if len(c.Kinds) == 0 {
+		c.Kinds = Kinds(c.Topology, c.CtlBinary != "")
+		if c.Workload == WorkloadBilling {
+			c.Kinds = slices.DeleteFunc(c.Kinds, func(k string) bool { return !billingKinds[k] })
+		}
+	}
 	if c.Log == nil {
 		c.Log = io.Discard
 	}
 }
+
+// Projection is the counting workers' projection.
+const Projection = "chaos-counter"
+
+// projection is the projection the run's workers run.
+func (c *Config) projection() string {
+	if c.Workload == WorkloadBilling {
+		return mabis.ProjectionName
+	}
+	return Projection
+}
+
+// billingKinds are the faults a billing run can inject: the billing worker
+// reaches Kafka directly (no Kafka network faults) and runs on a single
+// Redis URL (no Sentinel or Cluster).
+var billingKinds = map[string]bool{FaultKill: true, FaultZombie: true, FaultScaleUp: true, FaultScaleDown: true,
+	FaultRedisPartition: true, FaultLatency: true, FaultReset: true, FaultRebuild: true, FaultReplay: true}
 
 // GroupName is the consumer group of the workers of a run on topic.
 func GroupName(topic string) string { return topic + ".counter" }
 
 // Violation is one (stream, sequence) whose applied count is wrong.
 type Violation struct {
-	Kind     string `json:"kind"` // lost, duplicated, unexpected
+	Kind     string `json:"kind"` // lost, duplicated, unexpected, out-of-order, not-parked, …
 	Stream   string `json:"stream"`
 	Sequence uint64 `json:"sequence"`
 	Count    int64  `json:"count"`
+	Detail   string `json:"detail,omitempty"`
 }
 
 // maxListed caps the violations listed in a report (all are counted).
@@ -90,6 +143,9 @@ const maxListed = 50
 type Report struct {
 	Seed            uint64         `json:"seed"`
 	Topology        string         `json:"topology"`
+	Workload        string         `json:"workload"`
+	Kinds           []string       `json:"kinds"`
+	WaitReplicas    int            `json:"wait_replicas"`
 	Topic           string         `json:"topic"`
 	Namespace       string         `json:"namespace"`
 	Group           string         `json:"group"`
@@ -104,9 +160,13 @@ type Report struct {
 	FaultsPerKind   map[string]int `json:"faults_per_kind"`
 	// RecoverySeconds is the time from the end of the workload and of the
 	// last fault to the group's lag 0 (-1: not reached).
-	RecoverySeconds float64        `json:"recovery_seconds"`
-	LagAtEnd        int64          `json:"lag_at_end"`
-	EventsChecked   int64          `json:"events_checked"`
+	RecoverySeconds float64 `json:"recovery_seconds"`
+	LagAtEnd        int64   `json:"lag_at_end"`
+	EventsChecked   int64   `json:"events_checked"`
+	// LiveVersion is the read-model version live at the end ("chaos-counter@v2").
+	LiveVersion     string         `json:"live_version"`
+	Poison          []PoisonCase   `json:"poison,omitempty"`
+	Admin           []string       `json:"admin_errors,omitempty"`
 	ViolationCounts map[string]int `json:"violation_counts"`
 	Violations      []Violation    `json:"violations"`
 	WorkerExits     []string       `json:"worker_exit_errors,omitempty"`
@@ -125,41 +185,64 @@ func (r *Report) Failed() bool {
 // Run runs the suite once.
 func Run(ctx context.Context, cfg Config) (*Report, error) {
 	cfg.setDefaults()
-	if len(cfg.Brokers) == 0 || cfg.RedisAddr == "" || cfg.Topic == "" || cfg.Namespace == "" || cfg.WorkerBinary == "" || cfg.WorkDir == "" {
-		return nil, errors.New("chaos: Brokers, RedisAddr, Topic, Namespace, WorkerBinary and WorkDir are required")
+	topo := cfg.Topology
+	if len(topo.Brokers) == 0 || len(topo.Redis.Addrs) == 0 || cfg.Topic == "" || cfg.Namespace == "" || cfg.WorkerBinary == "" || cfg.WorkDir == "" {
+		return nil, errors.New("chaos: Topology (brokers, Redis), Topic, Namespace, WorkerBinary and WorkDir are required")
 	}
+	billing := cfg.Workload == WorkloadBilling
+	if billing && (cfg.BillingBinary == "" || topo.Redis.MasterName != "" || topo.Redis.Cluster) {
+		return nil, errors.New("chaos: the billing workload needs BillingBinary and a single Redis server")
+	}
+	for _, k := range cfg.Kinds {
+		if billing && !billingKinds[k] {
+			return nil, fmt.Errorf("chaos: the billing workload cannot inject %s faults", k)
+		}
+	}
+	proj := cfg.projection()
 	logf := func(format string, args ...any) {
 		fmt.Fprintf(cfg.Log, "%s "+format+"\n", append([]any{time.Now().UTC().Format("15:04:05.000")}, args...)...)
 	}
+	group := GroupName(cfg.Topic)
 	rep := &Report{
-		Seed:     cfg.Seed,
-		Topology: fmt.Sprintf("single-node Kafka %s, Redis %s", strings.Join(cfg.Brokers, ","), cfg.RedisAddr),
-		Topic:    cfg.Topic, Namespace: cfg.Namespace, Duration: cfg.Duration.String(),
+		Seed: cfg.Seed, Topology: topo.String(), Workload: cfg.Workload, Kinds: cfg.Kinds, WaitReplicas: cfg.WaitReplicas,
+		Topic: cfg.Topic, Namespace: cfg.Namespace, Group: group, Duration: cfg.Duration.String(),
 		Replicas: cfg.Replicas, Streams: cfg.Streams, Session: cfg.Session.String(),
-		FaultsPerKind: map[string]int{}, ViolationCounts: map[string]int{"lost": 0, "duplicated": 0, "unexpected": 0},
+		FaultsPerKind: map[string]int{}, ViolationCounts: map[string]int{"lost": 0, "duplicated": 0, "unexpected": 0, "out-of-order": 0},
 		RecoverySeconds: -1, LagAtEnd: -1,
 	}
-	rep.Schedule = Schedule(cfg.Seed, cfg.Duration, cfg.Session)
+	rep.Schedule = Schedule(cfg.Seed, cfg.Duration, cfg.Session, cfg.Kinds)
 	for _, f := range rep.Schedule {
 		logf("planned %s", f)
 	}
 
 	// The topics (event topic and catalog), created as an application
 	// would, with the store; the workload then writes with its own client.
-	st, err := kafkastore.New(ctx, kafkastore.Config{Seeds: cfg.Brokers, Topic: cfg.Topic, Partitions: cfg.Partitions, ReplicationFactor: -1})
+	st, err := kafkastore.New(ctx, kafkastore.Config{Seeds: topo.Brokers, Topic: cfg.Topic, Partitions: cfg.Partitions, ReplicationFactor: -1})
 	if err != nil {
 		return nil, fmt.Errorf("chaos: create topic: %w", err)
 	}
 	st.Close()
-	const projection = "chaos-counter"
-	group := GroupName(cfg.Topic)
-	rep.Group = group
 
-	fl := &fleet{
-		binary: cfg.WorkerBinary, dir: cfg.WorkDir, min: 1, max: cfg.Replicas + 1, kafka: cfg.Brokers[0],
-		args: []string{"--brokers", strings.Join(cfg.Brokers, ","), "--topic", cfg.Topic, "--group", group,
-			"--redis", cfg.RedisAddr, "--namespace", cfg.Namespace, "--projection", projection,
-			"--session-timeout", cfg.Session.String()},
+	rc := newRedisClient(topo.Redis, nil)
+	defer rc.Close()
+	store, counting, err := openCounting(rc, cfg.Namespace, Projection, 0)
+	if err != nil {
+		return nil, err
+	}
+	var bl *billingLoad
+	if billing {
+		if bl, err = newBillingLoad(cfg.Seed, cfg.Rate, cfg.Duration); err != nil {
+			return nil, err
+		}
+	}
+
+	args := []string{"--brokers", strings.Join(topo.Brokers, ","), "--topic", cfg.Topic, "--group", group,
+		"--namespace", cfg.Namespace, "--projection", Projection, "--session-timeout", cfg.Session.String(),
+		"--wait-replicas", strconv.Itoa(cfg.WaitReplicas)}
+	fl := &fleet{binary: cfg.WorkerBinary, topo: topo, dir: cfg.WorkDir, min: 1, max: cfg.Replicas + 1,
+		args: append(args, topo.Redis.flags()...)}
+	if billing {
+		fl.command = billingWorker(cfg, group)
 	}
 	defer func() { // on an early return
 		if exits := fl.stopAll(30 * time.Second); len(exits) > 0 {
@@ -172,19 +255,50 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 	}
 
-	cl, err := kgo.NewClient(kgo.SeedBrokers(cfg.Brokers...))
+	cl, err := kgo.NewClient(kgo.SeedBrokers(topo.Brokers...))
 	if err != nil {
 		return nil, err
 	}
 	defer cl.Close()
 	adm := kadm.NewClient(cl)
+	liveGroup := func(ctx context.Context) (string, error) {
+		name, err := store.Live(ctx, proj)
+		if err != nil {
+			return "", err
+		}
+		_, v := framework.SplitVersionedName(name)
+		return framework.VersionGroup(group, v), nil
+	}
+
+	producer, err := kgo.NewClient(kgo.SeedBrokers(topo.Brokers...), kgo.DefaultProduceTopic(cfg.Topic),
+		kgo.RequiredAcks(kgo.AllISRAcks()), kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)),
+		kgo.ProducerLinger(0), kgo.RecordDeliveryTimeout(20*time.Second))
+	if err != nil {
+		return nil, err
+	}
+	defer producer.Close()
+	pois := newPoisoner(producer, cfg.Topic, cfg.Partitions)
+	defer pois.Close()
+	nem := &nemesis{fleet: fl, topo: topo, topic: cfg.Topic, partitions: cfg.Partitions, projection: proj,
+		poison: pois, logf: logf}
+	if cfg.CtlBinary != "" {
+		nem.ctl = func(ctx context.Context, args ...string) error {
+			return runProjectorctl(ctx, cfg, group, args...)
+		}
+	}
 
 	t := &truth{acked: map[string]uint64{}, uncertain: map[string]bool{}}
 	start := time.Now()
 	wctx, stopWorkload := context.WithDeadline(ctx, start.Add(cfg.Duration))
 	defer stopWorkload()
 	workDone := make(chan error, 1)
-	go func() { workDone <- runWorkload(wctx, cfg.Brokers, cfg.Topic, cfg.Streams, cfg.Rate, t) }()
+	if billing {
+		// Every event of the month must be appended: not bounded by the
+		// run's duration, only by ctx.
+		go func() { workDone <- bl.run(ctx, topo.Brokers, cfg.Topic, cfg.Rate) }()
+	} else {
+		go func() { workDone <- runWorkload(wctx, topo.Brokers, cfg.Topic, cfg.Streams, cfg.Rate, t) }()
+	}
 
 	var (
 		catchUp   sync.WaitGroup
@@ -200,7 +314,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		if ctx.Err() != nil {
 			break
 		}
-		ev := fl.inject(ctx, f, logf)
+		ev := nem.inject(ctx, f)
 		ev.CatchUpSeconds = -1
 		rep.Faults = append(rep.Faults, ev)
 		if ev.Skipped == "" {
@@ -209,7 +323,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			catchUp.Add(1)
 			go func() {
 				defer catchUp.Done()
-				if d, ok := catchUpAfter(ctx, adm, group, cfg.Topic, cfg.RecoverWithin); ok {
+				if d, ok := catchUpAfter(ctx, adm, liveGroup, cfg.Topic, cfg.RecoverWithin); ok {
 					catchUpMu.Lock()
 					caughtUp[i] = d.Seconds()
 					catchUpMu.Unlock()
@@ -220,39 +334,74 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if err := <-workDone; err != nil {
 		rep.Errors = append(rep.Errors, "workload: "+err.Error())
 	}
+	nem.admin.Wait()
 	quiet := time.Now()
 	rep.EventsAppended, rep.ProduceFailures = t.events.Load(), t.failures.Load()
+	if billing {
+		rep.EventsAppended, rep.ProduceFailures = bl.events.Load(), bl.failures.Load()
+	}
 	logf("workload and faults done: %d events acked, %d produce failures, %d replicas live", rep.EventsAppended, rep.ProduceFailures, fl.size())
 	if ctx.Err() != nil {
 		return rep, ctx.Err()
 	}
 
-	// Liveness: the group's lag reaches 0.
+	// Liveness: no rebuild left half-way, the live group's lag reaches 0,
+	// every partition has a worker, every worker is ready.
 	deadline := quiet.Add(cfg.RecoverWithin)
 	for {
-		lag, err := groupLag(ctx, adm, group, cfg.Topic)
-		if err == nil {
-			rep.LagAtEnd = lag
-		}
+		lag, err := settled(ctx, store, proj, adm, liveGroup, cfg.Topic)
+		rep.LagAtEnd = lag
 		if err == nil && lag == 0 {
 			rep.RecoverySeconds = time.Since(quiet).Seconds()
 			break
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
-			rep.Errors = append(rep.Errors, fmt.Sprintf("lag %d (%v) %v after the last fault", lag, err, cfg.RecoverWithin))
+			rep.Errors = append(rep.Errors, fmt.Sprintf("not settled %v after the last fault: lag %d (%v)", cfg.RecoverWithin, lag, err))
 			break
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
 	logf("lag %d after %.1fs", rep.LagAtEnd, time.Since(quiet).Seconds())
+	if rep.RecoverySeconds >= 0 {
+		if err := checkOwnersAndReadiness(ctx, adm, liveGroup, cfg.Topic, cfg.Partitions, fl, time.Until(deadline.Add(30*time.Second))); err != nil {
+			rep.Errors = append(rep.Errors, "liveness: "+err.Error())
+		}
+	}
 	catchUp.Wait()
 	for i, d := range caughtUp {
 		rep.Faults[i].CatchUpSeconds = d
 	}
 
-	// Safety: every acked event applied exactly once.
-	if err := check(ctx, cfg, projection, t, rep); err != nil {
+	// Safety: every acked event applied exactly once, in order, by the
+	// live version; every poison record parked as expected. Billing: the
+	// live read model equals the generator's month.
+	if billing {
+		if err := checkBilling(ctx, rc, cfg.Namespace, bl.expected, rep); err != nil {
+			rep.Errors = append(rep.Errors, "check: "+err.Error())
+		}
+		nem.mu.Lock()
+		rep.Admin = append(rep.Admin, nem.adminE...)
+		nem.mu.Unlock()
+	} else if live, err := counting.Live(ctx); err != nil {
 		rep.Errors = append(rep.Errors, "check: "+err.Error())
+	} else {
+		rep.LiveVersion = live.Name()
+		if err := check(ctx, rc, live, cfg.Streams, t, rep); err != nil {
+			rep.Errors = append(rep.Errors, "check: "+err.Error())
+		}
+		nem.mu.Lock()
+		cases := append([]PoisonCase(nil), nem.cases...)
+		rep.Admin = append(rep.Admin, nem.adminE...)
+		nem.mu.Unlock()
+		pv, err := checkPoison(ctx, store, live, live.Name(), rc, cases)
+		if err != nil {
+			rep.Errors = append(rep.Errors, "check poison: "+err.Error())
+		}
+		for _, v := range pv {
+			v.Violation.Detail = v.Detail
+			rep.add(v.Violation)
+		}
+		rep.Poison = cases
 	}
 	if exits := fl.stopAll(30 * time.Second); len(exits) > 0 {
 		rep.WorkerExits = append(rep.WorkerExits, exits...)
@@ -260,23 +409,136 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	return rep, nil
 }
 
-func check(ctx context.Context, cfg Config, projection string, t *truth, rep *Report) error {
-	_, p, closeFn, err := openProjection(cfg.RedisAddr, cfg.Namespace, projection)
+func (r *Report) add(v Violation) {
+	r.ViolationCounts[v.Kind]++
+	if len(r.Violations) < maxListed {
+		r.Violations = append(r.Violations, v)
+	}
+}
+
+// runProjectorctl runs the admin command against the run's servers. Redis
+// is reached at the server that holds the projection's keys now (the
+// Sentinels' master, or the Cluster master of its slot).
+func runProjectorctl(ctx context.Context, cfg Config, group string, args ...string) error {
+	addr, _, err := cfg.Topology.Redis.dataServer(ctx, "{"+cfg.projection()+"}")
 	if err != nil {
 		return err
 	}
-	defer closeFn()
-	rc := redis.NewClient(&redis.Options{Addr: cfg.RedisAddr})
-	defer rc.Close()
-	add := func(v Violation) {
-		rep.ViolationCounts[v.Kind]++
-		if len(rep.Violations) < maxListed {
-			rep.Violations = append(rep.Violations, v)
+	full := append([]string{"--brokers", strings.Join(cfg.Topology.Brokers, ","), "--topic", cfg.Topic, "--group", group,
+		"--namespace", cfg.Namespace, "--redis-url", "redis://" + addr, "--by", "projector-chaos"}, args...)
+	ctx, cancel := context.WithTimeout(ctx, 4*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, cfg.CtlBinary, full...)
+	cmd.Env = append(os.Environ(), "PROJECTOR_REDIS_URL=", "PROJECTOR_KAFKA_BROKERS=")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("projectorctl %s: %v: %s", strings.Join(args, " "), err, lastLines(string(out), 6))
+	}
+	return nil
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], " | ")
+}
+
+// settled returns the live group's lag once no rebuild is running (a
+// rebuild still building counts as not settled, -1).
+func settled(ctx context.Context, store *redischeckpoint.Store, projection string, adm *kadm.Client, liveGroup func(context.Context) (string, error), topic string) (int64, error) {
+	vs, err := store.Versions(ctx, projection)
+	if err != nil {
+		return -1, err
+	}
+	if vs.Building != nil {
+		return -1, fmt.Errorf("rebuild of version %d still building", vs.Building.Version)
+	}
+	g, err := liveGroup(ctx)
+	if err != nil {
+		return -1, err
+	}
+	return groupLag(ctx, adm, g, topic)
+}
+
+// checkOwnersAndReadiness waits up to bound until every partition of
+// topic is assigned to a member of the live group and every live worker
+// answers /readyz with 200.
+func checkOwnersAndReadiness(ctx context.Context, adm *kadm.Client, liveGroup func(context.Context) (string, error), topic string, partitions int32, fl *fleet, bound time.Duration) error {
+	deadline := time.Now().Add(max(bound, 10*time.Second))
+	var last error
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		last = ownersAndReady(ctx, adm, liveGroup, topic, partitions, fl)
+		if last == nil {
+			return nil
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	return last
+}
+
+func ownersAndReady(ctx context.Context, adm *kadm.Client, liveGroup func(context.Context) (string, error), topic string, partitions int32, fl *fleet) error {
+	g, err := liveGroup(ctx)
+	if err != nil {
+		return err
+	}
+	described, err := adm.DescribeGroups(ctx, g)
+	if err != nil {
+		return err
+	}
+	d, ok := described[g]
+	if !ok || d.Err != nil {
+		return fmt.Errorf("describe group %s: %v", g, d.Err)
+	}
+	owned := map[int32]bool{}
+	for _, m := range d.Members {
+		if a, ok := m.Assigned.AsConsumer(); ok {
+			for _, t := range a.Topics {
+				if t.Topic == topic {
+					for _, p := range t.Partitions {
+						owned[p] = true
+					}
+				}
+			}
 		}
 	}
-	for i := range cfg.Streams {
+	var orphans []string
+	for p := range partitions {
+		if !owned[p] {
+			orphans = append(orphans, strconv.Itoa(int(p)))
+		}
+	}
+	if len(orphans) > 0 {
+		return fmt.Errorf("partitions %s of %s have no worker in group %s (%d members, state %s)", strings.Join(orphans, ","), topic, g, len(d.Members), d.State)
+	}
+	fl.mu.Lock()
+	live := append([]*replica(nil), fl.live...)
+	fl.mu.Unlock()
+	hc := &http.Client{Timeout: 5 * time.Second}
+	for _, r := range live {
+		addr, err := os.ReadFile(r.addFile)
+		if err != nil {
+			return fmt.Errorf("replica %s: no HTTP address: %v", r.id, err)
+		}
+		resp, err := hc.Get("http://" + string(addr) + "/readyz")
+		if err != nil {
+			return fmt.Errorf("replica %s /readyz: %v", r.id, err)
+		}
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 2048))
+		_ = resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("replica %s /readyz: %d %s", r.id, resp.StatusCode, strings.TrimSpace(string(body)))
+		}
+	}
+	return nil
+}
+
+func check(ctx context.Context, rc redis.UniversalClient, p *redischeckpoint.AtomicProjection, streams int, t *truth, rep *Report) error {
+	for i := range streams {
 		s := StreamName(i)
 		got, err := rc.HGetAll(ctx, p.Key(AppliedKeyPart, s)).Result()
+		if err != nil {
+			return err
+		}
+		at, err := rc.HGetAll(ctx, p.Key(AtKeyPart, s)).Result()
 		if err != nil {
 			return err
 		}
@@ -296,13 +558,21 @@ func check(ctx context.Context, cfg Config, projection string, t *truth, rep *Re
 			rep.EventsChecked++
 			switch n := counts[seq]; {
 			case n == 0:
-				add(Violation{Kind: "lost", Stream: s, Sequence: seq})
+				rep.add(Violation{Kind: "lost", Stream: s, Sequence: seq})
 			case n > 1:
-				add(Violation{Kind: "duplicated", Stream: s, Sequence: seq, Count: n})
+				rep.add(Violation{Kind: "duplicated", Stream: s, Sequence: seq, Count: n})
 			}
 		}
 		sort.Slice(seqs, func(a, b int) bool { return seqs[a] < seqs[b] })
+		var prevAt int64
 		for _, seq := range seqs {
+			if ts, err := strconv.ParseInt(at[strconv.FormatUint(seq, 10)], 10, 64); err == nil {
+				if ts < prevAt {
+					rep.add(Violation{Kind: "out-of-order", Stream: s, Sequence: seq,
+						Detail: fmt.Sprintf("applied %s before sequence %d", time.Duration(prevAt-ts), seq-1)})
+				}
+				prevAt = ts
+			}
 			if seq <= acked {
 				continue
 			}
@@ -311,7 +581,7 @@ func check(ctx context.Context, cfg Config, projection string, t *truth, rep *Re
 			if t.uncertain[s] && seq == acked+1 && counts[seq] == 1 {
 				continue
 			}
-			add(Violation{Kind: "unexpected", Stream: s, Sequence: seq, Count: counts[seq]})
+			rep.add(Violation{Kind: "unexpected", Stream: s, Sequence: seq, Count: counts[seq]})
 		}
 	}
 	return nil
@@ -319,7 +589,7 @@ func check(ctx context.Context, cfg Config, projection string, t *truth, rep *Re
 
 // catchUpAfter measures how long the group takes, from now, to commit every
 // record of topic appended before now.
-func catchUpAfter(ctx context.Context, adm *kadm.Client, group, topic string, bound time.Duration) (time.Duration, bool) {
+func catchUpAfter(ctx context.Context, adm *kadm.Client, liveGroup func(context.Context) (string, error), topic string, bound time.Duration) (time.Duration, bool) {
 	start := time.Now()
 	ends, err := adm.ListEndOffsets(ctx, topic)
 	if err == nil {
@@ -329,6 +599,11 @@ func catchUpAfter(ctx context.Context, adm *kadm.Client, group, topic string, bo
 		return 0, false
 	}
 	for time.Since(start) < bound && ctx.Err() == nil {
+		group, err := liveGroup(ctx)
+		if err != nil {
+			time.Sleep(100 * time.Millisecond)
+			continue
+		}
 		committed, err := adm.FetchOffsets(ctx, group)
 		if err == nil && committed.Error() == nil {
 			done := true
@@ -378,14 +653,21 @@ func groupLag(ctx context.Context, adm *kadm.Client, group, topic string) (int64
 func (r *Report) WriteText(w io.Writer) {
 	fmt.Fprintf(w, "seed            %d\n", r.Seed)
 	fmt.Fprintf(w, "topology        %s\n", r.Topology)
+	fmt.Fprintf(w, "fault kinds     %s (checkpoints wait for %d Redis replica(s))\n", strings.Join(r.Kinds, " "), r.WaitReplicas)
 	fmt.Fprintf(w, "topic           %s (group %s, namespace %s)\n", r.Topic, r.Group, r.Namespace)
-	fmt.Fprintf(w, "duration        %s, %d replicas at start (1..%d), %d streams, session %s\n", r.Duration, r.Replicas, r.Replicas+1, r.Streams, r.Session)
+	if r.Workload == WorkloadBilling {
+		fmt.Fprintf(w, "workload        billing: a generated MABIS month appended with kafkastore.Store, billing worker processes\n")
+		fmt.Fprintf(w, "duration        %s, %d replicas at start (1..%d), session %s\n", r.Duration, r.Replicas, r.Replicas+1, r.Session)
+	} else {
+		fmt.Fprintf(w, "workload        counter: raw-producer events, counting worker processes\n")
+		fmt.Fprintf(w, "duration        %s, %d replicas at start (1..%d), %d streams, session %s\n", r.Duration, r.Replicas, r.Replicas+1, r.Streams, r.Session)
+	}
 	fmt.Fprintf(w, "events appended %d acked (%d produce failures)\n", r.EventsAppended, r.ProduceFailures)
 	fmt.Fprintf(w, "fault schedule  (%d planned)\n", len(r.Schedule))
 	for _, e := range r.Faults {
 		s := "  " + e.Fault.String() + "  at " + e.Time.UTC().Format("15:04:05.000")
-		if e.Replica != "" {
-			s += "  " + e.Replica
+		if e.Target != "" {
+			s += "  " + e.Target
 		}
 		if e.Skipped != "" {
 			s += "  skipped: " + e.Skipped
@@ -396,8 +678,8 @@ func (r *Report) WriteText(w io.Writer) {
 		}
 		fmt.Fprintln(w, s)
 	}
-	kinds := make([]string, 0, len(FaultKinds))
-	for _, k := range FaultKinds {
+	kinds := make([]string, 0, len(r.Kinds))
+	for _, k := range r.Kinds {
 		kinds = append(kinds, fmt.Sprintf("%s=%d", k, r.FaultsPerKind[k]))
 	}
 	fmt.Fprintf(w, "faults injected %s\n", strings.Join(kinds, " "))
@@ -409,10 +691,32 @@ func (r *Report) WriteText(w io.Writer) {
 	} else {
 		fmt.Fprintf(w, "recovery        NOT REACHED (lag %d)\n", r.LagAtEnd)
 	}
-	fmt.Fprintf(w, "checked         %d (stream, sequence) pairs\n", r.EventsChecked)
-	fmt.Fprintf(w, "violations      lost=%d duplicated=%d unexpected=%d\n", r.ViolationCounts["lost"], r.ViolationCounts["duplicated"], r.ViolationCounts["unexpected"])
+	if r.Workload == WorkloadBilling {
+		fmt.Fprintf(w, "checked         %d quarter-hour values of every balance group, and every group's totals, in %s\n", r.EventsChecked, r.LiveVersion)
+	} else {
+		fmt.Fprintf(w, "checked         %d (stream, sequence) pairs in %s\n", r.EventsChecked, r.LiveVersion)
+	}
+	if len(r.Poison) > 0 {
+		per := map[string]int{}
+		for _, c := range r.Poison {
+			per[c.Kind]++
+		}
+		var parts []string
+		for _, k := range sortedKeys(per) {
+			parts = append(parts, fmt.Sprintf("%s=%d", k, per[k]))
+		}
+		fmt.Fprintf(w, "poison streams  %d checked parked as expected, held events not applied (%s)\n", len(r.Poison), strings.Join(parts, " "))
+	}
+	var counts []string
+	for _, k := range sortedKeys(r.ViolationCounts) {
+		counts = append(counts, fmt.Sprintf("%s=%d", k, r.ViolationCounts[k]))
+	}
+	fmt.Fprintf(w, "violations      %s\n", strings.Join(counts, " "))
 	for _, v := range r.Violations {
-		fmt.Fprintf(w, "  %-10s %s seq %d (count %d)\n", v.Kind, v.Stream, v.Sequence, v.Count)
+		fmt.Fprintf(w, "  %-12s %s seq %d (count %d) %s\n", v.Kind, v.Stream, v.Sequence, v.Count, v.Detail)
+	}
+	for _, e := range r.Admin {
+		fmt.Fprintf(w, "admin           %s\n", e)
 	}
 	for _, e := range r.WorkerExits {
 		fmt.Fprintf(w, "worker exit     %s\n", e)
