@@ -30,7 +30,7 @@ type readModel struct {
 }
 
 func openReadModel(o options, client redis.UniversalClient) (*readModel, error) {
-	store, err := redischeckpoint.New(redischeckpoint.Config{Client: client, Namespace: o.namespace, Logger: o.logger})
+	store, err := redischeckpoint.New(redischeckpoint.Config{Client: client, Namespace: o.namespace, Logger: o.logger, WaitReplicas: o.waitReplicas})
 	if err != nil {
 		return nil, err
 	}

@@ -80,6 +80,8 @@ type options struct {
 	redisPass string
 	redisCA   string
 	namespace string
+	// waitReplicas is redischeckpoint.Config.WaitReplicas.
+	waitReplicas int
 	// sessionTimeout is the consumer group session timeout; 0 is
 	// franz-go's default (45s).
 	sessionTimeout time.Duration
@@ -132,6 +134,7 @@ func parseFlags(cmd string, args []string, stderr io.Writer) (options, error) {
 	redisUser := fs.String("redis-username", envOr("PROJECTOR_REDIS_USERNAME", ""), "Redis ACL user; the password comes from PROJECTOR_REDIS_PASSWORD (PROJECTOR_REDIS_USERNAME)")
 	redisCA := fs.String("redis-tls-ca", envOr("PROJECTOR_REDIS_TLS_CA_FILE", ""), "PEM file of the CA of Redis's certificate, for a rediss:// URL (PROJECTOR_REDIS_TLS_CA_FILE)")
 	namespace := fs.String("redis-namespace", envOr("PROJECTOR_REDIS_NAMESPACE", redischeckpoint.DefaultNamespace), "prefix of every Redis key (PROJECTOR_REDIS_NAMESPACE)")
+	waitReplicas := fs.String("redis-wait-replicas", envOr("PROJECTOR_REDIS_WAIT_REPLICAS", "0"), "checkpoints wait until this many Redis replicas have them before offsets are committed, so a failover never loses what a commit relies on; 0: off (PROJECTOR_REDIS_WAIT_REPLICAS)")
 	session := fs.String("kafka-session-timeout", envOr("PROJECTOR_KAFKA_SESSION_TIMEOUT", "45s"), "how long the group waits for a replica that stopped answering before its partitions move (PROJECTOR_KAFKA_SESSION_TIMEOUT)")
 	replicas := fs.String("replicas", envOr("PROJECTOR_REPLICAS", "3"), "demo: runner replicas in the process (PROJECTOR_REPLICAS)")
 	shutdown := fs.String("shutdown-timeout", envOr("PROJECTOR_SHUTDOWN_TIMEOUT", "30s"), "time to finish the batch, store cursors, commit and leave the group after SIGTERM (PROJECTOR_SHUTDOWN_TIMEOUT)")
@@ -160,6 +163,9 @@ func parseFlags(cmd string, args []string, stderr io.Writer) (options, error) {
 	}
 	if o.malos, err = strconv.Atoi(*malos); err != nil || o.malos < 1 {
 		errs = append(errs, fmt.Errorf("-malos %q: want a positive number", *malos))
+	}
+	if o.waitReplicas, err = strconv.Atoi(*waitReplicas); err != nil || o.waitReplicas < 0 {
+		errs = append(errs, fmt.Errorf("-redis-wait-replicas %q: want 0 or a positive number", *waitReplicas))
 	}
 	if o.partitions, err = strconv.Atoi(*partitions); err != nil || o.partitions < 1 {
 		errs = append(errs, fmt.Errorf("-partitions %q: want a positive number", *partitions))

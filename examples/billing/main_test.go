@@ -87,6 +87,13 @@ func TestFlags(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "-month") || !strings.Contains(err.Error(), "-malos") {
 		t.Errorf("bad flags: %v, want both named", err)
 	}
+	t.Setenv("PROJECTOR_REDIS_WAIT_REPLICAS", "1")
+	if o, err := parseFlags("worker", nil, &syncBuffer{}); err != nil || o.waitReplicas != 1 {
+		t.Errorf("PROJECTOR_REDIS_WAIT_REPLICAS=1: waitReplicas %d, %v", o.waitReplicas, err)
+	}
+	if _, err := parseFlags("worker", []string{"-redis-wait-replicas", "-1"}, &syncBuffer{}); err == nil || !strings.Contains(err.Error(), "-redis-wait-replicas") {
+		t.Errorf("-redis-wait-replicas -1: %v, want it named", err)
+	}
 	if err := run(t.Context(), []string{"frobnicate"}, &syncBuffer{}, &syncBuffer{}); err == nil {
 		t.Error("an unknown command ran")
 	}

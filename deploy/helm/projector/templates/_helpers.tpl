@@ -144,6 +144,10 @@ the TLS CA files from the mounted TLS Secret.
 {{- end }}
 - name: PROJECTOR_REDIS_URL
   value: {{ .Values.redis.url | quote }}
+{{- with .Values.redis.waitReplicas }}
+- name: PROJECTOR_REDIS_WAIT_REPLICAS
+  value: {{ . | quote }}
+{{- end }}
 {{- if .Values.redis.auth.enabled }}
 - name: PROJECTOR_REDIS_USERNAME
   valueFrom:
