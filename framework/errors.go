@@ -73,6 +73,16 @@ var (
 	// consumer group and waits for the reset.
 	ErrResetPending = errors.New("framework: a replay's reset of the read model is pending")
 
+	// ErrUnavailable reports that a store cannot serve a request now: it
+	// is unreachable, still loading its data after a restart, read-only
+	// after a failover demoted it, or busy. The event is not at fault:
+	// runners retry it in place, with backoff, for as long as that lasts,
+	// and never park a stream for it. Stores return errors that match it
+	// with [errors.Is]; a projection that writes to a store of its own
+	// returns one for such failures (for example by wrapping with
+	// fmt.Errorf("…: %w", framework.ErrUnavailable)).
+	ErrUnavailable = errors.New("framework: store unavailable")
+
 	// ErrVersionClosed reports a write refused because its read-model
 	// version is no longer live or being built: a rebuild replaced it, or
 	// its rebuild was aborted (see [Versions]). Nothing was stored.

@@ -373,7 +373,9 @@ func (s *session) applyRun(ctx context.Context, run []unit) ([]unit, error) {
 		if err == nil {
 			return nil, nil
 		}
-		if fatal(err) {
+		if fatal(err) || errors.Is(err, framework.ErrUnavailable) {
+			// Unavailable: the store's fault, not the event's. The step
+			// retries the batch in place for as long as it lasts.
 			return run, err
 		}
 		failed := run[0]
@@ -388,7 +390,7 @@ func (s *session) applyRun(ctx context.Context, run []unit) ([]unit, error) {
 			run = run[1:]
 			continue
 		}
-		if fatal(err) {
+		if fatal(err) || errors.Is(err, framework.ErrUnavailable) {
 			return run, err
 		}
 		reason := framework.ParkApplyFailed
@@ -507,7 +509,7 @@ func (s *session) retry(ctx context.Context, u unit, err error) (int, error) {
 	policy := s.r.cfg.Retry
 	attempt := 1
 	for ; attempt < policy.Attempts; attempt++ {
-		if errors.Is(err, framework.ErrSequenceGap) || fatal(err) {
+		if errors.Is(err, framework.ErrSequenceGap) || fatal(err) || errors.Is(err, framework.ErrUnavailable) {
 			return attempt, err
 		}
 		s.r.cfg.Logger.Warn("apply failed; retrying", "stream", e.StreamID, "sequence", e.Sequence, "attempt", attempt, "err", err)

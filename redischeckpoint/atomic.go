@@ -296,6 +296,10 @@ func (p *AtomicProjection) run(ctx context.Context, args []any, events []framewo
 		if status == "PARTIAL" {
 			we.Kind = ErrPartialWrite
 			p.stop(we)
+		} else if unavailableCode(we.Code) {
+			// Nothing written, and the server, not the event, refused it
+			// (a replica after a failover, out of memory): retried.
+			return int(processed), &UnavailableError{Projection: p.keys.name, Err: we}
 		}
 		return int(processed), we
 	}

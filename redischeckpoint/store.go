@@ -211,6 +211,9 @@ func (s *Store) scriptError(ctx context.Context, k keys, err error, streams []st
 		value, _ := s.client.HGet(context.WithoutCancel(ctx), k.cursors, field).Result()
 		return &CorruptCursorError{Key: k.cursors, Field: field, Value: value}
 	}
+	if unavailable(err) {
+		return &UnavailableError{Projection: k.name, Err: err}
+	}
 	return fmt.Errorf("redischeckpoint: projection %s: %w", k.name, err)
 }
 
