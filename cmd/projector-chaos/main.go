@@ -110,10 +110,12 @@ func suite(args []string) int {
 		cfg.Topology = t
 	}
 	if *schedule {
-		if len(cfg.Kinds) == 0 {
-			cfg.Kinds = chaos.Kinds(cfg.Topology, cfg.CtlBinary != "none")
+		if cfg.CtlBinary == "" {
+			cfg.CtlBinary = "projectorctl" // as a run builds it
+		} else if cfg.CtlBinary == "none" {
+			cfg.CtlBinary = ""
 		}
-		for _, f := range chaos.Schedule(cfg.Seed, cfg.Duration, cfg.Session, cfg.Kinds) {
+		for _, f := range cfg.PlannedSchedule() {
 			fmt.Println(f)
 		}
 		return 0

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/projector-dev/projector/internal/tcpproxy"
 )
@@ -373,11 +375,20 @@ type nemesis struct {
 	ctl    func(ctx context.Context, args ...string) error
 	poison *poisoner
 	logf   func(string, ...any)
+	// prefixCheck checks the read model of version name as a prefix
+	// (before a replay resets it); nil: none (billing).
+	prefixCheck func(ctx context.Context, name, label string)
+	// store reads the live version, for prefixCheck.
+	live func(ctx context.Context) (string, error)
 
 	mu     sync.Mutex
 	admin  sync.WaitGroup // admin faults running in the background
 	cases  []PoisonCase
 	adminE []string
+	// adminFailed holds, per fault index, why its admin command failed.
+	adminFailed map[int]string
+	// serverErrs are servers the nemesis could not start again.
+	serverErrs []string
 }
 
 func eachProxy(ps []*tcpproxy.Proxy, f func(*tcpproxy.Proxy)) {
@@ -386,8 +397,8 @@ func eachProxy(ps []*tcpproxy.Proxy, f func(*tcpproxy.Proxy)) {
 	}
 }
 
-// inject runs one fault.
-func (n *nemesis) inject(ctx context.Context, ft Fault) Event {
+// inject runs one fault; idx is its index in the report.
+func (n *nemesis) inject(ctx context.Context, ft Fault, idx int) Event {
 	f := n.fleet
 	ev := Event{Fault: ft, Time: time.Now()}
 	defer func() { ev.Ended = time.Now() }()
@@ -465,9 +476,23 @@ func (n *nemesis) inject(ctx context.Context, ft Fault) Event {
 	case FaultFailover:
 		n.failover(ctx, &ev)
 	case FaultRebuild:
-		n.background(ctx, &ev, "rebuild", n.projection, "--yes", "--grace", "5s", "--reason", "chaos")
+		// Half the rebuilds keep the replaced version (checked at the
+		// end), half drop it after a grace period (the retire path).
+		if ft.Pick%2 == 0 {
+			n.background(ctx, &ev, idx, nil, "rebuild", n.projection, "--yes", "--keep", "--reason", "chaos")
+		} else {
+			n.background(ctx, &ev, idx, nil, "rebuild", n.projection, "--yes", "--grace", "5s", "--reason", "chaos")
+		}
 	case FaultReplay:
-		n.background(ctx, &ev, "replay", n.projection, "--yes", "--reason", "chaos")
+		var before func(context.Context)
+		if n.prefixCheck != nil && n.live != nil {
+			before = func(ctx context.Context) {
+				if name, err := n.live(ctx); err == nil {
+					n.prefixCheck(ctx, name, "before the replay at "+ev.Time.UTC().Format("15:04:05.000"))
+				}
+			}
+		}
+		n.background(ctx, &ev, idx, before, "replay", n.projection, "--yes", "--reason", "chaos")
 	case FaultPoison:
 		kind := PoisonKinds[int(ft.Pick)%len(PoisonKinds)]
 		c, err := n.poison.inject(ctx, kind)
@@ -496,6 +521,10 @@ func (n *nemesis) serverDown(ctx context.Context, ft Fault, ev *Event, name, why
 	serverMu.Lock()
 	defer serverMu.Unlock()
 	ev.Target = name + " (" + why + ")"
+	if err := runCtl(ctx, n.topo.Ctl, "pid", name); err != nil {
+		ev.Skipped = name + " is not running: " + err.Error()
+		return
+	}
 	if err := runCtl(ctx, n.topo.Ctl, "kill", name); err != nil {
 		ev.Skipped = err.Error()
 		return
@@ -505,11 +534,78 @@ func (n *nemesis) serverDown(ctx context.Context, ft Fault, ev *Event, name, why
 	case <-ctx.Done():
 	}
 	// Not ctx: a server left down would break every later run.
-	if err := runCtl(context.Background(), n.topo.Ctl, "start", name); err != nil {
+	fail := func(err error) {
 		n.mu.Lock()
-		n.adminE = append(n.adminE, fmt.Sprintf("%s: start %s: %v", ft.Kind, name, err))
+		n.serverErrs = append(n.serverErrs, fmt.Sprintf("%s: %s: %v", ft.Kind, name, err))
 		n.mu.Unlock()
 	}
+	if err := runCtl(context.Background(), n.topo.Ctl, "start", name); err != nil {
+		fail(err)
+		return
+	}
+	// The next server fault waits until this one has recovered: every
+	// partition fully replicated again, or the Redis replicas linked, so
+	// two faults never add up to more than one server down.
+	if err := n.waitRecovered(context.Background(), 2*time.Minute); err != nil {
+		fail(err)
+	}
+}
+
+// waitRecovered waits until every partition of every topic has its full
+// ISR and every Redis replica of the topology is linked to its master.
+func (n *nemesis) waitRecovered(ctx context.Context, bound time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, bound)
+	defer cancel()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(n.topo.Brokers...))
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	var last error
+	for {
+		last = n.recovered(ctx, adm)
+		if last == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("not recovered within %v: %w", bound, last)
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+func (n *nemesis) recovered(ctx context.Context, adm *kadm.Client) error {
+	md, err := adm.Metadata(ctx)
+	if err != nil {
+		return err
+	}
+	if len(md.Brokers) < len(n.topo.KafkaNodes) {
+		return fmt.Errorf("%d of %d brokers in the metadata", len(md.Brokers), len(n.topo.KafkaNodes))
+	}
+	for _, td := range md.Topics {
+		for _, pd := range td.Partitions {
+			if len(pd.ISR) < len(pd.Replicas) {
+				return fmt.Errorf("%s partition %d: ISR %v of replicas %v", td.Topic, pd.Partition, pd.ISR, pd.Replicas)
+			}
+		}
+	}
+	if n.topo.Redis.MasterName == "" {
+		return nil
+	}
+	for addr := range n.topo.Redis.Servers {
+		c := redis.NewClient(&redis.Options{Addr: addr})
+		info, err := c.Info(ctx, "replication").Result()
+		_ = c.Close()
+		if err != nil {
+			return fmt.Errorf("redis %s: %w", addr, err)
+		}
+		if strings.Contains(info, "role:slave") && !strings.Contains(info, "master_link_status:up") {
+			return fmt.Errorf("redis %s: replica not linked to its master", addr)
+		}
+	}
+	return nil
 }
 
 // failover asks a Sentinel to fail the master over and waits until the
@@ -536,26 +632,37 @@ func (n *nemesis) failover(ctx context.Context, ev *Event) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	ev.Target = n.topo.Redis.Servers[before] + " -> (no new master within 30s)"
+	ev.Target = n.topo.Redis.Servers[before]
+	ev.Skipped = "the Sentinels named no new master within 30s"
 }
 
 // background runs projectorctl args without holding up the next faults:
-// an admin acts while replicas crash around it. Its outcome is logged and
-// kept for the report.
-func (n *nemesis) background(ctx context.Context, ev *Event, args ...string) {
+// an admin acts while replicas crash around it. before, when set, runs
+// first. Its outcome is logged and kept for the report: a command that
+// failed (or was refused, as a replay during a rebuild is) does not count
+// as an injected fault.
+func (n *nemesis) background(ctx context.Context, ev *Event, idx int, before func(context.Context), args ...string) {
 	if n.ctl == nil {
 		ev.Skipped = "no projectorctl"
 		return
 	}
 	ev.Target = "projectorctl " + strings.Join(args, " ")
+	at := ev.Time
 	n.admin.Add(1)
 	go func() {
 		defer n.admin.Done()
+		if before != nil {
+			before(ctx)
+		}
 		err := n.ctl(ctx, args...)
 		n.mu.Lock()
 		defer n.mu.Unlock()
 		if err != nil {
-			n.adminE = append(n.adminE, fmt.Sprintf("%s at %s: %v", args[0], ev.Time.UTC().Format("15:04:05.000"), err))
+			if n.adminFailed == nil {
+				n.adminFailed = map[int]string{}
+			}
+			n.adminFailed[idx] = err.Error()
+			n.adminE = append(n.adminE, fmt.Sprintf("%s at %s: %v", args[0], at.UTC().Format("15:04:05.000"), err))
 			n.logf("admin %s failed: %v", args[0], err)
 			return
 		}

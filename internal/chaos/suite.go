@@ -124,6 +124,13 @@ func (c *Config) projection() string {
 var billingKinds = map[string]bool{FaultKill: true, FaultZombie: true, FaultScaleUp: true, FaultScaleDown: true,
 	FaultRedisPartition: true, FaultLatency: true, FaultReset: true, FaultRebuild: true, FaultReplay: true}
 
+// PlannedSchedule is the schedule a run of cfg injects (after the
+// defaults: the kinds the topology and workload allow).
+func (c Config) PlannedSchedule() []Fault {
+	c.setDefaults()
+	return Schedule(c.Seed, c.Duration, c.Session, c.Kinds)
+}
+
 // GroupName is the consumer group of the workers of a run on topic.
 func GroupName(topic string) string { return topic + ".counter" }
 
@@ -171,6 +178,18 @@ type Report struct {
 	Violations      []Violation    `json:"violations"`
 	WorkerExits     []string       `json:"worker_exit_errors,omitempty"`
 	Errors          []string       `json:"errors,omitempty"`
+	// UncertainStreams are streams whose produce failed (no more events
+	// went to them).
+	UncertainStreams int    `json:"uncertain_streams"`
+	Rate             int    `json:"rate"`
+	Partitions       int32  `json:"partitions"`
+	RecoverWithin    string `json:"recover_within"`
+	// PrefixChecks are the read models checked before they were reset or
+	// retired (the live version before a replay, every retired version
+	// kept by a rebuild's --keep).
+	PrefixChecks []string `json:"prefix_checks,omitempty"`
+
+	mu sync.Mutex
 }
 
 // Failed reports whether the run found a violation or could not finish.
@@ -179,7 +198,7 @@ func (r *Report) Failed() bool {
 	for _, c := range r.ViolationCounts {
 		n += c
 	}
-	return n > 0 || len(r.Errors) > 0 || r.LagAtEnd != 0
+	return n > 0 || len(r.Errors) > 0 || len(r.WorkerExits) > 0 || r.LagAtEnd != 0
 }
 
 // Run runs the suite once.
@@ -207,6 +226,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		Seed: cfg.Seed, Topology: topo.String(), Workload: cfg.Workload, Kinds: cfg.Kinds, WaitReplicas: cfg.WaitReplicas,
 		Topic: cfg.Topic, Namespace: cfg.Namespace, Group: group, Duration: cfg.Duration.String(),
 		Replicas: cfg.Replicas, Streams: cfg.Streams, Session: cfg.Session.String(),
+		Rate: cfg.Rate, Partitions: cfg.Partitions, RecoverWithin: cfg.RecoverWithin.String(),
 		FaultsPerKind: map[string]int{}, ViolationCounts: map[string]int{"lost": 0, "duplicated": 0, "unexpected": 0, "out-of-order": 0},
 		RecoverySeconds: -1, LagAtEnd: -1,
 	}
@@ -286,8 +306,27 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			return runProjectorctl(ctx, cfg, group, args...)
 		}
 	}
+	nem.live = func(ctx context.Context) (string, error) { return store.Live(ctx, proj) }
 
 	t := &truth{acked: map[string]uint64{}, uncertain: map[string]bool{}}
+	if !billing {
+		// Before a replay resets the live read model, and at the end for
+		// every version a rebuild retired: what they applied is checked as
+		// a prefix, so faults before a reset leave evidence.
+		nem.prefixCheck = func(ctx context.Context, name, label string) {
+			v, err := counting.Version(name)
+			if err == nil {
+				err = checkApplied(ctx, rc, v, cfg.Streams, t, true, label, rep.add, nil)
+			}
+			rep.mu.Lock()
+			defer rep.mu.Unlock()
+			if err != nil {
+				rep.Errors = append(rep.Errors, fmt.Sprintf("prefix check of %s (%s): %v", name, label, err))
+				return
+			}
+			rep.PrefixChecks = append(rep.PrefixChecks, name+" "+label)
+		}
+	}
 	start := time.Now()
 	wctx, stopWorkload := context.WithDeadline(ctx, start.Add(cfg.Duration))
 	defer stopWorkload()
@@ -314,11 +353,10 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		if ctx.Err() != nil {
 			break
 		}
-		ev := nem.inject(ctx, f)
+		ev := nem.inject(ctx, f, len(rep.Faults))
 		ev.CatchUpSeconds = -1
 		rep.Faults = append(rep.Faults, ev)
 		if ev.Skipped == "" {
-			rep.FaultsPerKind[f.Kind]++
 			i := len(rep.Faults) - 1
 			catchUp.Add(1)
 			go func() {
@@ -331,12 +369,28 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			}()
 		}
 	}
+	nem.admin.Wait()
 	if err := <-workDone; err != nil {
 		rep.Errors = append(rep.Errors, "workload: "+err.Error())
 	}
-	nem.admin.Wait()
+	// A fault counts as injected only if it was: an admin command that
+	// failed or was refused is listed, not counted.
+	nem.mu.Lock()
+	for i := range rep.Faults {
+		if err, ok := nem.adminFailed[i]; ok {
+			rep.Faults[i].Skipped = "projectorctl: " + err
+		}
+		if rep.Faults[i].Skipped == "" {
+			rep.FaultsPerKind[rep.Faults[i].Kind]++
+		}
+	}
+	rep.Errors = append(rep.Errors, nem.serverErrs...)
+	nem.mu.Unlock()
 	quiet := time.Now()
 	rep.EventsAppended, rep.ProduceFailures = t.events.Load(), t.failures.Load()
+	t.mu.Lock()
+	rep.UncertainStreams = len(t.uncertain)
+	t.mu.Unlock()
 	if billing {
 		rep.EventsAppended, rep.ProduceFailures = bl.events.Load(), bl.failures.Load()
 	}
@@ -389,6 +443,15 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		if err := check(ctx, rc, live, cfg.Streams, t, rep); err != nil {
 			rep.Errors = append(rep.Errors, "check: "+err.Error())
 		}
+		if vs, err := store.Versions(ctx, Projection); err != nil {
+			rep.Errors = append(rep.Errors, "check: "+err.Error())
+		} else {
+			for _, r := range vs.Retiring {
+				if name := framework.VersionedName(Projection, r.Version); r.Keep && name != live.Name() {
+					nem.prefixCheck(ctx, name, "retired, kept by rebuild --keep")
+				}
+			}
+		}
 		nem.mu.Lock()
 		cases := append([]PoisonCase(nil), nem.cases...)
 		rep.Admin = append(rep.Admin, nem.adminE...)
@@ -410,6 +473,8 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 }
 
 func (r *Report) add(v Violation) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	r.ViolationCounts[v.Kind]++
 	if len(r.Violations) < maxListed {
 		r.Violations = append(r.Violations, v)
@@ -532,6 +597,23 @@ func ownersAndReady(ctx context.Context, adm *kadm.Client, liveGroup func(contex
 }
 
 func check(ctx context.Context, rc redis.UniversalClient, p *redischeckpoint.AtomicProjection, streams int, t *truth, rep *Report) error {
+	return checkApplied(ctx, rc, p, streams, t, false, "", rep.add, &rep.EventsChecked)
+}
+
+// checkApplied checks the applied counts and times of p's read model
+// against the ground truth and reports each violation to add. Complete:
+// every acked sequence must be applied exactly once. Prefix (a retired
+// version, or the live one before a replay resets it): the applied
+// sequences of each stream must be 1..m, each once, m at most the acked.
+// label, when set, is added to each violation's detail. checked, when
+// set, counts the pairs checked.
+func checkApplied(ctx context.Context, rc redis.UniversalClient, p *redischeckpoint.AtomicProjection, streams int, t *truth, prefix bool, label string, add func(Violation), checked *int64) error {
+	report := func(v Violation) {
+		if label != "" {
+			v.Detail = strings.TrimSpace(v.Detail + " (" + label + ")")
+		}
+		add(v)
+	}
 	for i := range streams {
 		s := StreamName(i)
 		got, err := rc.HGetAll(ctx, p.Key(AppliedKeyPart, s)).Result()
@@ -542,7 +624,9 @@ func check(ctx context.Context, rc redis.UniversalClient, p *redischeckpoint.Ato
 		if err != nil {
 			return err
 		}
-		acked := t.acked[s]
+		t.mu.Lock()
+		acked, uncertain := t.acked[s], t.uncertain[s]
+		t.mu.Unlock()
 		counts := map[uint64]int64{}
 		var seqs []uint64
 		for field, v := range got {
@@ -554,21 +638,30 @@ func check(ctx context.Context, rc redis.UniversalClient, p *redischeckpoint.Ato
 			counts[seq] = n
 			seqs = append(seqs, seq)
 		}
-		for seq := uint64(1); seq <= acked; seq++ {
-			rep.EventsChecked++
-			switch n := counts[seq]; {
-			case n == 0:
-				rep.add(Violation{Kind: "lost", Stream: s, Sequence: seq})
-			case n > 1:
-				rep.add(Violation{Kind: "duplicated", Stream: s, Sequence: seq, Count: n})
+		sort.Slice(seqs, func(a, b int) bool { return seqs[a] < seqs[b] })
+		upTo := acked
+		if prefix {
+			upTo = 0
+			if len(seqs) > 0 {
+				upTo = min(seqs[len(seqs)-1], acked)
 			}
 		}
-		sort.Slice(seqs, func(a, b int) bool { return seqs[a] < seqs[b] })
+		for seq := uint64(1); seq <= upTo; seq++ {
+			if checked != nil {
+				*checked++
+			}
+			switch n := counts[seq]; {
+			case n == 0:
+				report(Violation{Kind: "lost", Stream: s, Sequence: seq})
+			case n > 1:
+				report(Violation{Kind: "duplicated", Stream: s, Sequence: seq, Count: n})
+			}
+		}
 		var prevAt int64
 		for _, seq := range seqs {
 			if ts, err := strconv.ParseInt(at[strconv.FormatUint(seq, 10)], 10, 64); err == nil {
 				if ts < prevAt {
-					rep.add(Violation{Kind: "out-of-order", Stream: s, Sequence: seq,
+					report(Violation{Kind: "out-of-order", Stream: s, Sequence: seq,
 						Detail: fmt.Sprintf("applied %s before sequence %d", time.Duration(prevAt-ts), seq-1)})
 				}
 				prevAt = ts
@@ -578,10 +671,10 @@ func check(ctx context.Context, rc redis.UniversalClient, p *redischeckpoint.Ato
 			}
 			// A failed produce may still have reached the log: acked+1 of an
 			// uncertain stream may be applied once.
-			if t.uncertain[s] && seq == acked+1 && counts[seq] == 1 {
+			if uncertain && seq == acked+1 && counts[seq] == 1 {
 				continue
 			}
-			rep.add(Violation{Kind: "unexpected", Stream: s, Sequence: seq, Count: counts[seq]})
+			report(Violation{Kind: "unexpected", Stream: s, Sequence: seq, Count: counts[seq]})
 		}
 	}
 	return nil
@@ -662,7 +755,7 @@ func (r *Report) WriteText(w io.Writer) {
 		fmt.Fprintf(w, "workload        counter: raw-producer events, counting worker processes\n")
 		fmt.Fprintf(w, "duration        %s, %d replicas at start (1..%d), %d streams, session %s\n", r.Duration, r.Replicas, r.Replicas+1, r.Streams, r.Session)
 	}
-	fmt.Fprintf(w, "events appended %d acked (%d produce failures)\n", r.EventsAppended, r.ProduceFailures)
+	fmt.Fprintf(w, "events appended %d acked at about %d/s over %d partitions (%d produce failures, %d streams stopped as uncertain)\n", r.EventsAppended, r.Rate, r.Partitions, r.ProduceFailures, r.UncertainStreams)
 	fmt.Fprintf(w, "fault schedule  (%d planned)\n", len(r.Schedule))
 	for _, e := range r.Faults {
 		s := "  " + e.Fault.String() + "  at " + e.Time.UTC().Format("15:04:05.000")
@@ -684,7 +777,12 @@ func (r *Report) WriteText(w io.Writer) {
 	}
 	fmt.Fprintf(w, "faults injected %s\n", strings.Join(kinds, " "))
 	if med, mx, n := r.CatchUp(); n > 0 {
-		fmt.Fprintf(w, "catch-up        after each fault: median %.1fs, max %.1fs (%d faults)\n", med, mx, n)
+		fmt.Fprintf(w, "catch-up        after each fault: median %.1fs, max %.1fs (%d faults caught up)\n", med, mx, n)
+		for _, k := range r.Kinds {
+			if med, mx, n := r.CatchUpOf(k); n > 0 {
+				fmt.Fprintf(w, "  %-15s median %.1fs, max %.1fs (%d of %d)\n", k, med, mx, n, r.FaultsPerKind[k])
+			}
+		}
 	}
 	if r.RecoverySeconds >= 0 {
 		fmt.Fprintf(w, "recovery        lag 0 %.1fs after the workload and the last fault ended\n", r.RecoverySeconds)
@@ -715,6 +813,9 @@ func (r *Report) WriteText(w io.Writer) {
 	for _, v := range r.Violations {
 		fmt.Fprintf(w, "  %-12s %s seq %d (count %d) %s\n", v.Kind, v.Stream, v.Sequence, v.Count, v.Detail)
 	}
+	for _, c := range r.PrefixChecks {
+		fmt.Fprintf(w, "prefix checked  %s\n", c)
+	}
 	for _, e := range r.Admin {
 		fmt.Fprintf(w, "admin           %s\n", e)
 	}
@@ -734,9 +835,14 @@ func (r *Report) WriteText(w io.Writer) {
 // CatchUp returns the median and maximum catch-up time of the injected
 // faults that caught up, and how many did.
 func (r *Report) CatchUp() (median, maxSec float64, n int) {
+	return r.CatchUpOf("")
+}
+
+// CatchUpOf is CatchUp for the faults of one kind ("": every kind).
+func (r *Report) CatchUpOf(kind string) (median, maxSec float64, n int) {
 	var ds []float64
 	for _, e := range r.Faults {
-		if e.Skipped == "" && e.CatchUpSeconds >= 0 {
+		if e.Skipped == "" && e.CatchUpSeconds >= 0 && (kind == "" || e.Kind == kind) {
 			ds = append(ds, e.CatchUpSeconds)
 		}
 	}

@@ -190,13 +190,16 @@ func ParseDialMap(s string) (DialMap, error) {
 	return m, nil
 }
 
-// dial connects to addr, or to its proxy when the map has one.
+// dial connects to the proxy of addr. An address without a proxy is
+// refused rather than dialled directly: a connection around the proxies
+// would make the network faults silently miss it.
 func (m DialMap) dial(ctx context.Context, network, addr string) (net.Conn, error) {
-	if to, ok := m[addr]; ok {
-		addr = to
+	to, ok := m[addr]
+	if !ok {
+		return nil, fmt.Errorf("chaos: no proxy for %s (proxied: %s): the servers announce an address the suite does not know", addr, m)
 	}
 	var d net.Dialer
-	return d.DialContext(ctx, network, addr)
+	return d.DialContext(ctx, network, to)
 }
 
 // newRedisClient connects to the topology's Redis, through the proxies of
@@ -266,7 +269,7 @@ func (t RedisTopology) dataServer(ctx context.Context, key string) (addr, name s
 var serverMu sync.Mutex
 
 func runCtl(ctx context.Context, ctl string, args ...string) error {
-	ctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+	ctx, cancel := context.WithTimeout(ctx, 4*time.Minute) // above ha.sh's own start timeout (3 min)
 	defer cancel()
 	out, err := exec.CommandContext(ctx, ctl, args...).CombinedOutput()
 	if err != nil {

@@ -62,23 +62,44 @@ func (p *Proxy) accept() {
 			abort(c)
 			continue
 		}
-		s, err := net.Dial("tcp", p.target)
-		if err != nil {
-			abort(c)
-			continue
-		}
-		p.mu.Lock()
-		if p.closed {
-			p.mu.Unlock()
-			c.Close()
-			s.Close()
-			return
-		}
-		p.conns[c], p.conns[s] = struct{}{}, struct{}{}
-		p.mu.Unlock()
-		p.wg.Go(func() { p.pipe(s, c) })
-		p.wg.Go(func() { p.pipe(c, s) })
+		p.wg.Go(func() { p.connect(c) })
 	}
+}
+
+// connect dials the target for the accepted c, once the proxy is not
+// frozen (a partition holds new connections too: the server sees nothing
+// of them until the thaw), and pipes both ways.
+func (p *Proxy) connect(c net.Conn) {
+	p.mu.Lock()
+	p.conns[c] = struct{}{}
+	for p.frozen && !p.closed {
+		p.cond.Wait()
+	}
+	closed := p.closed
+	p.mu.Unlock()
+	if closed {
+		c.Close()
+		return
+	}
+	s, err := net.Dial("tcp", p.target)
+	if err != nil {
+		p.mu.Lock()
+		delete(p.conns, c)
+		p.mu.Unlock()
+		abort(c)
+		return
+	}
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		c.Close()
+		s.Close()
+		return
+	}
+	p.conns[s] = struct{}{}
+	p.mu.Unlock()
+	p.wg.Go(func() { p.pipe(s, c) })
+	p.wg.Go(func() { p.pipe(c, s) })
 }
 
 // abort closes c with a TCP reset (no FIN): the peer reads ECONNRESET.

@@ -142,3 +142,26 @@ func TestFreezeHoldsThenDelivers(t *testing.T) {
 		t.Fatalf("after Thaw: %v", err)
 	}
 }
+
+func TestFreezeHoldsNewConnections(t *testing.T) {
+	p := proxy(t)
+	p.Freeze()
+	c, err := net.Dial("tcp", p.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Write([]byte("ping\n")); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+	r := bufio.NewReader(c)
+	if _, err := r.ReadString('\n'); err == nil {
+		t.Fatal("a connection opened while frozen was served")
+	}
+	p.Thaw()
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := r.ReadString('\n'); err != nil {
+		t.Fatalf("after Thaw: %v", err)
+	}
+}

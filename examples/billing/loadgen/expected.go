@@ -205,7 +205,13 @@ func (x *Expected) Verify(ctx context.Context, r *mabis.Reader) error {
 		if err != nil {
 			return err
 		}
+		if len(s.Points) != len(g.Wh) {
+			diff("%s: %d quarter hours, want %d", t.EIC, len(s.Points), len(g.Wh))
+		}
 		for i, p := range s.Points {
+			if i >= len(g.Wh) {
+				break
+			}
 			if p.EnergyWh != g.Wh[i] || p.MaLos != g.MaLos[i] || p.SubstituteValues != g.Substitutes[i] {
 				diff("%s: quarter hour %d (%s): %d Wh from %d MaLos with %d substitute values, want %d Wh from %d with %d",
 					t.EIC, i, p.Start.Format("2006-01-02 15:04 -07:00"), p.EnergyWh, p.MaLos, p.SubstituteValues, g.Wh[i], g.MaLos[i], g.Substitutes[i])
