@@ -55,7 +55,7 @@ func (s *Store) refreshCatalog(ctx context.Context, maxAge time.Duration) error 
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
 	defer cancel()
-	ends, err := s.admin.ListEndOffsets(ctx, s.cfg.CatalogTopic)
+	ends, err := listOffsets(ctx, s.admin.ListEndOffsets, s.cfg.CatalogTopic)
 	if err != nil {
 		return fmt.Errorf("kafkastore: end offsets of catalog %s: %w", s.cfg.CatalogTopic, err)
 	}
@@ -152,7 +152,7 @@ func (s *Store) RebuildCatalog(ctx context.Context) (RebuildReport, error) {
 	if err != nil {
 		return rep, fmt.Errorf("kafkastore: describe %s: %w", s.cfg.Topic, err)
 	}
-	starts, err := s.admin.ListStartOffsets(ctx, s.cfg.Topic)
+	starts, err := listOffsets(ctx, s.admin.ListStartOffsets, s.cfg.Topic)
 	if err != nil {
 		return rep, fmt.Errorf("kafkastore: start offsets of %s: %w", s.cfg.Topic, err)
 	}

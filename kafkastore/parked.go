@@ -196,7 +196,7 @@ func (v Resolver) held(ctx context.Context, p framework.ParkedStream) ([]uint64,
 	if err != nil {
 		return nil, fmt.Errorf("kafkastore: client: %w", err)
 	}
-	ends, err := kadm.NewClient(cl).ListCommittedOffsets(ctx, v.Topic)
+	ends, err := listOffsets(ctx, kadm.NewClient(cl).ListCommittedOffsets, v.Topic)
 	cl.Close()
 	if err != nil {
 		return nil, fmt.Errorf("kafkastore: end offsets of %s: %w", v.Topic, err)

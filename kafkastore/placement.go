@@ -339,7 +339,7 @@ func (s *Store) locate(ctx context.Context, streamID string, ends kadm.ListedOff
 		w.whole = true
 		if starts == nil {
 			var err error
-			if starts, err = s.admin.ListStartOffsets(ctx, topic); err != nil {
+			if starts, err = listOffsets(ctx, s.admin.ListStartOffsets, topic); err != nil {
 				return nil, fmt.Errorf("kafkastore: start offsets of %s: %w", topic, err)
 			}
 		}

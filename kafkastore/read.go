@@ -68,7 +68,7 @@ func (s *Store) ReadStream(ctx context.Context, streamID string, after uint64) i
 // topic and returns them with the partition count.
 func (s *Store) endOffsets(ctx context.Context) (kadm.ListedOffsets, int32, error) {
 	topic := s.cfg.Topic
-	ends, err := s.admin.ListCommittedOffsets(ctx, topic)
+	ends, err := listOffsets(ctx, s.admin.ListCommittedOffsets, topic)
 	if err != nil {
 		return nil, 0, fmt.Errorf("kafkastore: end offsets of %s: %w", topic, err)
 	}
@@ -195,7 +195,7 @@ func (s *Store) readStream(ctx context.Context, streamID string, entry CatalogEn
 // from through offset until (inclusive; -1: through the last stable offset
 // as of the call), using a pooled consumer.
 func (s *Store) scanPartition(ctx context.Context, topic string, partition int32, from, until int64, fn func(*kgo.Record) error) error {
-	ends, err := s.admin.ListCommittedOffsets(ctx, topic)
+	ends, err := listOffsets(ctx, s.admin.ListCommittedOffsets, topic)
 	if err != nil {
 		return fmt.Errorf("kafkastore: end offset of %s/%d: %w", topic, partition, err)
 	}

@@ -523,14 +523,14 @@ func (v *VersionedRunner) shortOf(ctx context.Context, name string, live *framew
 // end now, and the ends now.
 func (v *VersionedRunner) caughtUp(ctx context.Context, live, ver uint64, prev *rebuildCheck) (bool, int64, map[int32]int64, error) {
 	topic := v.cfg.Runner.Topic
-	starts, err := v.admin.ListStartOffsets(ctx, topic)
+	starts, err := listOffsets(ctx, v.admin.ListStartOffsets, topic)
 	if err == nil {
 		err = starts.Error()
 	}
 	if err != nil {
 		return false, 0, nil, fmt.Errorf("start offsets of %s: %w", topic, err)
 	}
-	ends, err := v.admin.ListCommittedOffsets(ctx, topic)
+	ends, err := listOffsets(ctx, v.admin.ListCommittedOffsets, topic)
 	if err == nil {
 		err = ends.Error()
 	}

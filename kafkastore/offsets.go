@@ -1,0 +1,57 @@
+package kafkastore
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+)
+
+// offsetsRetryFor bounds how long listOffsets retries: longer than a
+// broker's session in a KRaft cluster (the controller moves the leadership
+// of a dead broker's partitions after broker.session.timeout.ms, 9 s by
+// default).
+const offsetsRetryFor = 15 * time.Second
+
+// listOffsets calls list (an admin client's ListStartOffsets,
+// ListEndOffsets or ListCommittedOffsets) and calls it again, with backoff,
+// while the request or a partition fails with a retriable error: a leader
+// moving after a broker died or a topic was just created
+// (NOT_LEADER_OR_FOLLOWER, LEADER_NOT_AVAILABLE, UNKNOWN_TOPIC_OR_PARTITION
+// right after the creation…). It gives up after offsetsRetryFor or when ctx
+// ends, returning the last answer, per-partition errors included.
+func listOffsets(ctx context.Context, list func(context.Context, ...string) (kadm.ListedOffsets, error), topics ...string) (kadm.ListedOffsets, error) {
+	deadline := time.Now().Add(offsetsRetryFor)
+	wait := 50 * time.Millisecond
+	for {
+		listed, err := list(ctx, topics...)
+		retry := err != nil && kerr.IsRetriable(err)
+		if err == nil {
+			retry = retriableListed(listed)
+		}
+		if !retry || time.Now().Add(wait).After(deadline) {
+			return listed, err
+		}
+		select {
+		case <-ctx.Done():
+			return listed, err
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, time.Second)
+	}
+}
+
+// retriableListed reports whether a partition of listed failed with a
+// retriable error.
+func retriableListed(listed kadm.ListedOffsets) bool {
+	retry := false
+	listed.Each(func(o kadm.ListedOffset) {
+		var ke *kerr.Error
+		if o.Err != nil && (kerr.IsRetriable(o.Err) || errors.As(o.Err, &ke) && ke.Retriable) {
+			retry = true
+		}
+	})
+	return retry
+}
