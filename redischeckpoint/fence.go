@@ -154,11 +154,14 @@ func (s *Store) BumpEpochAt(ctx context.Context, projection string, start map[in
 	for p, off := range start {
 		args = append(args, strconv.FormatInt(int64(p), 10), strconv.FormatInt(off, 10))
 	}
-	epoch, err := bumpScript.Run(ctx, s.client, k.list(), args...).Text()
+	res, waitErr, err := s.evalAndWait(ctx, k, bumpScript, args, "the epoch")
 	if err != nil {
 		return 0, fmt.Errorf("redischeckpoint: bump epoch of %s: %w", projection, err)
 	}
-	return strconv.ParseUint(epoch, 10, 64)
+	if waitErr != nil {
+		return 0, waitErr
+	}
+	return strconv.ParseUint(fmt.Sprint(res), 10, 64)
 }
 
 // replayResolution is the audit entry of a park a replay clears.
@@ -242,9 +245,20 @@ func (s *Store) BeginReplay(ctx context.Context, projection string, from uint64,
 		for p, off := range start {
 			args = append(args, strconv.FormatInt(int64(p), 10), strconv.FormatInt(off, 10))
 		}
-		res, err := beginReplayScript.Run(ctx, s.client, k.list(), args...).StringSlice()
+		reply, waitErr, err := s.evalAndWait(ctx, k, beginReplayScript, args, "the replay's new epoch")
 		if err != nil {
 			return ReplayBegun{}, fmt.Errorf("redischeckpoint: begin the replay of %s: %w", projection, err)
+		}
+		if waitErr != nil {
+			// Raised on the master only: a failover could undo it. The
+			// replay fails here and is begun again (an EARLIER epoch).
+			return ReplayBegun{}, waitErr
+		}
+		var res []string
+		if list, ok := reply.([]any); ok {
+			for _, x := range list {
+				res = append(res, fmt.Sprint(x))
+			}
 		}
 		if len(res) != 2 {
 			return ReplayBegun{}, fmt.Errorf("redischeckpoint: begin the replay of %s: unexpected reply %q", projection, res)

@@ -230,3 +230,20 @@ func stringSlice(v any, err error) ([]string, error) {
 	}
 	return out, nil
 }
+
+// waitOn runs WAIT on c, the connection that just wrote (a transaction's),
+// and returns a [*NotReplicatedError] when fewer than Config.WaitReplicas
+// replicas acknowledged within Config.WaitTimeout.
+func (s *Store) waitOn(ctx context.Context, c interface {
+	Do(context.Context, ...any) *redis.Cmd
+}, projection, what string) error {
+	ms := max(s.cfg.WaitTimeout.Milliseconds(), 1)
+	acked, err := c.Do(ctx, "WAIT", s.cfg.WaitReplicas, ms).Int64()
+	if err != nil {
+		return fmt.Errorf("redischeckpoint: projection %s: %s was written, WAIT %d failed: %w", projection, what, s.cfg.WaitReplicas, err)
+	}
+	if acked < int64(s.cfg.WaitReplicas) {
+		return &NotReplicatedError{Projection: projection, Write: what, Acked: acked, Wanted: s.cfg.WaitReplicas, Timeout: s.cfg.WaitTimeout}
+	}
+	return nil
+}

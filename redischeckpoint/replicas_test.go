@@ -226,6 +226,18 @@ func TestWaitReplicasStalledReplica(t *testing.T) {
 	if _, err := s.AcquireFence(ctx, "billing", 1); !errors.Is(err, redischeckpoint.ErrNotReplicated) || !strings.Contains(err.Error(), "fence of partition 1") {
 		t.Errorf("AcquireFence with the replica stopped = %v, want ErrNotReplicated", err)
 	}
+	// The admin plane's writes that replicas act on wait too: a replay's
+	// epoch, the versions registry (of another projection: the epoch is
+	// raised on the master, and would fence billing's writes below).
+	if _, err := s.BumpEpoch(ctx, "other"); !errors.Is(err, redischeckpoint.ErrNotReplicated) || !strings.Contains(err.Error(), "the epoch") {
+		t.Errorf("BumpEpoch with the replica stopped = %v, want ErrNotReplicated", err)
+	}
+	if _, err := s.BeginReplay(ctx, "other", 0, "test", "stalled replica", nil); !errors.Is(err, redischeckpoint.ErrNotReplicated) {
+		t.Errorf("BeginReplay with the replica stopped = %v, want ErrNotReplicated", err)
+	}
+	if _, err := s.StartRebuild(ctx, "other", framework.Rebuild{By: "test"}); !errors.Is(err, redischeckpoint.ErrNotReplicated) || !strings.Contains(err.Error(), "versions registry") {
+		t.Errorf("StartRebuild with the replica stopped = %v, want ErrNotReplicated", err)
+	}
 
 	replica.Resume()
 	resumed = true

@@ -128,6 +128,12 @@ func (s *Store) updateVersions(ctx context.Context, projection string, change fu
 				return nil
 			})
 			out = v
+			if err == nil && s.cfg.WaitReplicas > 0 {
+				// The live pointer and the versions' states, on the replicas
+				// before anyone acts on them (WAIT on the transaction's
+				// connection).
+				err = s.waitOn(ctx, tx, k.name, "the versions registry")
+			}
 			return err
 		}, k.versions)
 		if !errors.Is(err, redis.TxFailedErr) {

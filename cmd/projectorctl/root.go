@@ -36,6 +36,7 @@ type options struct {
 	redisPassword string
 	redisCA       string
 	namespace     string
+	waitReplicas  int
 	output        string
 	timeout       time.Duration
 	by            string
@@ -97,6 +98,8 @@ func newRootCommand(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 	f.StringVar(&o.redisPassword, "redis-password", env("PROJECTOR_REDIS_PASSWORD", ""), "Redis password (PROJECTOR_REDIS_PASSWORD; prefer the variable)")
 	f.StringVar(&o.redisCA, "redis-tls-ca", env("PROJECTOR_REDIS_TLS_CA_FILE", ""), "CA file for Redis's certificate (PROJECTOR_REDIS_TLS_CA_FILE)")
 	f.StringVar(&o.namespace, "namespace", env("PROJECTOR_REDIS_NAMESPACE", redischeckpoint.DefaultNamespace), "Redis key namespace (PROJECTOR_REDIS_NAMESPACE)")
+	waitDefault, _ := strconv.Atoi(env("PROJECTOR_REDIS_WAIT_REPLICAS", "0"))
+	f.IntVar(&o.waitReplicas, "redis-wait-replicas", waitDefault, "writes that replicas act on (a replay's epoch, the versions registry) wait until this many Redis replicas have them (PROJECTOR_REDIS_WAIT_REPLICAS)")
 	f.StringVarP(&o.output, "output", "o", "text", "output format of read commands: text or json")
 	f.DurationVar(&o.timeout, "request-timeout", 30*time.Second, "timeout of each request to Kafka or Redis")
 	f.StringVar(&o.by, "by", env("PROJECTORCTL_BY", defaultActor()), "who acts, recorded with pauses, replays and skips (PROJECTORCTL_BY)")
@@ -156,7 +159,7 @@ func (o *options) connect(ctx context.Context, name string, kafkaToo bool) (*con
 		return nil, usage("%v", err)
 	}
 	c.redis = rc
-	c.store, err = redischeckpoint.New(redischeckpoint.Config{Client: rc, Namespace: o.namespace})
+	c.store, err = redischeckpoint.New(redischeckpoint.Config{Client: rc, Namespace: o.namespace, WaitReplicas: o.waitReplicas})
 	if err != nil {
 		c.close()
 		return nil, usage("%v", err)

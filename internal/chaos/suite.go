@@ -490,7 +490,8 @@ func runProjectorctl(ctx context.Context, cfg Config, group string, args ...stri
 		return err
 	}
 	full := append([]string{"--brokers", strings.Join(cfg.Topology.Brokers, ","), "--topic", cfg.Topic, "--group", group,
-		"--namespace", cfg.Namespace, "--redis-url", "redis://" + addr, "--by", "projector-chaos"}, args...)
+		"--namespace", cfg.Namespace, "--redis-url", "redis://" + addr, "--by", "projector-chaos",
+		"--redis-wait-replicas", strconv.Itoa(cfg.WaitReplicas)}, args...)
 	ctx, cancel := context.WithTimeout(ctx, 4*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, cfg.CtlBinary, full...)
