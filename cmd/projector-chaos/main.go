@@ -22,10 +22,20 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/projector-dev/projector/internal/chaos"
 )
 
+// quietRedis drops go-redis's own log lines (a dial that failed while the
+// nemesis restarts Redis, a Sentinel switch): the suite reports faults and
+// their outcome itself, and the workers' logs keep their own errors.
+type quietRedis struct{}
+
+func (quietRedis) Printf(context.Context, string, ...any) {}
+
 func main() {
+	redis.SetLogger(quietRedis{})
 	if len(os.Args) > 1 && os.Args[1] == "worker" {
 		os.Exit(worker(os.Args[2:]))
 	}
