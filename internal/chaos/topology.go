@@ -112,7 +112,7 @@ func HATopologyFromEnv(name string) (Topology, bool, error) {
 	if err != nil {
 		return Topology{}, true, fmt.Errorf("PROJECTOR_HA_KAFKA_NODES: %w", err)
 	}
-	t := Topology{Name: name, Brokers: splitList(seeds), KafkaNodes: map[int32]string{}, Ctl: os.Getenv("PROJECTOR_HA_CTL")}
+	t := Topology{Name: name, Brokers: SplitList(seeds), KafkaNodes: map[int32]string{}, Ctl: os.Getenv("PROJECTOR_HA_CTL")}
 	for _, n := range nodes {
 		id, _ := strconv.Atoi(strings.TrimPrefix(n, "kafka-"))
 		t.KafkaNodes[int32(id)] = n
@@ -123,7 +123,7 @@ func HATopologyFromEnv(name string) (Topology, bool, error) {
 		if err != nil {
 			return Topology{}, true, fmt.Errorf("PROJECTOR_HA_REDIS_NODES: %w", err)
 		}
-		t.Redis = RedisTopology{Addrs: splitList(os.Getenv("PROJECTOR_HA_REDIS_SENTINELS")),
+		t.Redis = RedisTopology{Addrs: SplitList(os.Getenv("PROJECTOR_HA_REDIS_SENTINELS")),
 			MasterName: os.Getenv("PROJECTOR_HA_REDIS_MASTER_NAME"), Servers: servers}
 		if len(t.Redis.Addrs) == 0 || t.Redis.MasterName == "" || len(servers) == 0 {
 			return Topology{}, true, errors.New("PROJECTOR_HA_REDIS_SENTINELS, _MASTER_NAME and _NODES are required")
@@ -146,7 +146,7 @@ func HATopologyFromEnv(name string) (Topology, bool, error) {
 // parseNamed parses "1=127.0.0.1:1,2=…" into address -> "<prefix>-1".
 func parseNamed(s, prefix string) (map[string]string, error) {
 	out := map[string]string{}
-	for _, item := range splitList(s) {
+	for _, item := range SplitList(s) {
 		id, addr, ok := strings.Cut(item, "=")
 		if !ok || id == "" || addr == "" {
 			return nil, fmt.Errorf("%q is not id=host:port", item)
@@ -156,7 +156,8 @@ func parseNamed(s, prefix string) (map[string]string, error) {
 	return out, nil
 }
 
-func splitList(s string) []string {
+// SplitList splits a comma-separated list, dropping blanks.
+func SplitList(s string) []string {
 	var out []string
 	for _, p := range strings.Split(s, ",") {
 		if p = strings.TrimSpace(p); p != "" {
@@ -180,7 +181,7 @@ func (m DialMap) String() string {
 // ParseDialMap parses a worker's --dial flag: "from=to,…".
 func ParseDialMap(s string) (DialMap, error) {
 	m := DialMap{}
-	for _, item := range splitList(s) {
+	for _, item := range SplitList(s) {
 		from, to, ok := strings.Cut(item, "=")
 		if !ok {
 			return nil, fmt.Errorf("dial map entry %q is not from=to", item)

@@ -173,19 +173,7 @@ share.coordinator.state.topic.min.isr=2
 group.initial.rebalance.delay.ms=0
 EOF
 	done
-	cat >"$HA_STATE/log4j2.properties" <<'EOF'
-status = warn
-appender.out.type = Console
-appender.out.name = STDOUT
-appender.out.layout.type = PatternLayout
-appender.out.layout.pattern = [%d] %p %m (%c)%n
-rootLogger.level = INFO
-rootLogger.appenderRef.out.ref = STDOUT
-logger.request.name = kafka.request.logger
-logger.request.level = WARN
-logger.statechange.name = state.change.logger
-logger.statechange.level = WARN
-EOF
+	infra_kafka_log4j "$HA_STATE/log4j2.properties"
 }
 
 # Settings every Redis process here shares. The config file's path stays on the command line.

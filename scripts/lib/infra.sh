@@ -298,7 +298,13 @@ listener.name.sasl_ssl.ssl.keystore.type=PEM
 listener.name.sasl_ssl.ssl.keystore.location=$dir/tls/broker-keystore.pem
 listener.name.sasl_ssl.ssl.client.auth=none
 EOF
-	cat >"$dir/log4j2.properties" <<'EOF'
+	infra_kafka_log4j "$dir/log4j2.properties"
+}
+
+# infra_kafka_log4j FILE: the brokers' log4j2 configuration (INFO to stdout, request and state-change
+# loggers at WARN).
+infra_kafka_log4j() {
+	cat >"$1" <<'EOF'
 status = warn
 appender.out.type = Console
 appender.out.name = STDOUT
