@@ -173,11 +173,16 @@ func suite(args []string) int {
 			}
 		}
 	}
-	if !*keep {
+	switch {
+	case *keep:
+	case rep != nil && !rep.Failed() && err == nil:
 		cleanup(cfg)
-		if rep != nil && !rep.Failed() {
-			_ = os.RemoveAll(dir)
-		}
+		_ = os.RemoveAll(dir)
+	default:
+		// A failed run keeps its evidence: the topic, the Redis keys of
+		// every version and the worker logs.
+		fmt.Fprintf(os.Stderr, "kept for inspection: topic %s, Redis namespace %s, worker logs in %s; remove with: projector-chaos cleanup --topology %s --topic %s --namespace %s\n",
+			cfg.Topic, cfg.Namespace, dir, cfg.Topology.Name, cfg.Topic, cfg.Namespace)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "projector-chaos:", err)
