@@ -107,7 +107,7 @@ func RunWorker(ctx context.Context, cfg WorkerConfig) error {
 	if len(cfg.Dial) > 0 {
 		opts = append(opts, kgo.Dialer(cfg.Dial.dial))
 	}
-	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	vr, err := kafkastore.NewVersionedRunner(kafkastore.VersionedConfig{
 		Name: cfg.Projection,
 		Runner: kafkastore.RunnerConfig{
