@@ -1,7 +1,5 @@
 package redischeckpoint
 
-import "github.com/redis/go-redis/v9"
-
 // applyScript applies a batch of events of an AtomicProjection, skipping
 // those at or below their stream's cursor. ARGV[A+1] = number of events,
 // then per event: stream, sequence, event ID, position ("<partition>/<offset>"
@@ -35,7 +33,7 @@ import "github.com/redis/go-redis/v9"
 // it lets the script finish), and the guard's serial is the first write
 // of a fenced script: those cannot split an event either, and an
 // unfenced script's first write failing is a REFUSED event 1.
-var applyScript = redis.NewScript(guarded + luaIntegers + luaChecks + `
+var applyScript = guardedScript(luaIntegers + luaChecks + `
 local cursors = {}
 local function cursor_of(stream)
   local c = cursors[stream]

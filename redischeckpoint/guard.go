@@ -27,11 +27,14 @@ import (
 // happened: a serial below that count means writes were lost, and the
 // script refuses with STATELOST before writing anything ([ErrStateLost]). A
 // write whose outcome is unknown (a timeout, a dropped connection, an error
-// reply that may come after the script's first write) does not count:
-// either it happened or it did not, and the caller retries it either way. A
-// serial above the count is no loss: it is such a write, or one that
-// go-redis sent again after a timeout (scripts skip what they already did,
-// by the cursors).
+// reply that may come after the script's first write) cannot be counted;
+// if it ran, the serial is above the count, and that surplus would hide a
+// later loss of as many counted writes (the fault suite found a restart
+// that lost an acknowledged apply this way, and the next checkpoint raised
+// the cursor over it). So every write that succeeds answers the serial it
+// set, and the count becomes exactly that: the surplus of earlier writes
+// whose replies were lost, or that go-redis sent again, is absorbed at the
+// next acknowledged write.
 
 type sessionKey struct {
 	projection string
@@ -76,20 +79,46 @@ func (s *Store) guardFor(ctx context.Context, name string) (guard, error) {
 	return g, nil
 }
 
-// done records the outcome of the guarded call: err is the call's error as
-// go-redis returned it.
-func (g guard) done(err error) {
+// done records the outcome of the guarded call — reply and err as go-redis
+// returned them — and returns the script's own reply (see guardedScript).
+func (g guard) done(reply any, err error) any {
+	res, serial, marked := unwrapSerial(reply)
 	if g.ss == nil {
-		return
+		return res
 	}
 	g.s.sessionsMu.Lock()
 	defer g.s.sessionsMu.Unlock()
-	if err == nil || hasReplyPrefix(err, "BADCURSOR ") {
+	switch {
+	case err == nil && marked:
+		// The exact serial the write set: it counts this write and every
+		// earlier one that ran though its reply was lost (a timeout, a
+		// reset, go-redis sending it again).
+		g.ss.floor = max(g.ss.floor, serial)
+	case err == nil || hasReplyPrefix(err, "BADCURSOR "):
 		// The guard passed and raised the serial. Anything else was
 		// refused by the guard (nothing written) or may or may not have
 		// run: it does not count.
 		g.ss.floor++
 	}
+	return res
+}
+
+// unwrapSerial splits the reply of a guarded script into the script's own
+// reply and the serial its guard set; marked is false for a reply without
+// one (an untracked writer, a script that does not write).
+func unwrapSerial(reply any) (res any, serial uint64, marked bool) {
+	list, ok := reply.([]any)
+	if !ok || len(list) < 2 || list[0] != serialMark {
+		return reply, 0, false
+	}
+	n, err := strconv.ParseUint(fmt.Sprint(list[1]), 10, 64)
+	if err != nil {
+		return reply, 0, false
+	}
+	if len(list) > 2 {
+		res = list[2]
+	}
+	return res, n, true
 }
 
 // hasReplyPrefix reports whether err is a Redis error reply starting with
@@ -118,7 +147,7 @@ func (s *Store) run(ctx context.Context, k keys, script *redis.Script, args []an
 	}
 	res, err := script.Run(ctx, s.client, k.list(), append(g.args, args...)...).Result()
 	if script != verifyScript {
-		g.done(err)
+		res = g.done(res, err)
 	}
 	if err != nil {
 		return nil, s.scriptError(ctx, k, err, streams)

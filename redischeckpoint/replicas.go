@@ -111,7 +111,7 @@ func (s *Store) runReplicated(ctx context.Context, k keys, script *redis.Script,
 		return nil, err
 	}
 	res, waitErr, err := s.evalAndWait(ctx, k, script, append(g.args, args...), what)
-	g.done(err)
+	res = g.done(res, err)
 	if err != nil {
 		return nil, s.scriptError(ctx, k, err, streams)
 	}

@@ -67,19 +67,38 @@ local function guard(bump)
         ', the writer made at least ' .. floor .. ' writes: writes were lost')
     end
     if bump then
-      redis.call('HSET', KEYS[5], ARGV[1], string.format('%d', tonumber(cur) + 1))
+      local new = string.format('%d', tonumber(cur) + 1)
+      redis.call('HSET', KEYS[5], ARGV[1], new)
+      return nil, new
     end
   end
   return nil
 end
 `
 
-// guarded is the prelude plus a guard call that raises the serial; scripts
-// that write start with it.
-var guarded = luaPrelude + `
-local guard_err = guard(true)
+// guardedScript is a script that writes: the prelude, a guard call that
+// raises the serial, then body. When the guard raised the serial (the
+// writer tracks it), a reply that is not an error comes back as
+// {serialMark, serial, body's reply}: the writer learns the exact serial
+// its write set (see [guard.done]), which also covers its earlier writes
+// whose replies were lost.
+func guardedScript(body string) *redis.Script {
+	return redis.NewScript(luaPrelude + `
+local guard_err, guard_serial = guard(true)
 if guard_err then return guard_err end
-`
+local function guarded_body()
+` + body + `
+end
+local reply = guarded_body()
+if guard_serial and not (type(reply) == 'table' and reply.err) then
+  return {'` + serialMark + `', guard_serial, reply}
+end
+return reply
+`)
+}
+
+// serialMark starts the reply of a guarded script that carries its serial.
+const serialMark = "projector:serial"
 
 // raiseCursors is Lua shared by the scripts that raise cursors: it raises
 // the cursors of the streams in ids to seqs (never lowering one), in chunks
@@ -110,7 +129,7 @@ end
 
 // advanceScript raises cursors: ARGV[A+1] = chunk size, then stream,
 // sequence pairs. It answers the number of cursors written.
-var advanceScript = redis.NewScript(guarded + raiseCursors + `
+var advanceScript = guardedScript(raiseCursors + `
 local chunk = tonumber(ARGV[A + 1])
 local ids, seqs = {}, {}
 for i = A + 2, #ARGV, 2 do
@@ -129,7 +148,7 @@ return n
 // ahead of them, and raises the partition's progress (the next offset the
 // stored state covers). ARGV[A+1] = chunk size, ARGV[A+2] = progress, then
 // per stream: stream, sequence, head. It answers the cursors written.
-var checkpointScript = redis.NewScript(guarded + raiseCursors + `
+var checkpointScript = guardedScript(raiseCursors + `
 local chunk = tonumber(ARGV[A + 1])
 local progress = ARGV[A + 2]
 local ids, seqs, heads = {}, {}, {}
@@ -160,7 +179,7 @@ return n
 
 // saveScript replaces the cursors: ARGV[A+1] = chunk size, then stream,
 // sequence pairs.
-var saveScript = redis.NewScript(guarded + `
+var saveScript = guardedScript(`
 local chunk = 2 * tonumber(ARGV[A + 1])
 redis.call('UNLINK', KEYS[3], KEYS[4])
 for from = A + 2, #ARGV, chunk do
@@ -174,7 +193,7 @@ return 1
 // fences, serials and progress stay, so that tokens and serials keep
 // increasing and a replay's progress baseline survives the reset of the
 // read model.
-var deleteScript = redis.NewScript(guarded + `
+var deleteScript = guardedScript(`
 redis.call('UNLINK', KEYS[3], KEYS[4])
 redis.call('HDEL', KEYS[1], 'saved')
 return 1
@@ -227,7 +246,7 @@ return tostring(epoch)
 // dropped: it was for another event. ARGV[A+3], when not empty, is a
 // resolution carried out in part before the stream parked again: it goes
 // to the audit list, trimmed to ARGV[A+4] entries.
-var parkScript = redis.NewScript(guarded + `
+var parkScript = guardedScript(`
 redis.call('HSET', KEYS[7], ARGV[A + 1], ARGV[A + 2])
 redis.call('HDEL', KEYS[8], ARGV[A + 1])
 if ARGV[A + 3] ~= '' then
@@ -257,7 +276,7 @@ end
 // while the stream ARGV[A+1] is still parked at sequence ARGV[A+3] since
 // ARGV[A+4] (its parked_at): an admin may have resolved it. It
 // answers 1 when it replaced the record.
-var updateParkedScript = redis.NewScript(guarded + parkedAt + `
+var updateParkedScript = guardedScript(parkedAt + `
 if not parked_at(ARGV[A + 1], ARGV[A + 3], ARGV[A + 4]) then return 0 end
 redis.call('HSET', KEYS[7], ARGV[A + 1], ARGV[A + 2])
 return 1
@@ -267,7 +286,7 @@ return 1
 // ARGV[A+1] while it is parked at sequence ARGV[A+3] since ARGV[A+4] and no
 // other request is pending (one may be carried out right now). It answers
 // 1 when it recorded it, 2 when another request is pending.
-var requestScript = redis.NewScript(guarded + parkedAt + `
+var requestScript = guardedScript(parkedAt + `
 if not parked_at(ARGV[A + 1], ARGV[A + 3], ARGV[A + 4]) then return 0 end
 if redis.call('HEXISTS', KEYS[8], ARGV[A + 1]) == 1 then return 2 end
 redis.call('HSET', KEYS[8], ARGV[A + 1], ARGV[A + 2])
@@ -279,7 +298,7 @@ return 1
 // the audit list, trimmed to ARGV[A+5] entries. ARGV[A+6], when not empty,
 // is the "at" of the request carried out: a request replaced meanwhile
 // leaves the stream parked. It answers 1 when it unparked the stream.
-var unparkScript = redis.NewScript(guarded + parkedAt + `
+var unparkScript = guardedScript(parkedAt + `
 if not parked_at(ARGV[A + 1], ARGV[A + 3], ARGV[A + 4]) then return 0 end
 if ARGV[A + 6] ~= '' then
   local req = redis.call('HGET', KEYS[8], ARGV[A + 1])

@@ -439,8 +439,8 @@ func (s *Store) Delete(ctx context.Context, name string) error {
 		return err
 	}
 	args := append(append([]any{}, g.args...), claim.Holder, strconv.FormatUint(claim.Epoch, 10))
-	err = claimedDeleteScript.Run(ctx, s.client, append(k.list(), k.claim), args...).Err()
-	g.done(err)
+	reply, err := claimedDeleteScript.Run(ctx, s.client, append(k.list(), k.claim), args...).Result()
+	g.done(reply, err)
 	if hasReplyPrefix(err, "RESETCLAIM ") {
 		return s.claimError(name, claim, "delete the cursors", err)
 	}

@@ -222,7 +222,7 @@ func cleanupCmd(args []string) int {
 }
 
 func cleanup(cfg chaos.Config) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	if err := chaos.Cleanup(ctx, cfg.Topology, cfg.Topic, cfg.Namespace); err != nil {
 		fmt.Fprintln(os.Stderr, "projector-chaos: cleanup:", err)

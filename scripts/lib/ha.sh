@@ -198,7 +198,7 @@ ha_write_redis_configs() {
 			ha_redis_common "${HA_PORT[$n]}" "$dir"
 			cat <<EOF
 appendonly yes
-appendfsync everysec
+appendfsync always
 save ""
 maxmemory-policy noeviction
 EOF
