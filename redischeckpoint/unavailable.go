@@ -18,8 +18,9 @@ import (
 // unreachable, loading its data after a restart (LOADING), read-only after
 // a failover demoted it (READONLY), out of memory under noeviction (OOM),
 // without a reachable master (MASTERDOWN, CLUSTERDOWN, TRYAGAIN), or busy
-// with a script (BUSY). Nothing of the call
-// was stored (a script runs whole or not at all). It matches
+// with a script (BUSY). A refused call stored nothing; a call whose reply
+// was lost (a dropped connection, a timeout) ran whole or not at all, and
+// its retry skips what it did (by the cursors). It matches
 // [framework.ErrUnavailable], so the runner retries the event in place for
 // as long as that lasts instead of parking its stream, and unwraps to the
 // client's error.
