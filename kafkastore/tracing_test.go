@@ -52,9 +52,18 @@ func TestOneTraceFromAppendToApply(t *testing.T) {
 	})
 	env.waitCounts(t, p, want, time.Minute)
 	waitParked(t, rep, 1)
+	// The counters are added once the batch's script has answered: the
+	// read model can be complete a moment before them (a busy machine
+	// widens that moment).
 	var rm metricdata.ResourceMetrics
-	if err := reader.Collect(context.Background(), &rm); err != nil {
-		t.Fatal(err)
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		rm = metricdata.ResourceMetrics{}
+		if err := reader.Collect(context.Background(), &rm); err != nil {
+			t.Fatal(err)
+		}
+		if applied := sumOf(rm, "projector.events.applied"); applied >= 31 || time.Now().After(deadline) {
+			break
+		}
 	}
 	rep.stop(t)
 
@@ -146,4 +155,19 @@ func TestOneTraceFromAppendToApply(t *testing.T) {
 	if lagPartitions != 2 {
 		t.Errorf("lag reported for %d partitions, want 2", lagPartitions)
 	}
+}
+
+// sumOf is the sum of the int64 counter name's data points in rm.
+func sumOf(rm metricdata.ResourceMetrics, name string) int64 {
+	var n int64
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			if d, ok := m.Data.(metricdata.Sum[int64]); ok && m.Name == name {
+				for _, p := range d.DataPoints {
+					n += p.Value
+				}
+			}
+		}
+	}
+	return n
 }
