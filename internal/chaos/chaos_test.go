@@ -228,3 +228,38 @@ func TestChaosShort(t *testing.T) {
 		}
 	}
 }
+
+// TestPrefixCheckAllowsTheEventInFlight: during the workload, a worker may
+// apply a stream's next event before its producer has recorded the ack; a
+// prefix check (before a replay) must not call that unexpected, but must
+// call anything beyond it, and any hole, a violation.
+func TestPrefixCheckAllowsTheEventInFlight(t *testing.T) {
+	_, rds := realServers(t)
+	ctx := t.Context()
+	_, p, closeFn, err := openProjection(rds.Addr, rds.Prefix(t), "counter")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeFn()
+	for key, fields := range map[string][]any{
+		p.Key(AppliedKeyPart, StreamName(0)): {"1", 1, "2", 1, "3", 1}, // 3 in flight: fine
+		p.Key(AppliedKeyPart, StreamName(1)): {"1", 1, "2", 1, "3", 1, "4", 1},
+		p.Key(AppliedKeyPart, StreamName(2)): {"1", 1, "3", 1},
+	} {
+		if err := rds.Client.HSet(ctx, key, fields...).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tr := &truth{acked: map[string]uint64{StreamName(0): 2, StreamName(1): 2, StreamName(2): 3}, uncertain: map[string]bool{}}
+	var got []Violation
+	if err := checkApplied(ctx, rds.Client, p, 3, tr, true, "", func(v Violation) { got = append(got, v) }, nil); err != nil {
+		t.Fatal(err)
+	}
+	want := []Violation{
+		{Kind: "unexpected", Stream: StreamName(1), Sequence: 4, Count: 1},
+		{Kind: "lost", Stream: StreamName(2), Sequence: 2},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("violations %+v, want %+v", got, want)
+	}
+}

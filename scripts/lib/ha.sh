@@ -283,7 +283,9 @@ ha_wait_listening() {
 	shift
 	for name in "$@"; do
 		until ha_listening "$name"; do
-			if ! ha_alive "$name"; then
+			# Right after the fork the child's command line is still the shell's, not the
+			# server's: only a process that is gone has exited.
+			if ! ha_alive "$name" && ! kill -0 "$(<"$HA_STATE/$name.pid")" 2>/dev/null; then
 				infra_show_log_tail "$HA_STATE/$name.log"
 				ha_die "$name exited before listening on port ${HA_PORT[$name]} (log: $HA_STATE/$name.log)"
 			fi
