@@ -14,7 +14,6 @@ import (
 	"github.com/projector-dev/projector/framework"
 	"github.com/projector-dev/projector/internal/tcpproxy"
 	"github.com/projector-dev/projector/internal/testenv"
-	"github.com/projector-dev/projector/redischeckpoint"
 )
 
 // TestLostWriteBehindAnUncountedWrite: a write whose reply was lost (a read
@@ -42,17 +41,7 @@ func TestLostWriteBehindAnUncountedWrite(t *testing.T) {
 	t.Cleanup(px.Close)
 	client := redis.NewClient(&redis.Options{Addr: px.Addr, ReadTimeout: 300 * time.Millisecond, MaxRetries: -1})
 	t.Cleanup(func() { _ = client.Close() })
-	s, err := redischeckpoint.New(redischeckpoint.Config{Client: client, Namespace: "serial"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := s.NewAtomicProjection("counter", func(e framework.Event, w *redischeckpoint.Writes) error {
-		w.HIncrBy(w.Key("counts"), e.StreamID, 1)
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, p := counting(t, client, "serial")
 	ctx := t.Context()
 	f, err := s.AcquireFence(ctx, "counter", 3)
 	if err != nil {

@@ -15,9 +15,11 @@ import (
 	"github.com/projector-dev/projector/redischeckpoint"
 )
 
-func counting(t *testing.T, client redis.UniversalClient) *redischeckpoint.AtomicProjection {
+// counting is a store in namespace on client and its counting projection
+// "counter" (HINCRBY counts <stream> per event).
+func counting(t *testing.T, client redis.UniversalClient, namespace string) (*redischeckpoint.Store, *redischeckpoint.AtomicProjection) {
 	t.Helper()
-	s, err := redischeckpoint.New(redischeckpoint.Config{Client: client, Namespace: "unavailable"})
+	s, err := redischeckpoint.New(redischeckpoint.Config{Client: client, Namespace: namespace})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -28,7 +30,7 @@ func counting(t *testing.T, client redis.UniversalClient) *redischeckpoint.Atomi
 	if err != nil {
 		t.Fatal(err)
 	}
-	return p
+	return s, p
 }
 
 func event(seq uint64) framework.Event {
@@ -44,7 +46,7 @@ func TestApplyOnAnUnavailableRedis(t *testing.T) {
 	srv := testenv.StartRedisServer(t, testenv.RedisServerOptions{})
 	client := redis.NewClient(&redis.Options{Addr: srv.Addr, DialTimeout: time.Second, ReadTimeout: time.Second, MaxRetries: -1})
 	t.Cleanup(func() { _ = client.Close() })
-	p := counting(t, client)
+	_, p := counting(t, client, "unavailable")
 	ctx := t.Context()
 	if err := p.Apply(ctx, event(1)); err != nil {
 		t.Fatal(err)
@@ -78,7 +80,7 @@ func TestApplyOnAnUnavailableRedis(t *testing.T) {
 // ErrUnavailable: the runner parks such a stream.
 func TestApplyRefusedIsNotUnavailable(t *testing.T) {
 	env := testenv.Redis(t)
-	p := counting(t, env.Client)
+	_, p := counting(t, env.Client, "unavailable")
 	ctx := t.Context()
 	if err := env.Client.Set(ctx, p.Key("counts"), "not a hash", 0).Err(); err != nil {
 		t.Fatal(err)
@@ -124,17 +126,7 @@ func TestLoadingReplyIsUnavailable(t *testing.T) {
 	}()
 	client := redis.NewClient(&redis.Options{Addr: ln.Addr().String(), MaxRetries: -1, Protocol: 2, DisableIdentity: true})
 	t.Cleanup(func() { _ = client.Close() })
-	s, err := redischeckpoint.New(redischeckpoint.Config{Client: client, Namespace: "loading"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := s.NewAtomicProjection("counter", func(e framework.Event, w *redischeckpoint.Writes) error {
-		w.HIncrBy(w.Key("counts"), e.StreamID, 1)
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, p := counting(t, client, "loading")
 	if err := p.Apply(t.Context(), event(1)); !errors.Is(err, framework.ErrUnavailable) {
 		t.Fatalf("apply against a loading server: %v, want it to match framework.ErrUnavailable", err)
 	}
