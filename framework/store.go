@@ -79,6 +79,19 @@ func (v ExpectedVersion) Check(actual uint64) bool {
 	}
 }
 
+// Exact returns the version an exact expectation names (0 for
+// [NoStream]) and true, or 0 and false for [AnyVersion].
+func (v ExpectedVersion) Exact() (uint64, bool) {
+	switch v.kind {
+	case expectNoStream:
+		return 0, true
+	case expectExact:
+		return v.version, true
+	default:
+		return 0, false
+	}
+}
+
 // String returns "any", "no stream" or the exact version.
 func (v ExpectedVersion) String() string {
 	switch v.kind {

@@ -17,6 +17,8 @@ import (
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/projector-dev/projector/appendguard"
 )
 
 // Config configures a [Store]. Zero fields mean their documented default.
@@ -52,6 +54,34 @@ type Config struct {
 	// topic's batches (decompressed records are what stay in memory).
 	// Default 256 KiB.
 	ReadBatchBytes int32
+
+	// Guard makes Append's expected versions hold across writer
+	// processes: every Store appending to the topic's streams, in any
+	// process, shares one registry (redischeckpoint.AppendRegistry on
+	// Redis; appendguard.NewMemory for writers inside one process). See
+	// Writers in the package documentation. Append fails with
+	// [ErrNoGuard] without it, unless SingleWriter is set.
+	Guard appendguard.Registry
+	// SingleWriter declares this Store the only writer of the topic's
+	// streams in every process, and lets Append run without Guard:
+	// expected versions are then checked inside this Store only, and a
+	// second Store appending to the same stream can fork it (two events
+	// with one sequence). Leave it off with more than one writer process.
+	SingleWriter bool
+	// WriterID is the transactional ID of the producer that writes the
+	// appends under Guard. Every live Store needs its own: two Stores with
+	// one ID fence each other. Default: "projector-writer.<topic>." and a
+	// random suffix. A stable ID per pod (its name) lets a restarted
+	// writer abort its predecessor's unfinished transaction at once,
+	// instead of after AppendLease.
+	WriterID string
+	// AppendLease bounds how long one append may hold its stream under
+	// Guard: past it, the next writer of the stream fences the append's
+	// producer and completes or drops what it wrote. It is also the
+	// transaction timeout, after which Kafka aborts the transaction of a
+	// writer that died mid-append; consumers reading committed records of
+	// that partition (the runner) wait that long at most. Default 10s.
+	AppendLease time.Duration
 
 	// ClientOpts pass through to every franz-go client the store makes
 	// (SASL, TLS, timeouts, kotel hooks). See [Security].
@@ -103,7 +133,16 @@ func (c *Config) setDefaults() {
 	if c.RequestTimeout == 0 {
 		c.RequestTimeout = 30 * time.Second
 	}
+	if c.AppendLease == 0 {
+		c.AppendLease = DefaultAppendLease
+	}
+	if c.WriterID == "" {
+		c.WriterID = "projector-writer." + c.Topic + "." + appendguard.NewToken()
+	}
 }
+
+// DefaultAppendLease is the default of [Config.AppendLease].
+const DefaultAppendLease = 10 * time.Second
 
 // Validate reports every problem of c, joined.
 func (c Config) Validate() error {
@@ -125,6 +164,9 @@ func (c Config) Validate() error {
 	}
 	if c.ReadConcurrency < 0 {
 		errs = append(errs, fmt.Errorf("kafkastore: Config.ReadConcurrency %d is negative", c.ReadConcurrency))
+	}
+	if c.AppendLease < 0 || (c.AppendLease > 0 && c.AppendLease < time.Second) {
+		errs = append(errs, fmt.Errorf("kafkastore: Config.AppendLease %v is below 1s", c.AppendLease))
 	}
 	if c.ReadBatchBytes < 0 {
 		errs = append(errs, fmt.Errorf("kafkastore: Config.ReadBatchBytes %d is negative", c.ReadBatchBytes))

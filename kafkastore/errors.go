@@ -32,6 +32,28 @@ var (
 	// [PlacementError].
 	ErrMisplaced = errors.New("kafkastore: stream records misplaced")
 
+	// ErrNoGuard reports an Append by a Store configured with neither
+	// [Config.Guard] nor [Config.SingleWriter].
+	ErrNoGuard = errors.New("kafkastore: Append needs Config.Guard (a registry shared by every writer process), " +
+		"or Config.SingleWriter when this Store is the topic's only writer")
+
+	// ErrAppendUncertain reports an append whose transaction may or may
+	// not have committed: the broker did not confirm the commit and the
+	// Store could not find out. The next append to the stream resolves it
+	// (at most [Config.AppendLease] later); read the stream to learn the
+	// outcome, by the event IDs.
+	ErrAppendUncertain = errors.New("kafkastore: append outcome unknown")
+
+	// ErrNotWritten reports an append that wrote nothing: its transaction
+	// was aborted (its lease ended and another writer fenced it, the broker
+	// failed it, or the registry refused it). Retrying it is safe.
+	ErrNotWritten = errors.New("kafkastore: append not written")
+
+	// ErrForked reports a stream holding two different events with one
+	// sequence: written by two producers that did not share a guard. See
+	// [ForkError].
+	ErrForked = errors.New("kafkastore: stream forked")
+
 	// ErrCommittedStateLost reports a partition whose committed offset
 	// relies on state the checkpoint store no longer holds: the partition
 	// stops until the projection is replayed. See [StateLostError].
@@ -147,4 +169,27 @@ func (e *PlacementError) cause() string {
 // [framework.ErrSequenceGap].
 func (e *PlacementError) Is(target error) bool {
 	return target == ErrMisplaced || (e.Kind == AnomalyGap && target == framework.ErrSequenceGap)
+}
+
+// ForkError names a sequence of a stream that two different events hold.
+// It matches [ErrForked] and [framework.ErrVersionConflict].
+type ForkError struct {
+	StreamID  string
+	Sequence  uint64
+	Partition int32
+	// FirstEventID is the event at FirstOffset, which readers saw first;
+	// OtherEventID the one at OtherOffset, which repeats its sequence.
+	FirstEventID, OtherEventID string
+	FirstOffset, OtherOffset   int64
+}
+
+func (e *ForkError) Error() string {
+	return fmt.Sprintf("kafkastore: stream %s is forked at sequence %d: event %s (partition %d offset %d) and event %s (offset %d) "+
+		"both hold it; they were appended by writers that did not share a guard (Config.Guard)",
+		e.StreamID, e.Sequence, e.FirstEventID, e.Partition, e.FirstOffset, e.OtherEventID, e.OtherOffset)
+}
+
+// Is reports whether target is [ErrForked] or [framework.ErrVersionConflict].
+func (e *ForkError) Is(target error) bool {
+	return target == ErrForked || target == framework.ErrVersionConflict
 }

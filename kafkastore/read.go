@@ -81,13 +81,24 @@ func (s *Store) endOffsets(ctx context.Context) (kadm.ListedOffsets, int32, erro
 }
 
 // sequenceCheck passes on the events of one stream after after, in the
-// order of their records, and fails at a gap.
+// order of their records, fails at a gap and at a fork, and passes over a
+// record that repeats an event (same sequence, same event ID).
 type sequenceCheck struct {
 	streamID string
 	home     int32 // the key's murmur2 partition, for the error
 	after    uint64
 	next     uint64 // the sequence the caller expects next
 	yield    func(framework.Event, error) bool
+
+	// The highest sequence seen on any record of the stream, with its
+	// event: a record at or below it repeats a sequence.
+	top       uint64
+	topID     string
+	topOffset int64
+	first     int64 // the offset of the stream's first record seen
+	// find returns the event ID and offset of the stream's first record
+	// holding seq in [from, until): the original of a repeat.
+	find func(partition int32, from, until int64, seq uint64) (string, int64, error)
 }
 
 func (c *sequenceCheck) visit(r *kgo.Record) error {
@@ -98,22 +109,63 @@ func (c *sequenceCheck) visit(r *kgo.Record) error {
 	if err != nil {
 		return err
 	}
-	if e.Sequence <= c.after {
-		return nil
+	if c.top == 0 {
+		c.first = r.Offset
 	}
-	if e.Sequence > c.next {
+	if e.Sequence <= c.top {
+		// A repeat: the same event again, or a fork.
+		id, offset := c.topID, c.topOffset
+		if e.Sequence < c.top || id == "" {
+			if id, offset, err = c.find(r.Partition, c.first, r.Offset, e.Sequence); err != nil {
+				return err
+			}
+		}
+		if id == e.EventID {
+			return nil
+		}
+		return &ForkError{StreamID: c.streamID, Sequence: e.Sequence, Partition: r.Partition,
+			FirstEventID: id, FirstOffset: offset, OtherEventID: e.EventID, OtherOffset: r.Offset}
+	}
+	if e.Sequence > c.next && e.Sequence > c.after {
 		return &PlacementError{Op: "read", Anomaly: Anomaly{
 			Kind: AnomalyGap, StreamID: c.streamID, Partition: r.Partition, Offset: r.Offset, ExpectedPartition: c.home,
 			Sequence: e.Sequence, Previous: c.next - 1,
 		}}
 	}
-	if e.Sequence == c.next {
-		c.next++
+	c.top, c.topID, c.topOffset = e.Sequence, e.EventID, r.Offset
+	if e.Sequence <= c.after {
+		return nil
 	}
+	c.next = e.Sequence + 1
 	if !c.yield(e, nil) {
 		return errStop
 	}
 	return nil
+}
+
+// findSequence returns the event ID and offset of the first record of
+// streamID holding seq in [from, until) of the partition, read with a
+// client of its own (the caller holds a pooled reader).
+func (s *Store) findSequence(ctx context.Context, streamID string, partition int32, from, until int64, seq uint64) (string, int64, error) {
+	id, offset := "", int64(-1)
+	err := readPartition(ctx, s.cfg.Seeds, s.cfg.ClientOpts, s.cfg.Topic, partition, from, until, func() bool { return false }, func(r *kgo.Record) error {
+		if string(r.Key) != streamID {
+			return nil
+		}
+		e, err := DecodeRecord(r)
+		if err != nil || e.Sequence != seq {
+			return err
+		}
+		id, offset = e.EventID, r.Offset
+		return errStop
+	})
+	if err != nil && !errors.Is(err, errStop) {
+		return "", -1, fmt.Errorf("kafkastore: find sequence %d of %s in %s/%d: %w", seq, streamID, s.cfg.Topic, partition, err)
+	}
+	if id == "" {
+		return "", -1, fmt.Errorf("kafkastore: sequence %d of %s is not in %s/%d offsets %d-%d, though a later record repeats it", seq, streamID, s.cfg.Topic, partition, from, until-1)
+	}
+	return id, offset, nil
 }
 
 func (s *Store) readStream(ctx context.Context, streamID string, entry CatalogEntry, known bool, after uint64, yield func(framework.Event, error) bool) error {
@@ -123,7 +175,10 @@ func (s *Store) readStream(ctx context.Context, streamID string, entry CatalogEn
 		return err
 	}
 	home := PartitionFor(streamID, n)
-	check := &sequenceCheck{streamID: streamID, home: home, after: after, next: after + 1, yield: yield}
+	check := &sequenceCheck{streamID: streamID, home: home, after: after, next: after + 1, yield: yield,
+		find: func(partition int32, from, until int64, seq uint64) (string, int64, error) {
+			return s.findSequence(ctx, streamID, partition, from, until, seq)
+		}}
 	if !known {
 		spans, err := s.locate(ctx, streamID, ends, n)
 		if err != nil {
@@ -164,6 +219,11 @@ func (s *Store) readStream(ctx context.Context, streamID string, entry CatalogEn
 		return check.visit(r)
 	}
 	throughHead := after < entry.HeadSequence
+	if !throughHead && entry.HeadSequence > 0 {
+		// Only what lies beyond the head is read: a record there at or
+		// below the head repeats a sequence read before.
+		check.top, check.topOffset, check.first = entry.HeadSequence, entry.HeadOffset, entry.FirstOffset
+	}
 	scannedBeyond := false
 	if throughHead {
 		until := min(head+1, end)

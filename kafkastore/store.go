@@ -29,6 +29,7 @@ type Store struct {
 	partitionsSet bool
 
 	producer      *kgo.Client
+	writer        *txWriter // nil without Config.Guard
 	tracer        trace.Tracer // nil unless Config.TracerProvider is set
 	admin         *kadm.Client
 	catalogReader *kgo.Client
@@ -96,6 +97,10 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		}
 		producerOpts = append(producerOpts, kgo.WithHooks(kotel.NewKotel(kopts...).Hooks()...))
 	}
+	if cfg.Guard != nil {
+		s.writer = &txWriter{s: s, opts: append(slices.Clone(producerOpts),
+			kgo.TransactionalID(cfg.WriterID), kgo.TransactionTimeout(cfg.AppendLease))}
+	}
 	s.producer, err = kgo.NewClient(producerOpts...)
 	if err != nil {
 		return nil, fmt.Errorf("kafkastore: producer: %w", err)
@@ -141,6 +146,9 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 func (s *Store) Close() {
 	s.closeOnce.Do(func() {
 		close(s.closed)
+		if s.writer != nil {
+			s.writer.close()
+		}
 		if s.producer != nil {
 			s.producer.Close()
 		}
@@ -213,14 +221,20 @@ func (s *Store) Append(ctx context.Context, streamID string, expected framework.
 			}
 		}()
 	}
+	lock := s.streamLock(streamID)
+	lock.Lock()
+	defer lock.Unlock()
+	switch {
+	case s.cfg.Guard != nil:
+		return s.guardedAppend(ctx, streamID, expected, events)
+	case !s.cfg.SingleWriter:
+		return nil, ErrNoGuard
+	}
 	// A catalog rebuilt elsewhere may have found the stream written by
 	// another producer, off its murmur2 partition.
 	if err := s.refreshCatalog(ctx, catalogMaxAge); err != nil {
 		return nil, err
 	}
-	lock := s.streamLock(streamID)
-	lock.Lock()
-	defer lock.Unlock()
 
 	head, err := s.head(ctx, streamID)
 	if err != nil {
@@ -349,12 +363,22 @@ func (s *Store) StreamVersion(ctx context.Context, streamID string) (uint64, err
 	if s.isClosed() {
 		return 0, ErrClosed
 	}
-	entry, known, err := s.Entry(ctx, streamID)
-	if err != nil || known {
-		return entry.HeadSequence, err
+	// The stream is read through, so that a fork is reported, not hidden.
+	var head uint64
+	for e, err := range s.ReadStream(ctx, streamID, 0) {
+		if err != nil {
+			var pe *PlacementError
+			if errors.As(err, &pe) && pe.Anomaly.Kind != AnomalyGap && pe.Anomaly.Kind != AnomalyMissing {
+				// Off its key's partition: the highest sequence on any
+				// partition, as a rebuilt catalog records it.
+				h, herr := s.uncatalogedHead(ctx, streamID, false)
+				return h.HeadSequence, herr
+			}
+			return 0, err
+		}
+		head = e.Sequence
 	}
-	head, err := s.uncatalogedHead(ctx, streamID, false)
-	return head.HeadSequence, err
+	return head, nil
 }
 
 // Entry returns the catalog entry of a stream, refreshed from the catalog
