@@ -39,8 +39,16 @@ func (s *Store) catalogRecord(ctx context.Context, e CatalogEntry) *kgo.Record {
 // applyCatalog records e in memory unless what is there is newer.
 // s.mu must be held.
 func (s *Store) applyCatalogLocked(e CatalogEntry) {
-	if old, ok := s.streams[e.StreamID]; ok && old.HeadOffset > e.HeadOffset && old.Partition == e.Partition {
-		return
+	if old, ok := s.streams[e.StreamID]; ok && old.Partition == e.Partition {
+		// A stream's first record never moves: a later entry with
+		// another first offset comes from a second writer that took the
+		// stream for new (a fork). The earliest is kept, so that reads
+		// start early enough to see both events.
+		first := min(old.FirstOffset, e.FirstOffset)
+		if old.HeadOffset > e.HeadOffset {
+			e = old
+		}
+		e.FirstOffset = first
 	}
 	s.streams[e.StreamID] = e
 }
@@ -55,7 +63,7 @@ func (s *Store) refreshCatalog(ctx context.Context, maxAge time.Duration) error 
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
 	defer cancel()
-	ends, err := listOffsets(ctx, s.admin.ListEndOffsets, s.cfg.CatalogTopic)
+	ends, err := listOffsets(ctx, s.admin.ListCommittedOffsets, s.cfg.CatalogTopic)
 	if err != nil {
 		return fmt.Errorf("kafkastore: end offsets of catalog %s: %w", s.cfg.CatalogTopic, err)
 	}
@@ -86,6 +94,9 @@ func (s *Store) refreshCatalog(ctx context.Context, maxAge time.Duration) error 
 		s.mu.Lock()
 		fetches.EachRecord(func(r *kgo.Record) {
 			s.catalogNext[r.Partition] = r.Offset + 1
+			if r.Attrs.IsControl() {
+				return
+			}
 			var e CatalogEntry
 			if err := json.Unmarshal(r.Value, &e); err != nil || len(r.Key) == 0 {
 				s.cfg.Logger.Warn("ignoring malformed catalog record", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "err", err)

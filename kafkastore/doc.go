@@ -73,17 +73,47 @@
 //
 // # Writers
 //
-// Kafka has no compare-and-set. Append enforces the expected version
-// (no stream, exact, any) within one Store, serialising appends per stream,
-// so the rule is: one writer per stream. Two Stores appending to the same
-// stream can both succeed and produce a duplicate sequence; that violation
-// never reaches a read model, because the consumer-group runner parks a
-// stream whose sequence repeats with a different event ID as a conflict.
+// Kafka has no compare-and-set, so expected versions need help to hold
+// across writer processes. Every Store that appends shares a registry,
+// [Config.Guard] (redischeckpoint.AppendRegistry on Redis), that keeps each
+// stream's head and at most one reservation of its next sequences, for a
+// lease ([Config.AppendLease]). An append reserves its sequences there
+// (the expected version is checked against the registered head, so at
+// most one of several racing appends succeeds; the others get a
+// [*framework.VersionConflictError] with the current version), writes its
+// events and the stream's catalog entry in one Kafka transaction of the
+// Store's producer (transactional ID [Config.WriterID]), records their
+// offsets in the registry, commits, waits until the records are readable,
+// and moves the registered head. Appends of one Store that arrive while a
+// transaction is in flight share the next one.
 //
-// Appends use the idempotent producer with acknowledgement from all in-sync
-// replicas and return only when every record is acknowledged. A failed
-// append may have written a prefix of its events; the Store then re-reads
-// the stream's head from the topic before the next append to that stream.
+// A writer killed, frozen or cut off between any two steps leaves a
+// reservation whose lease ends. The next append to the stream repairs it:
+// it fences the reservation's producer (Kafka aborts its open transaction,
+// or completes one whose commit it had accepted, and refuses anything
+// later from it), reads the recorded offsets to see whether the records
+// are committed, and resolves the reservation as written or not. An
+// append therefore either is in the stream in full, counted in the head,
+// or is not there at all; a woken writer's late commit is refused, and it
+// reports [ErrNotWritten]. An append whose commit the broker did not
+// confirm is resolved the same way at once, or reported as
+// [ErrAppendUncertain].
+//
+// Streams the registry does not know yet (new ones, and streams written
+// before the registry or by other producers) are registered with their
+// head read from the topic at their first guarded append. Records written
+// later by producers that do not share the registry are not seen by it: a
+// sequence they repeat is a fork. ReadStream and StreamVersion report a
+// fork already in a topic (two events with one sequence) as a
+// [*ForkError] naming the stream, the sequence and both event IDs; a
+// record that repeats an event (same ID) is passed over.
+//
+// [Config.SingleWriter] runs Append without a registry or transactions,
+// checking expected versions inside the Store only: correct when it is the
+// topic's only writer, in every process.
+//
+// A failed append may have written a prefix of its events only with
+// SingleWriter; under a guard its transaction is aborted whole.
 //
 // # Topics
 //

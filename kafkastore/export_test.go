@@ -83,3 +83,7 @@ func CheckRebuildOnce(ctx context.Context, v *VersionedRunner) (framework.Versio
 	}
 	return v.cfg.Versions.Versions(ctx, v.cfg.Name)
 }
+
+// SetAppendHook sets a function called at each step of a guarded append
+// ("reserved", "produced", "recorded", "committed", "registered").
+func SetAppendHook(f func(step, streamID string)) { appendHook = f }

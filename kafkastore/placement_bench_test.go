@@ -42,7 +42,7 @@ func BenchmarkReadStreamBehindTail(b *testing.B) {
 	b.Run("first-read", func(b *testing.B) {
 		for b.Loop() {
 			b.StopTimer()
-			fresh, err := kafkastore.New(ctx, kafkastore.Config{Seeds: s.Config().Seeds, Topic: s.Config().Topic})
+			fresh, err := newGuarded(ctx, kafkastore.Config{Seeds: s.Config().Seeds, Topic: s.Config().Topic})
 			if err != nil {
 				b.Fatal(err)
 			}

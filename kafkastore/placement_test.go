@@ -341,7 +341,7 @@ func TestAppendRefusesStreamOnAnotherPartition(t *testing.T) {
 	}
 
 	// A second store (another process) running since before the rebuild.
-	other, err := kafkastore.New(ctx, kafkastore.Config{Seeds: env.Seeds, Topic: topic})
+	other, err := newGuarded(ctx, kafkastore.Config{Seeds: env.Seeds, Topic: topic})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -491,7 +491,7 @@ func TestReadStreamReportsACatalogHeadThePartitionLacks(t *testing.T) {
 	if err := env.Client(t).ProduceSync(ctx, &kgo.Record{Topic: s.Config().CatalogTopic, Key: []byte(stream), Value: []byte(forged)}).FirstErr(); err != nil {
 		t.Fatal(err)
 	}
-	reader, err := kafkastore.New(ctx, kafkastore.Config{Seeds: env.Seeds, Topic: s.Config().Topic})
+	reader, err := newGuarded(ctx, kafkastore.Config{Seeds: env.Seeds, Topic: s.Config().Topic})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -338,7 +338,7 @@ func BenchmarkUncataloged(b *testing.B) {
 	// fresh calls fn with a new Store, timing only fn.
 	fresh := func(b *testing.B, fn func(*kafkastore.Store)) {
 		b.StopTimer()
-		st, err := kafkastore.New(ctx, kafkastore.Config{Seeds: s.Config().Seeds, Topic: s.Config().Topic})
+		st, err := newGuarded(ctx, kafkastore.Config{Seeds: s.Config().Seeds, Topic: s.Config().Topic})
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -7,6 +7,7 @@ import (
 	"iter"
 	"maps"
 	"slices"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -203,6 +204,14 @@ func (s *Store) readStream(ctx context.Context, streamID string, entry CatalogEn
 		return fmt.Errorf("kafkastore: end offset of %s/%d: %v", topic, partition, listed.Err)
 	}
 	end := listed.Offset
+	if end <= head {
+		// A transaction commits before its markers reach the partition:
+		// the head an append just committed becomes readable a moment
+		// later.
+		if end, err = s.waitStable(ctx, partition, head); err != nil {
+			return err
+		}
+	}
 
 	// Records beyond the head are read from verifyFrom on; every key
 	// found there is remembered, so the next call starts where this one
@@ -451,4 +460,28 @@ func murmur2(data []byte) uint32 {
 	h *= m
 	h ^= h >> 15
 	return h
+}
+
+// waitStable waits, up to Config.RequestTimeout, until the last stable
+// offset of the event topic's partition passes offset, and returns it
+// (also when it does not pass: the caller reports what is missing).
+func (s *Store) waitStable(ctx context.Context, partition int32, offset int64) (int64, error) {
+	topic := s.cfg.Topic
+	deadline := time.Now().Add(s.cfg.RequestTimeout)
+	for delay := time.Millisecond; ; delay = min(2*delay, 100*time.Millisecond) {
+		ends, err := listOffsets(ctx, s.admin.ListCommittedOffsets, topic)
+		if err != nil {
+			return 0, fmt.Errorf("kafkastore: end offsets of %s: %w", topic, err)
+		}
+		listed, ok := ends.Lookup(topic, partition)
+		if !ok || listed.Err != nil {
+			return 0, fmt.Errorf("kafkastore: end offset of %s/%d: %v", topic, partition, listed.Err)
+		}
+		if listed.Offset > offset || time.Now().After(deadline) {
+			return listed.Offset, nil
+		}
+		if err := sleepCtx(ctx, delay); err != nil {
+			return 0, err
+		}
+	}
 }

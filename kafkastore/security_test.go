@@ -42,7 +42,7 @@ func TestSCRAMOverTLSOnKfake(t *testing.T) {
 			// connection; the real broker's answer is checked in
 			// TestSCRAMOverTLSOnRealBroker).
 			opts, _ := kafkastore.Security{SASLMechanism: mech, Username: "projector", Password: "wrong", CAFile: caFile}.Opts()
-			_, err = kafkastore.New(ctxFor(t), kafkastore.Config{Seeds: cluster.ListenAddrs(), Topic: "events", Partitions: 3, ClientOpts: opts, RequestTimeout: 5 * time.Second})
+			_, err = newGuarded(ctxFor(t), kafkastore.Config{Seeds: cluster.ListenAddrs(), Topic: "events", Partitions: 3, ClientOpts: opts, RequestTimeout: 5 * time.Second})
 			if err == nil {
 				t.Error("New with a wrong password succeeded")
 			}
@@ -58,7 +58,7 @@ func checkSecureStore(t *testing.T, seeds []string, topic string, sec kafkastore
 		t.Fatal(err)
 	}
 	ctx := ctxFor(t)
-	s, err := kafkastore.New(ctx, kafkastore.Config{Seeds: seeds, Topic: topic, Partitions: 1, ReplicationFactor: 1, ClientOpts: opts})
+	s, err := newGuarded(ctx, kafkastore.Config{Seeds: seeds, Topic: topic, Partitions: 1, ReplicationFactor: 1, ClientOpts: opts})
 	if err != nil {
 		t.Fatalf("New over %s/TLS: %v", sec.SASLMechanism, err)
 	}
@@ -144,7 +144,7 @@ func TestSCRAMOverTLSOnRealBroker(t *testing.T) {
 		t.Run(mech, func(t *testing.T) {
 			checkSecureStore(t, sec.Seeds, env.TopicName(t, "secure"), kafkastore.Security{SASLMechanism: mech, Username: sec.Username, Password: sec.Password, CAFile: sec.CAFile})
 			opts, _ := kafkastore.Security{SASLMechanism: mech, Username: sec.Username, Password: "wrong", CAFile: sec.CAFile}.Opts()
-			_, err := kafkastore.New(ctxFor(t), kafkastore.Config{Seeds: sec.Seeds, Topic: env.TopicName(t, "events"), Partitions: 1, ClientOpts: opts, RequestTimeout: 10 * time.Second})
+			_, err := newGuarded(ctxFor(t), kafkastore.Config{Seeds: sec.Seeds, Topic: env.TopicName(t, "events"), Partitions: 1, ClientOpts: opts, RequestTimeout: 10 * time.Second})
 			if !errors.Is(err, kerr.SaslAuthenticationFailed) {
 				t.Errorf("New with a wrong password = %v, want SASL_AUTHENTICATION_FAILED", err)
 			}

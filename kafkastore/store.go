@@ -29,7 +29,7 @@ type Store struct {
 	partitionsSet bool
 
 	producer      *kgo.Client
-	writer        *txWriter // nil without Config.Guard
+	writer        *txWriter    // nil without Config.Guard
 	tracer        trace.Tracer // nil unless Config.TracerProvider is set
 	admin         *kadm.Client
 	catalogReader *kgo.Client
@@ -117,6 +117,10 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		kgo.ConsumeTopics(cfg.CatalogTopic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		// Appends write catalog entries in transactions: their markers
+		// occupy the last offsets, and seeing them tells the reader it
+		// reached the end.
+		kgo.KeepControlRecords(),
 	)...)
 	if err != nil {
 		return cleanup(fmt.Errorf("kafkastore: catalog reader: %w", err))

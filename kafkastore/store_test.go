@@ -25,6 +25,9 @@ func TestMain(m *testing.M) {
 	if os.Getenv(envReplica) == "1" {
 		os.Exit(replicaMain())
 	}
+	if os.Getenv(envWriter) == "1" {
+		os.Exit(writerMain())
+	}
 	testenv.Main(m)
 }
 
@@ -46,7 +49,7 @@ func newStore(t testing.TB, cfg kafkastore.Config) (*kafkastore.Store, *testenv.
 		cfg.Partitions = 3
 	}
 	cfg.ReplicationFactor = 1
-	s, err := kafkastore.New(ctxFor(t), cfg)
+	s, err := newGuarded(ctxFor(t), cfg)
 	if err != nil {
 		t.Fatalf("kafkastore.New: %v", err)
 	}
@@ -77,7 +80,7 @@ func TestSpecificationExampleOnKafka(t *testing.T) {
 	}
 	appendN(t, writer, "partner/acme/1", 3)
 
-	reader, err := kafkastore.New(ctx, kafkastore.Config{Seeds: env.Seeds, Topic: writer.Config().Topic, Partitions: 3})
+	reader, err := newGuarded(ctx, kafkastore.Config{Seeds: env.Seeds, Topic: writer.Config().Topic, Partitions: 3})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -234,7 +237,7 @@ func TestCatalogIsSharedAndRebuildable(t *testing.T) {
 	}
 	// Another store on the same topics sees every stream through the
 	// catalog, and appends continue its sequences.
-	other, err := kafkastore.New(ctx, kafkastore.Config{Seeds: env.Seeds, Topic: s.Config().Topic})
+	other, err := newGuarded(ctx, kafkastore.Config{Seeds: env.Seeds, Topic: s.Config().Topic})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -247,7 +250,7 @@ func TestCatalogIsSharedAndRebuildable(t *testing.T) {
 	}
 
 	// A store whose catalog topic is empty rebuilds it from the events.
-	fresh, err := kafkastore.New(ctx, kafkastore.Config{Seeds: env.Seeds, Topic: s.Config().Topic, CatalogTopic: s.Config().Topic + ".catalog-rebuilt"})
+	fresh, err := newGuarded(ctx, kafkastore.Config{Seeds: env.Seeds, Topic: s.Config().Topic, CatalogTopic: s.Config().Topic + ".catalog-rebuilt"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -279,7 +282,7 @@ func TestCatalogIsSharedAndRebuildable(t *testing.T) {
 		}
 	}
 	// The rebuilt catalog was written to its topic: a third store sees it.
-	third, err := kafkastore.New(ctx, kafkastore.Config{Seeds: env.Seeds, Topic: s.Config().Topic, CatalogTopic: s.Config().Topic + ".catalog-rebuilt"})
+	third, err := newGuarded(ctx, kafkastore.Config{Seeds: env.Seeds, Topic: s.Config().Topic, CatalogTopic: s.Config().Topic + ".catalog-rebuilt"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -308,7 +311,7 @@ func TestTopicSettingsAreChecked(t *testing.T) {
 			topic := env.CreateTopic(t, "events", 3, tt.configs)
 			cfg := tt.cfg
 			cfg.Seeds, cfg.Topic = env.Seeds, topic
-			_, err := kafkastore.New(ctx, cfg)
+			_, err := newGuarded(ctx, cfg)
 			if !errors.Is(err, kafkastore.ErrTopicSettings) || !strings.Contains(err.Error(), tt.want) || !strings.Contains(err.Error(), topic) {
 				t.Errorf("New = %v, want ErrTopicSettings naming %s and %q", err, topic, tt.want)
 			}
@@ -316,7 +319,7 @@ func TestTopicSettingsAreChecked(t *testing.T) {
 	}
 	t.Run("finite retention allowed", func(t *testing.T) {
 		topic := env.CreateTopic(t, "events", 3, map[string]*string{"retention.ms": &retention})
-		s, err := kafkastore.New(ctx, kafkastore.Config{Seeds: env.Seeds, Topic: topic, AllowFiniteRetention: true})
+		s, err := newGuarded(ctx, kafkastore.Config{Seeds: env.Seeds, Topic: topic, AllowFiniteRetention: true})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -329,13 +332,13 @@ func TestTopicSettingsAreChecked(t *testing.T) {
 		if _, err := admin.CreateTopic(ctx, 3, 1, map[string]*string{"cleanup.policy": ptr("delete")}, topic+".catalog"); err != nil {
 			t.Fatal(err)
 		}
-		_, err := kafkastore.New(ctx, kafkastore.Config{Seeds: env.Seeds, Topic: topic})
+		_, err := newGuarded(ctx, kafkastore.Config{Seeds: env.Seeds, Topic: topic})
 		if !errors.Is(err, kafkastore.ErrTopicSettings) || !strings.Contains(err.Error(), `want "compact"`) {
 			t.Errorf("New = %v, want the catalog's cleanup.policy named", err)
 		}
 	})
 	t.Run("missing topic not created", func(t *testing.T) {
-		_, err := kafkastore.New(ctx, kafkastore.Config{Seeds: env.Seeds, Topic: env.TopicName(t, "events"), DontCreateTopics: true})
+		_, err := newGuarded(ctx, kafkastore.Config{Seeds: env.Seeds, Topic: env.TopicName(t, "events"), DontCreateTopics: true})
 		if !errors.Is(err, kafkastore.ErrTopicSettings) || !strings.Contains(err.Error(), "does not exist") {
 			t.Errorf("New = %v, want a clear error", err)
 		}
@@ -367,7 +370,7 @@ func TestTopicSettingsAreChecked(t *testing.T) {
 func ptr(s string) *string { return &s }
 
 func TestConfigValidateJoinsProblems(t *testing.T) {
-	_, err := kafkastore.New(context.Background(), kafkastore.Config{Partitions: -1})
+	_, err := newGuarded(context.Background(), kafkastore.Config{Partitions: -1})
 	for _, part := range []string{"Seeds", "Topic", "Partitions"} {
 		if err == nil || !strings.Contains(err.Error(), part) {
 			t.Errorf("error %v does not name %s", err, part)

@@ -28,7 +28,7 @@ func TestOneTraceFromAppendToApply(t *testing.T) {
 	defer mp.Shutdown(context.Background())
 
 	env := newFixture(t, 2)
-	store, err := kafkastore.New(ctxFor(t), kafkastore.Config{Seeds: env.env.Seeds, Topic: env.store.Config().Topic, TracerProvider: tp})
+	store, err := newGuarded(ctxFor(t), kafkastore.Config{Seeds: env.env.Seeds, Topic: env.store.Config().Topic, TracerProvider: tp})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -181,8 +183,18 @@ func (w *txWriter) commit(batch []*pendingAppend) {
 		return
 	}
 	if err := cl.BeginTransaction(); err != nil {
+		// The producer is in a fatal state (fenced): a new one takes
+		// the batch, once.
 		w.reset()
-		abandon(fmt.Errorf("begin transaction: %w", err))
+		for _, pa := range batch {
+			if pa.retried {
+				s.release(pa.res)
+				pa.finish(fmt.Errorf("%w: append to %s: begin transaction: %w", ErrNotWritten, pa.res.StreamID, err))
+				continue
+			}
+			pa.retried = true
+			w.requeue(pa)
+		}
 		return
 	}
 
@@ -248,6 +260,15 @@ func (w *txWriter) commit(batch []*pendingAppend) {
 	}
 	if len(bad) > 0 {
 		w.abort(ctx, cl)
+		for pa, err := range bad {
+			if fenced(err) {
+				// Another writer's repair fenced the producer (after an
+				// earlier append of this one outlived its lease): not
+				// these appends' fault; a new producer writes them.
+				w.reset()
+				delete(bad, pa)
+			}
+		}
 		for _, pa := range batch {
 			switch {
 			case bad[pa] != nil:
@@ -274,6 +295,7 @@ func (w *txWriter) commit(batch []*pendingAppend) {
 	switch {
 	case err == nil:
 		hook("committed", batch[0].res.StreamID)
+		w.awaitStable(ctx, append(records, catalog...))
 		var wg sync.WaitGroup
 		for _, pa := range batch {
 			wg.Go(func() { s.committed(ctx, pa) })
@@ -384,4 +406,40 @@ func (w *txWriter) resolveUnconfirmed(batch []*pendingAppend, cause error) {
 func fenced(err error) bool {
 	return errors.Is(err, kerr.ProducerFenced) || errors.Is(err, kerr.InvalidProducerEpoch) ||
 		errors.Is(err, kerr.InvalidProducerIDMapping) || errors.Is(err, kerr.TransactionAbortable)
+}
+
+// awaitStable waits until the last stable offsets of the partitions the
+// committed records are on pass them: a commit returns before Kafka wrote
+// its markers, and until then read-committed readers (ReadStream,
+// ListStreams of any Store, the runner) do not see the records. Waiting
+// makes an append visible to every reader once it returns.
+func (w *txWriter) awaitStable(ctx context.Context, records []*kgo.Record) {
+	s := w.s
+	need := map[string]map[int32]int64{}
+	for _, r := range records {
+		if need[r.Topic] == nil {
+			need[r.Topic] = map[int32]int64{}
+		}
+		need[r.Topic][r.Partition] = max(need[r.Topic][r.Partition], r.Offset)
+	}
+	topics := slices.Collect(maps.Keys(need))
+	for delay := time.Millisecond; ; delay = min(2*delay, 50*time.Millisecond) {
+		ends, err := s.admin.ListCommittedOffsets(ctx, topics...)
+		stable := err == nil
+		if stable {
+			for topic, parts := range need {
+				for p, last := range parts {
+					o, ok := ends.Lookup(topic, p)
+					stable = stable && ok && o.Err == nil && o.Offset > last
+				}
+			}
+		}
+		if stable {
+			return
+		}
+		if sleepCtx(ctx, delay) != nil {
+			s.cfg.Logger.Warn("kafkastore: an append committed, but its records did not become readable within the append lease", "err", err)
+			return
+		}
+	}
 }

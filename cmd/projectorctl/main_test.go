@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/projector-dev/projector/appendguard"
 	"github.com/projector-dev/projector/framework"
 	"github.com/projector-dev/projector/internal/testenv"
 	"github.com/projector-dev/projector/kafkastore"
@@ -57,7 +58,7 @@ func newFixtureOn(t *testing.T, r *testenv.RedisEnv) *fixture {
 	k := testenv.Kafka(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	store, err := kafkastore.New(ctx, kafkastore.Config{Seeds: k.Seeds, Topic: k.TopicName(t, "events"), Partitions: 4, ReplicationFactor: 1})
+	store, err := kafkastore.New(ctx, kafkastore.Config{Guard: appendguard.NewMemory(), Seeds: k.Seeds, Topic: k.TopicName(t, "events"), Partitions: 4, ReplicationFactor: 1})
 	if err != nil {
 		t.Fatal(err)
 	}

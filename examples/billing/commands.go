@@ -12,6 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/projector-dev/projector/appendguard"
 	"github.com/projector-dev/projector/examples/billing/api"
 	"github.com/projector-dev/projector/examples/billing/loadgen"
 	"github.com/projector-dev/projector/examples/billing/mabis"
@@ -52,6 +53,11 @@ func redisClient(o options) (redis.UniversalClient, error) {
 	return redischeckpoint.NewClient(redischeckpoint.ClientConfig{URL: o.redisURL, Username: o.redisUser, Password: o.redisPass, CAFile: o.redisCA})
 }
 
+// appendRegistry is the registry of the topic's appends in o's Redis.
+func appendRegistry(o options, client redis.UniversalClient) (*redischeckpoint.AppendRegistry, error) {
+	return redischeckpoint.NewAppendRegistry(redischeckpoint.Config{Client: client, Namespace: o.namespace, Logger: o.logger, WaitReplicas: o.waitReplicas}, o.topic)
+}
+
 // kafkaOpts are the franz-go options for o's SASL and TLS settings.
 func kafkaOpts(o options) ([]kgo.Opt, error) {
 	if len(o.brokers) == 0 {
@@ -62,13 +68,14 @@ func kafkaOpts(o options) ([]kgo.Opt, error) {
 
 // openEvents opens the event topic; with tel, appends are traced (an
 // append span per call, a publish span per record, the context in the
-// record headers).
-func openEvents(ctx context.Context, o options, tel *telemetry.Telemetry) (*kafkastore.Store, error) {
+// record headers). guard is the append registry every writer of the topic
+// shares (nil: the Store only reads).
+func openEvents(ctx context.Context, o options, tel *telemetry.Telemetry, guard appendguard.Registry) (*kafkastore.Store, error) {
 	opts, err := kafkaOpts(o)
 	if err != nil {
 		return nil, err
 	}
-	cfg := kafkastore.Config{Seeds: o.brokers, Topic: o.topic, Partitions: int32(o.partitions), ClientOpts: opts, Logger: o.logger}
+	cfg := kafkastore.Config{Seeds: o.brokers, Topic: o.topic, Partitions: int32(o.partitions), ClientOpts: opts, Logger: o.logger, Guard: guard}
 	if tel != nil {
 		cfg.TracerProvider, cfg.MeterProvider, cfg.Propagator = tel.TracerProvider(), tel.MeterProvider(), tel.Propagator()
 	}
@@ -110,7 +117,18 @@ func generate(ctx context.Context, o options, out io.Writer) error {
 		return err
 	}
 	defer shutdown()
-	events, err := openEvents(ctx, o, tel)
+	// Several generators may append to one topic: they share the append
+	// registry in Redis, so expected versions hold across them.
+	client, err := redisClient(o)
+	if err != nil {
+		return err
+	}
+	defer client.Close()
+	guard, err := appendRegistry(o, client)
+	if err != nil {
+		return err
+	}
+	events, err := openEvents(ctx, o, tel, guard)
 	if err != nil {
 		return err
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 
+	"github.com/projector-dev/projector/appendguard"
 	"github.com/projector-dev/projector/examples/billing/api"
 	"github.com/projector-dev/projector/examples/billing/loadgen"
 	"github.com/projector-dev/projector/examples/billing/mabis"
@@ -74,7 +75,9 @@ func demo(ctx context.Context, o options, out io.Writer) error {
 	}
 	defer client.Close()
 
-	events, err := openEvents(ctx, o, nil)
+	// The demo is the topic's only writer process: an in-memory append
+	// registry serves it (it learns existing streams from the topic).
+	events, err := openEvents(ctx, o, nil, appendguard.NewMemory())
 	if err != nil {
 		return err
 	}

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/projector-dev/projector/appendguard"
 	"github.com/projector-dev/projector/examples/billing/loadgen"
 	"github.com/projector-dev/projector/examples/billing/mabis"
 	"github.com/projector-dev/projector/framework"
@@ -29,7 +30,7 @@ func TestMonthThroughKafka(t *testing.T) {
 	defer cancel()
 	kafka := testenv.Kafka(t)
 	redisEnv := testenv.Redis(t)
-	events, err := kafkastore.New(ctx, kafkastore.Config{Seeds: kafka.Seeds, Topic: kafka.TopicName(t, "mabis"), Partitions: 3, ReplicationFactor: 1})
+	events, err := kafkastore.New(ctx, kafkastore.Config{Guard: appendguard.NewMemory(), Seeds: kafka.Seeds, Topic: kafka.TopicName(t, "mabis"), Partitions: 3, ReplicationFactor: 1})
 	if err != nil {
 		t.Fatal(err)
 	}

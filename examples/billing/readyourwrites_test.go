@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/projector-dev/projector/appendguard"
 	"github.com/projector-dev/projector/examples/billing/api"
 	"github.com/projector-dev/projector/examples/billing/loadgen"
 	"github.com/projector-dev/projector/examples/billing/mabis"
@@ -82,7 +83,7 @@ func TestReadYourWrites(t *testing.T) {
 		}
 	}
 
-	events, err := kafkastore.New(ctx, kafkastore.Config{Seeds: kafka.Seeds, Topic: topic, Partitions: 3, ReplicationFactor: 1})
+	events, err := kafkastore.New(ctx, kafkastore.Config{Guard: appendguard.NewMemory(), Seeds: kafka.Seeds, Topic: topic, Partitions: 3, ReplicationFactor: 1})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/projector-dev/projector/appendguard"
 	"github.com/projector-dev/projector/examples/billing/loadgen"
 	"github.com/projector-dev/projector/examples/billing/mabis"
 	"github.com/projector-dev/projector/framework"
@@ -43,7 +44,7 @@ func TestRebuildBesideTheLiveVersion(t *testing.T) {
 	group := os.Getenv("PROJECTOR_GROUP")
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
 	defer cancel()
-	events, err := kafkastore.New(ctx, kafkastore.Config{Seeds: kafka.Seeds, Topic: topic, Partitions: 6, ReplicationFactor: 1})
+	events, err := kafkastore.New(ctx, kafkastore.Config{Guard: appendguard.NewMemory(), Seeds: kafka.Seeds, Topic: topic, Partitions: 6, ReplicationFactor: 1})
 	if err != nil {
 		t.Fatal(err)
 	}

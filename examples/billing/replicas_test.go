@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/projector-dev/projector/appendguard"
 	"github.com/projector-dev/projector/examples/billing/loadgen"
 	"github.com/projector-dev/projector/examples/billing/mabis"
 	"github.com/projector-dev/projector/internal/testenv"
@@ -56,7 +57,7 @@ func TestWorkerReplicasSurviveSIGKILL(t *testing.T) {
 		t.Skipf("worker processes need servers given by environment, not %s/%s", kafka.Kind, redisEnv.Kind)
 	}
 	topic := kafka.TopicName(t, "mabis")
-	events, err := kafkastore.New(ctx, kafkastore.Config{Seeds: kafka.Seeds, Topic: topic, Partitions: 6, ReplicationFactor: 1})
+	events, err := kafkastore.New(ctx, kafkastore.Config{Guard: appendguard.NewMemory(), Seeds: kafka.Seeds, Topic: topic, Partitions: 6, ReplicationFactor: 1})
 	if err != nil {
 		t.Fatal(err)
 	}

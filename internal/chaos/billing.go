@@ -15,6 +15,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/projector-dev/projector/appendguard"
 	"github.com/projector-dev/projector/examples/billing/loadgen"
 	"github.com/projector-dev/projector/examples/billing/mabis"
 	"github.com/projector-dev/projector/framework"
@@ -122,7 +123,7 @@ func newBillingLoad(seed uint64, rate int, duration time.Duration) (*billingLoad
 // that fails is retried (with the version the store reports, so an append
 // that did reach the log is not written twice) until ctx ends.
 func (b *billingLoad) run(ctx context.Context, brokers []string, topic string, rate int) error {
-	st, err := kafkastore.New(ctx, kafkastore.Config{Seeds: brokers, Topic: topic, ReplicationFactor: -1})
+	st, err := kafkastore.New(ctx, kafkastore.Config{Guard: appendguard.NewMemory(), Seeds: brokers, Topic: topic, ReplicationFactor: -1})
 	if err != nil {
 		return err
 	}

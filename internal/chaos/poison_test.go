@@ -13,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/projector-dev/projector/appendguard"
 	"github.com/projector-dev/projector/framework"
 	"github.com/projector-dev/projector/kafkastore"
 )
@@ -170,7 +171,7 @@ func TestPoisonParks(t *testing.T) {
 		defer cancel()
 		const partitions = 3
 		topic := kafka.TopicName(t, "poison")
-		st, err := kafkastore.New(ctx, kafkastore.Config{Seeds: kafka.Seeds, Topic: topic, Partitions: partitions, ReplicationFactor: -1})
+		st, err := kafkastore.New(ctx, kafkastore.Config{Guard: appendguard.NewMemory(), Seeds: kafka.Seeds, Topic: topic, Partitions: partitions, ReplicationFactor: -1})
 		if err != nil {
 			t.Fatal(err)
 		}
