@@ -536,11 +536,13 @@ func TestSingleWriterStoresForkAStream(t *testing.T) {
 //
 //   - guarded/1 and guarded/2: one and two processes appending to
 //     distinct streams; the rate of two over the rate of one;
+//
 //   - single/1: one process without a guard (Config.SingleWriter), the
 //     store before the guard: the cost of the guard;
+//
 //   - contended/2: two processes appending to one stream (AnyVersion).
 //
-//	go test -run '^$' -bench WriterProcesses -benchtime 2000x -count 6 ./kafkastore
+//     go test -run '^$' -bench WriterProcesses -benchtime 2000x -count 6 ./kafkastore
 func BenchmarkWriterProcesses(b *testing.B) {
 	for _, c := range []struct {
 		name    string
