@@ -86,6 +86,9 @@ func (s *session) process(recs []*kgo.Record) error {
 	seen := map[string]bool{}
 	for i, rec := range recs {
 		items[i].rec = rec
+		if rec.Attrs.IsControl() {
+			continue
+		}
 		items[i].ev, items[i].err = DecodeRecord(rec)
 		if items[i].err == nil {
 			id := items[i].ev.StreamID
@@ -142,7 +145,10 @@ func (s *session) process(recs []*kgo.Record) error {
 		return nil
 	}
 	for i, it := range items {
-		if it.rec.Offset <= handled {
+		// A transaction's marker (appends are transactions) is passed
+		// over: done with the records before it, so that the committed
+		// offset and the lag reach the partition's end.
+		if it.rec.Offset <= handled || it.rec.Attrs.IsControl() {
 			continue
 		}
 		if s.misplaced(it.rec) {

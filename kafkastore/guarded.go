@@ -116,6 +116,11 @@ func (s *Store) reserve(ctx context.Context, streamID string, expected framework
 				return res, err
 			}
 		default:
+			if res.Token != "" {
+				// Taken, but not durably (too few Redis replicas
+				// acknowledged it): given back.
+				s.release(res)
+			}
 			var conflict *framework.VersionConflictError
 			if errors.As(err, &conflict) {
 				return res, conflict

@@ -261,6 +261,10 @@ func (r *Runner) consume(ctx context.Context) error {
 		kgo.ConsumeTopics(r.cfg.Topic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		// Transaction markers occupy offsets: workers pass over them, so
+		// that commits and the lag reach the end of a partition whose
+		// last record is a marker.
+		kgo.KeepControlRecords(),
 		kgo.DisableAutoCommit(),
 		kgo.BlockRebalanceOnPoll(),
 		kgo.OnPartitionsAssigned(r.onAssigned),
