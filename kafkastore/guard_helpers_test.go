@@ -2,13 +2,14 @@ package kafkastore_test
 
 import (
 	"context"
+	"strings"
 	"sync"
 
 	"github.com/projector-dev/projector/appendguard"
 	"github.com/projector-dev/projector/kafkastore"
 )
 
-// memGuards holds one in-memory append registry per topic, shared by every
+// memGuards holds one in-memory append registry per cluster and topic, shared by every
 // Store a test of this process opens on the topic. Tests of writers in
 // several processes use the Redis registry instead.
 var memGuards sync.Map
@@ -17,7 +18,7 @@ var memGuards sync.Map
 // guard or is a single writer.
 func withGuard(cfg kafkastore.Config) kafkastore.Config {
 	if cfg.Guard == nil && !cfg.SingleWriter {
-		g, _ := memGuards.LoadOrStore(cfg.Topic, appendguard.NewMemory())
+		g, _ := memGuards.LoadOrStore(strings.Join(cfg.Seeds, ",")+"/"+cfg.Topic, appendguard.NewMemory())
 		cfg.Guard = g.(appendguard.Registry)
 	}
 	return cfg
