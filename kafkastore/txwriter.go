@@ -234,16 +234,19 @@ func (w *txWriter) commit(batch []*pendingAppend) {
 	}
 	if len(bad) == 0 {
 		hook("produced", batch[0].res.StreamID)
-		if err := cl.ProduceSync(ctx, catalog...).FirstErr(); err != nil {
-			for _, pa := range batch {
-				bad[pa] = fmt.Errorf("write the catalog entry: %w", err)
-			}
-		}
-	}
-	if len(bad) == 0 {
-		// Before the commit, so that a repair knows where to look.
+		// The catalog entries and, so that a repair knows where to look,
+		// the offsets in the registry: both before the commit.
 		var mu sync.Mutex
 		var wg sync.WaitGroup
+		wg.Go(func() {
+			if err := cl.ProduceSync(ctx, catalog...).FirstErr(); err != nil {
+				mu.Lock()
+				for _, pa := range batch {
+					bad[pa] = fmt.Errorf("write the catalog entry: %w", err)
+				}
+				mu.Unlock()
+			}
+		})
 		for _, pa := range batch {
 			wg.Go(func() {
 				if err := s.cfg.Guard.Record(ctx, pa.res, pa.first, pa.last); err != nil {
@@ -295,8 +298,8 @@ func (w *txWriter) commit(batch []*pendingAppend) {
 	switch {
 	case err == nil:
 		hook("committed", batch[0].res.StreamID)
-		w.awaitStable(ctx, append(records, catalog...))
 		var wg sync.WaitGroup
+		wg.Go(func() { w.awaitStable(ctx, append(records, catalog...)) })
 		for _, pa := range batch {
 			wg.Go(func() { s.committed(ctx, pa) })
 		}

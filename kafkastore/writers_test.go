@@ -72,6 +72,28 @@ func writerMain() int {
 		}
 		cfg.Guard = guard
 	}
+	if os.Getenv("PROJECTOR_TEST_WRITER_TIMING") == "1" {
+		var mu sync.Mutex
+		last := time.Now()
+		sum := map[string]time.Duration{}
+		count := map[string]int{}
+		kafkastore.SetAppendHook(func(step, _ string) {
+			mu.Lock()
+			defer mu.Unlock()
+			now := time.Now()
+			if step != "reserved" {
+				sum[step] += now.Sub(last)
+				count[step]++
+				last = now
+			}
+			if step == "registered" && count[step]%200 == 0 {
+				for _, k := range []string{"produced", "recorded", "committed", "registered"} {
+					fmt.Fprintf(os.Stderr, "%s %v (%d) ", k, sum[k]/time.Duration(max(count[k], 1)), count[k])
+				}
+				fmt.Fprintln(os.Stderr)
+			}
+		})
+	}
 	if step := os.Getenv(envWriterStep); step != "" {
 		var once sync.Once
 		kafkastore.SetAppendHook(func(s, _ string) {
@@ -158,6 +180,8 @@ func bulk(ctx context.Context, st *kafkastore.Store, args []string) string {
 					stream += "/" + strconv.FormatInt(i, 10)
 				case "ten":
 					stream += "/" + strconv.FormatInt(i%10, 10)
+				case "sixtyfour":
+					stream += "/" + strconv.FormatInt(i%64+1, 10)
 				}
 				if _, err := st.Append(ctx, stream, framework.AnyVersion, []framework.EventData{{Type: "Written", Data: make([]byte, 200)}}); err != nil {
 					if !errors.Is(err, kafkastore.ErrNotWritten) {
@@ -540,7 +564,9 @@ func TestSingleWriterStoresForkAStream(t *testing.T) {
 //   - single/1: one process without a guard (Config.SingleWriter), the
 //     store before the guard: the cost of the guard;
 //
-//   - contended/2: two processes appending to one stream (AnyVersion).
+//   - contended/2: two processes appending to one stream (AnyVersion);
+//   - existing/1 and existing-single/1: appends to 64 streams created
+//     before the timer, guarded and not: the cost without creating streams.
 //
 //     go test -run '^$' -bench WriterProcesses -benchtime 2000x -count 6 ./kafkastore
 func BenchmarkWriterProcesses(b *testing.B) {
@@ -554,6 +580,8 @@ func BenchmarkWriterProcesses(b *testing.B) {
 		{"guarded/2", 2, nil, false},
 		{"single/1", 1, []string{envWriterSingle + "=1"}, false},
 		{"contended/2", 2, nil, true},
+		{"existing/1", 1, nil, false},
+		{"existing-single/1", 1, []string{envWriterSingle + "=1"}, false},
 	} {
 		b.Run(c.name, func(b *testing.B) {
 			f := newWritersFixture(b, 6)
@@ -562,11 +590,22 @@ func BenchmarkWriterProcesses(b *testing.B) {
 				writers[i] = startWriter(b, f.topic, f.ns, c.env...)
 			}
 			per := (b.N + c.writers - 1) / c.writers
+			if strings.HasPrefix(c.name, "existing") {
+				// 64 streams per writer, created before the timer.
+				for i, w := range writers {
+					if a := w.do(b, fmt.Sprintf("bulk process/bench/%d 64 8 distinct", i)); !strings.HasPrefix(a, "done 64 0") {
+						b.Fatalf("writer: %q", a)
+					}
+				}
+			}
 			b.ResetTimer()
 			for i, w := range writers {
 				mode, prefix := "distinct", fmt.Sprintf("process/bench/%d", i)
 				if c.same {
 					mode, prefix = "same", "process/bench/one"
+				}
+				if strings.HasPrefix(c.name, "existing") {
+					mode = "sixtyfour"
 				}
 				fmt.Fprintf(w.in, "bulk %s %d 8 %s\n", prefix, per, mode)
 			}
