@@ -565,6 +565,7 @@ func TestSingleWriterStoresForkAStream(t *testing.T) {
 //     store before the guard: the cost of the guard;
 //
 //   - contended/2: two processes appending to one stream (AnyVersion);
+//
 //   - existing/1 and existing-single/1: appends to 64 streams created
 //     before the timer, guarded and not: the cost without creating streams.
 //
