@@ -63,8 +63,10 @@ type Reservation struct {
 	Head  Head
 	First uint64
 	N     int
-	// FirstOffset and LastOffset are the offsets of the first and the
-	// last record written, once [Registry.Record] stored them; -1 before.
+	// Partition, FirstOffset and LastOffset say where the records were
+	// written (the first and the last record), once [Registry.Record]
+	// stored them; -1 before.
+	Partition               int32
 	FirstOffset, LastOffset int64
 	// Expires is when the lease ends, by the registry's clock.
 	Expires time.Time
@@ -95,11 +97,12 @@ type Registry interface {
 	// the stream already, and returns the head registered afterwards.
 	Seed(ctx context.Context, streamID string, head Head) (Head, error)
 
-	// Record stores the offsets of r's first and last record. The writer
+	// Record stores the partition and the offsets of r's first and last
+	// record. The writer
 	// calls it before committing them, and must not commit when it fails:
 	// [ErrLeaseLost] when r is not the stream's live reservation any more
 	// (its lease ended, or a repair resolved it).
-	Record(ctx context.Context, r Reservation, first, last int64) error
+	Record(ctx context.Context, r Reservation, partition int32, first, last int64) error
 
 	// Commit ends r after its records were committed: the head moves to
 	// r's last sequence at lastOffset. It succeeds too when a repair

@@ -63,7 +63,7 @@ func (m *Memory) Reserve(ctx context.Context, streamID string, expected framewor
 	}
 	r := Reservation{
 		StreamID: streamID, Token: NewToken(), Writer: writer, Head: s.head, First: s.head.Sequence + 1, N: n,
-		FirstOffset: -1, LastOffset: -1, Expires: now.Add(lease),
+		Partition: -1, FirstOffset: -1, LastOffset: -1, Expires: now.Add(lease),
 	}
 	p := r
 	s.pending = &p
@@ -86,14 +86,14 @@ func (m *Memory) Seed(ctx context.Context, streamID string, head Head) (Head, er
 }
 
 // Record implements [Registry].
-func (m *Memory) Record(ctx context.Context, r Reservation, first, last int64) error {
+func (m *Memory) Record(ctx context.Context, r Reservation, partition int32, first, last int64) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	s := m.streams[r.StreamID]
 	if s == nil || s.pending == nil || s.pending.Token != r.Token || !m.now().Before(s.pending.Expires) {
 		return ErrLeaseLost
 	}
-	s.pending.FirstOffset, s.pending.LastOffset = first, last
+	s.pending.Partition, s.pending.FirstOffset, s.pending.LastOffset = partition, first, last
 	return nil
 }
 

@@ -130,27 +130,16 @@ func (s *Store) reserve(ctx context.Context, streamID string, expected framework
 	}
 }
 
-// guardedHead returns the stream's head as the registry holds it, after
-// seeding it and repairing an expired reservation.
+// guardedHead returns the stream's head: it takes a reservation (which
+// seeds the stream, waits for an append in flight and repairs an expired
+// one, as the registry's clock says) and gives it back at once.
 func (s *Store) guardedHead(ctx context.Context, streamID string) (uint64, error) {
-	for {
-		head, pending, known, err := s.cfg.Guard.Get(ctx, streamID)
-		switch {
-		case err != nil:
-			return 0, fmt.Errorf("kafkastore: head of %s: %w", streamID, err)
-		case !known:
-			if err := s.seed(ctx, streamID); err != nil {
-				return 0, err
-			}
-		case pending != nil && time.Now().After(pending.Expires.Add(time.Second)):
-			// Its lease ended long enough ago for any clock skew.
-			if err := s.repair(ctx, *pending); err != nil {
-				return 0, err
-			}
-		default:
-			return head.Sequence, nil
-		}
+	res, err := s.reserve(ctx, streamID, framework.AnyVersion, 1)
+	if err != nil {
+		return 0, err
 	}
+	s.release(res)
+	return res.Head.Sequence, nil
 }
 
 // seed registers the stream's head, read from the topic, with the
@@ -222,11 +211,11 @@ func (s *Store) repair(ctx context.Context, p appendguard.Reservation) error {
 		return fmt.Errorf("kafkastore: repair the unfinished append of sequences %d-%d to %s by writer %s: %s: %w",
 			p.First, p.Last(), p.StreamID, p.Writer, what, err)
 	}
-	if p.Writer == s.cfg.WriterID {
-		s.writer.fencedOutside()
-	}
 	if err := s.fence(ctx, p.Writer); err != nil {
 		return fail("fence its producer", err)
+	}
+	if p.Writer == s.cfg.WriterID {
+		s.writer.fencedOutside()
 	}
 	written := false
 	if p.FirstOffset >= 0 {
@@ -277,7 +266,10 @@ func (s *Store) fence(ctx context.Context, txid string) error {
 // has ended), then reads them as a read-committed consumer does.
 func (s *Store) committedIn(ctx context.Context, p appendguard.Reservation) (bool, error) {
 	topic := s.cfg.Topic
-	partition := PartitionFor(p.StreamID, s.partitions.Load())
+	partition := p.Partition
+	if partition < 0 {
+		return false, fmt.Errorf("no partition recorded with offsets %d-%d", p.FirstOffset, p.LastOffset)
+	}
 	for {
 		ends, err := listOffsets(ctx, s.admin.ListCommittedOffsets, topic)
 		if err != nil {

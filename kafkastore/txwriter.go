@@ -31,6 +31,7 @@ type txWriter struct {
 	queue   []*pendingAppend
 	running bool
 	closed  bool
+	idle    sync.WaitGroup // done when the running goroutine ends
 	cl      *kgo.Client // owned by the running goroutine
 	stale   bool        // another writer's repair fenced cl
 }
@@ -67,6 +68,7 @@ func (w *txWriter) submit(pa *pendingAppend) error {
 	w.queue = append(w.queue, pa)
 	if !w.running {
 		w.running = true
+		w.idle.Add(1)
 		go w.run()
 	}
 	return nil
@@ -80,16 +82,19 @@ func (w *txWriter) fencedOutside() {
 	w.mu.Unlock()
 }
 
+// close fails the queued appends and waits for the transaction in flight
+// to end (its appends' outcome is known then), before the Store closes the
+// clients it uses.
 func (w *txWriter) close() {
 	w.mu.Lock()
 	w.closed = true
-	idle := !w.running
-	cl := w.cl
-	if idle {
-		w.cl = nil
-	}
 	w.mu.Unlock()
-	if idle && cl != nil {
+	w.idle.Wait()
+	w.mu.Lock()
+	cl := w.cl
+	w.cl = nil
+	w.mu.Unlock()
+	if cl != nil {
 		cl.Close()
 	}
 }
@@ -106,11 +111,8 @@ func (w *txWriter) run() {
 		}
 		if len(w.queue) == 0 {
 			w.running = false
-			if w.closed && w.cl != nil {
-				w.cl.Close()
-				w.cl = nil
-			}
 			w.mu.Unlock()
+			w.idle.Done()
 			return
 		}
 		n := min(len(w.queue), maxBatchAppends)
@@ -249,7 +251,7 @@ func (w *txWriter) commit(batch []*pendingAppend) {
 		})
 		for _, pa := range batch {
 			wg.Go(func() {
-				if err := s.cfg.Guard.Record(ctx, pa.res, pa.first, pa.last); err != nil {
+				if err := s.cfg.Guard.Record(ctx, pa.res, pa.sent[0].Partition, pa.first, pa.last); err != nil {
 					if errors.Is(err, appendguard.ErrLeaseLost) {
 						err = fmt.Errorf("the append took longer than its lease (Config.AppendLease %v) and may have been repaired by another writer: %w", s.cfg.AppendLease, err)
 					}
@@ -298,23 +300,31 @@ func (w *txWriter) commit(batch []*pendingAppend) {
 	switch {
 	case err == nil:
 		hook("committed", batch[0].res.StreamID)
+		// Fresh deadlines: the batch's may be nearly spent.
+		actx, acancel := context.WithTimeout(context.Background(), s.cfg.RequestTimeout)
+		w.awaitStable(actx, append(records, catalog...))
+		acancel()
+		// The head moves after the records are readable: a writer of
+		// the stream in another process then finds them (and the
+		// catalog entry) when it reserves the next sequences.
 		var wg sync.WaitGroup
-		wg.Go(func() { w.awaitStable(ctx, append(records, catalog...)) })
 		for _, pa := range batch {
-			wg.Go(func() { s.committed(ctx, pa) })
+			wg.Go(func() {
+				cctx, ccancel := context.WithTimeout(context.Background(), s.cfg.RequestTimeout)
+				defer ccancel()
+				s.committed(cctx, pa)
+			})
 		}
 		wg.Wait()
 		hook("registered", batch[0].res.StreamID)
 		for _, pa := range batch {
 			pa.finish(nil)
 		}
-	case fenced(err):
-		// A repair by another writer fenced the producer after the
-		// lease ended: Kafka aborted the transaction.
-		w.reset()
-		abandon(fmt.Errorf("the producer was fenced by another writer's repair after the append's lease (Config.AppendLease %v) ended: %w", s.cfg.AppendLease, err))
 	default:
-		// Unconfirmed: find out.
+		// Not confirmed. Even "fenced" does not say the commit failed:
+		// a commit the coordinator accepted before a repair fenced the
+		// producer completes, and a retried EndTxn is then refused as
+		// fenced. Find out by reading.
 		w.reset()
 		w.resolveUnconfirmed(batch, err)
 	}
@@ -389,7 +399,7 @@ func (w *txWriter) resolveUnconfirmed(batch []*pendingAppend, cause error) {
 	}
 	for _, pa := range batch {
 		res := pa.res
-		res.FirstOffset, res.LastOffset = pa.first, pa.last
+		res.Partition, res.FirstOffset, res.LastOffset = pa.sent[0].Partition, pa.first, pa.last
 		written, err := s.committedIn(ctx, res)
 		switch {
 		case err != nil:

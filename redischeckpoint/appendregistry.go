@@ -120,7 +120,7 @@ local function server_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
-local pending_fields = {'token', 'writer', 'first', 'n', 'through', 'first_offset', 'last_offset', 'expires'}
+local pending_fields = {'token', 'writer', 'first', 'n', 'through', 'first_offset', 'last_offset', 'expires', 'partition'}
 -- resolve ends the pending reservation; written moves the head to its last
 -- sequence at offset and remembers its token.
 local function resolve(written, offset)
@@ -140,27 +140,27 @@ end
 //	{'UNKNOWN'}
 //	{'CONFLICT', head seq}
 //	{'BUSY', writer, ms left}
-//	{'EXPIRED', token, writer, first, n, first_offset, last_offset, expires, head seq, head offset}
+//	{'EXPIRED', token, writer, first, n, first_offset, last_offset, expires, head seq, head offset, partition}
 //	{'OVERFLOW', head seq}     the last sequence would pass 2^64-1
 //
 // (tables rather than error replies, which the client would take for a
 // server state such as BUSY).
 var appendReserveScript = redis.NewScript(appendPrelude + `
-local h = redis.call('HMGET', KEYS[1], 'seq', 'offset', 'token', 'writer', 'first', 'n', 'first_offset', 'last_offset', 'expires')
+local h = redis.call('HMGET', KEYS[1], 'seq', 'offset', 'token', 'writer', 'first', 'n', 'first_offset', 'last_offset', 'expires', 'partition')
 if not h[1] then return {'UNKNOWN'} end
 if ARGV[1] ~= '' and h[1] ~= ARGV[1] then return {'CONFLICT', h[1]} end
 local now = server_ms()
 if h[3] then
   local expires = tonumber(h[9]) or 0
   if now < expires then return {'BUSY', h[4] or '', string.format('%d', expires - now)} end
-  return {'EXPIRED', h[3], h[4] or '', h[5] or '', h[6] or '', h[7] or '-1', h[8] or '-1', h[9] or '0', h[1], h[2] or '-1'}
+  return {'EXPIRED', h[3], h[4] or '', h[5] or '', h[6] or '', h[7] or '-1', h[8] or '-1', h[9] or '0', h[1], h[2] or '-1', h[10] or '-1'}
 end
 local through = dec_add(h[1], ARGV[2])
 if num_less('18446744073709551615', through) then return {'OVERFLOW', h[1]} end
 local first = dec_add(h[1], '1')
 local expires = string.format('%d', now + tonumber(ARGV[4]))
 redis.call('HSET', KEYS[1], 'token', ARGV[5], 'writer', ARGV[3], 'first', first, 'n', ARGV[2], 'through', through,
-  'first_offset', '-1', 'last_offset', '-1', 'expires', expires)
+  'first_offset', '-1', 'last_offset', '-1', 'expires', expires, 'partition', '-1')
 return {'OK', h[1], h[2] or '-1', first, expires}
 `)
 
@@ -174,13 +174,14 @@ return redis.call('HMGET', KEYS[1], 'seq', 'offset')
 `)
 
 // appendRecordScript stores ARGV[2], ARGV[3] as the first and last offset
-// of the reservation with token ARGV[1] while it is pending and its lease
-// runs. It answers 1 when it stored them, 0 when not.
+// and ARGV[4] as the partition of the reservation with token ARGV[1] while
+// it is pending and its lease runs. It answers 1 when it stored them, 0
+// when not.
 var appendRecordScript = redis.NewScript(appendPrelude + `
 local h = redis.call('HMGET', KEYS[1], 'token', 'expires')
 if h[1] ~= ARGV[1] then return 0 end
 if not (server_ms() < (tonumber(h[2]) or 0)) then return 0 end
-redis.call('HSET', KEYS[1], 'first_offset', ARGV[2], 'last_offset', ARGV[3])
+redis.call('HSET', KEYS[1], 'first_offset', ARGV[2], 'last_offset', ARGV[3], 'partition', ARGV[4])
 return 1
 `)
 
@@ -256,7 +257,7 @@ func (a *AppendRegistry) Reserve(ctx context.Context, streamID string, expected 
 			return bad()
 		}
 		r := appendguard.Reservation{StreamID: streamID, Token: token, Writer: writer, Head: head, First: first, N: n,
-			FirstOffset: -1, LastOffset: -1, Expires: time.UnixMilli(expires)}
+			Partition: -1, FirstOffset: -1, LastOffset: -1, Expires: time.UnixMilli(expires)}
 		return r, waitErr
 	case "UNKNOWN":
 		return appendguard.Reservation{}, appendguard.ErrUnknownStream
@@ -279,10 +280,10 @@ func (a *AppendRegistry) Reserve(ctx context.Context, streamID string, expected 
 		}
 		return appendguard.Reservation{}, &appendguard.BusyError{StreamID: streamID, Writer: res[1], Left: time.Duration(left) * time.Millisecond}
 	case "EXPIRED":
-		if len(res) != 10 {
+		if len(res) != 11 {
 			return bad()
 		}
-		p, err := parsePending(streamID, res[1:8], res[8], res[9])
+		p, err := parsePending(streamID, append(res[1:8:8], res[10]), res[8], res[9])
 		if err != nil {
 			return bad()
 		}
@@ -327,9 +328,9 @@ func (a *AppendRegistry) Seed(ctx context.Context, streamID string, head appendg
 // nothing. With Config.WaitReplicas set, the offsets must reach that many
 // replicas, else Record returns a [*NotReplicatedError] and the writer must
 // not commit its records.
-func (a *AppendRegistry) Record(ctx context.Context, r appendguard.Reservation, first, last int64) error {
+func (a *AppendRegistry) Record(ctx context.Context, r appendguard.Reservation, partition int32, first, last int64) error {
 	raw, waitErr, err := a.evalAndWait(ctx, r.StreamID, appendRecordScript,
-		[]any{r.Token, strconv.FormatInt(first, 10), strconv.FormatInt(last, 10)}, "the offsets of the reservation of stream "+r.StreamID)
+		[]any{r.Token, strconv.FormatInt(first, 10), strconv.FormatInt(last, 10), strconv.FormatInt(int64(partition), 10)}, "the offsets of the reservation of stream "+r.StreamID)
 	if err != nil {
 		return a.fail("record", r.StreamID, err)
 	}
@@ -381,7 +382,7 @@ func (a *AppendRegistry) Resolve(ctx context.Context, r appendguard.Reservation,
 // [*UnavailableError].
 func (a *AppendRegistry) Get(ctx context.Context, streamID string) (appendguard.Head, *appendguard.Reservation, bool, error) {
 	vals, err := a.s.client.HMGet(ctx, a.Key(streamID), "seq", "offset",
-		"token", "writer", "first", "n", "first_offset", "last_offset", "expires").Result()
+		"token", "writer", "first", "n", "first_offset", "last_offset", "expires", "partition").Result()
 	if err != nil {
 		return appendguard.Head{}, nil, false, a.fail("get", streamID, err)
 	}
@@ -389,7 +390,7 @@ func (a *AppendRegistry) Get(ctx context.Context, streamID string) (appendguard.
 	for i, v := range vals {
 		str[i], _ = v.(string)
 	}
-	if len(vals) != 9 || vals[0] == nil {
+	if len(vals) != 10 || vals[0] == nil {
 		return appendguard.Head{}, nil, false, nil
 	}
 	corrupt := func(err error) (appendguard.Head, *appendguard.Reservation, bool, error) {
@@ -420,7 +421,8 @@ func parseAppendHead(seq, offset string) (appendguard.Head, error) {
 }
 
 // parsePending parses a stored reservation: f holds token, writer, first,
-// n, first_offset, last_offset and expires; seq and offset are the head.
+// n, first_offset, last_offset, expires and partition (absent: -1); seq
+// and offset are the head.
 func parsePending(streamID string, f []string, seq, offset string) (*appendguard.Reservation, error) {
 	if len(f) < 7 {
 		return nil, fmt.Errorf("corrupt reservation %q", f)
@@ -437,8 +439,14 @@ func parsePending(streamID string, f []string, seq, offset string) (*appendguard
 	if err := errors.Join(err1, err2, err3, err4, err5); err != nil {
 		return nil, fmt.Errorf("corrupt reservation %q: %w", f, err)
 	}
+	partition := int64(-1)
+	if len(f) > 7 && f[7] != "" {
+		if partition, err = strconv.ParseInt(f[7], 10, 32); err != nil {
+			return nil, fmt.Errorf("corrupt reservation %q: %w", f, err)
+		}
+	}
 	return &appendguard.Reservation{StreamID: streamID, Token: f[0], Writer: f[1], Head: head, First: first, N: n,
-		FirstOffset: fo, LastOffset: lo, Expires: time.UnixMilli(exp)}, nil
+		Partition: int32(partition), FirstOffset: fo, LastOffset: lo, Expires: time.UnixMilli(exp)}, nil
 }
 
 // fail classifies a failed call as the Store does: a Redis that cannot

@@ -102,13 +102,13 @@ func expectedVersions(t *testing.T, r appendguard.Registry) {
 		t.Fatalf("Reserve at version 3 of a new stream: %v, want a conflict at 0", err)
 	}
 	res := reserve(t, r, id, framework.NoStream, 3, time.Minute)
-	if res.First != 1 || res.N != 3 || res.Last() != 3 || res.Head.Sequence != 0 || res.Token == "" || res.Writer != "writer-a" || res.FirstOffset != -1 || res.LastOffset != -1 {
+	if res.First != 1 || res.N != 3 || res.Last() != 3 || res.Head.Sequence != 0 || res.Token == "" || res.Writer != "writer-a" || res.Partition != -1 || res.FirstOffset != -1 || res.LastOffset != -1 {
 		t.Fatalf("reservation %+v", res)
 	}
-	if err := r.Record(ctx, res, 7, 9); err != nil {
+	if err := r.Record(ctx, res, 2, 7, 9); err != nil {
 		t.Fatal(err)
 	}
-	if _, p := head(t, r, id); p == nil || p.Token != res.Token || p.FirstOffset != 7 || p.LastOffset != 9 {
+	if _, p := head(t, r, id); p == nil || p.Token != res.Token || p.Partition != 2 || p.FirstOffset != 7 || p.LastOffset != 9 {
 		t.Fatalf("pending after Record = %+v", p)
 	}
 	if err := r.Commit(ctx, res, 9); err != nil {
@@ -166,13 +166,13 @@ func expiredReservationIsRepaired(t *testing.T, r appendguard.Registry) {
 	id := newStream(t)
 	seed(t, r, id, appendguard.Head{Offset: -1})
 	res := reserve(t, r, id, framework.NoStream, 2, 300*time.Millisecond)
-	if err := r.Record(ctx, res, 10, 11); err != nil {
+	if err := r.Record(ctx, res, 5, 10, 11); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(500 * time.Millisecond)
 	// The lease ended: its writer may not record again, and the next
 	// writer is told to repair.
-	if err := r.Record(ctx, res, 10, 11); !errors.Is(err, appendguard.ErrLeaseLost) {
+	if err := r.Record(ctx, res, 5, 10, 11); !errors.Is(err, appendguard.ErrLeaseLost) {
 		t.Fatalf("Record after the lease: %v, want ErrLeaseLost", err)
 	}
 	_, err := r.Reserve(ctx, id, framework.AnyVersion, 1, "writer-b", time.Minute)
@@ -181,7 +181,7 @@ func expiredReservationIsRepaired(t *testing.T, r appendguard.Registry) {
 		t.Fatalf("Reserve after the lease: %v, want expired", err)
 	}
 	p := expired.Reservation
-	if p.Token != res.Token || p.Writer != "writer-a" || p.First != 1 || p.N != 2 || p.FirstOffset != 10 || p.LastOffset != 11 {
+	if p.Token != res.Token || p.Writer != "writer-a" || p.First != 1 || p.N != 2 || p.Partition != 5 || p.FirstOffset != 10 || p.LastOffset != 11 {
 		t.Fatalf("expired reservation %+v", p)
 	}
 	if err := r.Resolve(ctx, p, true, 11); err != nil {
@@ -239,7 +239,7 @@ func releaseKeepsTheHead(t *testing.T, r appendguard.Registry) {
 	if h, p := head(t, r, id); h != (appendguard.Head{Sequence: 7, Offset: 70}) || p != nil {
 		t.Fatalf("after a release: head %+v pending %+v", h, p)
 	}
-	if err := r.Record(ctx, res, 1, 2); !errors.Is(err, appendguard.ErrLeaseLost) {
+	if err := r.Record(ctx, res, 0, 1, 2); !errors.Is(err, appendguard.ErrLeaseLost) {
 		t.Fatalf("Record after a release: %v", err)
 	}
 	if next := reserve(t, r, id, framework.ExactVersion(7), 1, time.Minute); next.First != 8 {
