@@ -32,8 +32,8 @@ type txWriter struct {
 	running bool
 	closed  bool
 	idle    sync.WaitGroup // done when the running goroutine ends
-	cl      *kgo.Client // owned by the running goroutine
-	stale   bool        // another writer's repair fenced cl
+	cl      *kgo.Client    // owned by the running goroutine
+	stale   bool           // another writer's repair fenced cl
 }
 
 // pendingAppend is one append waiting for its transaction.
