@@ -28,7 +28,17 @@ func hook(step, streamID string) {
 // registry, write the events and the catalog entry in a transaction of the
 // Store's producer, record their offsets, commit, and move the registered
 // head. See Writers in the package documentation.
-func (s *Store) guardedAppend(ctx context.Context, streamID string, expected framework.ExpectedVersion, events []framework.EventData) ([]framework.Event, error) {
+func (s *Store) guardedAppend(ctx context.Context, streamID string, expected framework.ExpectedVersion, events []framework.EventData) (_ []framework.Event, err error) {
+	// Failures before the transaction wrote nothing: say so, so that a
+	// caller knows a retry is safe.
+	submitted := false
+	defer func() {
+		var conflict *framework.VersionConflictError
+		var placement *PlacementError
+		if err != nil && !submitted && !errors.As(err, &conflict) && !errors.As(err, &placement) && !errors.Is(err, ErrNotWritten) {
+			err = fmt.Errorf("%w: append to %s: %w", ErrNotWritten, streamID, err)
+		}
+	}()
 	// A catalog rebuilt elsewhere may have found the stream written by
 	// another producer, off its murmur2 partition.
 	if err := s.refreshCatalog(ctx, catalogMaxAge); err != nil {
@@ -82,6 +92,7 @@ func (s *Store) guardedAppend(ctx context.Context, streamID string, expected fra
 	if err := s.writer.submit(pa); err != nil {
 		return nil, err
 	}
+	submitted = true
 	<-pa.done
 	if pa.err != nil {
 		return nil, pa.err
@@ -250,7 +261,9 @@ func (s *Store) fence(ctx context.Context, txid string) error {
 		case err == nil:
 			return nil
 		case errors.Is(err, kerr.ConcurrentTransactions), errors.Is(err, kerr.CoordinatorLoadInProgress),
-			errors.Is(err, kerr.NotCoordinator), errors.Is(err, kerr.CoordinatorNotAvailable):
+			errors.Is(err, kerr.NotCoordinator), errors.Is(err, kerr.CoordinatorNotAvailable), transient(err):
+			// A coordinator finishing the transaction, moving, or not
+			// reachable yet after a broker restart.
 			if err := sleepCtx(ctx, 50*time.Millisecond); err != nil {
 				return err
 			}

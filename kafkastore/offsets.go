@@ -3,6 +3,9 @@ package kafkastore
 import (
 	"context"
 	"errors"
+	"io"
+	"net"
+	"syscall"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -27,7 +30,7 @@ func listOffsets(ctx context.Context, list func(context.Context, ...string) (kad
 	wait := 50 * time.Millisecond
 	for {
 		listed, err := list(ctx, topics...)
-		retry := err != nil && kerr.IsRetriable(err)
+		retry := err != nil && transient(err)
 		if err == nil {
 			retry = retriableListed(listed)
 		}
@@ -54,4 +57,25 @@ func retriableListed(listed kadm.ListedOffsets) bool {
 		}
 	})
 	return retry
+}
+
+// transient reports whether err is worth retrying: a retriable Kafka error,
+// or a broker that cannot be reached now (a restart: its partitions'
+// leadership moves to another broker), also inside kadm's per-shard errors.
+func transient(err error) bool {
+	if err == nil {
+		return false
+	}
+	var shards *kadm.ShardErrors
+	if errors.As(err, &shards) {
+		for _, se := range shards.Errs {
+			if !transient(se.Err) {
+				return false
+			}
+		}
+		return len(shards.Errs) > 0
+	}
+	var netErr net.Error
+	return kerr.IsRetriable(err) || errors.As(err, &netErr) || errors.Is(err, syscall.ECONNREFUSED) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
 }

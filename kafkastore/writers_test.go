@@ -651,7 +651,7 @@ func TestWriterProcessesThroughBrokerRestarts(t *testing.T) {
 		startWriter(t, topic, ns, envWriterSeeds+"="+seeds, envWriterLease+"=3s"),
 		startWriter(t, topic, ns, envWriterSeeds+"="+seeds, envWriterLease+"=3s"),
 	}
-	const per = 1500
+	const per = 800
 	for i, w := range writers {
 		w.send(t, fmt.Sprintf("bulk process/restart %d %d ten", per, 2+2*i))
 	}

@@ -5,8 +5,9 @@
 //	go run ./cmd/projector-chaos --seed 1 --duration 5m
 //
 // It exits 1 when the checker finds a violation or the group's lag does not
-// reach 0. "projector-chaos worker" is the counting worker the suite starts
-// as processes; it is not meant to be run by hand.
+// reach 0. "projector-chaos worker" is the counting worker and
+// "projector-chaos writer" the appending writer the suite starts as
+// processes; they are not meant to be run by hand.
 package main
 
 import (
@@ -37,6 +38,9 @@ func main() {
 	redis.SetLogger(quietRedis{})
 	if len(os.Args) > 1 && os.Args[1] == "worker" {
 		os.Exit(worker(os.Args[2:]))
+	}
+	if len(os.Args) > 1 && os.Args[1] == "writer" {
+		os.Exit(writer(os.Args[2:]))
 	}
 	if len(os.Args) > 1 && os.Args[1] == "cleanup" {
 		os.Exit(cleanupCmd(os.Args[2:]))
@@ -77,6 +81,46 @@ func worker(args []string) int {
 	return 0
 }
 
+// writer appends events with a guarded kafkastore.Store and prints each
+// try and outcome on stdout (see chaos.RunWriter).
+func writer(args []string) int {
+	fs := flag.NewFlagSet("writer", flag.ExitOnError)
+	brokers := fs.String("brokers", os.Getenv("PROJECTOR_KAFKA_SEEDS"), "Kafka brokers, comma-separated")
+	var cfg chaos.WriterConfig
+	fs.StringVar(&cfg.Topic, "topic", "", "event topic")
+	partitions := fs.Int("partitions", 0, "the topic's partition count (0: the store's default)")
+	rds := fs.String("redis", os.Getenv("PROJECTOR_REDIS_ADDR"), "Redis address; the Sentinels with --redis-master; the Cluster's masters with --redis-cluster")
+	fs.StringVar(&cfg.Redis.MasterName, "redis-master", "", "Sentinel master name")
+	fs.BoolVar(&cfg.Redis.Cluster, "redis-cluster", false, "Redis Cluster")
+	fs.IntVar(&cfg.WaitReplicas, "wait-replicas", 0, "the append registry waits for this many Redis replicas")
+	fs.StringVar(&cfg.Namespace, "namespace", "", "Redis key namespace of the append registry")
+	fs.StringVar(&cfg.ID, "id", "", "writer ID (event IDs are <id>-<n>)")
+	fs.IntVar(&cfg.Slot, "slot", 0, "this writer's slot among --writers: its round robin over the streams starts at slot*streams/writers")
+	fs.IntVar(&cfg.Writers, "writers", 1, "writer processes of the run")
+	fs.IntVar(&cfg.Streams, "streams", 200, "event streams")
+	fs.Float64Var(&cfg.Rate, "rate", 100, "this writer's appends per second, about")
+	fs.DurationVar(&cfg.AppendLease, "append-lease", chaos.DefaultWriterLease, "kafkastore.Config.AppendLease")
+	fs.IntVar(&cfg.Concurrency, "concurrency", chaos.DefaultWriterConcurrency, "appends in flight at most")
+	dial := fs.String("dial", "", "from=to,…: connect to these proxies instead of the servers (the suite's network faults)")
+	_ = fs.Parse(args)
+	cfg.Brokers = splitList(*brokers)
+	cfg.Redis.Addrs = splitList(*rds)
+	cfg.Partitions = int32(*partitions)
+	cfg.Out = os.Stdout
+	var err error
+	if cfg.Dial, err = chaos.ParseDialMap(*dial); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	if err := chaos.RunWriter(ctx, cfg); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return 0
+}
+
 func suite(args []string) int {
 	fs := flag.NewFlagSet("projector-chaos", flag.ExitOnError)
 	var cfg chaos.Config
@@ -95,11 +139,20 @@ func suite(args []string) int {
 	fs.StringVar(&cfg.BillingBinary, "billing", "", "examples/billing binary for --workload billing (default: built with go build)")
 	kinds := fs.String("kinds", "", "fault kinds to draw from, comma-separated (default: all the topology allows)")
 	fs.IntVar(&cfg.WaitReplicas, "wait-replicas", 0, "checkpoints wait for this many Redis replicas (0: 1 with Sentinels, else none; -1: none)")
+	fs.IntVar(&cfg.Writers, "writers", 2, "counter workload: writer processes appending with guarded kafkastore.Stores (0: one in-process raw producer); the billing workload ignores the default")
+	fs.DurationVar(&cfg.AppendLease, "append-lease", chaos.DefaultWriterLease, "the writers' kafkastore.Config.AppendLease")
 	reportJSON := fs.String("report-json", "", "also write the report as JSON to this file")
 	keep := fs.Bool("keep", false, "keep the topics, Redis keys and worker logs")
 	schedule := fs.Bool("schedule", false, "print the fault schedule of --seed and --duration and exit")
 	_ = fs.Parse(args)
 	cfg.Kinds = splitList(*kinds)
+	if cfg.Workload == chaos.WorkloadBilling {
+		writersSet := false
+		fs.Visit(func(f *flag.Flag) { writersSet = writersSet || f.Name == "writers" })
+		if !writersSet {
+			cfg.Writers = 0 // the billing workload appends itself
+		}
+	}
 	switch *topology {
 	case chaos.TopologySingle:
 		cfg.Topology = chaos.SingleTopology(splitList(*brokers), *redisAddr)

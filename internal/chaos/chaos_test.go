@@ -51,7 +51,7 @@ func haTopology(t *testing.T, name string) Topology {
 }
 
 func TestScheduleIsAFunctionOfTheSeed(t *testing.T) {
-	kinds := Kinds(Topology{Ctl: "ha.sh", Redis: RedisTopology{MasterName: "m"}}, true)
+	kinds := Kinds(Topology{Ctl: "ha.sh", Redis: RedisTopology{MasterName: "m"}}, true, true)
 	if !reflect.DeepEqual(kinds, FaultKinds) {
 		t.Fatalf("a controllable Sentinel topology with projectorctl allows %v, want every kind %v", kinds, FaultKinds)
 	}
@@ -71,6 +71,62 @@ func TestScheduleIsAFunctionOfTheSeed(t *testing.T) {
 		if i > 0 && f.At < a[i-1].At+a[i-1].Stop {
 			t.Errorf("fault %v overlaps %v", f, a[i-1])
 		}
+	}
+}
+
+// TestKindsWithoutWritersExcludeWriterFaults: writer faults are drawn only
+// with writer processes, and a writer zombie outlasts the append lease.
+func TestKindsWithoutWritersExcludeWriterFaults(t *testing.T) {
+	topo := Topology{Ctl: "ha.sh", Redis: RedisTopology{MasterName: "m"}}
+	for _, k := range Kinds(topo, true, false) {
+		if k == FaultWriterKill || k == FaultWriterZombie {
+			t.Fatalf("Kinds without writers allows %s", k)
+		}
+	}
+	if got := (Config{Topology: topo, CtlBinary: "ctl", Duration: 5 * time.Minute}).PlannedSchedule(); len(got) == 0 {
+		t.Fatal("no schedule")
+	} else {
+		for _, f := range got {
+			if f.Kind == FaultWriterKill || f.Kind == FaultWriterZombie {
+				t.Fatalf("a run without writers plans %v", f)
+			}
+		}
+	}
+	for _, lease := range []time.Duration{time.Second, 3 * time.Second, 10 * time.Second} {
+		for _, f := range ScheduleWithLease(3, 10*time.Minute, 6*time.Second, lease, []string{FaultWriterZombie, FaultWriterKill}) {
+			if f.Kind == FaultWriterZombie && f.Stop <= lease+2*time.Second {
+				t.Errorf("writer zombie %v does not outlast lease %v + 2s", f, lease)
+			}
+		}
+	}
+}
+
+// TestWriterTruthKindsOfLines: the truth built from writer lines, and the
+// tries of an exited writer taken as uncertain.
+func TestWriterTruthKindsOfLines(t *testing.T) {
+	wt := newWriterTruth()
+	for _, l := range []string{
+		"try s-0001 w01-1", "ack s-0001 1 w01-1",
+		"try s-0002 w01-2", "notwritten s-0002 w01-2",
+		"try s-0003 w01-3", "conflict s-0003 w01-3 4",
+		"try s-0004 w01-4", "uncertain s-0004 w01-4 kafkastore: append outcome unknown",
+		"try s-0005 w01-5",
+	} {
+		wt.line("w01", l)
+	}
+	if n := wt.exited("w01"); n != 1 {
+		t.Fatalf("%d in flight at exit, want 1", n)
+	}
+	if wt.acked["s-0001"][1] != "w01-1" || wt.refused["w01-2"] != "not written" || wt.refused["w01-3"] != "conflict" ||
+		wt.uncertain["w01-4"] != "s-0004" || wt.uncertain["w01-5"] != "s-0005" || len(wt.malformed) != 0 {
+		t.Fatalf("truth %+v", wt)
+	}
+	if wt.acks.Load() != 1 || wt.notWritten.Load() != 1 || wt.conflicts.Load() != 1 || wt.uncertainN.Load() != 1 || wt.lost.Load() != 1 {
+		t.Fatal("wrong counts")
+	}
+	pt := wt.prefixTruth()
+	if pt.acked["s-0001"] != 1 || pt.acked["s-0004"] != 1 || pt.acked["s-0005"] != 1 || pt.acked["s-0002"] != 0 {
+		t.Fatalf("prefix truth %v", pt.acked)
 	}
 }
 
@@ -123,6 +179,7 @@ type shortRun struct {
 	topo     func(t *testing.T) Topology
 	kinds    []string
 	workload string
+	writers  int // writer processes (0: the in-process raw producer)
 }
 
 // TestChaosShort runs the suite on both topologies at once, 45 s of faults
@@ -150,13 +207,13 @@ func TestChaosShort(t *testing.T) {
 	}
 	single := func(*testing.T) Topology { return SingleTopology(kafka.Seeds, rds.Addr) }
 	runs := []shortRun{
-		{"single/replicas", 6, single, []string{FaultKill, FaultZombie, FaultScaleUp, FaultScaleDown, FaultPartition}, ""},
-		{"single/network+admin", 204, single, []string{FaultRedisPartition, FaultLatency, FaultReset, FaultRebuild, FaultReplay, FaultPoison}, ""},
-		{"sentinel", 1, func(t *testing.T) Topology { return haTopology(t, TopologySentinel) },
-			[]string{FaultBrokerKill, FaultRedisRestart, FaultFailover, FaultPoison}, ""},
+		{"single/replicas", 6, single, []string{FaultKill, FaultZombie, FaultScaleUp, FaultScaleDown, FaultPartition}, "", 2},
+		{"single/network+admin", 204, single, []string{FaultRedisPartition, FaultLatency, FaultReset, FaultRebuild, FaultReplay, FaultPoison}, "", 0},
+		{"sentinel", 28, func(t *testing.T) Topology { return haTopology(t, TopologySentinel) },
+			[]string{FaultBrokerKill, FaultRedisRestart, FaultFailover, FaultPoison, FaultWriterKill, FaultWriterZombie}, "", 2},
 		{"cluster", 1, func(t *testing.T) Topology { return haTopology(t, TopologyCluster) },
-			[]string{FaultBrokerKill, FaultRedisRestart, FaultRebuild, FaultKill}, ""},
-		{"single/billing", 1, single, []string{FaultKill, FaultZombie, FaultRebuild, FaultRedisPartition, FaultReplay}, WorkloadBilling},
+			[]string{FaultBrokerKill, FaultRedisRestart, FaultRebuild, FaultKill}, "", 0},
+		{"single/billing", 1, single, []string{FaultKill, FaultZombie, FaultRebuild, FaultRedisPartition, FaultReplay}, WorkloadBilling, 0},
 	}
 	reports := make(chan *Report, len(runs))
 	t.Run("runs", func(t *testing.T) {
@@ -190,7 +247,7 @@ func TestChaosShort(t *testing.T) {
 				rep, err := Run(ctx, Config{
 					Seed: run.seed, Duration: 45 * time.Second, Replicas: 3, Streams: 120, Rate: 200,
 					Session: 6 * time.Second, RecoverWithin: 90 * time.Second,
-					Topology: topo, Kinds: run.kinds, Workload: run.workload, BillingBinary: billing,
+					Topology: topo, Kinds: run.kinds, Workload: run.workload, BillingBinary: billing, Writers: run.writers,
 					Topic: topic, Namespace: ns,
 					WorkerBinary: bin, CtlBinary: ctl, WorkDir: work, Log: &log,
 				})
@@ -205,7 +262,15 @@ func TestChaosShort(t *testing.T) {
 				if rep.Failed() {
 					t.Fatalf("seed %d failed: violations %v, lag %d, errors %v", run.seed, rep.ViolationCounts, rep.LagAtEnd, rep.Errors)
 				}
-				if rep.EventsAppended == 0 || (run.workload == "" && rep.EventsChecked != rep.EventsAppended) || rep.EventsChecked == 0 {
+				if run.writers > 0 {
+					// The streams hold every acked event and the uncertain
+					// ones that were written; every one was checked.
+					if rep.EventsAppended == 0 || rep.EventsChecked != rep.EventsInStreams || rep.EventsInStreams < rep.EventsAppended ||
+						rep.EventsInStreams > rep.EventsAppended+rep.AppendsUncertain+rep.AppendsInFlight {
+						t.Fatalf("acked %d (uncertain %d, in flight %d), in streams %d, checked %d",
+							rep.EventsAppended, rep.AppendsUncertain, rep.AppendsInFlight, rep.EventsInStreams, rep.EventsChecked)
+					}
+				} else if rep.EventsAppended == 0 || (run.workload == "" && rep.EventsChecked != rep.EventsAppended) || rep.EventsChecked == 0 {
 					t.Fatalf("appended %d, checked %d", rep.EventsAppended, rep.EventsChecked)
 				}
 				reports <- rep

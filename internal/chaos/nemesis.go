@@ -54,23 +54,29 @@ const (
 	FaultReplay = "replay"
 	// FaultPoison appends a poison record of one kind to a new stream.
 	FaultPoison = "poison"
+	// FaultWriterKill SIGKILLs a writer process (Config.Writers) and
+	// starts a new one: its append in flight is left half-way.
+	FaultWriterKill = "writer-kill"
+	// FaultWriterZombie SIGSTOPs a writer process past its append lease
+	// (+ 2-5 s), so other writers fence its appends, then SIGCONTs it.
+	FaultWriterZombie = "writer-zombie"
 )
 
 // FaultKinds are every kind, in report order.
 var FaultKinds = []string{FaultKill, FaultZombie, FaultScaleUp, FaultScaleDown, FaultPartition,
 	FaultRedisPartition, FaultLatency, FaultReset, FaultBrokerKill, FaultRedisRestart, FaultFailover,
-	FaultRebuild, FaultReplay, FaultPoison}
+	FaultRebuild, FaultReplay, FaultPoison, FaultWriterKill, FaultWriterZombie}
 
 // weights make the heavy faults rarer: a rebuild or a replay reads the
 // whole topic again.
 var weights = map[string]int{FaultKill: 3, FaultZombie: 2, FaultScaleUp: 2, FaultScaleDown: 2, FaultPartition: 2,
 	FaultRedisPartition: 2, FaultLatency: 2, FaultReset: 2, FaultBrokerKill: 2, FaultRedisRestart: 2, FaultFailover: 2,
-	FaultRebuild: 1, FaultReplay: 1, FaultPoison: 2}
+	FaultRebuild: 1, FaultReplay: 1, FaultPoison: 2, FaultWriterKill: 2, FaultWriterZombie: 2}
 
 // Kinds returns the fault kinds a run can inject: server faults only with
 // a control script, a failover only with Sentinels, admin faults only with
-// projectorctl.
-func Kinds(t Topology, admin bool) []string {
+// projectorctl, writer faults only with writer processes.
+func Kinds(t Topology, admin, writers bool) []string {
 	var out []string
 	for _, k := range FaultKinds {
 		switch k {
@@ -84,6 +90,10 @@ func Kinds(t Topology, admin bool) []string {
 			}
 		case FaultRebuild, FaultReplay:
 			if !admin {
+				continue
+			}
+		case FaultWriterKill, FaultWriterZombie:
+			if !writers {
 				continue
 			}
 		}
@@ -117,8 +127,15 @@ func (f Fault) String() string {
 // Schedule plans the faults of a run from seed alone: the same seed,
 // duration, session and kinds give the same schedule. Faults do not
 // overlap (admin faults run in the background and may overlap later
-// ones). Nothing is planned in the last seconds of the run.
+// ones). Nothing is planned in the last seconds of the run. A writer
+// zombie outlasts DefaultWriterLease; see ScheduleWithLease.
 func Schedule(seed uint64, duration, session time.Duration, kinds []string) []Fault {
+	return ScheduleWithLease(seed, duration, session, DefaultWriterLease, kinds)
+}
+
+// ScheduleWithLease is Schedule for writers whose append lease is lease:
+// a writer zombie is stopped for lease + 2.5-5 s.
+func ScheduleWithLease(seed uint64, duration, session, lease time.Duration, kinds []string) []Fault {
 	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
 	var bag []string
 	for _, k := range kinds {
@@ -143,6 +160,9 @@ func Schedule(seed uint64, duration, session time.Duration, kinds []string) []Fa
 		case FaultZombie, FaultPartition:
 			// Longer than the session, so the group moves its partitions.
 			f.Stop = session + between(2*time.Second, 4*time.Second)
+		case FaultWriterZombie:
+			// Longer than the lease + 2 s, so another writer fences it.
+			f.Stop = lease + between(2500*time.Millisecond, 5*time.Second)
 		case FaultRedisPartition:
 			f.Stop = between(2*time.Second, 8*time.Second)
 		case FaultLatency:
@@ -374,7 +394,9 @@ type nemesis struct {
 	// nil: no admin faults.
 	ctl    func(ctx context.Context, args ...string) error
 	poison *poisoner
-	logf   func(string, ...any)
+	// writers are the writer processes (nil: none, no writer faults).
+	writers *writerFleet
+	logf    func(string, ...any)
 	// prefixCheck checks the read model of version name as a prefix
 	// (before a replay resets it); nil: none (billing).
 	prefixCheck func(ctx context.Context, name, label string)
@@ -493,6 +515,24 @@ func (n *nemesis) inject(ctx context.Context, ft Fault, idx int) Event {
 			}
 		}
 		n.background(ctx, &ev, idx, before, "replay", n.projection, "--yes", "--reason", "chaos")
+	case FaultWriterKill:
+		if n.writers == nil {
+			ev.Skipped = "no writer processes"
+			break
+		}
+		target, err := n.writers.kill(ft.Pick)
+		ev.Target = target
+		if err != nil {
+			ev.Skipped = err.Error()
+		}
+	case FaultWriterZombie:
+		if n.writers == nil {
+			ev.Skipped = "no writer processes"
+			break
+		}
+		if ev.Target = n.writers.zombie(ctx, ft.Pick, ft.Stop); ev.Target == "" {
+			ev.Skipped = "no writer"
+		}
 	case FaultPoison:
 		kind := PoisonKinds[int(ft.Pick)%len(PoisonKinds)]
 		c, err := n.poison.inject(ctx, kind)

@@ -55,8 +55,16 @@ type Config struct {
 	WaitReplicas int
 	Topic        string // created; must not exist
 	Namespace    string // Redis key namespace
-	// WorkerBinary is run as "<WorkerBinary> worker --flags".
+	// WorkerBinary is run as "<WorkerBinary> worker --flags" (and as
+	// "<WorkerBinary> writer --flags" for the writer processes).
 	WorkerBinary string
+	// Writers, for the counter workload, is how many writer processes
+	// append the events, each with a kafkastore.Store guarded by
+	// redischeckpoint.AppendRegistry (0: one in-process raw producer).
+	Writers int
+	// AppendLease is the writers' kafkastore.Config.AppendLease (default
+	// DefaultWriterLease).
+	AppendLease time.Duration
 	// CtlBinary is projectorctl, for the rebuild and replay faults
 	// (empty: none).
 	CtlBinary string
@@ -96,8 +104,11 @@ func (c *Config) setDefaults() {
 	case c.WaitReplicas == 0 && c.Topology.Redis.MasterName != "":
 		c.WaitReplicas = 1
 	}
+	if c.AppendLease <= 0 {
+		c.AppendLease = DefaultWriterLease
+	}
 	if len(c.Kinds) == 0 {
-		c.Kinds = Kinds(c.Topology, c.CtlBinary != "")
+		c.Kinds = Kinds(c.Topology, c.CtlBinary != "", c.Writers > 0)
 		if c.Workload == WorkloadBilling {
 			c.Kinds = slices.DeleteFunc(c.Kinds, func(k string) bool { return !billingKinds[k] })
 		}
@@ -128,7 +139,7 @@ var billingKinds = map[string]bool{FaultKill: true, FaultZombie: true, FaultScal
 // defaults: the kinds the topology and workload allow).
 func (c Config) PlannedSchedule() []Fault {
 	c.setDefaults()
-	return Schedule(c.Seed, c.Duration, c.Session, c.Kinds)
+	return ScheduleWithLease(c.Seed, c.Duration, c.Session, c.AppendLease, c.Kinds)
 }
 
 // GroupName is the consumer group of the workers of a run on topic.
@@ -148,20 +159,34 @@ const maxListed = 50
 
 // Report is the outcome of a run.
 type Report struct {
-	Seed            uint64         `json:"seed"`
-	Topology        string         `json:"topology"`
-	Workload        string         `json:"workload"`
-	Kinds           []string       `json:"kinds"`
-	WaitReplicas    int            `json:"wait_replicas"`
-	Topic           string         `json:"topic"`
-	Namespace       string         `json:"namespace"`
-	Group           string         `json:"group"`
-	Duration        string         `json:"duration"`
-	Replicas        int            `json:"replicas"`
-	Streams         int            `json:"streams"`
-	Session         string         `json:"session_timeout"`
-	EventsAppended  int64          `json:"events_appended"`
-	ProduceFailures int64          `json:"produce_failures"`
+	Seed            uint64   `json:"seed"`
+	Topology        string   `json:"topology"`
+	Workload        string   `json:"workload"`
+	Kinds           []string `json:"kinds"`
+	WaitReplicas    int      `json:"wait_replicas"`
+	Topic           string   `json:"topic"`
+	Namespace       string   `json:"namespace"`
+	Group           string   `json:"group"`
+	Duration        string   `json:"duration"`
+	Replicas        int      `json:"replicas"`
+	Streams         int      `json:"streams"`
+	Session         string   `json:"session_timeout"`
+	EventsAppended  int64    `json:"events_appended"`
+	ProduceFailures int64    `json:"produce_failures"`
+	// Writers is Config.Writers; with writer processes the Appends*
+	// counts are their appends' outcomes (EventsAppended is AppendsAcked),
+	// and EventsInStreams the events the streams hold at the end (acked,
+	// and uncertain ones that were written).
+	Writers           int    `json:"writers,omitempty"`
+	AppendLease       string `json:"append_lease,omitempty"`
+	AppendsAcked      int64  `json:"appends_acked,omitempty"`
+	AppendsNotWritten int64  `json:"appends_not_written,omitempty"`
+	AppendsConflicts  int64  `json:"appends_conflicts,omitempty"`
+	AppendsUncertain  int64  `json:"appends_uncertain,omitempty"`
+	// AppendsInFlight are the appends of writers that exited (killed)
+	// before reporting an outcome: uncertain too.
+	AppendsInFlight int64          `json:"appends_in_flight_at_exit,omitempty"`
+	EventsInStreams int64          `json:"events_in_streams,omitempty"`
 	Schedule        []Fault        `json:"schedule"`
 	Faults          []Event        `json:"faults"`
 	FaultsPerKind   map[string]int `json:"faults_per_kind"`
@@ -212,9 +237,15 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if billing && (cfg.BillingBinary == "" || topo.Redis.MasterName != "" || topo.Redis.Cluster) {
 		return nil, errors.New("chaos: the billing workload needs BillingBinary and a single Redis server")
 	}
+	if billing && cfg.Writers > 0 {
+		return nil, errors.New("chaos: writer processes are for the counter workload")
+	}
 	for _, k := range cfg.Kinds {
 		if billing && !billingKinds[k] {
 			return nil, fmt.Errorf("chaos: the billing workload cannot inject %s faults", k)
+		}
+		if (k == FaultWriterKill || k == FaultWriterZombie) && cfg.Writers <= 0 {
+			return nil, fmt.Errorf("chaos: %s faults need writer processes (Writers > 0)", k)
 		}
 	}
 	proj := cfg.projection()
@@ -227,10 +258,14 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		Topic: cfg.Topic, Namespace: cfg.Namespace, Group: group, Duration: cfg.Duration.String(),
 		Replicas: cfg.Replicas, Streams: cfg.Streams, Session: cfg.Session.String(),
 		Rate: cfg.Rate, Partitions: cfg.Partitions, RecoverWithin: cfg.RecoverWithin.String(),
+		Writers:       cfg.Writers,
 		FaultsPerKind: map[string]int{}, ViolationCounts: map[string]int{"lost": 0, "duplicated": 0, "unexpected": 0, "out-of-order": 0},
 		RecoverySeconds: -1, LagAtEnd: -1,
 	}
-	rep.Schedule = Schedule(cfg.Seed, cfg.Duration, cfg.Session, cfg.Kinds)
+	if cfg.Writers > 0 {
+		rep.AppendLease = cfg.AppendLease.String()
+	}
+	rep.Schedule = ScheduleWithLease(cfg.Seed, cfg.Duration, cfg.Session, cfg.AppendLease, cfg.Kinds)
 	for _, f := range rep.Schedule {
 		logf("planned %s", f)
 	}
@@ -309,6 +344,52 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	nem.live = func(ctx context.Context) (string, error) { return store.Live(ctx, proj) }
 
 	t := &truth{acked: map[string]uint64{}, uncertain: map[string]bool{}}
+	// visible counts the records a read_committed consumer gets in
+	// offset ranges: with transactional appends (writers, and the billing
+	// workload's store) part of an offset gap can be transaction markers
+	// and aborted records, which are no lag. (The runner commits past a
+	// marker once it fetched it; this keeps the lag check exact in
+	// between.)
+	var visible func(context.Context, map[int32][2]int64) (int64, error)
+	if cfg.Writers > 0 || billing {
+		visible = func(ctx context.Context, ranges map[int32][2]int64) (int64, error) {
+			return visibleRecords(ctx, topo.Brokers, cfg.Topic, ranges)
+		}
+	}
+	var (
+		wt *writerTruth
+		wf *writerFleet
+		// final is the truth read from the streams at the end (writers).
+		final *truth
+	)
+	// truthNow is the truth a prefix check uses: with writers, the
+	// streams as read at the end, or during the workload the acks so far
+	// with room for the uncertain and in-flight events.
+	truthNow := func() *truth {
+		if wt == nil {
+			return t
+		}
+		if final != nil {
+			return final
+		}
+		return wt.prefixTruth()
+	}
+	if cfg.Writers > 0 {
+		wt = newWriterTruth()
+		wargs := []string{"--brokers", strings.Join(topo.Brokers, ","), "--topic", cfg.Topic,
+			"--partitions", strconv.Itoa(int(cfg.Partitions)), "--namespace", cfg.Namespace,
+			"--wait-replicas", strconv.Itoa(cfg.WaitReplicas), "--writers", strconv.Itoa(cfg.Writers),
+			"--streams", strconv.Itoa(cfg.Streams), "--rate", strconv.FormatFloat(float64(cfg.Rate)/float64(cfg.Writers), 'f', 2, 64),
+			"--append-lease", cfg.AppendLease.String()}
+		wf = &writerFleet{binary: cfg.WorkerBinary, topo: topo, dir: cfg.WorkDir, t: wt, logf: logf,
+			args: append(wargs, topo.Redis.flags()...)}
+		nem.writers = wf
+		defer func() { // on an early return
+			if exits := wf.stopAll(30 * time.Second); len(exits) > 0 {
+				rep.WorkerExits = append(rep.WorkerExits, exits...)
+			}
+		}()
+	}
 	if !billing {
 		// Before a replay resets the live read model, and at the end for
 		// every version a rebuild retired: what they applied is checked as
@@ -316,7 +397,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		nem.prefixCheck = func(ctx context.Context, name, label string) {
 			v, err := counting.Version(name)
 			if err == nil {
-				err = checkApplied(ctx, rc, v, cfg.Streams, t, true, label, rep.add, nil)
+				err = checkApplied(ctx, rc, v, cfg.Streams, truthNow(), true, label, rep.add, nil)
 			}
 			rep.mu.Lock()
 			defer rep.mu.Unlock()
@@ -335,6 +416,23 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		// Every event of the month must be appended: not bounded by the
 		// run's duration, only by ctx.
 		go func() { workDone <- bl.run(ctx, topo.Brokers, cfg.Topic, cfg.Rate) }()
+	} else if wf != nil {
+		for slot := range cfg.Writers {
+			if _, err := wf.start(slot); err != nil {
+				return rep, err
+			}
+		}
+		go func() {
+			<-wctx.Done()
+			// Each writer finishes its appends in flight (bounded by the
+			// lease and the store's timeouts).
+			exits := wf.stopAll(90 * time.Second)
+			if len(exits) > 0 {
+				workDone <- errors.New("writer exits: " + strings.Join(exits, "; "))
+				return
+			}
+			workDone <- nil
+		}()
 	} else {
 		go func() { workDone <- runWorkload(wctx, topo.Brokers, cfg.Topic, cfg.Streams, cfg.Rate, t) }()
 	}
@@ -361,7 +459,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			catchUp.Add(1)
 			go func() {
 				defer catchUp.Done()
-				if d, ok := catchUpAfter(ctx, adm, liveGroup, cfg.Topic, cfg.RecoverWithin); ok {
+				if d, ok := catchUpAfter(ctx, adm, liveGroup, cfg.Topic, cfg.RecoverWithin, visible); ok {
 					catchUpMu.Lock()
 					caughtUp[i] = d.Seconds()
 					catchUpMu.Unlock()
@@ -394,6 +492,21 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if billing {
 		rep.EventsAppended, rep.ProduceFailures = bl.events.Load(), bl.failures.Load()
 	}
+	if wt != nil {
+		rep.AppendsAcked, rep.AppendsNotWritten = wt.acks.Load(), wt.notWritten.Load()
+		rep.AppendsConflicts, rep.AppendsUncertain, rep.AppendsInFlight = wt.conflicts.Load(), wt.uncertainN.Load(), wt.lost.Load()
+		rep.EventsAppended, rep.ProduceFailures = rep.AppendsAcked, rep.AppendsUncertain+rep.AppendsInFlight
+		wt.mu.Lock()
+		for _, l := range wt.malformed {
+			rep.Errors = append(rep.Errors, "writer line: "+l)
+		}
+		streams := map[string]bool{}
+		for _, s := range wt.uncertain {
+			streams[s] = true
+		}
+		rep.UncertainStreams = len(streams)
+		wt.mu.Unlock()
+	}
 	logf("workload and faults done: %d events acked, %d produce failures, %d replicas live", rep.EventsAppended, rep.ProduceFailures, fl.size())
 	if ctx.Err() != nil {
 		return rep, ctx.Err()
@@ -403,7 +516,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	// every partition has a worker, every worker is ready.
 	deadline := quiet.Add(cfg.RecoverWithin)
 	for {
-		lag, err := settled(ctx, store, proj, adm, liveGroup, cfg.Topic)
+		lag, err := settled(ctx, store, proj, adm, liveGroup, cfg.Topic, visible)
 		rep.LagAtEnd = lag
 		if err == nil && lag == 0 {
 			rep.RecoverySeconds = time.Since(quiet).Seconds()
@@ -440,7 +553,16 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		rep.Errors = append(rep.Errors, "check: "+err.Error())
 	} else {
 		rep.LiveVersion = live.Name()
-		if err := check(ctx, rc, live, cfg.Streams, t, rep); err != nil {
+		ct := t
+		if wt != nil {
+			// The log first: what each stream holds against what the
+			// writers were told; then its events 1..n, applied once.
+			if final, err = checkStreams(ctx, topo.Brokers, cfg.Topic, cfg.Partitions, cfg.Streams, wt, rep); err != nil {
+				rep.Errors = append(rep.Errors, "check streams: "+err.Error())
+			}
+			ct = truthNow()
+		}
+		if err := check(ctx, rc, live, cfg.Streams, ct, rep); err != nil {
 			rep.Errors = append(rep.Errors, "check: "+err.Error())
 		}
 		if vs, err := store.Versions(ctx, Projection); err != nil {
@@ -510,7 +632,7 @@ func lastLines(s string, n int) string {
 
 // settled returns the live group's lag once no rebuild is running (a
 // rebuild still building counts as not settled, -1).
-func settled(ctx context.Context, store *redischeckpoint.Store, projection string, adm *kadm.Client, liveGroup func(context.Context) (string, error), topic string) (int64, error) {
+func settled(ctx context.Context, store *redischeckpoint.Store, projection string, adm *kadm.Client, liveGroup func(context.Context) (string, error), topic string, visible func(context.Context, map[int32][2]int64) (int64, error)) (int64, error) {
 	vs, err := store.Versions(ctx, projection)
 	if err != nil {
 		return -1, err
@@ -522,7 +644,11 @@ func settled(ctx context.Context, store *redischeckpoint.Store, projection strin
 	if err != nil {
 		return -1, err
 	}
-	return groupLag(ctx, adm, g, topic)
+	lag, err := groupLag(ctx, adm, g, topic)
+	if err != nil || lag == 0 || visible == nil {
+		return lag, err
+	}
+	return visibleLag(ctx, adm, g, topic, visible)
 }
 
 // checkOwnersAndReadiness waits up to bound until every partition of
@@ -686,7 +812,8 @@ func checkApplied(ctx context.Context, rc redis.UniversalClient, p *redischeckpo
 
 // catchUpAfter measures how long the group takes, from now, to commit every
 // record of topic appended before now.
-func catchUpAfter(ctx context.Context, adm *kadm.Client, liveGroup func(context.Context) (string, error), topic string, bound time.Duration) (time.Duration, bool) {
+func catchUpAfter(ctx context.Context, adm *kadm.Client, liveGroup func(context.Context) (string, error), topic string, bound time.Duration, visible func(context.Context, map[int32][2]int64) (int64, error)) (time.Duration, bool) {
+	var lastVisible time.Time
 	start := time.Now()
 	ends, err := adm.ListEndOffsets(ctx, topic)
 	if err == nil {
@@ -704,10 +831,26 @@ func catchUpAfter(ctx context.Context, adm *kadm.Client, liveGroup func(context.
 		committed, err := adm.FetchOffsets(ctx, group)
 		if err == nil && committed.Error() == nil {
 			done := true
+			gaps := map[int32][2]int64{}
+			var gap int64
 			for p, end := range ends[topic] {
 				if c, ok := committed.Lookup(topic, p); !ok || c.At < end.Offset {
 					done = false
-					break
+					from := int64(0)
+					if ok && c.At >= 0 {
+						from = c.At
+					}
+					gaps[p] = [2]int64{from, end.Offset}
+					gap += end.Offset - from
+				}
+			}
+			// Transaction markers and aborted records are never
+			// committed past by themselves: a small gap may hold no
+			// record a consumer gets (checked once a second at most).
+			if !done && visible != nil && gap <= int64(4*len(ends[topic])) && time.Since(lastVisible) > time.Second {
+				lastVisible = time.Now()
+				if n, err := visible(ctx, gaps); err == nil && n == 0 {
+					done = true
 				}
 			}
 			if done {
@@ -755,11 +898,20 @@ func (r *Report) WriteText(w io.Writer) {
 	if r.Workload == WorkloadBilling {
 		fmt.Fprintf(w, "workload        billing: a generated MABIS month appended with kafkastore.Store, billing worker processes\n")
 		fmt.Fprintf(w, "duration        %s, %d replicas at start (1..%d), session %s\n", r.Duration, r.Replicas, r.Replicas+1, r.Session)
+	} else if r.Writers > 0 {
+		fmt.Fprintf(w, "workload        counter: %d writer processes appending with guarded kafkastore.Stores (lease %s), counting worker processes\n", r.Writers, r.AppendLease)
+		fmt.Fprintf(w, "duration        %s, %d replicas at start (1..%d), %d streams, session %s\n", r.Duration, r.Replicas, r.Replicas+1, r.Streams, r.Session)
 	} else {
 		fmt.Fprintf(w, "workload        counter: raw-producer events, counting worker processes\n")
 		fmt.Fprintf(w, "duration        %s, %d replicas at start (1..%d), %d streams, session %s\n", r.Duration, r.Replicas, r.Replicas+1, r.Streams, r.Session)
 	}
-	fmt.Fprintf(w, "events appended %d acked at about %d/s over %d partitions (%d produce failures, %d streams stopped as uncertain)\n", r.EventsAppended, r.Rate, r.Partitions, r.ProduceFailures, r.UncertainStreams)
+	if r.Writers > 0 {
+		fmt.Fprintf(w, "appends         %d acked, %d not written, %d conflicts, %d uncertain, %d in flight at a writer's exit (about %d/s over %d partitions)\n",
+			r.AppendsAcked, r.AppendsNotWritten, r.AppendsConflicts, r.AppendsUncertain, r.AppendsInFlight, r.Rate, r.Partitions)
+		fmt.Fprintf(w, "streams         hold %d events at the end (%d streams had an uncertain append)\n", r.EventsInStreams, r.UncertainStreams)
+	} else {
+		fmt.Fprintf(w, "events appended %d acked at about %d/s over %d partitions (%d produce failures, %d streams stopped as uncertain)\n", r.EventsAppended, r.Rate, r.Partitions, r.ProduceFailures, r.UncertainStreams)
+	}
 	fmt.Fprintf(w, "fault schedule  (%d planned)\n", len(r.Schedule))
 	for _, e := range r.Faults {
 		s := "  " + e.Fault.String() + "  at " + e.Time.UTC().Format("15:04:05.000")
