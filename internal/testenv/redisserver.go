@@ -86,18 +86,31 @@ func StartRedisServer(t testing.TB, opts RedisServerOptions) *RedisServer {
 	return s
 }
 
-// freeLoopbackPort picks a port that accepts a listener on 127.0.0.1, below the ephemeral
-// range (outgoing connections take ports there, and a server once lost its own port to one).
-func freeLoopbackPort() (int, error) {
+// freeLoopbackPort is [FreeLoopbackPort].
+func freeLoopbackPort() (int, error) { return FreeLoopbackPort() }
+
+// FreeLoopbackPort picks a port that accepts a listener on 127.0.0.1, below
+// the ephemeral range (outgoing connections take ports there, and a server
+// once lost its own port to one), whose Redis Cluster bus port (the port
+// plus 10000) is free and below that range too: a cluster node once failed
+// to start because an outgoing connection held its bus port.
+func FreeLoopbackPort() (int, error) {
 	for range 200 {
-		port := 20000 + rand.IntN(12000)
-		l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
-		if err == nil {
+		port := 12000 + rand.IntN(10000)
+		free := true
+		for _, p := range []int{port, port + 10000} {
+			l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
+			if err != nil {
+				free = false
+				break
+			}
 			l.Close()
+		}
+		if free {
 			return port, nil
 		}
 	}
-	return 0, errors.New("no free port in 20000..31999 on 127.0.0.1")
+	return 0, errors.New("no free port in 12000..21999 (with its bus port) on 127.0.0.1")
 }
 
 // Start starts the server (again) on its port and directory: it loads what it persisted
