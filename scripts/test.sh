@@ -5,8 +5,8 @@
 # temporary directory, plus the HA topology of scripts/ha.sh (3-node KRaft Kafka, Redis master +
 # replica + 3 Sentinels, 3-master Redis Cluster; PROJECTOR_HA_* variables), runs the Go tests
 # against them with PROJECTOR_REQUIRE_REAL=1, and stops the servers again, also when the tests
-# fail or the run is interrupted. Without arguments it first checks gofmt, go vet and
-# staticcheck, and the Helm chart (tools/charttest). The exit code is the first failing step's.
+# fail or the run is interrupted. Without arguments it first checks gofmt, go vet,
+# staticcheck and go mod tidy, and the Helm chart (tools/charttest). The exit code is the first failing step's.
 #
 # Usage: scripts/test.sh [go test arguments]   (default: ./...)
 #   scripts/test.sh -run TestKafka ./internal/testenv/
@@ -41,9 +41,14 @@ trap cleanup EXIT
 trap 'infra_log interrupted; exit 130' INT
 trap 'infra_log terminated; exit 143' TERM
 
-# The whole suite also checks the code: gofmt, go vet and staticcheck (pinned in tools/go.mod).
+# The whole suite also checks the code: gofmt, go vet, staticcheck (pinned in tools/go.mod) and that
+# go.mod and go.sum are tidy (a direct dependency marked indirect, or one no longer used, fails).
 if (($# == 0)); then
-	infra_log "gofmt, go vet, staticcheck"
+	infra_log "gofmt, go vet, staticcheck, go mod tidy"
+	if ! go mod tidy -diff; then
+		infra_log "go.mod/go.sum are not tidy: run go mod tidy (the diff is above)"
+		exit 1
+	fi
 	mapfile -t gofiles < <(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './.git/*')
 	unformatted=$(gofmt -l "${gofiles[@]}")
 	if [[ -n $unformatted ]]; then
