@@ -465,56 +465,6 @@ func (a *AppendRegistry) fail(op, streamID string, err error) error {
 // script succeeded, a [*NotReplicatedError] (naming the registry as
 // "appends:<topic>") or the failure of the WAIT itself.
 func (a *AppendRegistry) evalAndWait(ctx context.Context, streamID string, script *redis.Script, args []any, what string) (res any, waitErr, err error) {
-	key := []string{a.Key(streamID)}
-	cfg := a.s.cfg
-	if cfg.WaitReplicas == 0 {
-		res, err = script.Run(ctx, a.s.client, key, args...).Result()
-		return res, nil, err
-	}
-	var (
-		node    redis.Cmdable = a.s.client
-		cluster *redis.ClusterClient
-	)
-	if c, ok := a.s.client.(*redis.ClusterClient); ok {
-		// WAIT must run on the connection of the key's master.
-		m, err := c.MasterForKey(ctx, key[0])
-		if err != nil {
-			return nil, nil, fmt.Errorf("the master of %s: %w", key[0], err)
-		}
-		node, cluster = m, c
-	}
-	// WAIT's timeout is in milliseconds, and 0 would block for ever.
-	ms := max(cfg.WaitTimeout.Milliseconds(), 1)
-	var eval, wait *redis.Cmd
-	for _, sha := range []bool{true, false} {
-		pipe := node.Pipeline()
-		if sha {
-			eval = script.EvalSha(ctx, pipe, key, args...)
-		} else {
-			// NOSCRIPT: the script did not run; send its source.
-			eval = script.Eval(ctx, pipe, key, args...)
-		}
-		wait = pipe.Do(ctx, "WAIT", cfg.WaitReplicas, ms)
-		_, _ = pipe.Exec(ctx)
-		if !sha || !isNoScript(eval.Err()) {
-			break
-		}
-	}
-	res, err = eval.Result()
-	if err != nil {
-		if cluster != nil && (hasReplyPrefix(err, "MOVED ") || hasReplyPrefix(err, "ASK ") || hasReplyPrefix(err, "CLUSTERDOWN ")) {
-			// The slot moved: a node client does not follow
-			// redirections, so refresh the slot map for the retry.
-			cluster.ReloadState(ctx)
-		}
-		return nil, nil, err
-	}
-	acked, werr := wait.Int64()
-	if werr != nil {
-		return res, fmt.Errorf("redischeckpoint: %s: %s was written, WAIT %d failed: %w", a.name, what, cfg.WaitReplicas, werr), nil
-	}
-	if acked < int64(cfg.WaitReplicas) {
-		return res, &NotReplicatedError{Projection: a.name, Write: what, Acked: acked, Wanted: cfg.WaitReplicas, Timeout: cfg.WaitTimeout}, nil
-	}
-	return res, nil, nil
+	key := a.Key(streamID)
+	return a.s.evalWaiting(ctx, []string{key}, key, a.name, "append registry "+a.topic, script, args, what)
 }

@@ -127,8 +127,18 @@ func (s *Store) runReplicated(ctx context.Context, k keys, script *redis.Script,
 // only when the script succeeded, is a [*NotReplicatedError] or the
 // failure of the WAIT itself.
 func (s *Store) evalAndWait(ctx context.Context, k keys, script *redis.Script, args []any, what string) (res any, waitErr, err error) {
+	// All of a projection's keys share one hash slot.
+	return s.evalWaiting(ctx, k.list(), k.meta, k.name, "projection "+k.name, script, args, what)
+}
+
+// evalWaiting runs script with keys and args and, when Config.WaitReplicas
+// is set, WAIT on the same connection, in one round trip: on a Cluster,
+// the connection of the master of slotKey's slot (every key must share
+// it). name is the Projection of a [*NotReplicatedError], label what an
+// error says was written to. See [Store.evalAndWait] for the results.
+func (s *Store) evalWaiting(ctx context.Context, keys []string, slotKey, name, label string, script *redis.Script, args []any, what string) (res any, waitErr, err error) {
 	if s.cfg.WaitReplicas == 0 {
-		res, err = script.Run(ctx, s.client, k.list(), args...).Result()
+		res, err = script.Run(ctx, s.client, keys, args...).Result()
 		return res, nil, err
 	}
 	var (
@@ -136,25 +146,23 @@ func (s *Store) evalAndWait(ctx context.Context, k keys, script *redis.Script, a
 		cluster *redis.ClusterClient
 	)
 	if c, ok := s.client.(*redis.ClusterClient); ok {
-		// All of a projection's keys share one hash slot: WAIT must run
-		// on the connection of that slot's master.
-		m, err := c.MasterForKey(ctx, k.meta)
+		// WAIT must run on the connection of the slot's master.
+		m, err := c.MasterForKey(ctx, slotKey)
 		if err != nil {
-			return nil, nil, fmt.Errorf("the master of %s: %w", k.meta, err)
+			return nil, nil, fmt.Errorf("the master of %s: %w", slotKey, err)
 		}
 		node, cluster = m, c
 	}
 	// WAIT's timeout is in milliseconds, and 0 would block for ever.
 	ms := max(s.cfg.WaitTimeout.Milliseconds(), 1)
-	var eval *redis.Cmd
-	var wait *redis.Cmd
+	var eval, wait *redis.Cmd
 	for _, sha := range []bool{true, false} {
 		pipe := node.Pipeline()
 		if sha {
-			eval = script.EvalSha(ctx, pipe, k.list(), args...)
+			eval = script.EvalSha(ctx, pipe, keys, args...)
 		} else {
 			// NOSCRIPT: the script did not run; send its source.
-			eval = script.Eval(ctx, pipe, k.list(), args...)
+			eval = script.Eval(ctx, pipe, keys, args...)
 		}
 		wait = pipe.Do(ctx, "WAIT", s.cfg.WaitReplicas, ms)
 		_, _ = pipe.Exec(ctx)
@@ -175,10 +183,10 @@ func (s *Store) evalAndWait(ctx context.Context, k keys, script *redis.Script, a
 	}
 	acked, werr := wait.Int64()
 	if werr != nil {
-		return res, fmt.Errorf("redischeckpoint: projection %s: %s was written, WAIT %d failed: %w", k.name, what, s.cfg.WaitReplicas, werr), nil
+		return res, fmt.Errorf("redischeckpoint: %s: %s was written, WAIT %d failed: %w", label, what, s.cfg.WaitReplicas, werr), nil
 	}
 	if acked < int64(s.cfg.WaitReplicas) {
-		return res, &NotReplicatedError{Projection: k.name, Write: what, Acked: acked, Wanted: s.cfg.WaitReplicas, Timeout: s.cfg.WaitTimeout}, nil
+		return res, &NotReplicatedError{Projection: name, Write: what, Acked: acked, Wanted: s.cfg.WaitReplicas, Timeout: s.cfg.WaitTimeout}, nil
 	}
 	return res, nil, nil
 }
