@@ -638,6 +638,9 @@ func TestWriterProcessesThroughBrokerRestarts(t *testing.T) {
 	}
 	rds := testenv.Redis(t)
 	if rds.Kind != testenv.KindEnv {
+		if testenv.RequireReal() {
+			t.Fatal("writer processes need Redis given by environment (scripts/test.sh)")
+		}
 		t.Skip("writer processes need Redis given by environment")
 	}
 	topic := testenv.Kafka(t).TopicName(t, "events")
