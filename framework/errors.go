@@ -53,26 +53,6 @@ var (
 	// type its handler expects. See [DecodeError].
 	ErrDecode = errors.New("framework: cannot decode event payload")
 
-	// ErrFenced reports a write whose fence (see [Fence]) is no longer
-	// current: another worker owns the partition now, or a replay started
-	// a new epoch. Nothing of the write was stored. Stores that support
-	// fencing return errors that match it with [errors.Is].
-	ErrFenced = errors.New("framework: fenced")
-
-	// ErrStateLost reports that the store no longer holds state a writer
-	// relied on: its fences, cursors or read model went back in time (a
-	// Redis restart without persistence, a failover that lost writes, a
-	// flush, an evicted key). Nothing of the write was stored; what was
-	// lost must be rebuilt (a replay).
-	ErrStateLost = errors.New("framework: stored state lost")
-
-	// ErrResetPending reports a write refused because a replay raised the
-	// epoch and the new epoch's read model has not been dropped yet:
-	// nobody may write into it before the reset (the write would be wiped
-	// by it). Nothing of the write was stored; the writer leaves the
-	// consumer group and waits for the reset.
-	ErrResetPending = errors.New("framework: a replay's reset of the read model is pending")
-
 	// ErrUnavailable reports that a store cannot serve a request now: it
 	// is unreachable, still loading its data after a restart, read-only
 	// after a failover demoted it, or busy. The event is not at fault:
@@ -82,11 +62,6 @@ var (
 	// returns one for such failures (for example by wrapping with
 	// fmt.Errorf("…: %w", framework.ErrUnavailable)).
 	ErrUnavailable = errors.New("framework: store unavailable")
-
-	// ErrVersionClosed reports a write refused because its read-model
-	// version is no longer live or being built: a rebuild replaced it, or
-	// its rebuild was aborted (see [Versions]). Nothing was stored.
-	ErrVersionClosed = errors.New("framework: read-model version closed")
 
 	// ErrPartialApply reports a write that may have stored part of an
 	// event's effect without its cursor: the read model may be

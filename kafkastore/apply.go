@@ -12,6 +12,7 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/projector-dev/projector/controlplane"
 	"github.com/projector-dev/projector/framework"
 )
 
@@ -177,7 +178,7 @@ func (s *session) process(recs []*kgo.Record) error {
 			switch v := s.duplicate(e, it.rec.Offset, inRun); {
 			case v.conflict:
 				if err := parkAt(e.StreamID, it.rec.Offset, func() error {
-					return s.park(ctx, e, it.rec, framework.ParkConflict, errors.New(v.reason), 0)
+					return s.park(ctx, e, it.rec, controlplane.ParkConflict, errors.New(v.reason), 0)
 				}); err != nil {
 					return err
 				}
@@ -191,7 +192,7 @@ func (s *session) process(recs []*kgo.Record) error {
 			}
 		case e.Sequence > cur+1:
 			gap := &framework.GapError{StreamID: e.StreamID, Cursor: cur, Got: e.Sequence, EventID: e.EventID}
-			if err := parkAt(e.StreamID, it.rec.Offset, func() error { return s.park(ctx, e, it.rec, framework.ParkGap, gap, 0) }); err != nil {
+			if err := parkAt(e.StreamID, it.rec.Offset, func() error { return s.park(ctx, e, it.rec, controlplane.ParkGap, gap, 0) }); err != nil {
 				return err
 			}
 		default:
@@ -223,7 +224,7 @@ func (s *session) process(recs []*kgo.Record) error {
 // at them) of streams new to this session, in one round trip.
 func (s *session) lookupHeads(ctx context.Context, streams []string) error {
 	name := s.r.cfg.Projection.Name()
-	if hs, ok := s.r.cfg.Checkpoints.(HeadStore); ok {
+	if hs, ok := s.r.cfg.Checkpoints.(controlplane.HeadStore); ok {
 		heads, err := hs.Heads(ctx, name, streams)
 		if err != nil {
 			return fmt.Errorf("kafkastore: look up %d cursors: %w", len(streams), err)
@@ -399,12 +400,12 @@ func (s *session) applyRun(ctx context.Context, run []unit) ([]unit, error) {
 		if fatal(err) || errors.Is(err, framework.ErrUnavailable) {
 			return run, err
 		}
-		reason := framework.ParkApplyFailed
+		reason := controlplane.ParkApplyFailed
 		switch {
 		case errors.Is(err, framework.ErrSequenceGap):
-			reason = framework.ParkGap
+			reason = controlplane.ParkGap
 		case errors.Is(err, framework.ErrPartialApply):
-			reason = framework.ParkPartialApply
+			reason = controlplane.ParkPartialApply
 			err = fmt.Errorf("%w (the read model holds part of this event: replay the projection; retrying or skipping the stream does not repair it)", err)
 		}
 		failed.span.RecordError(err)

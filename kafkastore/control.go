@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/projector-dev/projector/controlplane"
 	"github.com/projector-dev/projector/framework"
 )
 
@@ -72,7 +73,7 @@ func (r *Runner) waitRunnable(ctx context.Context) error {
 			r.state.Store("waiting-reset")
 			done, err := r.maybeReset(ctx, c.ResetEpoch)
 			switch {
-			case errors.Is(err, framework.ErrResetClaimLost):
+			case errors.Is(err, controlplane.ErrResetClaimLost):
 				r.setLastError(err)
 				r.cfg.Logger.WarnContext(ctx, "resetting the read model stopped: this replica lost its claim on it (it was frozen or cut off past the claim's lifetime) and deleted nothing more; another replica resets it",
 					"epoch", c.ResetEpoch, "err", err)
@@ -100,7 +101,7 @@ func (r *Runner) waitRunnable(ctx context.Context) error {
 // claim for it; done reports that it did, and recorded it.
 //
 // The projection's Reset gets the claim in its context
-// ([framework.WithResetClaim]): a store that supports it (redischeckpoint)
+// ([controlplane.WithResetClaim]): a store that supports it (redischeckpoint)
 // deletes only while this replica still holds the claim and the reset is
 // not done, so a replica frozen in its reset past the claim's lifetime
 // deletes nothing when it wakes, after another replica took the reset over
@@ -117,7 +118,7 @@ func (r *Runner) maybeReset(ctx context.Context, epoch uint64) (done bool, err e
 	if err != nil || !won {
 		return false, err
 	}
-	claim := framework.ResetClaim{Projection: name, Epoch: epoch, Holder: r.cfg.ReplicaID}
+	claim := controlplane.ResetClaim{Projection: name, Epoch: epoch, Holder: r.cfg.ReplicaID}
 	release := func() {
 		if rerr := r.cfg.Control.ReleaseResetClaim(context.WithoutCancel(ctx), name, epoch, r.cfg.ReplicaID); rerr != nil {
 			r.cfg.Logger.WarnContext(ctx, "cannot release the reset claim; it expires", "epoch", epoch, "err", rerr)
@@ -129,7 +130,7 @@ func (r *Runner) maybeReset(ctx context.Context, epoch uint64) (done bool, err e
 	// taken over by another replica. If the renewal finds the claim lost
 	// (Redis lost it, or this replica was frozen past it), the reset is
 	// cancelled.
-	resetCtx, cancel := context.WithCancel(framework.WithResetClaim(ctx, claim))
+	resetCtx, cancel := context.WithCancel(controlplane.WithResetClaim(ctx, claim))
 	renewed := make(chan struct{})
 	go func() {
 		defer close(renewed)
@@ -156,7 +157,7 @@ func (r *Runner) maybeReset(ctx context.Context, epoch uint64) (done bool, err e
 		release()
 		return false, fmt.Errorf("kafkastore: reset %s for epoch %d: %w", name, epoch, err)
 	}
-	if err := r.cfg.Control.CompleteReset(framework.WithResetClaim(ctx, claim), name, epoch); err != nil {
+	if err := r.cfg.Control.CompleteReset(controlplane.WithResetClaim(ctx, claim), name, epoch); err != nil {
 		release()
 		return false, fmt.Errorf("kafkastore: record the reset of %s for epoch %d: %w", name, epoch, err)
 	}
@@ -202,7 +203,7 @@ func (r *Runner) heartbeat(ctx context.Context) {
 	defer t.Stop()
 	for {
 		st := r.Stats()
-		info := framework.ReplicaInfo{
+		info := controlplane.ReplicaInfo{
 			ID: r.cfg.ReplicaID, Group: r.cfg.Group, Partitions: r.Assigned(), State: r.State(),
 			Applied: st.Applied, Skipped: st.Skipped, Parked: st.Parked, Unverified: st.Unverified,
 			LastError: r.LastError(), LastErrorAt: r.lastErrorAt(), Warnings: r.Warnings(), Resettable: resettable,

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/projector-dev/projector/controlplane"
 	"github.com/projector-dev/projector/framework"
 )
 
@@ -62,7 +63,7 @@ var (
 
 // StateLostError names what a partition's committed offset relies on that
 // the checkpoint store no longer holds. It matches [ErrCommittedStateLost]
-// and [framework.ErrStateLost].
+// and [controlplane.ErrStateLost].
 type StateLostError struct {
 	Projection string
 	Partition  int32
@@ -86,9 +87,9 @@ func (e *StateLostError) Error() string {
 }
 
 // Is reports whether target is [ErrCommittedStateLost] or
-// [framework.ErrStateLost].
+// [controlplane.ErrStateLost].
 func (e *StateLostError) Is(target error) bool {
-	return target == ErrCommittedStateLost || target == framework.ErrStateLost
+	return target == ErrCommittedStateLost || target == controlplane.ErrStateLost
 }
 
 // RecordError names a record that could not be decoded and why.

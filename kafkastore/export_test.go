@@ -7,7 +7,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/projector-dev/projector/framework"
+	"github.com/projector-dev/projector/controlplane"
 )
 
 // Crash stops the runner the way a crash would: workers stop at once,
@@ -66,11 +66,11 @@ func SetResetClaimTTL(d time.Duration) (restore func()) {
 // CheckRebuildOnce runs one rebuild check of v, as a tick of Run would, on
 // a VersionedRunner that does not run: a replica whose previous check is as
 // old as the test makes it (frozen, or whose checks failed meanwhile).
-func CheckRebuildOnce(ctx context.Context, v *VersionedRunner) (framework.Versions, error) {
+func CheckRebuildOnce(ctx context.Context, v *VersionedRunner) (controlplane.Versions, error) {
 	if v.admin == nil {
 		cl, err := kgo.NewClient(append(v.cfg.Runner.ClientOpts, kgo.SeedBrokers(v.cfg.Runner.Seeds...))...)
 		if err != nil {
-			return framework.Versions{}, err
+			return controlplane.Versions{}, err
 		}
 		v.cl, v.admin = cl, kadm.NewClient(cl)
 	}

@@ -20,6 +20,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/projector-dev/projector/controlplane"
 	"github.com/projector-dev/projector/framework"
 	"github.com/projector-dev/projector/internal/testenv"
 	"github.com/projector-dev/projector/kafkastore"
@@ -61,8 +62,8 @@ func TestPoisonRecordTooLargeForTheDeadLetterTopic(t *testing.T) {
 		deadLetter   string
 		wantDLQValue bool
 	}{
-		{"dead-letter topic created by the runner", false, framework.DeadLetterCopied, true},
-		{"dead-letter topic too small for a copy", true, framework.DeadLetterReference, false},
+		{"dead-letter topic created by the runner", false, controlplane.DeadLetterCopied, true},
+		{"dead-letter topic too small for a copy", true, controlplane.DeadLetterReference, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFixture(t, 3)
@@ -255,7 +256,7 @@ func TestConflictFarBehindTheHead(t *testing.T) {
 	// Live: sequence 5 of a stream at 20, with another event ID.
 	rawEvent(t, f, "process/t/00000", 5, "forked-5")
 	parked := waitParked(t, rep, 1)
-	if parked[0].StreamID != "process/t/00000" || parked[0].Reason != framework.ParkConflict || parked[0].Sequence != 5 {
+	if parked[0].StreamID != "process/t/00000" || parked[0].Reason != controlplane.ParkConflict || parked[0].Sequence != 5 {
 		t.Errorf("parked %+v, want a conflict at 5", parked[0])
 	}
 	// The head event written again by its producer: skipped, verified.
@@ -273,7 +274,7 @@ func TestConflictFarBehindTheHead(t *testing.T) {
 	parked = waitParked(t, again, 2)
 	found := false
 	for _, ps := range parked {
-		found = found || (ps.StreamID == "process/t/00002" && ps.Reason == framework.ParkConflict && ps.Sequence == 3)
+		found = found || (ps.StreamID == "process/t/00002" && ps.Reason == controlplane.ParkConflict && ps.Sequence == 3)
 	}
 	if !found {
 		t.Errorf("parked %+v, want a conflict of process/t/00002 at 3 after the restart", parked)
@@ -433,7 +434,7 @@ func TestDeadLetterTopicUnreachable(t *testing.T) {
 	}
 	f.waitCounts(t, p, want, 2*time.Minute)
 	parked := waitParked(t, rep, 1)
-	if parked[0].StreamID != poisoned || parked[0].DeadLetter != framework.DeadLetterPending || parked[0].DeadLetterError == "" {
+	if parked[0].StreamID != poisoned || parked[0].DeadLetter != controlplane.DeadLetterPending || parked[0].DeadLetterError == "" {
 		t.Fatalf("parked %+v, want %s with its dead letter pending and why", parked[0], poisoned)
 	}
 
@@ -442,7 +443,7 @@ func TestDeadLetterTopicUnreachable(t *testing.T) {
 	}
 	waitFor(t, time.Minute, "the dead letter written as a reference", func() (bool, string) {
 		parked, err := rep.r.Parked(ctxFor(t))
-		return err == nil && len(parked) == 1 && parked[0].DeadLetter == framework.DeadLetterReference, fmt.Sprintf("%+v %v", parked, err)
+		return err == nil && len(parked) == 1 && parked[0].DeadLetter == controlplane.DeadLetterReference, fmt.Sprintf("%+v %v", parked, err)
 	})
 	rec := pollOne(t, f.env.Client(t, consumeFromStart(dlq)...))
 	if string(rec.Key) != poisoned || len(rec.Value) != 0 || headerOf(rec, kafkastore.HeaderDLQReference) == "" ||
@@ -485,7 +486,7 @@ func TestPartialApplyIsParkedWithoutRetry(t *testing.T) {
 	}
 	rep := f.start(t, p, fast)
 	parked := waitParked(t, rep, 1)
-	if parked[0].StreamID != "process/t/00003" || parked[0].Reason != framework.ParkPartialApply || parked[0].Sequence != 3 ||
+	if parked[0].StreamID != "process/t/00003" || parked[0].Reason != controlplane.ParkPartialApply || parked[0].Sequence != 3 ||
 		!strings.Contains(parked[0].Error, "replay the projection") {
 		t.Errorf("parked %+v", parked[0])
 	}

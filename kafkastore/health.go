@@ -11,6 +11,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/projector-dev/projector/controlplane"
 )
 
 func newAdmin(cl *kgo.Client) *kadm.Client { return kadm.NewClient(cl) }
@@ -60,7 +62,7 @@ func (r *Runner) Ready(ctx context.Context) error {
 	if len(problems) > 0 {
 		return errors.New("kafkastore: " + strings.Join(problems, "; "))
 	}
-	if p, ok := r.cfg.Checkpoints.(Pinger); ok {
+	if p, ok := r.cfg.Checkpoints.(controlplane.Pinger); ok {
 		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		defer cancel()
 		if err := p.Ping(ctx); err != nil {

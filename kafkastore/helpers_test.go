@@ -6,8 +6,8 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/projector-dev/projector/controlplane"
 	"github.com/projector-dev/projector/internal/testenv"
-	"github.com/projector-dev/projector/kafkastore"
 	"github.com/projector-dev/projector/redischeckpoint"
 )
 
@@ -45,10 +45,10 @@ func redisFor(tb testing.TB) redis.UniversalClient {
 
 // The Redis store offers every capability the runner looks for.
 var (
-	_ kafkastore.CheckpointStore = (*redischeckpoint.Store)(nil)
-	_ kafkastore.Fencer          = (*redischeckpoint.Store)(nil)
-	_ kafkastore.ParkStore       = (*redischeckpoint.Store)(nil)
-	_ kafkastore.ControlStore    = (*redischeckpoint.Store)(nil)
-	_ kafkastore.HeadStore       = (*redischeckpoint.Store)(nil)
-	_ kafkastore.Pinger          = (*redischeckpoint.Store)(nil)
+	_ controlplane.CheckpointStore = (*redischeckpoint.Store)(nil)
+	_ controlplane.Fencer          = (*redischeckpoint.Store)(nil)
+	_ controlplane.ParkStore       = (*redischeckpoint.Store)(nil)
+	_ controlplane.ControlStore    = (*redischeckpoint.Store)(nil)
+	_ controlplane.HeadStore       = (*redischeckpoint.Store)(nil)
+	_ controlplane.Pinger          = (*redischeckpoint.Store)(nil)
 )

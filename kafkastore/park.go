@@ -12,6 +12,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/projector-dev/projector/controlplane"
 	"github.com/projector-dev/projector/framework"
 )
 
@@ -40,7 +41,7 @@ const deadLetterTimeout = 10 * time.Second
 // event to the dead-letter topic with the reason, and from then on holds
 // the stream's later events in this partition.
 func (s *session) park(ctx context.Context, e framework.Event, rec *kgo.Record, reason string, cause error, attempts int) error {
-	p := framework.ParkedStream{
+	p := controlplane.ParkedStream{
 		StreamID: e.StreamID, Sequence: e.Sequence, EventID: e.EventID, Type: e.Type,
 		Reason: reason, Error: cause.Error(), Attempts: attempts, ParkedAt: time.Now().UTC(),
 	}
@@ -56,8 +57,8 @@ func (s *session) parkMalformed(ctx context.Context, rec *kgo.Record, cause erro
 	if !valid {
 		id = fmt.Sprintf("%s%s/%d/%d", malformedPrefix, rec.Topic, rec.Partition, rec.Offset)
 	}
-	p := framework.ParkedStream{
-		StreamID: id, Reason: framework.ParkMalformed, ParkedAt: time.Now().UTC(),
+	p := controlplane.ParkedStream{
+		StreamID: id, Reason: controlplane.ParkMalformed, ParkedAt: time.Now().UTC(),
 		Error:    fmt.Sprintf("the record at %s/%d offset %d does not decode into an event: %v", rec.Topic, rec.Partition, rec.Offset, cause),
 		Position: &framework.Position{Partition: rec.Partition, Offset: rec.Offset},
 	}
@@ -95,8 +96,8 @@ func (s *session) parkMisplaced(ctx context.Context, rec *kgo.Record, e framewor
 	stream := string(rec.Key)
 	id := fmt.Sprintf("%s%d/%s", misplacedPrefix, rec.Partition, stream)
 	home := PartitionFor(stream, s.r.partitions)
-	p := framework.ParkedStream{
-		StreamID: id, Sequence: e.Sequence, EventID: e.EventID, Type: e.Type, Reason: framework.ParkMisplaced,
+	p := controlplane.ParkedStream{
+		StreamID: id, Sequence: e.Sequence, EventID: e.EventID, Type: e.Type, Reason: controlplane.ParkMisplaced,
 		ParkedAt: time.Now().UTC(), Position: &framework.Position{Partition: rec.Partition, Offset: rec.Offset},
 		Error: fmt.Sprintf("stream %s lives in partition %d (murmur2 of its key over %d partitions), but a record of it is in partition %d at offset %d: written by a producer with another partitioner (Sarama's default is FNV-1a, kafka-go's round robin); it is never applied here",
 			stream, home, s.r.partitions, rec.Partition, rec.Offset),
@@ -118,7 +119,7 @@ func (s *session) parkMisplaced(ctx context.Context, rec *kgo.Record, e framewor
 // heldDeadLetter writes the dead letter of a record held behind an earlier
 // park (no park record of its own tracks it), after checking that this
 // worker still owns the partition: a zombie publishes nothing.
-func (s *session) heldDeadLetter(ctx context.Context, p *framework.ParkedStream, rec *kgo.Record) error {
+func (s *session) heldDeadLetter(ctx context.Context, p *controlplane.ParkedStream, rec *kgo.Record) error {
 	if err := s.checkState(); err != nil {
 		return err
 	}
@@ -140,10 +141,10 @@ func (s *session) holds(stream string, off int64) bool {
 // topic cannot be reached (the record says "pending" and the partition's
 // worker retries). A dead letter that cannot be written never stops the
 // stream from being parked, nor the partition.
-func (s *session) parkStream(ctx context.Context, p framework.ParkedStream, rec *kgo.Record) error {
+func (s *session) parkStream(ctx context.Context, p controlplane.ParkedStream, rec *kgo.Record) error {
 	name := s.r.cfg.Projection.Name()
 	if rec != nil {
-		p.DeadLetter = framework.DeadLetterPending
+		p.DeadLetter = controlplane.DeadLetterPending
 	}
 	rs := s.resuming[p.StreamID]
 	if rs != nil && !rs.reparked {
@@ -186,7 +187,7 @@ func (s *session) parkStream(ctx context.Context, p framework.ParkedStream, rec 
 // unless the stream was resolved meanwhile. A failure other than fencing is
 // logged: the record stays "pending" and the dead letter is retried as a
 // reference.
-func (s *session) recordDeadLetter(ctx context.Context, p framework.ParkedStream) error {
+func (s *session) recordDeadLetter(ctx context.Context, p controlplane.ParkedStream) error {
 	if _, err := s.r.cfg.Parked.UpdateParked(ctx, s.r.cfg.Projection.Name(), p); err != nil {
 		if fatal(err) {
 			return fmt.Errorf("kafkastore: record the dead letter of %s: %w", p.StreamID, err)
@@ -199,9 +200,9 @@ func (s *session) recordDeadLetter(ctx context.Context, p framework.ParkedStream
 // deadLetter publishes the parked event to the dead-letter topic and sets
 // p.DeadLetter to what it managed: a copy; a reference when the copy is too
 // large; nothing yet ("pending") when the topic cannot be reached.
-func (s *session) deadLetter(ctx context.Context, p *framework.ParkedStream, rec *kgo.Record) {
+func (s *session) deadLetter(ctx context.Context, p *controlplane.ParkedStream, rec *kgo.Record) {
 	if s.r.deadLetterDown() {
-		p.DeadLetter, p.DeadLetterError = framework.DeadLetterPending, "the dead-letter topic failed moments ago; retried later"
+		p.DeadLetter, p.DeadLetterError = controlplane.DeadLetterPending, "the dead-letter topic failed moments ago; retried later"
 		return
 	}
 	headers := append(append([]kgo.RecordHeader(nil), rec.Headers...), s.dlqHeaders(p, rec.Topic)...)
@@ -209,7 +210,7 @@ func (s *session) deadLetter(ctx context.Context, p *framework.ParkedStream, rec
 	copyErr := s.produce(ctx, cp)
 	switch {
 	case copyErr == nil:
-		p.DeadLetter, p.DeadLetterError = framework.DeadLetterCopied, ""
+		p.DeadLetter, p.DeadLetterError = controlplane.DeadLetterCopied, ""
 	case errors.Is(copyErr, kerr.MessageTooLarge) || errors.Is(copyErr, kerr.RecordListTooLarge):
 		s.r.cfg.Logger.Warn("a parked event is too large for the dead-letter topic; writing a reference instead", "stream", p.StreamID,
 			"topic", s.r.cfg.DeadLetterTopic, "bytes", len(rec.Value), "err", copyErr)
@@ -217,7 +218,7 @@ func (s *session) deadLetter(ctx context.Context, p *framework.ParkedStream, rec
 	default:
 		// The topic cannot be reached: do not hold the partition up
 		// with a second attempt; the worker retries a reference later.
-		p.DeadLetter, p.DeadLetterError = framework.DeadLetterPending, truncate(copyErr.Error(), maxDLQErrorBytes)
+		p.DeadLetter, p.DeadLetterError = controlplane.DeadLetterPending, truncate(copyErr.Error(), maxDLQErrorBytes)
 		s.r.markDeadLetterDown()
 		s.r.cfg.Logger.Error("cannot write the dead letter of a parked stream; the stream is parked and the dead letter retried",
 			"stream", p.StreamID, "topic", s.r.cfg.DeadLetterTopic, "err", copyErr)
@@ -239,21 +240,21 @@ func (r *Runner) markDeadLetterDown() {
 
 // deadLetterReference publishes a record naming where the parked event is,
 // without its payload.
-func (s *session) deadLetterReference(ctx context.Context, p *framework.ParkedStream, topic string, key []byte, why error) {
+func (s *session) deadLetterReference(ctx context.Context, p *controlplane.ParkedStream, topic string, key []byte, why error) {
 	headers := append(s.dlqHeaders(p, topic), kgo.RecordHeader{Key: HeaderDLQReference, Value: []byte(truncate(why.Error(), maxDLQErrorBytes))})
 	ref := &kgo.Record{Topic: s.r.cfg.DeadLetterTopic, Key: key, Headers: headers}
 	if err := s.produce(ctx, ref); err != nil {
 		s.r.markDeadLetterDown()
-		p.DeadLetter = framework.DeadLetterPending
+		p.DeadLetter = controlplane.DeadLetterPending
 		p.DeadLetterError = truncate(fmt.Sprintf("copy: %v; reference: %v", why, err), maxDLQErrorBytes)
 		s.r.cfg.Logger.Error("cannot write the dead letter of a parked stream; the stream is parked and the dead letter retried", "stream", p.StreamID, "err", err)
 		return
 	}
-	p.DeadLetter = framework.DeadLetterReference
+	p.DeadLetter = controlplane.DeadLetterReference
 	p.DeadLetterError = truncate(why.Error(), maxDLQErrorBytes)
 }
 
-func (s *session) dlqHeaders(p *framework.ParkedStream, topic string) []kgo.RecordHeader {
+func (s *session) dlqHeaders(p *controlplane.ParkedStream, topic string) []kgo.RecordHeader {
 	source := topic + "/?/?"
 	if p.Position != nil {
 		source = fmt.Sprintf("%s/%d/%d", topic, p.Position.Partition, p.Position.Offset)
@@ -284,16 +285,16 @@ func truncate(s string, n int) string {
 
 // retryDeadLetters writes the dead letters still pending for streams this
 // partition parked, as references.
-func (s *session) retryDeadLetters(list []framework.ParkedStream) error {
+func (s *session) retryDeadLetters(list []controlplane.ParkedStream) error {
 	for _, p := range list {
-		if p.DeadLetter != framework.DeadLetterPending || p.Position == nil || p.Position.Partition != s.p.id || s.r.deadLetterDown() {
+		if p.DeadLetter != controlplane.DeadLetterPending || p.Position == nil || p.Position.Partition != s.p.id || s.r.deadLetterDown() {
 			continue
 		}
 		if err := s.checkState(); err != nil { // no dead letters from a replica that lost the partition
 			return err
 		}
 		s.deadLetterReference(s.ctx, &p, s.r.cfg.Topic, []byte(p.StreamID), fmt.Errorf("the copy was not written when the stream was parked: %s", p.DeadLetterError))
-		if p.DeadLetter == framework.DeadLetterPending {
+		if p.DeadLetter == controlplane.DeadLetterPending {
 			continue
 		}
 		if err := s.recordDeadLetter(s.ctx, p); err != nil {
@@ -318,7 +319,7 @@ func (s *session) refreshParked() error {
 	return err
 }
 
-func (s *session) loadParked() ([]framework.ParkedStream, error) {
+func (s *session) loadParked() ([]controlplane.ParkedStream, error) {
 	s.lastParked = time.Now()
 	parked, err := s.r.cfg.Parked.Parked(s.ctx, s.r.cfg.Projection.Name())
 	if err != nil {
@@ -344,7 +345,7 @@ func (s *session) resumeResolved() error {
 	if err != nil {
 		return err
 	}
-	var todo []framework.ParkedStream
+	var todo []controlplane.ParkedStream
 	for _, p := range list {
 		if p.Resolving != nil && s.resumesHere(p) {
 			todo = append(todo, p)
@@ -361,7 +362,7 @@ func (s *session) resumeResolved() error {
 // resumesHere reports whether this partition's worker resumes p: the
 // partition of its parked record, or (a record from an older version
 // without a position) the stream's home partition.
-func (s *session) resumesHere(p framework.ParkedStream) bool {
+func (s *session) resumesHere(p controlplane.ParkedStream) bool {
 	if p.Position != nil {
 		return p.Position.Partition == s.p.id
 	}

@@ -12,22 +12,22 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/projector-dev/projector/framework"
+	"github.com/projector-dev/projector/controlplane"
 )
 
 // ErrNotParked reports a retry or skip of a stream that is not parked.
 var ErrNotParked = errors.New("kafkastore: stream is not parked")
 
 // Parked lists the projection's parked streams.
-func (r *Runner) Parked(ctx context.Context) ([]framework.ParkedStream, error) {
+func (r *Runner) Parked(ctx context.Context) ([]controlplane.ParkedStream, error) {
 	return r.cfg.Parked.Parked(ctx, r.cfg.Projection.Name())
 }
 
 // RetryParked requests that a parked stream resume at the event it stopped
 // at; see [Resolver.Resolve]. by and reason are recorded.
 func (r *Runner) RetryParked(ctx context.Context, streamID, by, reason string) error {
-	_, err := r.Resolver().Resolve(ctx, r.cfg.Projection.Name(), framework.Resolution{
-		StreamID: streamID, Action: framework.ResolveRetry, By: by, Reason: reason,
+	_, err := r.Resolver().Resolve(ctx, r.cfg.Projection.Name(), controlplane.Resolution{
+		StreamID: streamID, Action: controlplane.ResolveRetry, By: by, Reason: reason,
 	})
 	return err
 }
@@ -35,8 +35,8 @@ func (r *Runner) RetryParked(ctx context.Context, streamID, by, reason string) e
 // SkipParked requests that a parked stream resume after the event it
 // stopped at; see [Resolver.Resolve]. A reason is required.
 func (r *Runner) SkipParked(ctx context.Context, streamID, by, reason string) error {
-	_, err := r.Resolver().Resolve(ctx, r.cfg.Projection.Name(), framework.Resolution{
-		StreamID: streamID, Action: framework.ResolveSkip, By: by, Reason: reason,
+	_, err := r.Resolver().Resolve(ctx, r.cfg.Projection.Name(), controlplane.Resolution{
+		StreamID: streamID, Action: controlplane.ResolveSkip, By: by, Reason: reason,
 	})
 	return err
 }
@@ -55,8 +55,8 @@ func (r *Runner) Resolver() Resolver {
 // for the stream's key, applies what was held in order, and only then
 // unparks the stream.
 type Resolver struct {
-	Parked      ParkStore
-	Checkpoints CheckpointStore // the stream's cursor, for the skip bound
+	Parked      controlplane.ParkStore
+	Checkpoints controlplane.CheckpointStore // the stream's cursor, for the skip bound
 	// Seeds, ClientOpts, Topic and Group say where the held records are:
 	// the bound of a skip is checked against them.
 	Seeds      []string
@@ -80,20 +80,20 @@ type Resolver struct {
 //
 // A retry of a malformed record resumes the stream behind it: the record
 // does not decode and is passed over (it was dead-lettered).
-func (v Resolver) Resolve(ctx context.Context, projection string, res framework.Resolution) (framework.ParkedStream, error) {
+func (v Resolver) Resolve(ctx context.Context, projection string, res controlplane.Resolution) (controlplane.ParkedStream, error) {
 	if res.By == "" {
-		return framework.ParkedStream{}, errors.New("kafkastore: resolving a parked stream needs who does it")
+		return controlplane.ParkedStream{}, errors.New("kafkastore: resolving a parked stream needs who does it")
 	}
-	if res.Action == framework.ResolveSkip && strings.TrimSpace(res.Reason) == "" {
-		return framework.ParkedStream{}, errors.New("kafkastore: skipping a parked stream needs a reason; it is recorded")
+	if res.Action == controlplane.ResolveSkip && strings.TrimSpace(res.Reason) == "" {
+		return controlplane.ParkedStream{}, errors.New("kafkastore: skipping a parked stream needs a reason; it is recorded")
 	}
 	list, err := v.Parked.Parked(ctx, projection)
 	if err != nil {
-		return framework.ParkedStream{}, err
+		return controlplane.ParkedStream{}, err
 	}
-	i := slices.IndexFunc(list, func(p framework.ParkedStream) bool { return p.StreamID == res.StreamID })
+	i := slices.IndexFunc(list, func(p controlplane.ParkedStream) bool { return p.StreamID == res.StreamID })
 	if i < 0 {
-		return framework.ParkedStream{}, fmt.Errorf("%w: %s of %s", ErrNotParked, res.StreamID, projection)
+		return controlplane.ParkedStream{}, fmt.Errorf("%w: %s of %s", ErrNotParked, res.StreamID, projection)
 	}
 	p := list[i]
 	if r := p.Resolving; r != nil {
@@ -101,15 +101,15 @@ func (v Resolver) Resolve(ctx context.Context, projection string, res framework.
 			r.Action, p.StreamID, projection, r.By, r.At.Format(time.RFC3339))
 	}
 	switch res.Action {
-	case framework.ResolveRetry:
+	case controlplane.ResolveRetry:
 		if err := neverApplies(p, projection); err != nil {
 			return p, err
 		}
-	case framework.ResolveSkip:
-		if res.Drop && p.Reason != framework.ParkGap {
+	case controlplane.ResolveSkip:
+		if res.Drop && p.Reason != controlplane.ParkGap {
 			return p, fmt.Errorf("kafkastore: %s of %s is parked at a %s, not a gap: a skip passes over its record already (drop is for a gap's record with a bogus sequence)", p.StreamID, projection, p.Reason)
 		}
-		if p.Reason == framework.ParkGap && !res.Force && !res.Drop {
+		if p.Reason == controlplane.ParkGap && !res.Force && !res.Drop {
 			if err := v.checkSkip(ctx, projection, p); err != nil {
 				return p, err
 			}
@@ -135,15 +135,15 @@ func (v Resolver) Resolve(ctx context.Context, projection string, res framework.
 }
 
 // neverApplies refuses a retry of a parked event that cannot apply.
-func neverApplies(p framework.ParkedStream, projection string) error {
+func neverApplies(p controlplane.ParkedStream, projection string) error {
 	switch p.Reason {
-	case framework.ParkPartialApply:
+	case controlplane.ParkPartialApply:
 		return fmt.Errorf("kafkastore: %s of %s was parked because the store applied part of sequence %d: applying it again would add those writes twice; replay the projection (or skip the event with a reason, leaving the read model as it is)",
 			p.StreamID, projection, p.Sequence)
-	case framework.ParkConflict:
+	case controlplane.ParkConflict:
 		return fmt.Errorf("kafkastore: %s of %s: event %s repeats sequence %d, which was applied as another event; it can never apply: skip it with a reason (the stream then goes on after it)",
 			p.StreamID, projection, p.EventID, p.Sequence)
-	case framework.ParkMisplaced:
+	case controlplane.ParkMisplaced:
 		return fmt.Errorf("kafkastore: %s of %s: the record is not in its stream's partition and can never apply in order: publish it again with a murmur2 partitioner, then skip this one with a reason",
 			p.StreamID, projection)
 	}
@@ -154,7 +154,7 @@ func neverApplies(p framework.ParkedStream, projection string) error {
 // skipping a gap moves the cursor to one before the parked event, so that
 // must not pass events held behind it, nor be more than one past the
 // highest sequence the stream shows.
-func (v Resolver) checkSkip(ctx context.Context, projection string, p framework.ParkedStream) error {
+func (v Resolver) checkSkip(ctx context.Context, projection string, p controlplane.ParkedStream) error {
 	force := "; to pass over the parked record instead, keeping the cursor (a bogus sequence), use --drop (Resolution.Drop); to skip anyway, --force (Resolution.Force)"
 	if v.Checkpoints == nil || len(v.Seeds) == 0 || v.Topic == "" || p.Position == nil {
 		return fmt.Errorf("kafkastore: skipping the gap of %s of %s moves its cursor to %d and cannot be checked against Kafka here%s", p.StreamID, projection, p.Sequence-1, force)
@@ -191,7 +191,7 @@ func (v Resolver) checkSkip(ctx context.Context, projection string, p framework.
 // parked record in Kafka (from where it is held, the parked record
 // excepted) up to the partition's last stable offset: what the stream
 // shows.
-func (v Resolver) held(ctx context.Context, p framework.ParkedStream) ([]uint64, error) {
+func (v Resolver) held(ctx context.Context, p controlplane.ParkedStream) ([]uint64, error) {
 	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(v.Seeds...)}, v.ClientOpts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("kafkastore: client: %w", err)
@@ -239,18 +239,18 @@ func seqList(seqs []uint64) string {
 // shared store (tests, demos).
 type memoryParkStore struct {
 	mu          sync.Mutex
-	parked      map[string]map[string]framework.ParkedStream
-	resolutions []framework.Resolution
+	parked      map[string]map[string]controlplane.ParkedStream
+	resolutions []controlplane.Resolution
 }
 
-func (m *memoryParkStore) Park(_ context.Context, projection string, p framework.ParkedStream) error {
+func (m *memoryParkStore) Park(_ context.Context, projection string, p controlplane.ParkedStream) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.parked == nil {
-		m.parked = map[string]map[string]framework.ParkedStream{}
+		m.parked = map[string]map[string]controlplane.ParkedStream{}
 	}
 	if m.parked[projection] == nil {
-		m.parked[projection] = map[string]framework.ParkedStream{}
+		m.parked[projection] = map[string]controlplane.ParkedStream{}
 	}
 	if p.Resolving != nil { // carried out in part before this park
 		r := *p.Resolving
@@ -261,7 +261,7 @@ func (m *memoryParkStore) Park(_ context.Context, projection string, p framework
 	return nil
 }
 
-func (m *memoryParkStore) UpdateParked(_ context.Context, projection string, p framework.ParkedStream) (bool, error) {
+func (m *memoryParkStore) UpdateParked(_ context.Context, projection string, p controlplane.ParkedStream) (bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	old, ok := m.parked[projection][p.StreamID]
@@ -273,10 +273,10 @@ func (m *memoryParkStore) UpdateParked(_ context.Context, projection string, p f
 	return true, nil
 }
 
-func (m *memoryParkStore) Parked(_ context.Context, projection string) ([]framework.ParkedStream, error) {
+func (m *memoryParkStore) Parked(_ context.Context, projection string) ([]controlplane.ParkedStream, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	var out []framework.ParkedStream
+	var out []controlplane.ParkedStream
 	for _, p := range m.parked[projection] {
 		if p.Resolving != nil {
 			r := *p.Resolving
@@ -284,11 +284,11 @@ func (m *memoryParkStore) Parked(_ context.Context, projection string) ([]framew
 		}
 		out = append(out, p)
 	}
-	slices.SortFunc(out, func(a, b framework.ParkedStream) int { return strings.Compare(a.StreamID, b.StreamID) })
+	slices.SortFunc(out, func(a, b controlplane.ParkedStream) int { return strings.Compare(a.StreamID, b.StreamID) })
 	return out, nil
 }
 
-func (m *memoryParkStore) RequestResolution(_ context.Context, projection string, r framework.Resolution) (bool, error) {
+func (m *memoryParkStore) RequestResolution(_ context.Context, projection string, r controlplane.Resolution) (bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	p, ok := m.parked[projection][r.StreamID]
@@ -300,7 +300,7 @@ func (m *memoryParkStore) RequestResolution(_ context.Context, projection string
 	return true, nil
 }
 
-func (m *memoryParkStore) Unpark(_ context.Context, projection string, r framework.Resolution) (bool, error) {
+func (m *memoryParkStore) Unpark(_ context.Context, projection string, r controlplane.Resolution) (bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	p, ok := m.parked[projection][r.StreamID]

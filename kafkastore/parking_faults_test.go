@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/projector-dev/projector/controlplane"
 	"github.com/projector-dev/projector/framework"
 	"github.com/projector-dev/projector/internal/testenv"
 	"github.com/projector-dev/projector/kafkastore"
@@ -49,7 +50,7 @@ func blockInAResume(t *testing.T, f *fixture, p *redischeckpoint.AtomicProjectio
 	})
 	touch(t, dir, "fixed")
 	if _, err := (kafkastore.Resolver{Parked: f.rstore, Checkpoints: f.rstore}).Resolve(ctxFor(t), f.name,
-		framework.Resolution{StreamID: id, Action: framework.ResolveRetry, By: "test", Reason: "fixed"}); err != nil {
+		controlplane.Resolution{StreamID: id, Action: controlplane.ResolveRetry, By: "test", Reason: "fixed"}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, 30*time.Second, "the replica blocks in the resume", func() (bool, string) {

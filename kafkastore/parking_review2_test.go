@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/projector-dev/projector/controlplane"
 	"github.com/projector-dev/projector/framework"
 	"github.com/projector-dev/projector/internal/testenv"
 	"github.com/projector-dev/projector/kafkastore"
@@ -72,7 +73,7 @@ func TestWaitingEventSurvivesAConflictRepark(t *testing.T) {
 	}
 	waitFor(t, 30*time.Second, "parked again as a conflict", func() (bool, string) {
 		pk := parkedByID(t, rep)[id]
-		return pk.Reason == framework.ParkConflict && pk.Resolving == nil, ""
+		return pk.Reason == controlplane.ParkConflict && pk.Resolving == nil, ""
 	})
 	t.Logf("re-parked: %+v", parkedByID(t, rep)[id])
 	if err := rep.r.SkipParked(ctx, id, "test", "the fork is void"); err != nil {
@@ -82,7 +83,7 @@ func TestWaitingEventSurvivesAConflictRepark(t *testing.T) {
 	// stream parks again at X@3, as a gap (it was lost before the fix).
 	waitFor(t, 30*time.Second, "parked again at 3, a gap", func() (bool, string) {
 		pk := parkedByID(t, rep)[id]
-		return pk.Reason == framework.ParkGap && pk.Sequence == 3 && pk.Resolving == nil, fmt.Sprintf("%+v", pk)
+		return pk.Reason == controlplane.ParkGap && pk.Sequence == 3 && pk.Resolving == nil, fmt.Sprintf("%+v", pk)
 	})
 	produceRaw(t, cl, topic, ev(id, 2, "k2", ""))
 	time.Sleep(time.Second) // X@2 is held
@@ -289,7 +290,7 @@ func TestForkAmongWaitingAppliesTheFirstRecord(t *testing.T) {
 	}
 	waitFor(t, 30*time.Second, "parked again as a conflict", func() (bool, string) {
 		pk := parkedByID(t, rep)[id]
-		return pk.Reason == framework.ParkConflict, ""
+		return pk.Reason == controlplane.ParkConflict, ""
 	})
 	pk := parkedByID(t, rep)[id]
 	if pk.EventID != "g3-second" {
@@ -308,7 +309,7 @@ func TestScriptWrittenPartialParkCanBeResolved(t *testing.T) {
 	if err := f.rdb.HSet(ctx, key, id, `{"event_id":"p5","reason":"partial-apply","stream_id":"process/r2/partial","sequence":5,"error":"the store applied part of this event"}`).Err(); err != nil {
 		t.Fatal(err)
 	}
-	_, err := (kafkastore.Resolver{Parked: f.rstore}).Resolve(ctx, f.name, framework.Resolution{StreamID: id, Action: framework.ResolveSkip, By: "t", Reason: "replayed"})
+	_, err := (kafkastore.Resolver{Parked: f.rstore}).Resolve(ctx, f.name, controlplane.Resolution{StreamID: id, Action: controlplane.ResolveSkip, By: "t", Reason: "replayed"})
 	if err != nil {
 		t.Fatalf("STALL: the script-written partial-apply park cannot be skipped: %v", err)
 	}

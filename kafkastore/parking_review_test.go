@@ -12,6 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/projector-dev/projector/controlplane"
 	"github.com/projector-dev/projector/framework"
 	"github.com/projector-dev/projector/internal/testenv"
 	"github.com/projector-dev/projector/kafkastore"
@@ -118,7 +119,7 @@ func TestMalformedOffHomeIsMisplaced(t *testing.T) {
 	}
 	parked := waitParked(t, rep, 1)
 	pseudo := fmt.Sprintf("misplaced/%d/%s", (home+1)%3, id)
-	if parked[0].StreamID != pseudo || parked[0].Reason != framework.ParkMisplaced || !strings.Contains(parked[0].Error, "does not decode") {
+	if parked[0].StreamID != pseudo || parked[0].Reason != controlplane.ParkMisplaced || !strings.Contains(parked[0].Error, "does not decode") {
 		t.Fatalf("parked %+v; want %s, misplaced", parked[0], pseudo)
 	}
 	produceRaw(t, cl, topic, ev(id, 2, "o2", ""), ev(id, 3, "o3", ""))
@@ -218,7 +219,7 @@ func TestRequestReplacedDuringResume(t *testing.T) {
 	want := map[string]int64{id: 2} // 1 and 3: the skip of 2 was carried out
 	f.waitCounts(t, p, want, 30*time.Second)
 	f.settle(t, p, want)
-	if res, _ := f.rstore.Resolutions(ctx, f.name, 10); len(res) != 1 || res[0].Action != framework.ResolveSkip {
+	if res, _ := f.rstore.Resolutions(ctx, f.name, 10); len(res) != 1 || res[0].Action != controlplane.ResolveSkip {
 		t.Fatalf("audit: %+v; want the skip", res)
 	}
 }
@@ -244,10 +245,10 @@ func TestSkipRecordedWhenReparked(t *testing.T) {
 	parked := parkedByID(t, rep)
 	res, _ := f.rstore.Resolutions(ctx, f.name, 10)
 	t.Logf("parked: %+v", parked[id])
-	if len(res) != 1 || res[0].Action != framework.ResolveSkip || res[0].By != "bob" || !strings.Contains(res[0].Result, "parked again at sequence 3 (conflict)") {
+	if len(res) != 1 || res[0].Action != controlplane.ResolveSkip || res[0].By != "bob" || !strings.Contains(res[0].Result, "parked again at sequence 3 (conflict)") {
 		t.Fatalf("UNRECORDED SKIP: event 2 of %s was skipped (count 2) but the audit is %+v", id, res)
 	}
-	if parked[id].Reason != framework.ParkConflict || parked[id].Resolving != nil {
+	if parked[id].Reason != controlplane.ParkConflict || parked[id].Resolving != nil {
 		t.Fatalf("parked %+v; want the fork, without a request", parked[id])
 	}
 }
@@ -325,7 +326,7 @@ func TestResumeEndsAtAControlRecord(t *testing.T) {
 		t.Fatal(err)
 	}
 	buggy.Store(false)
-	if _, err := (kafkastore.Resolver{Parked: f.rstore}).Resolve(ctx, f.name, framework.Resolution{StreamID: id, Action: framework.ResolveRetry, By: "t", Reason: "fixed"}); err != nil {
+	if _, err := (kafkastore.Resolver{Parked: f.rstore}).Resolve(ctx, f.name, controlplane.Resolution{StreamID: id, Action: controlplane.ResolveRetry, By: "t", Reason: "fixed"}); err != nil {
 		t.Fatal(err)
 	}
 	rep = f.start(t, p, nil)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/projector-dev/projector/controlplane"
 	"github.com/projector-dev/projector/framework"
 	"github.com/projector-dev/projector/internal/testenv"
 	"github.com/projector-dev/projector/kafkastore"
@@ -79,13 +80,13 @@ func (f *fixture) settle(t *testing.T, p *redischeckpoint.AtomicProjection, want
 	f.waitCounts(t, p, want, 10*time.Second)
 }
 
-func parkedByID(t *testing.T, rep *replica) map[string]framework.ParkedStream {
+func parkedByID(t *testing.T, rep *replica) map[string]controlplane.ParkedStream {
 	t.Helper()
 	list, err := rep.r.Parked(ctxFor(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := map[string]framework.ParkedStream{}
+	out := map[string]controlplane.ParkedStream{}
 	for _, p := range list {
 		out[p.StreamID] = p
 	}
@@ -148,7 +149,7 @@ func TestResumeReadsHeldEventsFromKafka(t *testing.T) {
 	waitUnparked(t, rep, raw, stale)
 	// The fork held behind the park is a conflict: parked again there.
 	parked := parkedByID(t, rep)
-	if pf, ok := parked[fork]; !ok || pf.Reason != framework.ParkConflict || pf.Sequence != 3 || pf.EventID != "f3-fork" || len(parked) != 1 {
+	if pf, ok := parked[fork]; !ok || pf.Reason != controlplane.ParkConflict || pf.Sequence != 3 || pf.EventID != "f3-fork" || len(parked) != 1 {
 		t.Fatalf("parked = %+v; want only %s, at its fork", parked, fork)
 	}
 	// Later events flow live.
@@ -290,7 +291,7 @@ func TestMalformedRecordOfALiveStream(t *testing.T) {
 	waitParked(t, rep, 1)
 	time.Sleep(time.Second) // the rest of the partition is processed (held)
 	parked := waitParked(t, rep, 1)
-	if len(parked) != 1 || parked[0].StreamID != id || parked[0].Reason != framework.ParkMalformed ||
+	if len(parked) != 1 || parked[0].StreamID != id || parked[0].Reason != controlplane.ParkMalformed ||
 		!strings.Contains(parked[0].Error, "does not decode") || !strings.Contains(parked[0].Error, "projector.sequence") {
 		t.Fatalf("parked = %+v; want %s parked as malformed at its first bad record", parked, id)
 	}
@@ -330,7 +331,7 @@ func TestSkipOfAnImpossibleSequence(t *testing.T) {
 	want := map[string]int64{id: 2}
 	f.waitCounts(t, p, want, time.Minute)
 	parked := waitParked(t, rep, 1)
-	if parked[0].Reason != framework.ParkGap || parked[0].Sequence != 1<<64-1 {
+	if parked[0].Reason != controlplane.ParkGap || parked[0].Sequence != 1<<64-1 {
 		t.Fatalf("parked = %+v", parked)
 	}
 	time.Sleep(time.Second) // 3..5 are held
@@ -338,7 +339,7 @@ func TestSkipOfAnImpossibleSequence(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "3 events held behind it (sequences 3, 4, 5)") || !strings.Contains(err.Error(), "--drop") {
 		t.Fatalf("skip of an impossible sequence: %v; want it refused, naming the held events", err)
 	}
-	if _, err := rep.r.Resolver().Resolve(ctx, f.name, framework.Resolution{StreamID: id, Action: framework.ResolveSkip, By: "test",
+	if _, err := rep.r.Resolver().Resolve(ctx, f.name, controlplane.Resolution{StreamID: id, Action: controlplane.ResolveSkip, By: "test",
 		Reason: "bogus sequence from a broken producer", Drop: true}); err != nil {
 		t.Fatal(err)
 	}
@@ -375,7 +376,7 @@ func TestRetryOfAnEventThatCanNeverApply(t *testing.T) {
 	f.waitCounts(t, p, want, 30*time.Second)
 	waitUnparked(t, rep, id)
 	f.settle(t, p, want)
-	if _, err := rep.r.Resolver().Resolve(ctx, f.name, framework.Resolution{StreamID: id, Action: framework.ResolveSkip, By: "test", Reason: "x"}); !errors.Is(err, kafkastore.ErrNotParked) {
+	if _, err := rep.r.Resolver().Resolve(ctx, f.name, controlplane.Resolution{StreamID: id, Action: controlplane.ResolveSkip, By: "test", Reason: "x"}); !errors.Is(err, kafkastore.ErrNotParked) {
 		t.Errorf("resolving an unparked stream: %v", err)
 	}
 }

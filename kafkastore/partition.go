@@ -10,7 +10,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/projector-dev/projector/framework"
+	"github.com/projector-dev/projector/controlplane"
 )
 
 // Partition states, as reported by [Runner.Partitions] and in replica
@@ -26,7 +26,7 @@ const (
 )
 
 // PartitionStatus describes one assigned partition.
-type PartitionStatus = framework.PartitionStatus
+type PartitionStatus = controlplane.PartitionStatus
 
 // partition is one assigned partition, from its assignment until it is
 // revoked or lost. Its worker sessions come and go: a session that fails is
@@ -310,14 +310,14 @@ func (p *partition) run() {
 				"partition", p.id, "err", err)
 			p.leaveGroup()
 			wait = p.r.cfg.FencedWait
-		case errors.Is(err, framework.ErrVersionClosed):
+		case errors.Is(err, controlplane.ErrVersionClosed):
 			// A rebuild replaced this read-model version (or was
 			// aborted): nothing more is written to it, and the
 			// VersionedRunner stops this runner at its next refresh.
 			p.setStatus(PartitionFenced, err)
 			p.r.cfg.Logger.Info("this read-model version was closed by a rebuild: nothing more is written to it; waiting to be stopped", "partition", p.id, "err", err)
 			wait = p.r.cfg.FencedWait
-		case errors.Is(err, framework.ErrFenced):
+		case errors.Is(err, controlplane.ErrFenced):
 			// Another replica took the fence: this replica is a zombie
 			// about to learn that the group moved the partition, or the
 			// fence was taken out of band. Give the group time to revoke
@@ -332,7 +332,7 @@ func (p *partition) run() {
 			p.setStatus(PartitionStateLost, err)
 			p.r.cfg.Logger.Error("the store lost state this partition's committed offset relies on; the partition stops (replay the projection to rebuild)", "partition", p.id, "err", err)
 			wait = max(wait, p.r.cfg.StateLostRecheck)
-		case errors.Is(err, framework.ErrStateLost):
+		case errors.Is(err, controlplane.ErrStateLost):
 			// A write found that the store lost writes: a new session
 			// checks whether they were committed (then the partition
 			// stops) or not (then it reads them again).
@@ -358,10 +358,10 @@ func (p *partition) replayBegun(err error) bool {
 	if p.r.cfg.Control == nil || p.leaveGroup == nil {
 		return false
 	}
-	if errors.Is(err, framework.ErrResetPending) {
+	if errors.Is(err, controlplane.ErrResetPending) {
 		return true
 	}
-	if !errors.Is(err, framework.ErrFenced) {
+	if !errors.Is(err, controlplane.ErrFenced) {
 		return false
 	}
 	ctx, cancel := context.WithTimeout(p.ctx, 5*time.Second)

@@ -9,6 +9,7 @@ import (
 	kafkago "github.com/segmentio/kafka-go"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/projector-dev/projector/controlplane"
 	"github.com/projector-dev/projector/framework"
 	"github.com/projector-dev/projector/internal/testenv"
 	"github.com/projector-dev/projector/kafkastore"
@@ -69,9 +70,9 @@ func TestRunnerWithForeignProducers(t *testing.T) {
 	if rrApplied > 0 {
 		want[rr] = rrApplied
 	}
-	wantParked := map[string]string{fmt.Sprintf("misplaced/%d/%s", sarPart, sar): framework.ParkMisplaced, rr: framework.ParkGap}
+	wantParked := map[string]string{fmt.Sprintf("misplaced/%d/%s", sarPart, sar): controlplane.ParkMisplaced, rr: controlplane.ParkGap}
 	for part := range offHome {
-		wantParked[fmt.Sprintf("misplaced/%d/%s", part, rr)] = framework.ParkMisplaced
+		wantParked[fmt.Sprintf("misplaced/%d/%s", part, rr)] = controlplane.ParkMisplaced
 	}
 	f.waitCounts(t, p, want, time.Minute)
 	waitFor(t, 30*time.Second, "the misplaced records and the gap are parked", func() (bool, string) {

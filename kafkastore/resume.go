@@ -12,6 +12,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/projector-dev/projector/controlplane"
 	"github.com/projector-dev/projector/framework"
 )
 
@@ -41,7 +42,7 @@ import (
 // write. The resume never depends on the stream catalog, so it works for
 // records of any producer.
 type resuming struct {
-	p        framework.ParkedStream
+	p        controlplane.ParkedStream
 	from     int64 // first offset of the held records
 	applied  int64
 	passed   []string // records passed over, as "offset (why)"
@@ -56,7 +57,7 @@ type resuming struct {
 // missing events that come later in the partition.
 const maxWaiting = 10_000
 
-func (s *session) resume(todo []framework.ParkedStream) error {
+func (s *session) resume(todo []controlplane.ParkedStream) error {
 	ctx := s.ctx
 	end := s.committed
 	if s.last != nil {
@@ -94,7 +95,7 @@ func (s *session) resume(todo []framework.ParkedStream) error {
 		}
 	}
 	for _, rs := range byID {
-		if rs.p.Resolving.Action == framework.ResolveSkip && !pseudoStream(rs.p) {
+		if rs.p.Resolving.Action == controlplane.ResolveSkip && !pseudoStream(rs.p) {
 			s.skipInMemory(rs.p)
 		}
 	}
@@ -149,7 +150,7 @@ func (s *session) resume(todo []framework.ParkedStream) error {
 			if err := apply(); err != nil || rs.reparked {
 				return err
 			}
-			return s.park(ctx, e, u.rec, framework.ParkConflict, errors.New(v.reason), 0)
+			return s.park(ctx, e, u.rec, controlplane.ParkConflict, errors.New(v.reason), 0)
 		case e.Sequence > cur+1:
 			if len(rs.waiting) >= maxWaiting {
 				if err := apply(); err != nil || rs.reparked {
@@ -267,13 +268,13 @@ func (s *session) parkWaiting(ctx context.Context, rs *resuming, cursor uint64) 
 	}
 	rs.waiting = nil
 	gap := &framework.GapError{StreamID: first.ev.StreamID, Cursor: cursor, Got: first.ev.Sequence, EventID: first.ev.EventID}
-	return s.park(ctx, first.ev, first.rec, framework.ParkGap, gap, 0)
+	return s.park(ctx, first.ev, first.rec, controlplane.ParkGap, gap, 0)
 }
 
 // partial is the resolution rs carried out before its stream parked again
 // at p: recorded with the new park, so that what a skip did is never lost
 // from the audit.
-func (rs *resuming) partial(p framework.ParkedStream) *framework.Resolution {
+func (rs *resuming) partial(p controlplane.ParkedStream) *controlplane.Resolution {
 	res := *rs.p.Resolving
 	res.Parked = rs.p
 	res.Parked.Resolving = nil
@@ -294,23 +295,23 @@ func (rs *resuming) result() string {
 // rather than applying it: a skip (but for a gap, whose skip accepts the
 // missing events and applies the parked one), or a record that does not
 // decode.
-func passesOver(p framework.ParkedStream) bool {
-	return p.Reason == framework.ParkMalformed ||
-		(p.Resolving.Action == framework.ResolveSkip && (p.Reason != framework.ParkGap || p.Resolving.Drop))
+func passesOver(p controlplane.ParkedStream) bool {
+	return p.Reason == controlplane.ParkMalformed ||
+		(p.Resolving.Action == controlplane.ResolveSkip && (p.Reason != controlplane.ParkGap || p.Resolving.Drop))
 }
 
 // skipInMemory moves a stream's cursor past its parked event (for a gap:
 // to just before it, accepting the missing events), and records the
 // parked event as the head, so that a redelivery of it is recognised.
-func (s *session) skipInMemory(p framework.ParkedStream) {
+func (s *session) skipInMemory(p controlplane.ParkedStream) {
 	target := p.Sequence
 	if p.Resolving.Drop {
 		return // the record is passed over; the cursor stays
 	}
 	switch p.Reason {
-	case framework.ParkGap:
+	case controlplane.ParkGap:
 		target = p.Sequence - 1
-	case framework.ParkMalformed, framework.ParkMisplaced:
+	case controlplane.ParkMalformed, controlplane.ParkMisplaced:
 		return // not an event of the stream: its cursor stays
 	}
 	if target <= s.cursors[p.StreamID] {
@@ -330,7 +331,7 @@ func (s *session) skipInMemory(p framework.ParkedStream) {
 	h := head{seq: target, offset: -1}
 	if p.Position != nil && p.Position.Partition == s.p.id {
 		h.offset = p.Position.Offset
-		if p.Reason == framework.ParkGap {
+		if p.Reason == controlplane.ParkGap {
 			h.offset-- // the head is before the parked record
 		}
 	}
@@ -347,7 +348,7 @@ func (s *session) skipInMemory(p framework.ParkedStream) {
 // pseudoStream reports a parked entry that stands for a record rather than
 // a stream (a malformed record without a valid stream ID as its key, a
 // misplaced record): no stream's records are held behind it.
-func pseudoStream(p framework.ParkedStream) bool {
+func pseudoStream(p controlplane.ParkedStream) bool {
 	return strings.HasPrefix(p.StreamID, malformedPrefix) || strings.HasPrefix(p.StreamID, misplacedPrefix)
 }
 

@@ -17,6 +17,7 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/projector-dev/projector/controlplane"
 	"github.com/projector-dev/projector/framework"
 )
 
@@ -227,7 +228,7 @@ func (r *Runner) waitWorkers() {
 // guarantees (no eviction); warnings (no persistence) are logged and
 // reported.
 func (r *Runner) checkServer(ctx context.Context) error {
-	sc, ok := r.cfg.Checkpoints.(ServerChecker)
+	sc, ok := r.cfg.Checkpoints.(controlplane.ServerChecker)
 	if !ok {
 		return nil
 	}

@@ -12,6 +12,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	tracenoop "go.opentelemetry.io/otel/trace/noop"
 
+	"github.com/projector-dev/projector/controlplane"
 	"github.com/projector-dev/projector/framework"
 )
 
@@ -62,17 +63,17 @@ type RunnerConfig struct {
 	// Checkpoints keeps the cursors (required). For exactly-once effects
 	// the cursors must be stored with the read model: use the store of a
 	// redischeckpoint.AtomicProjection, whose scripts write both.
-	Checkpoints CheckpointStore
+	Checkpoints controlplane.CheckpointStore
 	// Fencer guards every write per partition. Default: Checkpoints, if
 	// it implements Fencer.
-	Fencer Fencer
+	Fencer controlplane.Fencer
 	// Parked keeps parked streams. Default: Checkpoints, if it implements
 	// ParkStore; else memory.
-	Parked ParkStore
+	Parked controlplane.ParkStore
 	// Control is watched for pause, resume and replay. Default:
 	// Checkpoints, if it implements ControlStore; else none (the runner
 	// cannot be paused or replayed from outside).
-	Control ControlStore
+	Control controlplane.ControlStore
 	// ControlRefresh is how often the control state is read and the
 	// replica's report written. Default 1s.
 	ControlRefresh time.Duration
@@ -148,7 +149,7 @@ func (c *RunnerConfig) setDefaults() {
 		c.ReplicaID = defaultReplicaID()
 	}
 	if c.Control == nil {
-		c.Control, _ = c.Checkpoints.(ControlStore)
+		c.Control, _ = c.Checkpoints.(controlplane.ControlStore)
 	}
 	c.Retry.setDefaults()
 	if c.DeadLetterTopic == "" {
@@ -179,10 +180,10 @@ func (c *RunnerConfig) setDefaults() {
 		c.MeterProvider = metricnoop.NewMeterProvider()
 	}
 	if c.Fencer == nil {
-		c.Fencer, _ = c.Checkpoints.(Fencer)
+		c.Fencer, _ = c.Checkpoints.(controlplane.Fencer)
 	}
 	if c.Parked == nil {
-		if p, ok := c.Checkpoints.(ParkStore); ok {
+		if p, ok := c.Checkpoints.(controlplane.ParkStore); ok {
 			c.Parked = p
 		} else {
 			c.Parked = &memoryParkStore{}

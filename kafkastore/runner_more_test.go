@@ -13,12 +13,13 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/projector-dev/projector/controlplane"
 	"github.com/projector-dev/projector/framework"
 	"github.com/projector-dev/projector/kafkastore"
 	"github.com/projector-dev/projector/redischeckpoint"
 )
 
-func waitParked(t *testing.T, rep *replica, n int) []framework.ParkedStream {
+func waitParked(t *testing.T, rep *replica, n int) []controlplane.ParkedStream {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -135,7 +136,7 @@ func TestGapsConflictsAndPanicsParkTheirStreams(t *testing.T) {
 	if err := rep.r.SkipParked(ctx, "process/bad/gap", "test", "event 2 was never written (incident 7)"); err == nil || !strings.Contains(err.Error(), "--force") {
 		t.Fatalf("an unchecked skip of a gap at the stream's end: %v", err)
 	}
-	if _, err := rep.r.Resolver().Resolve(ctx, f.name, framework.Resolution{StreamID: "process/bad/gap", Action: framework.ResolveSkip,
+	if _, err := rep.r.Resolver().Resolve(ctx, f.name, controlplane.Resolution{StreamID: "process/bad/gap", Action: controlplane.ResolveSkip,
 		By: "test", Reason: "event 2 was never written (incident 7)", Force: true}); err != nil {
 		t.Fatal(err)
 	}
@@ -234,7 +235,7 @@ func TestConflictAfterRestart(t *testing.T) {
 	rawEvent(t, f, "process/t/00001", 2, "not-the-applied-event")
 	again := f.start(t, f.counter(t), nil)
 	parked := waitParked(t, again, 1)
-	if parked[0].StreamID != "process/t/00001" || parked[0].Reason != framework.ParkConflict || parked[0].Sequence != 2 {
+	if parked[0].StreamID != "process/t/00001" || parked[0].Reason != controlplane.ParkConflict || parked[0].Sequence != 2 {
 		t.Errorf("parked = %+v, want a conflict of process/t/00001 at 2", parked[0])
 	}
 	f.waitCounts(t, p, want, 10*time.Second) // nothing applied twice

@@ -17,6 +17,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/projector-dev/projector/controlplane"
 	"github.com/projector-dev/projector/framework"
 	"github.com/projector-dev/projector/internal/testenv"
 	"github.com/projector-dev/projector/kafkastore"
@@ -242,14 +243,14 @@ func TestPoisonEventParksOnlyItsStream(t *testing.T) {
 	rep := f.start(t, p, nil)
 	f.waitCounts(t, p, want, time.Minute) // the poisoned stream stops at 4; all others complete
 
-	var parked []framework.ParkedStream
+	var parked []controlplane.ParkedStream
 	var err error
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
 		if parked, err = rep.r.Parked(ctx); err != nil || len(parked) > 0 {
 			break
 		}
 	}
-	if err != nil || len(parked) != 1 || parked[0].StreamID != poisoned || parked[0].Sequence != 5 || parked[0].Reason != framework.ParkApplyFailed {
+	if err != nil || len(parked) != 1 || parked[0].StreamID != poisoned || parked[0].Sequence != 5 || parked[0].Reason != controlplane.ParkApplyFailed {
 		t.Fatalf("parked = %+v, %v; want %s at 5", parked, err, poisoned)
 	}
 	if !strings.Contains(parked[0].Error, "poison") || parked[0].Attempts != 3 {
@@ -259,7 +260,7 @@ func TestPoisonEventParksOnlyItsStream(t *testing.T) {
 	dlq := f.store.Config().Topic + ".dead-letter"
 	cl := f.env.Client(t, consumeFromStart(dlq)...)
 	rec := pollOne(t, cl)
-	if string(rec.Key) != poisoned || headerOf(rec, kafkastore.HeaderDLQReason) != framework.ParkApplyFailed || !strings.Contains(headerOf(rec, kafkastore.HeaderDLQError), "poison") {
+	if string(rec.Key) != poisoned || headerOf(rec, kafkastore.HeaderDLQReason) != controlplane.ParkApplyFailed || !strings.Contains(headerOf(rec, kafkastore.HeaderDLQError), "poison") {
 		t.Errorf("dead letter %s with headers %v", rec.Key, rec.Headers)
 	}
 

@@ -15,20 +15,21 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/projector-dev/projector/controlplane"
 	"github.com/projector-dev/projector/framework"
 )
 
 // VersionStore keeps the registry of a projection's read-model versions
-// (see [framework.Versions]). redischeckpoint.Store implements it.
+// (see [controlplane.Versions]). redischeckpoint.Store implements it.
 type VersionStore interface {
 	// Versions returns the registry of the projection (its bare name).
-	Versions(ctx context.Context, projection string) (framework.Versions, error)
+	Versions(ctx context.Context, projection string) (controlplane.Versions, error)
 	// UpdateRebuild records why the rebuild of version cannot switch yet
 	// ("" when nothing blocks it) and whether it caught up.
 	UpdateRebuild(ctx context.Context, projection string, version uint64, blocked string, caughtUp bool) error
 	// SwitchLive makes the rebuilt version live in one write and closes
 	// the version it replaces.
-	SwitchLive(ctx context.Context, projection string, version uint64, by string) (framework.Versions, error)
+	SwitchLive(ctx context.Context, projection string, version uint64, by string) (controlplane.Versions, error)
 	// DropVersion deletes the keys of a closed, retired version.
 	DropVersion(ctx context.Context, projection string, version uint64) error
 }
@@ -56,7 +57,7 @@ type VersionedConfig struct {
 
 // VersionedRunner runs every version of a projection's read model that
 // needs a runner: the live version, and the version a rebuild builds beside
-// it (see [framework.Versions]). Each version is a [Runner] of its own,
+// it (see [controlplane.Versions]). Each version is a [Runner] of its own,
 // with its own consumer group, cursors, fences and parked streams, so the
 // live version keeps serving and keeping up while the new one reads the
 // topic from the start.
@@ -382,7 +383,7 @@ type rebuildCheck struct {
 // live version had must be in the new version at least as far. A stream
 // missing (its events deleted from the topic by retention) or behind (parked
 // or held earlier in the new version) blocks the switch and is named.
-func (v *VersionedRunner) checkRebuild(ctx context.Context, vs framework.Versions) {
+func (v *VersionedRunner) checkRebuild(ctx context.Context, vs controlplane.Versions) {
 	log := v.cfg.Runner.Logger
 	b := vs.Building
 	name := framework.VersionedName(v.cfg.Name, b.Version)
@@ -454,7 +455,7 @@ func (v *VersionedRunner) checkRebuild(ctx context.Context, vs framework.Version
 			block(fmt.Sprintf("the live version %s is paused (by %s: %s): the switch waits until it is resumed", liveName, ctl.PausedBy, ctl.PauseReason))
 			return
 		}
-		if r := ctl.Replay; r != nil && (r.Phase == framework.ReplayPausing || r.Phase == framework.ReplayResetting || r.Phase == framework.ReplayRebuild) {
+		if r := ctl.Replay; r != nil && (r.Phase == controlplane.ReplayPausing || r.Phase == controlplane.ReplayResetting || r.Phase == controlplane.ReplayRebuild) {
 			block(fmt.Sprintf("a replay of the live version %s is in progress (%s, phase %s): the switch waits for it", liveName, r.ID, r.Phase))
 			return
 		}
@@ -473,11 +474,11 @@ func (v *VersionedRunner) setStatus(s string) {
 	v.mu.Unlock()
 }
 
-func (v *VersionedRunner) control() (ControlStore, bool) {
+func (v *VersionedRunner) control() (controlplane.ControlStore, bool) {
 	if v.cfg.Runner.Control != nil {
 		return v.cfg.Runner.Control, true
 	}
-	c, ok := v.cfg.Runner.Checkpoints.(ControlStore)
+	c, ok := v.cfg.Runner.Checkpoints.(controlplane.ControlStore)
 	return c, ok
 }
 
@@ -593,7 +594,7 @@ func (v *VersionedRunner) caughtUp(ctx context.Context, live, ver uint64, prev *
 func (v *VersionedRunner) newlyParked(ctx context.Context, live, ver uint64) (string, error) {
 	store, ok := v.cfg.Runner.Parked, v.cfg.Runner.Parked != nil
 	if !ok {
-		store, ok = v.cfg.Runner.Checkpoints.(ParkStore)
+		store, ok = v.cfg.Runner.Checkpoints.(controlplane.ParkStore)
 	}
 	if !ok {
 		return "", nil
@@ -626,7 +627,7 @@ func (v *VersionedRunner) newlyParked(ctx context.Context, live, ver uint64) (st
 // retire deletes the versions whose grace period is over: first the
 // consumer group (refused by Kafka while a replica still consumes in it),
 // then the keys.
-func (v *VersionedRunner) retire(ctx context.Context, vs framework.Versions) {
+func (v *VersionedRunner) retire(ctx context.Context, vs controlplane.Versions) {
 	log := v.cfg.Runner.Logger
 	for _, r := range vs.Retiring {
 		if r.Keep || time.Now().Before(r.RetireAt) {

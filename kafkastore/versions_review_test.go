@@ -11,6 +11,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/projector-dev/projector/controlplane"
 	"github.com/projector-dev/projector/framework"
 	"github.com/projector-dev/projector/kafkastore"
 	"github.com/projector-dev/projector/redischeckpoint"
@@ -47,7 +48,7 @@ func TestRebuildBlockedByAnEarlierParkInTheNewVersion(t *testing.T) {
 		parked, err := f.rstore.Parked(ctxFor(t), f.name)
 		return err == nil && len(parked) == 1 && parked[0].Sequence == 3, fmt.Sprint(parked, err)
 	})
-	if _, err := f.rstore.StartRebuild(ctxFor(t), f.name, framework.Rebuild{By: "test", Grace: time.Hour}); err != nil {
+	if _, err := f.rstore.StartRebuild(ctxFor(t), f.name, controlplane.Rebuild{By: "test", Grace: time.Hour}); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(time.Minute)
@@ -101,10 +102,10 @@ func TestRebuildOfATruncatedTopicDoesNotSwitch(t *testing.T) {
 		want[id] = 2
 	}
 	f.waitCounts(t, p, want, time.Minute)
-	if _, err := f.rstore.StartRebuild(ctxFor(t), f.name, framework.Rebuild{By: "test", Grace: time.Hour}); err != nil {
+	if _, err := f.rstore.StartRebuild(ctxFor(t), f.name, controlplane.Rebuild{By: "test", Grace: time.Hour}); err != nil {
 		t.Fatal(err)
 	}
-	vs := f.waitVersions(t, "the rebuild blocked", time.Minute, func(vs framework.Versions) bool {
+	vs := f.waitVersions(t, "the rebuild blocked", time.Minute, func(vs controlplane.Versions) bool {
 		return vs.Building != nil && vs.Building.Blocked != ""
 	})
 	if b := vs.Building.Blocked; vs.Live != 0 || !strings.Contains(b, "10 stream(s) are behind") || !strings.Contains(b, "process/old/") {
@@ -129,10 +130,10 @@ func TestRebuildDoesNotSwitchWhileTheLiveVersionIsPaused(t *testing.T) {
 		t.Fatal(err)
 	}
 	time.Sleep(time.Second)
-	if _, err := f.rstore.StartRebuild(ctxFor(t), f.name, framework.Rebuild{By: "test", Grace: time.Hour}); err != nil {
+	if _, err := f.rstore.StartRebuild(ctxFor(t), f.name, controlplane.Rebuild{By: "test", Grace: time.Hour}); err != nil {
 		t.Fatal(err)
 	}
-	vs := f.waitVersions(t, "the rebuild blocked by the pause", time.Minute, func(vs framework.Versions) bool {
+	vs := f.waitVersions(t, "the rebuild blocked by the pause", time.Minute, func(vs controlplane.Versions) bool {
 		return vs.Building != nil && vs.Building.Blocked != ""
 	})
 	if b := vs.Building.Blocked; vs.Live != 0 || !strings.Contains(b, "is paused") {
@@ -141,7 +142,7 @@ func TestRebuildDoesNotSwitchWhileTheLiveVersionIsPaused(t *testing.T) {
 	if err := f.rstore.SetPaused(ctxFor(t), f.name, false, "op", ""); err != nil {
 		t.Fatal(err)
 	}
-	f.waitVersions(t, "switched after the resume", time.Minute, func(vs framework.Versions) bool { return vs.Live == 1 })
+	f.waitVersions(t, "switched after the resume", time.Minute, func(vs controlplane.Versions) bool { return vs.Live == 1 })
 	more := f.produce(t, 3, 1, "process/u/")
 	for id, n := range more {
 		want[id] = n
@@ -190,7 +191,7 @@ func TestRebuildSwitchDoesNotGoBack(t *testing.T) {
 	defer wg.Wait()
 	defer cancel()
 	time.Sleep(time.Second)
-	if _, err := f.rstore.StartRebuild(ctxFor(t), f.name, framework.Rebuild{By: "test", Grace: time.Hour}); err != nil {
+	if _, err := f.rstore.StartRebuild(ctxFor(t), f.name, controlplane.Rebuild{By: "test", Grace: time.Hour}); err != nil {
 		t.Fatal(err)
 	}
 	v0, v1 := p, version(t, p, 1)
@@ -252,7 +253,7 @@ func TestRebuildSwitchesAfterATransactionMarker(t *testing.T) {
 	vr, _ := f.versioned(t, p)
 	want := map[string]int64{"process/t/a": 2, "process/t/b": 1}
 	f.waitCounts(t, p, want, time.Minute)
-	if _, err := f.rstore.StartRebuild(ctxFor(t), f.name, framework.Rebuild{By: "test", Grace: time.Hour}); err != nil {
+	if _, err := f.rstore.StartRebuild(ctxFor(t), f.name, controlplane.Rebuild{By: "test", Grace: time.Hour}); err != nil {
 		t.Fatal(err)
 	}
 	f.waitCounts(t, version(t, p, 1), want, time.Minute)
@@ -324,7 +325,7 @@ func TestRebuildStalePreviousCheckDoesNotSwitch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.rstore.StartRebuild(ctxFor(t), f.name, framework.Rebuild{By: "test", Grace: time.Hour}); err != nil {
+	if _, err := f.rstore.StartRebuild(ctxFor(t), f.name, controlplane.Rebuild{By: "test", Grace: time.Hour}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := kafkastore.CheckRebuildOnce(ctxFor(t), z); err != nil { // remembers the end now (20)

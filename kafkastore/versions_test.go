@@ -14,6 +14,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 
+	"github.com/projector-dev/projector/controlplane"
 	"github.com/projector-dev/projector/framework"
 	"github.com/projector-dev/projector/kafkastore"
 	"github.com/projector-dev/projector/redischeckpoint"
@@ -84,9 +85,9 @@ func version(t *testing.T, p *redischeckpoint.AtomicProjection, v uint64) *redis
 }
 
 // waitVersions waits until the registry satisfies cond.
-func (f *fixture) waitVersions(t *testing.T, what string, timeout time.Duration, cond func(framework.Versions) bool) framework.Versions {
+func (f *fixture) waitVersions(t *testing.T, what string, timeout time.Duration, cond func(controlplane.Versions) bool) controlplane.Versions {
 	t.Helper()
-	var vs framework.Versions
+	var vs controlplane.Versions
 	waitFor(t, timeout, what, func() (bool, string) {
 		var err error
 		vs, err = f.rstore.Versions(ctxFor(t), f.name)
@@ -146,11 +147,11 @@ func TestVersionsRegistry(t *testing.T) {
 	if live, err := f.rstore.Live(ctx, f.name); err != nil || live != f.name {
 		t.Fatalf("live before any rebuild = %q, %v", live, err)
 	}
-	r, err := f.rstore.StartRebuild(ctx, f.name, framework.Rebuild{By: "test", Grace: time.Hour})
+	r, err := f.rstore.StartRebuild(ctx, f.name, controlplane.Rebuild{By: "test", Grace: time.Hour})
 	if err != nil || r.Version != 1 {
 		t.Fatalf("StartRebuild = %+v, %v", r, err)
 	}
-	if _, err := f.rstore.StartRebuild(ctx, f.name, framework.Rebuild{By: "test"}); !errors.Is(err, redischeckpoint.ErrRebuildInProgress) {
+	if _, err := f.rstore.StartRebuild(ctx, f.name, controlplane.Rebuild{By: "test"}); !errors.Is(err, redischeckpoint.ErrRebuildInProgress) {
 		t.Fatalf("a second rebuild = %v, want ErrRebuildInProgress", err)
 	}
 	// Two replicas switch at once: one does.
@@ -173,17 +174,17 @@ func TestVersionsRegistry(t *testing.T) {
 		t.Fatalf("live projection = %v, %v", lp.Key("x"), err)
 	}
 	// The replaced version takes no fence and no write any more.
-	if _, err := f.rstore.AcquireFence(ctx, f.name, 0); !errors.Is(err, framework.ErrVersionClosed) {
+	if _, err := f.rstore.AcquireFence(ctx, f.name, 0); !errors.Is(err, controlplane.ErrVersionClosed) {
 		t.Errorf("a fence of the replaced version = %v, want ErrVersionClosed", err)
 	}
 	// A new rebuild never reuses a number.
-	if r, err := f.rstore.StartRebuild(ctx, f.name, framework.Rebuild{By: "test"}); err != nil || r.Version != 2 {
+	if r, err := f.rstore.StartRebuild(ctx, f.name, controlplane.Rebuild{By: "test"}); err != nil || r.Version != 2 {
 		t.Fatalf("the next rebuild = %+v, %v", r, err)
 	}
 	if _, err := f.rstore.AbortRebuild(ctx, f.name, "test"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.rstore.AcquireFence(ctx, f.name+"@v2", 0); !errors.Is(err, framework.ErrVersionClosed) {
+	if _, err := f.rstore.AcquireFence(ctx, f.name+"@v2", 0); !errors.Is(err, controlplane.ErrVersionClosed) {
 		t.Errorf("a fence of the aborted version = %v, want ErrVersionClosed", err)
 	}
 	if err := f.rstore.DropVersion(ctx, f.name, 1); err == nil {
@@ -199,7 +200,7 @@ func TestRebuildAbortLeavesTheLiveVersion(t *testing.T) {
 	p := f.counter(t)
 	f.versioned(t, p)
 	f.waitCounts(t, p, want, 2*time.Minute)
-	if _, err := f.rstore.StartRebuild(ctxFor(t), f.name, framework.Rebuild{By: "test"}); err != nil {
+	if _, err := f.rstore.StartRebuild(ctxFor(t), f.name, controlplane.Rebuild{By: "test"}); err != nil {
 		t.Fatal(err)
 	}
 	v1 := version(t, p, 1)
@@ -210,7 +211,7 @@ func TestRebuildAbortLeavesTheLiveVersion(t *testing.T) {
 	if _, err := f.rstore.AbortRebuild(ctxFor(t), f.name, "test"); err != nil {
 		t.Fatal(err)
 	}
-	f.waitVersions(t, "the aborted version is dropped", time.Minute, func(vs framework.Versions) bool {
+	f.waitVersions(t, "the aborted version is dropped", time.Minute, func(vs controlplane.Versions) bool {
 		return vs.Live == 0 && vs.Building == nil && len(vs.Retiring) == 0
 	})
 	f.waitGroupGone(t, framework.VersionGroup(f.name, 1))
@@ -247,10 +248,10 @@ func TestRebuildWaitsForStreamsParkedInIt(t *testing.T) {
 	}
 	f.versioned(t, p)
 	f.waitCounts(t, p, want, 2*time.Minute)
-	if _, err := f.rstore.StartRebuild(ctxFor(t), f.name, framework.Rebuild{By: "test"}); err != nil {
+	if _, err := f.rstore.StartRebuild(ctxFor(t), f.name, controlplane.Rebuild{By: "test"}); err != nil {
 		t.Fatal(err)
 	}
-	vs := f.waitVersions(t, "the rebuild catches up and waits", time.Minute, func(vs framework.Versions) bool {
+	vs := f.waitVersions(t, "the rebuild catches up and waits", time.Minute, func(vs controlplane.Versions) bool {
 		return vs.Building != nil && vs.Building.Blocked != ""
 	})
 	if b := vs.Building.Blocked; !strings.Contains(b, "process/t/odd at sequence 2") || vs.Live != 0 {
@@ -261,10 +262,10 @@ func TestRebuildWaitsForStreamsParkedInIt(t *testing.T) {
 		t.Fatal("switched to a version with a stream parked in it")
 	}
 	if _, err := (kafkastore.Resolver{Parked: f.rstore, Checkpoints: f.rstore}).Resolve(ctxFor(t), f.name+"@v1",
-		framework.Resolution{StreamID: "process/t/odd", Action: framework.ResolveSkip, By: "test", Reason: "known bug of the new code"}); err != nil {
+		controlplane.Resolution{StreamID: "process/t/odd", Action: controlplane.ResolveSkip, By: "test", Reason: "known bug of the new code"}); err != nil {
 		t.Fatal(err)
 	}
-	f.waitVersions(t, "the rebuild switches", time.Minute, func(vs framework.Versions) bool { return vs.Live == 1 })
+	f.waitVersions(t, "the rebuild switches", time.Minute, func(vs controlplane.Versions) bool { return vs.Live == 1 })
 	want["process/t/odd"] = 2 // event 2 skipped in the new version
 	f.waitCounts(t, version(t, p, 1), want, time.Minute)
 }
@@ -309,10 +310,10 @@ func TestRebuildZombieOfTheReplacedVersion(t *testing.T) {
 		_, _ = other.Process.Wait()
 	})
 	f.waitCounts(t, p, want, 2*time.Minute) // the other replica took the partition over
-	if _, err := f.rstore.StartRebuild(ctxFor(t), f.name, framework.Rebuild{By: "test", Grace: 0}); err != nil {
+	if _, err := f.rstore.StartRebuild(ctxFor(t), f.name, controlplane.Rebuild{By: "test", Grace: 0}); err != nil {
 		t.Fatal(err)
 	}
-	f.waitVersions(t, "switched and the old version dropped", 2*time.Minute, func(vs framework.Versions) bool {
+	f.waitVersions(t, "switched and the old version dropped", 2*time.Minute, func(vs controlplane.Versions) bool {
 		return vs.Live == 1 && len(vs.Retiring) == 0
 	})
 	f.waitGroupGone(t, f.name)

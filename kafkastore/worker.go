@@ -9,6 +9,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/projector-dev/projector/controlplane"
 	"github.com/projector-dev/projector/framework"
 )
 
@@ -18,7 +19,7 @@ import (
 type session struct {
 	p     *partition
 	r     *Runner
-	fence *framework.Fence
+	fence *controlplane.Fence
 	ctx   context.Context // the partition's context, carrying the fence
 
 	cursors map[string]uint64 // last applied sequence per stream
@@ -73,7 +74,7 @@ func (p *partition) startSession(first bool) (*session, error) {
 			return nil, fmt.Errorf("kafkastore: runner %s: fence for partition %d: %w", r.cfg.Group, p.id, err)
 		}
 		s.fence = &f
-		s.ctx = framework.WithFence(p.ctx, f)
+		s.ctx = controlplane.WithFence(p.ctx, f)
 	}
 	committed, err := r.committedOffset(s.ctx, p.id)
 	if err != nil {
@@ -82,7 +83,7 @@ func (p *partition) startSession(first bool) (*session, error) {
 	s.committed = committed
 	// Progress is written with the fence (see flush): without a fence there
 	// is none to compare with.
-	if ps, ok := r.cfg.Checkpoints.(ProgressStore); ok && s.fence != nil && committed >= 0 {
+	if ps, ok := r.cfg.Checkpoints.(controlplane.ProgressStore); ok && s.fence != nil && committed >= 0 {
 		progress, err := ps.Progress(s.ctx, name, p.id)
 		if err != nil {
 			return nil, fmt.Errorf("kafkastore: progress of partition %d: %w", p.id, err)
@@ -97,7 +98,7 @@ func (p *partition) startSession(first bool) (*session, error) {
 			// to as the new epoch's progress before the group is empty, so
 			// the committed offset is still the old epoch's. Not lost
 			// state: the replica leaves the group (see partition.run).
-			return nil, fmt.Errorf("kafkastore: partition %d: committed offset %d is ahead of the new epoch's progress: %w", p.id, committed, framework.ErrResetPending)
+			return nil, fmt.Errorf("kafkastore: partition %d: committed offset %d is ahead of the new epoch's progress: %w", p.id, committed, controlplane.ErrResetPending)
 		default:
 			lost := &StateLostError{Projection: name, Partition: p.id, Committed: committed, Progress: -1}
 			if progress.Recorded {
@@ -224,7 +225,7 @@ func (s *session) leave() error {
 		err := s.flush()
 		switch {
 		case err == nil:
-		case errors.Is(err, framework.ErrResetPending) || errors.Is(err, framework.ErrFenced):
+		case errors.Is(err, controlplane.ErrResetPending) || errors.Is(err, controlplane.ErrFenced):
 			// Expected when a replay began (it raises the epoch before the
 			// replicas leave) or another replica owns the partition now:
 			// nothing was stored, and nothing is committed.
@@ -239,8 +240,8 @@ func (s *session) leave() error {
 
 // fatal reports errors a session cannot retry in place.
 func fatal(err error) bool {
-	return errors.Is(err, framework.ErrFenced) || errors.Is(err, framework.ErrStateLost) || errors.Is(err, ErrCommittedStateLost) ||
-		errors.Is(err, framework.ErrResetPending) || errors.Is(err, framework.ErrVersionClosed) ||
+	return errors.Is(err, controlplane.ErrFenced) || errors.Is(err, controlplane.ErrStateLost) || errors.Is(err, ErrCommittedStateLost) ||
+		errors.Is(err, controlplane.ErrResetPending) || errors.Is(err, controlplane.ErrVersionClosed) ||
 		errors.Is(err, errStopping) || errors.Is(err, context.Canceled)
 }
 
@@ -284,8 +285,8 @@ func (s *session) flush() error {
 	}
 	name := s.r.cfg.Projection.Name()
 	start := time.Now()
-	if ps, ok := s.r.cfg.Checkpoints.(ProgressStore); ok && s.fence != nil {
-		heads := make([]framework.StreamHead, 0, len(s.dirty))
+	if ps, ok := s.r.cfg.Checkpoints.(controlplane.ProgressStore); ok && s.fence != nil {
+		heads := make([]controlplane.StreamHead, 0, len(s.dirty))
 		for id := range s.dirty {
 			heads = append(heads, s.streamHead(id))
 		}
@@ -314,9 +315,9 @@ func (s *session) flush() error {
 	return nil
 }
 
-func (s *session) streamHead(id string) framework.StreamHead {
+func (s *session) streamHead(id string) controlplane.StreamHead {
 	h := s.heads[id]
-	out := framework.StreamHead{StreamID: id, Sequence: s.cursors[id]}
+	out := controlplane.StreamHead{StreamID: id, Sequence: s.cursors[id]}
 	if h.seq == out.Sequence && h.eventID != "" {
 		out.EventID = h.eventID
 		if h.offset >= 0 {
@@ -330,7 +331,7 @@ func (s *session) streamHead(id string) framework.StreamHead {
 // write of the session is still there, while the partition is idle.
 func (s *session) checkState() error {
 	s.lastCheck = time.Now()
-	ps, ok := s.r.cfg.Checkpoints.(ProgressStore)
+	ps, ok := s.r.cfg.Checkpoints.(controlplane.ProgressStore)
 	if !ok || s.fence == nil {
 		return nil
 	}

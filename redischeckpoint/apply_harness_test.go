@@ -12,6 +12,7 @@ import (
 	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/projector-dev/projector/controlplane"
 	"github.com/projector-dev/projector/framework"
 	"github.com/projector-dev/projector/internal/testenv"
 	"github.com/projector-dev/projector/redischeckpoint"
@@ -98,7 +99,7 @@ func newApplyHarness(t *testing.T, o harnessOptions) *applyHarness {
 		if err != nil {
 			t.Fatal(err)
 		}
-		h.ctx = framework.WithFence(h.ctx, f)
+		h.ctx = controlplane.WithFence(h.ctx, f)
 	}
 	for i, typ := range []string{"one", "two", "three"} {
 		h.events = append(h.events, framework.Event{StreamID: threeStreams[i], Sequence: 1, EventID: typ + "#1", Type: typ})

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/projector-dev/projector/controlplane"
 	"github.com/projector-dev/projector/framework"
 	"github.com/projector-dev/projector/internal/testenv"
 )
@@ -77,7 +78,7 @@ func TestApplyReportsAPartialWrite(t *testing.T) {
 	// it parks the stream leaves no owner free to apply the event again.
 	parked, err := s.Parked(ctx, "p")
 	if err != nil || len(parked) != 1 || parked[0].StreamID != "process/t/two" || parked[0].Sequence != 1 ||
-		parked[0].Reason != framework.ParkPartialApply || !strings.Contains(parked[0].Error, "replay") {
+		parked[0].Reason != controlplane.ParkPartialApply || !strings.Contains(parked[0].Error, "replay") {
 		t.Errorf("parked = %+v, %v; want process/t/two at 1, partial-apply", parked, err)
 	}
 	if !errors.Is(err, nil) || !errors.Is(we, framework.ErrPartialApply) {

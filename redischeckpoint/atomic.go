@@ -10,6 +10,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/projector-dev/projector/controlplane"
 	"github.com/projector-dev/projector/framework"
 )
 
@@ -94,7 +95,7 @@ func (p *AtomicProjection) LastSequence(ctx context.Context, streamID string) (u
 // Reset implements [framework.Resetter]: it drops every read-model key and
 // the cursors. Keys are found with SCAN (on every master of a Cluster).
 //
-// Called with a [framework.ResetClaim] in ctx (the runner's reset for a
+// Called with a [controlplane.ResetClaim] in ctx (the runner's reset for a
 // replay), every batch of deletes runs in a script that first checks that
 // the claim's holder still holds the claim on that epoch's reset and that
 // the reset is not recorded as done: a replica frozen in its reset past its
@@ -103,7 +104,7 @@ func (p *AtomicProjection) LastSequence(ctx context.Context, streamID string) (u
 // with a [*ResetClaimLostError]. Without a claim (a direct call), Reset
 // deletes unconditionally.
 func (p *AtomicProjection) Reset(ctx context.Context) error {
-	claim, claimedReset := framework.ResetClaimFrom(ctx)
+	claim, claimedReset := controlplane.ResetClaimFrom(ctx)
 	var ck claimed
 	if claimedReset {
 		var err error

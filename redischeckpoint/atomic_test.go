@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/projector-dev/projector/controlplane"
 	"github.com/projector-dev/projector/framework"
 	"github.com/projector-dev/projector/redischeckpoint"
 )
@@ -63,7 +64,7 @@ func TestAtomicApplyCountsEachEventOnceAcrossACrash(t *testing.T) {
 	}
 	// First attempt: the first 25 events are applied, then the worker
 	// "crashes" before committing any offset.
-	n, err := p.ApplyBatch(framework.WithFence(ctx, fence), events[:25])
+	n, err := p.ApplyBatch(controlplane.WithFence(ctx, fence), events[:25])
 	if err != nil || n != 25 {
 		t.Fatalf("first attempt applied %d: %v", n, err)
 	}
@@ -77,7 +78,7 @@ func TestAtomicApplyCountsEachEventOnceAcrossACrash(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := runner.Run(framework.WithFence(ctx, fence2), p, events); err != nil {
+	if _, err := runner.Run(controlplane.WithFence(ctx, fence2), p, events); err != nil {
 		t.Fatalf("replay: %v", err)
 	}
 	all, err := env.Client.HGet(ctx, p.Key("totals"), "all").Int64()
@@ -92,7 +93,7 @@ func TestAtomicApplyCountsEachEventOnceAcrossACrash(t *testing.T) {
 		t.Errorf("scripts skipped %d events, want the 25 applied before the crash", p.Skipped())
 	}
 	// The stale worker's late write is rejected, and changes nothing.
-	if _, err := p.ApplyBatch(framework.WithFence(ctx, fence), []framework.Event{booked("process/t/00", 6, 1000)}); !errors.Is(err, redischeckpoint.ErrFenced) {
+	if _, err := p.ApplyBatch(controlplane.WithFence(ctx, fence), []framework.Event{booked("process/t/00", 6, 1000)}); !errors.Is(err, redischeckpoint.ErrFenced) {
 		t.Errorf("a write with the first worker's fence = %v, want ErrFenced", err)
 	}
 	if again, _ := env.Client.HGet(ctx, p.Key("totals"), "all").Int64(); again != want {

@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/projector-dev/projector/controlplane"
 	"github.com/projector-dev/projector/framework"
 	"github.com/projector-dev/projector/internal/testenv"
 	"github.com/projector-dev/projector/redischeckpoint"
@@ -60,7 +61,7 @@ func TestACLUserLimitedToOneProjection(t *testing.T) {
 	if err != nil {
 		t.Fatalf("AcquireFence as the limited user: %v", err)
 	}
-	fctx := framework.WithFence(ctx, fence)
+	fctx := controlplane.WithFence(ctx, fence)
 	if err := s.Advance(fctx, "billing", map[string]uint64{"process/t/a": 3}); err != nil {
 		t.Fatalf("Advance as the limited user: %v", err)
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/projector-dev/projector/controlplane"
 	"github.com/projector-dev/projector/framework"
 	"github.com/projector-dev/projector/framework/checkpointtest"
 	"github.com/projector-dev/projector/internal/testenv"
@@ -116,10 +117,10 @@ func TestCluster(t *testing.T) {
 			t.Fatal(err)
 		}
 		events := []framework.Event{booked("process/t/a", 1, 5), booked("process/t/b", 1, 7), booked("process/t/a", 2, 1)}
-		if n, err := p.ApplyBatch(framework.WithFence(ctx, fresh), events); err != nil || n != 3 {
+		if n, err := p.ApplyBatch(controlplane.WithFence(ctx, fresh), events); err != nil || n != 3 {
 			t.Fatalf("apply on Cluster = %d, %v", n, err)
 		}
-		if _, err := p.ApplyBatch(framework.WithFence(ctx, old), []framework.Event{booked("process/t/a", 3, 1)}); err == nil {
+		if _, err := p.ApplyBatch(controlplane.WithFence(ctx, old), []framework.Event{booked("process/t/a", 3, 1)}); err == nil {
 			t.Error("a stale fence wrote on Cluster")
 		}
 		if all, _ := client.HGet(ctx, p.Key("totals"), "all").Int64(); all != 13 {

@@ -11,7 +11,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/projector-dev/projector/framework"
+	"github.com/projector-dev/projector/controlplane"
 )
 
 // Control plane keys, beside the projection's other keys:
@@ -22,23 +22,23 @@ import (
 //	projector:{billing}:reset-claim:<epoch>  the replica resetting that epoch
 //
 // A replay's reset is fenced by its claim: with the claim in the context
-// ([framework.WithResetClaim]), every delete of [AtomicProjection.Reset]
+// ([controlplane.WithResetClaim]), every delete of [AtomicProjection.Reset]
 // and [Store.Delete], and [Store.CompleteReset], runs in a script that
 // first checks that the claim's holder still holds the claim and that the
 // reset is not recorded as done ([ResetClaimLostError] otherwise).
 
 // Control returns the projection's control state (the zero Control when
 // nothing was ever asked).
-func (s *Store) Control(ctx context.Context, projection string) (framework.Control, error) {
+func (s *Store) Control(ctx context.Context, projection string) (controlplane.Control, error) {
 	k, err := s.keysFor(projection)
 	if err != nil {
-		return framework.Control{}, err
+		return controlplane.Control{}, err
 	}
 	h, err := s.client.HGetAll(ctx, k.control).Result()
 	if err != nil {
-		return framework.Control{}, fmt.Errorf("redischeckpoint: control of %s: %w", projection, err)
+		return controlplane.Control{}, fmt.Errorf("redischeckpoint: control of %s: %w", projection, err)
 	}
-	var c framework.Control
+	var c controlplane.Control
 	c.Paused = h["paused"] == "1"
 	c.PausedBy, c.PauseReason = h["paused_by"], h["pause_reason"]
 	if t := h["paused_at"]; t != "" {
@@ -48,15 +48,15 @@ func (s *Store) Control(ctx context.Context, projection string) (framework.Contr
 		if v := h[field]; v != "" {
 			n, err := strconv.ParseUint(v, 10, 64)
 			if err != nil {
-				return framework.Control{}, fmt.Errorf("redischeckpoint: key %scontrol field %s: %q is not a non-negative integer", k.base, field, v)
+				return controlplane.Control{}, fmt.Errorf("redischeckpoint: key %scontrol field %s: %q is not a non-negative integer", k.base, field, v)
 			}
 			*dst = n
 		}
 	}
 	if raw := h["replay"]; raw != "" {
-		var r framework.Replay
+		var r controlplane.Replay
 		if err := json.Unmarshal([]byte(raw), &r); err != nil {
-			return framework.Control{}, fmt.Errorf("redischeckpoint: key %scontrol field replay: %w", k.base, err)
+			return controlplane.Control{}, fmt.Errorf("redischeckpoint: key %scontrol field replay: %w", k.base, err)
 		}
 		c.Replay = &r
 	}
@@ -81,7 +81,7 @@ func (s *Store) SetPaused(ctx context.Context, projection string, paused bool, b
 }
 
 // SetReplay records the replay's current phase (nil clears it).
-func (s *Store) SetReplay(ctx context.Context, projection string, r *framework.Replay) error {
+func (s *Store) SetReplay(ctx context.Context, projection string, r *controlplane.Replay) error {
 	k, err := s.keysFor(projection)
 	if err != nil {
 		return err
@@ -121,13 +121,13 @@ func (s *Store) RequestReset(ctx context.Context, projection string, epoch uint6
 }
 
 // CompleteReset records that the read model of epoch was dropped. Called
-// with a [framework.ResetClaim] in ctx (the runner does), it records it only
+// with a [controlplane.ResetClaim] in ctx (the runner does), it records it only
 // while the claim's holder still holds the claim on epoch's reset: a
 // replica that lost its claim (it was frozen past it and another replica
 // took the reset over) gets a [*ResetClaimLostError] and marks nothing. A
 // reset recorded as done already is not an error.
 func (s *Store) CompleteReset(ctx context.Context, projection string, epoch uint64) error {
-	claim, ok := framework.ResetClaimFrom(ctx)
+	claim, ok := controlplane.ResetClaimFrom(ctx)
 	if !ok {
 		return s.raise(ctx, projection, "reset_done", epoch)
 	}
@@ -145,7 +145,7 @@ func (s *Store) CompleteReset(ctx context.Context, projection string, epoch uint
 // ResetClaimLostError reports a step of a reset of the read model (a
 // delete, marking it done) refused because Holder no longer holds the claim
 // on the reset of Epoch, or that reset was done already. Nothing was
-// deleted or marked. It matches [framework.ErrResetClaimLost].
+// deleted or marked. It matches [controlplane.ErrResetClaimLost].
 type ResetClaimLostError struct {
 	Projection string
 	Epoch      uint64
@@ -159,8 +159,8 @@ func (e *ResetClaimLostError) Error() string {
 		e.Projection, e.Step, e.Epoch, e.Holder, e.Detail)
 }
 
-// Is matches [framework.ErrResetClaimLost].
-func (e *ResetClaimLostError) Is(target error) bool { return target == framework.ErrResetClaimLost }
+// Is matches [controlplane.ErrResetClaimLost].
+func (e *ResetClaimLostError) Is(target error) bool { return target == controlplane.ErrResetClaimLost }
 
 // claimed are the keys a claimed step of a reset checks: the claim and the
 // control hash, in the projection's slot.
@@ -171,7 +171,7 @@ type claimed struct {
 
 // claimKeys returns the keys of projection's reset claim, checking that
 // claim is one on projection's reset (of epoch, unless epoch is 0).
-func (s *Store) claimKeys(projection string, claim framework.ResetClaim, epoch uint64) (claimed, error) {
+func (s *Store) claimKeys(projection string, claim controlplane.ResetClaim, epoch uint64) (claimed, error) {
 	k, err := s.keysFor(projection)
 	if err != nil {
 		return claimed{}, err
@@ -184,7 +184,7 @@ func (s *Store) claimKeys(projection string, claim framework.ResetClaim, epoch u
 }
 
 // claimError translates the error of a claimed step.
-func (s *Store) claimError(projection string, claim framework.ResetClaim, step string, err error) error {
+func (s *Store) claimError(projection string, claim controlplane.ResetClaim, step string, err error) error {
 	if hasReplyPrefix(err, "RESETCLAIM ") {
 		return &ResetClaimLostError{Projection: projection, Epoch: claim.Epoch, Holder: claim.Holder, Step: step,
 			Detail: strings.TrimPrefix(err.Error(), "RESETCLAIM ")}
@@ -194,7 +194,7 @@ func (s *Store) claimError(projection string, claim framework.ResetClaim, step s
 
 // unlinkClaimed unlinks keys of projection's read model on c (the master
 // that holds them) while claim holds: see [AtomicProjection.Reset].
-func (s *Store) unlinkClaimed(ctx context.Context, c redis.Scripter, k claimed, claim framework.ResetClaim, keys []string) error {
+func (s *Store) unlinkClaimed(ctx context.Context, c redis.Scripter, k claimed, claim controlplane.ResetClaim, keys []string) error {
 	err := claimedUnlinkScript.Run(ctx, c, append([]string{k.claim, k.control}, keys...), claim.Holder, strconv.FormatUint(claim.Epoch, 10)).Err()
 	if err != nil {
 		return s.claimError(k.name, claim, "delete read-model keys", err)
@@ -258,7 +258,7 @@ func (s *Store) claim(ctx context.Context, projection string, epoch uint64, repl
 }
 
 // Heartbeat records what a replica reports about itself.
-func (s *Store) Heartbeat(ctx context.Context, projection string, info framework.ReplicaInfo) error {
+func (s *Store) Heartbeat(ctx context.Context, projection string, info controlplane.ReplicaInfo) error {
 	k, err := s.keysFor(projection)
 	if err != nil {
 		return err
@@ -296,7 +296,7 @@ func (s *Store) RemoveReplica(ctx context.Context, projection, id string) error 
 
 // Replicas returns what the replicas reported, newest first, dropping
 // (and deleting) reports older than staleAfter.
-func (s *Store) Replicas(ctx context.Context, projection string, staleAfter time.Duration) ([]framework.ReplicaInfo, error) {
+func (s *Store) Replicas(ctx context.Context, projection string, staleAfter time.Duration) ([]controlplane.ReplicaInfo, error) {
 	k, err := s.keysFor(projection)
 	if err != nil {
 		return nil, err
@@ -305,15 +305,15 @@ func (s *Store) Replicas(ctx context.Context, projection string, staleAfter time
 	if err != nil {
 		return nil, fmt.Errorf("redischeckpoint: replicas of %s: %w", projection, err)
 	}
-	var out []framework.ReplicaInfo
+	var out []controlplane.ReplicaInfo
 	for id, raw := range h {
-		var info framework.ReplicaInfo
+		var info controlplane.ReplicaInfo
 		if err := json.Unmarshal([]byte(raw), &info); err != nil || time.Since(info.SeenAt) > staleAfter {
 			_ = s.client.HDel(ctx, k.base+"replicas", id).Err()
 			continue
 		}
 		out = append(out, info)
 	}
-	slices.SortFunc(out, func(a, b framework.ReplicaInfo) int { return strings.Compare(a.ID, b.ID) })
+	slices.SortFunc(out, func(a, b controlplane.ReplicaInfo) int { return strings.Compare(a.ID, b.ID) })
 	return out, nil
 }

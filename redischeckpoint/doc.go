@@ -13,9 +13,9 @@
 //     of streams in one round trip.
 //   - Fencing. [Store.AcquireFence] hands out increasing tokens per
 //     (projection, partition). Every write made with a context carrying a
-//     [framework.Fence] ([framework.WithFence]) is checked in the same
+//     [controlplane.Fence] ([controlplane.WithFence]) is checked in the same
 //     script against the newest token and the current epoch; a stale one
-//     fails with a [*FencedError] ([ErrFenced], [framework.ErrFenced]) and
+//     fails with a [*FencedError] ([ErrFenced], [controlplane.ErrFenced]) and
 //     writes nothing. That covers cursors, read-model writes, parks and
 //     partition progress.
 //   - Lost writes. Every fenced write also checks and raises the
@@ -24,7 +24,7 @@
 //     restart without persistence, a failover to a replica that missed
 //     writes, a flush), or a fence that went back in time, refuses the
 //     write with a [*StateLostError] ([ErrStateLost],
-//     [framework.ErrStateLost]) before anything is written. A write whose
+//     [controlplane.ErrStateLost]) before anything is written. A write whose
 //     outcome is unknown (a timeout) widens what the next write accepts by
 //     one. [Store.CheckState] checks without writing.
 //   - Progress. [Store.AdvancePartition] stores a partition worker's
@@ -40,7 +40,7 @@
 //     together with the pause and the request to reset the read model, in
 //     one script: from then on fenced writes are refused (RESETPENDING,
 //     [ResetPendingError]) until a replica has reset the model under its
-//     claim ([framework.ResetClaim]), whose deletes are fenced by it.
+//     claim ([controlplane.ResetClaim]), whose deletes are fenced by it.
 //   - Versions. A read model lives under a version ("billing", "billing@v3",
 //     see [framework.VersionedName]); [Store.StartRebuild],
 //     [Store.SwitchLive], [Store.AbortRebuild] and [Store.DropVersion]
@@ -118,15 +118,15 @@
 //	projector:{billing}:fences     hash: partition -> newest fencing token
 //	projector:{billing}:serials    hash: partition -> fenced writes made (write serial)
 //	projector:{billing}:progress   hash: partition -> next offset the stored state covers
-//	projector:{billing}:parked     hash: stream ID -> JSON framework.ParkedStream
-//	projector:{billing}:resolving  hash: stream ID -> JSON framework.Resolution an admin
+//	projector:{billing}:parked     hash: stream ID -> JSON controlplane.ParkedStream
+//	projector:{billing}:resolving  hash: stream ID -> JSON controlplane.Resolution an admin
 //	                               requested and the partition's worker has not carried out
-//	projector:{billing}:resolutions list: JSON framework.Resolution carried out, newest first
+//	projector:{billing}:resolutions list: JSON controlplane.Resolution carried out, newest first
 //	projector:{billing}:control    hash: pause, replay and reset state
-//	projector:{billing}:replicas   hash: replica ID -> JSON framework.ReplicaInfo
+//	projector:{billing}:replicas   hash: replica ID -> JSON controlplane.ReplicaInfo
 //	projector:{billing}:reset-claim:<epoch>  the replica resetting that epoch's model
 //	projector:{billing}:rm:...     the read model of an AtomicProjection
-//	projector:{billing}:versions   hash: live (the live version), state (JSON framework.Versions)
+//	projector:{billing}:versions   hash: live (the live version), state (JSON controlplane.Versions)
 //	projector:{billing}:v3:...     every key above (but versions) of version 3, "billing@v3";
 //	                               the unversioned keys are version 0
 //

@@ -7,6 +7,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/projector-dev/projector/controlplane"
 	"github.com/projector-dev/projector/framework"
 )
 
@@ -18,13 +19,13 @@ var (
 
 	// ErrResetPending reports a fenced write refused while a replay's
 	// reset of the read model is pending; it matches
-	// [framework.ErrResetPending]. See [ResetPendingError].
-	ErrResetPending = framework.ErrResetPending
+	// [controlplane.ErrResetPending]. See [ResetPendingError].
+	ErrResetPending = controlplane.ErrResetPending
 
 	// ErrVersionClosed reports a fenced write, or a fence asked, for a
 	// version of the read model that a rebuild replaced or abandoned; it
-	// is [framework.ErrVersionClosed].
-	ErrVersionClosed = framework.ErrVersionClosed
+	// is [controlplane.ErrVersionClosed].
+	ErrVersionClosed = controlplane.ErrVersionClosed
 
 	// ErrCorruptCursor reports a cursor in Redis that is not a
 	// non-negative decimal integer. See [CorruptCursorError].
@@ -145,7 +146,7 @@ func (e *WriteError) Is(target error) bool {
 type FencedError struct {
 	Projection   string
 	Partition    int32
-	Held         framework.Fence // the fence the write carried
+	Held         controlplane.Fence // the fence the write carried
 	CurrentEpoch uint64
 	CurrentToken uint64 // newest token for the partition
 }
@@ -155,9 +156,9 @@ func (e *FencedError) Error() string {
 		e.Projection, e.Partition, e.Held.Epoch, e.Held.Token, e.CurrentEpoch, e.CurrentToken)
 }
 
-// Is reports whether target is [ErrFenced] or [framework.ErrFenced].
+// Is reports whether target is [ErrFenced] or [controlplane.ErrFenced].
 func (e *FencedError) Is(target error) bool {
-	return target == ErrFenced || target == framework.ErrFenced
+	return target == ErrFenced || target == controlplane.ErrFenced
 }
 
 // CorruptCursorError names a cursor that does not parse.
@@ -195,14 +196,14 @@ func (e *StateLostError) Error() string {
 	return fmt.Sprintf("redischeckpoint: projection %s partition %d: stored state lost: %s", e.Projection, e.Partition, e.Detail)
 }
 
-// Is reports whether target is [ErrStateLost] or [framework.ErrStateLost].
+// Is reports whether target is [ErrStateLost] or [controlplane.ErrStateLost].
 func (e *StateLostError) Is(target error) bool {
-	return target == ErrStateLost || target == framework.ErrStateLost
+	return target == ErrStateLost || target == controlplane.ErrStateLost
 }
 
 // ResetPendingError reports a fenced write refused because a replay asked
 // for the read model of Epoch to be dropped and no replica has done it
-// yet. It matches [ErrResetPending] and [framework.ErrResetPending].
+// yet. It matches [ErrResetPending] and [controlplane.ErrResetPending].
 type ResetPendingError struct {
 	Projection string
 	Partition  int32
@@ -214,7 +215,7 @@ func (e *ResetPendingError) Error() string {
 }
 
 // Is matches [ErrResetPending].
-func (e *ResetPendingError) Is(target error) bool { return target == framework.ErrResetPending }
+func (e *ResetPendingError) Is(target error) bool { return target == controlplane.ErrResetPending }
 
 // VersionClosedError reports a write or fence refused for a read-model
 // version that is no longer live or building. It matches
@@ -229,4 +230,4 @@ func (e *VersionClosedError) Error() string {
 }
 
 // Is matches [ErrVersionClosed].
-func (e *VersionClosedError) Is(target error) bool { return target == framework.ErrVersionClosed }
+func (e *VersionClosedError) Is(target error) bool { return target == controlplane.ErrVersionClosed }

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/projector-dev/projector/framework"
+	"github.com/projector-dev/projector/controlplane"
 )
 
 // AcquireFence hands out a new fencing token for (projection, partition),
@@ -18,7 +18,7 @@ import (
 // with [ErrFenced]. Carry the fence in the context of every write:
 //
 //	fence, err := store.AcquireFence(ctx, "billing", partition)
-//	ctx = framework.WithFence(ctx, fence)
+//	ctx = controlplane.WithFence(ctx, fence)
 //
 // The Store also starts tracking the partition's write serial for the new
 // fence: a later write with it through this Store that finds fewer writes
@@ -26,34 +26,34 @@ import (
 // carrying one fence must not run concurrently. With Config.WaitReplicas
 // set, the new token must reach that many replicas, else AcquireFence
 // returns a [*NotReplicatedError].
-func (s *Store) AcquireFence(ctx context.Context, projection string, partition int32) (framework.Fence, error) {
+func (s *Store) AcquireFence(ctx context.Context, projection string, partition int32) (controlplane.Fence, error) {
 	k, err := s.keysFor(projection)
 	if err != nil {
-		return framework.Fence{}, err
+		return controlplane.Fence{}, err
 	}
 	raw, waitErr, err := s.evalAndWait(ctx, k, acquireScript, []any{"", "", "", "", strconv.FormatInt(int64(partition), 10)}, partitionWrite("the fence", partition))
 	res, err := stringSlice(raw, err)
 	if err == nil && waitErr != nil {
 		// The token is raised on the master, held by nobody: the old
 		// holder is fenced either way, and a retry takes a newer one.
-		return framework.Fence{}, waitErr
+		return controlplane.Fence{}, waitErr
 	}
 	if hasReplyPrefix(err, "CLOSED ") {
-		return framework.Fence{}, &VersionClosedError{Projection: projection, Partition: partition}
+		return controlplane.Fence{}, &VersionClosedError{Projection: projection, Partition: partition}
 	}
 	if err != nil {
-		return framework.Fence{}, fmt.Errorf("redischeckpoint: acquire fence %s partition %d: %w", projection, partition, err)
+		return controlplane.Fence{}, fmt.Errorf("redischeckpoint: acquire fence %s partition %d: %w", projection, partition, err)
 	}
 	if len(res) != 3 {
-		return framework.Fence{}, fmt.Errorf("redischeckpoint: acquire fence %s partition %d: unexpected reply %q", projection, partition, res)
+		return controlplane.Fence{}, fmt.Errorf("redischeckpoint: acquire fence %s partition %d: unexpected reply %q", projection, partition, res)
 	}
 	epoch, err1 := strconv.ParseUint(res[0], 10, 64)
 	token, err2 := strconv.ParseUint(res[1], 10, 64)
 	serial, err3 := strconv.ParseUint(res[2], 10, 64)
 	if err1 != nil || err2 != nil || err3 != nil {
-		return framework.Fence{}, fmt.Errorf("redischeckpoint: acquire fence %s partition %d: unexpected reply %q", projection, partition, res)
+		return controlplane.Fence{}, fmt.Errorf("redischeckpoint: acquire fence %s partition %d: unexpected reply %q", projection, partition, res)
 	}
-	f := framework.Fence{Projection: projection, Partition: partition, Epoch: epoch, Token: token}
+	f := controlplane.Fence{Projection: projection, Partition: partition, Epoch: epoch, Token: token}
 	s.startSession(f, serial)
 	return f, nil
 }
@@ -68,7 +68,7 @@ func (s *Store) CheckState(ctx context.Context, projection string) error {
 	if err != nil {
 		return err
 	}
-	if _, ok := framework.FenceFrom(ctx); !ok {
+	if _, ok := controlplane.FenceFrom(ctx); !ok {
 		return fmt.Errorf("redischeckpoint: CheckState of %s needs a context with a fence", projection)
 	}
 	_, err = s.run(ctx, k, verifyScript, nil, nil)
@@ -76,7 +76,7 @@ func (s *Store) CheckState(ctx context.Context, projection string) error {
 }
 
 // CheckFence reports whether f is still current: nil, or a [*FencedError].
-func (s *Store) CheckFence(ctx context.Context, f framework.Fence) error {
+func (s *Store) CheckFence(ctx context.Context, f controlplane.Fence) error {
 	k, err := s.keysFor(f.Projection)
 	if err != nil {
 		return err
@@ -165,9 +165,9 @@ func (s *Store) BumpEpochAt(ctx context.Context, projection string, start map[in
 }
 
 // replayResolution is the audit entry of a park a replay clears.
-func replayResolution(p framework.ParkedStream, now time.Time) (string, error) {
+func replayResolution(p controlplane.ParkedStream, now time.Time) (string, error) {
 	p.Resolving = nil
-	raw, err := json.Marshal(framework.Resolution{StreamID: p.StreamID, Action: framework.ResolveReplay, By: "replay",
+	raw, err := json.Marshal(controlplane.Resolution{StreamID: p.StreamID, Action: controlplane.ResolveReplay, By: "replay",
 		Reason: "the replay dropped the read model: the stream is rebuilt from its first event", At: now, Done: now, Parked: p})
 	if err != nil {
 		return "", fmt.Errorf("redischeckpoint: encode the cleared park of %s: %w", p.StreamID, err)
@@ -175,17 +175,6 @@ func replayResolution(p framework.ParkedStream, now time.Time) (string, error) {
 	return string(raw), nil
 }
 
-// ReplayBegun is what [Store.BeginReplay] did.
-type ReplayBegun struct {
-	// Epoch is the projection's epoch now: the one the replay rebuilds.
-	Epoch uint64
-	// Raised reports that this call raised the epoch; false when an
-	// earlier call for the same replay (one interrupted and resumed) had.
-	Raised bool
-	// Cleared are the parked streams the raise cleared; each went to the
-	// audit of resolutions as resolved by the replay.
-	Cleared []framework.ParkedStream
-}
 
 // BeginReplay is the first step of a replay to the start, in one script: it
 // pauses the replicas (a pause already there is kept as it was; by and
@@ -205,10 +194,10 @@ type ReplayBegun struct {
 // while it is still from, so a resumed replay that calls BeginReplay again
 // raises it once (the second call only makes sure the replicas are
 // paused).
-func (s *Store) BeginReplay(ctx context.Context, projection string, from uint64, by, reason string, start map[int32]int64) (ReplayBegun, error) {
+func (s *Store) BeginReplay(ctx context.Context, projection string, from uint64, by, reason string, start map[int32]int64) (controlplane.ReplayBegun, error) {
 	k, err := s.keysFor(projection)
 	if err != nil {
-		return ReplayBegun{}, err
+		return controlplane.ReplayBegun{}, err
 	}
 	// The parks to clear are read first and passed with their records:
 	// the script raises the epoch only while they are exactly those (a
@@ -217,18 +206,18 @@ func (s *Store) BeginReplay(ctx context.Context, projection string, from uint64,
 	for range 20 {
 		raws, err := s.client.HGetAll(ctx, k.parked).Result()
 		if err != nil {
-			return ReplayBegun{}, fmt.Errorf("redischeckpoint: parked streams of %s: %w", projection, err)
+			return controlplane.ReplayBegun{}, fmt.Errorf("redischeckpoint: parked streams of %s: %w", projection, err)
 		}
-		parked := make([]framework.ParkedStream, 0, len(raws))
+		parked := make([]controlplane.ParkedStream, 0, len(raws))
 		for id, raw := range raws {
-			var p framework.ParkedStream
+			var p controlplane.ParkedStream
 			if err := json.Unmarshal([]byte(raw), &p); err != nil {
-				return ReplayBegun{}, fmt.Errorf("redischeckpoint: key %s field %q: %w", k.parked, id, err)
+				return controlplane.ReplayBegun{}, fmt.Errorf("redischeckpoint: key %s field %q: %w", k.parked, id, err)
 			}
 			p.StreamID = id
 			parked = append(parked, p)
 		}
-		slices.SortFunc(parked, func(a, b framework.ParkedStream) int { return strings.Compare(a.StreamID, b.StreamID) })
+		slices.SortFunc(parked, func(a, b controlplane.ParkedStream) int { return strings.Compare(a.StreamID, b.StreamID) })
 		now := time.Now().UTC()
 		args := []any{"", "", "", "", strconv.FormatUint(from, 10), by, reason, now.Format(time.RFC3339Nano),
 			strconv.Itoa(resolutionsKept), strconv.Itoa(len(parked))}
@@ -238,7 +227,7 @@ func (s *Store) BeginReplay(ctx context.Context, projection string, from uint64,
 		for _, p := range parked {
 			raw, err := replayResolution(p, now)
 			if err != nil {
-				return ReplayBegun{}, err
+				return controlplane.ReplayBegun{}, err
 			}
 			args = append(args, raw)
 		}
@@ -247,12 +236,12 @@ func (s *Store) BeginReplay(ctx context.Context, projection string, from uint64,
 		}
 		reply, waitErr, err := s.evalAndWait(ctx, k, beginReplayScript, args, "the replay's new epoch")
 		if err != nil {
-			return ReplayBegun{}, fmt.Errorf("redischeckpoint: begin the replay of %s: %w", projection, err)
+			return controlplane.ReplayBegun{}, fmt.Errorf("redischeckpoint: begin the replay of %s: %w", projection, err)
 		}
 		if waitErr != nil {
 			// Raised on the master only: a failover could undo it. The
 			// replay fails here and is begun again (an EARLIER epoch).
-			return ReplayBegun{}, waitErr
+			return controlplane.ReplayBegun{}, waitErr
 		}
 		var res []string
 		if list, ok := reply.([]any); ok {
@@ -261,23 +250,23 @@ func (s *Store) BeginReplay(ctx context.Context, projection string, from uint64,
 			}
 		}
 		if len(res) != 2 {
-			return ReplayBegun{}, fmt.Errorf("redischeckpoint: begin the replay of %s: unexpected reply %q", projection, res)
+			return controlplane.ReplayBegun{}, fmt.Errorf("redischeckpoint: begin the replay of %s: unexpected reply %q", projection, res)
 		}
 		epoch, err := strconv.ParseUint(res[1], 10, 64)
 		if err != nil {
-			return ReplayBegun{}, fmt.Errorf("redischeckpoint: begin the replay of %s: unexpected reply %q", projection, res)
+			return controlplane.ReplayBegun{}, fmt.Errorf("redischeckpoint: begin the replay of %s: unexpected reply %q", projection, res)
 		}
 		switch res[0] {
 		case "RAISED":
-			return ReplayBegun{Epoch: epoch, Raised: true, Cleared: parked}, nil
+			return controlplane.ReplayBegun{Epoch: epoch, Raised: true, Cleared: parked}, nil
 		case "EARLIER":
-			return ReplayBegun{Epoch: epoch}, nil
+			return controlplane.ReplayBegun{Epoch: epoch}, nil
 		case "CHANGED":
 			continue
 		}
-		return ReplayBegun{}, fmt.Errorf("redischeckpoint: begin the replay of %s: unexpected reply %q", projection, res)
+		return controlplane.ReplayBegun{}, fmt.Errorf("redischeckpoint: begin the replay of %s: unexpected reply %q", projection, res)
 	}
-	return ReplayBegun{}, fmt.Errorf("redischeckpoint: begin the replay of %s: its parked streams kept changing; try again", projection)
+	return controlplane.ReplayBegun{}, fmt.Errorf("redischeckpoint: begin the replay of %s: its parked streams kept changing; try again", projection)
 }
 
 // uintOrZero parses a Redis reply, treating a missing key or field as 0.

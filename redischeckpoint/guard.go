@@ -9,7 +9,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/projector-dev/projector/framework"
+	"github.com/projector-dev/projector/controlplane"
 )
 
 // Write serials: how a fence holder notices that Redis lost its writes.
@@ -57,10 +57,10 @@ type guard struct {
 }
 
 // guardFor returns the guard of a write made with ctx to projection name:
-// fenced if ctx carries a fence ([framework.WithFence]), tracked if this
+// fenced if ctx carries a fence ([controlplane.WithFence]), tracked if this
 // Store acquired that fence.
 func (s *Store) guardFor(ctx context.Context, name string) (guard, error) {
-	f, ok := framework.FenceFrom(ctx)
+	f, ok := controlplane.FenceFrom(ctx)
 	if !ok {
 		return guard{args: []any{"", "", "", ""}}, nil
 	}
@@ -130,7 +130,7 @@ func hasReplyPrefix(err error, prefix string) bool {
 
 // startSession records a fence the Store just acquired, with the serial
 // Redis held for its partition at that moment.
-func (s *Store) startSession(f framework.Fence, serial uint64) {
+func (s *Store) startSession(f controlplane.Fence, serial uint64) {
 	s.sessionsMu.Lock()
 	defer s.sessionsMu.Unlock()
 	s.sessions[sessionKey{f.Projection, f.Partition}] = &session{epoch: f.Epoch, token: f.Token, floor: serial}

@@ -8,7 +8,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/projector-dev/projector/framework"
+	"github.com/projector-dev/projector/controlplane"
 	"github.com/projector-dev/projector/internal/testenv"
 	"github.com/projector-dev/projector/redischeckpoint"
 )
@@ -36,7 +36,7 @@ func TestLostWritesAreRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fctx := framework.WithFence(ctx, f)
+	fctx := controlplane.WithFence(ctx, f)
 	advance := func(seq uint64) error {
 		return s.Advance(fctx, "p", map[string]uint64{"process/t/a": seq})
 	}
@@ -57,13 +57,13 @@ func TestLostWritesAreRefused(t *testing.T) {
 	srv.Start()
 	err = advance(6)
 	sl, ok := errors.AsType[*redischeckpoint.StateLostError](err)
-	if !ok || !errors.Is(err, framework.ErrStateLost) || sl.Partition != 0 || !strings.Contains(err.Error(), "write serial 2") {
+	if !ok || !errors.Is(err, controlplane.ErrStateLost) || sl.Partition != 0 || !strings.Contains(err.Error(), "write serial 2") {
 		t.Fatalf("write after the restore = %v, want a StateLostError naming the serial Redis holds", err)
 	}
 	if cur, _ := s.Cursors(ctx, "p", []string{"process/t/a"}); cur["process/t/a"] != 2 {
 		t.Errorf("cursor %d after the refused write, want the snapshot's 2", cur["process/t/a"])
 	}
-	if err := s.CheckState(fctx, "p"); !errors.Is(err, framework.ErrStateLost) {
+	if err := s.CheckState(fctx, "p"); !errors.Is(err, controlplane.ErrStateLost) {
 		t.Errorf("CheckState = %v, want ErrStateLost", err)
 	}
 	// A new fence starts from what Redis holds now.
@@ -71,7 +71,7 @@ func TestLostWritesAreRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Advance(framework.WithFence(ctx, f2), "p", map[string]uint64{"process/t/a": 3}); err != nil {
+	if err := s.Advance(controlplane.WithFence(ctx, f2), "p", map[string]uint64{"process/t/a": 3}); err != nil {
 		t.Errorf("the new fence's write: %v", err)
 	}
 }
@@ -85,7 +85,7 @@ func TestFlushedRedisRefusesTheFence(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fctx := framework.WithFence(ctx, f)
+	fctx := controlplane.WithFence(ctx, f)
 	if err := s.Advance(fctx, "p", map[string]uint64{"process/t/a": 1}); err != nil {
 		t.Fatal(err)
 	}
@@ -93,7 +93,7 @@ func TestFlushedRedisRefusesTheFence(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = s.Advance(fctx, "p", map[string]uint64{"process/t/a": 2})
-	if !errors.Is(err, framework.ErrStateLost) || errors.Is(err, framework.ErrFenced) || !strings.Contains(err.Error(), "older than the writer") {
+	if !errors.Is(err, controlplane.ErrStateLost) || errors.Is(err, controlplane.ErrFenced) || !strings.Contains(err.Error(), "older than the writer") {
 		t.Errorf("write after FLUSHALL = %v, want lost state (the fence went back in time)", err)
 	}
 	if n, _ := c.DBSize(ctx).Result(); n != 0 {
@@ -113,7 +113,7 @@ func TestUnknownOutcomeIsNotALoss(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fctx := framework.WithFence(ctx, f)
+	fctx := controlplane.WithFence(ctx, f)
 	if err := s.Advance(fctx, "p", map[string]uint64{"process/t/a": 1}); err != nil {
 		t.Fatal(err)
 	}
@@ -145,7 +145,7 @@ func TestUnknownOutcomeIsNotALoss(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f2ctx := framework.WithFence(ctx, f2)
+	f2ctx := controlplane.WithFence(ctx, f2)
 	srv.Pause()
 	go func() { time.Sleep(500 * time.Millisecond); srv.Resume() }()
 	if err := s2.Advance(f2ctx, "p", map[string]uint64{"process/t/b": 1}); err != nil {

@@ -11,7 +11,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/projector-dev/projector/framework"
+	"github.com/projector-dev/projector/controlplane"
 )
 
 // resolutionsKept bounds the audit list of resolutions per projection.
@@ -23,7 +23,7 @@ const resolutionsKept = 10_000
 // p.Resolving given to Park is a resolution carried out in part before the
 // stream parked again at p: it goes to the audit list in the same script. Made with a fence in ctx, the write is fenced
 // like every other: a worker that lost its partition cannot park a stream.
-func (s *Store) Park(ctx context.Context, projection string, p framework.ParkedStream) error {
+func (s *Store) Park(ctx context.Context, projection string, p controlplane.ParkedStream) error {
 	k, err := s.keysFor(projection)
 	if err != nil {
 		return err
@@ -52,7 +52,7 @@ func (s *Store) Park(ctx context.Context, projection string, p framework.ParkedS
 // same event (same sequence and parked_at) and reports whether it did: an
 // admin may have resolved it meanwhile, and an update must not park it
 // again. A requested resolution is kept. Fenced like Park.
-func (s *Store) UpdateParked(ctx context.Context, projection string, p framework.ParkedStream) (bool, error) {
+func (s *Store) UpdateParked(ctx context.Context, projection string, p controlplane.ParkedStream) (bool, error) {
 	p.Resolving = nil
 	raw, err := json.Marshal(p)
 	if err != nil {
@@ -63,7 +63,7 @@ func (s *Store) UpdateParked(ctx context.Context, projection string, p framework
 
 // atParked runs one of the scripts that act on a stream only while it is
 // parked at p's event.
-func (s *Store) atParked(ctx context.Context, projection string, script *redis.Script, what string, p framework.ParkedStream, value string, more ...any) (bool, error) {
+func (s *Store) atParked(ctx context.Context, projection string, script *redis.Script, what string, p controlplane.ParkedStream, value string, more ...any) (bool, error) {
 	k, err := s.keysFor(projection)
 	if err != nil {
 		return false, err
@@ -83,7 +83,7 @@ func (s *Store) atParked(ctx context.Context, projection string, script *redis.S
 
 // Parked lists the projection's parked streams, by stream ID, each with the
 // resolution requested for it, if any.
-func (s *Store) Parked(ctx context.Context, projection string) ([]framework.ParkedStream, error) {
+func (s *Store) Parked(ctx context.Context, projection string) ([]controlplane.ParkedStream, error) {
 	k, err := s.keysFor(projection)
 	if err != nil {
 		return nil, err
@@ -94,15 +94,15 @@ func (s *Store) Parked(ctx context.Context, projection string) ([]framework.Park
 	if _, err := pipe.Exec(ctx); err != nil {
 		return nil, fmt.Errorf("redischeckpoint: parked streams of %s: %w", projection, err)
 	}
-	out := make([]framework.ParkedStream, 0, len(parked.Val()))
+	out := make([]controlplane.ParkedStream, 0, len(parked.Val()))
 	for id, raw := range parked.Val() {
-		var p framework.ParkedStream
+		var p controlplane.ParkedStream
 		if err := json.Unmarshal([]byte(raw), &p); err != nil {
 			return nil, fmt.Errorf("redischeckpoint: key %s field %q: %w", k.parked, id, err)
 		}
 		p.Resolving = nil
 		if raw, ok := requests.Val()[id]; ok {
-			var r framework.Resolution
+			var r controlplane.Resolution
 			if err := json.Unmarshal([]byte(raw), &r); err != nil {
 				return nil, fmt.Errorf("redischeckpoint: key %s field %q: %w", k.resolving, id, err)
 			}
@@ -114,7 +114,7 @@ func (s *Store) Parked(ctx context.Context, projection string) ([]framework.Park
 		}
 		out = append(out, p)
 	}
-	slices.SortFunc(out, func(a, b framework.ParkedStream) int { return strings.Compare(a.StreamID, b.StreamID) })
+	slices.SortFunc(out, func(a, b controlplane.ParkedStream) int { return strings.Compare(a.StreamID, b.StreamID) })
 	return out, nil
 }
 
@@ -122,7 +122,7 @@ func (s *Store) Parked(ctx context.Context, projection string) ([]framework.Park
 // parked at r.Parked ("{name}:resolving", a hash of stream ID -> JSON),
 // unless another request is pending, and reports whether it did. The worker
 // owning the stream's partition carries it out and then calls Unpark.
-func (s *Store) RequestResolution(ctx context.Context, projection string, r framework.Resolution) (bool, error) {
+func (s *Store) RequestResolution(ctx context.Context, projection string, r controlplane.Resolution) (bool, error) {
 	r.Parked.Resolving = nil
 	if r.At.IsZero() {
 		r.At = time.Now().UTC()
@@ -140,7 +140,7 @@ func (s *Store) RequestResolution(ctx context.Context, projection string, r fram
 // was parked there. r.At is the time of the request carried out: if the
 // stream's request is another one now, the stream stays parked. Fenced
 // like Park: a worker that lost the partition cannot unpark.
-func (s *Store) Unpark(ctx context.Context, projection string, r framework.Resolution) (bool, error) {
+func (s *Store) Unpark(ctx context.Context, projection string, r controlplane.Resolution) (bool, error) {
 	r.Parked.Resolving = nil
 	at := ""
 	if !r.At.IsZero() {
@@ -156,7 +156,7 @@ func (s *Store) Unpark(ctx context.Context, projection string, r framework.Resol
 }
 
 // Resolutions returns the newest resolutions first, at most limit.
-func (s *Store) Resolutions(ctx context.Context, projection string, limit int) ([]framework.Resolution, error) {
+func (s *Store) Resolutions(ctx context.Context, projection string, limit int) ([]controlplane.Resolution, error) {
 	k, err := s.keysFor(projection)
 	if err != nil {
 		return nil, err
@@ -165,9 +165,9 @@ func (s *Store) Resolutions(ctx context.Context, projection string, limit int) (
 	if err != nil {
 		return nil, fmt.Errorf("redischeckpoint: resolutions of %s: %w", projection, err)
 	}
-	out := make([]framework.Resolution, 0, len(raws))
+	out := make([]controlplane.Resolution, 0, len(raws))
 	for _, raw := range raws {
-		var r framework.Resolution
+		var r controlplane.Resolution
 		if err := json.Unmarshal([]byte(raw), &r); err != nil {
 			return nil, fmt.Errorf("redischeckpoint: key %sresolutions: %w", k.base, err)
 		}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 
+	"github.com/projector-dev/projector/controlplane"
 	"github.com/projector-dev/projector/framework"
 )
 
@@ -14,10 +15,10 @@ import (
 // the offset relies on. A partition without progress and without a write
 // serial, in a projection with a stored checkpoint, was written by a
 // version without progress tracking: Untracked.
-func (s *Store) Progress(ctx context.Context, projection string, partition int32) (framework.PartitionProgress, error) {
+func (s *Store) Progress(ctx context.Context, projection string, partition int32) (controlplane.PartitionProgress, error) {
 	k, err := s.keysFor(projection)
 	if err != nil {
-		return framework.PartitionProgress{}, err
+		return controlplane.PartitionProgress{}, err
 	}
 	field := strconv.FormatInt(int64(partition), 10)
 	pipe := s.client.Pipeline()
@@ -25,17 +26,17 @@ func (s *Store) Progress(ctx context.Context, projection string, partition int32
 	serial := pipe.HExists(ctx, k.serials, field)
 	saved := pipe.HExists(ctx, k.meta, "saved")
 	if _, err := pipe.Exec(ctx); err != nil && !isNil(err) {
-		return framework.PartitionProgress{}, fmt.Errorf("redischeckpoint: progress of %s partition %d: %w", projection, partition, err)
+		return controlplane.PartitionProgress{}, fmt.Errorf("redischeckpoint: progress of %s partition %d: %w", projection, partition, err)
 	}
 	v, err := progress.Result()
 	if isNil(err) {
-		return framework.PartitionProgress{Untracked: !serial.Val() && saved.Val()}, nil
+		return controlplane.PartitionProgress{Untracked: !serial.Val() && saved.Val()}, nil
 	}
 	next, perr := strconv.ParseInt(v, 10, 64)
 	if err != nil || perr != nil || next < 0 {
-		return framework.PartitionProgress{}, fmt.Errorf("redischeckpoint: key %s field %d: progress %q is not a non-negative integer", k.progress, partition, v)
+		return controlplane.PartitionProgress{}, fmt.Errorf("redischeckpoint: key %s field %d: progress %q is not a non-negative integer", k.progress, partition, v)
 	}
-	return framework.PartitionProgress{Next: next, Recorded: true}, nil
+	return controlplane.PartitionProgress{Next: next, Recorded: true}, nil
 }
 
 // AdvancePartition is a partition worker's checkpoint: in one script it
@@ -45,12 +46,12 @@ func (s *Store) Progress(ctx context.Context, projection string, partition int32
 // with a fence in ctx, it is fenced and checks the write serial like every
 // fenced write. With Config.WaitReplicas set it returns only once enough
 // replicas acknowledged it, else a [*NotReplicatedError].
-func (s *Store) AdvancePartition(ctx context.Context, projection string, partition int32, heads []framework.StreamHead, next int64) error {
+func (s *Store) AdvancePartition(ctx context.Context, projection string, partition int32, heads []controlplane.StreamHead, next int64) error {
 	k, err := s.keysFor(projection)
 	if err != nil {
 		return err
 	}
-	if f, ok := framework.FenceFrom(ctx); ok && f.Partition != partition {
+	if f, ok := controlplane.FenceFrom(ctx); ok && f.Partition != partition {
 		return fmt.Errorf("redischeckpoint: a checkpoint of partition %d carries the fence of partition %d", partition, f.Partition)
 	}
 	ids := make([]string, len(heads))
@@ -67,7 +68,7 @@ func (s *Store) AdvancePartition(ctx context.Context, projection string, partiti
 		}
 		args = append(args, h.StreamID, strconv.FormatUint(h.Sequence, 10), head)
 	}
-	if _, ok := framework.FenceFrom(ctx); !ok {
+	if _, ok := controlplane.FenceFrom(ctx); !ok {
 		// The progress field is per partition: unfenced, the guard has no
 		// partition, so the script would write the field "".
 		return fmt.Errorf("redischeckpoint: AdvancePartition of %s partition %d needs a context with the partition's fence", projection, partition)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/projector-dev/projector/controlplane"
 	"github.com/projector-dev/projector/framework"
 	"github.com/projector-dev/projector/internal/testenv"
 	"github.com/projector-dev/projector/redischeckpoint"
@@ -68,7 +69,7 @@ func waitingStore(t *testing.T, c redis.UniversalClient, ns string, replicas int
 	return s
 }
 
-var replicaHeads = []framework.StreamHead{
+var replicaHeads = []controlplane.StreamHead{
 	{StreamID: "process/t/a", Sequence: 3, EventID: "ev-a3", Position: &framework.Position{Partition: 0, Offset: 7}},
 	{StreamID: "process/t/b", Sequence: 5, EventID: "ev-b5", Position: &framework.Position{Partition: 0, Offset: 9}},
 }
@@ -114,10 +115,10 @@ func TestWaitReplicasCheckpointOnReplica(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fctx := framework.WithFence(ctx, f)
+	fctx := controlplane.WithFence(ctx, f)
 	rc := replica.Client(t)
 	for round := range int64(20) {
-		heads := make([]framework.StreamHead, len(replicaHeads))
+		heads := make([]controlplane.StreamHead, len(replicaHeads))
 		for i, h := range replicaHeads {
 			h.Sequence += uint64(round)
 			heads[i] = h
@@ -160,7 +161,7 @@ func TestWaitReplicasCheckpointOnReplica(t *testing.T) {
 	// A fenced script that fails does not report replication: its own error.
 	stale := f
 	stale.Token--
-	if err := s.AdvancePartition(framework.WithFence(ctx, stale), "billing", 0, replicaHeads, 200); !errors.Is(err, framework.ErrFenced) {
+	if err := s.AdvancePartition(controlplane.WithFence(ctx, stale), "billing", 0, replicaHeads, 200); !errors.Is(err, controlplane.ErrFenced) {
 		t.Errorf("stale AdvancePartition = %v, want ErrFenced", err)
 	}
 }
@@ -186,7 +187,7 @@ func TestWaitReplicasStalledReplica(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fctx := framework.WithFence(ctx, f)
+	fctx := controlplane.WithFence(ctx, f)
 	if err := s.AdvancePartition(fctx, "billing", 0, replicaHeads, 10); err != nil {
 		t.Fatal(err)
 	}
@@ -235,7 +236,7 @@ func TestWaitReplicasStalledReplica(t *testing.T) {
 	if _, err := s.BeginReplay(ctx, "other", 0, "test", "stalled replica", nil); !errors.Is(err, redischeckpoint.ErrNotReplicated) {
 		t.Errorf("BeginReplay with the replica stopped = %v, want ErrNotReplicated", err)
 	}
-	if _, err := s.StartRebuild(ctx, "other", framework.Rebuild{By: "test"}); !errors.Is(err, redischeckpoint.ErrNotReplicated) || !strings.Contains(err.Error(), "versions registry") {
+	if _, err := s.StartRebuild(ctx, "other", controlplane.Rebuild{By: "test"}); !errors.Is(err, redischeckpoint.ErrNotReplicated) || !strings.Contains(err.Error(), "versions registry") {
 		t.Errorf("StartRebuild with the replica stopped = %v, want ErrNotReplicated", err)
 	}
 
@@ -280,7 +281,7 @@ func TestWaitReplicasSurviveFailover(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fctx := framework.WithFence(ctx, f)
+	fctx := controlplane.WithFence(ctx, f)
 	for i := range int64(50) {
 		if err := s.AdvancePartition(fctx, "billing", 3, replicaHeads, 100+i); err != nil {
 			t.Fatal(err)
@@ -298,7 +299,7 @@ func TestWaitReplicasSurviveFailover(t *testing.T) {
 	}
 	promoted := waitingStore(t, rc, "rep", 0, 0)
 	p, err := promoted.Progress(ctx, "billing", 3)
-	if err != nil || p != (framework.PartitionProgress{Next: 149, Recorded: true}) {
+	if err != nil || p != (controlplane.PartitionProgress{Next: 149, Recorded: true}) {
 		t.Errorf("progress on the promoted replica = %+v, %v; want 149", p, err)
 	}
 	heads, err := promoted.Heads(ctx, "billing", []string{"process/t/a", "process/t/b"})
@@ -314,7 +315,7 @@ func TestWaitReplicasSurviveFailover(t *testing.T) {
 	addr.Store(replica.Addr)
 	var cerr error
 	for range 5 { // the pooled connections to the dead master fail first
-		if cerr = s.CheckState(fctx, "billing"); cerr == nil || errors.Is(cerr, framework.ErrStateLost) {
+		if cerr = s.CheckState(fctx, "billing"); cerr == nil || errors.Is(cerr, controlplane.ErrStateLost) {
 			break
 		}
 	}
@@ -369,7 +370,7 @@ func TestWaitReplicasCluster(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		fctx := framework.WithFence(ctx, f)
+		fctx := controlplane.WithFence(ctx, f)
 		if err := plain.AdvancePartition(fctx, name, 0, replicaHeads, 5); err != nil {
 			t.Fatalf("%s: AdvancePartition without waiting = %v", name, err)
 		}

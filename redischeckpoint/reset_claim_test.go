@@ -8,6 +8,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/projector-dev/projector/controlplane"
 	"github.com/projector-dev/projector/framework"
 	"github.com/projector-dev/projector/redischeckpoint"
 )
@@ -66,7 +67,7 @@ func testExpiredClaim(t *testing.T, s *redischeckpoint.Store, rdb redis.Universa
 	if won, err := s.ClaimReset(ctx, "totals", 1, "zombie", ttl); err != nil || !won {
 		t.Fatalf("ClaimReset = %v, %v", won, err)
 	}
-	zombie := framework.WithResetClaim(ctx, framework.ResetClaim{Projection: "totals", Epoch: 1, Holder: "zombie"})
+	zombie := controlplane.WithResetClaim(ctx, controlplane.ResetClaim{Projection: "totals", Epoch: 1, Holder: "zombie"})
 	claimKey := ns + ":{totals}:reset-claim:1"
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		if n, _ := rdb.Exists(ctx, claimKey).Result(); n == 0 {
@@ -79,13 +80,13 @@ func testExpiredClaim(t *testing.T, s *redischeckpoint.Store, rdb redis.Universa
 	if won, err := s.ClaimReset(ctx, "totals", 1, "taker", time.Minute); err != nil || !won {
 		t.Fatalf("the takeover's ClaimReset = %v, %v", won, err)
 	}
-	taker := framework.WithResetClaim(ctx, framework.ResetClaim{Projection: "totals", Epoch: 1, Holder: "taker"})
+	taker := controlplane.WithResetClaim(ctx, controlplane.ResetClaim{Projection: "totals", Epoch: 1, Holder: "taker"})
 
 	// The zombie wakes while the taker resets.
 	refused := func(what string, err error) {
 		t.Helper()
 		var lost *redischeckpoint.ResetClaimLostError
-		if !errors.Is(err, framework.ErrResetClaimLost) || !errors.As(err, &lost) || lost.Epoch != 1 || lost.Holder != "zombie" {
+		if !errors.Is(err, controlplane.ErrResetClaimLost) || !errors.As(err, &lost) || lost.Epoch != 1 || lost.Holder != "zombie" {
 			t.Errorf("%s with an expired claim = %v, want a ResetClaimLostError", what, err)
 		}
 	}
@@ -113,7 +114,7 @@ func testExpiredClaim(t *testing.T, s *redischeckpoint.Store, rdb redis.Universa
 	if err != nil {
 		t.Fatal(err)
 	}
-	apply(framework.WithFence(ctx, fence), 1)
+	apply(controlplane.WithFence(ctx, fence), 1)
 
 	// The zombie wakes after the reset was done, even holding a claim
 	// again: nothing is deleted.
@@ -162,7 +163,7 @@ func TestBeginReplayOnce(t *testing.T) {
 	if n, err := p.ApplyBatch(ctx, []framework.Event{booked("process/t/a", 1, 5)}); err != nil || n != 1 {
 		t.Fatalf("apply = %d, %v", n, err)
 	}
-	if err := s.Park(ctx, "totals", framework.ParkedStream{StreamID: "process/t/b", Sequence: 2, Reason: "test", ParkedAt: time.Now().UTC()}); err != nil {
+	if err := s.Park(ctx, "totals", controlplane.ParkedStream{StreamID: "process/t/b", Sequence: 2, Reason: "test", ParkedAt: time.Now().UTC()}); err != nil {
 		t.Fatal(err)
 	}
 	begun, err := s.BeginReplay(ctx, "totals", 0, "tester", "replay 1", map[int32]int64{0: 7, 1: 0})
@@ -179,7 +180,7 @@ func TestBeginReplayOnce(t *testing.T) {
 	if parked, _ := s.Parked(ctx, "totals"); len(parked) != 0 {
 		t.Errorf("parks survived: %+v", parked)
 	}
-	if res, _ := s.Resolutions(ctx, "totals", 10); len(res) != 1 || res[0].Action != framework.ResolveReplay {
+	if res, _ := s.Resolutions(ctx, "totals", 10); len(res) != 1 || res[0].Action != controlplane.ResolveReplay {
 		t.Errorf("resolutions = %+v", res)
 	}
 	if pr, err := s.Progress(ctx, "totals", 0); err != nil || !pr.Recorded || pr.Next != 7 {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/projector-dev/projector/controlplane"
 	"github.com/projector-dev/projector/framework"
 	"github.com/projector-dev/projector/internal/tcpproxy"
 	"github.com/projector-dev/projector/internal/testenv"
@@ -47,7 +48,7 @@ func TestLostWriteBehindAnUncountedWrite(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fctx := framework.WithFence(ctx, f)
+	fctx := controlplane.WithFence(ctx, f)
 	ev := func(seq uint64) framework.Event {
 		return framework.Event{StreamID: "process/s/1", Sequence: seq, EventID: "e" + strconv.FormatUint(seq, 10), Type: "Counted"}
 	}
@@ -92,9 +93,9 @@ func TestLostWriteBehindAnUncountedWrite(t *testing.T) {
 		t.Fatalf("after the restart the read model counts %d events, want 1 (event 2 lost)", n)
 	}
 
-	heads := []framework.StreamHead{{StreamID: "process/s/1", Sequence: 2, EventID: "e2", Position: &framework.Position{Partition: 3, Offset: 2}}}
+	heads := []controlplane.StreamHead{{StreamID: "process/s/1", Sequence: 2, EventID: "e2", Position: &framework.Position{Partition: 3, Offset: 2}}}
 	err = s.AdvancePartition(fctx, "counter", 3, heads, 3)
-	if !errors.Is(err, framework.ErrStateLost) {
+	if !errors.Is(err, controlplane.ErrStateLost) {
 		cursor, _ := direct.HGet(ctx, "serial:{counter}:cursors", "process/s/1").Result()
 		t.Fatalf("checkpoint over a lost apply = %v (cursor now %q), want ErrStateLost: the stream would go on without event 2", err, cursor)
 	}

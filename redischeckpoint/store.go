@@ -13,6 +13,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/projector-dev/projector/controlplane"
 	"github.com/projector-dev/projector/framework"
 )
 
@@ -186,7 +187,7 @@ func (s *Store) scriptError(ctx context.Context, k keys, err error, streams []st
 		return nil
 	}
 	msg := err.Error()
-	f, _ := framework.FenceFrom(ctx)
+	f, _ := controlplane.FenceFrom(ctx)
 	switch {
 	case hasReplyPrefix(err, "FENCED "):
 		fe := &FencedError{Projection: k.name, Partition: f.Partition, Held: f}
@@ -256,12 +257,12 @@ func parseCursor(key, field, value string) (uint64, error) {
 // and its position. The Kafka runner uses them to recognise an event that
 // repeats an applied sequence with another event ID (a conflict), also
 // after a restart. One round trip.
-func (s *Store) Heads(ctx context.Context, name string, streamIDs []string) (map[string]framework.StreamHead, error) {
+func (s *Store) Heads(ctx context.Context, name string, streamIDs []string) (map[string]controlplane.StreamHead, error) {
 	k, err := s.keysFor(name)
 	if err != nil {
 		return nil, err
 	}
-	heads := make(map[string]framework.StreamHead, len(streamIDs))
+	heads := make(map[string]controlplane.StreamHead, len(streamIDs))
 	if len(streamIDs) == 0 {
 		return heads, nil
 	}
@@ -288,7 +289,7 @@ func (s *Store) Heads(ctx context.Context, name string, streamIDs []string) (map
 			if err != nil {
 				return nil, err
 			}
-			h := framework.StreamHead{StreamID: id, Sequence: seq}
+			h := controlplane.StreamHead{StreamID: id, Sequence: seq}
 			if raw, ok := headVals[j].(string); ok {
 				if at, eventID, pos, ok := parseHead(raw); ok && at == seq {
 					h.EventID, h.Position = eventID, pos
@@ -302,7 +303,7 @@ func (s *Store) Heads(ctx context.Context, name string, streamIDs []string) (map
 
 // formatHead is the stored form of a head: "<sequence>@<partition>/<offset>
 // <event ID>", or "<sequence> <event ID>" without a position.
-func formatHead(h framework.StreamHead) string {
+func formatHead(h controlplane.StreamHead) string {
 	seq := strconv.FormatUint(h.Sequence, 10)
 	if h.Position != nil {
 		seq += "@" + strconv.FormatInt(int64(h.Position.Partition), 10) + "/" + strconv.FormatInt(h.Position.Offset, 10)
@@ -416,12 +417,12 @@ func (s *Store) Advance(ctx context.Context, name string, cursors map[string]uin
 // cursors and the heads. The epoch, the fencing tokens, the write serials
 // and the partitions' progress stay, so tokens keep increasing across a
 // delete and a replay's progress baseline survives the reset of its read
-// model. With a [framework.ResetClaim] in ctx (a replay's reset), it
+// model. With a [controlplane.ResetClaim] in ctx (a replay's reset), it
 // deletes only while the claim's holder holds the claim on that epoch's
 // reset and the reset is not recorded as done; else it deletes nothing and
 // returns a [*ResetClaimLostError].
 func (s *Store) Delete(ctx context.Context, name string) error {
-	claim, ok := framework.ResetClaimFrom(ctx)
+	claim, ok := controlplane.ResetClaimFrom(ctx)
 	if !ok {
 		k, err := s.keysFor(name)
 		if err != nil {

@@ -14,6 +14,7 @@ import (
 	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/projector-dev/projector/controlplane"
 	"github.com/projector-dev/projector/framework"
 	"github.com/projector-dev/projector/framework/checkpointtest"
 	"github.com/projector-dev/projector/internal/testenv"
@@ -154,7 +155,7 @@ func TestKeysOfOneProjectionShareASlot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := p.Apply(framework.WithFence(ctx, fence), framework.Event{StreamID: "process/t/a", Sequence: 1}); err != nil {
+	if err := p.Apply(controlplane.WithFence(ctx, fence), framework.Event{StreamID: "process/t/a", Sequence: 1}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.BumpEpoch(ctx, "billing"); err != nil {
@@ -316,7 +317,7 @@ func TestFencingRaceRejectsEveryStaleWrite(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	oldCtx := framework.WithFence(ctx, old)
+	oldCtx := controlplane.WithFence(ctx, old)
 
 	var newAcquired atomic.Bool
 	var staleAccepted, staleRejected atomic.Int64
@@ -358,7 +359,7 @@ func TestFencingRaceRejectsEveryStaleWrite(t *testing.T) {
 	if fresh.Token <= old.Token {
 		t.Fatalf("new token %d is not above the old %d", fresh.Token, old.Token)
 	}
-	freshCtx := framework.WithFence(ctx, fresh)
+	freshCtx := controlplane.WithFence(ctx, fresh)
 	start, err := s.Load(ctx, "p")
 	if err != nil {
 		t.Fatal(err)
@@ -399,14 +400,14 @@ func TestFencingRaceRejectsEveryStaleWrite(t *testing.T) {
 	if err := s.Delete(oldCtx, "p"); !errors.Is(err, redischeckpoint.ErrFenced) {
 		t.Errorf("stale Delete = %v, want ErrFenced", err)
 	}
-	if err := s.Park(oldCtx, "p", framework.ParkedStream{StreamID: stream, Sequence: 9, Reason: framework.ParkApplyFailed}); !errors.Is(err, framework.ErrFenced) {
+	if err := s.Park(oldCtx, "p", controlplane.ParkedStream{StreamID: stream, Sequence: 9, Reason: controlplane.ParkApplyFailed}); !errors.Is(err, controlplane.ErrFenced) {
 		t.Errorf("stale Park = %v, want ErrFenced", err)
 	}
 	if parked, _ := s.Parked(ctx, "p"); len(parked) != 0 {
 		t.Errorf("a stale holder parked %+v", parked)
 	}
-	heads := []framework.StreamHead{{StreamID: stream, Sequence: last + 1, EventID: "e"}}
-	if err := s.AdvancePartition(oldCtx, "p", 7, heads, 99); !errors.Is(err, framework.ErrFenced) {
+	heads := []controlplane.StreamHead{{StreamID: stream, Sequence: last + 1, EventID: "e"}}
+	if err := s.AdvancePartition(oldCtx, "p", 7, heads, 99); !errors.Is(err, controlplane.ErrFenced) {
 		t.Errorf("stale AdvancePartition = %v, want ErrFenced", err)
 	}
 	if pr, _ := s.Progress(ctx, "p", 7); pr.Recorded {
@@ -425,7 +426,7 @@ func TestEpochBumpMakesOldCursorsAndFencesStale(t *testing.T) {
 	if f0.Epoch != 0 {
 		t.Fatalf("first epoch = %d, want 0", f0.Epoch)
 	}
-	ctx0 := framework.WithFence(ctx, f0)
+	ctx0 := controlplane.WithFence(ctx, f0)
 	if err := s.Advance(ctx0, "p", map[string]uint64{"process/t/a": 5}); err != nil {
 		t.Fatal(err)
 	}
@@ -449,7 +450,7 @@ func TestEpochBumpMakesOldCursorsAndFencesStale(t *testing.T) {
 	if err != nil || f1.Epoch != 1 || f1.Token <= f0.Token {
 		t.Fatalf("fence after the bump = %+v, %v; want epoch 1 and a higher token", f1, err)
 	}
-	if err := s.Advance(framework.WithFence(ctx, f1), "p", map[string]uint64{"process/t/a": 1}); err != nil {
+	if err := s.Advance(controlplane.WithFence(ctx, f1), "p", map[string]uint64{"process/t/a": 1}); err != nil {
 		t.Fatal(err)
 	}
 	if cp, _ := s.Load(ctx, "p"); cp.Cursor("process/t/a") != 1 {
@@ -459,7 +460,7 @@ func TestEpochBumpMakesOldCursorsAndFencesStale(t *testing.T) {
 
 func TestFenceOfAnotherProjectionIsRefused(t *testing.T) {
 	s, _, _ := newStore(t, redischeckpoint.Config{})
-	ctx := framework.WithFence(ctxFor(t), framework.Fence{Projection: "other", Partition: 1, Token: 1})
+	ctx := controlplane.WithFence(ctxFor(t), controlplane.Fence{Projection: "other", Partition: 1, Token: 1})
 	if err := s.Advance(ctx, "p", map[string]uint64{"process/t/a": 1}); err == nil || !strings.Contains(err.Error(), "other") {
 		t.Errorf("Advance with another projection's fence = %v, want a refusal", err)
 	}
@@ -479,18 +480,18 @@ func TestConfigValidateJoinsProblems(t *testing.T) {
 func TestUpdateParkedLeavesAResolvedStream(t *testing.T) {
 	s, _, _ := newStore(t, redischeckpoint.Config{})
 	ctx := ctxFor(t)
-	p := framework.ParkedStream{StreamID: "process/t/a", Sequence: 7, Reason: framework.ParkApplyFailed, ParkedAt: time.Now().UTC(), DeadLetter: framework.DeadLetterPending}
+	p := controlplane.ParkedStream{StreamID: "process/t/a", Sequence: 7, Reason: controlplane.ParkApplyFailed, ParkedAt: time.Now().UTC(), DeadLetter: controlplane.DeadLetterPending}
 	if err := s.Park(ctx, "p", p); err != nil {
 		t.Fatal(err)
 	}
-	p.DeadLetter = framework.DeadLetterCopied
+	p.DeadLetter = controlplane.DeadLetterCopied
 	if ok, err := s.UpdateParked(ctx, "p", p); !ok || err != nil {
 		t.Fatalf("UpdateParked of a parked stream = %v, %v", ok, err)
 	}
-	if parked, _ := s.Parked(ctx, "p"); len(parked) != 1 || parked[0].DeadLetter != framework.DeadLetterCopied {
+	if parked, _ := s.Parked(ctx, "p"); len(parked) != 1 || parked[0].DeadLetter != controlplane.DeadLetterCopied {
 		t.Errorf("parked = %+v", parked)
 	}
-	if ok, err := s.Unpark(ctx, "p", framework.Resolution{StreamID: p.StreamID, Action: framework.ResolveRetry, By: "test", Parked: p}); !ok || err != nil {
+	if ok, err := s.Unpark(ctx, "p", controlplane.Resolution{StreamID: p.StreamID, Action: controlplane.ResolveRetry, By: "test", Parked: p}); !ok || err != nil {
 		t.Fatalf("Unpark = %v, %v", ok, err)
 	}
 	if ok, err := s.UpdateParked(ctx, "p", p); ok || err != nil {
@@ -518,17 +519,17 @@ func TestResolutionIsARequestUntilTheWorkerUnparks(t *testing.T) {
 	s, _, _ := newStore(t, redischeckpoint.Config{})
 	ctx := ctxFor(t)
 	const huge = uint64(1<<64 - 1)
-	p := framework.ParkedStream{StreamID: "process/t/b", Sequence: huge, Reason: framework.ParkGap, ParkedAt: time.Now().UTC(),
-		Position: &framework.Position{Partition: 0, Offset: 42}, DeadLetter: framework.DeadLetterPending}
+	p := controlplane.ParkedStream{StreamID: "process/t/b", Sequence: huge, Reason: controlplane.ParkGap, ParkedAt: time.Now().UTC(),
+		Position: &framework.Position{Partition: 0, Offset: 42}, DeadLetter: controlplane.DeadLetterPending}
 	f, err := s.AcquireFence(ctx, "p", 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	fenced := framework.WithFence(ctx, f)
+	fenced := controlplane.WithFence(ctx, f)
 	if err := s.Park(fenced, "p", p); err != nil {
 		t.Fatal(err)
 	}
-	res := framework.Resolution{StreamID: p.StreamID, Action: framework.ResolveSkip, By: "admin", Reason: "bogus", Force: true, Parked: p}
+	res := controlplane.Resolution{StreamID: p.StreamID, Action: controlplane.ResolveSkip, By: "admin", Reason: "bogus", Force: true, Parked: p}
 	stale := res
 	stale.Parked.Sequence = huge - 1 // 2^64-2 and 2^64-1 are one double
 	if ok, err := s.RequestResolution(ctx, "p", stale); ok || err != nil {
@@ -538,24 +539,24 @@ func TestResolutionIsARequestUntilTheWorkerUnparks(t *testing.T) {
 		t.Fatalf("RequestResolution = %v, %v", ok, err)
 	}
 	other := res
-	other.Action, other.Drop = framework.ResolveRetry, false
+	other.Action, other.Drop = controlplane.ResolveRetry, false
 	if ok, err := s.RequestResolution(ctx, "p", other); ok || err != nil {
 		t.Fatalf("a second request while one is pending = %v, %v; want false", ok, err)
 	}
-	p.DeadLetter = framework.DeadLetterCopied
+	p.DeadLetter = controlplane.DeadLetterCopied
 	if ok, err := s.UpdateParked(fenced, "p", p); !ok || err != nil {
 		t.Fatalf("UpdateParked = %v, %v", ok, err)
 	}
 	parked, err := s.Parked(ctx, "p")
 	if err != nil || len(parked) != 1 || parked[0].Resolving == nil || parked[0].Resolving.By != "admin" || !parked[0].Resolving.Force ||
-		parked[0].DeadLetter != framework.DeadLetterCopied || parked[0].Sequence != huge {
+		parked[0].DeadLetter != controlplane.DeadLetterCopied || parked[0].Sequence != huge {
 		t.Fatalf("parked = %+v, %v; want the request kept by the update", parked, err)
 	}
 	// A newer fence: the old worker cannot unpark.
 	if _, err := s.AcquireFence(ctx, "p", 0); err != nil {
 		t.Fatal(err)
 	}
-	if ok, err := s.Unpark(fenced, "p", res); ok || !errors.Is(err, framework.ErrFenced) {
+	if ok, err := s.Unpark(fenced, "p", res); ok || !errors.Is(err, controlplane.ErrFenced) {
 		t.Fatalf("Unpark by a fenced worker = %v, %v; want ErrFenced", ok, err)
 	}
 	// Parked again (at a later event) by the resume that carried out the

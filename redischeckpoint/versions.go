@@ -11,13 +11,14 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/projector-dev/projector/controlplane"
 	"github.com/projector-dev/projector/framework"
 )
 
 // Read-model versions (blue/green rebuilds), beside the projection's keys:
 //
 //	projector:{billing}:versions   hash: live (the live version, absent = 0)
-//	                               and state (JSON framework.Versions)
+//	                               and state (JSON controlplane.Versions)
 //	projector:{billing}:v3:...     every key of version 3 (version 0 is the
 //	                               unversioned layout, projector:{billing}:...)
 //
@@ -44,29 +45,29 @@ const historyKept = 20
 
 // Versions returns the projection's registry of versions (the zero value,
 // live version 0, when no rebuild ever ran). projection is the bare name.
-func (s *Store) Versions(ctx context.Context, projection string) (framework.Versions, error) {
+func (s *Store) Versions(ctx context.Context, projection string) (controlplane.Versions, error) {
 	k, err := s.bareKeys(projection)
 	if err != nil {
-		return framework.Versions{}, err
+		return controlplane.Versions{}, err
 	}
 	return readVersions(ctx, s.client, k)
 }
 
-func readVersions(ctx context.Context, c redis.Cmdable, k keys) (framework.Versions, error) {
+func readVersions(ctx context.Context, c redis.Cmdable, k keys) (controlplane.Versions, error) {
 	h, err := c.HGetAll(ctx, k.versions).Result()
 	if err != nil {
-		return framework.Versions{}, fmt.Errorf("redischeckpoint: versions of %s: %w", k.name, err)
+		return controlplane.Versions{}, fmt.Errorf("redischeckpoint: versions of %s: %w", k.name, err)
 	}
-	var v framework.Versions
+	var v controlplane.Versions
 	if raw := h["state"]; raw != "" {
 		if err := json.Unmarshal([]byte(raw), &v); err != nil {
-			return framework.Versions{}, fmt.Errorf("redischeckpoint: key %s field state: %w", k.versions, err)
+			return controlplane.Versions{}, fmt.Errorf("redischeckpoint: key %s field state: %w", k.versions, err)
 		}
 	}
 	if live := h["live"]; live != "" {
 		n, err := strconv.ParseUint(live, 10, 64)
 		if err != nil {
-			return framework.Versions{}, fmt.Errorf("redischeckpoint: key %s field live: %q is not a version", k.versions, live)
+			return controlplane.Versions{}, fmt.Errorf("redischeckpoint: key %s field live: %q is not a version", k.versions, live)
 		}
 		v.Live = n // the pointer readers resolve is the truth
 	}
@@ -100,12 +101,12 @@ func (s *Store) bareKeys(projection string) (keys, error) {
 // updateVersions runs change on the registry in an optimistic transaction
 // (WATCH, retried on conflict); change returns the commands to run with
 // the new registry, which is written with them.
-func (s *Store) updateVersions(ctx context.Context, projection string, change func(*framework.Versions) (func(redis.Pipeliner), error)) (framework.Versions, error) {
+func (s *Store) updateVersions(ctx context.Context, projection string, change func(*controlplane.Versions) (func(redis.Pipeliner), error)) (controlplane.Versions, error) {
 	k, err := s.bareKeys(projection)
 	if err != nil {
-		return framework.Versions{}, err
+		return controlplane.Versions{}, err
 	}
-	var out framework.Versions
+	var out controlplane.Versions
 	for range 50 {
 		err = s.client.Watch(ctx, func(tx *redis.Tx) error {
 			v, err := readVersions(ctx, tx, k)
@@ -141,7 +142,7 @@ func (s *Store) updateVersions(ctx context.Context, projection string, change fu
 		}
 	}
 	if err != nil {
-		return framework.Versions{}, err
+		return controlplane.Versions{}, err
 	}
 	return out, nil
 }
@@ -151,8 +152,8 @@ func (s *Store) updateVersions(ctx context.Context, projection string, change fu
 // versions (kafkastore.VersionedRunner) start consuming into it with a
 // consumer group of its own. It fails with [ErrRebuildInProgress] while
 // another rebuild runs. r's Version and StartedAt are set.
-func (s *Store) StartRebuild(ctx context.Context, projection string, r framework.Rebuild) (framework.Rebuild, error) {
-	_, err := s.updateVersions(ctx, projection, func(v *framework.Versions) (func(redis.Pipeliner), error) {
+func (s *Store) StartRebuild(ctx context.Context, projection string, r controlplane.Rebuild) (controlplane.Rebuild, error) {
+	_, err := s.updateVersions(ctx, projection, func(v *controlplane.Versions) (func(redis.Pipeliner), error) {
 		if v.Building != nil {
 			return nil, fmt.Errorf("%w: %s@v%d, started by %s at %s", ErrRebuildInProgress, projection, v.Building.Version,
 				v.Building.By, v.Building.StartedAt.Format(time.RFC3339))
@@ -163,9 +164,9 @@ func (s *Store) StartRebuild(ctx context.Context, projection string, r framework
 			return nil, err
 		}
 		if raw, err := s.client.HGet(ctx, liveKeys.control, "replay").Result(); err == nil {
-			var rp framework.Replay
+			var rp controlplane.Replay
 			if json.Unmarshal([]byte(raw), &rp) == nil &&
-				(rp.Phase == framework.ReplayPausing || rp.Phase == framework.ReplayResetting || rp.Phase == framework.ReplayRebuild) {
+				(rp.Phase == controlplane.ReplayPausing || rp.Phase == controlplane.ReplayResetting || rp.Phase == controlplane.ReplayRebuild) {
 				return nil, fmt.Errorf("%w: replay %s of %s is in phase %s", ErrReplayInProgress, rp.ID, liveKeys.name, rp.Phase)
 			}
 		}
@@ -190,7 +191,7 @@ func (s *Store) StartRebuild(ctx context.Context, projection string, r framework
 // blocked says why it cannot switch yet ("" when nothing blocks it), and
 // caughtUp whether it has caught up with the topic.
 func (s *Store) UpdateRebuild(ctx context.Context, projection string, version uint64, blocked string, caughtUp bool) error {
-	_, err := s.updateVersions(ctx, projection, func(v *framework.Versions) (func(redis.Pipeliner), error) {
+	_, err := s.updateVersions(ctx, projection, func(v *controlplane.Versions) (func(redis.Pipeliner), error) {
 		if v.Building == nil || v.Building.Version != version {
 			return nil, fmt.Errorf("%w: %s@v%d", ErrNoRebuild, projection, version)
 		}
@@ -208,8 +209,8 @@ func (s *Store) UpdateRebuild(ctx context.Context, projection string, version ui
 // to it any more) and retires after the rebuild's grace period (never, when
 // the rebuild keeps it). It fails with [ErrNoRebuild] unless version is
 // the rebuild in progress.
-func (s *Store) SwitchLive(ctx context.Context, projection string, version uint64, by string) (framework.Versions, error) {
-	return s.updateVersions(ctx, projection, func(v *framework.Versions) (func(redis.Pipeliner), error) {
+func (s *Store) SwitchLive(ctx context.Context, projection string, version uint64, by string) (controlplane.Versions, error) {
+	return s.updateVersions(ctx, projection, func(v *controlplane.Versions) (func(redis.Pipeliner), error) {
 		if v.Building == nil || v.Building.Version != version {
 			return nil, fmt.Errorf("%w: %s@v%d", ErrNoRebuild, projection, version)
 		}
@@ -219,7 +220,7 @@ func (s *Store) SwitchLive(ctx context.Context, projection string, version uint6
 		b.EndedAt, b.Outcome, b.Blocked = now, "switched", ""
 		v.Live, v.Building = version, nil
 		v.SwitchedAt, v.SwitchedBy, v.SwitchedFrom = now, by, old
-		v.Retiring = append(v.Retiring, framework.Retiring{Version: old, RetireAt: now.Add(b.Grace), Keep: b.Keep,
+		v.Retiring = append(v.Retiring, controlplane.Retiring{Version: old, RetireAt: now.Add(b.Grace), Keep: b.Keep,
 			Why: fmt.Sprintf("replaced by v%d", version)})
 		v.History = prependHistory(v.History, b)
 		oldKeys, err := s.keysFor(framework.VersionedName(projection, old))
@@ -233,9 +234,9 @@ func (s *Store) SwitchLive(ctx context.Context, projection string, version uint6
 // AbortRebuild gives up the rebuild in progress: its version is closed
 // and dropped by the replicas at once; the live version is untouched. It
 // returns the aborted rebuild, or [ErrNoRebuild].
-func (s *Store) AbortRebuild(ctx context.Context, projection, by string) (framework.Rebuild, error) {
-	var aborted framework.Rebuild
-	_, err := s.updateVersions(ctx, projection, func(v *framework.Versions) (func(redis.Pipeliner), error) {
+func (s *Store) AbortRebuild(ctx context.Context, projection, by string) (controlplane.Rebuild, error) {
+	var aborted controlplane.Rebuild
+	_, err := s.updateVersions(ctx, projection, func(v *controlplane.Versions) (func(redis.Pipeliner), error) {
 		if v.Building == nil {
 			return nil, fmt.Errorf("%w: %s has no rebuild to abort", ErrNoRebuild, projection)
 		}
@@ -243,7 +244,7 @@ func (s *Store) AbortRebuild(ctx context.Context, projection, by string) (framew
 		aborted = *v.Building
 		aborted.EndedAt, aborted.Outcome = now, "aborted by "+by
 		v.Building = nil
-		v.Retiring = append(v.Retiring, framework.Retiring{Version: aborted.Version, RetireAt: now, Why: "aborted by " + by})
+		v.Retiring = append(v.Retiring, controlplane.Retiring{Version: aborted.Version, RetireAt: now, Why: "aborted by " + by})
 		v.History = prependHistory(v.History, aborted)
 		k, err := s.keysFor(framework.VersionedName(projection, aborted.Version))
 		if err != nil {
@@ -257,8 +258,8 @@ func (s *Store) AbortRebuild(ctx context.Context, projection, by string) (framew
 // RetireNow makes a retiring version due for deletion at once (also one
 // kept with --keep).
 func (s *Store) RetireNow(ctx context.Context, projection string, version uint64) error {
-	_, err := s.updateVersions(ctx, projection, func(v *framework.Versions) (func(redis.Pipeliner), error) {
-		i := slices.IndexFunc(v.Retiring, func(r framework.Retiring) bool { return r.Version == version })
+	_, err := s.updateVersions(ctx, projection, func(v *controlplane.Versions) (func(redis.Pipeliner), error) {
+		i := slices.IndexFunc(v.Retiring, func(r controlplane.Retiring) bool { return r.Version == version })
 		if i < 0 {
 			return nil, fmt.Errorf("redischeckpoint: %s@v%d is not a retired version (live v%d)", projection, version, v.Live)
 		}
@@ -268,8 +269,8 @@ func (s *Store) RetireNow(ctx context.Context, projection string, version uint64
 	return err
 }
 
-func prependHistory(h []framework.Rebuild, r framework.Rebuild) []framework.Rebuild {
-	h = append([]framework.Rebuild{r}, h...)
+func prependHistory(h []controlplane.Rebuild, r controlplane.Rebuild) []controlplane.Rebuild {
+	h = append([]controlplane.Rebuild{r}, h...)
 	if len(h) > historyKept {
 		h = h[:historyKept]
 	}
@@ -321,8 +322,8 @@ func (s *Store) DropVersion(ctx context.Context, projection string, version uint
 	if _, err := pipe.Exec(ctx); err != nil {
 		return fmt.Errorf("redischeckpoint: drop %s@v%d: %w", projection, version, err)
 	}
-	_, err = s.updateVersions(ctx, projection, func(v *framework.Versions) (func(redis.Pipeliner), error) {
-		v.Retiring = slices.DeleteFunc(v.Retiring, func(r framework.Retiring) bool { return r.Version == version })
+	_, err = s.updateVersions(ctx, projection, func(v *controlplane.Versions) (func(redis.Pipeliner), error) {
+		v.Retiring = slices.DeleteFunc(v.Retiring, func(r controlplane.Retiring) bool { return r.Version == version })
 		return nil, nil
 	})
 	return err

@@ -11,6 +11,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/projector-dev/projector/controlplane"
 	"github.com/projector-dev/projector/framework"
 )
 
@@ -48,7 +49,7 @@ type StreamParkedError struct {
 	// Sequence is the sequence awaited, Applied the stream's cursor.
 	Sequence, Applied uint64
 	// Parked is the stream's parked record.
-	Parked framework.ParkedStream
+	Parked controlplane.ParkedStream
 }
 
 func (e *StreamParkedError) Error() string {
@@ -366,7 +367,7 @@ func (st streamStates) judge(wt *waiter) (string, bool, error) {
 	if !ok {
 		return "", false, nil
 	}
-	var p framework.ParkedStream
+	var p controlplane.ParkedStream
 	if err := json.Unmarshal([]byte(raw), &p); err != nil {
 		return "", true, fmt.Errorf("redischeckpoint: key %s field %q: %w", st.k.parked, wt.stream, err)
 	}

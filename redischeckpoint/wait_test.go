@@ -12,6 +12,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/projector-dev/projector/controlplane"
 	"github.com/projector-dev/projector/framework"
 	"github.com/projector-dev/projector/internal/testenv"
 )
@@ -267,7 +268,7 @@ func TestWaitForParkedStream(t *testing.T) {
 	parkedAt := time.Now().UTC()
 	park := func(stream string, seq uint64) {
 		t.Helper()
-		err := f.writes.Park(ctx, "rw", framework.ParkedStream{StreamID: stream, Sequence: seq, EventID: "e", Reason: framework.ParkConflict,
+		err := f.writes.Park(ctx, "rw", controlplane.ParkedStream{StreamID: stream, Sequence: seq, EventID: "e", Reason: controlplane.ParkConflict,
 			Error: "sequence 2 repeats with another event ID", ParkedAt: parkedAt})
 		if err != nil {
 			t.Fatal(err)
@@ -282,7 +283,7 @@ func TestWaitForParkedStream(t *testing.T) {
 	if !errors.Is(err, ErrStreamParked) || !errors.As(err, &pe) || time.Since(start) > time.Second {
 		t.Fatalf("wait for a parked stream: %v after %v", err, time.Since(start))
 	}
-	if pe.ReadModel != "rw" || pe.StreamID != a || pe.Sequence != 3 || pe.Applied != 1 || pe.Parked.Sequence != 2 || pe.Parked.Reason != framework.ParkConflict {
+	if pe.ReadModel != "rw" || pe.StreamID != a || pe.Sequence != 3 || pe.Applied != 1 || pe.Parked.Sequence != 2 || pe.Parked.Reason != controlplane.ParkConflict {
 		t.Errorf("parked error %+v", pe)
 	}
 	want := "redischeckpoint: rw cannot apply process/t1/a up to 3: the stream is parked at sequence 2 (conflict): sequence 2 repeats with another event ID"
@@ -337,7 +338,7 @@ func TestWaitForFollowsTheLivePointer(t *testing.T) {
 	defer cancel()
 	s := "process/t1/live"
 	apply(t, ctx, f.p, 0, 1, s)
-	r, err := f.writes.StartRebuild(ctx, "rw", framework.Rebuild{By: "test", Grace: time.Hour})
+	r, err := f.writes.StartRebuild(ctx, "rw", controlplane.Rebuild{By: "test", Grace: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/projector-dev/projector/appendguard"
+	"github.com/projector-dev/projector/controlplane"
 	"github.com/projector-dev/projector/framework"
 	"github.com/projector-dev/projector/internal/testenv"
 	"github.com/projector-dev/projector/kafkastore"
@@ -150,11 +151,11 @@ type replica struct {
 
 // ignoringControl hides the control plane from a replica, so that it
 // neither pauses nor leaves: a replica of an older version.
-type ignoringControl struct{ kafkastore.CheckpointStore }
+type ignoringControl struct{ controlplane.CheckpointStore }
 
 func (f *fixture) start(ignoreControl bool) *replica {
 	f.t.Helper()
-	var cps kafkastore.CheckpointStore = f.rstore
+	var cps controlplane.CheckpointStore = f.rstore
 	if ignoreControl {
 		cps = ignoringControl{f.rstore}
 	}
@@ -241,7 +242,7 @@ func TestReplayWhileEventsKeepArriving(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ctl.Paused || ctl.ResetDone != 1 || ctl.Replay == nil || ctl.Replay.Phase != framework.ReplayDone || ctl.Replay.By != "tester" {
+	if ctl.Paused || ctl.ResetDone != 1 || ctl.Replay == nil || ctl.Replay.Phase != controlplane.ReplayDone || ctl.Replay.By != "tester" {
 		t.Errorf("control after the replay = %+v, replay %+v", ctl, ctl.Replay)
 	}
 	if epoch, _ := f.rstore.Epoch(context.Background(), f.name); epoch != 1 {
@@ -277,7 +278,7 @@ func TestReplayRefusesWhenTheGroupDoesNotEmpty(t *testing.T) {
 		t.Fatalf("replay exit %d\nstdout:\n%s\nstderr:\n%s\nwant refused naming the members and how to go on", code, out, errOut)
 	}
 	ctl, _ := f.rstore.Control(context.Background(), f.name)
-	if !ctl.Paused || ctl.Replay == nil || ctl.Replay.Phase != framework.ReplayPausing || !strings.Contains(ctl.Replay.Error, "did not empty") ||
+	if !ctl.Paused || ctl.Replay == nil || ctl.Replay.Phase != controlplane.ReplayPausing || !strings.Contains(ctl.Replay.Error, "did not empty") ||
 		ctl.ResetEpoch != 1 || ctl.ResetDone != 0 {
 		t.Errorf("after the refusal control = %+v (replay %+v); want paused, the replay in phase pausing and the reset of epoch 1 requested", ctl, ctl.Replay)
 	}
@@ -299,7 +300,7 @@ func TestReplayRefusesWhenTheGroupDoesNotEmpty(t *testing.T) {
 	if epoch, _ := f.rstore.Epoch(context.Background(), f.name); epoch != 1 {
 		t.Errorf("epoch %d after the resumed replay, want 1 (raised once)", epoch)
 	}
-	if ctl, _ := f.rstore.Control(context.Background(), f.name); ctl.Paused || ctl.ResetDone != 1 || ctl.Replay == nil || ctl.Replay.Phase != framework.ReplayDone {
+	if ctl, _ := f.rstore.Control(context.Background(), f.name); ctl.Paused || ctl.ResetDone != 1 || ctl.Replay == nil || ctl.Replay.Phase != controlplane.ReplayDone {
 		t.Errorf("control after the resumed replay = %+v (replay %+v)", ctl, ctl.Replay)
 	}
 }

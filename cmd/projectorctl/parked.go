@@ -9,7 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/projector-dev/projector/framework"
+	"github.com/projector-dev/projector/controlplane"
 	"github.com/projector-dev/projector/kafkastore"
 )
 
@@ -38,11 +38,11 @@ func newParkedCommand(o *options) *cobra.Command {
 			return nil
 		},
 	})
-	for _, action := range []string{framework.ResolveRetry, framework.ResolveSkip} {
+	for _, action := range []string{controlplane.ResolveRetry, controlplane.ResolveSkip} {
 		var reason string
 		var force, drop bool
 		short := "Apply the event the stream stopped at again, then the events held behind it"
-		if action == framework.ResolveSkip {
+		if action == controlplane.ResolveSkip {
 			short = "Never apply the event the stream stopped at (a gap: accept the missing events), then apply the events held behind it; recorded with who, when and why"
 		}
 		sub := &cobra.Command{
@@ -51,7 +51,7 @@ func newParkedCommand(o *options) *cobra.Command {
 			Args:  exactArgs(2),
 			RunE: func(cmd *cobra.Command, args []string) error {
 				// A skip is checked against the stream's records in Kafka.
-				c, err := o.connect(cmd.Context(), args[0], action == framework.ResolveSkip && !force && !drop)
+				c, err := o.connect(cmd.Context(), args[0], action == controlplane.ResolveSkip && !force && !drop)
 				if err != nil {
 					return err
 				}
@@ -60,7 +60,7 @@ func newParkedCommand(o *options) *cobra.Command {
 					return err
 				}
 				resolver := kafkastore.Resolver{Parked: c.store, Checkpoints: c.store, Seeds: c.seeds, ClientOpts: c.kopts, Topic: o.topic, Group: c.group}
-				p, err := resolver.Resolve(cmd.Context(), c.name, framework.Resolution{
+				p, err := resolver.Resolve(cmd.Context(), c.name, controlplane.Resolution{
 					StreamID: args[1], Action: action, By: o.by, Reason: reason, Force: force, Drop: drop,
 				})
 				if errors.Is(err, kafkastore.ErrNotParked) {
@@ -70,14 +70,14 @@ func newParkedCommand(o *options) *cobra.Command {
 					return err
 				}
 				fmt.Fprintf(o.stdout, "%s: %s of %s recorded (by %s); the replica owning its partition applies the held events, then unparks it (parked list shows it until then)\n", safeText(args[1]), action, safeText(c.name), safeText(o.by))
-				if p.Reason == framework.ParkMalformed && p.Position != nil {
+				if p.Reason == controlplane.ParkMalformed && p.Position != nil {
 					fmt.Fprintf(o.stdout, "the parked record (partition %d, offset %d) does not decode into an event: it is passed over, never applied (its copy is in the dead-letter topic)\n", p.Position.Partition, p.Position.Offset)
 				}
 				return nil
 			},
 		}
 		sub.Flags().StringVar(&reason, "reason", "", "why (required for skip)")
-		if action == framework.ResolveSkip {
+		if action == controlplane.ResolveSkip {
 			sub.Flags().BoolVar(&force, "force", false, "skip a gap even to a sequence beyond what the stream shows in Kafka")
 			sub.Flags().BoolVar(&drop, "drop", false, "for a gap: pass over the parked record (a bogus sequence) and keep the cursor, instead of accepting the missing events")
 		}
@@ -86,7 +86,7 @@ func newParkedCommand(o *options) *cobra.Command {
 	return cmd
 }
 
-func printParked(w io.Writer, parked []framework.ParkedStream) {
+func printParked(w io.Writer, parked []controlplane.ParkedStream) {
 	fmt.Fprintln(w, "STREAM\tSEQUENCE\tREASON\tPARKED AT\tPOSITION\tRESOLUTION\tERROR")
 	for _, p := range parked {
 		pos := "-"

@@ -17,6 +17,7 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/projector-dev/projector/controlplane"
 	"github.com/projector-dev/projector/framework"
 	"github.com/projector-dev/projector/redischeckpoint"
 )
@@ -192,7 +193,7 @@ func (c *conn) rebuild(ctx context.Context, ro *rebuildOptions) (err error) {
 			return err
 		}
 	}
-	r, err := c.store.StartRebuild(ctx, c.name, framework.Rebuild{By: o.by, Reason: ro.reason, Grace: ro.grace, Keep: ro.keep})
+	r, err := c.store.StartRebuild(ctx, c.name, controlplane.Rebuild{By: o.by, Reason: ro.reason, Grace: ro.grace, Keep: ro.keep})
 	if errors.Is(err, redischeckpoint.ErrRebuildInProgress) || errors.Is(err, redischeckpoint.ErrReplayInProgress) {
 		return refused("%v", err)
 	}
@@ -215,7 +216,7 @@ func (c *conn) rebuild(ctx context.Context, ro *rebuildOptions) (err error) {
 // followRebuild shows the rebuild's progress until the live pointer
 // switched to it; it fails when the rebuild ended otherwise, or did not
 // switch in time (naming what blocks it).
-func (c *conn) followRebuild(ctx context.Context, r framework.Rebuild, timeout time.Duration) error {
+func (c *conn) followRebuild(ctx context.Context, r controlplane.Rebuild, timeout time.Duration) error {
 	o := c.o
 	deadline := time.Now().Add(timeout)
 	group := framework.VersionGroup(c.group, r.Version)
@@ -352,7 +353,7 @@ func (c *conn) rebuildStatus(ctx context.Context) error {
 		return err
 	}
 	type building struct {
-		framework.Rebuild
+		controlplane.Rebuild
 		Name   string `json:"name"`
 		Group  string `json:"group"`
 		Behind int64  `json:"behind"`
@@ -361,7 +362,7 @@ func (c *conn) rebuildStatus(ctx context.Context) error {
 		Projection string `json:"projection"`
 		Live       string `json:"live"`
 		LiveGroup  string `json:"live_group"`
-		framework.Versions
+		controlplane.Versions
 		Rebuilding *building `json:"rebuilding,omitempty"`
 	}{Projection: c.name, Live: framework.VersionedName(c.name, vs.Live), LiveGroup: framework.VersionGroup(c.group, vs.Live), Versions: vs}
 	if b := vs.Building; b != nil {

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/projector-dev/projector/controlplane"
 	"github.com/projector-dev/projector/framework"
 	"github.com/projector-dev/projector/kafkastore"
 )
@@ -64,7 +65,7 @@ func (f *fixture) countsOf(v uint64) map[string]int64 {
 	return out
 }
 
-func (f *fixture) waitVersions(what string, cond func(framework.Versions) bool) framework.Versions {
+func (f *fixture) waitVersions(what string, cond func(controlplane.Versions) bool) controlplane.Versions {
 	f.t.Helper()
 	for deadline := time.Now().Add(time.Minute); ; time.Sleep(100 * time.Millisecond) {
 		vs, err := f.rstore.Versions(context.Background(), f.name)
@@ -112,7 +113,7 @@ func TestRebuildCommand(t *testing.T) {
 	if got := f.countsOf(1); !maps.Equal(got, want) {
 		t.Errorf("version 1 after the switch = %v, want %v", got, want)
 	}
-	f.waitVersions("version 0 dropped after its grace", func(vs framework.Versions) bool { return vs.Live == 1 && len(vs.Retiring) == 0 })
+	f.waitVersions("version 0 dropped after its grace", func(vs controlplane.Versions) bool { return vs.Live == 1 && len(vs.Retiring) == 0 })
 	if got := f.countsOf(0); len(got) != 0 {
 		t.Errorf("version 0's read model left after its grace: %d streams", len(got))
 	}
@@ -132,7 +133,7 @@ func TestRebuildCommand(t *testing.T) {
 	if code, out, _ := f.ctl("", "rebuild", f.name, "--drop", "1"); code != exitOK || !strings.Contains(out, "will be deleted") {
 		t.Fatalf("rebuild --drop 1 = %d %s", code, out)
 	}
-	f.waitVersions("the kept version dropped", func(vs framework.Versions) bool { return len(vs.Retiring) == 0 })
+	f.waitVersions("the kept version dropped", func(vs controlplane.Versions) bool { return len(vs.Retiring) == 0 })
 	if code, _, _ := f.ctl("", "rebuild", f.name, "--drop", "2"); code != exitRefused {
 		t.Errorf("--drop of the live version = %d, want refused", code)
 	}
@@ -159,7 +160,7 @@ func TestRebuildCommand(t *testing.T) {
 	if code, _, _ := f.ctl("", "rebuild", f.name, "--abort"); code != exitRefused {
 		t.Errorf("a second --abort = %d, want refused", code)
 	}
-	vs := f.waitVersions("the abort recorded", func(vs framework.Versions) bool { return vs.Building == nil })
+	vs := f.waitVersions("the abort recorded", func(vs controlplane.Versions) bool { return vs.Building == nil })
 	if vs.Live != 2 || len(vs.History) != 3 || !strings.HasPrefix(vs.History[0].Outcome, "aborted by tester") {
 		t.Errorf("versions after the abort = %+v", vs)
 	}

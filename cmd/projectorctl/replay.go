@@ -21,6 +21,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/term"
 
+	"github.com/projector-dev/projector/controlplane"
 	"github.com/projector-dev/projector/framework"
 )
 
@@ -122,7 +123,7 @@ func (c *conn) replay(ctx context.Context, ro *replayOptions) (err error) {
 		return err
 	}
 	current := ctl.Replay
-	inProgress := current != nil && (current.Phase == framework.ReplayPausing || current.Phase == framework.ReplayResetting)
+	inProgress := current != nil && (current.Phase == controlplane.ReplayPausing || current.Phase == controlplane.ReplayResetting)
 	switch {
 	case ro.abort:
 		return c.abortReplay(ctx, current)
@@ -224,7 +225,7 @@ func (c *conn) replay(ctx context.Context, ro *replayOptions) (err error) {
 	} else if b := vs.Building; b != nil {
 		return refused("a rebuild of %s to v%d started meanwhile (by %s): the replay is not started", base, b.Version, b.By)
 	}
-	rec := &framework.Replay{ID: newReplayID(), By: o.by, Reason: ro.reason, To: to, Phase: framework.ReplayPausing,
+	rec := &controlplane.Replay{ID: newReplayID(), By: o.by, Reason: ro.reason, To: to, Phase: controlplane.ReplayPausing,
 		WasPaused: ctl.Paused, Epoch: epoch, KeepModel: keep, StartedAt: time.Now().UTC()}
 	if err := c.store.SetReplay(ctx, c.name, rec); err != nil {
 		return err
@@ -308,12 +309,12 @@ func confirm(o *options, question string) error {
 
 // runReplay carries a replay on from its recorded phase; each phase is an
 // event on the replay's span.
-func (c *conn) runReplay(ctx context.Context, rec *framework.Replay, ro *replayOptions) error {
+func (c *conn) runReplay(ctx context.Context, rec *controlplane.Replay, ro *replayOptions) error {
 	o := c.o
 	span := trace.SpanFromContext(ctx)
 	span.SetAttributes(attribute.String("projector.replay.id", rec.ID), attribute.String("projector.replay.to", rec.To))
 	defer func() { span.AddEvent("replay " + rec.Phase) }()
-	if rec.Phase == framework.ReplayPausing {
+	if rec.Phase == controlplane.ReplayPausing {
 		if rec.KeepModel {
 			if err := c.store.SetPaused(ctx, c.name, true, o.by, "replay "+rec.ID); err != nil {
 				return err
@@ -332,7 +333,7 @@ func (c *conn) runReplay(ctx context.Context, rec *framework.Replay, ro *replayO
 				_ = c.store.SetReplay(context.WithoutCancel(ctx), c.name, rec)
 				return fmt.Errorf("%w; the replay raised the epoch already, so it cannot be given back: the replicas stay paused and nothing is written until it completes: stop the members that do not leave (replicas of an older version ignore the pause) and run replay --resume, or give it up with replay --abort", err)
 			}
-			rec.Phase, rec.Error = framework.ReplayFailed, err.Error()
+			rec.Phase, rec.Error = controlplane.ReplayFailed, err.Error()
 			if !rec.WasPaused {
 				_ = c.store.SetPaused(context.WithoutCancel(ctx), c.name, false, o.by, "")
 			}
@@ -340,16 +341,16 @@ func (c *conn) runReplay(ctx context.Context, rec *framework.Replay, ro *replayO
 			return err
 		}
 		span.AddEvent("group empty")
-		rec.Phase, rec.Error = framework.ReplayResetting, ""
+		rec.Phase, rec.Error = controlplane.ReplayResetting, ""
 		if err := c.store.SetReplay(ctx, c.name, rec); err != nil {
 			return err
 		}
 	}
-	if rec.Phase == framework.ReplayResetting {
+	if rec.Phase == controlplane.ReplayResetting {
 		if rec.KeepModel {
 			// The group is empty: its committed offsets are final.
 			if err := c.refuseForward(ctx, rec.To); err != nil {
-				rec.Phase, rec.Error = framework.ReplayFailed, err.Error()
+				rec.Phase, rec.Error = controlplane.ReplayFailed, err.Error()
 				if !rec.WasPaused {
 					_ = c.store.SetPaused(context.WithoutCancel(ctx), c.name, false, o.by, "")
 				}
@@ -363,7 +364,7 @@ func (c *conn) runReplay(ctx context.Context, rec *framework.Replay, ro *replayO
 			if err != nil {
 				return err
 			}
-			rec.Phase = framework.ReplayRebuild
+			rec.Phase = controlplane.ReplayRebuild
 			if err := c.store.SetReplay(ctx, c.name, rec); err != nil {
 				return err
 			}
@@ -385,12 +386,12 @@ func (c *conn) runReplay(ctx context.Context, rec *framework.Replay, ro *replayO
 			return err
 		}
 	}
-	rec.Phase = framework.ReplayDone
+	rec.Phase = controlplane.ReplayDone
 	return c.store.SetReplay(context.WithoutCancel(ctx), c.name, rec)
 }
 
-func (c *conn) abortReplay(ctx context.Context, rec *framework.Replay) error {
-	if rec == nil || (rec.Phase != framework.ReplayPausing && rec.Phase != framework.ReplayResetting && rec.Phase != framework.ReplayRebuild) {
+func (c *conn) abortReplay(ctx context.Context, rec *controlplane.Replay) error {
+	if rec == nil || (rec.Phase != controlplane.ReplayPausing && rec.Phase != controlplane.ReplayResetting && rec.Phase != controlplane.ReplayRebuild) {
 		return refused("no replay of %s to abort", c.name)
 	}
 	// A replay to the start that raised the epoch cannot be undone (its
@@ -401,7 +402,7 @@ func (c *conn) abortReplay(ctx context.Context, rec *framework.Replay) error {
 	}
 	raised := epoch > rec.Epoch
 	was := rec.Phase
-	rec.Phase, rec.Error = framework.ReplayAborted, "aborted by "+c.o.by+" in phase "+was
+	rec.Phase, rec.Error = controlplane.ReplayAborted, "aborted by "+c.o.by+" in phase "+was
 	if err := c.store.SetReplay(ctx, c.name, rec); err != nil {
 		return err
 	}
@@ -412,14 +413,14 @@ func (c *conn) abortReplay(ctx context.Context, rec *framework.Replay) error {
 	}
 	fmt.Fprintf(c.o.stdout, "replay %s aborted in phase %s; replicas resumed\n", safeText(rec.ID), safeText(was))
 	switch {
-	case was == framework.ReplayRebuild:
+	case was == controlplane.ReplayRebuild:
 	case raised && !rec.KeepModel:
 		// The old epoch's cursors are gone: the replicas drop the read
 		// model (the reset is requested) and rebuild from the committed
 		// offsets, which are not reset everywhere: a partition whose
 		// committed offset is above its start stops as state-lost.
 		fmt.Fprintf(c.o.stdout, "warning: the epoch was raised to %d before the abort: the replicas drop the read model, and partitions whose offsets were not reset to their start stop as state-lost (see status): run a new replay to rebuild a consistent read model\n", epoch)
-	case was == framework.ReplayResetting:
+	case was == controlplane.ReplayResetting:
 		fmt.Fprintln(c.o.stdout, "warning: offsets may have been reset in part: run a new replay to rebuild a consistent read model")
 	}
 	return nil
@@ -541,7 +542,7 @@ func (c *conn) targetOffsets(ctx context.Context, to string) (kadm.Offsets, erro
 // rejoined, and the committed offsets reached the end of the topic as it
 // was when the replicas resumed (events that keep arriving are live lag,
 // not rebuild).
-func (c *conn) follow(ctx context.Context, rec *framework.Replay, timeout time.Duration) error {
+func (c *conn) follow(ctx context.Context, rec *controlplane.Replay, timeout time.Duration) error {
 	o := c.o
 	deadline := time.Now().Add(timeout)
 	target, err := c.admin.ListEndOffsets(ctx, o.topic)
@@ -674,7 +675,7 @@ func (p *rebuildProgress) line() {
 // calls it again: the epoch is raised only while it is still the one the
 // replay started from (rec.Epoch), and the recorded start offsets are
 // reused.
-func (c *conn) beginReplay(ctx context.Context, rec *framework.Replay) error {
+func (c *conn) beginReplay(ctx context.Context, rec *controlplane.Replay) error {
 	o := c.o
 	if rec.Start == nil {
 		start, err := c.startOffsets(ctx)
@@ -721,7 +722,7 @@ func (c *conn) startOffsets(ctx context.Context) (map[int32]int64, error) {
 // on to its rebuild. A replay interrupted before its first step (or one
 // recorded by an older projectorctl, which raised the epoch only now) has
 // it made first: the replicas are paused and out of the group already.
-func (c *conn) resetToStart(ctx context.Context, rec *framework.Replay) error {
+func (c *conn) resetToStart(ctx context.Context, rec *controlplane.Replay) error {
 	o := c.o
 	epoch, err := c.store.Epoch(ctx, c.name)
 	if err != nil {
@@ -747,7 +748,7 @@ func (c *conn) resetToStart(ctx context.Context, rec *framework.Replay) error {
 	if err := c.store.RequestReset(ctx, c.name, epoch); err != nil {
 		return err
 	}
-	rec.Epoch, rec.Phase = epoch, framework.ReplayRebuild
+	rec.Epoch, rec.Phase = epoch, controlplane.ReplayRebuild
 	if err := c.store.SetReplay(ctx, c.name, rec); err != nil {
 		return err
 	}

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/projector-dev/projector/controlplane"
 	"github.com/projector-dev/projector/framework"
 	"github.com/projector-dev/projector/kafkastore"
 	"github.com/projector-dev/projector/redischeckpoint"
@@ -81,7 +82,7 @@ func TestReplayClearsParkedStreams(t *testing.T) {
 		t.Errorf("parked after the replay: %+v", parked)
 	}
 	res, err := f.rstore.Resolutions(ctx, f.name, 10)
-	if err != nil || len(res) != 2 || res[0].Action != framework.ResolveReplay || res[0].StreamID != id {
+	if err != nil || len(res) != 2 || res[0].Action != controlplane.ResolveReplay || res[0].StreamID != id {
 		t.Errorf("resolutions = %+v, %v; want the two parks cleared by the replays", res, err)
 	}
 }

@@ -9,20 +9,20 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 
-	"github.com/projector-dev/projector/framework"
+	"github.com/projector-dev/projector/controlplane"
 )
 
 // interrupted records a replay to the start as projectorctl does before
 // its first step, as if the command had died right after: phase pausing,
 // the epoch it starts from, the start offsets (when start is set).
-func (f *fixture) interrupted(t *testing.T, id string, withStart bool) *framework.Replay {
+func (f *fixture) interrupted(t *testing.T, id string, withStart bool) *controlplane.Replay {
 	t.Helper()
 	ctx := context.Background()
 	epoch, err := f.rstore.Epoch(ctx, f.name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec := &framework.Replay{ID: id, By: "tester", To: "start", Phase: framework.ReplayPausing, Epoch: epoch, StartedAt: time.Now().UTC()}
+	rec := &controlplane.Replay{ID: id, By: "tester", To: "start", Phase: controlplane.ReplayPausing, Epoch: epoch, StartedAt: time.Now().UTC()}
 	if withStart {
 		listed, err := f.kafka.Admin(t).ListStartOffsets(ctx, f.store.Config().Topic)
 		if err != nil {
@@ -38,7 +38,7 @@ func (f *fixture) interrupted(t *testing.T, id string, withStart bool) *framewor
 }
 
 // begin runs the replay's first step as the interrupted command did.
-func (f *fixture) begin(t *testing.T, rec *framework.Replay) {
+func (f *fixture) begin(t *testing.T, rec *controlplane.Replay) {
 	t.Helper()
 	begun, err := f.rstore.BeginReplay(context.Background(), f.name, rec.Epoch, "tester", "replay "+rec.ID, rec.Start)
 	if err != nil || !begun.Raised {
@@ -96,7 +96,7 @@ func TestReplayResumeAndAbortFromEachPhase(t *testing.T) {
 			t.Errorf("epoch %d after the resumed replay from epoch %d, want %d (raised once)", got, from, from+1)
 		}
 		ctl, _ := f.rstore.Control(context.Background(), f.name)
-		if ctl.Paused || ctl.ResetDone != from+1 || ctl.Replay == nil || ctl.Replay.Phase != framework.ReplayDone || ctl.Replay.Error != "" {
+		if ctl.Paused || ctl.ResetDone != from+1 || ctl.Replay == nil || ctl.Replay.Phase != controlplane.ReplayDone || ctl.Replay.Error != "" {
 			t.Errorf("control after the resumed replay = %+v (replay %+v)", ctl, ctl.Replay)
 		}
 	}
@@ -114,7 +114,7 @@ func TestReplayResumeAndAbortFromEachPhase(t *testing.T) {
 		rec := f.interrupted(t, "resetting", true)
 		f.begin(t, rec)
 		f.waitGroupEmpty(t)
-		rec.Phase = framework.ReplayResetting
+		rec.Phase = controlplane.ReplayResetting
 		if err := f.rstore.SetReplay(context.Background(), f.name, rec); err != nil {
 			t.Fatal(err)
 		}
@@ -134,7 +134,7 @@ func TestReplayResumeAndAbortFromEachPhase(t *testing.T) {
 			t.Errorf("a second --abort: exit %d %s", code, errOut)
 		}
 		ctl, _ := f.rstore.Control(context.Background(), f.name)
-		if ctl.Paused || ctl.Replay == nil || ctl.Replay.Phase != framework.ReplayAborted || ctl.ResetEpoch != rec.Epoch {
+		if ctl.Paused || ctl.Replay == nil || ctl.Replay.Phase != controlplane.ReplayAborted || ctl.ResetEpoch != rec.Epoch {
 			t.Errorf("control after the abort = %+v (replay %+v)", ctl, ctl.Replay)
 		}
 		f.produce(30, 1)

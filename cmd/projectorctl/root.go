@@ -16,6 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/projector-dev/projector/controlplane"
 	"github.com/projector-dev/projector/framework"
 	"github.com/projector-dev/projector/kafkastore"
 	"github.com/projector-dev/projector/redischeckpoint"
@@ -244,7 +245,7 @@ func (o *options) printJSON(v any) error {
 
 // versionState says what version v of projection base is, or refuses a
 // version that does not exist (any more).
-func versionState(vs framework.Versions, base string, v uint64) (string, error) {
+func versionState(vs controlplane.Versions, base string, v uint64) (string, error) {
 	switch {
 	case v == vs.Live:
 		return "live", nil

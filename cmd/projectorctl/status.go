@@ -11,26 +11,27 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/twmb/franz-go/pkg/kadm"
 
+	"github.com/projector-dev/projector/controlplane"
 	"github.com/projector-dev/projector/framework"
 )
 
 // Status is what `status` reports, also as JSON.
 type Status struct {
-	Projection string                   `json:"projection"`
-	Group      string                   `json:"group"`
-	Topic      string                   `json:"topic"`
-	State      string                   `json:"state"` // running, paused, replaying, stopped
-	GroupState string                   `json:"group_state"`
-	Epoch      uint64                   `json:"epoch"`
-	Members    []Member                 `json:"members"`
-	Partitions []PartitionLag           `json:"partitions"`
-	TotalLag   int64                    `json:"total_lag"`
-	Replicas   []framework.ReplicaInfo  `json:"replicas"`
-	Control    framework.Control        `json:"control"`
-	Parked     []framework.ParkedStream `json:"parked"`
+	Projection string                      `json:"projection"`
+	Group      string                      `json:"group"`
+	Topic      string                      `json:"topic"`
+	State      string                      `json:"state"` // running, paused, replaying, stopped
+	GroupState string                      `json:"group_state"`
+	Epoch      uint64                      `json:"epoch"`
+	Members    []Member                    `json:"members"`
+	Partitions []PartitionLag              `json:"partitions"`
+	TotalLag   int64                       `json:"total_lag"`
+	Replicas   []controlplane.ReplicaInfo  `json:"replicas"`
+	Control    controlplane.Control        `json:"control"`
+	Parked     []controlplane.ParkedStream `json:"parked"`
 	// Versions is the registry of the projection's read-model versions:
 	// the live one, a rebuild in progress, retiring ones.
-	Versions framework.Versions `json:"versions"`
+	Versions controlplane.Versions `json:"versions"`
 	// Problems lists what needs an operator: partitions whose committed
 	// offsets rely on state Redis lost, partitions a replica reports as
 	// not working, duplicates whose event ID could not be verified.
@@ -282,5 +283,5 @@ func printStatus(o *options, st *Status) {
 }
 
 func replayInProgress(phase string) bool {
-	return phase == framework.ReplayPausing || phase == framework.ReplayResetting || phase == framework.ReplayRebuild
+	return phase == controlplane.ReplayPausing || phase == controlplane.ReplayResetting || phase == controlplane.ReplayRebuild
 }

@@ -9,6 +9,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/projector-dev/projector/controlplane"
 	"github.com/projector-dev/projector/framework"
 )
 
@@ -53,9 +54,9 @@ func TestTextOutputEscapesData(t *testing.T) {
 	f.waitCounts(time.Minute)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	parked := framework.ParkedStream{
+	parked := controlplane.ParkedStream{
 		StreamID: "process/t/" + evil, Sequence: 7, EventID: "ev-" + evil, Type: "Type" + evil,
-		Reason: framework.ParkApplyFailed + evil, Error: "apply failed: " + evil, Attempts: 3, ParkedAt: time.Now().UTC(),
+		Reason: controlplane.ParkApplyFailed + evil, Error: "apply failed: " + evil, Attempts: 3, ParkedAt: time.Now().UTC(),
 		Position: &framework.Position{Partition: 1, Offset: 42},
 	}
 	if err := f.rstore.Park(ctx, f.name, parked); err != nil {
@@ -64,9 +65,9 @@ func TestTextOutputEscapesData(t *testing.T) {
 	if err := f.rstore.SetPaused(ctx, f.name, true, "by-"+evil, "reason-"+evil); err != nil {
 		t.Fatal(err)
 	}
-	if err := f.rstore.Heartbeat(ctx, f.name, framework.ReplicaInfo{
+	if err := f.rstore.Heartbeat(ctx, f.name, controlplane.ReplicaInfo{
 		ID: "replica-" + evil, Host: "host-" + evil, Group: f.name, State: "running" + evil,
-		Problems:  []framework.PartitionStatus{{Partition: 1, State: "failed" + evil, Since: time.Now(), Error: "problem-" + evil}},
+		Problems:  []controlplane.PartitionStatus{{Partition: 1, State: "failed" + evil, Since: time.Now(), Error: "problem-" + evil}},
 		LastError: "last-" + evil, LastErrorAt: time.Now(), Warnings: []string{"warning-" + evil},
 	}); err != nil {
 		t.Fatal(err)
@@ -106,7 +107,7 @@ func TestTextOutputEscapesData(t *testing.T) {
 
 	// JSON stays JSON: it decodes to the data as stored.
 	code, out, _ = f.ctl("", "parked", "list", f.name, "-o", "json")
-	var decoded []framework.ParkedStream
+	var decoded []controlplane.ParkedStream
 	if code != exitOK || json.Unmarshal([]byte(out), &decoded) != nil || len(decoded) != 1 || decoded[0].EventID != parked.EventID {
 		t.Errorf("parked list -o json: exit %d\n%q", code, out)
 	}

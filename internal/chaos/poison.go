@@ -16,7 +16,7 @@ package chaos
 // In every case 1..k must be applied exactly once and nothing above k ever
 // (the events after the poison record are held behind the park).
 //
-// partial-apply (framework.ParkPartialApply) is not injected: it needs a
+// partial-apply (controlplane.ParkPartialApply) is not injected: it needs a
 // store that applies part of an event and cannot take it back. The
 // AtomicProjection applies an event all or nothing: its script checks every
 // write (key types, integers, ACLs) before any runs, and only a failure
@@ -38,6 +38,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/projector-dev/projector/controlplane"
 	"github.com/projector-dev/projector/framework"
 	"github.com/projector-dev/projector/kafkastore"
 	"github.com/projector-dev/projector/redischeckpoint"
@@ -45,11 +46,11 @@ import (
 
 // Poison kinds: each is the park reason its record must cause.
 const (
-	PoisonMalformed   = framework.ParkMalformed
-	PoisonGap         = framework.ParkGap
-	PoisonConflict    = framework.ParkConflict
-	PoisonMisplaced   = framework.ParkMisplaced
-	PoisonApplyFailed = framework.ParkApplyFailed
+	PoisonMalformed   = controlplane.ParkMalformed
+	PoisonGap         = controlplane.ParkGap
+	PoisonConflict    = controlplane.ParkConflict
+	PoisonMisplaced   = controlplane.ParkMisplaced
+	PoisonApplyFailed = controlplane.ParkApplyFailed
 )
 
 // PoisonKinds lists the kinds inject writes (not partial-apply; see above).
@@ -383,7 +384,7 @@ func checkPoison(ctx context.Context, store *redischeckpoint.Store, p *redischec
 	if err != nil {
 		return nil, err
 	}
-	parked := make(map[string]framework.ParkedStream, len(list))
+	parked := make(map[string]controlplane.ParkedStream, len(list))
 	for _, ps := range list {
 		parked[ps.StreamID] = ps
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/projector-dev/projector/appendguard"
+	"github.com/projector-dev/projector/controlplane"
 	"github.com/projector-dev/projector/framework"
 	"github.com/projector-dev/projector/kafkastore"
 )
@@ -45,7 +46,7 @@ func TestPoisonStreamNames(t *testing.T) {
 // the ground truth is unknown.
 func TestPoisonSettle(t *testing.T) {
 	base := func() PoisonCase {
-		c := PoisonCase{Kind: PoisonGap, Stream: "p-gap-0001", ParkedID: "p-gap-0001", GoodBefore: 3, ParkedAt: 5, Reason: framework.ParkGap, ExpectPark: true, Held: []uint64{6}}
+		c := PoisonCase{Kind: PoisonGap, Stream: "p-gap-0001", ParkedID: "p-gap-0001", GoodBefore: 3, ParkedAt: 5, Reason: controlplane.ParkGap, ExpectPark: true, Held: []uint64{6}}
 		for _, r := range []struct {
 			role string
 			seq  uint64
@@ -92,11 +93,11 @@ func TestPoisonCheckerFindsViolations(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer closeFn()
-	gap := PoisonCase{Kind: PoisonGap, Stream: "p-gap-0001", ParkedID: "p-gap-0001", GoodBefore: 3, ParkedAt: 5, Reason: framework.ParkGap, ExpectPark: true, Held: []uint64{6}}
-	conflict := PoisonCase{Kind: PoisonConflict, Stream: "p-conflict-0001", ParkedID: "p-conflict-0001", GoodBefore: 3, ParkedAt: 3, Reason: framework.ParkConflict, ExpectPark: true, Held: []uint64{4, 5}}
-	apply := PoisonCase{Kind: PoisonApplyFailed, Stream: "p-apply-0001", ParkedID: "p-apply-0001", GoodBefore: 3, ParkedAt: 4, Reason: framework.ParkApplyFailed, Attempts: 5, ExpectPark: true, Held: []uint64{5}}
-	maybe := PoisonCase{Kind: PoisonApplyFailed, Stream: "p-apply-0002", ParkedID: "p-apply-0002", GoodBefore: 3, ParkedAt: 4, Reason: framework.ParkApplyFailed, Uncertain: true, ParkMaybe: true, Held: []uint64{5}}
-	misplaced := PoisonCase{Kind: PoisonMisplaced, Stream: "p-misplaced-0001", ParkedID: "misplaced/2/p-misplaced-0001", GoodBefore: 3, ParkedAt: 4, Reason: framework.ParkMisplaced, ExpectPark: true, Held: []uint64{5}}
+	gap := PoisonCase{Kind: PoisonGap, Stream: "p-gap-0001", ParkedID: "p-gap-0001", GoodBefore: 3, ParkedAt: 5, Reason: controlplane.ParkGap, ExpectPark: true, Held: []uint64{6}}
+	conflict := PoisonCase{Kind: PoisonConflict, Stream: "p-conflict-0001", ParkedID: "p-conflict-0001", GoodBefore: 3, ParkedAt: 3, Reason: controlplane.ParkConflict, ExpectPark: true, Held: []uint64{4, 5}}
+	apply := PoisonCase{Kind: PoisonApplyFailed, Stream: "p-apply-0001", ParkedID: "p-apply-0001", GoodBefore: 3, ParkedAt: 4, Reason: controlplane.ParkApplyFailed, Attempts: 5, ExpectPark: true, Held: []uint64{5}}
+	maybe := PoisonCase{Kind: PoisonApplyFailed, Stream: "p-apply-0002", ParkedID: "p-apply-0002", GoodBefore: 3, ParkedAt: 4, Reason: controlplane.ParkApplyFailed, Uncertain: true, ParkMaybe: true, Held: []uint64{5}}
+	misplaced := PoisonCase{Kind: PoisonMisplaced, Stream: "p-misplaced-0001", ParkedID: "misplaced/2/p-misplaced-0001", GoodBefore: 3, ParkedAt: 4, Reason: controlplane.ParkMisplaced, ExpectPark: true, Held: []uint64{5}}
 	mayOnce := PoisonCase{Kind: PoisonMalformed, Stream: "p-malformed-0001", ParkedID: "p-malformed-0001", GoodBefore: 1, Uncertain: true, MayApply: 2}
 	mayTwice := PoisonCase{Kind: PoisonMalformed, Stream: "p-malformed-0002", ParkedID: "p-malformed-0002", GoodBefore: 1, Uncertain: true, MayApply: 2}
 	notSent := PoisonCase{Kind: PoisonMalformed, Stream: "p-malformed-0003", ParkedID: "p-malformed-0003", GoodBefore: 3}
@@ -119,14 +120,14 @@ func TestPoisonCheckerFindsViolations(t *testing.T) {
 		t.Fatal(err)
 	}
 	now := time.Now().UTC()
-	for _, ps := range []framework.ParkedStream{
+	for _, ps := range []controlplane.ParkedStream{
 		// gap: not parked at all.
-		{StreamID: conflict.Stream, Sequence: 3, Reason: framework.ParkApplyFailed, Error: "x", ParkedAt: now}, // wrong reason
-		{StreamID: apply.Stream, Sequence: 4, Reason: framework.ParkApplyFailed, Attempts: 2, Error: "x", ParkedAt: now},
+		{StreamID: conflict.Stream, Sequence: 3, Reason: controlplane.ParkApplyFailed, Error: "x", ParkedAt: now}, // wrong reason
+		{StreamID: apply.Stream, Sequence: 4, Reason: controlplane.ParkApplyFailed, Attempts: 2, Error: "x", ParkedAt: now},
 		// maybe: not parked, fine.
-		{StreamID: misplaced.ParkedID, Sequence: 4, Reason: framework.ParkMisplaced, Error: "x", ParkedAt: now},
-		{StreamID: misplaced.Stream, Sequence: 5, Reason: framework.ParkGap, Error: "y", ParkedAt: now}, // the stream itself: wrong
-		{StreamID: notSent.Stream, Sequence: 4, Reason: framework.ParkMalformed, Error: "z", ParkedAt: now},
+		{StreamID: misplaced.ParkedID, Sequence: 4, Reason: controlplane.ParkMisplaced, Error: "x", ParkedAt: now},
+		{StreamID: misplaced.Stream, Sequence: 5, Reason: controlplane.ParkGap, Error: "y", ParkedAt: now}, // the stream itself: wrong
+		{StreamID: notSent.Stream, Sequence: 4, Reason: controlplane.ParkMalformed, Error: "z", ParkedAt: now},
 	} {
 		if err := store.Park(ctx, projection, ps); err != nil {
 			t.Fatal(err)
@@ -256,7 +257,7 @@ func TestPoisonParks(t *testing.T) {
 			want[c.ParkedID] = true
 		}
 		cl2 := kadm.NewClient(cl)
-		var lastParked []framework.ParkedStream
+		var lastParked []controlplane.ParkedStream
 		var lastLag int64
 		deadline := time.Now().Add(90 * time.Second)
 		for {

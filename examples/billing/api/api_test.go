@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/projector-dev/projector/controlplane"
 	"github.com/projector-dev/projector/examples/billing/api"
 	"github.com/projector-dev/projector/examples/billing/loadgen"
 	"github.com/projector-dev/projector/examples/billing/mabis"
@@ -369,22 +370,22 @@ func TestReadYourWrites(t *testing.T) {
 	t.Logf("504: %s", body)
 
 	// Parked at 2: 409 at once, with the reason.
-	err := f.store.Park(ctx, mabis.ProjectionName, framework.ParkedStream{StreamID: e1.StreamID, Sequence: 2, EventID: "x",
-		Reason: framework.ParkGap, Error: "sequence 2 after cursor 0", ParkedAt: time.Now().UTC()})
+	err := f.store.Park(ctx, mabis.ProjectionName, controlplane.ParkedStream{StreamID: e1.StreamID, Sequence: 2, EventID: "x",
+		Reason: controlplane.ParkGap, Error: "sequence 2 after cursor 0", ParkedAt: time.Now().UTC()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	start := time.Now()
 	status, body, _ = get(t, http.MethodGet, waitURL(2, "&wait_timeout=10s"))
 	e = apiError(t, body)
-	if status != http.StatusConflict || e.Wait == nil || e.Wait.ParkedReason != framework.ParkGap || e.Wait.ParkedSequence != 2 ||
+	if status != http.StatusConflict || e.Wait == nil || e.Wait.ParkedReason != controlplane.ParkGap || e.Wait.ParkedSequence != 2 ||
 		!strings.Contains(e.Error, "parked") || time.Since(start) > 5*time.Second {
 		t.Errorf("parked: %d after %v: %s", status, time.Since(start), body)
 	}
 	t.Logf("409: %s", body)
 
 	// A rebuild made version 1 live: reads name it, and a wait reads it.
-	rb, err := f.store.StartRebuild(ctx, mabis.ProjectionName, framework.Rebuild{By: "api-test", Grace: time.Hour})
+	rb, err := f.store.StartRebuild(ctx, mabis.ProjectionName, controlplane.Rebuild{By: "api-test", Grace: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,7 +1,6 @@
 package framework_test
 
 import (
-	"context"
 	"errors"
 	"strings"
 	"testing"
@@ -19,20 +18,6 @@ func TestValidateProjectionName(t *testing.T) {
 		if err := framework.ValidateProjectionName(bad); !errors.Is(err, framework.ErrInvalidProjectionName) {
 			t.Errorf("ValidateProjectionName(%q) = %v, want ErrInvalidProjectionName", bad, err)
 		}
-	}
-}
-
-func TestFenceTravelsInContext(t *testing.T) {
-	if _, ok := framework.FenceFrom(context.Background()); ok {
-		t.Fatal("a bare context carries a fence")
-	}
-	want := framework.Fence{Projection: "billing", Partition: 3, Epoch: 2, Token: 17}
-	got, ok := framework.FenceFrom(framework.WithFence(context.Background(), want))
-	if !ok || got != want {
-		t.Fatalf("FenceFrom = %v, %v; want %v", got, ok, want)
-	}
-	if s := got.String(); s != "billing/partition 3/epoch 2/token 17" {
-		t.Errorf("String = %q", s)
 	}
 }
 

@@ -1,4 +1,4 @@
-package kafkastore
+package controlplane
 
 import (
 	"context"
@@ -15,11 +15,11 @@ type CheckpointStore interface {
 }
 
 // Fencer hands out fencing tokens per (projection, partition); writes made
-// with a context carrying the fence ([framework.WithFence]) fail once a
-// newer token exists, with an error that matches [framework.ErrFenced].
+// with a context carrying the fence ([WithFence]) fail once a
+// newer token exists, with an error that matches [ErrFenced].
 // redischeckpoint.Store implements it.
 type Fencer interface {
-	AcquireFence(ctx context.Context, projection string, partition int32) (framework.Fence, error)
+	AcquireFence(ctx context.Context, projection string, partition int32) (Fence, error)
 }
 
 // ProgressStore is a CheckpointStore that records, per partition, how far
@@ -33,15 +33,15 @@ type ProgressStore interface {
 	// are committed the runner stops it as state-lost, unless the store
 	// says the partition's state was written without progress tracking
 	// (Untracked: an older version); then it adopts the committed offset.
-	Progress(ctx context.Context, projection string, partition int32) (framework.PartitionProgress, error)
+	Progress(ctx context.Context, projection string, partition int32) (PartitionProgress, error)
 	// AdvancePartition raises the cursors of heads (never lowering one),
 	// records the heads, and raises the partition's progress to next, in
 	// one atomic step. The runner commits offset next only after it
 	// returned nil.
-	AdvancePartition(ctx context.Context, projection string, partition int32, heads []framework.StreamHead, next int64) error
+	AdvancePartition(ctx context.Context, projection string, partition int32, heads []StreamHead, next int64) error
 	// CheckState reports, without writing, whether the fence in ctx is
-	// still current ([framework.ErrFenced] if not) and the store still
-	// holds every write made with it ([framework.ErrStateLost] if not).
+	// still current ([ErrFenced] if not) and the store still
+	// holds every write made with it ([ErrStateLost] if not).
 	CheckState(ctx context.Context, projection string) error
 }
 
@@ -50,7 +50,7 @@ type ProgressStore interface {
 // runner then recognises an event that repeats an applied sequence with
 // another event ID (a conflict) however far back, also after a restart.
 type HeadStore interface {
-	Heads(ctx context.Context, name string, streamIDs []string) (map[string]framework.StreamHead, error)
+	Heads(ctx context.Context, name string, streamIDs []string) (map[string]StreamHead, error)
 }
 
 // ServerChecker is implemented by stores that can tell whether the server
@@ -76,33 +76,33 @@ type ParkStore interface {
 	// carried out in part before the stream parked again at p: it goes to
 	// the audit of resolutions in the same atomic step. Fenced when ctx
 	// carries a fence.
-	Park(ctx context.Context, projection string, p framework.ParkedStream) error
+	Park(ctx context.Context, projection string, p ParkedStream) error
 	// UpdateParked replaces the record of a stream that is still parked at
 	// the same event (same Sequence and ParkedAt) and reports whether it
 	// did: an admin may have resolved the stream meanwhile, and an update
 	// must not park it again. A requested resolution is kept.
-	UpdateParked(ctx context.Context, projection string, p framework.ParkedStream) (bool, error)
+	UpdateParked(ctx context.Context, projection string, p ParkedStream) (bool, error)
 	// Parked lists the parked streams, each with the resolution requested
 	// for it, if any (ParkedStream.Resolving).
-	Parked(ctx context.Context, projection string) ([]framework.ParkedStream, error)
+	Parked(ctx context.Context, projection string) ([]ParkedStream, error)
 	// RequestResolution records r for the stream while it is still parked
 	// at r.Parked (same Sequence and ParkedAt) and no other request is
 	// pending, and reports whether it did.
-	RequestResolution(ctx context.Context, projection string, r framework.Resolution) (bool, error)
+	RequestResolution(ctx context.Context, projection string, r Resolution) (bool, error)
 	// Unpark removes the stream parked at r.Parked (same Sequence and
 	// ParkedAt) with its request, and appends r to the audit of
 	// resolutions, in one atomic step; it reports whether the stream was
 	// parked there. When r.At is set and the pending request is another
 	// one (a different At), it leaves the stream parked. Fenced when ctx
 	// carries a fence.
-	Unpark(ctx context.Context, projection string, r framework.Resolution) (bool, error)
+	Unpark(ctx context.Context, projection string, r Resolution) (bool, error)
 }
 
 // ControlStore is the shared control plane of a projection's replicas:
 // pause and resume, resets of the read model for replays, and the replicas'
 // reports for status. redischeckpoint.Store implements it.
 type ControlStore interface {
-	Control(ctx context.Context, projection string) (framework.Control, error)
+	Control(ctx context.Context, projection string) (Control, error)
 	// ClaimReset makes replica the one to reset the read model for epoch,
 	// for ttl, unless another replica holds the claim. The claimant renews
 	// it while it resets and releases it if the reset fails.
@@ -110,7 +110,7 @@ type ControlStore interface {
 	RenewResetClaim(ctx context.Context, projection string, epoch uint64, replica string, ttl time.Duration) (bool, error)
 	ReleaseResetClaim(ctx context.Context, projection string, epoch uint64, replica string) error
 	CompleteReset(ctx context.Context, projection string, epoch uint64) error
-	Heartbeat(ctx context.Context, projection string, info framework.ReplicaInfo) error
+	Heartbeat(ctx context.Context, projection string, info ReplicaInfo) error
 	RemoveReplica(ctx context.Context, projection, id string) error
 }
 
@@ -118,4 +118,54 @@ type ControlStore interface {
 // reachable; readiness uses it.
 type Pinger interface {
 	Ping(ctx context.Context) error
+}
+
+// Admin is what admin tools need of a control-plane backend: the
+// operations library (package ops) and projectorctl work on any Admin.
+// redischeckpoint.Store implements it.
+type Admin interface {
+	ParkStore
+	Pinger
+	// Control returns the projection's control state (the zero Control
+	// when nothing was ever asked).
+	Control(ctx context.Context, projection string) (Control, error)
+	// SetPaused pauses or resumes the projection's replicas; by and
+	// reason are recorded.
+	SetPaused(ctx context.Context, projection string, paused bool, by, reason string) error
+	// SetReplay records a replay's current phase (nil clears it).
+	SetReplay(ctx context.Context, projection string, r *Replay) error
+	// Epoch returns the projection's current epoch (0 before the first
+	// replay).
+	Epoch(ctx context.Context, projection string) (uint64, error)
+	// BeginReplay is the first step of a replay to the start, in one
+	// atomic step: it pauses the replicas, raises the epoch from from
+	// (only while it is still from) with the read model's reset pending,
+	// and clears the cursors and parked streams of the old epoch.
+	BeginReplay(ctx context.Context, projection string, from uint64, by, reason string, start map[int32]int64) (ReplayBegun, error)
+	// BumpEpochAt raises the epoch for a replay that reset the consumer
+	// group's offsets to start.
+	BumpEpochAt(ctx context.Context, projection string, start map[int32]int64) (uint64, error)
+	// RequestReset asks the replicas to drop the read model of epoch
+	// before consuming in it.
+	RequestReset(ctx context.Context, projection string, epoch uint64) error
+	// Replicas returns what the replicas reported, newest first, without
+	// reports older than staleAfter.
+	Replicas(ctx context.Context, projection string, staleAfter time.Duration) ([]ReplicaInfo, error)
+	// Progress returns how far the stored state covers partition in the
+	// current epoch.
+	Progress(ctx context.Context, projection string, partition int32) (PartitionProgress, error)
+	// Resolutions returns the audit of resolutions of parked streams,
+	// newest first, at most limit.
+	Resolutions(ctx context.Context, projection string, limit int) ([]Resolution, error)
+
+	// Versions returns the projection's registry of read-model versions.
+	Versions(ctx context.Context, projection string) (Versions, error)
+	// StartRebuild creates the next version beside the live one.
+	StartRebuild(ctx context.Context, projection string, r Rebuild) (Rebuild, error)
+	// SwitchLive makes the rebuilt version live.
+	SwitchLive(ctx context.Context, projection string, version uint64, by string) (Versions, error)
+	// AbortRebuild gives up the rebuild in progress.
+	AbortRebuild(ctx context.Context, projection, by string) (Rebuild, error)
+	// RetireNow makes a retiring version due for deletion at once.
+	RetireNow(ctx context.Context, projection string, version uint64) error
 }

@@ -1,6 +1,10 @@
-package framework
+package controlplane
 
-import "time"
+import (
+	"time"
+
+	"github.com/projector-dev/projector/framework"
+)
 
 // Reasons a stream is parked.
 const (
@@ -9,7 +13,7 @@ const (
 	ParkConflict    = "conflict"     // the sequence repeats with a different event ID
 	ParkMalformed   = "malformed"    // the record does not decode into an event
 	// ParkPartialApply: the store applied part of the event and could not
-	// take it back ([ErrPartialApply]); the read model needs a replay and
+	// take it back ([framework.ErrPartialApply]); the read model needs a replay and
 	// the event must not be applied again over it.
 	ParkPartialApply = "partial-apply"
 	// ParkMisplaced: the record sits on a partition other than its
@@ -32,7 +36,7 @@ type ParkedStream struct {
 	Attempts int       `json:"attempts,omitempty"`
 	ParkedAt time.Time `json:"parked_at"`
 	// Position is where the event is in its source, when known.
-	Position *Position `json:"position,omitempty"`
+	Position *framework.Position `json:"position,omitempty"`
 	// HeldFrom, when set, is the offset in Position's partition from which
 	// the stream's records are held, if lower than Position's own: a
 	// resume that parked the stream again at a later record still had

@@ -1,4 +1,4 @@
-package framework
+package controlplane
 
 import (
 	"context"
@@ -97,7 +97,7 @@ type ResetClaim struct {
 type resetClaimKey struct{}
 
 // WithResetClaim returns a context that carries c. The runner calls the
-// projection's [Resetter] with it; a store that supports it (package
+// projection's [framework.Resetter] with it; a store that supports it (package
 // redischeckpoint) checks the claim in every delete made with that context
 // and refuses it with an error matching [ErrResetClaimLost] once the claim
 // is lost, so that a replica frozen in its reset cannot delete a read model
@@ -147,4 +147,16 @@ type PartitionStatus struct {
 	State     string    `json:"state"`
 	Error     string    `json:"error,omitempty"`
 	Since     time.Time `json:"since"`
+}
+
+// ReplayBegun is what [Admin.BeginReplay] did.
+type ReplayBegun struct {
+	// Epoch is the projection's epoch now: the one the replay rebuilds.
+	Epoch uint64
+	// Raised reports that this call raised the epoch; false when an
+	// earlier call for the same replay (one interrupted and resumed) had.
+	Raised bool
+	// Cleared are the parked streams the raise cleared; each went to the
+	// audit of resolutions as resolved by the replay.
+	Cleared []ParkedStream
 }

@@ -1,0 +1,53 @@
+package controlplane
+
+import "time"
+
+// Versions is the registry of a projection's read-model versions.
+type Versions struct {
+	// Live is the version readers read and the replicas keep up to date
+	// (0: the unversioned layout).
+	Live uint64 `json:"live"`
+	// Last is the highest version ever created: a new rebuild takes
+	// Last+1, so a version number is never used twice.
+	Last uint64 `json:"last"`
+	// Building is the rebuild in progress, if any.
+	Building *Rebuild `json:"building,omitempty"`
+	// Retiring are former live versions (and aborted rebuilds) whose keys
+	// and consumer group are deleted at their RetireAt, unless kept.
+	Retiring []Retiring `json:"retiring,omitempty"`
+	// SwitchedAt, SwitchedBy and SwitchedFrom describe the last switch of
+	// the live pointer.
+	SwitchedAt   time.Time `json:"switched_at,omitzero"`
+	SwitchedBy   string    `json:"switched_by,omitempty"`
+	SwitchedFrom uint64    `json:"switched_from,omitempty"`
+	// History lists the last rebuilds that ended (switched, aborted or
+	// failed), newest first.
+	History []Rebuild `json:"history,omitempty"`
+}
+
+// Rebuild is a version being built beside the live one.
+type Rebuild struct {
+	Version   uint64        `json:"version"`
+	By        string        `json:"by"`
+	Reason    string        `json:"reason,omitempty"`
+	StartedAt time.Time     `json:"started_at"`
+	Grace     time.Duration `json:"grace"` // how long the version it replaces is kept after the switch
+	Keep      bool          `json:"keep,omitempty"`
+	// Blocked says why the switch waits although the version may have
+	// caught up (streams parked in it), as last seen by a replica.
+	Blocked string `json:"blocked,omitempty"`
+	// CaughtUpAt is when a replica found it caught up; EndedAt and
+	// Outcome ("switched", "aborted") are set when it ends.
+	CaughtUpAt time.Time `json:"caught_up_at,omitzero"`
+	EndedAt    time.Time `json:"ended_at,omitzero"`
+	Outcome    string    `json:"outcome,omitempty"`
+}
+
+// Retiring is a version no longer live (or an aborted rebuild) waiting for
+// deletion.
+type Retiring struct {
+	Version  uint64    `json:"version"`
+	RetireAt time.Time `json:"retire_at"`
+	Keep     bool      `json:"keep,omitempty"` // kept until deleted by hand
+	Why      string    `json:"why"`            // "replaced by v3", "aborted"
+}
