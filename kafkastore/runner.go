@@ -84,6 +84,7 @@ type Runner struct {
 	dlqDownUntil atomic.Int64 // Unix ns: skip the dead-letter topic until then
 	warnings     atomic.Pointer[[]string]
 	lastErr      atomic.Pointer[lastError]
+	caps         Capabilities
 }
 
 type lastError struct {
@@ -103,8 +104,10 @@ func NewRunner(cfg RunnerConfig) (*Runner, error) {
 		return nil, err
 	}
 	tracing := cfg.TracerProvider != nil
+	caps := capabilitiesOf(cfg)
 	cfg.setDefaults()
 	r := &Runner{cfg: cfg, parts: map[int32]*partition{}, tracing: tracing, wakeCh: make(chan struct{}, 1), roomCh: make(chan struct{}, 1)}
+	r.caps = caps
 	r.propagator = otel.GetTextMapPropagator()
 	if len(r.propagator.Fields()) == 0 {
 		r.propagator = propagation.TraceContext{}
@@ -137,6 +140,7 @@ func (r *Runner) Run(ctx context.Context) error {
 	r.cancelMu.Lock()
 	r.cancel = cancel
 	r.cancelMu.Unlock()
+	r.cfg.Logger.InfoContext(ctx, "control-plane capabilities", "group", r.cfg.Group, "capabilities", r.caps, "single_replica", r.cfg.SingleReplica)
 	if err := r.checkServer(ctx); err != nil {
 		return err
 	}

@@ -74,6 +74,12 @@ type RunnerConfig struct {
 	// Checkpoints, if it implements ControlStore; else none (the runner
 	// cannot be paused or replayed from outside).
 	Control controlplane.ControlStore
+	// SingleReplica declares that this runner is the projection's only
+	// replica, ever: it may then run without fencing, progress tracking
+	// and a shared parking store (parked streams are kept in memory). For
+	// tests, demos and in-process projections only; without it NewRunner
+	// fails when one of them is missing. See [Capabilities].
+	SingleReplica bool
 	// ControlRefresh is how often the control state is read and the
 	// replica's report written. Default 1s.
 	ControlRefresh time.Duration
@@ -207,6 +213,8 @@ func (c RunnerConfig) Validate() error {
 	}
 	if c.Checkpoints == nil {
 		errs = append(errs, errors.New("kafkastore: RunnerConfig.Checkpoints is required"))
+	} else if err := capabilitiesOf(c).missing(c.SingleReplica); err != nil {
+		errs = append(errs, err)
 	}
 	if c.DeadLetterTopic != "" && c.DeadLetterTopic == c.Topic {
 		errs = append(errs, errors.New("kafkastore: RunnerConfig.DeadLetterTopic must differ from Topic: the runner never writes to the event topic"))

@@ -151,7 +151,15 @@ type replica struct {
 
 // ignoringControl hides the control plane from a replica, so that it
 // neither pauses nor leaves: a replica of an older version.
-type ignoringControl struct{ controlplane.CheckpointStore }
+type ignoringControl struct{ cursorsWithProgress }
+
+// cursorsWithProgress is the part of the control plane an older replica
+// used: cursors and progress, no control.
+type cursorsWithProgress interface {
+	controlplane.CheckpointStore
+	controlplane.ProgressStore
+	controlplane.ParkStore
+}
 
 func (f *fixture) start(ignoreControl bool) *replica {
 	f.t.Helper()
