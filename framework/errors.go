@@ -53,6 +53,12 @@ var (
 	// type its handler expects. See [DecodeError].
 	ErrDecode = errors.New("framework: cannot decode event payload")
 
+	// ErrPermanent marks an apply error that applying the event again
+	// cannot cure: runners park the stream at once instead of retrying
+	// with backoff (see [Permanent]). A [*DecodeError] matches it; a
+	// projection marks its own with fmt.Errorf("…: %w", ErrPermanent).
+	ErrPermanent = errors.New("framework: permanent failure")
+
 	// ErrUnavailable reports that a store cannot serve a request now: it
 	// is unreachable, still loading its data after a restart, read-only
 	// after a failover demoted it, or busy. The event is not at fault:
@@ -192,4 +198,4 @@ func (e *DecodeError) Error() string {
 func (e *DecodeError) Unwrap() error { return e.Err }
 
 // Is reports whether target is [ErrDecode].
-func (e *DecodeError) Is(target error) bool { return target == ErrDecode }
+func (e *DecodeError) Is(target error) bool { return target == ErrDecode || target == ErrPermanent }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"runtime/debug"
 )
 
 // feeder applies events to one projection, enforcing the delivery contract
@@ -13,7 +12,6 @@ import (
 // one stream, so memory is bounded by the batch size.
 type feeder struct {
 	p         Projection
-	batch     BatchApplier // nil when p applies one event at a time
 	batchSize int
 
 	// cursors holds the last applied sequence per stream.
@@ -29,11 +27,10 @@ type feeder struct {
 }
 
 func newFeeder(p Projection, batchSize int, cursors *GlobalProjectionCheckpoint) *feeder {
-	f := &feeder{p: p, batchSize: batchSize, cursors: cursors}
-	if b, ok := p.(BatchApplier); ok && batchSize > 1 {
-		f.batch = b
+	if batchSize < 1 {
+		batchSize = 1
 	}
-	return f
+	return &feeder{p: p, batchSize: batchSize, cursors: cursors}
 }
 
 // cursor returns the sequence the next event of streamID must follow,
@@ -71,15 +68,15 @@ func (f *feeder) feed(ctx context.Context, e Event) error {
 	if err != nil {
 		return err
 	}
-	switch {
-	case e.Sequence <= cur:
+	switch Classify(cur, e) {
+	case Duplicate:
 		f.skipped++
 		return nil
-	case e.Sequence > cur+1:
+	case Gap:
 		if err := f.flush(ctx); err != nil {
 			return err
 		}
-		return &GapError{StreamID: e.StreamID, Cursor: cur, Got: e.Sequence, EventID: e.EventID}
+		return NewGapError(cur, e)
 	}
 	f.pending = append(f.pending, e)
 	if len(f.pending) >= f.batchSize {
@@ -95,20 +92,19 @@ func (f *feeder) flush(ctx context.Context) error {
 		return nil
 	}
 	defer f.drop() // applied or failed: either way nothing stays buffered
-	if f.batch != nil && len(f.pending) > 1 {
-		return f.flushBatch(ctx)
+	n, err := ApplyEvents(ctx, f.p, f.pending, ApplyOptions{StopOnCancel: true})
+	if n > 0 {
+		last := f.pending[n-1]
+		f.cursors.Advance(last.StreamID, last.Sequence)
+		f.applied += int64(n)
 	}
-	for _, e := range f.pending {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		if err := f.applyOne(ctx, e); err != nil {
-			return err
-		}
-		f.cursors.Advance(e.StreamID, e.Sequence)
-		f.applied++
+	if err == nil {
+		return nil
 	}
-	return nil
+	if ctxErr := ctx.Err(); ctxErr != nil && err == ctxErr {
+		return err // stopped between events
+	}
+	return f.applyError(f.pending[min(n, len(f.pending)-1)], err)
 }
 
 // stopBefore ends the current stream at a record that cannot be fed (a read
@@ -130,49 +126,6 @@ func (f *feeder) stopBefore(ctx context.Context, cause error) error {
 func (f *feeder) drop() {
 	clear(f.pending)
 	f.pending = f.pending[:0]
-}
-
-func (f *feeder) flushBatch(ctx context.Context) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	n, err := f.applyBatch(ctx, f.pending)
-	n = min(max(n, 0), len(f.pending))
-	if n > 0 {
-		last := f.pending[n-1]
-		f.cursors.Advance(last.StreamID, last.Sequence)
-		f.applied += int64(n)
-	}
-	if err == nil {
-		if n < len(f.pending) {
-			e := f.pending[n]
-			return f.applyError(e, fmt.Errorf("ApplyBatch applied %d of %d events and returned no error", n, len(f.pending)))
-		}
-		return nil
-	}
-	failed := f.pending[min(n, len(f.pending)-1)]
-	return f.applyError(failed, err)
-}
-
-func (f *feeder) applyOne(ctx context.Context, e Event) (err error) {
-	defer func() {
-		if v := recover(); v != nil {
-			err = f.applyError(e, &PanicError{Value: v, Stack: debug.Stack()})
-		}
-	}()
-	if err := f.p.Apply(ctx, e); err != nil {
-		return f.applyError(e, err)
-	}
-	return nil
-}
-
-func (f *feeder) applyBatch(ctx context.Context, events []Event) (n int, err error) {
-	defer func() {
-		if v := recover(); v != nil {
-			n, err = 0, &PanicError{Value: v, Stack: debug.Stack()}
-		}
-	}()
-	return f.batch.ApplyBatch(ctx, events)
 }
 
 func (f *feeder) applyError(e Event, err error) error {

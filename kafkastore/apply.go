@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"runtime/debug"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -173,8 +172,8 @@ func (s *session) process(recs []*kgo.Record) error {
 		if !ok {
 			cur = s.cursors[e.StreamID]
 		}
-		switch {
-		case e.Sequence <= cur:
+		switch framework.Classify(cur, e) {
+		case framework.Duplicate:
 			switch v := s.duplicate(e, it.rec.Offset, inRun); {
 			case v.conflict:
 				if err := parkAt(e.StreamID, it.rec.Offset, func() error {
@@ -185,13 +184,15 @@ func (s *session) process(recs []*kgo.Record) error {
 			case !v.verified:
 				unverified++
 				skipped++
+				r.onSkipped(ctx, e, false)
 				r.cfg.Logger.Warn("duplicate skipped without verifying its event ID", "stream", e.StreamID, "sequence", e.Sequence,
 					"event_id", e.EventID, "partition", s.p.id, "offset", it.rec.Offset, "cursor", cur)
 			default:
 				skipped++
+				r.onSkipped(ctx, e, true)
 			}
-		case e.Sequence > cur+1:
-			gap := &framework.GapError{StreamID: e.StreamID, Cursor: cur, Got: e.Sequence, EventID: e.EventID}
+		case framework.Gap:
+			gap := framework.NewGapError(cur, e)
 			if err := parkAt(e.StreamID, it.rec.Offset, func() error { return s.park(ctx, e, it.rec, controlplane.ParkGap, gap, 0) }); err != nil {
 				return err
 			}
@@ -340,6 +341,7 @@ func (s *session) markApplied(e framework.Event) {
 	s.heads[e.StreamID] = head{seq: e.Sequence, eventID: e.EventID, offset: off}
 	s.remember(e.StreamID, e.Sequence, e.EventID)
 	s.applied++
+	s.r.onApplied(s.ctx, e)
 }
 
 func (s *session) remember(stream string, seq uint64, eventID string) {
@@ -458,53 +460,27 @@ func (s *session) startApplySpan(ctx context.Context, u unit) trace.Span {
 	return span
 }
 
-// applyBatch applies the units with the projection's batch capability, or
-// one by one; a panic becomes an error naming the event. The events are
-// applied with the session's context (its fence), not the span context's
-// cancellation.
+// applyBatch applies the units through the shared delivery rules
+// ([framework.ApplyEvents]: the projection's batch capability or one by
+// one, panics recovered, the batch's count checked). The events are applied
+// with the session's context (its fence), each with its apply span, not
+// the span context's cancellation.
 func (s *session) applyBatch(ctx context.Context, run []unit) (n int, err error) {
-	p := s.r.cfg.Projection
-	if b, ok := p.(framework.BatchApplier); ok && len(run) > 1 {
-		events := make([]framework.Event, len(run))
-		for i, u := range run {
-			events[i] = u.ev
-		}
-		n, err, panicked := applyBatchRecovering(ctx, b, events)
-		if !panicked {
-			n = min(max(n, 0), len(events))
-			if err == nil && n < len(events) {
-				err = fmt.Errorf("ApplyBatch applied %d of %d events and returned no error", n, len(events))
-			}
-			return n, err
-		}
-		// A panic names no event: apply one by one to find it (a batch
-		// that panicked counts as not applied).
-	}
+	events := make([]framework.Event, len(run))
 	for i, u := range run {
-		if err := s.applyOne(trace.ContextWithSpan(ctx, u.span), u.ev); err != nil {
-			return i, err
-		}
+		events[i] = u.ev
 	}
-	return len(run), nil
-}
-
-func applyBatchRecovering(ctx context.Context, b framework.BatchApplier, events []framework.Event) (n int, err error, panicked bool) {
-	defer func() {
-		if v := recover(); v != nil {
-			n, err, panicked = 0, &framework.PanicError{Value: v, Stack: debug.Stack()}, true
-		}
-	}()
-	n, err = b.ApplyBatch(ctx, events)
-	return n, err, false
-}
-
-func (s *session) applyOne(ctx context.Context, e framework.Event) (err error) {
-	defer func() {
-		if v := recover(); v != nil {
-			err = &framework.PanicError{Value: v, Stack: debug.Stack()}
-		}
-	}()
-	return s.r.cfg.Projection.Apply(ctx, e)
+	n, err = framework.ApplyEvents(ctx, s.r.cfg.Projection, events, framework.ApplyOptions{
+		EventContext: func(ctx context.Context, i int) context.Context { return trace.ContextWithSpan(ctx, run[i].span) },
+	})
+	if err != nil && n == len(run) {
+		// The batch says every event was applied, and an error: the
+		// events count as applied (applying one again could double its
+		// effect); the error is logged.
+		s.r.cfg.Logger.Warn("ApplyBatch reported every event applied and an error", "partition", s.p.id, "events", n, "err", err)
+		err = nil
+	}
+	return n, err
 }
 
 // retry re-applies one event with backoff. It returns the attempts made
@@ -516,14 +492,14 @@ func (s *session) retry(ctx context.Context, u unit, err error) (int, error) {
 	policy := s.r.cfg.Retry
 	attempt := 1
 	for ; attempt < policy.Attempts; attempt++ {
-		if errors.Is(err, framework.ErrSequenceGap) || fatal(err) || errors.Is(err, framework.ErrUnavailable) {
+		if errors.Is(err, framework.ErrSequenceGap) || fatal(err) || errors.Is(err, framework.ErrUnavailable) || !s.r.retryable(err) {
 			return attempt, err
 		}
 		s.r.cfg.Logger.Warn("apply failed; retrying", "stream", e.StreamID, "sequence", e.Sequence, "attempt", attempt, "err", err)
 		if !s.p.sleep(policy.backoff(attempt)) {
 			return attempt, errStopping
 		}
-		if err = s.applyOne(ctx, e); err == nil {
+		if err = framework.ApplyRecovering(ctx, s.r.cfg.Projection, e); err == nil {
 			return attempt + 1, nil
 		}
 	}

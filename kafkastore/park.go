@@ -176,6 +176,7 @@ func (s *session) parkStream(ctx context.Context, p controlplane.ParkedStream, r
 		attribute.String("projector.park_reason", p.Reason), attribute.String("error.message", p.Error)))
 	s.r.setLastError(fmt.Errorf("stream %s parked at sequence %d (%s): %s", p.StreamID, p.Sequence, p.Reason, p.Error))
 	s.r.cfg.Logger.Error("stream parked", "stream", p.StreamID, "sequence", p.Sequence, "reason", p.Reason, "err", p.Error, "partition", s.p.id)
+	s.r.onParked(ctx, p)
 	if rec == nil {
 		return nil
 	}

@@ -140,18 +140,19 @@ func (s *session) resume(todo []controlplane.ParkedStream) error {
 		if !ok {
 			cur = s.cursors[e.StreamID]
 		}
-		switch {
-		case e.Sequence <= cur:
+		switch framework.Classify(cur, e) {
+		case framework.Duplicate:
 			v := s.duplicate(e, u.rec.Offset, inRun)
 			if !v.conflict {
 				s.r.metrics.skipped.Add(ctx, 1)
+				s.r.onSkipped(ctx, e, v.verified)
 				return nil
 			}
 			if err := apply(); err != nil || rs.reparked {
 				return err
 			}
 			return s.park(ctx, e, u.rec, controlplane.ParkConflict, errors.New(v.reason), 0)
-		case e.Sequence > cur+1:
+		case framework.Gap:
 			if len(rs.waiting) >= maxWaiting {
 				if err := apply(); err != nil || rs.reparked {
 					return err

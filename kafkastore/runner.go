@@ -85,6 +85,7 @@ type Runner struct {
 	warnings     atomic.Pointer[[]string]
 	lastErr      atomic.Pointer[lastError]
 	caps         Capabilities
+	hooks        hooks
 }
 
 type lastError struct {
@@ -108,6 +109,7 @@ func NewRunner(cfg RunnerConfig) (*Runner, error) {
 	cfg.setDefaults()
 	r := &Runner{cfg: cfg, parts: map[int32]*partition{}, tracing: tracing, wakeCh: make(chan struct{}, 1), roomCh: make(chan struct{}, 1)}
 	r.caps = caps
+	r.hooks = newHooks(cfg.Hooks)
 	r.propagator = otel.GetTextMapPropagator()
 	if len(r.propagator.Fields()) == 0 {
 		r.propagator = propagation.TraceContext{}

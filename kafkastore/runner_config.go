@@ -104,6 +104,15 @@ type RunnerConfig struct {
 	ParkedRefresh time.Duration
 	// Retry is the policy for a failing apply.
 	Retry RetryPolicy
+	// Retryable decides whether a failed apply is retried with backoff
+	// (Retry) before the stream is parked. A permanent error
+	// ([framework.ErrPermanent]: a payload that does not decode, or an
+	// error the projection marked) is never retried: its stream is parked
+	// at once. Default: every other error is retried.
+	Retryable func(error) bool
+	// Hooks are called when events are applied or skipped and streams
+	// parked; see [Hook].
+	Hooks []Hook
 	// DeadLetterTopic receives each parked event with the reason in its
 	// headers. Default Topic+".dead-letter"; created when missing.
 	DeadLetterTopic string
