@@ -16,7 +16,7 @@ import (
 
 type nopProjection struct{}
 
-func (nopProjection) Name() string                                { return "caps" }
+func (nopProjection) Name() string                                 { return "caps" }
 func (nopProjection) Apply(context.Context, framework.Event) error { return nil }
 
 // A runner needs fencing, progress tracking and a shared parking store:
