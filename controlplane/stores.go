@@ -53,6 +53,16 @@ type HeadStore interface {
 	Heads(ctx context.Context, name string, streamIDs []string) (map[string]StreamHead, error)
 }
 
+// CursorKeeper is implemented by projections that write the cursor and
+// head of every event they apply themselves, atomically with the event's
+// effect, into the runner's checkpoint store
+// (redischeckpoint.AtomicProjection). The runner then writes them no
+// second time: its flush records only the partition's progress, and the
+// cursors it moves without an apply (an admin's skip).
+type CursorKeeper interface {
+	KeepsCursors() bool
+}
+
 // ServerChecker is implemented by stores that can tell whether the server
 // behind them keeps the guarantees the runner needs (redischeckpoint.Store:
 // Redis's maxmemory-policy must be noeviction). The runner calls it once

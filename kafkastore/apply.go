@@ -327,7 +327,9 @@ func (s *session) recentID(stream string, seq uint64) (string, bool) {
 
 func (s *session) markApplied(e framework.Event) {
 	s.cursors[e.StreamID] = e.Sequence
-	s.dirty[e.StreamID] = true
+	if !s.r.keepsCursors { // else the projection wrote cursor and head with the event
+		s.dirty[e.StreamID] = true
+	}
 	off := int64(-1)
 	if e.Position != nil && e.Position.Partition == s.p.id {
 		off = e.Position.Offset

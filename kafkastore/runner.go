@@ -86,6 +86,9 @@ type Runner struct {
 	lastErr      atomic.Pointer[lastError]
 	caps         Capabilities
 	hooks        hooks
+	// keepsCursors: the projection writes the cursor and head of each
+	// event it applies ([controlplane.CursorKeeper]).
+	keepsCursors bool
 }
 
 type lastError struct {
@@ -110,6 +113,9 @@ func NewRunner(cfg RunnerConfig) (*Runner, error) {
 	r := &Runner{cfg: cfg, parts: map[int32]*partition{}, tracing: tracing, wakeCh: make(chan struct{}, 1), roomCh: make(chan struct{}, 1)}
 	r.caps = caps
 	r.hooks = newHooks(cfg.Hooks)
+	if k, ok := cfg.Projection.(controlplane.CursorKeeper); ok {
+		r.keepsCursors = k.KeepsCursors()
+	}
 	r.propagator = otel.GetTextMapPropagator()
 	if len(r.propagator.Fields()) == 0 {
 		r.propagator = propagation.TraceContext{}

@@ -63,6 +63,14 @@ func (s *Store) NewAtomicProjection(name string, apply ApplyFunc) (*AtomicProjec
 // Name implements [framework.Projection].
 func (p *AtomicProjection) Name() string { return p.keys.name }
 
+// KeepsCursors reports that the projection's scripts write the cursor and
+// head of every event they apply, with its effect: a runner whose
+// checkpoint store is the projection's Store writes them no second time
+// ([controlplane.CursorKeeper]).
+func (p *AtomicProjection) KeepsCursors() bool { return true }
+
+var _ controlplane.CursorKeeper = (*AtomicProjection)(nil)
+
 // Key returns the read-model key made of parts, for writes and for queries:
 // "projector:{name}:rm:part1:part2".
 func (p *AtomicProjection) Key(parts ...string) string { return p.rm + strings.Join(parts, ":") }
