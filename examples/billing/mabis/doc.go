@@ -34,6 +34,19 @@
 // [DayValuesReceived], [ValuesCorrected], [ClearingCaseOpened] and
 // [ClearingCaseResolved]. Each payload's Validate names the field at fault.
 //
+// A new event type touches two places:
+//
+//  1. its payload type in events.go, with a Type constant and the methods
+//     of [Payload]: EventType, MaLoID and Validate;
+//  2. one entry in the event table (eventTypes in projection.go),
+//     on(func(s stream, p NewType) { ... }), which writes its events.
+//
+// [Decode] and [Apply] find the type through that table, which feeds a
+// redischeckpoint.Handlers: no switch over event types in this package. An
+// event type without an entry is ignored by both. The write side (the
+// loadgen package) generates events and derives the expected read model
+// on its own; it changes only if it is to produce the new type.
+//
 // # Which balance group a day belongs to
 //
 // A day's values belong to the balance group the MaLo is assigned to on

@@ -50,6 +50,10 @@ const MaxQuarterHourWh = 1_000_000_000
 type Payload interface {
 	// EventType returns the event type the payload belongs to.
 	EventType() string
+	// MaLoID returns the MaLo the payload is about, which must be the
+	// MaLo of its stream. (A method named MaLo would clash with the
+	// payloads' MaLo field.)
+	MaLoID() string
 	// Validate reports the first problem of the payload in a stream of
 	// month m, as a *PayloadError naming the field.
 	Validate(m Month) error
@@ -164,6 +168,24 @@ func (ClearingCaseOpened) EventType() string { return TypeClearingCaseOpened }
 
 // EventType implements Payload.
 func (ClearingCaseResolved) EventType() string { return TypeClearingCaseResolved }
+
+// MaLoID implements Payload.
+func (p AssignmentBegun) MaLoID() string { return p.MaLo }
+
+// MaLoID implements Payload.
+func (p AssignmentChanged) MaLoID() string { return p.MaLo }
+
+// MaLoID implements Payload.
+func (p AssignmentEnded) MaLoID() string { return p.MaLo }
+
+// MaLoID implements Payload for DayValuesReceived and ValuesCorrected.
+func (v DayValues) MaLoID() string { return v.MaLo }
+
+// MaLoID implements Payload.
+func (p ClearingCaseOpened) MaLoID() string { return p.MaLo }
+
+// MaLoID implements Payload.
+func (p ClearingCaseResolved) MaLoID() string { return p.MaLo }
 
 // checker collects the first problem of a payload.
 type checker struct {
@@ -356,40 +378,25 @@ func (p ClearingCaseResolved) Validate(m Month) error {
 	return c.err
 }
 
-// newPayload returns a pointer to an empty payload of the event type, or
-// nil for a type this package does not know.
-func newPayload(typ string) Payload {
-	switch typ {
-	case TypeAssignmentBegun:
-		return &AssignmentBegun{}
-	case TypeAssignmentChanged:
-		return &AssignmentChanged{}
-	case TypeAssignmentEnded:
-		return &AssignmentEnded{}
-	case TypeDayValuesReceived:
-		return &DayValuesReceived{}
-	case TypeValuesCorrected:
-		return &ValuesCorrected{}
-	case TypeClearingCaseOpened:
-		return &ClearingCaseOpened{}
-	case TypeClearingCaseResolved:
-		return &ClearingCaseResolved{}
-	}
-	return nil
-}
-
 // Decode decodes and validates the payload of an event of a stream of month
 // m. It returns nil and no error for an event type it does not know: new
 // event types must not break this read model. A known type with another
 // schema version, a payload that does not decode and one that does not
-// validate are *PayloadErrors naming the field.
+// validate are *PayloadErrors naming the field. The payload is a value
+// (AssignmentBegun, not *AssignmentBegun), as Encode takes it.
 func Decode(e framework.Event, m Month) (Payload, error) {
-	p := newPayload(e.Type)
-	if p == nil {
+	t, ok := eventTypes[e.Type]
+	if !ok {
 		return nil, nil
 	}
+	return t.decode(e, m)
+}
+
+// decodePayload decodes the payload of e into p, a pointer to a payload
+// type, and validates it for a stream of month m.
+func decodePayload(e framework.Event, p Payload, m Month) error {
 	if e.SchemaVersion != SchemaVersion {
-		return nil, &PayloadError{Type: e.Type, Field: "schema_version", Err: fmt.Errorf("version %d: this read model knows version %d", e.SchemaVersion, SchemaVersion)}
+		return &PayloadError{Type: e.Type, Field: "schema_version", Err: fmt.Errorf("version %d: this read model knows version %d", e.SchemaVersion, SchemaVersion)}
 	}
 	if err := json.Unmarshal(e.Data, p); err != nil {
 		field := ""
@@ -398,30 +405,27 @@ func Decode(e framework.Event, m Month) (Payload, error) {
 			// top-level in the JSON.
 			field = strings.TrimPrefix(te.Field, "DayValues.")
 		}
-		return nil, &PayloadError{Type: e.Type, Field: field, Err: err}
+		return &PayloadError{Type: e.Type, Field: field, Err: err}
 	}
-	// Every payload type has value receivers, so dereference for a value
-	// that compares and prints like the one encoded.
-	switch v := p.(type) {
-	case *AssignmentBegun:
-		p = *v
-	case *AssignmentChanged:
-		p = *v
-	case *AssignmentEnded:
-		p = *v
-	case *DayValuesReceived:
-		p = *v
-	case *ValuesCorrected:
-		p = *v
-	case *ClearingCaseOpened:
-		p = *v
-	case *ClearingCaseResolved:
-		p = *v
+	return p.Validate(m)
+}
+
+// decodeEvent is the billing projection's [redischeckpoint.Decoder]: v is
+// a pointer to the payload type of e's handler. Besides what Decode checks
+// it checks the stream ID and that the payload is about the stream's MaLo.
+func decodeEvent(e framework.Event, v any) error {
+	_, malo, m, err := ParseStreamID(e.StreamID)
+	if err != nil {
+		return fmt.Errorf("%s event %s: %w", e.Type, e, err)
 	}
-	if err := p.Validate(m); err != nil {
-		return nil, err
+	p := v.(Payload)
+	if err := decodePayload(e, p, m); err != nil {
+		return fmt.Errorf("event %s: %w", e, err)
 	}
-	return p, nil
+	if got := p.MaLoID(); got != malo {
+		return fmt.Errorf("event %s: %w", e, &PayloadError{Type: e.Type, Field: "malo", Err: fmt.Errorf("%s, but the stream is of MaLo %s", got, malo)})
+	}
+	return nil
 }
 
 // Encode returns the event to append for p: its type, the schema version

@@ -3,6 +3,7 @@ package mabis_test
 import (
 	"encoding/json"
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -94,6 +95,34 @@ func TestDecodeRejectsWrongTypesAndVersions(t *testing.T) {
 	e.Type = "MeterExchanged"
 	if p, err := mabis.Decode(e, m); p != nil || err != nil {
 		t.Errorf("unknown type: %v, %v; want it ignored", p, err)
+	}
+}
+
+// Every event type decodes through the event table into the value that was
+// encoded (not a pointer to it), and names its MaLo.
+func TestDecodeRoundTrip(t *testing.T) {
+	m := mustMonth(t, "2026-03")
+	for _, p := range []mabis.Payload{
+		mabis.AssignmentBegun{MaLo: testMaLo, Supplier: testVendor, BalanceGroup: testEIC, ValidFrom: "2026-02-01"},
+		mabis.AssignmentChanged{MaLo: testMaLo, Supplier: testVendor, BalanceGroup: otherEIC, ValidFrom: "2026-03-10"},
+		mabis.AssignmentEnded{MaLo: testMaLo, ValidFrom: "2026-03-21"},
+		mabis.DayValuesReceived{DayValues: day96(7)},
+		mabis.ValuesCorrected{DayValues: day96(8), MovedFrom: otherEIC, Reason: "moved"},
+		mabis.ClearingCaseOpened{MaLo: testMaLo, CaseID: "K-1", BalanceGroup: testEIC, Day: "2026-03-09", Reason: "values missing"},
+		mabis.ClearingCaseResolved{MaLo: testMaLo, CaseID: "K-1", Resolution: "sent"},
+	} {
+		t.Run(p.EventType(), func(t *testing.T) {
+			got, err := mabis.Decode(event(t, "process/t/"+testMaLo+"-2026-03", 1, p), m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got, p) {
+				t.Errorf("Decode = %#v, want %#v", got, p)
+			}
+			if got.MaLoID() != testMaLo {
+				t.Errorf("MaLoID = %q", got.MaLoID())
+			}
+		})
 	}
 }
 

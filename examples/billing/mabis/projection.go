@@ -1,7 +1,6 @@
 package mabis
 
 import (
-	"fmt"
 	"strconv"
 
 	"github.com/projector-dev/projector/framework"
@@ -90,75 +89,118 @@ const (
 // that does not validate or names another MaLo than its stream is an error:
 // the stream stops there (and the runner parks it) rather than settle
 // wrong sums.
+//
+// Apply dispatches through a [redischeckpoint.Handlers] built from the
+// event table (eventTypes); its Decoder checks the stream ID, the schema
+// version, the payload's Validate and its MaLo.
 func Apply(e framework.Event, w *redischeckpoint.Writes) error {
-	if newPayload(e.Type) == nil {
-		return nil
-	}
-	tenant, malo, m, err := ParseStreamID(e.StreamID)
-	if err != nil {
-		return fmt.Errorf("%s event %s: %w", e.Type, e, err)
-	}
-	p, err := Decode(e, m)
-	if err != nil {
-		return fmt.Errorf("event %s: %w", e, err)
-	}
-	key := func(parts []string) string { return w.Key(parts...) }
-	if got := payloadMaLo(p); got != malo {
-		return fmt.Errorf("event %s: %w", e, &PayloadError{Type: e.Type, Field: "malo", Err: fmt.Errorf("%s, but the stream is of MaLo %s", got, malo)})
-	}
-	switch p := p.(type) {
-	case AssignmentBegun:
-		assign(w, key, tenant, m, malo, p.ValidFrom, p.Supplier, p.BalanceGroup)
-	case AssignmentChanged:
-		assign(w, key, tenant, m, malo, p.ValidFrom, p.Supplier, p.BalanceGroup)
-	case AssignmentEnded:
-		w.HSet(key(maloKey(tenant, m, malo)), p.ValidFrom, "ended")
-	case DayValuesReceived:
-		writeDay(w, key, tenant, m, p.DayValues, false)
-	case ValuesCorrected:
+	return handlers.Apply(e, w)
+}
+
+// eventTypes is the table of the event types this package knows: each
+// entry pairs a payload type (which names its event type) with the writes
+// of its events. It is the one place to register an event type; see the
+// package documentation.
+var eventTypes = newEventTable(
+	on(func(s stream, p AssignmentBegun) { s.assign(p.ValidFrom, p.Supplier, p.BalanceGroup) }),
+	on(func(s stream, p AssignmentChanged) { s.assign(p.ValidFrom, p.Supplier, p.BalanceGroup) }),
+	on(func(s stream, p AssignmentEnded) { s.HSet(s.key(maloKey(s.tenant, s.m, s.malo)), p.ValidFrom, "ended") }),
+	on(func(s stream, p DayValuesReceived) { s.writeDay(p.DayValues, false) }),
+	on(func(s stream, p ValuesCorrected) {
 		if p.MovedFrom != "" {
-			moveOut(w, key, tenant, m, p.DayValues, p.MovedFrom)
-			writeDay(w, key, tenant, m, p.DayValues, false)
+			s.moveOut(p.DayValues, p.MovedFrom)
+			s.writeDay(p.DayValues, false)
 		} else {
-			writeDay(w, key, tenant, m, p.DayValues, true)
+			s.writeDay(p.DayValues, true)
 		}
-	case ClearingCaseOpened:
-		clearing(w, key, tenant, m, "opened", p.BalanceGroup)
-		w.SAdd(key(clearingOpenKey(tenant, m)), malo+"/"+p.CaseID)
-	case ClearingCaseResolved:
-		clearing(w, key, tenant, m, "resolved", p.BalanceGroup)
-		w.SRem(key(clearingOpenKey(tenant, m)), malo+"/"+p.CaseID)
-	}
-	return nil
+	}),
+	on(func(s stream, p ClearingCaseOpened) {
+		s.clearing("opened", p.BalanceGroup)
+		s.SAdd(s.key(clearingOpenKey(s.tenant, s.m)), s.malo+"/"+p.CaseID)
+	}),
+	on(func(s stream, p ClearingCaseResolved) {
+		s.clearing("resolved", p.BalanceGroup)
+		s.SRem(s.key(clearingOpenKey(s.tenant, s.m)), s.malo+"/"+p.CaseID)
+	}),
+)
+
+// handlers dispatches Apply by event type; it ignores unknown types.
+var handlers = eventTypes.handlers()
+
+// eventType is an entry of the event table.
+type eventType struct {
+	name   string
+	decode func(e framework.Event, m Month) (Payload, error) // for Decode
+	handle func(h *redischeckpoint.Handlers)                 // registers the writes
 }
 
-func payloadMaLo(p Payload) string {
-	switch p := p.(type) {
-	case AssignmentBegun:
-		return p.MaLo
-	case AssignmentChanged:
-		return p.MaLo
-	case AssignmentEnded:
-		return p.MaLo
-	case DayValuesReceived:
-		return p.MaLo
-	case ValuesCorrected:
-		return p.MaLo
-	case ClearingCaseOpened:
-		return p.MaLo
-	case ClearingCaseResolved:
-		return p.MaLo
+// on returns the table entry of payload type P, whose events apply
+// writes. The event type is P's EventType. (PP, inferred, is *P: the
+// decoders fill a *P.)
+func on[P Payload, PP interface {
+	*P
+	Payload
+}](apply func(s stream, p P)) eventType {
+	var zero P
+	name := zero.EventType()
+	return eventType{
+		name: name,
+		decode: func(e framework.Event, m Month) (Payload, error) {
+			var p P
+			if err := decodePayload(e, PP(&p), m); err != nil {
+				return nil, err
+			}
+			return p, nil
+		},
+		handle: func(h *redischeckpoint.Handlers) {
+			redischeckpoint.Handle(h, name, func(e framework.Event, p P, w *redischeckpoint.Writes) error {
+				tenant, malo, m, _ := ParseStreamID(e.StreamID) // checked by decodeEvent
+				apply(stream{Writes: w, tenant: tenant, m: m, malo: malo}, p)
+				return nil
+			})
+		},
 	}
-	return ""
 }
 
-type keyFunc func(parts []string) string
+type eventTable map[string]eventType
 
-func assign(w *redischeckpoint.Writes, key keyFunc, tenant string, m Month, malo, validFrom, supplier, eic string) {
-	w.HSet(key(maloKey(tenant, m, malo)), validFrom, supplier+" "+eic)
-	w.SAdd(key(balanceGroupsKey(tenant, m)), eic)
-	w.SAdd(key(bkKey(tenant, m, eic, kindAssigned)), malo)
-	w.SAdd(key(bkKey(tenant, m, eic, kindSuppliers)), supplier)
+func newEventTable(types ...eventType) eventTable {
+	t := eventTable{}
+	for _, et := range types {
+		if _, dup := t[et.name]; dup {
+			panic("mabis: event type " + et.name + " registered twice")
+		}
+		t[et.name] = et
+	}
+	return t
+}
+
+// handlers returns the dispatch table of Apply: payloads decoded and
+// checked by decodeEvent, unknown event types ignored.
+func (t eventTable) handlers() *redischeckpoint.Handlers {
+	h := &redischeckpoint.Handlers{Decoder: decodeEvent}
+	for _, et := range t {
+		et.handle(h)
+	}
+	return h
+}
+
+// stream is what an event's writes need: the writes and the tenant, month
+// and MaLo of the event's stream.
+type stream struct {
+	*redischeckpoint.Writes
+	tenant string
+	m      Month
+	malo   string
+}
+
+func (s stream) key(parts []string) string { return s.Key(parts...) }
+
+func (s stream) assign(validFrom, supplier, eic string) {
+	s.HSet(s.key(maloKey(s.tenant, s.m, s.malo)), validFrom, supplier+" "+eic)
+	s.SAdd(s.key(balanceGroupsKey(s.tenant, s.m)), eic)
+	s.SAdd(s.key(bkKey(s.tenant, s.m, eic, kindAssigned)), s.malo)
+	s.SAdd(s.key(bkKey(s.tenant, s.m, eic, kindSuppliers)), supplier)
 }
 
 // maxMonthSlots is the most quarter hours of a month (31 days with the
@@ -181,7 +223,8 @@ func slotFields() (values, flags []string) {
 // writeDay replaces the day's values in its balance group. allFlags writes
 // measured flags too (for corrections); otherwise only substitute flags are
 // written, since a first delivery has no flags to replace.
-func writeDay(w *redischeckpoint.Writes, key keyFunc, tenant string, m Month, v DayValues, allFlags bool) {
+func (s stream) writeDay(v DayValues, allFlags bool) {
+	w, key, tenant, m := s.Writes, s.key, s.tenant, s.m
 	d, _ := ParseDay(v.Day) // validated
 	dayKey := key(maloDayKey(tenant, m, v.MaLo, d))
 	first, n := m.FirstSlot(d), len(v.Wh) // validated: d.Slots()
@@ -210,7 +253,8 @@ func writeDay(w *redischeckpoint.Writes, key keyFunc, tenant string, m Month, v 
 
 // moveOut takes the day's values out of the balance group from, where the
 // day's last delivery settled them.
-func moveOut(w *redischeckpoint.Writes, key keyFunc, tenant string, m Month, v DayValues, from string) {
+func (s stream) moveOut(v DayValues, from string) {
+	w, key, tenant, m := s.Writes, s.key, s.tenant, s.m
 	d, _ := ParseDay(v.Day) // validated
 	dayKey := key(maloDayKey(tenant, m, v.MaLo, d))
 	first, n := m.FirstSlot(d), d.Slots()
@@ -221,7 +265,8 @@ func moveOut(w *redischeckpoint.Writes, key keyFunc, tenant string, m Month, v D
 	w.Del(dayKey)
 }
 
-func clearing(w *redischeckpoint.Writes, key keyFunc, tenant string, m Month, what, eic string) {
+func (s stream) clearing(what, eic string) {
+	w, key, tenant, m := s.Writes, s.key, s.tenant, s.m
 	k := key(clearingKey(tenant, m))
 	w.HIncrBy(k, what, 1)
 	if eic != "" {

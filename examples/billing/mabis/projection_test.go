@@ -3,6 +3,7 @@ package mabis_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -231,4 +232,34 @@ func mustDay(t testing.TB, s string) mabis.Day {
 		t.Fatal(err)
 	}
 	return d
+}
+
+// Apply's errors, without Redis: it only records writes.
+func TestApplyChecksBeforeWriting(t *testing.T) {
+	m := mustMonth(t, "2026-03")
+	stream, _ := mabis.StreamID("netz-test", testMaLo, m)
+	w := &redischeckpoint.Writes{}
+	unknown := event(t, "order/netz-test/1", 1, mabis.DayValuesReceived{DayValues: day96(1)})
+	unknown.Type = "MeterExchanged"
+	if err := mabis.Apply(unknown, w); err != nil {
+		t.Errorf("unknown type on another kind of stream: %v, want it ignored", err)
+	}
+	e := event(t, "order/netz-test/1", 1, mabis.DayValuesReceived{DayValues: day96(1)})
+	if err := mabis.Apply(e, w); !errors.Is(err, mabis.ErrInvalidStreamID) || !strings.HasPrefix(err.Error(), "DayValuesReceived event ") {
+		t.Errorf("known type on a stream that is not a billing stream: %v", err)
+	}
+	e = event(t, stream, 1, mabis.DayValuesReceived{DayValues: day96(1)})
+	e.SchemaVersion = 2
+	if err := mabis.Apply(e, w); !strings.HasPrefix(fmt.Sprint(err), "event ") || !strings.Contains(fmt.Sprint(err), "schema_version") {
+		t.Errorf("schema version 2: %v", err)
+	}
+	other := day96(1)
+	other.MaLo = "50000000005"
+	err := mabis.Apply(event(t, stream, 1, mabis.DayValuesReceived{DayValues: other}), w)
+	if pe, ok := errors.AsType[*mabis.PayloadError](err); !ok || pe.Field != "malo" || !strings.Contains(err.Error(), "50000000005, but the stream is of MaLo "+testMaLo) {
+		t.Errorf("another MaLo's values: %v", err)
+	}
+	if err := mabis.Apply(event(t, stream, 1, mabis.DayValuesReceived{DayValues: day96(1)}), w); err != nil {
+		t.Errorf("valid values: %v", err)
+	}
 }
