@@ -14,6 +14,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 
+	"github.com/projector-dev/projector/ops"
 	"github.com/projector-dev/projector/telemetry"
 )
 
@@ -81,6 +82,14 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	fmt.Fprintln(stderr, "projectorctl:", safeText(err.Error())) // errors quote data
 	if ee, ok := errors.AsType[*exitError](err); ok {
 		return ee.code
+	}
+	switch {
+	case errors.Is(err, ops.ErrInvalid):
+		return exitUsage
+	case errors.Is(err, ops.ErrRefused):
+		return exitRefused
+	case errors.Is(err, ops.ErrNotFound):
+		return exitNotFound
 	}
 	if isUsageError(err) {
 		return exitUsage

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"text/tabwriter"
@@ -10,7 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/projector-dev/projector/controlplane"
-	"github.com/projector-dev/projector/kafkastore"
+	"github.com/projector-dev/projector/ops"
 )
 
 func newParkedCommand(o *options) *cobra.Command {
@@ -25,7 +24,7 @@ func newParkedCommand(o *options) *cobra.Command {
 				return err
 			}
 			defer c.close()
-			parked, err := c.store.Parked(cmd.Context(), c.name)
+			parked, err := c.ops.Parked(cmd.Context(), c.ref)
 			if err != nil {
 				return err
 			}
@@ -56,16 +55,9 @@ func newParkedCommand(o *options) *cobra.Command {
 					return err
 				}
 				defer c.close()
-				if err := c.writable(); err != nil {
-					return err
-				}
-				resolver := kafkastore.Resolver{Parked: c.store, Checkpoints: c.store, Seeds: c.seeds, ClientOpts: c.kopts, Topic: o.topic, Group: c.group}
-				p, err := resolver.Resolve(cmd.Context(), c.name, controlplane.Resolution{
-					StreamID: args[1], Action: action, By: o.by, Reason: reason, Force: force, Drop: drop,
+				p, err := c.ops.Resolve(cmd.Context(), ops.ResolveRequest{
+					Projection: c.ref, StreamID: args[1], Action: action, By: o.by, Reason: reason, Force: force, Drop: drop,
 				})
-				if errors.Is(err, kafkastore.ErrNotParked) {
-					return &exitError{code: exitNotFound, err: err}
-				}
 				if err != nil {
 					return err
 				}

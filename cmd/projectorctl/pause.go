@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"time"
 
@@ -27,13 +26,11 @@ func newPauseCommand(o *options, pause bool) *cobra.Command {
 			}
 			defer c.close()
 			ctx := cmd.Context()
-			if err := c.writable(); err != nil {
-				return err
+			set := c.ops.Resume
+			if pause {
+				set = c.ops.Pause
 			}
-			if ctl, err := c.store.Control(ctx, c.name); err == nil && ctl.Replay != nil && replayInProgress(ctl.Replay.Phase) && !pause {
-				return refused("replay %s of %s is in phase %s: finish it with replay --resume or --abort", ctl.Replay.ID, c.name, ctl.Replay.Phase)
-			}
-			if err := c.store.SetPaused(ctx, c.name, pause, o.by, reason); err != nil {
+			if _, err := set(ctx, c.ref, o.by, reason); err != nil {
 				return err
 			}
 			state := "resumed"
@@ -45,34 +42,13 @@ func newPauseCommand(o *options, pause bool) *cobra.Command {
 				return nil
 			}
 			if pause {
-				return c.waitEmpty(ctx, timeout)
+				return c.ops.WaitEmpty(ctx, c.group, timeout)
 			}
-			return c.waitMembers(ctx, timeout)
+			return c.ops.WaitMembers(ctx, c.group, timeout)
 		},
 	}
 	cmd.Flags().StringVar(&reason, "reason", "", "why, recorded with the pause")
 	cmd.Flags().BoolVar(&wait, "wait", false, "wait until the group is empty (pause) or has members (resume)")
 	cmd.Flags().DurationVar(&timeout, "timeout", 2*time.Minute, "how long --wait waits")
 	return cmd
-}
-
-func (c *conn) waitMembers(ctx context.Context, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		described, err := c.admin.DescribeGroups(ctx, c.group)
-		if err != nil {
-			return err
-		}
-		if len(described[c.group].Members) > 0 {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return refused("no replica joined group %s within %s", c.group, timeout)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(250 * time.Millisecond):
-		}
-	}
 }

@@ -2,24 +2,18 @@ package main
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"slices"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
-	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kerr"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/projector-dev/projector/controlplane"
 	"github.com/projector-dev/projector/framework"
-	"github.com/projector-dev/projector/redischeckpoint"
+	"github.com/projector-dev/projector/ops"
 )
 
 type rebuildOptions struct {
@@ -124,86 +118,47 @@ func (c *conn) rebuild(ctx context.Context, ro *rebuildOptions) (err error) {
 		}
 		span.End()
 	}()
-	vs, err := c.store.Versions(ctx, c.name)
+	plan, err := c.ops.PlanRebuild(ctx, c.name, ro.wait, ro.dryRun)
 	if err != nil {
 		return err
 	}
-	if b := vs.Building; b != nil && ro.wait && !ro.dryRun {
+	if b := plan.Building; b != nil {
 		fmt.Fprintf(o.stdout, "a rebuild of %s to v%d is in progress since %s (by %s): following it\n", safeText(c.name), b.Version,
 			b.StartedAt.Format(time.RFC3339), safeText(b.By))
 		return c.followRebuild(ctx, *b, ro.waitTimeout)
 	}
-	if b := vs.Building; b != nil {
-		return refused("a rebuild of %s to v%d is in progress since %s (by %s): follow it with rebuild --status, or give it up with --abort",
-			c.name, b.Version, b.StartedAt.Format(time.RFC3339), b.By)
-	}
-	live := framework.VersionedName(c.name, vs.Live)
-	if ctl, err := c.store.Control(ctx, live); err != nil {
-		return err
-	} else if r := ctl.Replay; r != nil && replayInProgress(r.Phase) && !ro.dryRun {
-		return refused("replay %s of %s is in progress (phase %s, by %s): finish it (replay %s --resume) or give it up (--abort) before a rebuild",
-			r.ID, live, r.Phase, r.By, c.name)
-	}
-	liveGroup := framework.VersionGroup(c.group, vs.Live)
-	next := vs.Last + 1
-	ends, err := c.admin.ListEndOffsets(ctx, o.topic)
-	if err == nil {
-		err = ends.Error()
-	}
-	if err != nil {
-		return fmt.Errorf("end offsets of %s: %w", o.topic, err)
-	}
-	starts, err := c.admin.ListStartOffsets(ctx, o.topic)
-	if err == nil {
-		err = starts.Error()
-	}
-	if err != nil {
-		return fmt.Errorf("start offsets of %s: %w", o.topic, err)
-	}
-	var records int64
-	for _, e := range ends.Offsets().Sorted() {
-		s, _ := starts.Lookup(o.topic, e.Partition)
-		records += e.At - s.Offset
-	}
-	truncated := truncatedPartitions(starts)
-	replicas, err := c.store.Replicas(ctx, live, 30*time.Second)
-	if err != nil {
-		return err
-	}
 	keepText := "deleted " + ro.grace.String() + " after the switch (--keep keeps them)"
 	if ro.keep {
-		keepText = "kept until rebuild --drop " + strconv.FormatUint(vs.Live, 10)
+		keepText = "kept until rebuild --drop " + strconv.FormatUint(plan.Versions.Live, 10)
 	}
+	live := plan.Live
 	fmt.Fprintf(o.stdout, "Rebuild plan for projection %s (topic %s):\n", safeText(c.name), safeText(o.topic))
-	fmt.Fprintf(o.stdout, "  live version: %s (group %s, %d replica(s) reporting): keeps serving and keeping up\n", safeText(live), safeText(liveGroup), len(replicas))
+	fmt.Fprintf(o.stdout, "  live version: %s (group %s, %d replica(s) reporting): keeps serving and keeping up\n", safeText(live), safeText(plan.LiveGroup), plan.Replicas)
 	fmt.Fprintf(o.stdout, "  new version:  %s@v%d (group %s): reads %d record(s) from the start of the topic into keys of its own\n",
-		safeText(c.name), next, safeText(framework.VersionGroup(c.group, next)), records)
+		safeText(c.name), plan.Next, safeText(plan.NextGroup), plan.Records)
 	fmt.Fprintf(o.stdout, "  switch:       when it has caught up and no stream is parked in it that is not parked in %s, a replica moves the live pointer in one write\n", safeText(live))
 	fmt.Fprintf(o.stdout, "  then:         %s is closed; its keys and consumer group are %s\n", safeText(live), keepText)
-	if truncated != "" {
+	if plan.Truncated != "" {
 		fmt.Fprintf(o.stdout, "  warning:      the topic no longer starts at offset 0 (%s): events before were deleted (retention or DeleteRecords); streams whose events are gone would be missing, and the switch waits, naming them, while any stream of %s is missing or behind in the new version\n",
-			truncated, safeText(live))
+			plan.Truncated, safeText(live))
 	}
 	if ro.dryRun {
 		fmt.Fprintln(o.stdout, "dry run: nothing changed")
 		return nil
 	}
 	if !ro.yes {
-		if err := confirm(o, fmt.Sprintf("Build %s@v%d beside %s?", safeText(c.name), next, safeText(live))); err != nil {
+		if err := confirm(o, fmt.Sprintf("Build %s@v%d beside %s?", safeText(c.name), plan.Next, safeText(live))); err != nil {
 			return err
 		}
 	}
-	r, err := c.store.StartRebuild(ctx, c.name, controlplane.Rebuild{By: o.by, Reason: ro.reason, Grace: ro.grace, Keep: ro.keep})
-	if errors.Is(err, redischeckpoint.ErrRebuildInProgress) || errors.Is(err, redischeckpoint.ErrReplayInProgress) {
-		return refused("%v", err)
-	}
+	r, err := c.ops.StartRebuild(ctx, ops.RebuildRequest{Projection: c.name, By: o.by, Reason: ro.reason, Grace: ro.grace, Keep: ro.keep})
 	if err != nil {
 		return err
 	}
 	name := framework.VersionedName(c.name, r.Version)
 	span.SetAttributes(attribute.Int64("projector.rebuild.version", int64(r.Version)))
-	fmt.Fprintf(o.stdout, "rebuild of %s started: %s (group %s)\n", safeText(c.name), safeText(name), safeText(framework.VersionGroup(c.group, r.Version)))
-	if len(replicas) == 0 {
+	fmt.Fprintf(o.stdout, "rebuild of %s started: %s (group %s)\n", safeText(c.name), safeText(name), safeText(c.ops.VersionGroup(c.name, r.Version)))
+	if plan.Replicas == 0 {
 		fmt.Fprintln(o.stdout, "note: no replica of the live version is reporting; the rebuild starts when replicas run")
 	}
 	if !ro.wait {
@@ -218,166 +173,54 @@ func (c *conn) rebuild(ctx context.Context, ro *rebuildOptions) (err error) {
 // switch in time (naming what blocks it).
 func (c *conn) followRebuild(ctx context.Context, r controlplane.Rebuild, timeout time.Duration) error {
 	o := c.o
-	deadline := time.Now().Add(timeout)
-	group := framework.VersionGroup(c.group, r.Version)
-	name := framework.VersionedName(c.name, r.Version)
-	total, _, err := c.groupBehind(ctx, group)
+	var progress *rebuildProgress
+	sw, err := c.ops.FollowRebuild(ctx, c.name, r, timeout, func(e ops.RebuildEvent) {
+		switch e.Step {
+		case ops.RebuildProgress:
+			if progress == nil {
+				progress = newProgress(o, e.Name, e.Total) // the progress shows the version being built
+				return
+			}
+			progress.set(e.Done)
+		case ops.RebuildEnded:
+			if progress != nil {
+				progress.finish()
+			}
+		case ops.RebuildBlocked:
+			fmt.Fprintf(o.stderr, "caught up, not switching: %s\n", safeText(e.Blocked))
+		case ops.RebuildNoReplica:
+			fmt.Fprintf(o.stderr, "warning: no replica reports for %s after a minute: do the workers run every version (kafkastore.VersionedRunner)?\n", safeText(e.Name))
+		case ops.RebuildRetrying:
+			fmt.Fprintf(o.stderr, "warning: %s; retrying\n", safeText(e.Err.Error()))
+		}
+	})
 	if err != nil {
 		return err
 	}
-	named := *c
-	named.name = name // the progress shows the version being built
-	progress := named.newProgress(total)
-	lastBlocked := ""
-	seenReplica, warned := false, false
-	for {
-		vs, err := c.store.Versions(ctx, c.name)
-		var behind int64
-		if err == nil {
-			behind, _, err = c.groupBehind(ctx, group)
-		}
-		if err != nil {
-			// A busy Redis or broker: the rebuild goes on in the
-			// replicas; look again until the deadline.
-			if time.Now().After(deadline) {
-				return fmt.Errorf("following the rebuild to %s: %w", name, err)
-			}
-			fmt.Fprintf(o.stderr, "warning: %s; retrying\n", safeText(err.Error()))
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(2 * time.Second):
-			}
-			continue
-		}
-		progress.set(max(total-behind, 0))
-		switch {
-		case vs.Live == r.Version:
-			progress.finish()
-			fmt.Fprintf(o.stdout, "switched: %s is live since %s (from %s, by %s); lag now %d record(s)\n", safeText(name),
-				vs.SwitchedAt.Format(time.RFC3339), safeText(framework.VersionedName(c.name, vs.SwitchedFrom)), safeText(vs.SwitchedBy), behind)
-			for _, rt := range vs.Retiring {
-				if rt.Version == vs.SwitchedFrom {
-					if rt.Keep {
-						fmt.Fprintf(o.stdout, "%s is kept (closed): delete it with projectorctl rebuild %s --drop %d\n",
-							safeText(framework.VersionedName(c.name, rt.Version)), safeText(c.name), rt.Version)
-					} else {
-						fmt.Fprintf(o.stdout, "%s is closed and will be deleted at %s\n", safeText(framework.VersionedName(c.name, rt.Version)), rt.RetireAt.Format(time.RFC3339))
-					}
-				}
-			}
-			return nil
-		case vs.Building == nil || vs.Building.Version != r.Version:
-			progress.finish()
-			outcome := "ended"
-			for _, h := range vs.History {
-				if h.Version == r.Version {
-					outcome = h.Outcome
-				}
-			}
-			return fmt.Errorf("the rebuild to %s %s without switching; %s stays live", name, outcome, framework.VersionedName(c.name, vs.Live))
-		}
-		if b := vs.Building.Blocked; b != "" && b != lastBlocked {
-			lastBlocked = b
-			fmt.Fprintf(o.stderr, "caught up, not switching: %s\n", safeText(b))
-		}
-		if !seenReplica && !warned {
-			if reps, err := c.store.Replicas(ctx, name, 30*time.Second); err == nil && len(reps) > 0 {
-				seenReplica = true
-			} else if time.Since(r.StartedAt) > time.Minute {
-				warned = true
-				fmt.Fprintf(o.stderr, "warning: no replica reports for %s after a minute: do the workers run every version (kafkastore.VersionedRunner)?\n", safeText(name))
-			}
-		}
-		if time.Now().After(deadline) {
-			progress.finish()
-			if lastBlocked != "" {
-				return fmt.Errorf("the rebuild to %s caught up but did not switch within %s: %s", name, timeout, lastBlocked)
-			}
-			return fmt.Errorf("the rebuild to %s did not catch up within %s (%d record(s) behind); it goes on: follow it with rebuild --status, or --abort", name, timeout, behind)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(500 * time.Millisecond):
+	vs := sw.Versions
+	fmt.Fprintf(o.stdout, "switched: %s is live since %s (from %s, by %s); lag now %d record(s)\n", safeText(sw.Name),
+		vs.SwitchedAt.Format(time.RFC3339), safeText(framework.VersionedName(c.name, vs.SwitchedFrom)), safeText(vs.SwitchedBy), sw.Lag)
+	if rt := sw.Replaced; rt != nil {
+		if rt.Keep {
+			fmt.Fprintf(o.stdout, "%s is kept (closed): delete it with projectorctl rebuild %s --drop %d\n",
+				safeText(framework.VersionedName(c.name, rt.Version)), safeText(c.name), rt.Version)
+		} else {
+			fmt.Fprintf(o.stdout, "%s is closed and will be deleted at %s\n", safeText(framework.VersionedName(c.name, rt.Version)), rt.RetireAt.Format(time.RFC3339))
 		}
 	}
-}
-
-// groupBehind returns how many records group is behind the end of the
-// topic, in all and per partition.
-func (c *conn) groupBehind(ctx context.Context, group string) (int64, map[int32]int64, error) {
-	topic := c.o.topic
-	ends, err := c.admin.ListEndOffsets(ctx, topic)
-	if err == nil {
-		err = ends.Error()
-	}
-	if err != nil {
-		return 0, nil, fmt.Errorf("end offsets of %s: %w", topic, err)
-	}
-	starts, err := c.admin.ListStartOffsets(ctx, topic)
-	if err == nil {
-		err = starts.Error()
-	}
-	if err != nil {
-		return 0, nil, fmt.Errorf("start offsets of %s: %w", topic, err)
-	}
-	committed, err := c.admin.FetchOffsets(ctx, group)
-	if err == nil {
-		err = committed.Error()
-	}
-	if errors.Is(err, kerr.GroupIDNotFound) {
-		committed, err = nil, nil // not created yet: nothing committed
-	}
-	if err != nil {
-		return 0, nil, fmt.Errorf("committed offsets of %s: %w", group, err)
-	}
-	var total int64
-	per := map[int32]int64{}
-	for _, e := range ends.Offsets().Sorted() {
-		s, _ := starts.Lookup(topic, e.Partition)
-		at := s.Offset
-		if got, ok := committed.Lookup(topic, e.Partition); ok && got.At > at {
-			at = got.At
-		}
-		per[e.Partition] = max(e.At-at, 0)
-		total += per[e.Partition]
-	}
-	return total, per, nil
+	return nil
 }
 
 func (c *conn) rebuildStatus(ctx context.Context) error {
 	o := c.o
-	vs, err := c.store.Versions(ctx, c.name)
+	out, err := c.ops.RebuildStatus(ctx, c.name)
 	if err != nil {
 		return err
 	}
-	type building struct {
-		controlplane.Rebuild
-		Name   string `json:"name"`
-		Group  string `json:"group"`
-		Behind int64  `json:"behind"`
-	}
-	out := struct {
-		Projection string `json:"projection"`
-		Live       string `json:"live"`
-		LiveGroup  string `json:"live_group"`
-		controlplane.Versions
-		Rebuilding *building `json:"rebuilding,omitempty"`
-	}{Projection: c.name, Live: framework.VersionedName(c.name, vs.Live), LiveGroup: framework.VersionGroup(c.group, vs.Live), Versions: vs}
-	if b := vs.Building; b != nil {
-		group := framework.VersionGroup(c.group, b.Version)
-		behind, _, err := c.groupBehind(ctx, group)
-		if err != nil {
-			return err
-		}
-		out.Rebuilding = &building{Rebuild: *b, Name: framework.VersionedName(c.name, b.Version), Group: group, Behind: behind}
-	}
 	if o.output == "json" {
-		enc := json.NewEncoder(o.stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(out)
+		return o.printJSON(out)
 	}
+	vs := out.Versions
 	fmt.Fprintf(o.stdout, "projection %s: live version %s (group %s)\n", safeText(c.name), safeText(out.Live), safeText(out.LiveGroup))
 	if !vs.SwitchedAt.IsZero() {
 		fmt.Fprintf(o.stdout, "  switched at %s from %s by %s\n", vs.SwitchedAt.Format(time.RFC3339),
@@ -407,19 +250,7 @@ func (c *conn) rebuildStatus(ctx context.Context) error {
 }
 
 func (c *conn) abortRebuild(ctx context.Context) error {
-	r, err := c.store.AbortRebuild(ctx, c.name, c.o.by)
-	if errors.Is(err, redischeckpoint.ErrNoRebuild) {
-		if vs, verr := c.store.Versions(ctx, c.name); verr == nil && len(vs.History) > 0 && time.Since(vs.History[0].EndedAt) < time.Hour {
-			h := vs.History[0]
-			return refused("no rebuild of %s to abort: the last one, to v%d, ended at %s (%s); %s is live", c.name, h.Version,
-				h.EndedAt.Format(time.RFC3339), h.Outcome, framework.VersionedName(c.name, vs.Live))
-		}
-		return refused("no rebuild of %s to abort", c.name)
-	}
-	if err != nil {
-		return err
-	}
-	vs, err := c.store.Versions(ctx, c.name)
+	r, vs, err := c.ops.AbortRebuild(ctx, c.name, c.o.by)
 	if err != nil {
 		return err
 	}
@@ -429,23 +260,10 @@ func (c *conn) abortRebuild(ctx context.Context) error {
 }
 
 func (c *conn) dropVersion(ctx context.Context, version uint64) error {
-	if err := c.store.RetireNow(ctx, c.name, version); err != nil {
-		return refused("%v", err)
+	if err := c.ops.DropVersion(ctx, c.name, version); err != nil {
+		return err
 	}
 	fmt.Fprintf(c.o.stdout, "%s will be deleted by the replicas now (keys and consumer group %s)\n",
-		safeText(framework.VersionedName(c.name, version)), safeText(framework.VersionGroup(c.group, version)))
+		safeText(framework.VersionedName(c.name, version)), safeText(c.ops.VersionGroup(c.name, version)))
 	return nil
-}
-
-// truncatedPartitions names the partitions whose first offset is above 0
-// ("partition 2 starts at 120"): their earlier events were deleted.
-func truncatedPartitions(starts kadm.ListedOffsets) string {
-	var out []string
-	starts.Each(func(o kadm.ListedOffset) {
-		if o.Offset > 0 {
-			out = append(out, fmt.Sprintf("partition %d starts at %d", o.Partition, o.Offset))
-		}
-	})
-	slices.Sort(out)
-	return strings.Join(out, ", ")
 }

@@ -17,8 +17,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/projector-dev/projector/controlplane"
-	"github.com/projector-dev/projector/framework"
 	"github.com/projector-dev/projector/kafkastore"
+	"github.com/projector-dev/projector/ops"
 	"github.com/projector-dev/projector/redischeckpoint"
 )
 
@@ -130,19 +130,21 @@ type conn struct {
 	// name is the version of the projection the command acts on: the live
 	// one ("billing", "billing@v3") unless the user named a version;
 	// group is its consumer group. baseGroup is version 0's group.
-	name      string
-	group     string
+	name  string
+	group string
+	// ref names the version for package ops whatever is live later
+	// (ops.Projection.Ref); name is the version's name.
+	ref       string
 	baseGroup string
 	// version is what the version is: "live", "building" or "retired"
 	// (closed, not deleted yet).
 	version string
 	kafka   *kgo.Client
-	admin   *kadm.Client
-	seeds   []string
-	kopts   []kgo.Opt // security and timeouts, for clients of its own (kafkastore.Resolver)
 	redis   redis.UniversalClient
-	store   *redischeckpoint.Store
-	closed  bool
+	store   controlplane.Admin
+	// ops runs the operations (on Kafka when the command connected it).
+	ops    *ops.Client
+	closed bool
 }
 
 // connect opens Kafka (unless kafkaToo is false) and Redis for projection
@@ -160,39 +162,29 @@ func (o *options) connect(ctx context.Context, name string, kafkaToo bool) (*con
 		return nil, usage("%v", err)
 	}
 	c.redis = rc
-	c.store, err = redischeckpoint.New(redischeckpoint.Config{Client: rc, Namespace: o.namespace, WaitReplicas: o.waitReplicas})
+	store, err := redischeckpoint.New(redischeckpoint.Config{Client: rc, Namespace: o.namespace, WaitReplicas: o.waitReplicas})
 	if err != nil {
 		c.close()
 		return nil, usage("%v", err)
 	}
+	c.store = store
 	if err := c.store.Ping(ctx); err != nil {
 		c.close()
 		return nil, err
 	}
+	cfg := ops.Config{Admin: store, Checkpoints: store, Topic: o.topic, Group: o.group, RequestTimeout: o.timeout}
+	if c.ops, err = ops.New(cfg); err != nil {
+		c.close()
+		return nil, usage("%v", err)
+	}
 	// A command about "billing" acts on its live version; "billing@v3"
 	// names a version (a rebuild in progress, a kept one).
-	c.baseGroup = c.group
-	base, v := framework.SplitVersionedName(name)
-	named := v > 0
-	if b, ok := strings.CutSuffix(name, "@v0"); ok { // version 0 by name, once it is not live
-		base, named = b, true
-	}
-	if named && o.group == "" {
-		c.baseGroup = base
-	}
-	vs, err := c.store.Versions(ctx, base)
+	p, err := c.ops.Projection(ctx, name)
 	if err != nil {
 		c.close()
 		return nil, err
 	}
-	if !named {
-		v = vs.Live
-	}
-	c.name, c.group = framework.VersionedName(base, v), framework.VersionGroup(c.baseGroup, v)
-	if c.version, err = versionState(vs, base, v); err != nil {
-		c.close()
-		return nil, err
-	}
+	c.name, c.ref, c.group, c.baseGroup, c.version = p.Name, p.Ref(), p.Group, p.BaseGroup, p.State
 	if !kafkaToo {
 		return c, nil
 	}
@@ -205,15 +197,19 @@ func (o *options) connect(ctx context.Context, name string, kafkaToo bool) (*con
 		c.close()
 		return nil, usage("%v", err)
 	}
-	c.seeds = strings.Split(o.brokers, ",")
-	c.kopts = append([]kgo.Opt{kgo.RequestTimeoutOverhead(o.timeout)}, sec...)
-	opts := append([]kgo.Opt{kgo.SeedBrokers(c.seeds...)}, c.kopts...)
+	cfg.Seeds = strings.Split(o.brokers, ",")
+	cfg.ClientOpts = append([]kgo.Opt{kgo.RequestTimeoutOverhead(o.timeout)}, sec...)
+	opts := append([]kgo.Opt{kgo.SeedBrokers(cfg.Seeds...)}, cfg.ClientOpts...)
 	c.kafka, err = kgo.NewClient(opts...)
 	if err != nil {
 		c.close()
 		return nil, usage("%v", err)
 	}
-	c.admin = kadm.NewClient(c.kafka)
+	cfg.Kafka = kadm.NewClient(c.kafka)
+	if c.ops, err = ops.New(cfg); err != nil {
+		c.close()
+		return nil, usage("%v", err)
+	}
 	pctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
 	if err := c.kafka.Ping(pctx); err != nil {
@@ -241,38 +237,4 @@ func (o *options) printJSON(v any) error {
 	enc := json.NewEncoder(o.stdout)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
-}
-
-// versionState says what version v of projection base is, or refuses a
-// version that does not exist (any more).
-func versionState(vs controlplane.Versions, base string, v uint64) (string, error) {
-	switch {
-	case v == vs.Live:
-		return "live", nil
-	case vs.Building != nil && v == vs.Building.Version:
-		return "building", nil
-	}
-	for _, r := range vs.Retiring {
-		if r.Version == v {
-			return "retired", nil
-		}
-	}
-	known := []string{"live v" + strconv.FormatUint(vs.Live, 10)}
-	if vs.Building != nil {
-		known = append(known, "building v"+strconv.FormatUint(vs.Building.Version, 10))
-	}
-	for _, r := range vs.Retiring {
-		known = append(known, "retired v"+strconv.FormatUint(r.Version, 10))
-	}
-	return "", &exitError{code: exitNotFound, err: fmt.Errorf("%s is not a version of %s that exists (%s); see projectorctl rebuild %s --status",
-		safeText(framework.VersionedName(base, v)), safeText(base), strings.Join(known, ", "), safeText(base))}
-}
-
-// writable refuses to change a retired version: a rebuild replaced or
-// abandoned it, nothing is written to it any more.
-func (c *conn) writable() error {
-	if c.version == "retired" {
-		return refused("%s was replaced or abandoned by a rebuild and is closed: nothing is written to it any more (it is deleted after its grace period, or by rebuild --drop)", c.name)
-	}
-	return nil
 }

@@ -11,50 +11,21 @@ import (
 
 	"github.com/projector-dev/projector/examples/billing/api"
 	"github.com/projector-dev/projector/kafkastore"
+	"github.com/projector-dev/projector/ops"
 )
 
-// groupLag measures how far the consumer group is behind the topic: per
-// partition the end offset minus the group's committed offset (the start
-// offset where the group committed nothing). The runner commits only after
-// the cursors are stored, so a lag of 0 means every record is applied.
-//
-// TODO(runner): use (*kafkastore.Runner).Lag once the runner has it.
+// groupLag measures how far the consumer group is behind the topic, with
+// ops.GroupLag (kadm's group lag): per partition the end offset minus the
+// group's committed offset (the start offset where the group committed
+// nothing). The runner commits only after the cursors are stored, so a lag
+// of 0 means every record is applied. It returns the total (-1 when it
+// could not be measured) and the lag of each partition.
 func groupLag(ctx context.Context, adm *kadm.Client, group, topic string) (int64, map[int32]int64, error) {
-	ends, err := adm.ListEndOffsets(ctx, topic)
-	if err == nil {
-		err = ends.Error()
-	}
+	l, err := ops.GroupLag(ctx, adm, topic, group)
 	if err != nil {
-		return -1, nil, fmt.Errorf("end offsets of %s: %w", topic, err)
+		return -1, nil, err
 	}
-	starts, err := adm.ListStartOffsets(ctx, topic)
-	if err == nil {
-		err = starts.Error()
-	}
-	if err != nil {
-		return -1, nil, fmt.Errorf("start offsets of %s: %w", topic, err)
-	}
-	committed, err := adm.FetchOffsets(ctx, group)
-	if err == nil {
-		err = committed.Error()
-	}
-	if err != nil {
-		return -1, nil, fmt.Errorf("committed offsets of group %s: %w", group, err)
-	}
-	var total int64
-	per := map[int32]int64{}
-	for p, end := range ends[topic] {
-		from := int64(0)
-		if s, ok := starts.Lookup(topic, p); ok {
-			from = s.Offset
-		}
-		if c, ok := committed.Lookup(topic, p); ok && c.At >= 0 {
-			from = c.At
-		}
-		per[p] = max(end.Offset-from, 0)
-		total += per[p]
-	}
-	return total, per, nil
+	return l.Total, l.ByPartition(), nil
 }
 
 // statusOf reports the runner replicas of this process and the group's lag
