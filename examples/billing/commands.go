@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -16,10 +15,11 @@ import (
 	"github.com/projector-dev/projector/examples/billing/api"
 	"github.com/projector-dev/projector/examples/billing/loadgen"
 	"github.com/projector-dev/projector/examples/billing/mabis"
-	"github.com/projector-dev/projector/framework"
 	"github.com/projector-dev/projector/kafkastore"
+	"github.com/projector-dev/projector/projectorconfig"
 	"github.com/projector-dev/projector/redischeckpoint"
 	"github.com/projector-dev/projector/telemetry"
+	"github.com/projector-dev/projector/worker"
 )
 
 // readModel is the billing projection on a Redis and a reader of it.
@@ -35,11 +35,17 @@ func openReadModel(o options, client redis.UniversalClient) (*readModel, error) 
 	if err != nil {
 		return nil, err
 	}
-	p, err := mabis.NewProjection(store, o.projection)
+	return newReadModel(client, store, o.projection, o.tenant)
+}
+
+// newReadModel is the billing projection named projection on store, with a
+// reader of tenant's balance groups.
+func newReadModel(client redis.UniversalClient, store *redischeckpoint.Store, projection, tenant string) (*readModel, error) {
+	p, err := mabis.NewProjection(store, projection)
 	if err != nil {
 		return nil, err
 	}
-	reader, err := mabis.NewReader(p, o.tenant)
+	reader, err := mabis.NewReader(p, tenant)
 	if err != nil {
 		return nil, err
 	}
@@ -168,86 +174,49 @@ func serveAPI(ctx context.Context, o options, out io.Writer) error {
 	})
 }
 
-// worker is one replica of the billing projection: a member of the
-// projection's consumer group that applies its partitions' events to the
-// read model, with /healthz, /readyz, /metrics and the API on one HTTP
-// server. SIGTERM (ctx) stops it within o.shutdown: the runner finishes its
-// batch, stores the cursors, commits and leaves the group.
-func worker(ctx context.Context, o options, out io.Writer) error {
-	tel, shutdown, err := setupTelemetry(ctx, o, "projector-billing")
+// workerOptions make "billing worker" a main of the worker runtime: one
+// replica of the billing projection, a member of the projection's consumer
+// group that applies its partitions' events to the read model, with
+// /healthz, /readyz, /metrics (the runtime's) and the API on one HTTP
+// server. The runtime reads the PROJECTOR_* settings, opens Redis and the
+// checkpoint store, runs every version of the read model that needs it (the
+// live one and, while projectorctl rebuild runs, the one built beside it)
+// and shuts down within PROJECTOR_SHUTDOWN_TIMEOUT on SIGTERM.
+func workerOptions(stdout, stderr io.Writer) worker.Options {
+	return worker.Options{
+		Name:        "billing worker",
+		ServiceName: "projector-billing",
+		Defaults:    map[string]string{projectorconfig.Topic.Env: "mabis.process-events", projectorconfig.Projection.Env: mabis.ProjectionName},
+		Vars:        []projectorconfig.Var{tenantVar},
+		Stdout:      stdout,
+		Stderr:      stderr,
+		Setup:       setupWorker,
+	}
+}
+
+// setupWorker builds the billing read model on the worker's store and
+// mounts the API, whose status reports the worker's runner and the group's
+// lag.
+func setupWorker(_ context.Context, w *worker.Worker) (worker.Projection, error) {
+	cfg := w.Config
+	rm, err := newReadModel(w.Redis, w.Store, cfg.Projection, w.Settings.String(tenantVar))
 	if err != nil {
-		return err
+		return worker.Projection{}, err
 	}
-	defer shutdown()
-	client, err := redisClient(o)
+	cl, err := w.KafkaClient()
 	if err != nil {
-		return err
+		return worker.Projection{}, err
 	}
-	defer client.Close()
-	rm, err := openReadModel(o, client)
+	adm := kadm.NewClient(cl)
+	w.Defer(adm.Close)
+	h, err := api.New(api.Config{Reader: rm.reader, Logger: w.Logger, WaitFor: func(ctx context.Context, id string, seq uint64) (string, error) {
+		return rm.store.WaitFor(ctx, cfg.Projection, id, seq)
+	}, Status: statusOf(cfg.Projection, cfg.ConsumerGroup(), cfg.Topic, adm, w.Runners, nil)})
 	if err != nil {
-		return err
+		return worker.Projection{}, err
 	}
-	opts, err := kafkaOpts(o)
-	if err != nil {
-		return err
-	}
-	adm, err := kafkaAdmin(o)
-	if err != nil {
-		return err
-	}
-	defer adm.Close()
-	// The worker runs every version of the read model that needs it: the
-	// live one and, while projectorctl rebuild runs, the one built beside
-	// it (see kafkastore.VersionedRunner).
-	runner, err := kafkastore.NewVersionedRunner(kafkastore.VersionedConfig{
-		Name: o.projection,
-		NewProjection: func(name string) (framework.Projection, error) {
-			return rm.projection.Version(name)
-		},
-		Runner: kafkastore.RunnerConfig{
-			Seeds: o.brokers, ClientOpts: append(opts, kgo.SessionTimeout(o.sessionTimeout)), Topic: o.topic, Group: o.group,
-			Checkpoints: rm.store, ShutdownTimeout: o.shutdown, Logger: o.logger,
-			TracerProvider: tel.TracerProvider(), MeterProvider: tel.MeterProvider(),
-		},
-	})
-	if err != nil {
-		return err
-	}
-	replicas := func() []*kafkastore.Runner {
-		if r := runner.Live(); r != nil {
-			return []*kafkastore.Runner{r}
-		}
-		return nil
-	}
-	h, err := api.New(api.Config{Reader: rm.reader, Logger: o.logger, WaitFor: func(ctx context.Context, id string, seq uint64) (string, error) {
-		return rm.store.WaitFor(ctx, o.projection, id, seq)
-	}, Status: statusOf(o.projection, o.groupName(), o.topic, adm, replicas, nil)})
-	if err != nil {
-		return err
-	}
-	mux := http.NewServeMux()
-	mux.Handle("/api/", h)
-	mux.Handle("GET /metrics", tel.PrometheusHandler())
-	mux.Handle("GET /healthz", runner.Handler())
-	mux.Handle("GET /readyz", runner.Handler())
-	// The HTTP server outlives the runner's shutdown, so that probes and
-	// scrapes see it drain; it stops once the runner has returned.
-	httpCtx, stopHTTP := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopHTTP()
-	runCtx, stopRunner := context.WithCancel(ctx)
-	defer stopRunner()
-	httpErr := make(chan error, 1)
-	go func() {
-		defer stopRunner() // a worker without its probes is of no use
-		httpErr <- serveHTTP(httpCtx, o.httpAddr, o.shutdown, mux, func(addr string) {
-			fmt.Fprintf(out, "billing worker %s of projection %s (every live and building version; group %s for version 0) on topic %s; API, health and metrics on %s\n",
-				runner.ReplicaID(), o.projection, o.groupName(), o.topic, apiURL(addr))
-		})
-	}()
-	err = runner.Run(runCtx)
-	stopHTTP()
-	return errors.Join(err, <-httpErr)
+	w.Handle("/api/", h)
+	return worker.Versioned(rm.projection), nil
 }
 
 func printGenerated(out io.Writer, x *loadgen.Expected, s loadgen.Stats) {

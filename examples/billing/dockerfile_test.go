@@ -43,11 +43,25 @@ func dockerfile(t *testing.T) []string {
 	return out
 }
 
+// buildArgs returns the ARG defaults of a stage.
+func buildArgs(stage []string) map[string]string {
+	args := map[string]string{}
+	for _, l := range stage {
+		if rest, ok := strings.CutPrefix(l, "ARG "); ok {
+			name, def, _ := strings.Cut(rest, "=")
+			args[name] = def
+		}
+	}
+	return args
+}
+
 // TestDockerfile checks the worker image without a Docker engine: the
 // final stage runs as the non-root user the Helm chart expects, with the
-// entrypoint, command and port it expects, and the binaries it names are
-// built statically from packages that build that way: no cgo, no dynamic
-// loader (PT_INTERP), so they run on distroless/static.
+// entrypoint, command and port it expects; the worker binary is built from
+// the MAIN build argument (default: this example) and projectorctl from
+// PROJECTORCTL, and the binaries it names are built statically from
+// packages that build that way: no cgo, no dynamic loader (PT_INTERP), so
+// they run on distroless/static.
 func TestDockerfile(t *testing.T) {
 	lines := dockerfile(t)
 	var stages [][]string
@@ -71,7 +85,7 @@ func TestDockerfile(t *testing.T) {
 		t.Errorf("final stage %q, want distroless/static or scratch", final[0])
 	}
 	has := func(stage []string, want string) bool { return slices.Contains(stage, want) }
-	for _, want := range []string{"USER 65532:65532", "EXPOSE 8080", `ENTRYPOINT ["/usr/local/bin/billing"]`, `CMD ["worker"]`} {
+	for _, want := range []string{"USER 65532:65532", "EXPOSE 8080", `ENTRYPOINT ["/usr/local/bin/worker"]`, `CMD ["worker"]`} {
 		if !has(final, want) {
 			t.Errorf("final stage lacks %q", want)
 		}
@@ -80,6 +94,20 @@ func TestDockerfile(t *testing.T) {
 		t.Errorf("%q: want the non-root user 65532 the chart runs as", final[i])
 	}
 	buildText := strings.Join(build, "\n")
+	// The worker's package is a build argument; its default is this example.
+	args := buildArgs(build)
+	if args["MAIN"] != "./examples/billing" || args["PROJECTORCTL"] != "./cmd/projectorctl" {
+		t.Errorf("build arguments %v, want MAIN=./examples/billing and PROJECTORCTL=./cmd/projectorctl", args)
+	}
+	if !regexp.MustCompile(`go build [^&]*-o /out/worker \$\{MAIN\}`).MatchString(buildText) {
+		t.Error("the worker binary is not built from ${MAIN}")
+	}
+	buildText = regexp.MustCompile(`\$\{(\w+)\}`).ReplaceAllStringFunc(buildText, func(ref string) string {
+		if v, ok := args[ref[2:len(ref)-1]]; ok {
+			return v
+		}
+		return ref
+	})
 	if !strings.Contains(buildText, "CGO_ENABLED=0") {
 		t.Error("the builder does not set CGO_ENABLED=0")
 	}
@@ -99,7 +127,7 @@ func TestDockerfile(t *testing.T) {
 			copied[m[2]] = pkg
 		}
 	}
-	want := map[string]string{"/usr/local/bin/billing": "./examples/billing", "/usr/local/bin/projectorctl": "./cmd/projectorctl"}
+	want := map[string]string{"/usr/local/bin/worker": "./examples/billing", "/usr/local/bin/projectorctl": "./cmd/projectorctl"}
 	for path, pkg := range want {
 		if copied[path] != pkg {
 			t.Errorf("%s comes from %q, want %s", path, copied[path], pkg)

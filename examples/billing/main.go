@@ -7,10 +7,12 @@
 //	billing worker     run the "billing" projection from Kafka into Redis, with the API
 //	billing api        serve the API over a Redis read model
 //
-// Every flag falls back to an environment variable, shown by -h; the
-// passwords are read from PROJECTOR_KAFKA_PASSWORD and
-// PROJECTOR_REDIS_PASSWORD only, so that they appear neither in the process
-// list nor in -h.
+// Every flag falls back to an environment variable, shown by -h: the
+// shared PROJECTOR_* table of package projectorconfig (the names
+// projectorctl reads) plus the example's own. The passwords are read from
+// PROJECTOR_KAFKA_PASSWORD and PROJECTOR_REDIS_PASSWORD only, so that they
+// appear neither in the process list nor in -h. "billing worker" is a main
+// of package worker, the runtime a projection of your own runs on.
 package main
 
 import (
@@ -31,7 +33,8 @@ import (
 
 	"github.com/projector-dev/projector/examples/billing/mabis"
 	"github.com/projector-dev/projector/kafkastore"
-	"github.com/projector-dev/projector/redischeckpoint"
+	"github.com/projector-dev/projector/projectorconfig"
+	"github.com/projector-dev/projector/worker"
 )
 
 func main() {
@@ -49,10 +52,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		cmd, args = args[0], args[1:]
 	}
+	if cmd == "worker" {
+		// The worker is a main of the worker runtime, like a user's.
+		return worker.Run(ctx, args, workerOptions(stdout, stderr))
+	}
 	commands := map[string]func(context.Context, options, io.Writer) error{
 		"demo":     demo,
 		"generate": generate,
-		"worker":   worker,
 		"api":      serveAPI,
 	}
 	fn, ok := commands[cmd]
@@ -106,97 +112,75 @@ func (o options) groupName() string {
 	return o.projection
 }
 
-func envOr(name, def string) string {
-	if v, ok := os.LookupEnv(name); ok && v != "" {
-		return v
+// The billing example's own settings, beside the shared PROJECTOR_* table
+// of package projectorconfig (brokers, topic, Redis, ...), which every
+// subcommand reads with the same names as projectorctl and the worker
+// runtime.
+var (
+	partitionsVar = projectorconfig.Var{Env: "PROJECTOR_PARTITIONS", Flag: "partitions", Kind: projectorconfig.Int, Default: "12",
+		Help: "partitions of the event topic when it is created"}
+	tenantVar = projectorconfig.Var{Env: "PROJECTOR_TENANT", Flag: "tenant", Default: "netz-musterstadt",
+		Help: "tenant: the grid operator"}
+	monthVar = projectorconfig.Var{Env: "PROJECTOR_MONTH", Flag: "month", Default: "2026-03",
+		Help: "billing month YYYY-MM"}
+	malosVar = projectorconfig.Var{Env: "PROJECTOR_MALOS", Flag: "malos", Kind: projectorconfig.Int, Default: "2000",
+		Help: "number of MaLos to generate"}
+	seedVar = projectorconfig.Var{Env: "PROJECTOR_SEED", Flag: "seed", Default: "1",
+		Help: "seed of the generated month"}
+	replicasVar = projectorconfig.Var{Env: "PROJECTOR_REPLICAS", Flag: "replicas", Kind: projectorconfig.Int, Default: "3",
+		Help: "demo: runner replicas in the process"}
+)
+
+// settings returns the settings of cmd: the shared table with billing's
+// defaults, and billing's own.
+func settings(cmd string) *projectorconfig.Set {
+	set := projectorconfig.NewSet(projectorconfig.Worker()...)
+	set.Add(partitionsVar, tenantVar, monthVar, malosVar, seedVar, replicasVar)
+	set.SetDefault(projectorconfig.Topic, "mabis.process-events")
+	set.SetDefault(projectorconfig.Projection, mabis.ProjectionName)
+	if cmd == "demo" {
+		set.SetDefault(projectorconfig.LogLevel, "warn")
 	}
-	return def
+	return set
 }
 
 func parseFlags(cmd string, args []string, stderr io.Writer) (options, error) {
 	fs := flag.NewFlagSet("billing "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	brokers := fs.String("brokers", envOr("PROJECTOR_KAFKA_BROKERS", ""), "Kafka seed brokers, comma-separated (PROJECTOR_KAFKA_BROKERS); demo: empty starts an in-process fake")
-	topic := fs.String("topic", envOr("PROJECTOR_TOPIC", "mabis.process-events"), "event topic (PROJECTOR_TOPIC)")
-	partitions := fs.String("partitions", envOr("PROJECTOR_PARTITIONS", "12"), "partitions of the event topic when it is created (PROJECTOR_PARTITIONS)")
-	projection := fs.String("projection", envOr("PROJECTOR_PROJECTION", mabis.ProjectionName), "projection name: consumer group and Redis keys; renaming starts from scratch (PROJECTOR_PROJECTION)")
-	redisURL := fs.String("redis", envOr("PROJECTOR_REDIS_URL", ""), "Redis URL, redis:// or rediss:// (PROJECTOR_REDIS_URL); demo: empty starts an in-process fake")
-	httpAddr := fs.String("http", envOr("PROJECTOR_HTTP_ADDR", ":8080"), "HTTP listen address of the API (PROJECTOR_HTTP_ADDR)")
-	tenant := fs.String("tenant", envOr("PROJECTOR_TENANT", "netz-musterstadt"), "tenant: the grid operator (PROJECTOR_TENANT)")
-	month := fs.String("month", envOr("PROJECTOR_MONTH", "2026-03"), "billing month YYYY-MM (PROJECTOR_MONTH)")
-	malos := fs.String("malos", envOr("PROJECTOR_MALOS", "2000"), "number of MaLos to generate (PROJECTOR_MALOS)")
-	seed := fs.String("seed", envOr("PROJECTOR_SEED", "1"), "seed of the generated month (PROJECTOR_SEED)")
-	group := fs.String("group", envOr("PROJECTOR_GROUP", ""), "consumer group; default: the projection name (PROJECTOR_GROUP)")
-	sasl := fs.String("kafka-sasl-mechanism", envOr("PROJECTOR_KAFKA_SASL_MECHANISM", ""), "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512; the password comes from PROJECTOR_KAFKA_PASSWORD (PROJECTOR_KAFKA_SASL_MECHANISM)")
-	kafkaUser := fs.String("kafka-username", envOr("PROJECTOR_KAFKA_USERNAME", ""), "Kafka SASL user (PROJECTOR_KAFKA_USERNAME)")
-	kafkaTLS := fs.String("kafka-tls", envOr("PROJECTOR_KAFKA_TLS", "false"), "connect to Kafka with TLS (PROJECTOR_KAFKA_TLS)")
-	kafkaCA := fs.String("kafka-tls-ca", envOr("PROJECTOR_KAFKA_TLS_CA_FILE", ""), "PEM file of the CA of Kafka's certificates; implies -kafka-tls (PROJECTOR_KAFKA_TLS_CA_FILE)")
-	redisUser := fs.String("redis-username", envOr("PROJECTOR_REDIS_USERNAME", ""), "Redis ACL user; the password comes from PROJECTOR_REDIS_PASSWORD (PROJECTOR_REDIS_USERNAME)")
-	redisCA := fs.String("redis-tls-ca", envOr("PROJECTOR_REDIS_TLS_CA_FILE", ""), "PEM file of the CA of Redis's certificate, for a rediss:// URL (PROJECTOR_REDIS_TLS_CA_FILE)")
-	namespace := fs.String("redis-namespace", envOr("PROJECTOR_REDIS_NAMESPACE", redischeckpoint.DefaultNamespace), "prefix of every Redis key (PROJECTOR_REDIS_NAMESPACE)")
-	waitReplicas := fs.String("redis-wait-replicas", envOr("PROJECTOR_REDIS_WAIT_REPLICAS", "0"), "checkpoints wait until this many Redis replicas have them before offsets are committed, so a failover never loses what a commit relies on; 0: off (PROJECTOR_REDIS_WAIT_REPLICAS)")
-	session := fs.String("kafka-session-timeout", envOr("PROJECTOR_KAFKA_SESSION_TIMEOUT", "45s"), "how long the group waits for a replica that stopped answering before its partitions move (PROJECTOR_KAFKA_SESSION_TIMEOUT)")
-	replicas := fs.String("replicas", envOr("PROJECTOR_REPLICAS", "3"), "demo: runner replicas in the process (PROJECTOR_REPLICAS)")
-	shutdown := fs.String("shutdown-timeout", envOr("PROJECTOR_SHUTDOWN_TIMEOUT", "30s"), "time to finish the batch, store cursors, commit and leave the group after SIGTERM (PROJECTOR_SHUTDOWN_TIMEOUT)")
-	logLevel := fs.String("log-level", envOr("PROJECTOR_LOG_LEVEL", ""), "debug, info, warn or error; default warn for the demo, info otherwise (PROJECTOR_LOG_LEVEL)")
+	set := settings(cmd)
+	set.Bind(fs)
 	if err := fs.Parse(args); err != nil {
 		return options{}, err
 	}
 	if fs.NArg() > 0 {
 		return options{}, fmt.Errorf("%s: unexpected arguments %q", cmd, fs.Args())
 	}
-	var o options
-	o.malosSet = os.Getenv("PROJECTOR_MALOS") != ""
-	fs.Visit(func(f *flag.Flag) { o.malosSet = o.malosSet || f.Name == "malos" })
-	o.topic, o.projection, o.redisURL, o.httpAddr, o.tenant = *topic, *projection, *redisURL, *httpAddr, *tenant
-	o.group, o.redisUser, o.redisPass, o.redisCA, o.namespace = *group, *redisUser, os.Getenv("PROJECTOR_REDIS_PASSWORD"), *redisCA, *namespace
-	o.kafka = kafkastore.Security{SASLMechanism: strings.ToUpper(*sasl), Username: *kafkaUser, Password: os.Getenv("PROJECTOR_KAFKA_PASSWORD"), CAFile: *kafkaCA}
-	for _, b := range strings.Split(*brokers, ",") {
-		if b = strings.TrimSpace(b); b != "" {
-			o.brokers = append(o.brokers, b)
+	cfg, err := set.Config()
+	errs := []error{err}
+	o := options{
+		brokers: cfg.Brokers, topic: cfg.Topic, projection: cfg.Projection, group: cfg.Group,
+		kafka: kafkastore.Security{SASLMechanism: cfg.KafkaSASLMechanism, Username: cfg.KafkaUsername, Password: cfg.KafkaPassword,
+			TLS: cfg.KafkaTLS, CAFile: cfg.KafkaTLSCAFile},
+		redisURL: cfg.RedisURL, redisUser: cfg.RedisUsername, redisPass: cfg.RedisPassword, redisCA: cfg.RedisTLSCAFile,
+		namespace: cfg.RedisNamespace, waitReplicas: cfg.RedisWaitReplicas, sessionTimeout: cfg.KafkaSessionTimeout,
+		httpAddr: cfg.HTTPAddr, shutdown: cfg.ShutdownTimeout, logLevel: cfg.LogLevel,
+		tenant: set.String(tenantVar), malosSet: set.IsSet(malosVar),
+	}
+	positive := func(v projectorconfig.Var, dst *int) {
+		if n, err := set.Int(v); err != nil || n < 1 {
+			errs = append(errs, set.Invalid(v, "a positive number"))
+		} else {
+			*dst = n
 		}
 	}
-	var errs []error
-	var err error
-	if o.month, err = mabis.ParseMonth(*month); err != nil {
-		errs = append(errs, fmt.Errorf("-month: %w", err))
+	positive(malosVar, &o.malos)
+	positive(partitionsVar, &o.partitions)
+	positive(replicasVar, &o.replicas)
+	if o.month, err = mabis.ParseMonth(set.String(monthVar)); err != nil {
+		errs = append(errs, set.Invalid(monthVar, "a month YYYY-MM"))
 	}
-	if o.malos, err = strconv.Atoi(*malos); err != nil || o.malos < 1 {
-		errs = append(errs, fmt.Errorf("-malos %q: want a positive number", *malos))
-	}
-	if o.waitReplicas, err = strconv.Atoi(*waitReplicas); err != nil || o.waitReplicas < 0 {
-		errs = append(errs, fmt.Errorf("-redis-wait-replicas %q: want 0 or a positive number", *waitReplicas))
-	}
-	if o.partitions, err = strconv.Atoi(*partitions); err != nil || o.partitions < 1 {
-		errs = append(errs, fmt.Errorf("-partitions %q: want a positive number", *partitions))
-	}
-	if o.seed, err = strconv.ParseUint(*seed, 10, 64); err != nil || o.seed == 0 {
-		errs = append(errs, fmt.Errorf("-seed %q: want a positive number", *seed))
-	}
-	if o.kafka.TLS, err = strconv.ParseBool(*kafkaTLS); err != nil {
-		errs = append(errs, fmt.Errorf("-kafka-tls %q: want true or false", *kafkaTLS))
-	}
-	o.kafka.TLS = o.kafka.TLS || o.kafka.CAFile != ""
-	if o.kafka.SASLMechanism != "" && (o.kafka.Username == "" || o.kafka.Password == "") {
-		errs = append(errs, fmt.Errorf("-kafka-sasl-mechanism %s needs -kafka-username and PROJECTOR_KAFKA_PASSWORD", o.kafka.SASLMechanism))
-	}
-	if o.sessionTimeout, err = time.ParseDuration(*session); err != nil || o.sessionTimeout <= 0 {
-		errs = append(errs, fmt.Errorf("-kafka-session-timeout %q: want a positive duration such as 45s", *session))
-	}
-	if o.replicas, err = strconv.Atoi(*replicas); err != nil || o.replicas < 1 {
-		errs = append(errs, fmt.Errorf("-replicas %q: want a positive number", *replicas))
-	}
-	if o.shutdown, err = time.ParseDuration(*shutdown); err != nil || o.shutdown <= 0 {
-		errs = append(errs, fmt.Errorf("-shutdown-timeout %q: want a positive duration such as 25s", *shutdown))
-	}
-	o.logLevel = slog.LevelInfo
-	if cmd == "demo" {
-		o.logLevel = slog.LevelWarn
-	}
-	if *logLevel != "" {
-		if err := o.logLevel.UnmarshalText([]byte(*logLevel)); err != nil {
-			errs = append(errs, fmt.Errorf("-log-level %q: want debug, info, warn or error", *logLevel))
-		}
+	if o.seed, err = strconv.ParseUint(set.String(seedVar), 10, 64); err != nil || o.seed == 0 {
+		errs = append(errs, set.Invalid(seedVar, "a positive number"))
 	}
 	o.logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: o.logLevel}))
 	return o, errors.Join(errs...)
@@ -231,13 +215,4 @@ func serveHTTP(ctx context.Context, addr string, timeout time.Duration, h http.H
 }
 
 // apiURL turns a listening address into a URL people can open.
-func apiURL(addr string) string {
-	host, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		return "http://" + addr
-	}
-	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
-		host = "localhost"
-	}
-	return "http://" + net.JoinHostPort(host, port)
-}
+func apiURL(addr string) string { return worker.URL(addr) }

@@ -4,12 +4,16 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"regexp"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/twmb/franz-go/pkg/kfake"
 )
 
 // syncBuffer is an io.Writer safe for the demo's goroutines.
@@ -96,5 +100,85 @@ func TestFlags(t *testing.T) {
 	}
 	if err := run(t.Context(), []string{"frobnicate"}, &syncBuffer{}, &syncBuffer{}); err == nil {
 		t.Error("an unknown command ran")
+	}
+}
+
+// TestWorkerInProcess runs "billing worker" (the worker runtime with the
+// billing projection and API) on an in-process Kafka and Redis, configured
+// by the PROJECTOR_* variables as in the Helm chart: it applies a generated
+// month, serves the API, /healthz, /readyz and /metrics, and stops cleanly
+// when its context ends (SIGTERM in main).
+func TestWorkerInProcess(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a worker")
+	}
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.DefaultNumPartitions(2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cluster.Close()
+	mr := miniredis.RunT(t)
+	for k, v := range map[string]string{
+		"PROJECTOR_KAFKA_BROKERS": strings.Join(cluster.ListenAddrs(), ","), "PROJECTOR_REDIS_URL": "redis://" + mr.Addr(),
+		"PROJECTOR_TOPIC": "billing.worker-test", "PROJECTOR_PARTITIONS": "2", "PROJECTOR_MALOS": "5", "PROJECTOR_MONTH": "2026-10",
+		"PROJECTOR_TENANT": "netz-worker", "PROJECTOR_HTTP_ADDR": "127.0.0.1:0", "PROJECTOR_SHUTDOWN_TIMEOUT": "10s",
+		"PROJECTOR_KAFKA_SESSION_TIMEOUT": "6s", "PROJECTOR_KAFKA_TLS": "no", "PROJECTOR_LOG_LEVEL": "warn", "OTEL_SDK_DISABLED": "true",
+	} {
+		t.Setenv(k, v)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	if err := run(ctx, []string{"generate"}, io.Discard, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	workerCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	var out, errOut syncBuffer
+	done := make(chan error, 1)
+	go func() { done <- run(workerCtx, []string{"worker"}, &out, &errOut) }()
+	var base string
+	for addr := regexp.MustCompile(`on (http://\S+)`); base == ""; time.Sleep(20 * time.Millisecond) {
+		select {
+		case err := <-done:
+			t.Fatalf("the worker ended early: %v\n%s", err, errOut.String())
+		default:
+		}
+		if m := addr.FindStringSubmatch(out.String()); m != nil {
+			base = m[1]
+		}
+	}
+	get := func(path string) (int, []byte) {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+path, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatalf("GET %s: %v", path, err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, b
+	}
+	for {
+		code, body := get("/api/v1/status")
+		var st struct {
+			State   string `json:"state"`
+			Applied int64  `json:"applied"`
+			Lag     int64  `json:"lag"`
+		}
+		if code == 200 && json.Unmarshal(body, &st) == nil && st.Applied > 0 && st.Lag == 0 {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("the worker did not catch up: %d %s\n%s", code, body, errOut.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	for _, path := range []string{"/healthz", "/readyz", "/metrics", "/api/v1/months/2026-10/balance-groups"} {
+		if code, body := get(path); code != 200 {
+			t.Errorf("GET %s: %d %s", path, code, body)
+		}
+	}
+	stop()
+	if err := <-done; err != nil {
+		t.Errorf("worker after the signal: %v\n%s", err, errOut.String())
 	}
 }

@@ -102,10 +102,20 @@ func valueSets(t *testing.T) map[string]string {
 	return sets
 }
 
+// testImage is the image.repository every value set gives: the chart has no default image (there
+// is no published one; each user builds their own, see docs/deploy.md).
+const testImage = "registry.example.com/billing-worker"
+
+// required are the values the chart cannot do without.
+func required() map[string]any {
+	return map[string]any{"image": map[string]any{"repository": testImage}}
+}
+
+// readValues reads a ci values file; "" means the defaults plus the required values.
 func readValues(t *testing.T, file string) map[string]any {
 	t.Helper()
 	if file == "" {
-		return map[string]any{}
+		return required()
 	}
 	b, err := os.ReadFile(file)
 	if err != nil {
@@ -118,10 +128,11 @@ func readValues(t *testing.T, file string) map[string]any {
 	return v
 }
 
-// values builds user-supplied values from YAML snippets, later ones winning, like repeated -f.
+// values builds user-supplied values from YAML snippets, later ones winning, like repeated -f,
+// on top of the required values.
 func values(t *testing.T, docs ...string) map[string]any {
 	t.Helper()
-	out := map[string]any{}
+	out := required()
 	for _, d := range docs {
 		var v map[string]any
 		if err := yaml.Unmarshal([]byte(d), &v); err != nil {

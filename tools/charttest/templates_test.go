@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"helm.sh/helm/v3/pkg/action"
+	"helm.sh/helm/v3/pkg/lint/support"
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	batchv1 "k8s.io/api/batch/v1"
@@ -54,8 +56,8 @@ func envMap(c *corev1.Container) map[string]corev1.EnvVar {
 func TestDefaultsDeployBillingWorker(t *testing.T) {
 	d := deployment(t, values(t, ""))
 	c := container(t, &d.Spec.Template.Spec, "worker")
-	if c.Image != "ghcr.io/projector-dev/projector-billing:0.1.0" {
-		t.Errorf("image = %q, want the billing image at the chart's appVersion", c.Image)
+	if c.Image != testImage+":0.1.0" {
+		t.Errorf("image = %q, want the given repository at the chart's appVersion", c.Image)
 	}
 	if len(c.Command) != 0 || strings.Join(c.Args, " ") != "worker" {
 		t.Errorf("command %q args %q, want the entrypoint with [worker]", c.Command, c.Args)
@@ -531,5 +533,31 @@ func TestKubeVersionEnforced(t *testing.T) {
 	_, err := render(t, "v1.26.9", values(t, ""))
 	if err == nil || !strings.Contains(err.Error(), "kubeVersion") {
 		t.Errorf("render for 1.26 = %v, want the kubeVersion constraint to refuse it", err)
+	}
+}
+
+// TestImageRequired: the chart has no default image (none is published); an install without
+// image.repository fails with a message saying what to give, while `helm lint` of the bare
+// defaults (scripts/test.sh) stays clean.
+func TestImageRequired(t *testing.T) {
+	err := renderError(t, map[string]any{})
+	if !strings.Contains(err.Error(), "image.repository is required") || !strings.Contains(err.Error(), "docs/deploy.md") {
+		t.Errorf("render without image.repository: %v", err)
+	}
+	lint := action.NewLint()
+	lint.Strict = true
+	lint.Namespace = "projector"
+	res := lint.Run([]string{chartDir}, map[string]any{})
+	for _, msg := range res.Messages {
+		if msg.Severity > support.InfoSev {
+			t.Errorf("lint of the bare defaults: %s", msg)
+		}
+	}
+	for _, err := range res.Errors {
+		t.Errorf("lint of the bare defaults: %v", err)
+	}
+	d := deployment(t, values(t, "image: {repository: ghcr.io/acme/orders-worker, tag: 2.1.0}"))
+	if c := container(t, &d.Spec.Template.Spec, "worker"); c.Image != "ghcr.io/acme/orders-worker:2.1.0" {
+		t.Errorf("image = %q", c.Image)
 	}
 }

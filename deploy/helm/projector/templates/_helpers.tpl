@@ -42,11 +42,13 @@ app.kubernetes.io/part-of: projector
 app.kubernetes.io/component: worker
 {{- end -}}
 
+{{/* The worker image. There is no default: no image is published, each user builds theirs. */}}
 {{- define "projector.image" -}}
+{{- $repo := required "image.repository is required: the chart runs your worker image, built from your main with the repository's Dockerfile (see docs/deploy.md), e.g. --set image.repository=registry.example.com/orders-worker --set image.tag=1.0.0" .Values.image.repository -}}
 {{- if .Values.image.digest -}}
-{{- printf "%s@%s" .Values.image.repository .Values.image.digest -}}
+{{- printf "%s@%s" $repo .Values.image.digest -}}
 {{- else -}}
-{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- printf "%s:%s" $repo (default .Chart.AppVersion .Values.image.tag) -}}
 {{- end -}}
 {{- end -}}
 
@@ -98,6 +100,7 @@ app.kubernetes.io/component: worker
 
 {{/* Checks across values that the schema cannot express. Included by the Deployment. */}}
 {{- define "projector.validate" -}}
+{{- $_ := include "projector.image" . -}}
 {{- if and .Values.autoscaling.hpa.enabled .Values.autoscaling.keda.enabled -}}
 {{- fail "autoscaling.hpa.enabled and autoscaling.keda.enabled are both true: KEDA manages its own HorizontalPodAutoscaler, enable only one of them" -}}
 {{- end -}}

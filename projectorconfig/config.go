@@ -1,0 +1,127 @@
+package projectorconfig
+
+import (
+	"errors"
+	"log/slog"
+	"strings"
+	"time"
+)
+
+// Config is the table's settings, typed and checked. Fields whose Var is
+// not in the Set keep their zero value.
+type Config struct {
+	Brokers []string
+	Topic   string
+	// Group is the consumer group as given; "" means the projection's
+	// name (see ConsumerGroup).
+	Group string
+
+	// KafkaSASLMechanism is "", PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512
+	// (upper case).
+	KafkaSASLMechanism string
+	KafkaUsername      string
+	KafkaPassword      string
+	// KafkaTLS is true when PROJECTOR_KAFKA_TLS says so or a CA file is
+	// given.
+	KafkaTLS            bool
+	KafkaTLSCAFile      string
+	KafkaSessionTimeout time.Duration
+
+	RedisURL          string
+	RedisUsername     string
+	RedisPassword     string
+	RedisTLSCAFile    string
+	RedisNamespace    string
+	RedisWaitReplicas int
+
+	Projection      string
+	HTTPAddr        string
+	ShutdownTimeout time.Duration
+	LogLevel        slog.Level
+}
+
+// ConsumerGroup returns Group, or the projection's name when it is empty.
+func (c Config) ConsumerGroup() string {
+	if c.Group != "" {
+		return c.Group
+	}
+	return c.Projection
+}
+
+// Config returns the Set's settings of the table, typed and checked, with
+// every problem joined in one error (each an *Error naming its flag or
+// variable). Settings that must be present (brokers, a Redis URL) are not
+// checked here: whether they are needed is the program's business.
+func (s *Set) Config() (Config, error) {
+	var c Config
+	var errs []error
+	str := func(v Var, dst *string) {
+		if s.Has(v) {
+			*dst = s.String(v)
+		}
+	}
+	str(Topic, &c.Topic)
+	str(Group, &c.Group)
+	str(KafkaUsername, &c.KafkaUsername)
+	str(KafkaPassword, &c.KafkaPassword)
+	str(KafkaTLSCAFile, &c.KafkaTLSCAFile)
+	str(RedisURL, &c.RedisURL)
+	str(RedisUsername, &c.RedisUsername)
+	str(RedisPassword, &c.RedisPassword)
+	str(RedisTLSCAFile, &c.RedisTLSCAFile)
+	str(RedisNamespace, &c.RedisNamespace)
+	str(Projection, &c.Projection)
+	str(HTTPAddr, &c.HTTPAddr)
+	if s.Has(KafkaBrokers) {
+		c.Brokers = s.List(KafkaBrokers)
+	}
+	if s.Has(KafkaSASLMechanism) {
+		c.KafkaSASLMechanism = strings.ToUpper(s.String(KafkaSASLMechanism))
+		switch c.KafkaSASLMechanism {
+		case "", "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512":
+		default:
+			errs = append(errs, s.Invalid(KafkaSASLMechanism, "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512"))
+		}
+		if c.KafkaSASLMechanism != "" && (c.KafkaUsername == "" || c.KafkaPassword == "") {
+			errs = append(errs, errors.New("-kafka-sasl-mechanism "+c.KafkaSASLMechanism+" needs -kafka-username and PROJECTOR_KAFKA_PASSWORD"))
+		}
+	}
+	if s.Has(KafkaTLS) {
+		var err error
+		if c.KafkaTLS, err = s.Bool(KafkaTLS); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	c.KafkaTLS = c.KafkaTLS || c.KafkaTLSCAFile != ""
+	positive := func(v Var, dst *time.Duration) {
+		if !s.Has(v) {
+			return
+		}
+		d, err := s.Duration(v)
+		if err == nil && d <= 0 {
+			err = s.Invalid(v, "a positive duration such as 30s")
+		}
+		if err != nil {
+			errs = append(errs, err)
+		}
+		*dst = d
+	}
+	positive(KafkaSessionTimeout, &c.KafkaSessionTimeout)
+	positive(ShutdownTimeout, &c.ShutdownTimeout)
+	if s.Has(RedisWaitReplicas) {
+		n, err := s.Int(RedisWaitReplicas)
+		if err != nil || n < 0 {
+			errs = append(errs, s.Invalid(RedisWaitReplicas, "0 or a positive number"))
+		}
+		c.RedisWaitReplicas = n
+	}
+	if s.Has(LogLevel) {
+		c.LogLevel = slog.LevelInfo
+		if lv := s.String(LogLevel); lv != "" {
+			if err := c.LogLevel.UnmarshalText([]byte(lv)); err != nil {
+				errs = append(errs, s.Invalid(LogLevel, "debug, info, warn or error"))
+			}
+		}
+	}
+	return c, errors.Join(errs...)
+}

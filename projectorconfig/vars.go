@@ -1,0 +1,101 @@
+package projectorconfig
+
+// Kind is how a Var's value is parsed.
+type Kind uint8
+
+const (
+	// String is any text.
+	String Kind = iota
+	// Bool is parsed by ParseBool.
+	Bool
+	// Int is a decimal integer.
+	Int
+	// Duration is parsed by time.ParseDuration ("45s", "2m").
+	Duration
+	// List is comma-separated; blanks around items and empty items are
+	// dropped.
+	List
+	// URL is a URL that may carry a password (redis://user:pass@host):
+	// shown only when it carries none.
+	URL
+)
+
+// Var is one setting: its environment variable, flag, default and help.
+type Var struct {
+	// Env is the environment variable, PROJECTOR_...; it identifies the
+	// Var in a Set.
+	Env string
+	// Flag is the flag name without dashes.
+	Flag string
+	// Aliases are older flag names still accepted, e.g. "redis" for
+	// "redis-url".
+	Aliases []string
+	// Default is the value when neither the flag nor the variable is set.
+	Default string
+	Kind    Kind
+	// Secret values are never shown: not in -h, not in errors. Their
+	// flags are bound only by BindAll.
+	Secret bool
+	// Help describes the setting; the variable's name is appended.
+	Help string
+}
+
+// The table. Programs take the subsets they use (Connection, Worker) and
+// may change a default with Set.SetDefault; Flag and Env never differ
+// between programs.
+var (
+	KafkaBrokers = Var{Env: "PROJECTOR_KAFKA_BROKERS", Flag: "brokers", Kind: List,
+		Help: "Kafka seed brokers, comma-separated"}
+	Topic = Var{Env: "PROJECTOR_TOPIC", Flag: "topic",
+		Help: "event topic"}
+	Group = Var{Env: "PROJECTOR_GROUP", Flag: "group",
+		Help: "consumer group; default: the projection's name"}
+	KafkaSASLMechanism = Var{Env: "PROJECTOR_KAFKA_SASL_MECHANISM", Flag: "kafka-sasl-mechanism",
+		Help: "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512; needs -kafka-username and PROJECTOR_KAFKA_PASSWORD"}
+	KafkaUsername = Var{Env: "PROJECTOR_KAFKA_USERNAME", Flag: "kafka-username",
+		Help: "Kafka SASL user"}
+	KafkaPassword = Var{Env: "PROJECTOR_KAFKA_PASSWORD", Flag: "kafka-password", Secret: true,
+		Help: "Kafka SASL password; prefer the variable, a flag shows in the process list"}
+	KafkaTLS = Var{Env: "PROJECTOR_KAFKA_TLS", Flag: "kafka-tls", Kind: Bool, Default: "false",
+		Help: "connect to Kafka with TLS (true/false, yes/no, on/off, 1/0)"}
+	KafkaTLSCAFile = Var{Env: "PROJECTOR_KAFKA_TLS_CA_FILE", Flag: "kafka-tls-ca",
+		Help: "PEM file of the CA of Kafka's certificates; implies -kafka-tls"}
+	KafkaSessionTimeout = Var{Env: "PROJECTOR_KAFKA_SESSION_TIMEOUT", Flag: "kafka-session-timeout", Kind: Duration, Default: "45s",
+		Help: "how long the group waits for a replica that stopped answering before its partitions move"}
+
+	RedisURL = Var{Env: "PROJECTOR_REDIS_URL", Flag: "redis-url", Aliases: []string{"redis"}, Kind: URL,
+		Help: "Redis URL, redis:// or rediss:// (TLS); put the password in PROJECTOR_REDIS_PASSWORD, not here"}
+	RedisUsername = Var{Env: "PROJECTOR_REDIS_USERNAME", Flag: "redis-username",
+		Help: "Redis ACL user"}
+	RedisPassword = Var{Env: "PROJECTOR_REDIS_PASSWORD", Flag: "redis-password", Secret: true,
+		Help: "Redis password; prefer the variable, a flag shows in the process list"}
+	RedisTLSCAFile = Var{Env: "PROJECTOR_REDIS_TLS_CA_FILE", Flag: "redis-tls-ca",
+		Help: "PEM file of the CA of Redis's certificate, for a rediss:// URL"}
+	RedisNamespace = Var{Env: "PROJECTOR_REDIS_NAMESPACE", Flag: "redis-namespace", Aliases: []string{"namespace"}, Default: "projector",
+		Help: "prefix of every Redis key"}
+	RedisWaitReplicas = Var{Env: "PROJECTOR_REDIS_WAIT_REPLICAS", Flag: "redis-wait-replicas", Kind: Int, Default: "0",
+		Help: "writes replicas rely on (checkpoints before offset commits, a replay's epoch) wait until this many Redis replicas have them; 0: off"}
+
+	Projection = Var{Env: "PROJECTOR_PROJECTION", Flag: "projection",
+		Help: "projection name: consumer group and Redis keys; renaming starts from scratch"}
+	HTTPAddr = Var{Env: "PROJECTOR_HTTP_ADDR", Flag: "http", Default: ":8080",
+		Help: "HTTP listen address: /healthz, /readyz, /metrics and the program's own handlers"}
+	ShutdownTimeout = Var{Env: "PROJECTOR_SHUTDOWN_TIMEOUT", Flag: "shutdown-timeout", Kind: Duration, Default: "30s",
+		Help: "time to finish the batch, store cursors, commit and leave the group after SIGTERM"}
+	LogLevel = Var{Env: "PROJECTOR_LOG_LEVEL", Flag: "log-level", Default: "info",
+		Help: "debug, info, warn or error"}
+)
+
+// Connection returns the settings of every program that reaches a
+// projection's Kafka and Redis: workers and projectorctl.
+func Connection() []Var {
+	return []Var{KafkaBrokers, Topic, Group, KafkaSASLMechanism, KafkaUsername, KafkaPassword, KafkaTLS, KafkaTLSCAFile,
+		RedisURL, RedisUsername, RedisPassword, RedisTLSCAFile, RedisNamespace, RedisWaitReplicas}
+}
+
+// Worker returns the settings of a projection worker: Connection plus the
+// projection, the HTTP address, the shutdown timeout, the group's session
+// timeout and the log level.
+func Worker() []Var {
+	return append(Connection(), Projection, KafkaSessionTimeout, HTTPAddr, ShutdownTimeout, LogLevel)
+}
