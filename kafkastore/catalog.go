@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/projector-dev/projector/internal/kafkaio"
 )
 
 // CatalogEntry is what the catalog knows of one stream.
@@ -63,7 +65,7 @@ func (s *Store) refreshCatalog(ctx context.Context, maxAge time.Duration) error 
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
 	defer cancel()
-	ends, err := listOffsets(ctx, s.admin.ListCommittedOffsets, s.cfg.CatalogTopic)
+	ends, err := kafkaio.ListOffsets(ctx, s.admin.ListCommittedOffsets, s.cfg.CatalogTopic)
 	if err != nil {
 		return fmt.Errorf("kafkastore: end offsets of catalog %s: %w", s.cfg.CatalogTopic, err)
 	}
@@ -163,7 +165,7 @@ func (s *Store) RebuildCatalog(ctx context.Context) (RebuildReport, error) {
 	if err != nil {
 		return rep, fmt.Errorf("kafkastore: describe %s: %w", s.cfg.Topic, err)
 	}
-	starts, err := listOffsets(ctx, s.admin.ListStartOffsets, s.cfg.Topic)
+	starts, err := kafkaio.ListOffsets(ctx, s.admin.ListStartOffsets, s.cfg.Topic)
 	if err != nil {
 		return rep, fmt.Errorf("kafkastore: start offsets of %s: %w", s.cfg.Topic, err)
 	}

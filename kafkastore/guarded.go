@@ -12,6 +12,7 @@ import (
 
 	"github.com/projector-dev/projector/appendguard"
 	"github.com/projector-dev/projector/framework"
+	"github.com/projector-dev/projector/internal/kafkaio"
 )
 
 // appendHook, when set (by tests), is called at each step of a guarded
@@ -261,7 +262,7 @@ func (s *Store) fence(ctx context.Context, txid string) error {
 		case err == nil:
 			return nil
 		case errors.Is(err, kerr.ConcurrentTransactions), errors.Is(err, kerr.CoordinatorLoadInProgress),
-			errors.Is(err, kerr.NotCoordinator), errors.Is(err, kerr.CoordinatorNotAvailable), transient(err):
+			errors.Is(err, kerr.NotCoordinator), errors.Is(err, kerr.CoordinatorNotAvailable), kafkaio.Transient(err):
 			// A coordinator finishing the transaction, moving, or not
 			// reachable yet after a broker restart.
 			if err := sleepCtx(ctx, 50*time.Millisecond); err != nil {
@@ -284,7 +285,7 @@ func (s *Store) committedIn(ctx context.Context, p appendguard.Reservation) (boo
 		return false, fmt.Errorf("no partition recorded with offsets %d-%d", p.FirstOffset, p.LastOffset)
 	}
 	for {
-		ends, err := listOffsets(ctx, s.admin.ListCommittedOffsets, topic)
+		ends, err := kafkaio.ListOffsets(ctx, s.admin.ListCommittedOffsets, topic)
 		if err != nil {
 			return false, err
 		}

@@ -10,6 +10,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/projector-dev/projector/internal/kafkaio"
 )
 
 // AnomalyKind says what is wrong with a stream's records.
@@ -339,7 +341,7 @@ func (s *Store) locate(ctx context.Context, streamID string, ends kadm.ListedOff
 		w.whole = true
 		if starts == nil {
 			var err error
-			if starts, err = listOffsets(ctx, s.admin.ListStartOffsets, topic); err != nil {
+			if starts, err = kafkaio.ListOffsets(ctx, s.admin.ListStartOffsets, topic); err != nil {
 				return nil, fmt.Errorf("kafkastore: start offsets of %s: %w", topic, err)
 			}
 		}

@@ -13,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/projector-dev/projector/framework"
+	"github.com/projector-dev/projector/internal/kafkaio"
 )
 
 // ReadStream implements [framework.EventStore]. It reads one partition:
@@ -69,7 +70,7 @@ func (s *Store) ReadStream(ctx context.Context, streamID string, after uint64) i
 // topic and returns them with the partition count.
 func (s *Store) endOffsets(ctx context.Context) (kadm.ListedOffsets, int32, error) {
 	topic := s.cfg.Topic
-	ends, err := listOffsets(ctx, s.admin.ListCommittedOffsets, topic)
+	ends, err := kafkaio.ListOffsets(ctx, s.admin.ListCommittedOffsets, topic)
 	if err != nil {
 		return nil, 0, fmt.Errorf("kafkastore: end offsets of %s: %w", topic, err)
 	}
@@ -149,7 +150,7 @@ func (c *sequenceCheck) visit(r *kgo.Record) error {
 // client of its own (the caller holds a pooled reader).
 func (s *Store) findSequence(ctx context.Context, streamID string, partition int32, from, until int64, seq uint64) (string, int64, error) {
 	id, offset := "", int64(-1)
-	err := readPartition(ctx, s.cfg.Seeds, s.cfg.ClientOpts, s.cfg.Topic, partition, from, until, func() bool { return false }, func(r *kgo.Record) error {
+	err := kafkaio.ReadPartition(ctx, s.cfg.Seeds, s.cfg.ClientOpts, s.cfg.Topic, partition, from, until, func() bool { return false }, func(r *kgo.Record) error {
 		if string(r.Key) != streamID {
 			return nil
 		}
@@ -264,7 +265,7 @@ func (s *Store) readStream(ctx context.Context, streamID string, entry CatalogEn
 // from through offset until (inclusive; -1: through the last stable offset
 // as of the call), using a pooled consumer.
 func (s *Store) scanPartition(ctx context.Context, topic string, partition int32, from, until int64, fn func(*kgo.Record) error) error {
-	ends, err := listOffsets(ctx, s.admin.ListCommittedOffsets, topic)
+	ends, err := kafkaio.ListOffsets(ctx, s.admin.ListCommittedOffsets, topic)
 	if err != nil {
 		return fmt.Errorf("kafkastore: end offset of %s/%d: %w", topic, partition, err)
 	}
@@ -469,7 +470,7 @@ func (s *Store) waitStable(ctx context.Context, partition int32, offset int64) (
 	topic := s.cfg.Topic
 	deadline := time.Now().Add(s.cfg.RequestTimeout)
 	for delay := time.Millisecond; ; delay = min(2*delay, 100*time.Millisecond) {
-		ends, err := listOffsets(ctx, s.admin.ListCommittedOffsets, topic)
+		ends, err := kafkaio.ListOffsets(ctx, s.admin.ListCommittedOffsets, topic)
 		if err != nil {
 			return 0, fmt.Errorf("kafkastore: end offsets of %s: %w", topic, err)
 		}

@@ -10,6 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/projector-dev/projector/framework"
+	"github.com/projector-dev/projector/internal/kafkaio"
 )
 
 // Record header names. See the package documentation.
@@ -22,37 +23,6 @@ const (
 	HeaderRecordedAt    = "projector.recorded-at"
 	HeaderMetaPrefix    = "projector.meta."
 )
-
-// headerCarrier adapts record headers to the OpenTelemetry propagation
-// carrier, for the W3C trace context.
-type headerCarrier struct{ r *kgo.Record }
-
-func (c headerCarrier) Get(key string) string {
-	for _, h := range c.r.Headers {
-		if h.Key == key {
-			return string(h.Value)
-		}
-	}
-	return ""
-}
-
-func (c headerCarrier) Set(key, value string) {
-	for i, h := range c.r.Headers {
-		if h.Key == key {
-			c.r.Headers[i].Value = []byte(value)
-			return
-		}
-	}
-	c.r.Headers = append(c.r.Headers, kgo.RecordHeader{Key: key, Value: []byte(value)})
-}
-
-func (c headerCarrier) Keys() []string {
-	keys := make([]string, len(c.r.Headers))
-	for i, h := range c.r.Headers {
-		keys[i] = h.Key
-	}
-	return keys
-}
 
 // encodeRecord builds the record of e for topic, with the trace context of
 // ctx.
@@ -78,7 +48,7 @@ func (s *Store) encodeRecord(ctx context.Context, e framework.Event) *kgo.Record
 	if s.tracer == nil {
 		// Without kotel, carry the caller's trace context ourselves; with
 		// it, kotel injects its publish span's context.
-		s.cfg.Propagator.Inject(ctx, headerCarrier{r})
+		s.cfg.Propagator.Inject(ctx, kafkaio.HeaderCarrier{R: r})
 	}
 	return r
 }
@@ -176,5 +146,5 @@ func DecodeRecord(r *kgo.Record) (framework.Event, error) {
 // TraceContext extracts the W3C trace context the appending call left in
 // r's headers, as a context for starting a linked span.
 func (s *Store) TraceContext(ctx context.Context, r *kgo.Record) context.Context {
-	return s.cfg.Propagator.Extract(ctx, headerCarrier{r})
+	return s.cfg.Propagator.Extract(ctx, kafkaio.HeaderCarrier{R: r})
 }

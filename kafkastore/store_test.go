@@ -22,9 +22,6 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	if os.Getenv(envReplica) == "1" {
-		os.Exit(replicaMain())
-	}
 	if os.Getenv(envWriter) == "1" {
 		os.Exit(writerMain())
 	}

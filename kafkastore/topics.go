@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 )
@@ -191,4 +193,20 @@ func (s *Store) checkTopic(ctx context.Context, spec topicSpec, partitions int32
 		return &TopicError{Topic: spec.name, Reason: strings.Join(problems, "; "), Err: ErrTopicSettings}
 	}
 	return nil
+}
+
+// EnsureTopic creates topic name with partitions and configs (replication:
+// the broker's default) on the cluster of cl unless it exists, and waits
+// until every partition has a leader. The Kafka runner creates its
+// dead-letter topic with it.
+func EnsureTopic(ctx context.Context, cl *kgo.Client, name string, partitions int32, configs map[string]*string, logger *slog.Logger) error {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Store{cfg: Config{Topic: name, ReplicationFactor: -1, Logger: logger}}
+	s.admin = kadm.NewClient(cl)
+	if err := s.createTopic(ctx, topicSpec{name: name, partitions: partitions, configs: configs}); err != nil {
+		return err
+	}
+	return s.waitForLeaders(ctx, []string{name})
 }

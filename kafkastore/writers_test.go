@@ -27,7 +27,9 @@ import (
 
 // Environment of a writer process (see writerMain).
 const (
-	envWriter = "PROJECTOR_TEST_WRITER"
+	envWriter    = "PROJECTOR_TEST_WRITER"
+	envTopic     = "PROJECTOR_TEST_TOPIC"
+	envNamespace = "PROJECTOR_TEST_NAMESPACE"
 	// envWriterSeeds overrides the brokers (the HA cluster).
 	envWriterSeeds = "PROJECTOR_TEST_WRITER_SEEDS"
 	// envWriterSingle makes the writer a Store without a guard

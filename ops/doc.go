@@ -19,7 +19,7 @@
 //     [Client.StartRebuild], [Client.FollowRebuild],
 //     [Client.RebuildStatus], [Client.AbortRebuild], [Client.DropVersion].
 //   - Parked streams: [Client.Parked], [Client.Resolve] (a retry or skip,
-//     checked against Kafka by kafkastore.Resolver).
+//     checked against Kafka by kafkarunner.Resolver).
 //
 // A projection is named as the replicas name it: "billing" is its live
 // version, "billing@v3" a version by number ([Client.Projection]).

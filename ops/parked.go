@@ -5,7 +5,7 @@ import (
 	"errors"
 
 	"github.com/projector-dev/projector/controlplane"
-	"github.com/projector-dev/projector/kafkastore"
+	"github.com/projector-dev/projector/kafkarunner"
 )
 
 // Parked lists the parked streams of projection (a name as
@@ -36,11 +36,11 @@ type ResolveRequest struct {
 // Resolve records a retry or skip of a parked stream and returns the
 // parked record it applies to. The replica owning the stream's partition
 // carries it out (re-reading the held records from Kafka) and only then
-// unparks the stream. The checks are kafkastore.Resolver's: a retry of an
+// unparks the stream. The checks are kafkarunner.Resolver's: a retry of an
 // event that can never apply, a skip without a reason, and a skip of a gap
 // beyond what the stream shows in Kafka (unless Force or Drop) are
 // refused. A stream that is not parked is [ErrNotFound] (and matches
-// kafkastore.ErrNotParked); a retired version is refused.
+// kafkarunner.ErrNotParked); a retired version is refused.
 func (c *Client) Resolve(ctx context.Context, req ResolveRequest) (controlplane.ParkedStream, error) {
 	p, err := c.Projection(ctx, req.Projection)
 	if err != nil {
@@ -49,12 +49,12 @@ func (c *Client) Resolve(ctx context.Context, req ResolveRequest) (controlplane.
 	if err := p.Writable(); err != nil {
 		return controlplane.ParkedStream{}, err
 	}
-	res := kafkastore.Resolver{Parked: c.cfg.Admin, Checkpoints: c.cfg.Checkpoints, Seeds: c.cfg.Seeds, ClientOpts: c.cfg.ClientOpts,
+	res := kafkarunner.Resolver{Parked: c.cfg.Admin, Checkpoints: c.cfg.Checkpoints, Seeds: c.cfg.Seeds, ClientOpts: c.cfg.ClientOpts,
 		Topic: c.cfg.Topic, Group: p.Group}
 	parked, err := res.Resolve(ctx, p.Name, controlplane.Resolution{
 		StreamID: req.StreamID, Action: req.Action, By: req.By, Reason: req.Reason, Force: req.Force, Drop: req.Drop,
 	})
-	if errors.Is(err, kafkastore.ErrNotParked) {
+	if errors.Is(err, kafkarunner.ErrNotParked) {
 		return parked, &Error{Kind: ErrNotFound, Err: err}
 	}
 	return parked, err

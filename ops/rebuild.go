@@ -109,7 +109,7 @@ type RebuildRequest struct {
 	Keep bool
 }
 
-// StartRebuild records a rebuild: the replicas (kafkastore.VersionedRunner)
+// StartRebuild records a rebuild: the replicas (kafkarunner.VersionedRunner)
 // build the next version beside the live one and switch the live pointer
 // to it once it has caught up. It is refused while a rebuild or a replay
 // of the live version is in progress.

@@ -175,7 +175,6 @@ func replayResolution(p controlplane.ParkedStream, now time.Time) (string, error
 	return string(raw), nil
 }
 
-
 // BeginReplay is the first step of a replay to the start, in one script: it
 // pauses the replicas (a pause already there is kept as it was; by and
 // reason describe the new one), raises the epoch as [Store.BumpEpochAt] does

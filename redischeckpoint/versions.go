@@ -149,7 +149,7 @@ func (s *Store) updateVersions(ctx context.Context, projection string, change fu
 
 // StartRebuild creates the next version of the projection beside the live
 // one and records it as building: replicas that run the projection's
-// versions (kafkastore.VersionedRunner) start consuming into it with a
+// versions (kafkarunner.VersionedRunner) start consuming into it with a
 // consumer group of its own. It fails with [ErrRebuildInProgress] while
 // another rebuild runs. r's Version and StartedAt are set.
 func (s *Store) StartRebuild(ctx context.Context, projection string, r controlplane.Rebuild) (controlplane.Rebuild, error) {

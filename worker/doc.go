@@ -10,9 +10,9 @@
 //   - the Redis client and checkpoint store ([redischeckpoint.Store]), the
 //     Kafka SASL/TLS options, OpenTelemetry from the OTEL_* variables
 //     (package telemetry);
-//   - the consumer-group runner: a [kafkastore.VersionedRunner] for a
+//   - the consumer-group runner: a [kafkarunner.VersionedRunner] for a
 //     projection with read-model versions (rebuilds with projectorctl
-//     rebuild), or a [kafkastore.Runner] for a single one;
+//     rebuild), or a [kafkarunner.Runner] for a single one;
 //   - one HTTP server with GET /healthz (the process), GET /readyz (group
 //     joined, Redis reachable), GET /metrics (Prometheus) and the program's
 //     own handlers ([Worker.Handle]);

@@ -15,6 +15,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/projector-dev/projector/kafkarunner"
 	"github.com/projector-dev/projector/kafkastore"
 	"github.com/projector-dev/projector/projectorconfig"
 	"github.com/projector-dev/projector/redischeckpoint"
@@ -136,7 +137,7 @@ func Run(ctx context.Context, args []string, opts Options) error {
 	if err != nil {
 		return fmt.Errorf("setup: %w", err)
 	}
-	rcfg := kafkastore.RunnerConfig{
+	rcfg := kafkarunner.Config{
 		Seeds: cfg.Brokers, ClientOpts: append(kafkaOpts[:len(kafkaOpts):len(kafkaOpts)], kgo.SessionTimeout(cfg.KafkaSessionTimeout)),
 		Topic: cfg.Topic, Group: cfg.Group, Checkpoints: store, ShutdownTimeout: cfg.ShutdownTimeout, Logger: logger,
 		TracerProvider: tel.TracerProvider(), MeterProvider: tel.MeterProvider(),

@@ -12,7 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/projector-dev/projector/framework"
-	"github.com/projector-dev/projector/kafkastore"
+	"github.com/projector-dev/projector/kafkarunner"
 	"github.com/projector-dev/projector/projectorconfig"
 	"github.com/projector-dev/projector/redischeckpoint"
 	"github.com/projector-dev/projector/telemetry"
@@ -47,12 +47,12 @@ type Options struct {
 type Projection struct {
 	// Versions returns the projection of a read-model version given its
 	// versioned name ("orders", "orders@v3"); the worker then runs a
-	// kafkastore.VersionedRunner, which keeps the live version and builds
+	// kafkarunner.VersionedRunner, which keeps the live version and builds
 	// the next one beside it while projectorctl rebuild runs. See
 	// Versioned for a redischeckpoint.AtomicProjection.
 	Versions func(versionedName string) (framework.Projection, error)
 	// Single is a projection with one read model, run by a
-	// kafkastore.Runner: projectorctl replay works, rebuild does not.
+	// kafkarunner.Runner: projectorctl replay works, rebuild does not.
 	Single framework.Projection
 }
 
@@ -91,8 +91,8 @@ type Worker struct {
 	mux     *http.ServeMux
 	closers []func()
 	runner  runner
-	single  *kafkastore.Runner
-	version *kafkastore.VersionedRunner
+	single  *kafkarunner.Runner
+	version *kafkarunner.VersionedRunner
 }
 
 // runner is what the worker needs of a Runner or a VersionedRunner.
@@ -128,14 +128,14 @@ func (w *Worker) KafkaClient(opts ...kgo.Opt) (*kgo.Client, error) {
 // Runners returns the runner of the live read-model version (none before
 // it started), for status pages. Call it per request: a rebuild replaces
 // the runner.
-func (w *Worker) Runners() []*kafkastore.Runner {
+func (w *Worker) Runners() []*kafkarunner.Runner {
 	switch {
 	case w.version != nil:
 		if r := w.version.Live(); r != nil {
-			return []*kafkastore.Runner{r}
+			return []*kafkarunner.Runner{r}
 		}
 	case w.single != nil:
-		return []*kafkastore.Runner{w.single}
+		return []*kafkarunner.Runner{w.single}
 	}
 	return nil
 }
@@ -149,12 +149,12 @@ func (w *Worker) ReplicaID() string {
 }
 
 // newRunner builds the runner of p.
-func (w *Worker) newRunner(p Projection, cfg kafkastore.RunnerConfig) error {
+func (w *Worker) newRunner(p Projection, cfg kafkarunner.Config) error {
 	switch {
 	case (p.Versions == nil) == (p.Single == nil):
 		return errors.New("worker: Setup must return a Projection with exactly one of Versions and Single")
 	case p.Versions != nil:
-		r, err := kafkastore.NewVersionedRunner(kafkastore.VersionedConfig{Name: w.Config.Projection, NewProjection: p.Versions, Runner: cfg})
+		r, err := kafkarunner.NewVersionedRunner(kafkarunner.VersionedConfig{Name: w.Config.Projection, NewProjection: p.Versions, Runner: cfg})
 		if err != nil {
 			return err
 		}
@@ -164,7 +164,7 @@ func (w *Worker) newRunner(p Projection, cfg kafkastore.RunnerConfig) error {
 			return fmt.Errorf("worker: Setup returned projection %q, but the configured projection (PROJECTOR_PROJECTION) is %q", name, w.Config.Projection)
 		}
 		cfg.Projection = p.Single
-		r, err := kafkastore.NewRunner(cfg)
+		r, err := kafkarunner.New(cfg)
 		if err != nil {
 			return err
 		}

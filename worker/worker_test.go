@@ -18,6 +18,7 @@ import (
 
 	"github.com/projector-dev/projector/appendguard"
 	"github.com/projector-dev/projector/framework"
+	"github.com/projector-dev/projector/kafkarunner"
 	"github.com/projector-dev/projector/kafkastore"
 	"github.com/projector-dev/projector/projectorconfig"
 	"github.com/projector-dev/projector/redischeckpoint"
@@ -244,7 +245,7 @@ func TestNamespaceDefault(t *testing.T) {
 
 func TestProjectionNeedsOneKind(t *testing.T) {
 	w := &Worker{}
-	if err := w.newRunner(Projection{}, kafkastore.RunnerConfig{}); err == nil {
+	if err := w.newRunner(Projection{}, kafkarunner.Config{}); err == nil {
 		t.Error("an empty Projection was accepted")
 	}
 }

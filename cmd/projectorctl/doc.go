@@ -44,7 +44,7 @@
 //
 // A rebuild (the default way to rebuild a read model) builds the next
 // version, billing@v2, beside the live one with a consumer group of its own;
-// the replicas (kafkastore.VersionedRunner) switch the live pointer to it
+// the replicas (kafkarunner.VersionedRunner) switch the live pointer to it
 // in one Redis write once it has caught up and nothing is newly parked in
 // it, and delete the replaced version after --grace. Every other command
 // acts on the live version unless given a version ("billing@v2").

@@ -18,6 +18,7 @@ import (
 	"github.com/projector-dev/projector/controlplane"
 	"github.com/projector-dev/projector/framework"
 	"github.com/projector-dev/projector/internal/testenv"
+	"github.com/projector-dev/projector/kafkarunner"
 	"github.com/projector-dev/projector/kafkastore"
 	"github.com/projector-dev/projector/redischeckpoint"
 )
@@ -143,7 +144,7 @@ func (f *fixture) waitCounts(timeout time.Duration) {
 }
 
 type replica struct {
-	r      *kafkastore.Runner
+	r      *kafkarunner.Runner
 	cancel context.CancelFunc
 	done   chan error
 	once   sync.Once
@@ -167,7 +168,7 @@ func (f *fixture) start(ignoreControl bool) *replica {
 	if ignoreControl {
 		cps = ignoringControl{f.rstore}
 	}
-	r, err := kafkastore.NewRunner(kafkastore.RunnerConfig{
+	r, err := kafkarunner.New(kafkarunner.Config{
 		Seeds: f.kafka.Seeds, Topic: f.store.Config().Topic, Projection: f.projection(), Checkpoints: cps,
 		Fencer: f.rstore, Events: f.store, FlushInterval: 200 * time.Millisecond, ControlRefresh: 200 * time.Millisecond,
 	})
@@ -433,7 +434,7 @@ func TestStatusShowsLostStateAndReplayRebuilds(t *testing.T) {
 		stopped := 0
 		for _, r := range st.Replicas {
 			for _, p := range r.Problems {
-				if p.State == kafkastore.PartitionStateLost {
+				if p.State == kafkarunner.PartitionStateLost {
 					stopped++
 				}
 			}

@@ -189,7 +189,7 @@ func (c *conn) followRebuild(ctx context.Context, r controlplane.Rebuild, timeou
 		case ops.RebuildBlocked:
 			fmt.Fprintf(o.stderr, "caught up, not switching: %s\n", safeText(e.Blocked))
 		case ops.RebuildNoReplica:
-			fmt.Fprintf(o.stderr, "warning: no replica reports for %s after a minute: do the workers run every version (kafkastore.VersionedRunner)?\n", safeText(e.Name))
+			fmt.Fprintf(o.stderr, "warning: no replica reports for %s after a minute: do the workers run every version (kafkarunner.VersionedRunner)?\n", safeText(e.Name))
 		case ops.RebuildRetrying:
 			fmt.Fprintf(o.stderr, "warning: %s; retrying\n", safeText(e.Err.Error()))
 		}

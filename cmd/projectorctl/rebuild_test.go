@@ -10,19 +10,19 @@ import (
 
 	"github.com/projector-dev/projector/controlplane"
 	"github.com/projector-dev/projector/framework"
-	"github.com/projector-dev/projector/kafkastore"
+	"github.com/projector-dev/projector/kafkarunner"
 )
 
 // startVersioned runs a replica of every version of the fixture's
-// projection (a kafkastore.VersionedRunner) until stopped.
+// projection (a kafkarunner.VersionedRunner) until stopped.
 func (f *fixture) startVersioned() (stop func()) {
 	f.t.Helper()
 	p := f.projection()
-	vr, err := kafkastore.NewVersionedRunner(kafkastore.VersionedConfig{
+	vr, err := kafkarunner.NewVersionedRunner(kafkarunner.VersionedConfig{
 		Name:          f.name,
 		NewProjection: func(name string) (framework.Projection, error) { return p.Version(name) },
 		Refresh:       200 * time.Millisecond,
-		Runner: kafkastore.RunnerConfig{Seeds: f.kafka.Seeds, Topic: f.store.Config().Topic, Checkpoints: f.rstore, Events: f.store,
+		Runner: kafkarunner.Config{Seeds: f.kafka.Seeds, Topic: f.store.Config().Topic, Checkpoints: f.rstore, Events: f.store,
 			FlushInterval: 200 * time.Millisecond, ControlRefresh: 200 * time.Millisecond},
 	})
 	if err != nil {

@@ -10,7 +10,7 @@ import (
 
 	"github.com/projector-dev/projector/controlplane"
 	"github.com/projector-dev/projector/framework"
-	"github.com/projector-dev/projector/kafkastore"
+	"github.com/projector-dev/projector/kafkarunner"
 	"github.com/projector-dev/projector/redischeckpoint"
 )
 
@@ -38,10 +38,10 @@ func TestReplayClearsParkedStreams(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := kafkastore.NewRunner(kafkastore.RunnerConfig{
+	r, err := kafkarunner.New(kafkarunner.Config{
 		Seeds: f.kafka.Seeds, Topic: f.store.Config().Topic, Projection: p, Checkpoints: f.rstore, Events: f.store,
 		FlushInterval: 200 * time.Millisecond, ControlRefresh: 200 * time.Millisecond, ParkedRefresh: 200 * time.Millisecond,
-		Retry: kafkastore.RetryPolicy{Attempts: 2, Initial: 10 * time.Millisecond},
+		Retry: kafkarunner.RetryPolicy{Attempts: 2, Initial: 10 * time.Millisecond},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -119,7 +119,7 @@ func TestReplayAfterAFailedOrSlowReset(t *testing.T) {
 	p := &failingReset{AtomicProjection: f.projection(), slow: 45 * time.Second}
 	p.failures.Store(1)
 	start := func() {
-		r, err := kafkastore.NewRunner(kafkastore.RunnerConfig{
+		r, err := kafkarunner.New(kafkarunner.Config{
 			Seeds: f.kafka.Seeds, Topic: f.store.Config().Topic, Projection: p, Checkpoints: f.rstore, Events: f.store,
 			FlushInterval: 200 * time.Millisecond, ControlRefresh: 200 * time.Millisecond,
 		})

@@ -24,7 +24,7 @@ import (
 	"github.com/projector-dev/projector/examples/billing/loadgen"
 	"github.com/projector-dev/projector/examples/billing/mabis"
 	"github.com/projector-dev/projector/framework"
-	"github.com/projector-dev/projector/kafkastore"
+	"github.com/projector-dev/projector/kafkarunner"
 	"github.com/projector-dev/projector/redischeckpoint"
 )
 
@@ -187,7 +187,7 @@ func demo(ctx context.Context, o options, out io.Writer) error {
 // runs every version of the read model that needs it (the live one and a
 // rebuild's: projectorctl rebuild works against the demo).
 type replicas struct {
-	versioned []*kafkastore.VersionedRunner
+	versioned []*kafkarunner.VersionedRunner
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
 	errs      chan error
@@ -196,8 +196,8 @@ type replicas struct {
 }
 
 // runners returns the replicas' runners of the live version.
-func (r *replicas) runners() []*kafkastore.Runner {
-	var out []*kafkastore.Runner
+func (r *replicas) runners() []*kafkarunner.Runner {
+	var out []*kafkarunner.Runner
 	for _, v := range r.versioned {
 		if l := v.Live(); l != nil {
 			out = append(out, l)
@@ -214,12 +214,12 @@ func startReplicas(ctx context.Context, o options, rm *readModel) (*replicas, er
 	ctx, cancel := context.WithCancel(ctx)
 	reps := &replicas{cancel: cancel, errs: make(chan error, o.replicas)}
 	for i := range o.replicas {
-		r, err := kafkastore.NewVersionedRunner(kafkastore.VersionedConfig{
+		r, err := kafkarunner.NewVersionedRunner(kafkarunner.VersionedConfig{
 			Name: o.projection,
 			NewProjection: func(name string) (framework.Projection, error) {
 				return rm.projection.Version(name)
 			},
-			Runner: kafkastore.RunnerConfig{
+			Runner: kafkarunner.Config{
 				Seeds: o.brokers, ClientOpts: opts, Topic: o.topic, Group: o.group, Checkpoints: rm.store,
 				ReplicaID:     fmt.Sprintf("demo-%d", i+1),
 				FlushInterval: 250 * time.Millisecond, ShutdownTimeout: o.shutdown, Logger: o.logger,

@@ -10,7 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 
 	"github.com/projector-dev/projector/examples/billing/api"
-	"github.com/projector-dev/projector/kafkastore"
+	"github.com/projector-dev/projector/kafkarunner"
 	"github.com/projector-dev/projector/ops"
 )
 
@@ -33,7 +33,7 @@ func groupLag(ctx context.Context, adm *kadm.Client, group, topic string) (int64
 // may come and go; the first one's group (the live version's) is measured,
 // group where there is none. state, when set, names the state instead of
 // the first replica's.
-func statusOf(projection, group, topic string, adm *kadm.Client, runners func() []*kafkastore.Runner, state func() string) api.StatusFunc {
+func statusOf(projection, group, topic string, adm *kadm.Client, runners func() []*kafkarunner.Runner, state func() string) api.StatusFunc {
 	return func(ctx context.Context) (api.Status, error) {
 		rs := runners()
 		group := group

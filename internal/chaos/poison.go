@@ -59,7 +59,7 @@ var PoisonKinds = []string{PoisonMalformed, PoisonGap, PoisonConflict, PoisonMis
 // PoisonApplyPayload is the payload of the apply-failed poison event.
 var PoisonApplyPayload = []byte("poison:apply")
 
-// DefaultApplyAttempts is kafkastore.RetryPolicy's default Attempts (tries
+// DefaultApplyAttempts is kafkarunner.RetryPolicy's default Attempts (tries
 // in all, the first included) of a runner without a Retry policy, such as
 // the chaos worker's: an apply-failed stream is parked with this many
 // attempts, after backoffs of 100ms, 200ms, 400ms and 800ms (Initial 100ms,

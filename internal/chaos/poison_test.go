@@ -16,6 +16,7 @@ import (
 	"github.com/projector-dev/projector/appendguard"
 	"github.com/projector-dev/projector/controlplane"
 	"github.com/projector-dev/projector/framework"
+	"github.com/projector-dev/projector/kafkarunner"
 	"github.com/projector-dev/projector/kafkastore"
 )
 
@@ -222,7 +223,7 @@ func TestPoisonParks(t *testing.T) {
 			logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 		}
 		// As the chaos worker's runner (default retry policy).
-		r, err := kafkastore.NewRunner(kafkastore.RunnerConfig{
+		r, err := kafkarunner.New(kafkarunner.Config{
 			Seeds: kafka.Seeds, Topic: topic, Group: group, Projection: p, Checkpoints: store,
 			ReplicaID: "poison-test", ShutdownTimeout: 20 * time.Second, Logger: logger,
 		})

@@ -15,7 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/projector-dev/projector/framework"
-	"github.com/projector-dev/projector/kafkastore"
+	"github.com/projector-dev/projector/kafkarunner"
 	"github.com/projector-dev/projector/redischeckpoint"
 )
 
@@ -87,7 +87,7 @@ func openCounting(client redis.UniversalClient, namespace, name string, waitRepl
 	return store, p, nil
 }
 
-// RunWorker runs a kafkastore.VersionedRunner with the counting projection
+// RunWorker runs a kafkarunner.VersionedRunner with the counting projection
 // (so rebuilds and replays work as for any projection) until ctx is
 // cancelled (SIGTERM in the worker process), then stops it gracefully.
 func RunWorker(ctx context.Context, cfg WorkerConfig) error {
@@ -108,9 +108,9 @@ func RunWorker(ctx context.Context, cfg WorkerConfig) error {
 		opts = append(opts, kgo.Dialer(cfg.Dial.dial))
 	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	vr, err := kafkastore.NewVersionedRunner(kafkastore.VersionedConfig{
+	vr, err := kafkarunner.NewVersionedRunner(kafkarunner.VersionedConfig{
 		Name: cfg.Projection,
-		Runner: kafkastore.RunnerConfig{
+		Runner: kafkarunner.Config{
 			Seeds: cfg.Brokers, ClientOpts: opts, Topic: cfg.Topic, Group: cfg.Group,
 			Checkpoints: store, ReplicaID: cfg.ReplicaID,
 			ShutdownTimeout: 20 * time.Second, Logger: logger,

@@ -30,11 +30,11 @@ type Status struct {
 	LagByPartition map[int32]int64 `json:"lag_by_partition,omitempty"`
 	LagError       string          `json:"lag_error,omitempty"`
 	// Applied counts events applied, Skipped duplicates skipped, by the
-	// replicas of this process (kafkastore.Runner.Stats).
+	// replicas of this process (kafkarunner.Runner.Stats).
 	Applied int64 `json:"applied"`
 	Skipped int64 `json:"skipped"`
 	// ParkedEvents counts events at which a stream was parked, Held the
-	// events held behind parked streams (kafkastore.Runner.Stats).
+	// events held behind parked streams (kafkarunner.Runner.Stats).
 	ParkedEvents int64 `json:"parked_events"`
 	Held         int64 `json:"held"`
 	// Parked is the number of parked streams of the projection (over every

@@ -1,0 +1,511 @@
+package kafkarunner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/projector-dev/projector/controlplane"
+	"github.com/projector-dev/projector/framework"
+	"github.com/projector-dev/projector/internal/kafkaio"
+	"github.com/projector-dev/projector/kafkastore"
+)
+
+// maxBatchLinks bounds the span links of one batch span.
+const maxBatchLinks = 128
+
+// conflictWindow is how many recent event IDs per stream a session keeps to
+// verify a repeated sequence against the event applied at it.
+const conflictWindow = 8
+
+type streamSeq struct {
+	stream string
+	seq    uint64
+}
+
+// recent is a ring of a stream's last applied sequences and event IDs.
+type recent struct {
+	seq  [conflictWindow]uint64
+	id   [conflictWindow]string
+	next int
+}
+
+type item struct {
+	rec *kgo.Record
+	ev  framework.Event
+	err error
+}
+
+// unit is one event to apply, with its record and the record's index in
+// the batch (nil and -1 when read from the event store), and its apply span.
+type unit struct {
+	ev   framework.Event
+	rec  *kgo.Record
+	idx  int
+	span trace.Span
+}
+
+// process applies one polled batch of the partition. When it returns, the
+// records before the first one it did not finish are done (applied,
+// skipped, held or parked) and s.last is the last of them: a flush commits
+// up to there, and no further.
+func (s *session) process(recs []*kgo.Record) error {
+	r := s.r
+	// The batch span links to the traces of its records (the first
+	// maxBatchLinks); each event's apply span continues its own trace.
+	var links []trace.Link
+	for _, rec := range recs {
+		if len(links) == maxBatchLinks {
+			break
+		}
+		if rec.Context != nil {
+			if sc := trace.SpanContextFromContext(rec.Context); sc.IsValid() {
+				links = append(links, trace.Link{SpanContext: sc})
+			}
+		}
+	}
+	ctx, span := r.tracer.Start(s.ctx, "projector.batch "+r.cfg.Projection.Name(), trace.WithLinks(links...),
+		trace.WithSpanKind(trace.SpanKindConsumer),
+		trace.WithAttributes(
+			attribute.String("messaging.system", "kafka"),
+			attribute.String("messaging.operation.type", "process"),
+			attribute.String("messaging.destination.name", r.cfg.Topic),
+			attribute.String("messaging.consumer.group.name", r.cfg.Group),
+			attribute.Int64("messaging.destination.partition.id", int64(s.p.id)),
+			attribute.Int("messaging.batch.message_count", len(recs)),
+			attribute.String("projector.projection", r.cfg.Projection.Name()),
+		))
+	defer span.End()
+
+	items := make([]item, len(recs))
+	var unknown []string
+	seen := map[string]bool{}
+	for i, rec := range recs {
+		items[i].rec = rec
+		if rec.Attrs.IsControl() {
+			continue
+		}
+		items[i].ev, items[i].err = kafkastore.DecodeRecord(rec)
+		if items[i].err == nil {
+			id := items[i].ev.StreamID
+			if _, ok := s.cursors[id]; !ok && !seen[id] {
+				seen[id] = true
+				unknown = append(unknown, id)
+			}
+		}
+	}
+	if len(unknown) > 0 {
+		if err := s.lookupHeads(ctx, unknown); err != nil {
+			return err
+		}
+		r.noteStreams(unknown)
+	}
+
+	run := make([]unit, 0, len(items))
+	next := map[string]uint64{}     // expected next sequence within this run
+	inRun := map[streamSeq]string{} // event IDs of the run, for conflicts
+	var held, skipped, unverified int64
+	defer func() {
+		r.metrics.held.Add(ctx, held)
+		r.metrics.skipped.Add(ctx, skipped)
+		r.metrics.unverified.Add(ctx, unverified)
+	}()
+	// parkAt parks a stream at a record after applying the run so far: the
+	// stream's earlier events in this batch must not wait behind its park
+	// (a failure after the park would leave them unapplied, and the park
+	// holds only records from its own offset on).
+	// A batch retried in place (a failed step) is processed again: records
+	// whose park, hold or dead letter is done are not handled twice.
+	handled := s.handled
+	parkAt := func(stream string, off int64, park func() error) error {
+		if len(run) > 0 {
+			_, err := s.applyRun(ctx, run)
+			r.metrics.applied.Add(ctx, s.applied)
+			s.applied = 0
+			if err != nil {
+				return err // the batch is processed again: the cursors skip what was applied
+			}
+			run = run[:0]
+			clear(next)
+			clear(inRun)
+			if stream != "" && s.holds(stream, off) { // its apply in the run parked it
+				held++
+				s.handled = off
+				return nil
+			}
+		}
+		if err := park(); err != nil {
+			return err
+		}
+		s.handled = off
+		return nil
+	}
+	for i, it := range items {
+		// A transaction's marker (appends are transactions) is passed
+		// over: done with the records before it, so that the committed
+		// offset and the lag reach the partition's end.
+		if it.rec.Offset <= handled || it.rec.Attrs.IsControl() {
+			continue
+		}
+		if s.misplaced(it.rec) {
+			if err := parkAt("", it.rec.Offset, func() error { return s.parkMisplaced(ctx, it.rec, it.ev, it.err) }); err != nil {
+				return err
+			}
+			continue
+		}
+		if it.err != nil {
+			if err := parkAt("", it.rec.Offset, func() error { return s.parkMalformed(ctx, it.rec, it.err) }); err != nil {
+				return err
+			}
+			continue
+		}
+		e := it.ev
+		if s.holds(e.StreamID, it.rec.Offset) {
+			held++
+			continue
+		}
+		cur, ok := next[e.StreamID]
+		if !ok {
+			cur = s.cursors[e.StreamID]
+		}
+		switch framework.Classify(cur, e) {
+		case framework.Duplicate:
+			switch v := s.duplicate(e, it.rec.Offset, inRun); {
+			case v.conflict:
+				if err := parkAt(e.StreamID, it.rec.Offset, func() error {
+					return s.park(ctx, e, it.rec, controlplane.ParkConflict, errors.New(v.reason), 0)
+				}); err != nil {
+					return err
+				}
+			case !v.verified:
+				unverified++
+				skipped++
+				r.onSkipped(ctx, e, false)
+				r.cfg.Logger.Warn("duplicate skipped without verifying its event ID", "stream", e.StreamID, "sequence", e.Sequence,
+					"event_id", e.EventID, "partition", s.p.id, "offset", it.rec.Offset, "cursor", cur)
+			default:
+				skipped++
+				r.onSkipped(ctx, e, true)
+			}
+		case framework.Gap:
+			gap := framework.NewGapError(cur, e)
+			if err := parkAt(e.StreamID, it.rec.Offset, func() error { return s.park(ctx, e, it.rec, controlplane.ParkGap, gap, 0) }); err != nil {
+				return err
+			}
+		default:
+			run = append(run, unit{ev: e, rec: it.rec, idx: i})
+			next[e.StreamID] = e.Sequence
+			inRun[streamSeq{e.StreamID, e.Sequence}] = e.EventID
+		}
+	}
+	rest, err := s.applyRun(ctx, run)
+	r.metrics.applied.Add(ctx, s.applied)
+	s.applied = 0
+	done := len(recs)
+	if len(rest) > 0 {
+		done = rest[0].idx
+	}
+	if done > 0 {
+		s.last = recs[done-1]
+		s.p.position.Store(s.last.Offset + 1)
+		s.p.lastTimestamp.Store(s.last.Timestamp.UnixNano())
+	}
+	if err != nil {
+		span.RecordError(err)
+		span.SetStatus(codes.Error, err.Error())
+	}
+	return err
+}
+
+// lookupHeads loads the cursors (and, from a HeadStore, the events applied
+// at them) of streams new to this session, in one round trip.
+func (s *session) lookupHeads(ctx context.Context, streams []string) error {
+	name := s.r.cfg.Projection.Name()
+	if hs, ok := s.r.cfg.Checkpoints.(controlplane.HeadStore); ok {
+		heads, err := hs.Heads(ctx, name, streams)
+		if err != nil {
+			return fmt.Errorf("kafkarunner: look up %d cursors: %w", len(streams), err)
+		}
+		for _, id := range streams {
+			h := heads[id]
+			s.cursors[id] = h.Sequence
+			if h.EventID == "" {
+				continue
+			}
+			off := int64(-1)
+			if h.Position != nil && h.Position.Partition == s.p.id {
+				off = h.Position.Offset
+			}
+			s.heads[id] = head{seq: h.Sequence, eventID: h.EventID, offset: off}
+			s.remember(id, h.Sequence, h.EventID)
+		}
+		return nil
+	}
+	found, err := s.r.cfg.Checkpoints.Cursors(ctx, name, streams)
+	if err != nil {
+		return fmt.Errorf("kafkarunner: look up %d cursors: %w", len(streams), err)
+	}
+	for _, id := range streams {
+		s.cursors[id] = found[id]
+	}
+	return nil
+}
+
+// dupVerdict is what a duplicate (an event at or below its stream's cursor)
+// turned out to be.
+type dupVerdict struct {
+	verified bool   // known to repeat an applied event: skip
+	conflict bool   // repeats an applied sequence with another event: park
+	reason   string // for a conflict
+}
+
+// duplicate classifies an event at or below its stream's cursor, at offset
+// off of the partition.
+//
+// A record at or before the offset of the stream's head is a redelivery: a
+// different event there would have been recognised (and the stream parked)
+// when it was first processed, since every record is first processed after
+// the head that preceded it. A record after the head's offset that repeats
+// an applied sequence is a conflict, unless it carries the very event ID
+// applied at that sequence (a producer that wrote the same event twice).
+// Where neither the head's offset nor the event ID at the sequence is known
+// (state from an older version, a cursor an admin moved), the duplicate is
+// skipped and counted as unverified.
+func (s *session) duplicate(e framework.Event, off int64, inRun map[streamSeq]string) dupVerdict {
+	conflict := func(other string) dupVerdict {
+		return dupVerdict{conflict: true, reason: fmt.Sprintf("sequence %d of stream %s was applied as event %s; event %s repeats it", e.Sequence, e.StreamID, other, e.EventID)}
+	}
+	if id, ok := inRun[streamSeq{e.StreamID, e.Sequence}]; ok {
+		if id != e.EventID {
+			return conflict(id)
+		}
+		return dupVerdict{verified: true}
+	}
+	h, ok := s.heads[e.StreamID]
+	if ok && h.offset >= 0 && off >= 0 && off <= h.offset {
+		// Processed before (and, if it was a conflict, parked and
+		// resolved): a redelivery.
+		return dupVerdict{verified: true}
+	}
+	if id, ok := s.recentID(e.StreamID, e.Sequence); ok {
+		if id != e.EventID {
+			return conflict(id)
+		}
+		return dupVerdict{verified: true}
+	}
+	if ok && h.seq == e.Sequence && h.eventID != "" {
+		if h.eventID != e.EventID {
+			return conflict(h.eventID)
+		}
+		return dupVerdict{verified: true}
+	}
+	if ok && h.offset >= 0 && off >= 0 {
+		return dupVerdict{conflict: true, reason: fmt.Sprintf("sequence %d of stream %s was applied before offset %d (the stream is at %d); event %s at offset %d repeats it",
+			e.Sequence, e.StreamID, h.offset, h.seq, e.EventID, off)}
+	}
+	return dupVerdict{}
+}
+
+// recentID returns the event ID applied at seq of stream, if it is among
+// the stream's last applied events.
+func (s *session) recentID(stream string, seq uint64) (string, bool) {
+	r := s.recent[stream]
+	if r == nil {
+		return "", false
+	}
+	for i, sq := range r.seq {
+		if sq == seq && r.id[i] != "" {
+			return r.id[i], true
+		}
+	}
+	return "", false
+}
+
+func (s *session) markApplied(e framework.Event) {
+	s.cursors[e.StreamID] = e.Sequence
+	if !s.r.keepsCursors { // else the projection wrote cursor and head with the event
+		s.dirty[e.StreamID] = true
+	}
+	off := int64(-1)
+	if e.Position != nil && e.Position.Partition == s.p.id {
+		off = e.Position.Offset
+	}
+	// The head's offset is the highest offset of the stream processed: a
+	// resume applies events that waited for missing ones out of offset
+	// order, and every record at or before it has been classified.
+	if h, ok := s.heads[e.StreamID]; ok && off >= 0 && h.offset > off {
+		off = h.offset
+	}
+	s.heads[e.StreamID] = head{seq: e.Sequence, eventID: e.EventID, offset: off}
+	s.remember(e.StreamID, e.Sequence, e.EventID)
+	s.applied++
+	s.r.onApplied(s.ctx, e)
+}
+
+func (s *session) remember(stream string, seq uint64, eventID string) {
+	r := s.recent[stream]
+	if r == nil {
+		r = &recent{}
+		s.recent[stream] = r
+	}
+	r.seq[r.next], r.id[r.next] = seq, eventID
+	r.next = (r.next + 1) % conflictWindow
+}
+
+// applyRun applies the units in order, retrying a failing one with backoff
+// and parking its stream when retries run out; the failing stream's later
+// events in the run are held, the others applied. On an error it returns
+// the units it did not get to (the first of them is where the partition's
+// progress stops). Each event gets an apply span, a child of its record's
+// context (the kotel receive span, which continues the producer's trace).
+func (s *session) applyRun(ctx context.Context, run []unit) ([]unit, error) {
+	for i := range run {
+		run[i].span = s.startApplySpan(ctx, run[i])
+	}
+	defer func() { // spans of events left unapplied by an error
+		for _, u := range run {
+			u.span.SetStatus(codes.Error, "not applied: the worker stopped")
+			u.span.End()
+		}
+	}()
+	for len(run) > 0 {
+		start := time.Now()
+		n, err := s.applyBatch(ctx, run)
+		s.r.metrics.applyLatency.Record(ctx, time.Since(start).Seconds())
+		for _, u := range run[:n] {
+			s.markApplied(u.ev)
+			u.span.End()
+		}
+		run = run[n:]
+		if err == nil {
+			return nil, nil
+		}
+		if fatal(err) || errors.Is(err, framework.ErrUnavailable) {
+			// Unavailable: the store's fault, not the event's. The step
+			// retries the batch in place for as long as it lasts.
+			return run, err
+		}
+		failed := run[0]
+		attempts := 1
+		if !errors.Is(err, framework.ErrPartialApply) { // never again over a partial write
+			attempts, err = s.retry(ctx, failed, err)
+		}
+		failed.span.SetAttributes(attribute.Int("projector.attempts", attempts))
+		if err == nil {
+			s.markApplied(failed.ev)
+			failed.span.End()
+			run = run[1:]
+			continue
+		}
+		if fatal(err) || errors.Is(err, framework.ErrUnavailable) {
+			return run, err
+		}
+		reason := controlplane.ParkApplyFailed
+		switch {
+		case errors.Is(err, framework.ErrSequenceGap):
+			reason = controlplane.ParkGap
+		case errors.Is(err, framework.ErrPartialApply):
+			reason = controlplane.ParkPartialApply
+			err = fmt.Errorf("%w (the read model holds part of this event: replay the projection; retrying or skipping the stream does not repair it)", err)
+		}
+		failed.span.RecordError(err)
+		failed.span.SetStatus(codes.Error, "stream parked: "+err.Error())
+		failed.span.SetAttributes(attribute.String("projector.park_reason", reason))
+		if perr := s.park(ctx, failed.ev, failed.rec, reason, err, attempts); perr != nil {
+			return run, perr
+		}
+		failed.span.End()
+		kept := make([]unit, 0, len(run)-1)
+		for _, u := range run[1:] {
+			if u.ev.StreamID != failed.ev.StreamID {
+				kept = append(kept, u)
+				continue
+			}
+			u.span.SetAttributes(attribute.Bool("projector.held", true))
+			u.span.SetStatus(codes.Error, "held: the stream is parked")
+			u.span.End()
+		}
+		run = kept
+	}
+	return nil, nil
+}
+
+// startApplySpan starts the span of one event's apply.
+func (s *session) startApplySpan(ctx context.Context, u unit) trace.Span {
+	r := s.r
+	parent := ctx
+	if u.rec != nil && u.rec.Context != nil {
+		parent = u.rec.Context
+	} else if u.rec != nil {
+		parent = r.propagator.Extract(ctx, kafkaio.HeaderCarrier{R: u.rec})
+	}
+	attrs := []attribute.KeyValue{
+		attribute.String("messaging.system", "kafka"),
+		attribute.String("messaging.operation.type", "process"),
+		attribute.String("messaging.destination.name", r.cfg.Topic),
+		attribute.String("messaging.consumer.group.name", r.cfg.Group),
+		attribute.Int64("messaging.destination.partition.id", int64(s.p.id)),
+		attribute.String("projector.projection", r.cfg.Projection.Name()),
+		attribute.String("projector.stream_id", u.ev.StreamID),
+		attribute.Int64("projector.sequence", int64(u.ev.Sequence)),
+		attribute.String("projector.event_id", u.ev.EventID),
+		attribute.String("projector.event_type", u.ev.Type),
+	}
+	if u.rec != nil {
+		attrs = append(attrs, attribute.Int64("messaging.kafka.offset", u.rec.Offset))
+	}
+	_, span := r.tracer.Start(parent, "apply "+r.cfg.Projection.Name(), trace.WithSpanKind(trace.SpanKindConsumer), trace.WithAttributes(attrs...))
+	return span
+}
+
+// applyBatch applies the units through the shared delivery rules
+// ([framework.ApplyEvents]: the projection's batch capability or one by
+// one, panics recovered, the batch's count checked). The events are applied
+// with the session's context (its fence), each with its apply span, not
+// the span context's cancellation.
+func (s *session) applyBatch(ctx context.Context, run []unit) (n int, err error) {
+	events := make([]framework.Event, len(run))
+	for i, u := range run {
+		events[i] = u.ev
+	}
+	n, err = framework.ApplyEvents(ctx, s.r.cfg.Projection, events, framework.ApplyOptions{
+		EventContext: func(ctx context.Context, i int) context.Context { return trace.ContextWithSpan(ctx, run[i].span) },
+	})
+	if err != nil && n == len(run) {
+		// The batch says every event was applied, and an error: the
+		// events count as applied (applying one again could double its
+		// effect); the error is logged.
+		s.r.cfg.Logger.Warn("ApplyBatch reported every event applied and an error", "partition", s.p.id, "events", n, "err", err)
+		err = nil
+	}
+	return n, err
+}
+
+// retry re-applies one event with backoff. It returns the attempts made
+// and the last error, nil once applied, errStopping when the partition is
+// told to stop meanwhile (the event is then left to the next owner).
+func (s *session) retry(ctx context.Context, u unit, err error) (int, error) {
+	e := u.ev
+	ctx = trace.ContextWithSpan(ctx, u.span)
+	policy := s.r.cfg.Retry
+	attempt := 1
+	for ; attempt < policy.Attempts; attempt++ {
+		if errors.Is(err, framework.ErrSequenceGap) || fatal(err) || errors.Is(err, framework.ErrUnavailable) || !s.r.retryable(err) {
+			return attempt, err
+		}
+		s.r.cfg.Logger.Warn("apply failed; retrying", "stream", e.StreamID, "sequence", e.Sequence, "attempt", attempt, "err", err)
+		if !s.p.sleep(policy.backoff(attempt)) {
+			return attempt, errStopping
+		}
+		if err = framework.ApplyRecovering(ctx, s.r.cfg.Projection, e); err == nil {
+			return attempt + 1, nil
+		}
+	}
+	return attempt, err
+}

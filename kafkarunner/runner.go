@@ -1,0 +1,514 @@
+package kafkarunner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/plugin/kotel"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/projector-dev/projector/controlplane"
+	"github.com/projector-dev/projector/framework"
+	"github.com/projector-dev/projector/kafkastore"
+)
+
+// ErrRunnerClosed is returned by Run once the runner has run.
+var ErrRunnerClosed = errors.New("kafkarunner: runner already ran")
+
+// Runner is one replica of a projection: a member of the projection's
+// consumer group with one worker goroutine per assigned partition. Start
+// as many replicas (processes) as there are partitions at most; extra ones
+// wait as hot standbys.
+type Runner struct {
+	cfg      Config
+	ran      atomic.Bool
+	stopped  atomic.Bool
+	crashed  atomic.Bool  // tests: stop as a crash would, committing nothing
+	state    atomic.Value // string: running, paused, waiting-reset, resetting, stopped
+	cancelMu sync.Mutex
+	cancel   context.CancelFunc
+	metrics  *runnerMetrics
+	tracer   trace.Tracer
+	// tracing is set when a TracerProvider was given: kotel on the
+	// consumer then continues the producer's trace per record.
+	tracing    bool
+	propagator propagation.TextMapPropagator
+	// maxRecordBytes is the producer's batch limit: large enough for a
+	// dead-letter copy of the largest record the topic accepts.
+	maxRecordBytes int32
+	// seen queues streams new to a worker for the catalog watch.
+	seen chan seenStream
+	// partitions is the event topic's partition count when the runner
+	// started: a record off the murmur2 partition of its key over it is
+	// misplaced.
+	partitions int32
+
+	client *kgo.Client
+	events framework.EventStore
+
+	// parts maps assigned partitions to their workers. The group callbacks
+	// run beside the poll loop and the shutdown path: hence the lock.
+	partsMu sync.Mutex
+	parts   map[int32]*partition
+	wg      sync.WaitGroup // partition goroutines
+
+	// Requests of partitions to be read again from an offset, served by
+	// the poll loop between two polls (SetOffsets must not race a
+	// rebalance); wake interrupts a poll that waits for records.
+	repositionMu sync.Mutex
+	repositions  []repositionRequest
+	wakeMu       sync.Mutex
+	wakeCancel   context.CancelFunc
+	wakePending  bool
+	wakeCh       chan struct{} // cap 1: wake, for a poll loop waiting for room
+	roomCh       chan struct{} // cap 1: an inbox shrank
+
+	// leave stops the current membership (consume), nil between
+	// memberships: a partition whose write a replay refused calls it, as
+	// watchControl does, so that the replica leaves the group and waits
+	// for the replay.
+	leaveMu sync.Mutex
+	leave   context.CancelFunc
+
+	joined       atomic.Bool
+	leftBehind   atomic.Int64 // partition workers that ignored cancellation and still run
+	dlqDownUntil atomic.Int64 // Unix ns: skip the dead-letter topic until then
+	warnings     atomic.Pointer[[]string]
+	lastErr      atomic.Pointer[lastError]
+	caps         Capabilities
+	hooks        hooks
+	// keepsCursors: the projection writes the cursor and head of each
+	// event it applies ([controlplane.CursorKeeper]).
+	keepsCursors bool
+}
+
+type lastError struct {
+	msg string
+	at  time.Time
+}
+
+type repositionRequest struct {
+	p      *partition
+	offset int64
+	done   chan struct{}
+}
+
+// NewRunner checks cfg and returns a runner; Run starts it.
+func New(cfg Config) (*Runner, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	tracing := cfg.TracerProvider != nil
+	caps := capabilitiesOf(cfg)
+	cfg.setDefaults()
+	r := &Runner{cfg: cfg, parts: map[int32]*partition{}, tracing: tracing, wakeCh: make(chan struct{}, 1), roomCh: make(chan struct{}, 1)}
+	r.caps = caps
+	r.hooks = newHooks(cfg.Hooks)
+	if k, ok := cfg.Projection.(controlplane.CursorKeeper); ok {
+		r.keepsCursors = k.KeepsCursors()
+	}
+	r.propagator = otel.GetTextMapPropagator()
+	if len(r.propagator.Fields()) == 0 {
+		r.propagator = propagation.TraceContext{}
+	}
+	r.tracer = cfg.TracerProvider.Tracer("github.com/projector-dev/projector/kafkastore")
+	m, err := newRunnerMetrics(cfg.MeterProvider, r)
+	if err != nil {
+		return nil, err
+	}
+	r.metrics = m
+	return r, nil
+}
+
+// Group returns the consumer group the runner joins.
+func (r *Runner) Group() string { return r.cfg.Group }
+
+// Run consumes until ctx is cancelled, then shuts down gracefully within
+// Config.ShutdownTimeout: each worker finishes its batch, stores its
+// cursors and commits; the client leaves the group. Run owns every goroutine
+// it starts and returns after all have exited: nil after a clean shutdown,
+// or the error that stopped it.
+func (r *Runner) Run(ctx context.Context) error {
+	if r.ran.Swap(true) {
+		return ErrRunnerClosed
+	}
+	defer r.stopped.Store(true)
+	defer r.waitWorkers()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	r.cancelMu.Lock()
+	r.cancel = cancel
+	r.cancelMu.Unlock()
+	r.cfg.Logger.InfoContext(ctx, "control-plane capabilities", "group", r.cfg.Group, "capabilities", r.caps, "single_replica", r.cfg.SingleReplica)
+	if err := r.checkServer(ctx); err != nil {
+		return err
+	}
+	if r.cfg.Events == nil {
+		store, err := kafkastore.New(ctx, kafkastore.Config{Seeds: r.cfg.Seeds, Topic: r.cfg.Topic, ClientOpts: r.cfg.ClientOpts, Logger: r.cfg.Logger, DontCreateTopics: true})
+		if err != nil {
+			return fmt.Errorf("kafkarunner: runner %s: event store: %w", r.cfg.Group, err)
+		}
+		defer store.Close()
+		r.events = store
+	} else {
+		r.events = r.cfg.Events
+	}
+	if err := r.ensureDeadLetterTopic(ctx); err != nil {
+		return err
+	}
+	var background sync.WaitGroup
+	defer background.Wait()
+	if st, ok := r.events.(*kafkastore.Store); ok {
+		watchCtx, stopWatch := context.WithCancel(ctx)
+		defer stopWatch()
+		r.seen = make(chan seenStream, catalogQueue)
+		background.Go(func() { r.watchCatalog(watchCtx, st) })
+	}
+	if r.cfg.Control != nil {
+		hbCtx, stopHeartbeat := context.WithCancel(context.WithoutCancel(ctx))
+		defer stopHeartbeat()
+		background.Go(func() { r.heartbeat(hbCtx) })
+	}
+
+	r.cfg.Logger.InfoContext(ctx, "runner starting", "group", r.cfg.Group, "topic", r.cfg.Topic, "replica", r.cfg.ReplicaID)
+	for {
+		if err := r.waitRunnable(ctx); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		consumeCtx, stopConsuming := context.WithCancel(ctx)
+		r.setLeave(stopConsuming)
+		var watcher sync.WaitGroup
+		if r.cfg.Control != nil {
+			watcher.Go(func() { r.watchControl(consumeCtx, stopConsuming) })
+		}
+		r.state.Store("running")
+		err := r.consume(consumeCtx)
+		r.setLeave(nil)
+		stopConsuming()
+		watcher.Wait()
+		if err != nil || ctx.Err() != nil || r.crashed.Load() {
+			r.state.Store("stopped")
+			r.cfg.Logger.InfoContext(ctx, "runner stopped", "group", r.cfg.Group, "err", err)
+			return err
+		}
+		// Paused, or a reset of the read model was requested (seen by
+		// watchControl, or a write refused because a replay began):
+		// consumption stopped cleanly; wait until it may start again.
+	}
+}
+
+func (r *Runner) setLeave(f context.CancelFunc) {
+	r.leaveMu.Lock()
+	defer r.leaveMu.Unlock()
+	r.leave = f
+}
+
+// currentLeave returns the stop of the current membership, or nil.
+func (r *Runner) currentLeave() context.CancelFunc {
+	r.leaveMu.Lock()
+	defer r.leaveMu.Unlock()
+	return r.leave
+}
+
+// waitWorkers waits for the partition goroutines that are still running:
+// only workers left behind because their projection ignored cancellation
+// (consume stops every other before it returns). It gives up after
+// ShutdownTimeout rather than hang the caller's shutdown.
+func (r *Runner) waitWorkers() {
+	done := make(chan struct{})
+	go func() { r.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(r.cfg.ShutdownTimeout):
+		r.cfg.Logger.Error("runner stopped with partition workers still running: their projection ignores cancellation", "workers", r.leftBehind.Load())
+	}
+}
+
+// checkServer asks the checkpoint store whether its server keeps the
+// guarantees (no eviction); warnings (no persistence) are logged and
+// reported.
+func (r *Runner) checkServer(ctx context.Context) error {
+	sc, ok := r.cfg.Checkpoints.(controlplane.ServerChecker)
+	if !ok {
+		return nil
+	}
+	warnings, err := sc.CheckServer(ctx)
+	if err != nil {
+		return fmt.Errorf("kafkarunner: runner %s: %w", r.cfg.Group, err)
+	}
+	for _, w := range warnings {
+		r.cfg.Logger.WarnContext(ctx, w, "group", r.cfg.Group)
+	}
+	r.warnings.Store(&warnings)
+	return nil
+}
+
+// Warnings returns standing problems of the runner's setup found at start,
+// such as a Redis without persistence.
+func (r *Runner) Warnings() []string {
+	if w := r.warnings.Load(); w != nil {
+		return slices.Clone(*w)
+	}
+	return nil
+}
+
+// consume is one membership in the group: it joins, polls until ctx is
+// done, and then stops gracefully: every worker finishes its batch, stores
+// its cursors and commits, and the client leaves the group.
+func (r *Runner) consume(ctx context.Context) error {
+	opts := append([]kgo.Opt{
+		kgo.SeedBrokers(r.cfg.Seeds...),
+		kgo.ConsumerGroup(r.cfg.Group),
+		kgo.ConsumeTopics(r.cfg.Topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		// Transaction markers occupy offsets: workers pass over them, so
+		// that commits and the lag reach the end of a partition whose
+		// last record is a marker.
+		kgo.KeepControlRecords(),
+		kgo.DisableAutoCommit(),
+		kgo.BlockRebalanceOnPoll(),
+		kgo.OnPartitionsAssigned(r.onAssigned),
+		kgo.OnPartitionsRevoked(r.onRevoked),
+		kgo.OnPartitionsLost(r.onLost),
+		kgo.MetadataMinAge(time.Second),
+		kgo.RequiredAcks(kgo.AllISRAcks()), // for the dead-letter topic
+	}, r.cfg.ClientOpts...)
+	if r.maxRecordBytes > 0 {
+		opts = append(opts, kgo.ProducerBatchMaxBytes(r.maxRecordBytes))
+	}
+	if r.tracing {
+		// kotel starts a receive span per record, continuing the
+		// producer's trace from the record headers; apply spans are its
+		// children.
+		k := kotel.NewKotel(kotel.WithTracer(kotel.NewTracer(kotel.TracerProvider(r.cfg.TracerProvider),
+			kotel.TracerPropagator(r.propagator), kotel.ConsumerGroup(r.cfg.Group))),
+			kotel.WithMeter(kotel.NewMeter(kotel.MeterProvider(r.cfg.MeterProvider))))
+		opts = append(opts, kgo.WithHooks(k.Hooks()...))
+	}
+	if r.cfg.ServerSideBalancer {
+		opts = append(opts, kgo.ServerSideBalancer())
+	} else {
+		opts = append(opts, kgo.Balancers(kgo.CooperativeStickyBalancer()))
+	}
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		return fmt.Errorf("kafkarunner: runner %s: client: %w", r.cfg.Group, err)
+	}
+	r.client = cl
+
+	runErr := r.poll(ctx)
+
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.ShutdownTimeout)
+	defer cancel()
+	commit := !r.crashed.Load()
+	r.stopPartitions(shutdownCtx, r.partitionIDs(), commit)
+	if commit {
+		if err := cl.LeaveGroupContext(shutdownCtx); err != nil {
+			r.cfg.Logger.WarnContext(ctx, "leaving the group", "group", r.cfg.Group, "err", err)
+		}
+	}
+	r.stopPartitions(shutdownCtx, r.partitionIDs(), commit) // any assigned while leaving
+	r.serveRepositions()                                    // release waiters
+	cl.Close()
+	r.joined.Store(false)
+	return runErr
+}
+
+func (r *Runner) partitionIDs() []int32 {
+	r.partsMu.Lock()
+	defer r.partsMu.Unlock()
+	return slices.Sorted(maps.Keys(r.parts))
+}
+
+func (r *Runner) partitionOf(id int32) *partition {
+	r.partsMu.Lock()
+	defer r.partsMu.Unlock()
+	return r.parts[id]
+}
+
+// onAssigned starts a worker for every newly assigned partition. It does
+// not wait for the workers to take their fences: that happens in their own
+// goroutines, with retries, while their records wait in the inbox.
+func (r *Runner) onAssigned(ctx context.Context, _ *kgo.Client, assigned map[string][]int32) {
+	r.joined.Store(true)
+	for _, id := range assigned[r.cfg.Topic] {
+		r.partsMu.Lock()
+		if _, ok := r.parts[id]; ok {
+			r.partsMu.Unlock()
+			continue
+		}
+		p := r.newPartition(id)
+		r.parts[id] = p
+		r.partsMu.Unlock()
+		r.wg.Go(p.run)
+		r.cfg.Logger.InfoContext(ctx, "partition assigned", "group", r.cfg.Group, "partition", id)
+	}
+	r.metrics.rebalances.Add(ctx, 1)
+}
+
+func (r *Runner) onRevoked(ctx context.Context, _ *kgo.Client, revoked map[string][]int32) {
+	ctx, cancel := context.WithTimeout(ctx, r.cfg.RevokeTimeout)
+	defer cancel()
+	r.stopPartitions(ctx, revoked[r.cfg.Topic], true)
+	r.metrics.rebalances.Add(ctx, 1)
+}
+
+func (r *Runner) onLost(ctx context.Context, _ *kgo.Client, lost map[string][]int32) {
+	ctx, cancel := context.WithTimeout(ctx, r.cfg.RevokeTimeout) // lost partitions stop at once; this bounds a hung one
+	defer cancel()
+	r.stopPartitions(ctx, lost[r.cfg.Topic], false)
+	r.metrics.rebalances.Add(ctx, 1)
+}
+
+// stopPartitions stops the partitions' workers and waits for them: with
+// commit, each finishes its batch, stores its cursors and commits; without
+// (the partitions were lost), each stops at once and writes nothing more.
+// Past ctx's deadline their writes are cancelled.
+func (r *Runner) stopPartitions(ctx context.Context, ids []int32, commit bool) {
+	var stopping []*partition
+	r.partsMu.Lock()
+	for _, id := range ids {
+		p, ok := r.parts[id]
+		if !ok {
+			continue
+		}
+		delete(r.parts, id)
+		p.stop(commit)
+		stopping = append(stopping, p)
+	}
+	r.partsMu.Unlock()
+	for _, p := range stopping {
+		select {
+		case <-p.done:
+		case <-ctx.Done():
+			r.cfg.Logger.Warn("partition did not stop in time; cancelling its writes", "partition", p.id)
+			p.abort()
+			select {
+			case <-p.done:
+			case <-time.After(5 * time.Second):
+				// A projection that ignores its context: leave its
+				// goroutine behind rather than the rebalance; readiness
+				// says so until it returns.
+				r.cfg.Logger.Error("partition worker ignores cancellation; leaving it behind", "partition", p.id)
+				r.leftBehind.Add(1)
+				go func() {
+					<-p.done
+					r.leftBehind.Add(-1)
+					r.cfg.Logger.Info("a partition worker left behind returned", "partition", p.id)
+				}()
+			}
+		}
+		if r.client != nil {
+			// A paused partition stays paused in the client: unpause it,
+			// in case the group gives it back.
+			r.client.ResumeFetchPartitions(map[string][]int32{r.cfg.Topic: {p.id}})
+		}
+	}
+}
+
+// Assigned returns the partitions this replica works on now.
+func (r *Runner) Assigned() []int32 { return r.partitionIDs() }
+
+// Partitions returns the state of every partition this replica was
+// assigned, by partition.
+func (r *Runner) Partitions() []PartitionStatus {
+	r.partsMu.Lock()
+	parts := slices.Collect(maps.Values(r.parts))
+	r.partsMu.Unlock()
+	out := make([]PartitionStatus, 0, len(parts))
+	for _, p := range parts {
+		out = append(out, p.statusNow())
+	}
+	slices.SortFunc(out, func(a, b PartitionStatus) int { return int(a.Partition - b.Partition) })
+	return out
+}
+
+func (r *Runner) setLastError(err error) {
+	r.lastErr.Store(&lastError{msg: err.Error(), at: time.Now().UTC()})
+}
+
+// LastError returns the last error the runner logged, or "".
+func (r *Runner) LastError() string {
+	if e := r.lastErr.Load(); e != nil {
+		return e.msg
+	}
+	return ""
+}
+
+func (r *Runner) lastErrorAt() time.Time {
+	if e := r.lastErr.Load(); e != nil {
+		return e.at
+	}
+	return time.Time{}
+}
+
+// ensureDeadLetterTopic creates the dead-letter topic when it is missing,
+// with the same partitions as the event topic and room for a copy of the
+// largest record the event topic accepts (plus the dead-letter headers),
+// and sizes the producer for it.
+func (r *Runner) ensureDeadLetterTopic(ctx context.Context) error {
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(r.cfg.Seeds...), kgo.MetadataMinAge(250 * time.Millisecond)}, r.cfg.ClientOpts...)...)
+	if err != nil {
+		return fmt.Errorf("kafkarunner: runner %s: client: %w", r.cfg.Group, err)
+	}
+	defer cl.Close()
+	admin := newAdmin(cl)
+	sourceMax := int32(0)
+	if rc, err := admin.DescribeTopicConfigs(ctx, r.cfg.Topic); err == nil {
+		if c, err := rc.On(r.cfg.Topic, nil); err == nil {
+			for _, kv := range c.Configs {
+				if kv.Key == "max.message.bytes" && kv.Value != nil {
+					if n, err := strconv.ParseInt(*kv.Value, 10, 32); err == nil {
+						sourceMax = int32(n)
+					}
+				}
+			}
+		}
+	}
+	if sourceMax > 0 {
+		// Room for the dead-letter headers (the error text is capped).
+		r.maxRecordBytes = max(sourceMax+dlqHeadroom, 1_000_012)
+	}
+	details, err := admin.ListTopics(ctx, r.cfg.DeadLetterTopic)
+	if err != nil {
+		return fmt.Errorf("kafkarunner: runner %s: dead-letter topic: %w", r.cfg.Group, err)
+	}
+	src, err := admin.ListTopics(ctx, r.cfg.Topic)
+	if err != nil {
+		return fmt.Errorf("kafkarunner: runner %s: topic %s: %w", r.cfg.Group, r.cfg.Topic, err)
+	}
+	if d, ok := src[r.cfg.Topic]; ok && d.Err == nil {
+		r.partitions = int32(len(d.Partitions))
+	}
+	if r.partitions == 0 {
+		r.cfg.Logger.Warn("the event topic's partition count is unknown: records off their stream's home partition are not detected", "topic", r.cfg.Topic)
+	}
+	if _, ok := details[r.cfg.DeadLetterTopic]; ok && details[r.cfg.DeadLetterTopic].Err == nil {
+		return nil
+	}
+	parts := max(r.partitions, 1)
+	configs := map[string]*string{"retention.ms": kadm.StringPtr("-1")}
+	if sourceMax > 0 {
+		configs["max.message.bytes"] = kadm.StringPtr(strconv.FormatInt(int64(sourceMax)+dlqHeadroom, 10))
+	}
+	return kafkastore.EnsureTopic(ctx, cl, r.cfg.DeadLetterTopic, parts, configs, r.cfg.Logger)
+}
+
+// dlqHeadroom is what a dead-letter copy may add to a record: the
+// projector.dlq.* headers, the error text capped at maxDLQErrorBytes.
+const dlqHeadroom = 64 << 10
