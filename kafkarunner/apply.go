@@ -13,7 +13,6 @@ import (
 
 	"github.com/projector-dev/projector/controlplane"
 	"github.com/projector-dev/projector/framework"
-	"github.com/projector-dev/projector/internal/kafkaio"
 	"github.com/projector-dev/projector/kafkastore"
 )
 
@@ -257,76 +256,6 @@ func (s *session) lookupHeads(ctx context.Context, streams []string) error {
 	return nil
 }
 
-// dupVerdict is what a duplicate (an event at or below its stream's cursor)
-// turned out to be.
-type dupVerdict struct {
-	verified bool   // known to repeat an applied event: skip
-	conflict bool   // repeats an applied sequence with another event: park
-	reason   string // for a conflict
-}
-
-// duplicate classifies an event at or below its stream's cursor, at offset
-// off of the partition.
-//
-// A record at or before the offset of the stream's head is a redelivery: a
-// different event there would have been recognised (and the stream parked)
-// when it was first processed, since every record is first processed after
-// the head that preceded it. A record after the head's offset that repeats
-// an applied sequence is a conflict, unless it carries the very event ID
-// applied at that sequence (a producer that wrote the same event twice).
-// Where neither the head's offset nor the event ID at the sequence is known
-// (state from an older version, a cursor an admin moved), the duplicate is
-// skipped and counted as unverified.
-func (s *session) duplicate(e framework.Event, off int64, inRun map[streamSeq]string) dupVerdict {
-	conflict := func(other string) dupVerdict {
-		return dupVerdict{conflict: true, reason: fmt.Sprintf("sequence %d of stream %s was applied as event %s; event %s repeats it", e.Sequence, e.StreamID, other, e.EventID)}
-	}
-	if id, ok := inRun[streamSeq{e.StreamID, e.Sequence}]; ok {
-		if id != e.EventID {
-			return conflict(id)
-		}
-		return dupVerdict{verified: true}
-	}
-	h, ok := s.heads[e.StreamID]
-	if ok && h.offset >= 0 && off >= 0 && off <= h.offset {
-		// Processed before (and, if it was a conflict, parked and
-		// resolved): a redelivery.
-		return dupVerdict{verified: true}
-	}
-	if id, ok := s.recentID(e.StreamID, e.Sequence); ok {
-		if id != e.EventID {
-			return conflict(id)
-		}
-		return dupVerdict{verified: true}
-	}
-	if ok && h.seq == e.Sequence && h.eventID != "" {
-		if h.eventID != e.EventID {
-			return conflict(h.eventID)
-		}
-		return dupVerdict{verified: true}
-	}
-	if ok && h.offset >= 0 && off >= 0 {
-		return dupVerdict{conflict: true, reason: fmt.Sprintf("sequence %d of stream %s was applied before offset %d (the stream is at %d); event %s at offset %d repeats it",
-			e.Sequence, e.StreamID, h.offset, h.seq, e.EventID, off)}
-	}
-	return dupVerdict{}
-}
-
-// recentID returns the event ID applied at seq of stream, if it is among
-// the stream's last applied events.
-func (s *session) recentID(stream string, seq uint64) (string, bool) {
-	r := s.recent[stream]
-	if r == nil {
-		return "", false
-	}
-	for i, sq := range r.seq {
-		if sq == seq && r.id[i] != "" {
-			return r.id[i], true
-		}
-	}
-	return "", false
-}
-
 func (s *session) markApplied(e framework.Event) {
 	s.cursors[e.StreamID] = e.Sequence
 	if !s.r.keepsCursors { // else the projection wrote cursor and head with the event
@@ -346,16 +275,6 @@ func (s *session) markApplied(e framework.Event) {
 	s.remember(e.StreamID, e.Sequence, e.EventID)
 	s.applied++
 	s.r.onApplied(s.ctx, e)
-}
-
-func (s *session) remember(stream string, seq uint64, eventID string) {
-	r := s.recent[stream]
-	if r == nil {
-		r = &recent{}
-		s.recent[stream] = r
-	}
-	r.seq[r.next], r.id[r.next] = seq, eventID
-	r.next = (r.next + 1) % conflictWindow
 }
 
 // applyRun applies the units in order, retrying a failing one with backoff
@@ -434,34 +353,6 @@ func (s *session) applyRun(ctx context.Context, run []unit) ([]unit, error) {
 		run = kept
 	}
 	return nil, nil
-}
-
-// startApplySpan starts the span of one event's apply.
-func (s *session) startApplySpan(ctx context.Context, u unit) trace.Span {
-	r := s.r
-	parent := ctx
-	if u.rec != nil && u.rec.Context != nil {
-		parent = u.rec.Context
-	} else if u.rec != nil {
-		parent = r.propagator.Extract(ctx, kafkaio.HeaderCarrier{R: u.rec})
-	}
-	attrs := []attribute.KeyValue{
-		attribute.String("messaging.system", "kafka"),
-		attribute.String("messaging.operation.type", "process"),
-		attribute.String("messaging.destination.name", r.cfg.Topic),
-		attribute.String("messaging.consumer.group.name", r.cfg.Group),
-		attribute.Int64("messaging.destination.partition.id", int64(s.p.id)),
-		attribute.String("projector.projection", r.cfg.Projection.Name()),
-		attribute.String("projector.stream_id", u.ev.StreamID),
-		attribute.Int64("projector.sequence", int64(u.ev.Sequence)),
-		attribute.String("projector.event_id", u.ev.EventID),
-		attribute.String("projector.event_type", u.ev.Type),
-	}
-	if u.rec != nil {
-		attrs = append(attrs, attribute.Int64("messaging.kafka.offset", u.rec.Offset))
-	}
-	_, span := r.tracer.Start(parent, "apply "+r.cfg.Projection.Name(), trace.WithSpanKind(trace.SpanKindConsumer), trace.WithAttributes(attrs...))
-	return span
 }
 
 // applyBatch applies the units through the shared delivery rules

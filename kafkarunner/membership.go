@@ -1,0 +1,170 @@
+package kafkarunner
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/plugin/kotel"
+)
+
+// Membership in the consumer group: joining, the rebalance callbacks that
+// start and stop partition workers, and leaving.
+
+// consume is one membership in the group: it joins, polls until ctx is
+// done, and then stops gracefully: every worker finishes its batch, stores
+// its cursors and commits, and the client leaves the group.
+func (r *Runner) consume(ctx context.Context) error {
+	opts := append([]kgo.Opt{
+		kgo.SeedBrokers(r.cfg.Seeds...),
+		kgo.ConsumerGroup(r.cfg.Group),
+		kgo.ConsumeTopics(r.cfg.Topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		// Transaction markers occupy offsets: workers pass over them, so
+		// that commits and the lag reach the end of a partition whose
+		// last record is a marker.
+		kgo.KeepControlRecords(),
+		kgo.DisableAutoCommit(),
+		kgo.BlockRebalanceOnPoll(),
+		kgo.OnPartitionsAssigned(r.onAssigned),
+		kgo.OnPartitionsRevoked(r.onRevoked),
+		kgo.OnPartitionsLost(r.onLost),
+		kgo.MetadataMinAge(time.Second),
+		kgo.RequiredAcks(kgo.AllISRAcks()), // for the dead-letter topic
+	}, r.cfg.ClientOpts...)
+	if r.maxRecordBytes > 0 {
+		opts = append(opts, kgo.ProducerBatchMaxBytes(r.maxRecordBytes))
+	}
+	if r.tracing {
+		// kotel starts a receive span per record, continuing the
+		// producer's trace from the record headers; apply spans are its
+		// children.
+		k := kotel.NewKotel(kotel.WithTracer(kotel.NewTracer(kotel.TracerProvider(r.cfg.TracerProvider),
+			kotel.TracerPropagator(r.propagator), kotel.ConsumerGroup(r.cfg.Group))),
+			kotel.WithMeter(kotel.NewMeter(kotel.MeterProvider(r.cfg.MeterProvider))))
+		opts = append(opts, kgo.WithHooks(k.Hooks()...))
+	}
+	if r.cfg.ServerSideBalancer {
+		opts = append(opts, kgo.ServerSideBalancer())
+	} else {
+		opts = append(opts, kgo.Balancers(kgo.CooperativeStickyBalancer()))
+	}
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		return fmt.Errorf("kafkarunner: runner %s: client: %w", r.cfg.Group, err)
+	}
+	r.client = cl
+
+	runErr := r.poll(ctx)
+
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.ShutdownTimeout)
+	defer cancel()
+	commit := !r.crashed.Load()
+	r.stopPartitions(shutdownCtx, r.partitionIDs(), commit)
+	if commit {
+		if err := cl.LeaveGroupContext(shutdownCtx); err != nil {
+			r.cfg.Logger.WarnContext(ctx, "leaving the group", "group", r.cfg.Group, "err", err)
+		}
+	}
+	r.stopPartitions(shutdownCtx, r.partitionIDs(), commit) // any assigned while leaving
+	r.serveRepositions()                                    // release waiters
+	cl.Close()
+	r.joined.Store(false)
+	return runErr
+}
+
+func (r *Runner) partitionIDs() []int32 {
+	r.partsMu.Lock()
+	defer r.partsMu.Unlock()
+	return slices.Sorted(maps.Keys(r.parts))
+}
+
+func (r *Runner) partitionOf(id int32) *partition {
+	r.partsMu.Lock()
+	defer r.partsMu.Unlock()
+	return r.parts[id]
+}
+
+// onAssigned starts a worker for every newly assigned partition. It does
+// not wait for the workers to take their fences: that happens in their own
+// goroutines, with retries, while their records wait in the inbox.
+func (r *Runner) onAssigned(ctx context.Context, _ *kgo.Client, assigned map[string][]int32) {
+	r.joined.Store(true)
+	for _, id := range assigned[r.cfg.Topic] {
+		r.partsMu.Lock()
+		if _, ok := r.parts[id]; ok {
+			r.partsMu.Unlock()
+			continue
+		}
+		p := r.newPartition(id)
+		r.parts[id] = p
+		r.partsMu.Unlock()
+		r.wg.Go(p.run)
+		r.cfg.Logger.InfoContext(ctx, "partition assigned", "group", r.cfg.Group, "partition", id)
+	}
+	r.metrics.rebalances.Add(ctx, 1)
+}
+
+func (r *Runner) onRevoked(ctx context.Context, _ *kgo.Client, revoked map[string][]int32) {
+	ctx, cancel := context.WithTimeout(ctx, r.cfg.RevokeTimeout)
+	defer cancel()
+	r.stopPartitions(ctx, revoked[r.cfg.Topic], true)
+	r.metrics.rebalances.Add(ctx, 1)
+}
+
+func (r *Runner) onLost(ctx context.Context, _ *kgo.Client, lost map[string][]int32) {
+	ctx, cancel := context.WithTimeout(ctx, r.cfg.RevokeTimeout) // lost partitions stop at once; this bounds a hung one
+	defer cancel()
+	r.stopPartitions(ctx, lost[r.cfg.Topic], false)
+	r.metrics.rebalances.Add(ctx, 1)
+}
+
+// stopPartitions stops the partitions' workers and waits for them: with
+// commit, each finishes its batch, stores its cursors and commits; without
+// (the partitions were lost), each stops at once and writes nothing more.
+// Past ctx's deadline their writes are cancelled.
+func (r *Runner) stopPartitions(ctx context.Context, ids []int32, commit bool) {
+	var stopping []*partition
+	r.partsMu.Lock()
+	for _, id := range ids {
+		p, ok := r.parts[id]
+		if !ok {
+			continue
+		}
+		delete(r.parts, id)
+		p.stop(commit)
+		stopping = append(stopping, p)
+	}
+	r.partsMu.Unlock()
+	for _, p := range stopping {
+		select {
+		case <-p.done:
+		case <-ctx.Done():
+			r.cfg.Logger.Warn("partition did not stop in time; cancelling its writes", "partition", p.id)
+			p.abort()
+			select {
+			case <-p.done:
+			case <-time.After(5 * time.Second):
+				// A projection that ignores its context: leave its
+				// goroutine behind rather than the rebalance; readiness
+				// says so until it returns.
+				r.cfg.Logger.Error("partition worker ignores cancellation; leaving it behind", "partition", p.id)
+				r.leftBehind.Add(1)
+				go func() {
+					<-p.done
+					r.leftBehind.Add(-1)
+					r.cfg.Logger.Info("a partition worker left behind returned", "partition", p.id)
+				}()
+			}
+		}
+		if r.client != nil {
+			// A paused partition stays paused in the client: unpause it,
+			// in case the group gives it back.
+			r.client.ResumeFetchPartitions(map[string][]int32{r.cfg.Topic: {p.id}})
+		}
+	}
+}
