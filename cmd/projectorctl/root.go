@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"os/user"
-	"strconv"
 	"strings"
 	"time"
 
@@ -19,6 +18,7 @@ import (
 	"github.com/projector-dev/projector/controlplane"
 	"github.com/projector-dev/projector/kafkastore"
 	"github.com/projector-dev/projector/ops"
+	"github.com/projector-dev/projector/projectorconfig"
 	"github.com/projector-dev/projector/redischeckpoint"
 )
 
@@ -42,8 +42,26 @@ type options struct {
 	timeout       time.Duration
 	by            string
 
+	settings *projectorconfig.Set
+
 	stdin          io.Reader
 	stdout, stderr io.Writer
+}
+
+// load reads the connection settings (flags, else PROJECTOR_* variables,
+// else defaults), reporting every invalid one at once as a usage error.
+func (o *options) load() error {
+	c, err := o.settings.Config()
+	if err != nil {
+		return usage("%v", err)
+	}
+	o.brokers = strings.Join(c.Brokers, ",")
+	o.topic, o.group = c.Topic, c.Group
+	o.saslMechanism, o.kafkaUser, o.kafkaPassword = c.KafkaSASLMechanism, c.KafkaUsername, c.KafkaPassword
+	o.kafkaTLS, o.kafkaCA = c.KafkaTLS, c.KafkaTLSCAFile
+	o.redisURL, o.redisUser, o.redisPassword, o.redisCA = c.RedisURL, c.RedisUsername, c.RedisPassword, c.RedisTLSCAFile
+	o.namespace, o.waitReplicas = c.RedisNamespace, c.RedisWaitReplicas
+	return nil
 }
 
 func env(name, def string) string {
@@ -51,11 +69,6 @@ func env(name, def string) string {
 		return v
 	}
 	return def
-}
-
-func envBool(name string) bool {
-	b, _ := strconv.ParseBool(os.Getenv(name))
-	return b
 }
 
 func defaultActor() string {
@@ -78,7 +91,7 @@ func newRootCommand(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 			if o.output != "text" && o.output != "json" {
 				return usage("-o must be text or json, not %q", o.output)
 			}
-			return nil
+			return o.load()
 		},
 	}
 	root.SetIn(stdin)
@@ -86,21 +99,21 @@ func newRootCommand(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 	root.SetErr(stderr)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usage("%v", err) })
 	f := root.PersistentFlags()
-	f.StringVar(&o.brokers, "brokers", env("PROJECTOR_KAFKA_BROKERS", ""), "Kafka brokers, comma-separated (PROJECTOR_KAFKA_BROKERS)")
-	f.StringVar(&o.topic, "topic", env("PROJECTOR_TOPIC", "mabis.process-events"), "event topic (PROJECTOR_TOPIC)")
-	f.StringVar(&o.group, "group", env("PROJECTOR_GROUP", ""), "consumer group; default: the projection's name (PROJECTOR_GROUP)")
-	f.StringVar(&o.saslMechanism, "kafka-sasl-mechanism", env("PROJECTOR_KAFKA_SASL_MECHANISM", ""), "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (PROJECTOR_KAFKA_SASL_MECHANISM)")
-	f.StringVar(&o.kafkaUser, "kafka-username", env("PROJECTOR_KAFKA_USERNAME", ""), "Kafka SASL user (PROJECTOR_KAFKA_USERNAME)")
-	f.StringVar(&o.kafkaPassword, "kafka-password", env("PROJECTOR_KAFKA_PASSWORD", ""), "Kafka SASL password (PROJECTOR_KAFKA_PASSWORD; prefer the variable)")
-	f.BoolVar(&o.kafkaTLS, "kafka-tls", envBool("PROJECTOR_KAFKA_TLS"), "TLS to Kafka (PROJECTOR_KAFKA_TLS)")
-	f.StringVar(&o.kafkaCA, "kafka-tls-ca", env("PROJECTOR_KAFKA_TLS_CA_FILE", ""), "CA file for Kafka's certificates (PROJECTOR_KAFKA_TLS_CA_FILE)")
-	f.StringVar(&o.redisURL, "redis-url", env("PROJECTOR_REDIS_URL", ""), "redis:// or rediss:// URL (PROJECTOR_REDIS_URL)")
-	f.StringVar(&o.redisUser, "redis-username", env("PROJECTOR_REDIS_USERNAME", ""), "Redis ACL user (PROJECTOR_REDIS_USERNAME)")
-	f.StringVar(&o.redisPassword, "redis-password", env("PROJECTOR_REDIS_PASSWORD", ""), "Redis password (PROJECTOR_REDIS_PASSWORD; prefer the variable)")
-	f.StringVar(&o.redisCA, "redis-tls-ca", env("PROJECTOR_REDIS_TLS_CA_FILE", ""), "CA file for Redis's certificate (PROJECTOR_REDIS_TLS_CA_FILE)")
-	f.StringVar(&o.namespace, "namespace", env("PROJECTOR_REDIS_NAMESPACE", redischeckpoint.DefaultNamespace), "Redis key namespace (PROJECTOR_REDIS_NAMESPACE)")
-	waitDefault, _ := strconv.Atoi(env("PROJECTOR_REDIS_WAIT_REPLICAS", "0"))
-	f.IntVar(&o.waitReplicas, "redis-wait-replicas", waitDefault, "writes that replicas act on (a replay's epoch, the versions registry) wait until this many Redis replicas have them (PROJECTOR_REDIS_WAIT_REPLICAS)")
+	// The connection settings come from the table shared with the worker
+	// runtime (package projectorconfig): same flag names, same variables,
+	// same boolean syntax; a password never shows as a default.
+	settings := projectorconfig.NewSet(projectorconfig.Connection()...)
+	settings.SetDefault(projectorconfig.Topic, "mabis.process-events")
+	for _, fl := range settings.Flags() {
+		pf := f.VarPF(fl.Value, fl.Name, "", fl.Usage)
+		if fl.Bool {
+			pf.NoOptDefVal = "true"
+		}
+		if fl.AliasOf != "" {
+			pf.Hidden = true
+		}
+	}
+	o.settings = settings
 	f.StringVarP(&o.output, "output", "o", "text", "output format of read commands: text or json")
 	f.DurationVar(&o.timeout, "request-timeout", 30*time.Second, "timeout of each request to Kafka or Redis")
 	f.StringVar(&o.by, "by", env("PROJECTORCTL_BY", defaultActor()), "who acts, recorded with pauses, replays and skips (PROJECTORCTL_BY)")

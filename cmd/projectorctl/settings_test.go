@@ -1,0 +1,51 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+)
+
+// projectorctl reads the connection settings from the table it shares
+// with the worker runtime: the same boolean syntax (yes/no accepted, an
+// unknown word refused with exit code 2 naming the variable, never read as
+// false), the worker's flag names with the old ones still accepted, and no
+// password in help text.
+func TestSettingsAreTheWorkersTable(t *testing.T) {
+	t.Setenv("PROJECTOR_REDIS_PASSWORD", "s3cr3t-redis")
+	t.Setenv("PROJECTOR_KAFKA_PASSWORD", "s3cr3t-kafka")
+	t.Setenv("PROJECTOR_REDIS_URL", "")
+	t.Setenv("PROJECTOR_KAFKA_BROKERS", "")
+
+	var out, errOut bytes.Buffer
+	if code := run(context.Background(), []string{"--help"}, strings.NewReader(""), &out, &errOut); code != 0 {
+		t.Fatalf("--help exited %d: %s", code, errOut.String())
+	}
+	help := out.String() + errOut.String()
+	for _, secret := range []string{"s3cr3t-redis", "s3cr3t-kafka"} {
+		if strings.Contains(help, secret) {
+			t.Errorf("--help shows a password:\n%s", help)
+		}
+	}
+	for _, flag := range []string{"--redis-url", "--redis-namespace", "--kafka-tls", "--brokers"} {
+		if !strings.Contains(help, flag) {
+			t.Errorf("--help lacks %s:\n%s", flag, help)
+		}
+	}
+
+	// A word that is no boolean is a usage error naming the variable.
+	t.Setenv("PROJECTOR_KAFKA_TLS", "maybe")
+	out.Reset()
+	errOut.Reset()
+	if code := run(context.Background(), []string{"status", "billing"}, strings.NewReader(""), &out, &errOut); code != 2 || !strings.Contains(errOut.String(), "PROJECTOR_KAFKA_TLS") {
+		t.Errorf("PROJECTOR_KAFKA_TLS=maybe: exit %d, stderr %q; want 2 naming the variable", code, errOut.String())
+	}
+	// yes is true, as for the worker: the command gets past the settings
+	// and stops at the missing Redis URL.
+	t.Setenv("PROJECTOR_KAFKA_TLS", "yes")
+	errOut.Reset()
+	if code := run(context.Background(), []string{"status", "billing", "--namespace", "old-flag-name"}, strings.NewReader(""), &out, &errOut); code != 2 || !strings.Contains(errOut.String(), "no Redis") {
+		t.Errorf("PROJECTOR_KAFKA_TLS=yes: exit %d, stderr %q; want the missing Redis reported", code, errOut.String())
+	}
+}
