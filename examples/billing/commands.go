@@ -16,6 +16,7 @@ import (
 	"github.com/projector-dev/projector/examples/billing/loadgen"
 	"github.com/projector-dev/projector/examples/billing/mabis"
 	"github.com/projector-dev/projector/kafkastore"
+	"github.com/projector-dev/projector/ops"
 	"github.com/projector-dev/projector/projectorconfig"
 	"github.com/projector-dev/projector/redischeckpoint"
 	"github.com/projector-dev/projector/telemetry"
@@ -163,9 +164,7 @@ func serveAPI(ctx context.Context, o options, out io.Writer) error {
 	}
 	h, err := api.New(api.Config{Reader: rm.reader, Logger: o.logger, WaitFor: func(ctx context.Context, id string, seq uint64) (string, error) {
 		return rm.store.WaitFor(ctx, o.projection, id, seq)
-	}, Status: func(ctx context.Context) (api.Status, error) {
-		return api.Status{Projection: o.projection, State: "not run by this process", UpdatedAt: time.Now().UTC()}, nil
-	}})
+	}, Status: statusOf(nil, o.projection, nil, nil)})
 	if err != nil {
 		return err
 	}
@@ -209,9 +208,13 @@ func setupWorker(_ context.Context, w *worker.Worker) (worker.Projection, error)
 	}
 	adm := kadm.NewClient(cl)
 	w.Defer(adm.Close)
+	status, err := ops.New(ops.Config{Admin: w.Store, Kafka: adm, Topic: cfg.Topic, Group: cfg.Group})
+	if err != nil {
+		return worker.Projection{}, err
+	}
 	h, err := api.New(api.Config{Reader: rm.reader, Logger: w.Logger, WaitFor: func(ctx context.Context, id string, seq uint64) (string, error) {
 		return rm.store.WaitFor(ctx, cfg.Projection, id, seq)
-	}, Status: statusOf(cfg.Projection, cfg.ConsumerGroup(), cfg.Topic, adm, w.Runners, nil)})
+	}, Status: statusOf(status, cfg.Projection, w.Runners, nil)})
 	if err != nil {
 		return worker.Projection{}, err
 	}

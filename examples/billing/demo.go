@@ -25,6 +25,7 @@ import (
 	"github.com/projector-dev/projector/examples/billing/mabis"
 	"github.com/projector-dev/projector/framework"
 	"github.com/projector-dev/projector/kafkarunner"
+	"github.com/projector-dev/projector/ops"
 	"github.com/projector-dev/projector/redischeckpoint"
 )
 
@@ -142,10 +143,13 @@ func demo(ctx context.Context, o options, out io.Writer) error {
 	}
 	fmt.Fprintf(out, "demo ready after %v\n", time.Since(started).Round(time.Millisecond))
 
+	status, err := ops.New(ops.Config{Admin: rm.store, Kafka: adm, Topic: o.topic, Group: o.group})
+	if err != nil {
+		return errors.Join(err, reps.stop())
+	}
 	h, err := api.New(api.Config{Reader: rm.reader, Logger: o.logger, WaitFor: func(ctx context.Context, id string, seq uint64) (string, error) {
 		return rm.store.WaitFor(ctx, o.projection, id, seq)
-	}, Status: statusOf(o.projection, o.groupName(), o.topic, adm,
-		reps.runners, func() string { return state.Load().(string) })})
+	}, Status: statusOf(status, o.projection, reps.runners, func() string { return state.Load().(string) })})
 	if err != nil {
 		return errors.Join(err, reps.stop())
 	}

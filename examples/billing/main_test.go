@@ -66,12 +66,21 @@ func TestDemo(t *testing.T) {
 		t.Fatal(err)
 	}
 	var st struct {
-		State   string `json:"state"`
-		Applied int64  `json:"applied"`
+		State    string `json:"state"`
+		TotalLag int64  `json:"total_lag"`
+		Replicas []struct {
+			ID string `json:"id"`
+		} `json:"replicas"`
+		Local struct {
+			State   string `json:"state"`
+			Applied int64  `json:"applied"`
+		} `json:"local"`
 	}
 	err = json.NewDecoder(resp.Body).Decode(&st)
 	resp.Body.Close()
-	if err != nil || st.State != "live" || st.Applied == 0 {
+	// The projection as projectorctl status shows it (three replicas
+	// reporting, lag 0), and the demo's own word for its state.
+	if err != nil || st.State != "running" || st.TotalLag != 0 || len(st.Replicas) != 3 || st.Local.State != "live" || st.Local.Applied == 0 {
 		t.Errorf("status %+v, %v", st, err)
 	}
 	cancel()
@@ -160,11 +169,14 @@ func TestWorkerInProcess(t *testing.T) {
 	for {
 		code, body := get("/api/v1/status")
 		var st struct {
-			State   string `json:"state"`
-			Applied int64  `json:"applied"`
-			Lag     int64  `json:"lag"`
+			State    string `json:"state"`
+			TotalLag int64  `json:"total_lag"`
+			Error    string `json:"error"`
+			Local    struct {
+				Applied int64 `json:"applied"`
+			} `json:"local"`
 		}
-		if code == 200 && json.Unmarshal(body, &st) == nil && st.Applied > 0 && st.Lag == 0 {
+		if code == 200 && json.Unmarshal(body, &st) == nil && st.Error == "" && st.Local.Applied > 0 && st.TotalLag == 0 {
 			break
 		}
 		if ctx.Err() != nil {

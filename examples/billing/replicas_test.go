@@ -153,7 +153,7 @@ func TestWorkerReplicasSurviveSIGKILL(t *testing.T) {
 			time.Sleep(50 * time.Millisecond)
 		}
 	}
-	for path, want := range map[string]string{"/readyz": "", "/healthz": "", "/metrics": "# TYPE", "/api/v1/status": `"lag":0`} {
+	for path, want := range map[string]string{"/readyz": "", "/healthz": "", "/metrics": "# TYPE", "/api/v1/status": `"total_lag":0`} {
 		resp, err := http.Get(base + path)
 		if err != nil {
 			t.Fatal(err)

@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"slices"
 	"time"
 
@@ -28,19 +26,27 @@ func groupLag(ctx context.Context, adm *kadm.Client, group, topic string) (int64
 	return l.Total, l.ByPartition(), nil
 }
 
-// statusOf reports the runner replicas of this process and the group's lag
-// for GET /api/v1/status. runners is called per request, so that replicas
-// may come and go; the first one's group (the live version's) is measured,
-// group where there is none. state, when set, names the state instead of
-// the first replica's.
-func statusOf(projection, group, topic string, adm *kadm.Client, runners func() []*kafkarunner.Runner, state func() string) api.StatusFunc {
+// statusOf reports GET /api/v1/status: the projection's status from the
+// operations library (client, nil when this process has no Kafka admin
+// client) and the runner replicas of this process. runners is called per
+// request, so that replicas may come and go; it may be nil. state, when
+// set, is the process's word for its state.
+func statusOf(client *ops.Client, projection string, runners func() []*kafkarunner.Runner, state func() string) api.StatusFunc {
 	return func(ctx context.Context) (api.Status, error) {
-		rs := runners()
-		group := group
-		if len(rs) > 0 {
-			group = rs[0].Group() // the live version's group
+		st := api.Status{UpdatedAt: time.Now().UTC()}
+		st.Projection = projection
+		if client != nil {
+			ps, err := client.Status(ctx, projection)
+			if err != nil {
+				st.Error = err.Error()
+			} else {
+				st.Status = ps
+			}
 		}
-		st := api.Status{Projection: projection, Group: group, UpdatedAt: time.Now().UTC()}
+		var rs []*kafkarunner.Runner
+		if runners != nil {
+			rs = runners()
+		}
 		for _, r := range rs {
 			s := r.Stats()
 			rep := api.Replica{ID: r.ReplicaID(), State: r.State(), Partitions: r.Assigned(), Applied: s.Applied, Skipped: s.Skipped,
@@ -52,37 +58,20 @@ func statusOf(projection, group, topic string, adm *kadm.Client, runners func() 
 			if err := r.Ready(ctx); err != nil {
 				rep.NotReady = err.Error()
 			}
-			st.Applied += s.Applied
-			st.Skipped += s.Skipped
-			st.ParkedEvents += s.Parked
-			st.Held += s.Held
-			st.Replicas = append(st.Replicas, rep)
+			st.Local.Applied += s.Applied
+			st.Local.Skipped += s.Skipped
+			st.Local.ParkedEvents += s.Parked
+			st.Local.Held += s.Held
+			st.Local.Replicas = append(st.Local.Replicas, rep)
 		}
 		switch {
 		case state != nil:
-			st.State = state()
+			st.Local.State = state()
 		case len(rs) > 0:
-			st.State = rs[0].State()
+			st.Local.State = rs[0].State()
 		default:
-			st.State = "no replica"
+			st.Local.State = "not run by this process"
 		}
-		var errs []error
-		if len(rs) > 0 {
-			parked, err := rs[0].Parked(ctx)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("parked streams: %w", err))
-			}
-			st.Parked = len(parked)
-			for _, p := range parked {
-				st.ParkedStreams = append(st.ParkedStreams, api.ParkedStream{StreamID: p.StreamID, Sequence: p.Sequence, Type: p.Type,
-					Reason: p.Reason, Error: p.Error, ParkedAt: p.ParkedAt})
-			}
-		}
-		lag, per, err := groupLag(ctx, adm, group, topic)
-		st.Lag, st.LagByPartition = lag, per
-		if err != nil {
-			st.LagError = err.Error()
-		}
-		return st, errors.Join(errs...)
+		return st, nil
 	}
 }

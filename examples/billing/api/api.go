@@ -12,39 +12,41 @@ import (
 
 	"github.com/projector-dev/projector/examples/billing/mabis"
 	"github.com/projector-dev/projector/framework"
+	"github.com/projector-dev/projector/ops"
 	"github.com/projector-dev/projector/redischeckpoint"
 )
 
-// Status is the projection's status as GET /api/v1/status reports it. The
-// runner that drives the projection fills it.
+// Status is GET /api/v1/status: the projection as the operations library
+// reports it (ops.Status, the model projectorctl status shows: state, the
+// group's lag per partition and in all, the replicas' reports, pause and
+// replay, parked streams, versions, problems), and the runner replicas of
+// the process that serves the API.
 type Status struct {
-	Projection string `json:"projection"`
-	// Group is the Kafka consumer group the replicas share.
-	Group string `json:"group,omitempty"`
-	// State is a word for people: "catching-up", "live", "stopped", ...
-	State string `json:"state"`
-	// Lag is the number of records not yet applied and committed, over
-	// every partition of the topic; LagByPartition per partition. LagError
-	// says why the lag could not be measured (Lag is then -1).
-	Lag            int64           `json:"lag"`
-	LagByPartition map[int32]int64 `json:"lag_by_partition,omitempty"`
-	LagError       string          `json:"lag_error,omitempty"`
-	// Applied counts events applied, Skipped duplicates skipped, by the
-	// replicas of this process (kafkarunner.Runner.Stats).
-	Applied int64 `json:"applied"`
-	Skipped int64 `json:"skipped"`
-	// ParkedEvents counts events at which a stream was parked, Held the
-	// events held behind parked streams (kafkarunner.Runner.Stats).
-	ParkedEvents int64 `json:"parked_events"`
-	Held         int64 `json:"held"`
-	// Parked is the number of parked streams of the projection (over every
-	// replica), ParkedStreams the streams themselves.
-	Parked        int            `json:"parked"`
-	ParkedStreams []ParkedStream `json:"parked_streams,omitempty"`
-	// Replicas are the runner replicas of this process.
-	Replicas []Replica `json:"replicas,omitempty"`
+	ops.Status
+	// Error says why the projection's status could not be read (Kafka or
+	// Redis unreachable); Local is reported all the same.
+	Error string `json:"error,omitempty"`
+	// Local are this process's replicas.
+	Local Local `json:"local"`
 	// UpdatedAt is when these numbers were taken.
 	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// Local is what the runner replicas of one process report.
+type Local struct {
+	// State is a word for people about this process: "catching-up",
+	// "live", "not run by this process", ...
+	State string `json:"state,omitempty"`
+	// Applied counts events applied, Skipped duplicates skipped,
+	// ParkedEvents events at which a stream was parked, Held events held
+	// behind parked streams, by the replicas of this process
+	// (kafkarunner.Runner.Stats).
+	Applied      int64 `json:"applied"`
+	Skipped      int64 `json:"skipped"`
+	ParkedEvents int64 `json:"parked_events"`
+	Held         int64 `json:"held"`
+	// Replicas are the runner replicas of this process.
+	Replicas []Replica `json:"replicas,omitempty"`
 }
 
 // Replica is one runner replica of this process.
@@ -61,16 +63,6 @@ type Replica struct {
 	ParkedEvents int64   `json:"parked_events"`
 	Held         int64   `json:"held"`
 	LastError    string  `json:"last_error,omitempty"`
-}
-
-// ParkedStream is a stream whose processing stopped at one event.
-type ParkedStream struct {
-	StreamID string    `json:"stream_id"`
-	Sequence uint64    `json:"sequence"`
-	Type     string    `json:"type,omitempty"`
-	Reason   string    `json:"reason"`
-	Error    string    `json:"error"`
-	ParkedAt time.Time `json:"parked_at"`
 }
 
 // StatusFunc reports the projection's status. It is called once per
@@ -113,7 +105,9 @@ func New(cfg Config) (http.Handler, error) {
 	}
 	if cfg.Status == nil {
 		cfg.Status = func(context.Context) (Status, error) {
-			return Status{Projection: mabis.ProjectionName, State: "unknown", UpdatedAt: time.Now().UTC()}, nil
+			st := Status{UpdatedAt: time.Now().UTC(), Local: Local{State: "unknown"}}
+			st.Projection = mabis.ProjectionName
+			return st, nil
 		}
 	}
 	if cfg.Logger == nil {

@@ -18,6 +18,7 @@ import (
 	"github.com/projector-dev/projector/framework"
 	"github.com/projector-dev/projector/framework/memstore"
 	"github.com/projector-dev/projector/internal/testenv"
+	"github.com/projector-dev/projector/ops"
 	"github.com/projector-dev/projector/redischeckpoint"
 )
 
@@ -72,7 +73,10 @@ func newFixture(t *testing.T, wait bool) *fixture {
 		t.Fatal(err)
 	}
 	acfg := api.Config{Reader: reader, Status: func(context.Context) (api.Status, error) {
-		return api.Status{Projection: "billing", State: "live", Applied: 42, Parked: 1}, nil
+		st := api.Status{Local: api.Local{State: "live", Applied: 42}}
+		st.Projection, st.State = "billing", ops.StateRunning
+		st.Parked = []controlplane.ParkedStream{{StreamID: "process/acme/<script>", Sequence: 7, Reason: controlplane.ParkGap}}
+		return st, nil
 	}}
 	if wait {
 		acfg.WaitFor = func(ctx context.Context, streamID string, sequence uint64) (string, error) {
@@ -231,7 +235,7 @@ func TestAPI(t *testing.T) {
 	t.Run("status", func(t *testing.T) {
 		status, body, _ := get(t, http.MethodGet, srv.URL+"/api/v1/status")
 		var st api.Status
-		if err := json.Unmarshal(body, &st); err != nil || status != 200 || st.State != "live" || st.Applied != 42 || st.Parked != 1 {
+		if err := json.Unmarshal(body, &st); err != nil || status != 200 || st.State != ops.StateRunning || st.Local.State != "live" || st.Local.Applied != 42 || len(st.Parked) != 1 {
 			t.Errorf("status %d, %+v, %v", status, st, err)
 		}
 	})

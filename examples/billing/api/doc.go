@@ -5,7 +5,8 @@
 //	GET /api/v1/months/{month}/balance-groups/{eic}/series?resolution=quarter-hour|hour|day
 //	    one balance group's sum time series (mabis.Series); default quarter-hour
 //	GET /api/v1/status
-//	    the projection's status (Status), as the command's StatusFunc reports it
+//	    the projection's status (Status): ops.Status, as projectorctl status
+//	    shows it, and the runner replicas of this process
 //
 // Months are "YYYY-MM", balance groups their 16-character EIC. Errors are
 // JSON objects {"error": "...", "status": N}: 400 for a malformed month, EIC
