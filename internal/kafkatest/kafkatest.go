@@ -255,4 +255,3 @@ func ProduceFranz(t *testing.T, env *testenv.KafkaEnv, topic, stream string, seq
 		}
 	}
 }
-
