@@ -28,6 +28,7 @@ import (
 	"github.com/projector-dev/projector/examples/billing/mabis"
 	"github.com/projector-dev/projector/framework"
 	"github.com/projector-dev/projector/kafkastore"
+	"github.com/projector-dev/projector/ops"
 	"github.com/projector-dev/projector/redischeckpoint"
 )
 
@@ -862,31 +863,19 @@ func catchUpAfter(ctx context.Context, adm *kadm.Client, liveGroup func(context.
 	return 0, false
 }
 
-// groupLag is the group's total lag on topic, from its committed offsets.
+// groupLag is the group's total lag on topic, from its committed offsets
+// (ops.GroupLag: the lag projectorctl status shows).
 func groupLag(ctx context.Context, adm *kadm.Client, group, topic string) (int64, error) {
-	ends, err := adm.ListEndOffsets(ctx, topic)
-	if err == nil {
-		err = ends.Error()
-	}
+	l, err := ops.GroupLag(ctx, adm, topic, group)
 	if err != nil {
 		return -1, err
 	}
-	committed, err := adm.FetchOffsets(ctx, group)
-	if err == nil {
-		err = committed.Error()
-	}
-	if err != nil {
-		return -1, err
-	}
-	var total int64
-	for p, end := range ends[topic] {
-		from := int64(0)
-		if c, ok := committed.Lookup(topic, p); ok && c.At >= 0 {
-			from = c.At
+	for _, p := range l.Partitions {
+		if p.Error != "" || p.Lag < 0 {
+			return -1, fmt.Errorf("lag of %s partition %d: %s", topic, p.Partition, p.Error)
 		}
-		total += max(end.Offset-from, 0)
 	}
-	return total, nil
+	return l.Total, nil
 }
 
 // WriteText writes the report for people.
