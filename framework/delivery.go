@@ -141,3 +141,62 @@ func applyBatchRecovering(ctx context.Context, b BatchApplier, events []Event) (
 // [*DecodeError], does). Runners that retry failed applies park such an
 // event's stream at once instead.
 func Permanent(err error) bool { return errors.Is(err, ErrPermanent) }
+
+// RecentWindow is how many applied events per stream [RecentEvents] keeps.
+const RecentWindow = 8
+
+// RecentEvents remembers the last events a runner applied of each stream
+// (their sequences and event IDs, the last [RecentWindow] of a stream), so
+// that a [Duplicate] can be told apart: the same event delivered again is
+// skipped; another event repeating an applied sequence is a conflict
+// ([SequenceConflictError]) and stops its stream. Both runners use it. The
+// zero value is ready to use; it is not safe for concurrent use.
+type RecentEvents struct {
+	streams map[string]*recentRing
+}
+
+type recentRing struct {
+	seq  [RecentWindow]uint64
+	id   [RecentWindow]string
+	next int
+}
+
+// Remember records that eventID was applied at seq of streamID.
+func (r *RecentEvents) Remember(streamID string, seq uint64, eventID string) {
+	ring := r.streams[streamID]
+	if ring == nil {
+		if r.streams == nil {
+			r.streams = make(map[string]*recentRing)
+		}
+		ring = &recentRing{}
+		r.streams[streamID] = ring
+	}
+	ring.seq[ring.next], ring.id[ring.next] = seq, eventID
+	ring.next = (ring.next + 1) % RecentWindow
+}
+
+// EventAt returns the ID of the event applied at seq of streamID, if it is
+// among the stream's remembered events.
+func (r *RecentEvents) EventAt(streamID string, seq uint64) (string, bool) {
+	ring := r.streams[streamID]
+	if ring == nil {
+		return "", false
+	}
+	for i, s := range ring.seq {
+		if s == seq && ring.id[i] != "" {
+			return ring.id[i], true
+		}
+	}
+	return "", false
+}
+
+// CheckDuplicate classifies a [Duplicate] e against what r remembers: nil
+// for a redelivery of the event applied at its sequence (or one r does not
+// remember), a [*SequenceConflictError] when another event was applied
+// there.
+func (r *RecentEvents) CheckDuplicate(e Event) error {
+	if id, ok := r.EventAt(e.StreamID, e.Sequence); ok && id != e.EventID {
+		return &SequenceConflictError{StreamID: e.StreamID, Sequence: e.Sequence, Applied: id, EventID: e.EventID}
+	}
+	return nil
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"testing"
 
 	"github.com/projector-dev/projector/framework"
@@ -112,5 +113,49 @@ func TestPermanentErrors(t *testing.T) {
 	}
 	if !errors.Is(decode, framework.ErrDecode) {
 		t.Error("a DecodeError no longer matches ErrDecode")
+	}
+}
+
+// An event that repeats an applied sequence under another event ID is a
+// conflict, also in the in-process runner: the stream stops there (after
+// the events before it), named in a SequenceConflictError; the same event
+// delivered again is a duplicate, skipped. (The runner used to skip both.)
+func TestProjectionRunnerStopsAStreamAtAConflict(t *testing.T) {
+	for _, batch := range []int{1, 8} {
+		c := newCounter()
+		redelivered := ev("s/c", 2)
+		other := ev("s/c", 2)
+		other.EventID = "another-event"
+		events := append(evs("s/c", 1, 2), redelivered, ev("s/c", 3), other, ev("s/c", 4))
+		events = append(events, evs("s/ok", 1, 2)...)
+		res, err := runner(t, framework.RunnerConfig{BatchSize: batch}).Run(t.Context(), c, events)
+		ce, _ := errors.AsType[*framework.SequenceConflictError](err)
+		if ce == nil || !errors.Is(err, framework.ErrSequenceConflict) || ce.Sequence != 2 || ce.EventID != "another-event" || ce.Applied != redelivered.EventID {
+			t.Fatalf("batch %d: error %v, want the conflict at sequence 2", batch, err)
+		}
+		if got := c.got("s/c"); !slices.Equal(got, []uint64{1, 2, 3}) || res.Checkpoint.Cursor("s/c") != 3 || res.Skipped != 1 {
+			t.Errorf("batch %d: applied %v, cursor %d, skipped %d; want [1 2 3], 3 and the redelivery skipped", batch, got, res.Checkpoint.Cursor("s/c"), res.Skipped)
+		}
+	}
+}
+
+func TestRecentEvents(t *testing.T) {
+	var r framework.RecentEvents
+	for seq := uint64(1); seq <= framework.RecentWindow+2; seq++ {
+		r.Remember("s", seq, fmt.Sprint("e", seq))
+	}
+	if id, ok := r.EventAt("s", framework.RecentWindow+2); !ok || id != fmt.Sprint("e", framework.RecentWindow+2) {
+		t.Errorf("EventAt(last) = %q, %v", id, ok)
+	}
+	if _, ok := r.EventAt("s", 1); ok {
+		t.Error("the window kept more than RecentWindow events")
+	}
+	if err := r.CheckDuplicate(framework.Event{StreamID: "s", Sequence: 5, EventID: "e5"}); err != nil {
+		t.Errorf("a redelivery: %v", err)
+	}
+	err := r.CheckDuplicate(framework.Event{StreamID: "s", Sequence: 5, EventID: "x"})
+	if !errors.Is(err, framework.ErrSequenceConflict) || !framework.Permanent(err) ||
+		err.Error() != "sequence 5 of stream s was applied as event e5; event x repeats it" {
+		t.Errorf("a conflict: %v", err)
 	}
 }

@@ -11,6 +11,10 @@
 //     and counted, never applied twice.
 //   - An event above cursor+1 is a gap: it is an error naming the stream and
 //     both sequences, never skipped silently.
+//   - An event that repeats an applied sequence under another event ID is a
+//     conflict ([SequenceConflictError]): the stream stops there. (A runner
+//     recognises it among the last events it applied of the stream,
+//     [RecentEvents]; the Kafka runner also against the stored head.)
 //   - A projection error or panic stops that stream; the returned checkpoint
 //     covers exactly the events applied before it, so a retry resumes there.
 //
@@ -29,8 +33,10 @@
 // [ProjectionRunner] drives projections in-process: over a slice of events,
 // over one stored stream, over a list of streams, over every stream with an
 // ID prefix, and as a persistent catch-up that loads and saves a named
-// checkpoint. The Kafka consumer-group runner in package kafkastore builds on
-// the same types.
+// checkpoint. The Kafka consumer-group runner in package kafkarunner builds on
+// the same types and the same delivery rules: [Classify], [ApplyEvents]
+// (batches, panics, the batch count rule), [RecentEvents] and
+// [ErrPermanent].
 //
 // Stream IDs are hierarchical, conventionally "process/{tenant}/{process}".
 // [TenantPrefix] builds the prefix of one tenant's streams and rejects tenant

@@ -53,6 +53,11 @@ var (
 	// type its handler expects. See [DecodeError].
 	ErrDecode = errors.New("framework: cannot decode event payload")
 
+	// ErrSequenceConflict reports an event that repeats a sequence its
+	// stream applied as another event: two writers forked the stream. See
+	// [SequenceConflictError].
+	ErrSequenceConflict = errors.New("framework: sequence conflict")
+
 	// ErrPermanent marks an apply error that applying the event again
 	// cannot cure: runners park the stream at once instead of retrying
 	// with backoff (see [Permanent]). A [*DecodeError] matches it; a
@@ -199,3 +204,22 @@ func (e *DecodeError) Unwrap() error { return e.Err }
 
 // Is reports whether target is [ErrDecode].
 func (e *DecodeError) Is(target error) bool { return target == ErrDecode || target == ErrPermanent }
+
+// SequenceConflictError reports an event (EventID) that repeats Sequence of
+// StreamID, which was applied as another event (Applied). It matches
+// [ErrSequenceConflict] and [ErrPermanent]: applying it again cannot help.
+type SequenceConflictError struct {
+	StreamID string
+	Sequence uint64
+	Applied  string
+	EventID  string
+}
+
+func (e *SequenceConflictError) Error() string {
+	return fmt.Sprintf("sequence %d of stream %s was applied as event %s; event %s repeats it", e.Sequence, e.StreamID, e.Applied, e.EventID)
+}
+
+// Is reports whether target is [ErrSequenceConflict] or [ErrPermanent].
+func (e *SequenceConflictError) Is(target error) bool {
+	return target == ErrSequenceConflict || target == ErrPermanent
+}

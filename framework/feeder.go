@@ -22,6 +22,9 @@ type feeder struct {
 	seeded map[string]bool
 
 	pending []Event // contiguous events of one stream, not yet applied
+	// recent remembers the last applied events of each stream, to tell a
+	// redelivery from a conflict.
+	recent  RecentEvents
 	applied int64
 	skipped int64
 }
@@ -70,6 +73,9 @@ func (f *feeder) feed(ctx context.Context, e Event) error {
 	}
 	switch Classify(cur, e) {
 	case Duplicate:
+		if err := f.conflict(e); err != nil {
+			return f.stopBefore(ctx, err)
+		}
 		f.skipped++
 		return nil
 	case Gap:
@@ -93,6 +99,9 @@ func (f *feeder) flush(ctx context.Context) error {
 	}
 	defer f.drop() // applied or failed: either way nothing stays buffered
 	n, err := ApplyEvents(ctx, f.p, f.pending, ApplyOptions{StopOnCancel: true})
+	for _, e := range f.pending[:n] {
+		f.recent.Remember(e.StreamID, e.Sequence, e.EventID)
+	}
 	if n > 0 {
 		last := f.pending[n-1]
 		f.cursors.Advance(last.StreamID, last.Sequence)
@@ -105,6 +114,17 @@ func (f *feeder) flush(ctx context.Context) error {
 		return err // stopped between events
 	}
 	return f.applyError(f.pending[min(n, len(f.pending)-1)], err)
+}
+
+// conflict reports a duplicate e that repeats a sequence applied (or
+// buffered to apply) as another event: a [*SequenceConflictError].
+func (f *feeder) conflict(e Event) error {
+	for _, p := range f.pending {
+		if p.StreamID == e.StreamID && p.Sequence == e.Sequence && p.EventID != e.EventID {
+			return &SequenceConflictError{StreamID: e.StreamID, Sequence: e.Sequence, Applied: p.EventID, EventID: e.EventID}
+		}
+	}
+	return f.recent.CheckDuplicate(e)
 }
 
 // stopBefore ends the current stream at a record that cannot be fed (a read

@@ -19,20 +19,9 @@ import (
 // maxBatchLinks bounds the span links of one batch span.
 const maxBatchLinks = 128
 
-// conflictWindow is how many recent event IDs per stream a session keeps to
-// verify a repeated sequence against the event applied at it.
-const conflictWindow = 8
-
 type streamSeq struct {
 	stream string
 	seq    uint64
-}
-
-// recent is a ring of a stream's last applied sequences and event IDs.
-type recent struct {
-	seq  [conflictWindow]uint64
-	id   [conflictWindow]string
-	next int
 }
 
 type item struct {
@@ -242,7 +231,7 @@ func (s *session) lookupHeads(ctx context.Context, streams []string) error {
 				off = h.Position.Offset
 			}
 			s.heads[id] = head{seq: h.Sequence, eventID: h.EventID, offset: off}
-			s.remember(id, h.Sequence, h.EventID)
+			s.recent.Remember(id, h.Sequence, h.EventID)
 		}
 		return nil
 	}
@@ -272,7 +261,7 @@ func (s *session) markApplied(e framework.Event) {
 		off = h.offset
 	}
 	s.heads[e.StreamID] = head{seq: e.Sequence, eventID: e.EventID, offset: off}
-	s.remember(e.StreamID, e.Sequence, e.EventID)
+	s.recent.Remember(e.StreamID, e.Sequence, e.EventID)
 	s.applied++
 	s.r.onApplied(s.ctx, e)
 }

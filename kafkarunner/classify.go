@@ -32,7 +32,7 @@ type dupVerdict struct {
 // skipped and counted as unverified.
 func (s *session) duplicate(e framework.Event, off int64, inRun map[streamSeq]string) dupVerdict {
 	conflict := func(other string) dupVerdict {
-		return dupVerdict{conflict: true, reason: fmt.Sprintf("sequence %d of stream %s was applied as event %s; event %s repeats it", e.Sequence, e.StreamID, other, e.EventID)}
+		return dupVerdict{conflict: true, reason: (&framework.SequenceConflictError{StreamID: e.StreamID, Sequence: e.Sequence, Applied: other, EventID: e.EventID}).Error()}
 	}
 	if id, ok := inRun[streamSeq{e.StreamID, e.Sequence}]; ok {
 		if id != e.EventID {
@@ -46,7 +46,7 @@ func (s *session) duplicate(e framework.Event, off int64, inRun map[streamSeq]st
 		// resolved): a redelivery.
 		return dupVerdict{verified: true}
 	}
-	if id, ok := s.recentID(e.StreamID, e.Sequence); ok {
+	if id, ok := s.recent.EventAt(e.StreamID, e.Sequence); ok {
 		if id != e.EventID {
 			return conflict(id)
 		}
@@ -63,29 +63,4 @@ func (s *session) duplicate(e framework.Event, off int64, inRun map[streamSeq]st
 			e.Sequence, e.StreamID, h.offset, h.seq, e.EventID, off)}
 	}
 	return dupVerdict{}
-}
-
-// recentID returns the event ID applied at seq of stream, if it is among
-// the stream's last applied events.
-func (s *session) recentID(stream string, seq uint64) (string, bool) {
-	r := s.recent[stream]
-	if r == nil {
-		return "", false
-	}
-	for i, sq := range r.seq {
-		if sq == seq && r.id[i] != "" {
-			return r.id[i], true
-		}
-	}
-	return "", false
-}
-
-func (s *session) remember(stream string, seq uint64, eventID string) {
-	r := s.recent[stream]
-	if r == nil {
-		r = &recent{}
-		s.recent[stream] = r
-	}
-	r.seq[r.next], r.id[r.next] = seq, eventID
-	r.next = (r.next + 1) % conflictWindow
 }

@@ -343,7 +343,7 @@ func (s *session) skipInMemory(p controlplane.ParkedStream) {
 	}
 	if target == p.Sequence {
 		h.eventID = p.EventID
-		s.remember(p.StreamID, p.Sequence, p.EventID)
+		s.recent.Remember(p.StreamID, p.Sequence, p.EventID)
 	}
 	s.heads[p.StreamID] = h
 }

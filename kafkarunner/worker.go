@@ -23,9 +23,9 @@ type session struct {
 	fence *controlplane.Fence
 	ctx   context.Context // the partition's context, carrying the fence
 
-	cursors map[string]uint64 // last applied sequence per stream
-	heads   map[string]head   // the event applied at each cursor, where known
-	recent  map[string]*recent
+	cursors map[string]uint64      // last applied sequence per stream
+	heads   map[string]head        // the event applied at each cursor, where known
+	recent  framework.RecentEvents // the last events applied per stream, for conflicts
 	// parked holds, per stream parked at a record of this partition, the
 	// offset of that record: the stream's records from there on are held.
 	// A stream parked at another partition's record is not held here.
@@ -66,7 +66,7 @@ func (p *partition) startSession(first bool) (*session, error) {
 	p.setStatus(PartitionStarting, nil)
 	s := &session{
 		p: p, r: r, ctx: p.ctx,
-		cursors: map[string]uint64{}, heads: map[string]head{}, recent: map[string]*recent{}, parked: map[string]int64{},
+		cursors: map[string]uint64{}, heads: map[string]head{}, parked: map[string]int64{},
 		dirty: map[string]bool{}, lastFlush: time.Now(), lastCheck: time.Now(), handled: -1,
 	}
 	if r.cfg.Fencer != nil {
