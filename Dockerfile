@@ -19,13 +19,15 @@
 FROM golang:1.26 AS build
 ARG MAIN=./examples/billing
 ARG PROJECTORCTL=./cmd/projectorctl
+# VERSION is stamped into both binaries (projectorctl version, --version, projector_build_info).
+ARG VERSION=devel
 WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
 ENV CGO_ENABLED=0 GOOS=linux
-RUN go build -trimpath -ldflags="-s -w" -o /out/worker ${MAIN} && \
-    go build -trimpath -ldflags="-s -w" -o /out/projectorctl ${PROJECTORCTL}
+RUN go build -trimpath -ldflags="-s -w -X github.com/projector-dev/projector/buildinfo.version=${VERSION}" -o /out/worker ${MAIN} && \
+    go build -trimpath -ldflags="-s -w -X github.com/projector-dev/projector/buildinfo.version=${VERSION}" -o /out/projectorctl ${PROJECTORCTL}
 
 # distroless/static: CA certificates, /etc/passwd with nonroot (65532), no shell.
 FROM gcr.io/distroless/static-debian12:nonroot

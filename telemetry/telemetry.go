@@ -12,6 +12,7 @@ import (
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
@@ -30,6 +31,8 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 	tracenoop "go.opentelemetry.io/otel/trace/noop"
+
+	"github.com/projector-dev/projector/buildinfo"
 )
 
 // Options configures Setup. The zero value is usable; the environment (see the package
@@ -39,7 +42,8 @@ type Options struct {
 	// Empty means "unknown_service:<executable name>", as in the OpenTelemetry SDK.
 	ServiceName string
 
-	// ServiceVersion, if set, is the service.version resource attribute (OTEL_RESOURCE_ATTRIBUTES
+	// ServiceVersion is the service.version resource attribute; default:
+	// Projector's build version (package buildinfo) (OTEL_RESOURCE_ATTRIBUTES
 	// may override it).
 	ServiceVersion string
 
@@ -150,6 +154,25 @@ func (t *Telemetry) build(ctx context.Context, opts Options, env envConfig) erro
 
 	// Metrics: the Prometheus reader always, push exporters as configured.
 	registry := prometheus.NewRegistry()
+	// The Go runtime, the process (CPU, memory, open files) and which build
+	// runs: present from the start, before any projection metric.
+	build := buildinfo.Get()
+	buildInfo := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "projector_build_info",
+		Help: "The running build of Projector: always 1, with its version, VCS revision and Go version as labels.",
+		ConstLabels: prometheus.Labels{"version": build.Version, "revision": build.Revision, "goversion": build.GoVersion,
+			"service": opts.ServiceName},
+	})
+	buildInfo.Set(1)
+	if err := registry.Register(buildInfo); err != nil {
+		return fmt.Errorf("telemetry: build info: %w", err)
+	}
+	if err := registry.Register(collectors.NewGoCollector()); err != nil {
+		return fmt.Errorf("telemetry: Go collector: %w", err)
+	}
+	if err := registry.Register(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})); err != nil {
+		return fmt.Errorf("telemetry: process collector: %w", err)
+	}
 	promExp, err := otelprom.New(otelprom.WithRegisterer(registry))
 	if err != nil {
 		return fmt.Errorf("telemetry: prometheus exporter: %w", err)
@@ -173,9 +196,11 @@ func (t *Telemetry) build(ctx context.Context, opts Options, env envConfig) erro
 // newResource: Options first, then OTEL_RESOURCE_ATTRIBUTES and OTEL_SERVICE_NAME over them.
 func newResource(ctx context.Context, opts Options) (*resource.Resource, error) {
 	attrs := []attribute.KeyValue{attribute.String("service.name", opts.ServiceName)}
-	if opts.ServiceVersion != "" {
-		attrs = append(attrs, attribute.String("service.version", opts.ServiceVersion))
+	version := opts.ServiceVersion
+	if version == "" {
+		version = buildinfo.Get().Version
 	}
+	attrs = append(attrs, attribute.String("service.version", version))
 	res, err := resource.New(ctx,
 		resource.WithTelemetrySDK(),
 		resource.WithAttributes(attrs...),

@@ -311,3 +311,15 @@ func TestSetGlobal(t *testing.T) {
 		t.Errorf("global propagator injected no traceparent: %v", carrier)
 	}
 }
+
+// A scrape shows from the start which build runs and the Go runtime and
+// process series, before any projection recorded anything.
+func TestPrometheusShowsBuildRuntimeAndProcess(t *testing.T) {
+	clearOTELEnv(t)
+	body := scrape(t, setup(t, Options{ServiceName: "projector-test"}))
+	for _, want := range []string{`projector_build_info{goversion="go`, `service="projector-test"`, "go_goroutines ", "go_memstats_heap_alloc_bytes ", "process_cpu_seconds_total "} {
+		if !strings.Contains(body, want) {
+			t.Errorf("the scrape lacks %q", want)
+		}
+	}
+}

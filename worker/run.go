@@ -15,6 +15,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/projector-dev/projector/buildinfo"
 	"github.com/projector-dev/projector/kafkarunner"
 	"github.com/projector-dev/projector/kafkastore"
 	"github.com/projector-dev/projector/projectorconfig"
@@ -68,7 +69,8 @@ func Main(opts Options) {
 // without the program's name; a first argument "worker" is skipped, so
 // that one image convention (entrypoint, then "worker", the chart's
 // default arguments) fits a main that only runs the worker and one with
-// subcommands alike. -h returns flag.ErrHelp; a usage or configuration
+// subcommands alike. -h and -version (which prints the build, see package
+// buildinfo) return flag.ErrHelp; a usage or configuration
 // error is a *UsageError naming every problem.
 func Run(ctx context.Context, args []string, opts Options) error {
 	if opts.Setup == nil {
@@ -172,6 +174,7 @@ func parse(args []string, opts Options) (*projectorconfig.Set, projectorconfig.C
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(opts.Stderr)
 	set.Bind(fs)
+	showVersion := fs.Bool("version", false, "print the build's version and exit")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: %s [worker] [flags]\n\nRuns a replica of the projection until SIGTERM. Every flag falls back to the variable named in its help; passwords are read from PROJECTOR_KAFKA_PASSWORD and PROJECTOR_REDIS_PASSWORD only. OTEL_* variables configure telemetry.\n\n", name)
 		fs.PrintDefaults()
@@ -181,6 +184,10 @@ func parse(args []string, opts Options) (*projectorconfig.Set, projectorconfig.C
 			return nil, projectorconfig.Config{}, err
 		}
 		return nil, projectorconfig.Config{}, &UsageError{Err: err}
+	}
+	if *showVersion {
+		fmt.Fprintf(opts.Stdout, "%s %s\n", name, buildinfo.Get())
+		return nil, projectorconfig.Config{}, flag.ErrHelp
 	}
 	if fs.NArg() > 0 {
 		return nil, projectorconfig.Config{}, &UsageError{Err: fmt.Errorf("unexpected arguments %q", fs.Args())}

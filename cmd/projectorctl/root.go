@@ -118,7 +118,7 @@ func newRootCommand(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 	f.DurationVar(&o.timeout, "request-timeout", 30*time.Second, "timeout of each request to Kafka or Redis")
 	f.StringVar(&o.by, "by", env("PROJECTORCTL_BY", defaultActor()), "who acts, recorded with pauses, replays and skips (PROJECTORCTL_BY)")
 
-	root.AddCommand(newStatusCommand(o), newReplayCommand(o), newRebuildCommand(o), newPauseCommand(o, true), newPauseCommand(o, false), newParkedCommand(o), newCatalogCommand(o))
+	root.AddCommand(newStatusCommand(o), newReplayCommand(o), newRebuildCommand(o), newPauseCommand(o, true), newPauseCommand(o, false), newParkedCommand(o), newCatalogCommand(o), newVersionCommand(o))
 	return root
 }
 

@@ -49,3 +49,24 @@ func TestSettingsAreTheWorkersTable(t *testing.T) {
 		t.Errorf("PROJECTOR_KAFKA_TLS=yes: exit %d, stderr %q; want the missing Redis reported", code, errOut.String())
 	}
 }
+
+func TestVersion(t *testing.T) {
+	t.Setenv("PROJECTOR_KAFKA_TLS", "maybe") // invalid settings do not stop it
+	var out, errOut bytes.Buffer
+	if code := run(context.Background(), []string{"version"}, strings.NewReader(""), &out, &errOut); code != 0 || !strings.HasPrefix(out.String(), "projectorctl ") || !strings.Contains(out.String(), "go1.") {
+		t.Errorf("version: exit %d, %q, %q", code, out.String(), errOut.String())
+	}
+	out.Reset()
+	if code := run(context.Background(), []string{"version", "-o", "json"}, strings.NewReader(""), &out, &errOut); code != 0 || !strings.Contains(out.String(), `"version":`) || !strings.Contains(out.String(), `"go_version":`) {
+		t.Errorf("version -o json: exit %d, %q", code, out.String())
+	}
+}
+
+// A skip without a reason is a usage error (exit 2), found before any
+// server is asked.
+func TestParkedSkipNeedsAReason(t *testing.T) {
+	var out, errOut bytes.Buffer
+	if code := run(context.Background(), []string{"parked", "skip", "billing", "process/acme/1"}, strings.NewReader(""), &out, &errOut); code != 2 || !strings.Contains(errOut.String(), "--reason") {
+		t.Errorf("exit %d, stderr %q; want 2 naming --reason", code, errOut.String())
+	}
+}

@@ -102,6 +102,9 @@ func TestDockerfile(t *testing.T) {
 	if !regexp.MustCompile(`go build [^&]*-o /out/worker \$\{MAIN\}`).MatchString(buildText) {
 		t.Error("the worker binary is not built from ${MAIN}")
 	}
+	if n := strings.Count(buildText, "-X github.com/projector-dev/projector/buildinfo.version=${VERSION}"); n != 2 || args["VERSION"] == "" {
+		t.Errorf("the version is stamped into %d binaries (VERSION %q), want both", n, args["VERSION"])
+	}
 	buildText = regexp.MustCompile(`\$\{(\w+)\}`).ReplaceAllStringFunc(buildText, func(ref string) string {
 		if v, ok := args[ref[2:len(ref)-1]]; ok {
 			return v
