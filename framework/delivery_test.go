@@ -2,6 +2,7 @@ package framework_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -157,5 +158,18 @@ func TestRecentEvents(t *testing.T) {
 	if !errors.Is(err, framework.ErrSequenceConflict) || !framework.Permanent(err) ||
 		err.Error() != "sequence 5 of stream s was applied as event e5; event x repeats it" {
 		t.Errorf("a conflict: %v", err)
+	}
+}
+
+// A position encodes with snake_case names (status -o json, parked records)
+// and still decodes from the field names stored before they had tags.
+func TestPositionJSON(t *testing.T) {
+	b, err := json.Marshal(framework.Position{Partition: 9, Offset: 4000})
+	if err != nil || string(b) != `{"partition":9,"offset":4000}` {
+		t.Errorf("Marshal = %s, %v", b, err)
+	}
+	var p framework.Position
+	if err := json.Unmarshal([]byte(`{"Partition":9,"Offset":4000}`), &p); err != nil || p != (framework.Position{Partition: 9, Offset: 4000}) {
+		t.Errorf("an old record decodes as %+v, %v", p, err)
 	}
 }

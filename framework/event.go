@@ -41,8 +41,8 @@ func (e Event) String() string {
 
 // Position is an event's place in a partitioned log.
 type Position struct {
-	Partition int32
-	Offset    int64
+	Partition int32 `json:"partition"`
+	Offset    int64 `json:"offset"`
 }
 
 // String formats the position as "partition/offset".

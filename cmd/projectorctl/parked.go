@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -49,6 +50,9 @@ func newParkedCommand(o *options) *cobra.Command {
 			Short: short,
 			Args:  exactArgs(2),
 			RunE: func(cmd *cobra.Command, args []string) error {
+				if action == controlplane.ResolveSkip && strings.TrimSpace(reason) == "" {
+					return usage("parked skip needs --reason: it is recorded with the skip")
+				}
 				// A skip is checked against the stream's records in Kafka.
 				c, err := o.connect(cmd.Context(), args[0], action == controlplane.ResolveSkip && !force && !drop)
 				if err != nil {
