@@ -414,6 +414,9 @@ func TestPDBAndServiceSelectWorkers(t *testing.T) {
 	if pdb.Spec.MaxUnavailable == nil || pdb.Spec.MaxUnavailable.IntValue() != 1 {
 		t.Errorf("PDB maxUnavailable = %v, want 1", pdb.Spec.MaxUnavailable)
 	}
+	if p := pdb.Spec.UnhealthyPodEvictionPolicy; p == nil || *p != policyv1.AlwaysAllow {
+		t.Errorf("PDB unhealthyPodEvictionPolicy = %v, want AlwaysAllow (drains must not hang while Kafka or Redis is down)", p)
+	}
 	podLabels := d.Spec.Template.Labels
 	matches := func(sel map[string]string) bool {
 		for k, v := range sel {
