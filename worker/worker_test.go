@@ -249,3 +249,12 @@ func TestProjectionNeedsOneKind(t *testing.T) {
 		t.Error("an empty Projection was accepted")
 	}
 }
+
+func TestVersionFlag(t *testing.T) {
+	clearEnv(t)
+	var stdout, stderr syncBuffer
+	err := Run(t.Context(), []string{"worker", "-version"}, Options{Name: "orders", Setup: noSetup, Stdout: &stdout, Stderr: &stderr})
+	if !errors.Is(err, flag.ErrHelp) || !strings.HasPrefix(stdout.String(), "orders ") || !strings.Contains(stdout.String(), "go1.") {
+		t.Errorf("-version: %v, stdout %q", err, stdout.String())
+	}
+}
