@@ -19,11 +19,13 @@
 //	projector.schema-version  decimal
 //	projector.recorded-at     RFC 3339 with nanoseconds, UTC
 //	projector.meta.<key>      one per metadata entry
+//	projector.contract        the version of this contract, 1 ([ContractVersion]); absent: 1
 //	traceparent, tracestate   the W3C trace context of the appending call
 //
 // [DecodeRecord] turns a record back into an event. It never panics: a
 // missing or malformed header is a [*RecordError] naming the topic,
-// partition, offset and header.
+// partition, offset and header, and so is a record of a newer contract
+// version than [ContractVersion] (see docs/compatibility.md).
 //
 // # Catalog
 //

@@ -2,6 +2,7 @@ package kafkastore
 
 import (
 	"context"
+	"fmt"
 	"strconv"
 	"strings"
 	"time"
@@ -22,7 +23,17 @@ const (
 	HeaderSchemaVersion = "projector.schema-version"
 	HeaderRecordedAt    = "projector.recorded-at"
 	HeaderMetaPrefix    = "projector.meta."
+	// HeaderContract is the version of this header contract a record was
+	// written with (ContractVersion by Store.Append). A record without it
+	// is of version 1: the contract as it was before the header existed,
+	// and what other producers write. A reader refuses a version newer
+	// than its own (see docs/compatibility.md).
+	HeaderContract = "projector.contract"
 )
+
+// ContractVersion is the header contract's version this package writes and
+// the newest it reads.
+const ContractVersion = 1
 
 // encodeRecord builds the record of e for topic, with the trace context of
 // ctx.
@@ -38,6 +49,7 @@ func (s *Store) encodeRecord(ctx context.Context, e framework.Event) *kgo.Record
 			kgo.RecordHeader{Key: HeaderType, Value: []byte(e.Type)},
 			kgo.RecordHeader{Key: HeaderSchemaVersion, Value: strconv.AppendInt(nil, int64(e.SchemaVersion), 10)},
 			kgo.RecordHeader{Key: HeaderRecordedAt, Value: e.RecordedAt.UTC().AppendFormat(nil, time.RFC3339Nano)},
+			kgo.RecordHeader{Key: HeaderContract, Value: strconv.AppendInt(nil, ContractVersion, 10)},
 		),
 		Timestamp: e.RecordedAt,
 	}
@@ -62,9 +74,9 @@ func DecodeRecord(r *kgo.Record) (framework.Event, error) {
 		return framework.Event{}, &RecordError{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Header: header, Reason: reason}
 	}
 	var (
-		e                                      framework.Event
-		seen                                   [6]bool
-		streamID, seq, eventID, typ, sv, recAt []byte
+		e                                                framework.Event
+		seen                                             [7]bool
+		streamID, seq, eventID, typ, sv, recAt, contract []byte
 	)
 	for _, h := range r.Headers {
 		var slot *[]byte
@@ -82,6 +94,8 @@ func DecodeRecord(r *kgo.Record) (framework.Event, error) {
 			slot, i = &sv, 4
 		case HeaderRecordedAt:
 			slot, i = &recAt, 5
+		case HeaderContract:
+			slot, i = &contract, 6
 		default:
 			if k, ok := strings.CutPrefix(h.Key, HeaderMetaPrefix); ok && k != "" {
 				if e.Metadata == nil {
@@ -96,6 +110,17 @@ func DecodeRecord(r *kgo.Record) (framework.Event, error) {
 		}
 		seen[i] = true
 		*slot = h.Value
+	}
+	if seen[6] {
+		// First: a newer contract may have changed what the other headers
+		// mean.
+		v, err := strconv.ParseUint(string(contract), 10, 32)
+		switch {
+		case err != nil || v == 0:
+			return fail(HeaderContract, strconv.Quote(string(contract))+" is not a contract version (a decimal from 1)")
+		case v > ContractVersion:
+			return fail(HeaderContract, fmt.Sprintf("version %d is newer than this version of Projector reads (up to %d): upgrade Projector before it reads this topic", v, ContractVersion))
+		}
 	}
 	for i, name := range []string{HeaderStreamID, HeaderSequence, HeaderEventID, HeaderType} {
 		if !seen[i] {

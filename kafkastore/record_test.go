@@ -1,11 +1,14 @@
 package kafkastore
 
 import (
+	"context"
 	"errors"
 	"strings"
 	"testing"
 
+	"github.com/projector-dev/projector/framework"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.opentelemetry.io/otel/propagation"
 )
 
 // TestMurmur2MatchesKafka checks the hash against the values of Kafka's own
@@ -74,6 +77,12 @@ func TestDecodeRecordNamesTheFault(t *testing.T) {
 		{"bad schema version", func(r *kgo.Record) { r.Headers[4].Value = []byte("v2") }, HeaderSchemaVersion},
 		{"bad time", func(r *kgo.Record) { r.Headers[5].Value = []byte("yesterday") }, HeaderRecordedAt},
 		{"duplicate header", func(r *kgo.Record) { r.Headers = append(r.Headers, r.Headers[1]) }, HeaderSequence},
+		{"contract not a number", func(r *kgo.Record) {
+			r.Headers = append(r.Headers, kgo.RecordHeader{Key: HeaderContract, Value: []byte("one")})
+		}, HeaderContract},
+		{"newer contract", func(r *kgo.Record) {
+			r.Headers = append(r.Headers, kgo.RecordHeader{Key: HeaderContract, Value: []byte("2")})
+		}, HeaderContract},
 	}
 	for _, tt := range tests {
 		r := validRecord()
@@ -83,6 +92,29 @@ func TestDecodeRecordNamesTheFault(t *testing.T) {
 		if !ok || !errors.Is(err, ErrMalformedRecord) || re.Header != tt.header || re.Topic != "events" || re.Partition != 2 || re.Offset != 41 {
 			t.Errorf("%s: error = %v, want a RecordError for header %s at events/2@41", tt.name, err, tt.header)
 		}
+	}
+}
+
+// The header contract carries a version: a record of this version or
+// without one (older writers, other producers) decodes; a newer one is
+// refused with an error that says so, before its other headers are read.
+func TestDecodeRecordRefusesANewerContract(t *testing.T) {
+	for _, v := range []string{"", "1"} {
+		r := validRecord()
+		if v != "" {
+			r.Headers = append(r.Headers, kgo.RecordHeader{Key: HeaderContract, Value: []byte(v)})
+		}
+		if _, err := DecodeRecord(r); err != nil {
+			t.Errorf("contract %q: %v", v, err)
+		}
+	}
+	r := validRecord()
+	r.Headers[1].Value = []byte("a sequence of version 2")
+	r.Headers = append(r.Headers, kgo.RecordHeader{Key: HeaderContract, Value: []byte("2")})
+	_, err := DecodeRecord(r)
+	re, ok := errors.AsType[*RecordError](err)
+	if !ok || re.Header != HeaderContract || !strings.Contains(err.Error(), "version 2 is newer than this version of Projector reads (up to 1)") {
+		t.Errorf("a record of contract 2: %v", err)
 	}
 }
 
@@ -113,4 +145,25 @@ func FuzzDecodeRecord(f *testing.F) {
 			t.Fatalf("accepted %+v from key %q", e, key)
 		}
 	})
+}
+
+func TestAppendedRecordsCarryTheContractVersion(t *testing.T) {
+	s := &Store{cfg: Config{Topic: "events", Propagator: propagation.TraceContext{}}}
+	r := s.encodeRecord(context.Background(), framework.Event{StreamID: "process/t/a", Sequence: 1, EventID: "e1", Type: "T"})
+	r.Partition, r.Offset = 0, 0
+	if headerValue(r, HeaderContract) != "1" {
+		t.Errorf("headers %v, want %s: 1", r.Headers, HeaderContract)
+	}
+	if _, err := DecodeRecord(r); err != nil {
+		t.Errorf("an appended record does not decode: %v", err)
+	}
+}
+
+func headerValue(r *kgo.Record, key string) string {
+	for _, h := range r.Headers {
+		if h.Key == key {
+			return string(h.Value)
+		}
+	}
+	return ""
 }

@@ -109,7 +109,9 @@
 // and the projection "billing":
 //
 //	projector:{billing}:meta       hash: epoch (replay generation, absent = 0),
-//	                               saved (1 while a checkpoint is stored)
+//	                               saved (1 while a checkpoint is stored), layout (the
+//	                               key layout's version, [LayoutVersion]: a Store refuses
+//	                               a newer one with a [*LayoutError])
 //	projector:{billing}:cursors    hash: stream ID -> last applied sequence (decimal)
 //	projector:{billing}:event-ids  hash: stream ID -> the event applied at the cursor,
 //	                               "<sequence>@<partition>/<offset> <event ID>", the offset

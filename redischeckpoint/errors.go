@@ -231,3 +231,29 @@ func (e *VersionClosedError) Error() string {
 
 // Is matches [ErrVersionClosed].
 func (e *VersionClosedError) Is(target error) bool { return target == controlplane.ErrVersionClosed }
+
+// LayoutVersion is the version of the key layout (see the package
+// documentation) this package writes and reads. Each projection records
+// the version its keys were written with, in its meta hash ("layout"),
+// when a replica first takes a fence; a Store refuses keys of a newer
+// layout with a [*LayoutError]. See docs/compatibility.md.
+const LayoutVersion = 1
+
+// ErrNewerLayout reports keys written by a newer Projector, in a layout
+// this version does not know. See [LayoutError].
+var ErrNewerLayout = errors.New("redischeckpoint: keys of a newer layout")
+
+// LayoutError names a projection whose keys are of a newer layout than
+// [LayoutVersion]. Nothing was written.
+type LayoutError struct {
+	Projection string
+	Found      int // the layout version the keys carry
+}
+
+func (e *LayoutError) Error() string {
+	return fmt.Sprintf("redischeckpoint: the keys of projection %s have layout version %d, newer than this version of Projector knows (%d): upgrade Projector (or replay into a namespace of its own)",
+		e.Projection, e.Found, LayoutVersion)
+}
+
+// Is reports whether target is [ErrNewerLayout].
+func (e *LayoutError) Is(target error) bool { return target == ErrNewerLayout }

@@ -31,7 +31,7 @@ func (s *Store) AcquireFence(ctx context.Context, projection string, partition i
 	if err != nil {
 		return controlplane.Fence{}, err
 	}
-	raw, waitErr, err := s.evalAndWait(ctx, k, acquireScript, []any{"", "", "", "", strconv.FormatInt(int64(partition), 10)}, partitionWrite("the fence", partition))
+	raw, waitErr, err := s.evalAndWait(ctx, k, acquireScript, []any{"", "", "", "", strconv.FormatInt(int64(partition), 10), strconv.Itoa(LayoutVersion)}, partitionWrite("the fence", partition))
 	res, err := stringSlice(raw, err)
 	if err == nil && waitErr != nil {
 		// The token is raised on the master, held by nobody: the old
@@ -40,6 +40,10 @@ func (s *Store) AcquireFence(ctx context.Context, projection string, partition i
 	}
 	if hasReplyPrefix(err, "CLOSED ") {
 		return controlplane.Fence{}, &VersionClosedError{Projection: projection, Partition: partition}
+	}
+	if hasReplyPrefix(err, "LAYOUT ") {
+		found, _ := strconv.Atoi(strings.TrimPrefix(err.Error(), "LAYOUT "))
+		return controlplane.Fence{}, &LayoutError{Projection: projection, Found: found}
 	}
 	if err != nil {
 		return controlplane.Fence{}, fmt.Errorf("redischeckpoint: acquire fence %s partition %d: %w", projection, partition, err)

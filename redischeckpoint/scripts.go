@@ -209,6 +209,13 @@ local p = ARGV[A + 1]
 if redis.call('HGET', KEYS[1], 'closed') then
   return redis.error_reply('CLOSED the version was replaced or abandoned by a rebuild')
 end
+-- The key layout's version (ARGV[A + 2]): a newer one was written by a
+-- newer Projector, whose keys this one must not touch.
+local layout = redis.call('HGET', KEYS[1], 'layout')
+if layout and tonumber(layout) > tonumber(ARGV[A + 2]) then
+  return redis.error_reply('LAYOUT ' .. layout)
+end
+if not layout then redis.call('HSET', KEYS[1], 'layout', ARGV[A + 2]) end
 local epoch = redis.call('HGET', KEYS[1], 'epoch') or '0'
 local now, t = 0, redis.pcall('TIME') -- an ACL user without TIME gets increasing tokens only
 if not t.err then now = tonumber(t[1]) * 1000000 + tonumber(t[2]) end
