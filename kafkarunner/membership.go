@@ -20,6 +20,9 @@ import (
 func (r *Runner) consume(ctx context.Context) error {
 	opts := append([]kgo.Opt{
 		kgo.SeedBrokers(r.cfg.Seeds...),
+		// The member shows as the replica (kafka-consumer-groups, kadm,
+		// projectorctl status), not as "kgo"; ClientOpts may override it.
+		kgo.ClientID(clientID(r.cfg.ReplicaID)),
 		kgo.ConsumerGroup(r.cfg.Group),
 		kgo.ConsumeTopics(r.cfg.Topic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
@@ -167,4 +170,22 @@ func (r *Runner) stopPartitions(ctx context.Context, ids []int32, commit bool) {
 			r.client.ResumeFetchPartitions(map[string][]int32{r.cfg.Topic: {p.id}})
 		}
 	}
+}
+
+// clientID is the replica ID as a Kafka client ID: characters outside
+// [A-Za-z0-9._-] become '-', at most 255 bytes.
+func clientID(replica string) string {
+	b := []byte(replica)
+	for i, c := range b {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+			b[i] = '-'
+		}
+	}
+	if len(b) > 255 {
+		b = b[:255]
+	}
+	if len(b) == 0 {
+		return "projector"
+	}
+	return string(b)
 }

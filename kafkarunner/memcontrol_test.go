@@ -3,6 +3,7 @@ package kafkarunner_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -63,6 +64,19 @@ func TestRunnerOnTheInMemoryControlPlane(t *testing.T) {
 	if caps := rep.r.Capabilities(); !caps.Fencing || !caps.Progress || !caps.Parking || !caps.Control {
 		t.Fatalf("capabilities on memcontrol: %s", caps)
 	}
+	// The group member shows as the replica, not as "kgo".
+	waitFor(t, time.Minute, "the member's client ID", func() (bool, string) {
+		groups, err := f.env.Admin(t).DescribeGroups(ctx, f.name)
+		if err != nil {
+			return false, err.Error()
+		}
+		for _, m := range groups[f.name].Members {
+			if m.ClientID == rep.r.ReplicaID() {
+				return true, ""
+			}
+		}
+		return false, fmt.Sprint(groups[f.name].Members)
+	})
 	want["process/poison/1"] = 1
 	waitFor(t, time.Minute, "counts", func() (bool, string) { return p.equal(want), "" })
 	parked := waitParked(t, rep, 1)
