@@ -349,6 +349,7 @@ func TestSchemaRejects(t *testing.T) {
 		"bad replay command":    "replay: {enabled: true, command: reset}",
 		"bad rebuild grace":     "replay: {enabled: true, grace: ten}",
 		"bad run id":            "replay: {enabled: true, runId: Run_1}",
+		"otlp http/json":        "otel: {protocol: http/json}",
 	} {
 		t.Run(name, func(t *testing.T) {
 			if err := renderError(t, values(t, vals)); !strings.Contains(err.Error(), "schema") {
