@@ -38,6 +38,8 @@ type Config struct {
 	HTTPAddr        string
 	ShutdownTimeout time.Duration
 	LogLevel        slog.Level
+	// LogFormat is "text" or "json".
+	LogFormat string
 }
 
 // ConsumerGroup returns Group, or the projection's name when it is empty.
@@ -114,6 +116,16 @@ func (s *Set) Config() (Config, error) {
 			errs = append(errs, s.Invalid(RedisWaitReplicas, "0 or a positive number"))
 		}
 		c.RedisWaitReplicas = n
+	}
+	if s.Has(LogFormat) {
+		switch c.LogFormat = strings.ToLower(s.String(LogFormat)); c.LogFormat {
+		case "", "text", "json":
+			if c.LogFormat == "" {
+				c.LogFormat = "text"
+			}
+		default:
+			errs = append(errs, s.Invalid(LogFormat, "text or json"))
+		}
 	}
 	if s.Has(LogLevel) {
 		c.LogLevel = slog.LevelInfo

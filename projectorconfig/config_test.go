@@ -79,6 +79,7 @@ func TestConfig(t *testing.T) {
 		"PROJECTOR_KAFKA_BROKERS": " a:9092, ,b:9092 ", "PROJECTOR_KAFKA_TLS": "YES", "PROJECTOR_KAFKA_SASL_MECHANISM": "scram-sha-512",
 		"PROJECTOR_KAFKA_USERNAME": "u", "PROJECTOR_KAFKA_PASSWORD": "pw", "PROJECTOR_REDIS_WAIT_REPLICAS": "2",
 		"PROJECTOR_SHUTDOWN_TIMEOUT": "45s", "PROJECTOR_LOG_LEVEL": "warn", "PROJECTOR_PROJECTION": "orders",
+		"PROJECTOR_LOG_FORMAT": "JSON",
 	})
 	parse(t, s, "-redis", "redis://r:6379/0", "-namespace", "ns")
 	c, err := s.Config()
@@ -87,7 +88,7 @@ func TestConfig(t *testing.T) {
 	}
 	want := Config{Brokers: []string{"a:9092", "b:9092"}, KafkaSASLMechanism: "SCRAM-SHA-512", KafkaUsername: "u", KafkaPassword: "pw", KafkaTLS: true,
 		KafkaSessionTimeout: 45 * time.Second, RedisURL: "redis://r:6379/0", RedisNamespace: "ns", RedisWaitReplicas: 2,
-		Projection: "orders", HTTPAddr: ":8080", ShutdownTimeout: 45 * time.Second, LogLevel: slog.LevelWarn}
+		Projection: "orders", HTTPAddr: ":8080", ShutdownTimeout: 45 * time.Second, LogLevel: slog.LevelWarn, LogFormat: "json"}
 	if !slices.Equal(c.Brokers, want.Brokers) {
 		t.Errorf("brokers %q", c.Brokers)
 	}

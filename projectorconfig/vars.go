@@ -84,6 +84,8 @@ var (
 		Help: "time to finish the batch, store cursors, commit and leave the group after SIGTERM"}
 	LogLevel = Var{Env: "PROJECTOR_LOG_LEVEL", Flag: "log-level", Default: "info",
 		Help: "debug, info, warn or error"}
+	LogFormat = Var{Env: "PROJECTOR_LOG_FORMAT", Flag: "log-format", Default: "text",
+		Help: "text or json (one JSON object per line, with trace_id and span_id inside a span)"}
 )
 
 // Connection returns the settings of every program that reaches a
@@ -95,7 +97,7 @@ func Connection() []Var {
 
 // Worker returns the settings of a projection worker: Connection plus the
 // projection, the HTTP address, the shutdown timeout, the group's session
-// timeout and the log level.
+// timeout and the log level and format.
 func Worker() []Var {
-	return append(Connection(), Projection, KafkaSessionTimeout, HTTPAddr, ShutdownTimeout, LogLevel)
+	return append(Connection(), Projection, KafkaSessionTimeout, HTTPAddr, ShutdownTimeout, LogLevel, LogFormat)
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"os"
 	"os/signal"
@@ -95,7 +94,11 @@ func Run(ctx context.Context, args []string, opts Options) error {
 	if opts.ServiceName == "" {
 		opts.ServiceName = "projector-" + cfg.Projection
 	}
-	logger := slog.New(slog.NewTextHandler(opts.Stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
+	logger, err := telemetry.NewLogger(opts.Stderr, cfg.LogFormat, cfg.LogLevel)
+	if err != nil {
+		return &UsageError{Err: err}
+	}
+	redischeckpoint.SetLogger(logger)
 
 	kafkaOpts, err := kafkastore.Security{SASLMechanism: cfg.KafkaSASLMechanism, Username: cfg.KafkaUsername, Password: cfg.KafkaPassword,
 		TLS: cfg.KafkaTLS, CAFile: cfg.KafkaTLSCAFile}.Opts()

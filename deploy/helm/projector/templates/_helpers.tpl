@@ -190,6 +190,8 @@ the TLS CA files from the mounted TLS Secret.
 {{- end }}
 - name: PROJECTOR_LOG_LEVEL
   value: {{ .Values.worker.logLevel | quote }}
+- name: PROJECTOR_LOG_FORMAT
+  value: {{ .Values.worker.logFormat | quote }}
 {{- with .Values.otel.endpoint }}
 - name: OTEL_EXPORTER_OTLP_ENDPOINT
   value: {{ . | quote }}
