@@ -22,8 +22,9 @@ func newCatalogCommand(o *options) *cobra.Command {
 	var catalogTopic string
 	var createCatalog bool
 	rebuild := &cobra.Command{
-		Use:   "rebuild",
-		Short: "Rebuild the stream catalog from the event topic; report streams off their murmur2 partition",
+		Use:     "rebuild",
+		Example: "  projectorctl catalog rebuild --topic mabis.process-events   # after other producers wrote streams",
+		Short:   "Rebuild the stream catalog from the event topic; report streams off their murmur2 partition",
 		Long: `Scans every partition of the event topic (--topic), writes a catalog entry for
 every stream found and reports what is wrong, one anomaly per line:
 

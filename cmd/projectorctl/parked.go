@@ -16,9 +16,10 @@ import (
 func newParkedCommand(o *options) *cobra.Command {
 	cmd := &cobra.Command{Use: "parked", Short: "List, retry or skip parked streams"}
 	cmd.AddCommand(&cobra.Command{
-		Use:   "list PROJECTION",
-		Short: "List the parked streams: where each stopped and why",
-		Args:  exactArgs(1),
+		Use:     "list PROJECTION",
+		Example: "  projectorctl parked list billing\n  projectorctl parked list billing -o json",
+		Short:   "List the parked streams: where each stopped and why",
+		Args:    exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := o.connect(cmd.Context(), args[0], false)
 			if err != nil {
@@ -46,7 +47,11 @@ func newParkedCommand(o *options) *cobra.Command {
 			short = "Never apply the event the stream stopped at (a gap: accept the missing events), then apply the events held behind it; recorded with who, when and why"
 		}
 		sub := &cobra.Command{
-			Use:   action + " PROJECTION STREAM",
+			Use: action + " PROJECTION STREAM",
+			Example: map[string]string{
+				controlplane.ResolveRetry: "  projectorctl parked retry billing process/acme/51238696781 --reason 'fixed in 1.4.2'",
+				controlplane.ResolveSkip:  "  projectorctl parked skip billing process/acme/51238696781 --reason 'event 7 was never written (incident 42)'\n  projectorctl parked skip billing process/acme/51238696781 --drop --reason 'bogus sequence from the legacy importer'",
+			}[action],
 			Short: short,
 			Args:  exactArgs(2),
 			RunE: func(cmd *cobra.Command, args []string) error {

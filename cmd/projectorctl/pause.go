@@ -12,13 +12,16 @@ func newPauseCommand(o *options, pause bool) *cobra.Command {
 	var wait bool
 	var timeout time.Duration
 	use, short := "resume PROJECTION", "Let the replicas rejoin the group and consume"
+	example := "  projectorctl resume billing"
 	if pause {
 		use, short = "pause PROJECTION", "Have the replicas finish their batch, commit and leave the group until resumed (survives restarts)"
+		example = "  projectorctl pause billing --reason 'Redis maintenance' --wait"
 	}
 	cmd := &cobra.Command{
-		Use:   use,
-		Short: short,
-		Args:  exactArgs(1),
+		Use:     use,
+		Short:   short,
+		Example: example,
+		Args:    exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := o.connect(cmd.Context(), args[0], wait)
 			if err != nil {

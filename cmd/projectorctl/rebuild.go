@@ -32,8 +32,9 @@ type rebuildOptions struct {
 func newRebuildCommand(o *options) *cobra.Command {
 	ro := &rebuildOptions{}
 	cmd := &cobra.Command{
-		Use:   "rebuild PROJECTION",
-		Short: "Build a new version of the read model beside the live one and switch to it when it has caught up (blue/green)",
+		Use:     "rebuild PROJECTION",
+		Example: "  projectorctl rebuild billing --yes --wait   # build v(N+1) beside the live version, switch when caught up\n  projectorctl rebuild billing --status\n  projectorctl rebuild billing --abort",
+		Short:   "Build a new version of the read model beside the live one and switch to it when it has caught up (blue/green)",
 		Long: `Rebuild builds version N+1 of a projection's read model beside the live version N, which keeps serving
 and keeping up with new events the whole time. The replicas (workers running every version of the
 projection) start a consumer group of its own for N+1, named PROJECTION@vN+1, which reads the topic from

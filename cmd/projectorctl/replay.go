@@ -39,8 +39,9 @@ type replayOptions struct {
 func newReplayCommand(o *options) *cobra.Command {
 	ro := &replayOptions{}
 	cmd := &cobra.Command{
-		Use:   "replay PROJECTION",
-		Short: "Rebuild the read model: pause the replicas and raise the epoch, reset the group's offsets, resume; one replica resets the model",
+		Use:     "replay PROJECTION",
+		Example: "  projectorctl replay billing --yes --wait                     # rebuild in place from the start\n  projectorctl replay billing --to-time 2026-11-01T00:00:00Z --yes   # keep the model, re-read from that time\n  projectorctl replay billing --resume                          # finish an interrupted replay\n  projectorctl replay billing --abort",
+		Short:   "Rebuild the read model: pause the replicas and raise the epoch, reset the group's offsets, resume; one replica resets the model",
 		Long: `Replay rebuilds a projection's read model from its events while its replicas keep running.
 
 To the start (the default), in this order: one Redis script pauses the replicas, raises the projection's

@@ -3,8 +3,11 @@ package main
 import (
 	"bytes"
 	"context"
+	"io"
 	"strings"
 	"testing"
+
+	"github.com/spf13/cobra"
 )
 
 // projectorctl reads the connection settings from the table it shares
@@ -69,4 +72,19 @@ func TestParkedSkipNeedsAReason(t *testing.T) {
 	if code := run(context.Background(), []string{"parked", "skip", "billing", "process/acme/1"}, strings.NewReader(""), &out, &errOut); code != 2 || !strings.Contains(errOut.String(), "--reason") {
 		t.Errorf("exit %d, stderr %q; want 2 naming --reason", code, errOut.String())
 	}
+}
+
+// Every command that does something shows examples in its help, as kubectl
+// and rpk do.
+func TestEveryCommandHasExamples(t *testing.T) {
+	var walk func(c *cobra.Command)
+	walk = func(c *cobra.Command) {
+		if c.Runnable() && c.Name() != "help" && c.Name() != "completion" && c != c.Root() && strings.TrimSpace(c.Example) == "" {
+			t.Errorf("%s has no Example", c.CommandPath())
+		}
+		for _, sub := range c.Commands() {
+			walk(sub)
+		}
+	}
+	walk(newRootCommand(strings.NewReader(""), io.Discard, io.Discard))
 }

@@ -23,9 +23,10 @@ type PartitionLag = ops.PartitionLag
 
 func newStatusCommand(o *options) *cobra.Command {
 	return &cobra.Command{
-		Use:   "status PROJECTION",
-		Short: "Members, partitions, committed and end offsets, lag, epoch, state, parked streams, last error",
-		Args:  exactArgs(1),
+		Use:     "status PROJECTION",
+		Example: "  projectorctl status billing\n  projectorctl status billing@v2 -o json   # a version being built beside the live one",
+		Short:   "Members, partitions, committed and end offsets, lag, epoch, state, parked streams, last error",
+		Args:    exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := o.connect(cmd.Context(), args[0], true)
 			if err != nil {
