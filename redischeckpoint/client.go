@@ -74,7 +74,8 @@ func (cfg ClientConfig) universalOptions() (*redis.UniversalOptions, error) {
 	case cfg.URL != "":
 		u, err := redis.ParseURL(cfg.URL)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("redischeckpoint: Redis URL %s: %w", redactURL(cfg.URL), err))
+			// url.Parse's errors quote the whole URL, password included.
+			errs = append(errs, fmt.Errorf("redischeckpoint: Redis URL %s: %s", redactURL(cfg.URL), redactIn(err.Error(), cfg.URL)))
 			break
 		}
 		opts.Addrs = []string{u.Addr}
@@ -151,6 +152,20 @@ func orDefault(d, def time.Duration) time.Duration {
 }
 
 // redactURL hides the password of a URL for error messages.
+// redactIn replaces, in msg, raw and the password raw carries with their
+// redacted forms.
+func redactIn(msg, raw string) string {
+	msg = strings.ReplaceAll(msg, raw, redactURL(raw))
+	if _, rest, ok := strings.Cut(raw, "://"); ok {
+		if at := strings.LastIndex(rest, "@"); at >= 0 {
+			if _, pass, hasPass := strings.Cut(rest[:at], ":"); hasPass && pass != "" {
+				msg = strings.ReplaceAll(msg, pass, "xxxxx")
+			}
+		}
+	}
+	return msg
+}
+
 func redactURL(raw string) string {
 	scheme, rest, ok := strings.Cut(raw, "://")
 	if !ok {

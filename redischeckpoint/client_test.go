@@ -163,6 +163,8 @@ func TestClientConfigProblems(t *testing.T) {
 		{redischeckpoint.ClientConfig{}, "needs URL or Addrs"},
 		{redischeckpoint.ClientConfig{URL: "redis://a:1", Addrs: []string{"b:2"}}, "both URL and Addrs"},
 		{redischeckpoint.ClientConfig{URL: "http://user:secret@host:1"}, "xxxxx"},
+		{redischeckpoint.ClientConfig{URL: "redis://user:secret@host:port/0"}, "invalid port"}, // url.Parse quotes the URL
+		{redischeckpoint.ClientConfig{URL: "redis://:secret@host:6379/zero"}, "database number"},
 		{redischeckpoint.ClientConfig{Addrs: []string{"a:1"}, CAFile: "/nonexistent/ca.pem"}, "CA file"},
 		{redischeckpoint.ClientConfig{Addrs: []string{"a:1"}, CertFile: "c.pem"}, "both CertFile and KeyFile"},
 	}
