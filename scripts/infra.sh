@@ -3,7 +3,7 @@
 # Starts and stops the same Kafka broker, Redis server and Jaeger as scripts/test.sh, for
 # working by hand. The servers keep running until `down`.
 #
-#   scripts/infra.sh up       start them (if not running) and print the export lines
+#   scripts/infra.sh up       start them (if not running) and print the export lines (passwords hidden)
 #   eval "$(scripts/infra.sh env)"; go test ./...
 #   scripts/infra.sh status   show PIDs, ports and log files
 #   scripts/infra.sh down     stop them and remove their data (logs are kept)
@@ -37,7 +37,8 @@ up)
 		infra_log "logs: $INFRA_STATE/kafka.log $INFRA_STATE/redis.log $INFRA_STATE/jaeger.log"
 		infra_log "stop with: scripts/infra.sh down"
 	fi
-	cat "$INFRA_STATE/env"
+	# Passwords stay out of terminals and CI logs: eval "$(scripts/infra.sh env)" sets them.
+	sed -E 's/^(export [A-Z_]*PASSWORD=).*/\1(hidden: eval "$(scripts\/infra.sh env)")/' "$INFRA_STATE/env"
 	;;
 down)
 	infra_down
