@@ -284,15 +284,40 @@ func (r *Runner) setLastError(err error) {
 	r.lastErr.Store(&lastError{msg: err.Error(), at: time.Now().UTC()})
 }
 
-// LastError returns the last error the runner logged, or "".
+// lastErrorShown is how long a last error stays in reports once every
+// partition runs again. A variable for tests.
+var lastErrorShown = 5 * time.Minute
+
+// LastError returns the last error the runner logged, or "": it is cleared
+// once it is older than five minutes and every assigned partition runs
+// (the problem it reported is over; a parked stream stays in the parked
+// list until resolved).
 func (r *Runner) LastError() string {
-	if e := r.lastErr.Load(); e != nil {
-		return e.msg
+	e := r.lastErr.Load()
+	if e == nil {
+		return ""
 	}
-	return ""
+	if time.Since(e.at) > lastErrorShown && r.allRunning() {
+		r.lastErr.CompareAndSwap(e, nil)
+		return ""
+	}
+	return e.msg
+}
+
+// allRunning reports whether every assigned partition is running.
+func (r *Runner) allRunning() bool {
+	for _, p := range r.Partitions() {
+		if p.State != PartitionRunning {
+			return false
+		}
+	}
+	return true
 }
 
 func (r *Runner) lastErrorAt() time.Time {
+	if r.LastError() == "" {
+		return time.Time{}
+	}
 	if e := r.lastErr.Load(); e != nil {
 		return e.at
 	}
