@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"fmt"
 	"io"
 	"net/http"
 	"regexp"
@@ -130,13 +131,20 @@ func TestRunInProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cluster.Close()
+	// A planted password: it must not show in any output (logs, help,
+	// usage errors, /healthz, /readyz, /metrics, the program's handlers).
+	const planted = "pl4nted-s3cr3t"
 	mr := miniredis.RunT(t)
+	mr.RequireAuth(planted)
 	t.Setenv("PROJECTOR_KAFKA_BROKERS", strings.Join(cluster.ListenAddrs(), ","))
 	t.Setenv("PROJECTOR_REDIS_URL", "redis://"+mr.Addr())
+	t.Setenv("PROJECTOR_REDIS_PASSWORD", planted)
+	t.Setenv("PROJECTOR_KAFKA_PASSWORD", planted)
 	t.Setenv("PROJECTOR_KAFKA_TLS", "off")
 	t.Setenv("PROJECTOR_SHUTDOWN_TIMEOUT", "10s")
 	t.Setenv("PROJECTOR_KAFKA_SESSION_TIMEOUT", "6s")
-	t.Setenv("PROJECTOR_LOG_LEVEL", "warn")
+	t.Setenv("PROJECTOR_LOG_LEVEL", "debug")
+	t.Setenv("PROJECTOR_LOG_FORMAT", "json")
 	t.Setenv("OTEL_SDK_DISABLED", "false") // meters recorded, served on /metrics; nothing exported
 
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
@@ -187,8 +195,11 @@ func TestRunInProcess(t *testing.T) {
 	if !setupRan {
 		t.Error("Setup did not run")
 	}
+	var served strings.Builder // every body served, for the planted password
 	if code, body, err := get(ctx, base+"/healthz"); err != nil || code != 200 {
 		t.Errorf("/healthz: %d %s %v", code, body, err)
+	} else {
+		served.WriteString(body)
 	}
 	for {
 		select {
@@ -197,6 +208,7 @@ func TestRunInProcess(t *testing.T) {
 		default:
 		}
 		code, body, err := get(ctx, base+"/readyz")
+		served.WriteString(body)
 		if err == nil && code == 200 {
 			break
 		}
@@ -207,6 +219,8 @@ func TestRunInProcess(t *testing.T) {
 	}
 	if code, body, err := get(ctx, base+"/metrics"); err != nil || code != 200 || !strings.Contains(body, "# TYPE") {
 		t.Errorf("/metrics: %d %v\n%.300s", code, err, body)
+	} else {
+		served.WriteString(body)
 	}
 	if code, body, err := get(ctx, base+"/api/hello"); err != nil || code != 200 || !strings.HasPrefix(body, "hello from ") || body == "hello from " {
 		t.Errorf("/api/hello: %d %q %v", code, body, err)
@@ -226,6 +240,20 @@ func TestRunInProcess(t *testing.T) {
 		t.Fatal("the worker did not stop")
 	}
 	t.Logf("stopped in %v", time.Since(stop).Round(time.Millisecond))
+
+	// Help and a usage error, with the same settings.
+	var help, usage syncBuffer
+	_ = Run(t.Context(), []string{"-h"}, Options{Name: "orders", Setup: opts.Setup, Stdout: &help, Stderr: &help})
+	err = Run(t.Context(), []string{"-no-such-flag"}, Options{Name: "orders", Setup: opts.Setup, Stdout: &usage, Stderr: &usage})
+	for what, out := range map[string]string{"the log": stderr.String(), "stdout": stdout.String(), "what was served": served.String(),
+		"help": help.String(), "the usage error": usage.String() + fmt.Sprint(err)} {
+		if strings.Contains(out, planted) {
+			t.Errorf("%s shows the password:\n%s", what, out)
+		}
+	}
+	if !strings.Contains(stderr.String(), `"level":"DEBUG"`) {
+		t.Errorf("the log is not JSON at debug level:\n%.500s", stderr.String())
+	}
 }
 
 func TestURL(t *testing.T) {
