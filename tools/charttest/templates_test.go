@@ -1,6 +1,7 @@
 package charttest
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -563,5 +564,36 @@ func TestImageRequired(t *testing.T) {
 	d := deployment(t, values(t, "image: {repository: ghcr.io/acme/orders-worker, tag: 2.1.0}"))
 	if c := container(t, &d.Spec.Template.Spec, "worker"); c.Image != "ghcr.io/acme/orders-worker:2.1.0" {
 		t.Errorf("image = %q", c.Image)
+	}
+}
+
+// The escape hatches reach the worker pod: extra volumes and mounts,
+// sidecars and init containers, beside what the chart renders itself.
+func TestEscapeHatches(t *testing.T) {
+	spec := deployment(t, values(t, `
+extraVolumes: [{name: certs, secret: {secretName: client-cert}}]
+extraVolumeMounts: [{name: certs, mountPath: /etc/client-cert, readOnly: true}]
+extraContainers: [{name: shipper, image: "fluent/fluent-bit:3"}]
+initContainers: [{name: wait, image: "busybox:1", command: [sh, -c, "true"]}]
+`)).Spec.Template.Spec
+	names := func(cs []corev1.Container) []string {
+		var out []string
+		for _, c := range cs {
+			out = append(out, c.Name)
+		}
+		return out
+	}
+	if got := names(spec.Containers); !slices.Equal(got, []string{"worker", "shipper"}) {
+		t.Errorf("containers %v", got)
+	}
+	if got := names(spec.InitContainers); !slices.Equal(got, []string{"wait"}) {
+		t.Errorf("init containers %v", got)
+	}
+	if !slices.ContainsFunc(spec.Volumes, func(v corev1.Volume) bool { return v.Name == "certs" }) ||
+		!slices.ContainsFunc(spec.Volumes, func(v corev1.Volume) bool { return v.Name == "tmp" }) {
+		t.Errorf("volumes %v", spec.Volumes)
+	}
+	if !slices.ContainsFunc(spec.Containers[0].VolumeMounts, func(m corev1.VolumeMount) bool { return m.MountPath == "/etc/client-cert" }) {
+		t.Errorf("mounts %v", spec.Containers[0].VolumeMounts)
 	}
 }

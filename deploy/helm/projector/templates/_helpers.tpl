@@ -230,6 +230,9 @@ the TLS CA files from the mounted TLS Secret.
   mountPath: {{ .Values.tls.mountPath }}
   readOnly: true
 {{- end }}
+{{- with .Values.extraVolumeMounts }}
+{{ toYaml . }}
+{{- end }}
 {{- end -}}
 
 {{- define "projector.volumes" -}}
@@ -241,6 +244,9 @@ the TLS CA files from the mounted TLS Secret.
   secret:
     secretName: {{ .Values.tls.secretName }}
     defaultMode: 0440
+{{- end }}
+{{- with .Values.extraVolumes }}
+{{ toYaml . }}
 {{- end }}
 {{- end -}}
 
