@@ -9,6 +9,10 @@ import (
 	"go.opentelemetry.io/otel/metric"
 )
 
+// durationBuckets are the histogram boundaries of durations, in seconds:
+// OpenTelemetry's messaging semantic conventions recommend them.
+var durationBuckets = []float64{0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10}
+
 // runnerMetrics are the runner's OpenTelemetry instruments. Every one
 // carries the projection and group as attributes.
 type runnerMetrics struct {
@@ -41,7 +45,11 @@ func newRunnerMetrics(mp metric.MeterProvider, r *Runner) (*runnerMetrics, error
 		return boundCounter{c, attrs, new(atomic.Int64)}
 	}
 	hist := func(name, desc string) boundHistogram {
-		h, err := m.Float64Histogram(name, metric.WithDescription(desc), metric.WithUnit("s"))
+		// OpenTelemetry's recommended boundaries for messaging durations:
+		// the SDK's default ones (0, 5, 10, 25 ... s) put every apply in
+		// the first bucket.
+		h, err := m.Float64Histogram(name, metric.WithDescription(desc), metric.WithUnit("s"),
+			metric.WithExplicitBucketBoundaries(durationBuckets...))
 		errs = append(errs, err)
 		return boundHistogram{h, attrs}
 	}
@@ -62,6 +70,14 @@ func newRunnerMetrics(mp metric.MeterProvider, r *Runner) (*runnerMetrics, error
 		applyLatency:      hist("projector.apply.duration", "Time to apply one batch of events."),
 		checkpointLatency: hist("projector.checkpoint.duration", "Time to store a batch of cursors."),
 		rebalances:        counter("projector.rebalances", "Partition assignments, revocations and losses."),
+	}
+	// Every counter's series exists from the start, at 0: an alert on
+	// increase() sees the first parked stream too.
+	for _, c := range []boundCounter{rm.applied, rm.skipped, rm.parked, rm.held, rm.unverified, rm.misplaced, rm.passedOver,
+		rm.uncataloged, rm.partitionRestarts, rm.rebalances} {
+		if c.c != nil {
+			c.c.Add(context.Background(), 0, c.attrs)
+		}
 	}
 	errs = append(errs, registerLagGauges(m, r, kvs), registerPartitionGauge(m, r, kvs))
 	for _, err := range errs {
