@@ -25,9 +25,21 @@ type Config struct {
 	// given.
 	KafkaTLS            bool
 	KafkaTLSCAFile      string
+	KafkaTLSCertFile    string
+	KafkaTLSKeyFile     string
 	KafkaSessionTimeout time.Duration
 
-	RedisURL          string
+	RedisURL string
+	// RedisAddrs replace RedisURL: Cluster seeds (RedisCluster) or
+	// Sentinels (RedisSentinelMaster), else one server.
+	RedisAddrs          []string
+	RedisSentinelMaster string
+	RedisCluster        bool
+	// RedisTLS is true when PROJECTOR_REDIS_TLS says so or a CA file or
+	// client certificate is given.
+	RedisTLS          bool
+	RedisTLSCertFile  string
+	RedisTLSKeyFile   string
 	RedisUsername     string
 	RedisPassword     string
 	RedisTLSCAFile    string
@@ -71,11 +83,46 @@ func (s *Set) Config() (Config, error) {
 	str(RedisUsername, &c.RedisUsername)
 	str(RedisPassword, &c.RedisPassword)
 	str(RedisTLSCAFile, &c.RedisTLSCAFile)
+	str(RedisTLSCertFile, &c.RedisTLSCertFile)
+	str(RedisTLSKeyFile, &c.RedisTLSKeyFile)
+	str(RedisSentinelMaster, &c.RedisSentinelMaster)
+	str(KafkaTLSCertFile, &c.KafkaTLSCertFile)
+	str(KafkaTLSKeyFile, &c.KafkaTLSKeyFile)
 	str(RedisNamespace, &c.RedisNamespace)
 	str(Projection, &c.Projection)
 	str(HTTPAddr, &c.HTTPAddr)
 	if s.Has(KafkaBrokers) {
 		c.Brokers = s.List(KafkaBrokers)
+	}
+	if s.Has(RedisAddrs) {
+		c.RedisAddrs = s.List(RedisAddrs)
+	}
+	boolean := func(v Var, dst *bool) {
+		if !s.Has(v) {
+			return
+		}
+		b, err := s.Bool(v)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		*dst = b
+	}
+	boolean(RedisCluster, &c.RedisCluster)
+	boolean(RedisTLS, &c.RedisTLS)
+	c.RedisTLS = c.RedisTLS || c.RedisTLSCertFile != ""
+	switch {
+	case c.RedisURL != "" && len(c.RedisAddrs) > 0:
+		errs = append(errs, errors.New("give Redis as -redis-url or as -redis-addrs, not both"))
+	case c.RedisCluster && c.RedisSentinelMaster != "":
+		errs = append(errs, errors.New("-redis-cluster and -redis-sentinel-master exclude each other"))
+	case (c.RedisCluster || c.RedisSentinelMaster != "") && len(c.RedisAddrs) == 0:
+		errs = append(errs, errors.New("-redis-cluster and -redis-sentinel-master need -redis-addrs (PROJECTOR_REDIS_ADDRS)"))
+	}
+	if (c.RedisTLSCertFile == "") != (c.RedisTLSKeyFile == "") {
+		errs = append(errs, errors.New("-redis-tls-cert and -redis-tls-key go together"))
+	}
+	if (c.KafkaTLSCertFile == "") != (c.KafkaTLSKeyFile == "") {
+		errs = append(errs, errors.New("-kafka-tls-cert and -kafka-tls-key go together"))
 	}
 	if s.Has(KafkaSASLMechanism) {
 		c.KafkaSASLMechanism = strings.ToUpper(s.String(KafkaSASLMechanism))
@@ -94,7 +141,7 @@ func (s *Set) Config() (Config, error) {
 			errs = append(errs, err)
 		}
 	}
-	c.KafkaTLS = c.KafkaTLS || c.KafkaTLSCAFile != ""
+	c.KafkaTLS = c.KafkaTLS || c.KafkaTLSCAFile != "" || c.KafkaTLSCertFile != ""
 	positive := func(v Var, dst *time.Duration) {
 		if !s.Has(v) {
 			return
@@ -137,3 +184,6 @@ func (s *Set) Config() (Config, error) {
 	}
 	return c, errors.Join(errs...)
 }
+
+// HasRedis reports whether Redis is given, as a URL or as addresses.
+func (c Config) HasRedis() bool { return c.RedisURL != "" || len(c.RedisAddrs) > 0 }

@@ -60,11 +60,27 @@ var (
 		Help: "connect to Kafka with TLS (true/false, yes/no, on/off, 1/0)"}
 	KafkaTLSCAFile = Var{Env: "PROJECTOR_KAFKA_TLS_CA_FILE", Flag: "kafka-tls-ca",
 		Help: "PEM file of the CA of Kafka's certificates; implies -kafka-tls"}
+	KafkaTLSCertFile = Var{Env: "PROJECTOR_KAFKA_TLS_CERT_FILE", Flag: "kafka-tls-cert",
+		Help: "PEM file of a client certificate, for brokers that require one (mutual TLS, e.g. a Strimzi TLS user); implies -kafka-tls"}
+	KafkaTLSKeyFile = Var{Env: "PROJECTOR_KAFKA_TLS_KEY_FILE", Flag: "kafka-tls-key",
+		Help: "PEM file of the client certificate's key"}
 	KafkaSessionTimeout = Var{Env: "PROJECTOR_KAFKA_SESSION_TIMEOUT", Flag: "kafka-session-timeout", Kind: Duration, Default: "45s",
 		Help: "how long the group waits for a replica that stopped answering before its partitions move"}
 
 	RedisURL = Var{Env: "PROJECTOR_REDIS_URL", Flag: "redis-url", Aliases: []string{"redis"}, Kind: URL,
 		Help: "Redis URL, redis:// or rediss:// (TLS); put the password in PROJECTOR_REDIS_PASSWORD, not here"}
+	RedisAddrs = Var{Env: "PROJECTOR_REDIS_ADDRS", Flag: "redis-addrs", Kind: List,
+		Help: "Redis host:port addresses instead of a URL: the seeds of a Redis Cluster (with -redis-cluster), or the Sentinels (with -redis-sentinel-master)"}
+	RedisSentinelMaster = Var{Env: "PROJECTOR_REDIS_SENTINEL_MASTER", Flag: "redis-sentinel-master",
+		Help: "the master name the Sentinels of -redis-addrs monitor: connect through Sentinel and follow failovers"}
+	RedisCluster = Var{Env: "PROJECTOR_REDIS_CLUSTER", Flag: "redis-cluster", Kind: Bool, Default: "false",
+		Help: "-redis-addrs are the seeds of a Redis Cluster"}
+	RedisTLS = Var{Env: "PROJECTOR_REDIS_TLS", Flag: "redis-tls", Kind: Bool, Default: "false",
+		Help: "TLS to Redis with -redis-addrs (a rediss:// URL implies it)"}
+	RedisTLSCertFile = Var{Env: "PROJECTOR_REDIS_TLS_CERT_FILE", Flag: "redis-tls-cert",
+		Help: "PEM file of a client certificate, for a Redis with tls-auth-clients"}
+	RedisTLSKeyFile = Var{Env: "PROJECTOR_REDIS_TLS_KEY_FILE", Flag: "redis-tls-key",
+		Help: "PEM file of the client certificate's key"}
 	RedisUsername = Var{Env: "PROJECTOR_REDIS_USERNAME", Flag: "redis-username",
 		Help: "Redis ACL user"}
 	RedisPassword = Var{Env: "PROJECTOR_REDIS_PASSWORD", Flag: "redis-password", Secret: true,
@@ -92,7 +108,9 @@ var (
 // projection's Kafka and Redis: workers and projectorctl.
 func Connection() []Var {
 	return []Var{KafkaBrokers, Topic, Group, KafkaSASLMechanism, KafkaUsername, KafkaPassword, KafkaTLS, KafkaTLSCAFile,
-		RedisURL, RedisUsername, RedisPassword, RedisTLSCAFile, RedisNamespace, RedisWaitReplicas}
+		KafkaTLSCertFile, KafkaTLSKeyFile,
+		RedisURL, RedisAddrs, RedisSentinelMaster, RedisCluster, RedisUsername, RedisPassword, RedisTLS, RedisTLSCAFile,
+		RedisTLSCertFile, RedisTLSKeyFile, RedisNamespace, RedisWaitReplicas}
 }
 
 // Worker returns the settings of a projection worker: Connection plus the

@@ -16,7 +16,6 @@ import (
 
 	"github.com/projector-dev/projector/buildinfo"
 	"github.com/projector-dev/projector/kafkarunner"
-	"github.com/projector-dev/projector/kafkastore"
 	"github.com/projector-dev/projector/projectorconfig"
 	"github.com/projector-dev/projector/redischeckpoint"
 	"github.com/projector-dev/projector/telemetry"
@@ -100,13 +99,11 @@ func Run(ctx context.Context, args []string, opts Options) error {
 	}
 	redischeckpoint.SetLogger(logger)
 
-	kafkaOpts, err := kafkastore.Security{SASLMechanism: cfg.KafkaSASLMechanism, Username: cfg.KafkaUsername, Password: cfg.KafkaPassword,
-		TLS: cfg.KafkaTLS, CAFile: cfg.KafkaTLSCAFile}.Opts()
+	kafkaOpts, err := KafkaSecurity(cfg).Opts()
 	if err != nil {
 		return &UsageError{Err: err}
 	}
-	client, err := redischeckpoint.NewClient(redischeckpoint.ClientConfig{URL: cfg.RedisURL, Username: cfg.RedisUsername,
-		Password: cfg.RedisPassword, CAFile: cfg.RedisTLSCAFile})
+	client, err := redischeckpoint.NewClient(RedisClientConfig(cfg))
 	if err != nil {
 		return &UsageError{Err: err}
 	}
@@ -200,8 +197,8 @@ func parse(args []string, opts Options) (*projectorconfig.Set, projectorconfig.C
 	if len(cfg.Brokers) == 0 {
 		errs = append(errs, errors.New("no Kafka: set -brokers or PROJECTOR_KAFKA_BROKERS"))
 	}
-	if cfg.RedisURL == "" {
-		errs = append(errs, errors.New("no Redis: set -redis-url or PROJECTOR_REDIS_URL"))
+	if !cfg.HasRedis() {
+		errs = append(errs, errors.New("no Redis: set -redis-url or PROJECTOR_REDIS_URL (or -redis-addrs, for Sentinel or Cluster)"))
 	}
 	if cfg.Topic == "" {
 		errs = append(errs, errors.New("no topic: set -topic or PROJECTOR_TOPIC"))

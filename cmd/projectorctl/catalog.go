@@ -11,6 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/projector-dev/projector/kafkastore"
+	"github.com/projector-dev/projector/worker"
 )
 
 // exitAnomalies: catalog rebuild found streams off the murmur2 partition
@@ -76,7 +77,7 @@ func (o *options) openEventStore(ctx context.Context, catalogTopic string, creat
 	if o.brokers == "" {
 		return nil, usage("no Kafka: set --brokers or PROJECTOR_KAFKA_BROKERS")
 	}
-	sec, err := kafkastore.Security{SASLMechanism: o.saslMechanism, Username: o.kafkaUser, Password: o.kafkaPassword, TLS: o.kafkaTLS, CAFile: o.kafkaCA}.Opts()
+	sec, err := worker.KafkaSecurity(o.cfg).Opts()
 	if err != nil {
 		return nil, usage("%v", err)
 	}

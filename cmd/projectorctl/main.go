@@ -15,6 +15,7 @@ import (
 	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/projector-dev/projector/ops"
+	"github.com/projector-dev/projector/redischeckpoint"
 	"github.com/projector-dev/projector/telemetry"
 )
 
@@ -62,7 +63,11 @@ func main() {
 
 // run executes one command line and returns its exit code.
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	tel, err := telemetry.Setup(ctx, telemetry.Options{ServiceName: "projectorctl", Logger: slog.New(slog.NewTextHandler(stderr, nil))})
+	logger := slog.New(slog.NewTextHandler(stderr, nil))
+	// go-redis's own notices (Sentinel's master selection, the pool's
+	// dial failures) go to the logger at debug level: not printed.
+	redischeckpoint.SetLogger(logger)
+	tel, err := telemetry.Setup(ctx, telemetry.Options{ServiceName: "projectorctl", Logger: logger})
 	if err != nil {
 		fmt.Fprintln(stderr, "projectorctl:", safeText(err.Error()))
 		return exitUsage

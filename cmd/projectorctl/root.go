@@ -16,33 +16,26 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/projector-dev/projector/controlplane"
-	"github.com/projector-dev/projector/kafkastore"
 	"github.com/projector-dev/projector/ops"
 	"github.com/projector-dev/projector/projectorconfig"
 	"github.com/projector-dev/projector/redischeckpoint"
+	"github.com/projector-dev/projector/worker"
 )
 
 // options are the global flags.
 type options struct {
-	brokers       string
-	topic         string
-	group         string
-	saslMechanism string
-	kafkaUser     string
-	kafkaPassword string
-	kafkaTLS      bool
-	kafkaCA       string
-	redisURL      string
-	redisUser     string
-	redisPassword string
-	redisCA       string
-	namespace     string
-	waitReplicas  int
-	output        string
-	timeout       time.Duration
-	by            string
+	brokers      string
+	topic        string
+	group        string
+	namespace    string
+	waitReplicas int
+	output       string
+	timeout      time.Duration
+	by           string
 
 	settings *projectorconfig.Set
+	// cfg is the connection settings, read by load.
+	cfg projectorconfig.Config
 
 	stdin          io.Reader
 	stdout, stderr io.Writer
@@ -57,9 +50,7 @@ func (o *options) load() error {
 	}
 	o.brokers = strings.Join(c.Brokers, ",")
 	o.topic, o.group = c.Topic, c.Group
-	o.saslMechanism, o.kafkaUser, o.kafkaPassword = c.KafkaSASLMechanism, c.KafkaUsername, c.KafkaPassword
-	o.kafkaTLS, o.kafkaCA = c.KafkaTLS, c.KafkaTLSCAFile
-	o.redisURL, o.redisUser, o.redisPassword, o.redisCA = c.RedisURL, c.RedisUsername, c.RedisPassword, c.RedisTLSCAFile
+	o.cfg = c
 	o.namespace, o.waitReplicas = c.RedisNamespace, c.RedisWaitReplicas
 	return nil
 }
@@ -167,10 +158,10 @@ func (o *options) connect(ctx context.Context, name string, kafkaToo bool) (*con
 	if c.group == "" {
 		c.group = name
 	}
-	if o.redisURL == "" {
-		return nil, usage("no Redis: set --redis-url or PROJECTOR_REDIS_URL")
+	if !o.cfg.HasRedis() {
+		return nil, usage("no Redis: set --redis-url or PROJECTOR_REDIS_URL (or --redis-addrs, for Sentinel or Cluster)")
 	}
-	rc, err := redischeckpoint.NewClient(redischeckpoint.ClientConfig{URL: o.redisURL, Username: o.redisUser, Password: o.redisPassword, CAFile: o.redisCA})
+	rc, err := redischeckpoint.NewClient(worker.RedisClientConfig(o.cfg))
 	if err != nil {
 		return nil, usage("%v", err)
 	}
@@ -205,7 +196,7 @@ func (o *options) connect(ctx context.Context, name string, kafkaToo bool) (*con
 		c.close()
 		return nil, usage("no Kafka: set --brokers or PROJECTOR_KAFKA_BROKERS")
 	}
-	sec, err := kafkastore.Security{SASLMechanism: o.saslMechanism, Username: o.kafkaUser, Password: o.kafkaPassword, TLS: o.kafkaTLS, CAFile: o.kafkaCA}.Opts()
+	sec, err := worker.KafkaSecurity(o.cfg).Opts()
 	if err != nil {
 		c.close()
 		return nil, usage("%v", err)

@@ -159,8 +159,7 @@ func parseFlags(cmd string, args []string, stderr io.Writer) (options, error) {
 	errs := []error{err}
 	o := options{
 		brokers: cfg.Brokers, topic: cfg.Topic, projection: cfg.Projection, group: cfg.Group,
-		kafka: kafkastore.Security{SASLMechanism: cfg.KafkaSASLMechanism, Username: cfg.KafkaUsername, Password: cfg.KafkaPassword,
-			TLS: cfg.KafkaTLS, CAFile: cfg.KafkaTLSCAFile},
+		kafka:    worker.KafkaSecurity(cfg),
 		redisURL: cfg.RedisURL, redisUser: cfg.RedisUsername, redisPass: cfg.RedisPassword, redisCA: cfg.RedisTLSCAFile,
 		namespace: cfg.RedisNamespace, waitReplicas: cfg.RedisWaitReplicas, sessionTimeout: cfg.KafkaSessionTimeout,
 		httpAddr: cfg.HTTPAddr, shutdown: cfg.ShutdownTimeout, logLevel: cfg.LogLevel,
