@@ -597,3 +597,41 @@ initContainers: [{name: wait, image: "busybox:1", command: [sh, -c, "true"]}]
 		t.Errorf("mounts %v", spec.Containers[0].VolumeMounts)
 	}
 }
+
+// Redis through Sentinel or on a Cluster, and client certificates for
+// Kafka (mutual TLS) and Redis, reach the worker as the variables it reads;
+// contradictions fail the install with a message naming the values.
+func TestRedisModesAndClientCertificates(t *testing.T) {
+	env := envMap(container(t, &deployment(t, values(t, `
+redis: {url: "", addrs: ["sentinel-0:26379", "sentinel-1:26379"], sentinelMaster: mymaster, tls: {enabled: true, caKey: redis-ca.crt, certKey: redis.crt, keyKey: redis.key}}
+kafka: {tls: {enabled: true, certKey: user.crt, keyKey: user.key}}
+tls: {secretName: client-certs, mountPath: /etc/tls}`)).Spec.Template.Spec, "worker"))
+	for name, want := range map[string]string{
+		"PROJECTOR_REDIS_ADDRS": "sentinel-0:26379,sentinel-1:26379", "PROJECTOR_REDIS_SENTINEL_MASTER": "mymaster", "PROJECTOR_REDIS_TLS": "true",
+		"PROJECTOR_REDIS_TLS_CERT_FILE": "/etc/tls/redis.crt", "PROJECTOR_REDIS_TLS_KEY_FILE": "/etc/tls/redis.key",
+		"PROJECTOR_KAFKA_TLS_CERT_FILE": "/etc/tls/user.crt", "PROJECTOR_KAFKA_TLS_KEY_FILE": "/etc/tls/user.key",
+	} {
+		if env[name].Value != want {
+			t.Errorf("%s = %q, want %q", name, env[name].Value, want)
+		}
+	}
+	if _, ok := env["PROJECTOR_REDIS_URL"]; ok {
+		t.Error("PROJECTOR_REDIS_URL is set beside PROJECTOR_REDIS_ADDRS")
+	}
+	cluster := envMap(container(t, &deployment(t, values(t, `redis: {url: "", addrs: ["redis-0:6379"], cluster: true}`)).Spec.Template.Spec, "worker"))
+	if cluster["PROJECTOR_REDIS_CLUSTER"].Value != "true" || cluster["PROJECTOR_REDIS_ADDRS"].Value != "redis-0:6379" {
+		t.Errorf("cluster env %v", cluster)
+	}
+	for vals, want := range map[string]string{
+		`redis: {addrs: ["redis-0:6379"], cluster: true}`: "redis.url and redis.addrs are both set",
+		`redis: {url: ""}`: "no Redis",
+		`redis: {url: "", addrs: ["r:6379"], cluster: true, sentinelMaster: m}`: "exclude each other",
+		`redis: {sentinelMaster: m}`: "need redis.addrs",
+		"kafka: {tls: {enabled: true, certKey: user.crt}}\ntls: {secretName: s}":    "go together",
+		"kafka: {tls: {certKey: user.crt, keyKey: user.key}}\ntls: {secretName: s}": "kafka.tls.enabled is false",
+	} {
+		if err := renderError(t, values(t, vals)); !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want %q", vals, err, want)
+		}
+	}
+}

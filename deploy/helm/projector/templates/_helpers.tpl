@@ -104,14 +104,35 @@ app.kubernetes.io/component: worker
 {{- if and .Values.autoscaling.hpa.enabled .Values.autoscaling.keda.enabled -}}
 {{- fail "autoscaling.hpa.enabled and autoscaling.keda.enabled are both true: KEDA manages its own HorizontalPodAutoscaler, enable only one of them" -}}
 {{- end -}}
-{{- if and (or .Values.kafka.tls.caKey .Values.redis.tls.caKey) (not .Values.tls.secretName) -}}
-{{- fail "kafka.tls.caKey or redis.tls.caKey is set but tls.secretName is empty: name the Secret that holds the CA bundle" -}}
+{{- if and (or .Values.kafka.tls.caKey .Values.redis.tls.caKey .Values.kafka.tls.certKey .Values.redis.tls.certKey) (not .Values.tls.secretName) -}}
+{{- fail "a kafka.tls or redis.tls key (caKey, certKey) is set but tls.secretName is empty: name the Secret that holds them" -}}
+{{- end -}}
+{{- if ne (empty .Values.kafka.tls.certKey) (empty .Values.kafka.tls.keyKey) -}}
+{{- fail "kafka.tls.certKey and kafka.tls.keyKey go together" -}}
+{{- end -}}
+{{- if ne (empty .Values.redis.tls.certKey) (empty .Values.redis.tls.keyKey) -}}
+{{- fail "redis.tls.certKey and redis.tls.keyKey go together" -}}
+{{- end -}}
+{{- if and .Values.kafka.tls.certKey (not .Values.kafka.tls.enabled) -}}
+{{- fail "kafka.tls.certKey is set but kafka.tls.enabled is false" -}}
+{{- end -}}
+{{- if and .Values.redis.url .Values.redis.addrs -}}
+{{- fail "redis.url and redis.addrs are both set: give one (set redis.url to \"\" for Sentinel or Cluster)" -}}
+{{- end -}}
+{{- if not (or .Values.redis.url .Values.redis.addrs) -}}
+{{- fail "no Redis: set redis.url, or redis.addrs (with redis.sentinelMaster or redis.cluster)" -}}
+{{- end -}}
+{{- if and .Values.redis.cluster .Values.redis.sentinelMaster -}}
+{{- fail "redis.cluster and redis.sentinelMaster exclude each other" -}}
+{{- end -}}
+{{- if and (or .Values.redis.cluster .Values.redis.sentinelMaster) (not .Values.redis.addrs) -}}
+{{- fail "redis.cluster and redis.sentinelMaster need redis.addrs" -}}
 {{- end -}}
 {{- if and .Values.kafka.tls.caKey (not .Values.kafka.tls.enabled) -}}
 {{- fail "kafka.tls.caKey is set but kafka.tls.enabled is false" -}}
 {{- end -}}
-{{- if and .Values.redis.tls.caKey (not (hasPrefix "rediss://" .Values.redis.url)) -}}
-{{- fail "redis.tls.caKey is set but redis.url does not start with rediss://" -}}
+{{- if and .Values.redis.tls.caKey (not (or (hasPrefix "rediss://" .Values.redis.url) .Values.redis.tls.enabled)) -}}
+{{- fail "redis.tls.caKey is set but redis.url does not start with rediss:// and redis.tls.enabled is false" -}}
 {{- end -}}
 {{- if and .Values.metrics.serviceMonitor.enabled (not .Values.service.enabled) -}}
 {{- fail "metrics.serviceMonitor.enabled needs service.enabled: a ServiceMonitor scrapes through a Service" -}}
@@ -145,8 +166,25 @@ the TLS CA files from the mounted TLS Secret.
 - name: PROJECTOR_GROUP
   value: {{ . | quote }}
 {{- end }}
+{{- if .Values.redis.addrs }}
+- name: PROJECTOR_REDIS_ADDRS
+  value: {{ join "," .Values.redis.addrs | quote }}
+{{- with .Values.redis.sentinelMaster }}
+- name: PROJECTOR_REDIS_SENTINEL_MASTER
+  value: {{ . | quote }}
+{{- end }}
+{{- if .Values.redis.cluster }}
+- name: PROJECTOR_REDIS_CLUSTER
+  value: "true"
+{{- end }}
+{{- else }}
 - name: PROJECTOR_REDIS_URL
   value: {{ .Values.redis.url | quote }}
+{{- end }}
+{{- if .Values.redis.tls.enabled }}
+- name: PROJECTOR_REDIS_TLS
+  value: "true"
+{{- end }}
 {{- with .Values.redis.waitReplicas }}
 - name: PROJECTOR_REDIS_WAIT_REPLICAS
   value: {{ . | quote }}
@@ -187,6 +225,18 @@ the TLS CA files from the mounted TLS Secret.
 {{- with .Values.redis.tls.caKey }}
 - name: PROJECTOR_REDIS_TLS_CA_FILE
   value: {{ printf "%s/%s" $.Values.tls.mountPath . | quote }}
+{{- end }}
+{{- with .Values.kafka.tls.certKey }}
+- name: PROJECTOR_KAFKA_TLS_CERT_FILE
+  value: {{ printf "%s/%s" $.Values.tls.mountPath . | quote }}
+- name: PROJECTOR_KAFKA_TLS_KEY_FILE
+  value: {{ printf "%s/%s" $.Values.tls.mountPath $.Values.kafka.tls.keyKey | quote }}
+{{- end }}
+{{- with .Values.redis.tls.certKey }}
+- name: PROJECTOR_REDIS_TLS_CERT_FILE
+  value: {{ printf "%s/%s" $.Values.tls.mountPath . | quote }}
+- name: PROJECTOR_REDIS_TLS_KEY_FILE
+  value: {{ printf "%s/%s" $.Values.tls.mountPath $.Values.redis.tls.keyKey | quote }}
 {{- end }}
 - name: PROJECTOR_LOG_LEVEL
   value: {{ .Values.worker.logLevel | quote }}
