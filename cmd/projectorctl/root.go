@@ -110,6 +110,21 @@ func newRootCommand(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 	f.StringVar(&o.by, "by", env("PROJECTORCTL_BY", defaultActor()), "who acts, recorded with pauses, replays and skips (PROJECTORCTL_BY)")
 
 	root.AddCommand(newStatusCommand(o), newReplayCommand(o), newRebuildCommand(o), newPauseCommand(o, true), newPauseCommand(o, false), newParkedCommand(o), newCatalogCommand(o), newVersionCommand(o))
+	// Completion of projection names (and of parked streams after one),
+	// from Redis, for every command that takes them.
+	var complete func(c *cobra.Command)
+	complete = func(c *cobra.Command) {
+		switch {
+		case strings.HasSuffix(c.Use, " PROJECTION STREAM"):
+			c.ValidArgsFunction = completeParked(o)
+		case strings.HasSuffix(c.Use, " PROJECTION"):
+			c.ValidArgsFunction = completeProjection(o)
+		}
+		for _, sub := range c.Commands() {
+			complete(sub)
+		}
+	}
+	complete(root)
 	return root
 }
 

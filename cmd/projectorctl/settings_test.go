@@ -6,8 +6,13 @@ import (
 	"io"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/projector-dev/projector/controlplane"
+	"github.com/projector-dev/projector/internal/testenv"
+	"github.com/projector-dev/projector/redischeckpoint"
 )
 
 // projectorctl reads the connection settings from the table it shares
@@ -87,4 +92,39 @@ func TestEveryCommandHasExamples(t *testing.T) {
 		}
 	}
 	walk(newRootCommand(strings.NewReader(""), io.Discard, io.Discard))
+}
+
+// Projection names complete from Redis (the projections with stored
+// state), and after "parked retry PROJECTION" the parked streams.
+func TestCompletion(t *testing.T) {
+	red := testenv.Redis(t)
+	ns := red.Prefix(t)
+	store, err := redischeckpoint.New(redischeckpoint.Config{Client: red.Client, Namespace: ns})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for _, name := range []string{"billing", "bilanz", "orders"} {
+		if err := store.Advance(ctx, name, map[string]uint64{"process/acme/1": 1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := store.Park(ctx, "billing", controlplane.ParkedStream{StreamID: "process/acme/7", Sequence: 3, Reason: controlplane.ParkGap, Error: "gap", ParkedAt: time.Now().UTC()}); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PROJECTOR_REDIS_URL", "redis://"+red.Addr)
+	t.Setenv("PROJECTOR_REDIS_NAMESPACE", ns)
+	complete := func(args ...string) string {
+		var out, errOut bytes.Buffer
+		if code := run(ctx, append([]string{"__complete"}, args...), strings.NewReader(""), &out, &errOut); code != 0 {
+			t.Fatalf("__complete %v: exit %d: %s", args, code, errOut.String())
+		}
+		return out.String()
+	}
+	if got := complete("status", "bil"); !strings.Contains(got, "billing\n") || !strings.Contains(got, "bilanz\n") || strings.Contains(got, "orders") {
+		t.Errorf("status bil<TAB>:\n%s", got)
+	}
+	if got := complete("parked", "retry", "billing", ""); !strings.Contains(got, "process/acme/7\tgap at sequence 3") {
+		t.Errorf("parked retry billing <TAB>:\n%s", got)
+	}
 }
