@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -63,9 +64,10 @@ func (s *session) process(recs []*kgo.Record) error {
 		trace.WithAttributes(
 			attribute.String("messaging.system", "kafka"),
 			attribute.String("messaging.operation.type", "process"),
+			attribute.String("messaging.operation.name", "process"),
 			attribute.String("messaging.destination.name", r.cfg.Topic),
 			attribute.String("messaging.consumer.group.name", r.cfg.Group),
-			attribute.Int64("messaging.destination.partition.id", int64(s.p.id)),
+			attribute.String("messaging.destination.partition.id", strconv.Itoa(int(s.p.id))),
 			attribute.Int("messaging.batch.message_count", len(recs)),
 			attribute.String("projector.projection", r.cfg.Projection.Name()),
 		))

@@ -3,6 +3,7 @@ package kafkarunner
 import (
 	"context"
 	"slices"
+	"strconv"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -55,7 +56,7 @@ func registerLagGauges(m metric.Meter, r *Runner, attrs []attribute.KeyValue) er
 	}
 	_, err = m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
 		for _, l := range r.Lag() {
-			opt := metric.WithAttributes(append(attrs, attribute.Int("messaging.destination.partition.id", int(l.Partition)))...)
+			opt := metric.WithAttributes(append(attrs, attribute.String("messaging.destination.partition.id", strconv.Itoa(int(l.Partition))))...)
 			o.ObserveInt64(records, l.Records, opt)
 			o.ObserveFloat64(seconds, l.Seconds, opt)
 		}

@@ -3,6 +3,7 @@ package kafkarunner
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"sync/atomic"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -67,7 +68,8 @@ func newRunnerMetrics(mp metric.MeterProvider, r *Runner) (*runnerMetrics, error
 		uncataloged: counter("projector.streams.uncataloged",
 			"Streams the runner applied that the stream catalog lacks (written by another producer): run `projectorctl catalog rebuild` for ListStreams to list them."),
 		partitionRestarts: counter("projector.partition.restarts", "Partition worker sessions that failed and were restarted (or stopped: fenced, state lost)."),
-		applyLatency:      hist("projector.apply.duration", "Time to apply one batch of events."),
+		// OpenTelemetry's messaging semantic conventions name it.
+		applyLatency:      hist("messaging.process.duration", "Time to process (apply) one run of events of a partition."),
 		checkpointLatency: hist("projector.checkpoint.duration", "Time to store a batch of cursors."),
 		rebalances:        counter("projector.rebalances", "Partition assignments, revocations and losses."),
 	}
@@ -139,7 +141,7 @@ func registerPartitionGauge(m metric.Meter, r *Runner, attrs []attribute.KeyValu
 	_, err = m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
 		for _, p := range r.Partitions() {
 			o.ObserveInt64(g, 1, metric.WithAttributes(append(attrs,
-				attribute.Int("messaging.destination.partition.id", int(p.Partition)),
+				attribute.String("messaging.destination.partition.id", strconv.Itoa(int(p.Partition))),
 				attribute.String("projector.partition.state", p.State))...))
 		}
 		return nil

@@ -35,7 +35,7 @@ func TestMetricsExistFromTheStart(t *testing.T) {
 	for _, sm := range rm.ScopeMetrics {
 		for _, md := range sm.Metrics {
 			seen[md.Name] = true
-			if h, ok := md.Data.(metricdata.Histogram[float64]); ok && md.Name == "projector.apply.duration" {
+			if h, ok := md.Data.(metricdata.Histogram[float64]); ok && md.Name == "messaging.process.duration" {
 				if !slices.Equal(h.DataPoints[0].Bounds, durationBuckets) || h.DataPoints[0].BucketCounts[0] != 1 {
 					t.Errorf("apply duration bounds %v counts %v", h.DataPoints[0].Bounds, h.DataPoints[0].BucketCounts)
 				}

@@ -2,6 +2,7 @@ package kafkarunner
 
 import (
 	"context"
+	"strconv"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
@@ -21,9 +22,10 @@ func (s *session) startApplySpan(ctx context.Context, u unit) trace.Span {
 	attrs := []attribute.KeyValue{
 		attribute.String("messaging.system", "kafka"),
 		attribute.String("messaging.operation.type", "process"),
+		attribute.String("messaging.operation.name", "process"),
 		attribute.String("messaging.destination.name", r.cfg.Topic),
 		attribute.String("messaging.consumer.group.name", r.cfg.Group),
-		attribute.Int64("messaging.destination.partition.id", int64(s.p.id)),
+		attribute.String("messaging.destination.partition.id", strconv.Itoa(int(s.p.id))),
 		attribute.String("projector.projection", r.cfg.Projection.Name()),
 		attribute.String("projector.stream_id", u.ev.StreamID),
 		attribute.Int64("projector.sequence", int64(u.ev.Sequence)),

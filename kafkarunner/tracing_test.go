@@ -143,7 +143,7 @@ func TestOneTraceFromAppendToApply(t *testing.T) {
 					lagPartitions += len(d.DataPoints)
 				}
 			case metricdata.Histogram[float64]:
-				latencySeen = latencySeen || m.Name == "projector.apply.duration" && len(d.DataPoints) > 0 && d.DataPoints[0].Count > 0
+				latencySeen = latencySeen || m.Name == "messaging.process.duration" && len(d.DataPoints) > 0 && d.DataPoints[0].Count > 0
 			}
 		}
 	}
