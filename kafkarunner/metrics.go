@@ -3,6 +3,8 @@ package kafkarunner
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
 	"sync/atomic"
 
@@ -81,7 +83,7 @@ func newRunnerMetrics(mp metric.MeterProvider, r *Runner) (*runnerMetrics, error
 			c.c.Add(context.Background(), 0, c.attrs)
 		}
 	}
-	errs = append(errs, registerLagGauges(m, r, kvs), registerPartitionGauge(m, r, kvs))
+	errs = append(errs, registerLagGauges(m, r, kvs), registerPartitionGauge(m, r, kvs), registerParkedGauge(m, r, kvs))
 	for _, err := range errs {
 		if err != nil {
 			return nil, fmt.Errorf("kafkarunner: metrics: %w", err)
@@ -155,3 +157,26 @@ type boundHistogram struct {
 }
 
 func (b boundHistogram) Record(ctx context.Context, v float64) { b.h.Record(ctx, v, b.attrs) }
+
+// registerParkedGauge reports the streams parked now in each assigned
+// partition: summed over the replicas, the projection's parked streams.
+// Alert on it above 0 (a stream waits for an admin).
+func registerParkedGauge(m metric.Meter, r *Runner, attrs []attribute.KeyValue) error {
+	g, err := m.Int64ObservableGauge("projector.streams.parked",
+		metric.WithDescription("Streams parked now, per assigned partition: each waits for an admin's retry or skip (projectorctl parked list)."),
+		metric.WithUnit("{stream}"))
+	if err != nil {
+		return err
+	}
+	_, err = m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		r.partsMu.Lock()
+		parts := slices.Collect(maps.Values(r.parts))
+		r.partsMu.Unlock()
+		for _, p := range parts {
+			o.ObserveInt64(g, p.parkedNow.Load(), metric.WithAttributes(append(attrs,
+				attribute.String("messaging.destination.partition.id", strconv.Itoa(int(p.id))))...))
+		}
+		return nil
+	}, g)
+	return err
+}

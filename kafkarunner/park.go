@@ -167,6 +167,7 @@ func (s *session) parkStream(ctx context.Context, p controlplane.ParkedStream, r
 	} else {
 		s.parked[p.StreamID] = 0
 	}
+	s.p.parkedNow.Store(int64(len(s.parked)))
 	if rs != nil {
 		rs.reparked = true
 	}
@@ -337,6 +338,7 @@ func (s *session) loadParked() ([]controlplane.ParkedStream, error) {
 		}
 	}
 	s.parked = now
+	s.p.parkedNow.Store(int64(len(s.parked)))
 	return parked, nil
 }
 

@@ -67,6 +67,9 @@ type partition struct {
 	highWatermark atomic.Int64
 	position      atomic.Int64
 	lastTimestamp atomic.Int64
+	// parkedNow is the number of streams parked in the partition, as its
+	// session last saw them (the projector.streams.parked gauge).
+	parkedNow atomic.Int64
 }
 
 // fetched is one poll's records of a partition.

@@ -248,6 +248,7 @@ func (s *session) resume(todo []controlplane.ParkedStream) error {
 			continue
 		}
 		delete(s.parked, rs.p.StreamID)
+		s.p.parkedNow.Store(int64(len(s.parked)))
 		s.r.metrics.passedOver.Add(ctx, int64(len(rs.passed)))
 		if len(rs.passed) > 0 {
 			s.r.cfg.Logger.Warn("resumed parked stream; records were passed over (their dead letters were written when they were met)",

@@ -130,6 +130,7 @@ func TestOneTraceFromAppendToApply(t *testing.T) {
 
 	sums := map[string]int64{}
 	lagPartitions := 0
+	var parkedNow int64 // the gauge of streams parked now
 	var latencySeen bool
 	for _, sm := range rm.ScopeMetrics {
 		for _, m := range sm.Metrics {
@@ -142,6 +143,11 @@ func TestOneTraceFromAppendToApply(t *testing.T) {
 				if m.Name == "projector.lag.records" {
 					lagPartitions += len(d.DataPoints)
 				}
+				if m.Name == "projector.streams.parked" {
+					for _, p := range d.DataPoints {
+						parkedNow += p.Value
+					}
+				}
 			case metricdata.Histogram[float64]:
 				latencySeen = latencySeen || m.Name == "messaging.process.duration" && len(d.DataPoints) > 0 && d.DataPoints[0].Count > 0
 			}
@@ -149,6 +155,9 @@ func TestOneTraceFromAppendToApply(t *testing.T) {
 	}
 	if sums["projector.events.applied"] != 31 || sums["projector.events.parked"] != 1 || sums["projector.rebalances"] == 0 {
 		t.Errorf("counters = %v, want 31 applied, 1 parked, some rebalances", sums)
+	}
+	if parkedNow != 1 {
+		t.Errorf("projector.streams.parked = %d, want the one parked stream", parkedNow)
 	}
 	if !latencySeen {
 		t.Error("no apply latency recorded")
