@@ -126,6 +126,24 @@ func (v *VersionedRunner) checkRebuild(ctx context.Context, vs controlplane.Vers
 			return
 		}
 	}
+	// Right before the switch the new version must hold what the live one
+	// holds now, not only what it held at the previous check: the live
+	// version applied more since, and a reader must not see the model go
+	// back at the switch. Short by a moment: the next check tries again.
+	// (What the live version applies between this read and the switch's
+	// transaction remains a window of milliseconds; see docs/rebuild.md.)
+	now, err := v.loadCursors(ctx, liveName)
+	if err != nil {
+		log.WarnContext(ctx, "cannot read the live version's cursors", "projection", liveName, "err", err)
+		return
+	}
+	if short, err := v.shortOf(ctx, name, now); err != nil {
+		log.WarnContext(ctx, "cannot compare the rebuild's cursors with the live version's", "projection", name, "err", err)
+		return
+	} else if short != "" {
+		v.setStatus(fmt.Sprintf("%s is a moment behind the live version %s: the switch waits for the next check", name, liveName))
+		return
+	}
 	if _, err := v.cfg.Versions.SwitchLive(ctx, v.cfg.Name, b.Version, v.cfg.Runner.ReplicaID); err != nil {
 		log.InfoContext(ctx, "the switch to the rebuilt version did not happen here (another replica may have made it)", "projection", name, "err", err)
 		return
