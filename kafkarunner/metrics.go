@@ -23,6 +23,7 @@ type runnerMetrics struct {
 	misplaced, passedOver, uncataloged         boundCounter
 	rebalances, partitionRestarts              boundCounter
 	applyLatency, checkpointLatency            boundHistogram
+	consumed                                   consumedCounter
 }
 
 func newRunnerMetrics(mp metric.MeterProvider, r *Runner) (*runnerMetrics, error) {
@@ -83,6 +84,9 @@ func newRunnerMetrics(mp metric.MeterProvider, r *Runner) (*runnerMetrics, error
 			c.c.Add(context.Background(), 0, c.attrs)
 		}
 	}
+	consumed, err := newConsumedCounter(m, r, kvs)
+	errs = append(errs, err)
+	rm.consumed = consumed
 	errs = append(errs, registerLagGauges(m, r, kvs), registerPartitionGauge(m, r, kvs), registerParkedGauge(m, r, kvs))
 	for _, err := range errs {
 		if err != nil {

@@ -46,6 +46,7 @@ func (r *Runner) poll(ctx context.Context) error {
 			}
 			if p := r.partitionOf(fp.Partition); p != nil {
 				p.deliver(fetched{records: fp.Records, highWatermark: fp.HighWatermark})
+				r.metrics.consumed.Add(ctx, fp.Partition, len(fp.Records))
 			}
 			// Not ours any more: the new owner reads them.
 		})

@@ -156,6 +156,11 @@ func TestOneTraceFromAppendToApply(t *testing.T) {
 	if sums["projector.events.applied"] != 31 || sums["projector.events.parked"] != 1 || sums["projector.rebalances"] == 0 {
 		t.Errorf("counters = %v, want 31 applied, 1 parked, some rebalances", sums)
 	}
+	// Every record applied or parked was delivered: consumed counts them
+	// (and any a restarted partition read again).
+	if c := sums["messaging.client.consumed.messages"]; c < 32 {
+		t.Errorf("messaging.client.consumed.messages = %d, want at least the 32 records applied or parked", c)
+	}
 	if parkedNow != 1 {
 		t.Errorf("projector.streams.parked = %d, want the one parked stream", parkedNow)
 	}
