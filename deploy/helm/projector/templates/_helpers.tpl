@@ -116,6 +116,11 @@ app.kubernetes.io/component: worker
 {{- if and .Values.kafka.tls.certKey (not .Values.kafka.tls.enabled) -}}
 {{- fail "kafka.tls.certKey is set but kafka.tls.enabled is false" -}}
 {{- end -}}
+{{- /* Not a schema pattern: Helm's schema errors repeat the rejected value, and a
+       rejected URL is likely to carry a password. */ -}}
+{{- if and .Values.redis.url (not (regexMatch "^rediss?://([^:@/]+@)?[^@/]+(/[0-9]*)?$" .Values.redis.url)) -}}
+{{- fail "redis.url is not redis://[user@]host:port[/db] or rediss://… without a password (its value is not shown here: it may carry one); put the password in credentials.redisPassword or an existing Secret" -}}
+{{- end -}}
 {{- if and .Values.redis.url .Values.redis.addrs -}}
 {{- fail "redis.url and redis.addrs are both set: give one (set redis.url to \"\" for Sentinel or Cluster)" -}}
 {{- end -}}
