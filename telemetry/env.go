@@ -3,6 +3,7 @@ package telemetry
 import (
 	"errors"
 	"fmt"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -40,6 +41,14 @@ type envConfig struct {
 	metricExporters []string // otlp, console; empty: only the Prometheus reader
 	metricProtocol  string
 	sampler         sdktrace.Sampler // nil: the SDK default, parentbased_always_on
+}
+
+// CheckEnv checks the OTEL_* variables Setup reads (exporters, protocols,
+// sampler) without building anything: the error Setup would return for
+// them, one *EnvError per invalid variable.
+func CheckEnv() error {
+	_, err := readEnv(os.Getenv)
+	return err
 }
 
 // readEnv reads and checks the variables, returning one *EnvError per invalid variable.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/signal"
@@ -175,6 +176,8 @@ func parse(args []string, opts Options) (*projectorconfig.Set, projectorconfig.C
 	fs.SetOutput(opts.Stderr)
 	set.Bind(fs)
 	showVersion := fs.Bool("version", false, "print the build's version and exit")
+	checkConfig := fs.Bool("check-config", false,
+		"check the settings (flags, PROJECTOR_* and OTEL_* variables, certificate files) and exit: 0 when they hold, 2 naming every problem; connects to nothing")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: %s [worker] [flags]\n\nRuns a replica of the projection until SIGTERM. Every flag falls back to the variable named in its help; passwords are read from PROJECTOR_KAFKA_PASSWORD and PROJECTOR_REDIS_PASSWORD only. OTEL_* variables configure telemetry.\n\n", name)
 		fs.PrintDefaults()
@@ -206,8 +209,38 @@ func parse(args []string, opts Options) (*projectorconfig.Set, projectorconfig.C
 	if cfg.Projection == "" {
 		errs = append(errs, errors.New("no projection name: set -projection or PROJECTOR_PROJECTION"))
 	}
+	if *checkConfig {
+		// Every problem at once: the files and OTEL_* variables too.
+		errs = append(errs, check(cfg))
+	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, projectorconfig.Config{}, &UsageError{Err: err}
 	}
+	if *checkConfig {
+		fmt.Fprintf(opts.Stdout, "%s: configuration ok (projection %s, topic %s)\n", name, cfg.Projection, cfg.Topic)
+		return nil, projectorconfig.Config{}, flag.ErrHelp
+	}
 	return set, cfg, nil
+}
+
+// check makes what Run makes from cfg before it connects (the logger, the
+// Kafka security options, the Redis client, the telemetry settings) and
+// returns every error: what -check-config reports.
+func check(cfg projectorconfig.Config) error {
+	var errs []error
+	if _, err := telemetry.NewLogger(io.Discard, cfg.LogFormat, cfg.LogLevel); err != nil {
+		errs = append(errs, err)
+	}
+	if _, err := KafkaSecurity(cfg).Opts(); err != nil {
+		errs = append(errs, err)
+	}
+	if cfg.HasRedis() {
+		if client, err := redischeckpoint.NewClient(RedisClientConfig(cfg)); err != nil {
+			errs = append(errs, err)
+		} else {
+			_ = client.Close() // never used: go-redis connects on the first command
+		}
+	}
+	errs = append(errs, telemetry.CheckEnv())
+	return errors.Join(errs...)
 }

@@ -286,3 +286,38 @@ func TestVersionFlag(t *testing.T) {
 		t.Errorf("-version: %v, stdout %q", err, stdout.String())
 	}
 }
+
+// TestCheckConfig: -check-config builds what Run builds before it
+// connects and reports every problem as a usage error (exit 2), or says
+// the configuration holds (exit 0); it never runs Setup nor connects.
+func TestCheckConfig(t *testing.T) {
+	clearEnv(t)
+	t.Setenv("OTEL_SDK_DISABLED", "")
+	t.Setenv("PROJECTOR_KAFKA_BROKERS", "127.0.0.1:1")
+	t.Setenv("PROJECTOR_REDIS_URL", "redis://127.0.0.1:1/0")
+	t.Setenv("PROJECTOR_TOPIC", "orders")
+	t.Setenv("PROJECTOR_PROJECTION", "orders")
+	t.Setenv("PROJECTOR_REDIS_PASSWORD", "s3cr3t")
+	var stdout, stderr syncBuffer
+	err := Run(t.Context(), []string{"worker", "-check-config"}, Options{Setup: noSetup, Stdout: &stdout, Stderr: &stderr})
+	if !errors.Is(err, flag.ErrHelp) || !strings.Contains(stdout.String(), "configuration ok") {
+		t.Fatalf("-check-config on a good configuration: %v, stdout %q", err, stdout.String())
+	}
+
+	t.Setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")
+	t.Setenv("PROJECTOR_LOG_FORMAT", "xml")
+	t.Setenv("PROJECTOR_KAFKA_TLS_CA_FILE", t.TempDir()+"/missing-ca.pem")
+	err = Run(t.Context(), []string{"worker", "-check-config"}, Options{Setup: noSetup, Stdout: &stdout, Stderr: &stderr})
+	var usage *UsageError
+	if !errors.As(err, &usage) {
+		t.Fatalf("-check-config on a bad configuration: %v, want a *UsageError", err)
+	}
+	for _, want := range []string{"OTEL_EXPORTER_OTLP_PROTOCOL", "missing-ca.pem", "xml"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%v", want, err)
+		}
+	}
+	if strings.Contains(err.Error()+stdout.String()+stderr.String(), "s3cr3t") {
+		t.Error("the password shows")
+	}
+}

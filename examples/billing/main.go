@@ -42,6 +42,9 @@ func main() {
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil && !errors.Is(err, flag.ErrHelp) {
 		fmt.Fprintln(os.Stderr, "billing:", err)
+		if errors.As(err, new(*worker.UsageError)) {
+			os.Exit(2) // a usage or configuration error, as worker.Main exits
+		}
 		os.Exit(1)
 	}
 }
