@@ -28,7 +28,8 @@ const envWorkerProcess = "PROJECTOR_BILLING_TEST_WORKER"
 func workerProcess() int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
-	if err := run(ctx, []string{"worker"}, os.Stdout, os.Stderr); err != nil {
+	args := append([]string{"worker"}, strings.Fields(os.Getenv("PROJECTOR_BILLING_TEST_ARGS"))...)
+	if err := run(ctx, args, os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "billing worker:", err)
 		return 1
 	}
