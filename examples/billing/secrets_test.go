@@ -60,7 +60,7 @@ func TestNoSecretInAnyOutput(t *testing.T) {
 		"PROJECTOR_KAFKA_BROKERS": strings.Join(kafka.Secure.Seeds, ","), "PROJECTOR_KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
 		"PROJECTOR_KAFKA_USERNAME": kafka.Secure.Username, "PROJECTOR_KAFKA_PASSWORD": kafka.Secure.Password,
 		"PROJECTOR_KAFKA_TLS_CA_FILE": kafka.Secure.CAFile,
-		"PROJECTOR_REDIS_USERNAME": user, "PROJECTOR_REDIS_PASSWORD": redisPassword,
+		"PROJECTOR_REDIS_USERNAME":    user, "PROJECTOR_REDIS_PASSWORD": redisPassword,
 		"PROJECTOR_PARTITIONS": "3", "PROJECTOR_TENANT": "netz-secrets", "PROJECTOR_MONTH": "2026-10", "PROJECTOR_MALOS": "12",
 		"PROJECTOR_SEED": "3", "PROJECTOR_KAFKA_SESSION_TIMEOUT": "6s", "PROJECTOR_LOG_LEVEL": "debug", "PROJECTOR_LOG_FORMAT": "json",
 		"OTEL_SDK_DISABLED": "false",
@@ -120,10 +120,10 @@ func TestNoSecretInAnyOutput(t *testing.T) {
 	}
 	for path, want := range map[string]int{
 		"/healthz": 200, "/readyz": 200, "/metrics": 200,
-		"/api/v1/months/2026-10/balance-groups": 200,
-		"/api/v1/months/not-a-month/balance-groups": 400,
+		"/api/v1/months/2026-10/balance-groups":                       200,
+		"/api/v1/months/not-a-month/balance-groups":                   400,
 		"/api/v1/months/2026-10/balance-groups/11XNOSUCHGROUP/series": 400,
-		"/api/v1/nothing-here": 404,
+		"/api/v1/nothing-here":                                        404,
 	} {
 		if code, body := get(path); code != want {
 			t.Errorf("GET %s: %d, want %d: %.300s", path, code, want, body)
@@ -162,7 +162,7 @@ func TestNoSecretInAnyOutput(t *testing.T) {
 		record("billing worker "+strings.Join(args, " "), string(b))
 	}
 	for name, env := range map[string]string{"a wrong Redis password": "PROJECTOR_REDIS_PASSWORD=" + wrongRedis,
-		"a wrong SCRAM password": "PROJECTOR_KAFKA_PASSWORD=" + wrongKafka,
+		"a wrong SCRAM password":      "PROJECTOR_KAFKA_PASSWORD=" + wrongKafka,
 		"a password in the Redis URL": "PROJECTOR_REDIS_URL=redis://" + user + ":" + wrongRedis + "@127.0.0.1:1/0"} {
 		c, o := worker(env, "PROJECTOR_GROUP=secrets-wrong-"+hex.EncodeToString([]byte(name))[:10])
 		time.Sleep(8 * time.Second)
