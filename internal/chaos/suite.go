@@ -409,6 +409,20 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			rep.PrefixChecks = append(rep.PrefixChecks, name+" "+label)
 		}
 	}
+	// The writers live until the workload's duration is over and every
+	// writer fault of the schedule ran: faults run one after the other, so
+	// slow ones before them (a failover waits up to 30 s) can push a writer
+	// fault past the workload's end, and it would find no writer.
+	writerFaultsRan := make(chan struct{})
+	lastWriterFault := -1
+	for i, f := range rep.Schedule {
+		if f.Kind == FaultWriterKill || f.Kind == FaultWriterZombie {
+			lastWriterFault = i
+		}
+	}
+	if lastWriterFault < 0 {
+		close(writerFaultsRan)
+	}
 	start := time.Now()
 	wctx, stopWorkload := context.WithDeadline(ctx, start.Add(cfg.Duration))
 	defer stopWorkload()
@@ -425,6 +439,10 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 		go func() {
 			<-wctx.Done()
+			select {
+			case <-writerFaultsRan:
+			case <-ctx.Done():
+			}
 			// Each writer finishes its appends in flight (bounded by the
 			// lease and the store's timeouts).
 			exits := wf.stopAll(90 * time.Second)
@@ -444,7 +462,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		caughtUp  = map[int]float64{} // index in rep.Faults -> seconds
 	)
 	defer catchUp.Wait() // before the admin client closes
-	for _, f := range rep.Schedule {
+	for i, f := range rep.Schedule {
 		select {
 		case <-ctx.Done():
 		case <-time.After(time.Until(start.Add(f.At))):
@@ -453,6 +471,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			break
 		}
 		ev := nem.inject(ctx, f, len(rep.Faults))
+		if i == lastWriterFault {
+			close(writerFaultsRan)
+		}
 		ev.CatchUpSeconds = -1
 		rep.Faults = append(rep.Faults, ev)
 		if ev.Skipped == "" {
