@@ -31,6 +31,11 @@ type ClientConfig struct {
 	Username string
 	Password string
 	DB       int
+	// SentinelUsername and SentinelPassword authenticate to the Sentinels
+	// (MasterName), when they require it: go-redis sends Username and
+	// Password only to the master and replicas. TLS applies to both.
+	SentinelUsername string
+	SentinelPassword string
 
 	// TLS enables TLS with the system roots, or with CAFile when set.
 	// A rediss:// URL enables it too.
@@ -86,6 +91,7 @@ func (cfg ClientConfig) universalOptions() (*redis.UniversalOptions, error) {
 		errs = append(errs, errors.New("redischeckpoint: ClientConfig needs URL or Addrs"))
 	}
 	opts.MasterName = cfg.MasterName
+	opts.SentinelUsername, opts.SentinelPassword = cfg.SentinelUsername, cfg.SentinelPassword
 	if cfg.Username != "" {
 		opts.Username = cfg.Username
 	}

@@ -11,6 +11,31 @@
 #   sentinel-1..3  three Sentinels monitoring them as master "projector" (quorum 2)
 #   cluster-1..3   a Redis Cluster of three masters without replicas
 #
+# and the same Redis set again, TLS-only (port 0, tls-port) and with ACL users, for the TLS
+# and ACL tests (the plaintext servers above keep serving the other tests):
+#
+#   tls-redis-1, tls-redis-2   master and replica; replication over TLS (tls-replication yes);
+#                              tls-auth-clients optional (a client certificate is not required)
+#   tls-sentinel-1..3          three Sentinels monitoring them as master "projector-tls" on the
+#                              TLS port (quorum 2); Sentinels speak TLS to the servers and to
+#                              each other, so they hand out TLS ports; tls-auth-clients no; they
+#                              require an ACL user too (not the data servers' one)
+#   tls-cluster-1..3           a 3-master Redis Cluster, tls-cluster yes (the bus is TLS as well;
+#                              with port 0 CLUSTER SLOTS names the TLS ports); tls-auth-clients
+#                              yes: clients must present a certificate of the CA
+#
+#   Certificates ($HA_STATE/tls, EC P-256, made with openssl, valid 30 days): ca.crt (+ ca.key),
+#   server.crt/.key (CN localhost, SAN IP:127.0.0.1 and DNS:localhost; serverAuth and clientAuth,
+#   as the servers present it to each other too), client.crt/.key (CN projector, clientAuth).
+#   ACL users (random passwords, 0600 files in $HA_STATE/tls; the configs hold only their
+#   SHA-256, except masterauth and sentinel auth-pass, which Redis needs in clear):
+#     data servers: default off; ha-admin (+@all: this script, replication, the Sentinels);
+#                   projector (projector.password): ~* &* +@all -@dangerous plus the few
+#                   commands of that category the worker and projectorctl use (see HA_ACL_PROJECTOR)
+#     Sentinels:    default off; ha-admin (Sentinel to Sentinel: sentinel sentinel-user);
+#                   projector-sentinel (sentinel.password): what a client needs to find the master
+#   Nothing prints a password: the env has the paths of the password files.
+#
 # Every server runs from its own config file in the state directory, so that `ha_start NAME`
 # brings a killed server back with its config and data (Sentinel rewrites the Redis and
 # Sentinel files after a failover; a restarted server keeps the rewritten role). Ports are chosen
@@ -25,6 +50,7 @@
 #   NAME.pid NAME.log   per server (logs are appended to across restarts and kept by ha_down)
 #   kafka-N/server.properties kafka-N/data/
 #   redis-N/redis.conf, cluster-N/redis.conf (+ nodes.conf, AOF), sentinel-N/sentinel.conf
+#   tls-*/ likewise for the TLS set; tls/ its certificates and password files
 #
 # Knobs (environment):
 #   PROJECTOR_HA_DIR            state directory (set by the caller; scripts/ha.sh defaults it)
@@ -34,7 +60,9 @@
 #                               ha_start (default 180: three JVMs on 2 cores boot slowly)
 #   PROJECTOR_HA_PORT_BASE      first port of the default ranges (default 21000): Kafka
 #                               base+92.. (client and controller port per node), Redis base+379..,
-#                               Sentinels base+390.., Cluster base+400.. (bus ports base+410..).
+#                               Sentinels base+390.., Cluster base+400.. (bus ports base+410..),
+#                               TLS set: master and replica base+420.., Sentinels base+430..,
+#                               Cluster base+440.. (bus ports base+450..).
 #                               Busy ports are skipped. Everything stays below 32768, out of
 #                               Linux's ephemeral range, where an outgoing connection could take
 #                               a server's port while it is down.
@@ -49,8 +77,19 @@ HA_KAFKA=(kafka-1 kafka-2 kafka-3)
 HA_REDIS=(redis-1 redis-2)
 HA_SENTINELS=(sentinel-1 sentinel-2 sentinel-3)
 HA_CLUSTER=(cluster-1 cluster-2 cluster-3)
-HA_SERVERS=("${HA_KAFKA[@]}" "${HA_REDIS[@]}" "${HA_SENTINELS[@]}" "${HA_CLUSTER[@]}")
+HA_TLS_REDIS=(tls-redis-1 tls-redis-2)
+HA_TLS_SENTINELS=(tls-sentinel-1 tls-sentinel-2 tls-sentinel-3)
+HA_TLS_CLUSTER=(tls-cluster-1 tls-cluster-2 tls-cluster-3)
+HA_TLS_SERVERS=("${HA_TLS_REDIS[@]}" "${HA_TLS_SENTINELS[@]}" "${HA_TLS_CLUSTER[@]}")
+HA_SERVERS=("${HA_KAFKA[@]}" "${HA_REDIS[@]}" "${HA_SENTINELS[@]}" "${HA_CLUSTER[@]}" "${HA_TLS_SERVERS[@]}")
 HA_MASTER_NAME=projector
+HA_TLS_MASTER_NAME=projector-tls
+# The worker's and projectorctl's ACL user on the TLS data servers: everything but the
+# @dangerous category, with the few commands of it they use given back (INFO for the replica
+# count of WAIT and the status, CLUSTER's key slot and topology queries).
+HA_ACL_PROJECTOR='~* &* +@all -@dangerous +info +cluster|slots +cluster|shards +cluster|nodes +cluster|info'
+# The client's ACL user on the TLS Sentinels: find the master and its replicas, follow failovers.
+HA_ACL_SENTINEL_CLIENT='&* -@all +auth +hello +ping +client|setname +client|getname +sentinel|get-master-addr-by-name +sentinel|master +sentinel|replicas +sentinel|slaves +sentinel|sentinels +subscribe +psubscribe +unsubscribe +punsubscribe'
 HA_TIMEOUT=${PROJECTOR_HA_START_TIMEOUT:-180}
 declare -A HA_PORT=()
 
@@ -84,7 +123,7 @@ ha_load_ports() {
 ha_conf() {
 	case $1 in
 	kafka-*) echo "$HA_STATE/$1/server.properties" ;;
-	sentinel-*) echo "$HA_STATE/$1/sentinel.conf" ;;
+	sentinel-* | tls-sentinel-*) echo "$HA_STATE/$1/sentinel.conf" ;;
 	*) echo "$HA_STATE/$1/redis.conf" ;;
 	esac
 }
@@ -96,6 +135,58 @@ ha_redis_cli() {
 	shift
 	timeout 5 redis-cli -h 127.0.0.1 -p "$port" "$@" 2>/dev/null
 }
+
+# ha_tls_cli PORT ARGS...: redis-cli to a server of the TLS set as ha-admin, with the client
+# certificate; the password goes by REDISCLI_AUTH, never on a command line.
+ha_tls_cli() {
+	local port=$1
+	shift
+	ha_tls_redis_cli 5 -h 127.0.0.1 -p "$port" "$@" 2>/dev/null
+}
+
+# ha_tls_redis_cli TIMEOUT ARGS...: the same with any arguments and a timeout, stderr kept.
+ha_tls_redis_cli() {
+	local t=$1 d=$HA_STATE/tls
+	shift
+	REDISCLI_AUTH=$(<"$d/admin.password") timeout "$t" redis-cli --user ha-admin \
+		--tls --cacert "$d/ca.crt" --cert "$d/client.crt" --key "$d/client.key" "$@"
+}
+
+# ha_make_tls: the CA, the server and client certificates and the ACL passwords of the TLS set,
+# in $HA_STATE/tls (see the header).
+ha_make_tls() {
+	local dir=$HA_STATE/tls n
+	local ec=(-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes)
+	rm -rf "$dir"
+	mkdir -p "$dir"
+	chmod 700 "$dir"
+	{
+		openssl req -x509 "${ec[@]}" -keyout "$dir/ca.key" -out "$dir/ca.crt" -days 30 \
+			-subj "/CN=projector HA test CA $(date -u +%Y%m%dT%H%M%SZ)" \
+			-addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign &&
+			printf '%s\n' basicConstraints=critical,CA:FALSE keyUsage=critical,digitalSignature \
+				extendedKeyUsage=serverAuth,clientAuth subjectAltName=IP:127.0.0.1,DNS:localhost >"$dir/server.ext" &&
+			printf '%s\n' basicConstraints=critical,CA:FALSE keyUsage=critical,digitalSignature \
+				extendedKeyUsage=clientAuth >"$dir/client.ext" &&
+			for n in server client; do
+				openssl req "${ec[@]}" -keyout "$dir/$n.key" -out "$dir/$n.csr" \
+					-subj "/CN=$([[ $n == server ]] && echo localhost || echo projector)" &&
+					openssl x509 -req -in "$dir/$n.csr" -CA "$dir/ca.crt" -CAkey "$dir/ca.key" \
+						-set_serial "0x$(openssl rand -hex 12)" -days 30 -extfile "$dir/$n.ext" -out "$dir/$n.crt" ||
+					exit 1
+			done &&
+			for n in admin projector sentinel; do
+				(umask 077 && openssl rand -hex 24 >"$dir/$n.password") || exit 1
+			done
+	} >"$dir/openssl.log" 2>&1 || {
+		infra_show_log_tail "$dir/openssl.log"
+		ha_die "openssl could not make the certificates of the TLS Redis set"
+	}
+	chmod 600 "$dir"/*.key "$dir"/*.password
+}
+
+# ha_pass_hash NAME: the SHA-256 of a password of the TLS set, for an ACL rule (#hash).
+ha_pass_hash() { printf '%s' "$(<"$HA_STATE/tls/$1.password")" | sha256sum | cut -d' ' -f1; }
 
 # ha_pick_ports chooses every port before anything starts and writes $HA_STATE/ports.
 ha_pick_ports() {
@@ -135,6 +226,19 @@ ha_pick_ports() {
 		p=$(infra_pick_port "$p" HA_NO_EXPLICIT_PORT "${taken[@]}")
 		HA_PORT[$n-bus]=$p
 		taken+=("$p")
+	done
+	local from
+	for from in "420 ${HA_TLS_REDIS[*]}" "430 ${HA_TLS_SENTINELS[*]}" "440 ${HA_TLS_CLUSTER[*]}" \
+		"450 ${HA_TLS_CLUSTER[*]/%/-bus}"; do
+		# shellcheck disable=SC2086 # the start offset and the names
+		set -- $from
+		p=$((base + $1))
+		shift
+		for n in "$@"; do
+			p=$(infra_pick_port "$p" HA_NO_EXPLICIT_PORT "${taken[@]}")
+			HA_PORT[$n]=$p
+			taken+=("$p")
+		done
 	done
 	: >"$HA_STATE/ports"
 	for n in "${!HA_PORT[@]}"; do
@@ -230,6 +334,75 @@ EOF
 	done
 }
 
+# ha_tls_common PORT DIR AUTH-CLIENTS: the settings of every server of the TLS set.
+ha_tls_common() {
+	local t=$HA_STATE/tls
+	ha_redis_common 0 "$2"
+	cat <<EOF
+tls-port $1
+tls-cert-file $t/server.crt
+tls-key-file $t/server.key
+tls-ca-cert-file $t/ca.crt
+tls-auth-clients $3
+tls-replication yes
+user default off
+user ha-admin on #$(ha_pass_hash admin) ~* &* +@all
+EOF
+}
+
+ha_write_tls_configs() {
+	local n dir admin
+	admin=$(<"$HA_STATE/tls/admin.password")
+	for n in "${HA_TLS_REDIS[@]}" "${HA_TLS_CLUSTER[@]}"; do
+		dir=$HA_STATE/$n
+		mkdir -p "$dir"
+		{
+			ha_tls_common "${HA_PORT[$n]}" "$dir" "$([[ $n == tls-cluster-* ]] && echo yes || echo optional)"
+			cat <<EOF
+user projector on #$(ha_pass_hash projector) $HA_ACL_PROJECTOR
+masteruser ha-admin
+masterauth $admin
+appendonly yes
+appendfsync always
+save ""
+maxmemory-policy noeviction
+EOF
+			case $n in
+			tls-redis-2) echo "replicaof 127.0.0.1 ${HA_PORT[tls-redis-1]}" ;;
+			tls-cluster-*)
+				cat <<EOF
+tls-cluster yes
+cluster-enabled yes
+cluster-config-file nodes.conf
+cluster-node-timeout 3000
+cluster-port ${HA_PORT[$n-bus]}
+EOF
+				;;
+			esac
+		} >"$dir/redis.conf"
+		chmod 600 "$dir/redis.conf"
+	done
+	for n in "${HA_TLS_SENTINELS[@]}"; do
+		dir=$HA_STATE/$n
+		mkdir -p "$dir"
+		{
+			ha_tls_common "${HA_PORT[$n]}" "$dir" no
+			cat <<EOF
+user projector-sentinel on #$(ha_pass_hash sentinel) $HA_ACL_SENTINEL_CLIENT
+sentinel sentinel-user ha-admin
+sentinel sentinel-pass $admin
+sentinel monitor $HA_TLS_MASTER_NAME 127.0.0.1 ${HA_PORT[tls-redis-1]} 2
+sentinel auth-user $HA_TLS_MASTER_NAME ha-admin
+sentinel auth-pass $HA_TLS_MASTER_NAME $admin
+sentinel down-after-milliseconds $HA_TLS_MASTER_NAME 3000
+sentinel failover-timeout $HA_TLS_MASTER_NAME 10000
+sentinel parallel-syncs $HA_TLS_MASTER_NAME 1
+EOF
+		} >"$dir/sentinel.conf"
+		chmod 600 "$dir/sentinel.conf"
+	done
+}
+
 # ha_format_kafka formats the three nodes' storage with one cluster id, in parallel.
 ha_format_kafka() {
 	local jars=$1 id n pids=() rc=0
@@ -263,7 +436,7 @@ ha_spawn() {
 			-Djava.awt.headless=true -Dlog4j2.configurationFile="$HA_STATE/log4j2.properties" \
 			-cp "$jars/*" kafka.Kafka "$conf" </dev/null >>"$log" 2>&1 &
 		;;
-	sentinel-*) nohup redis-server "$conf" --sentinel </dev/null >>"$log" 2>&1 & ;;
+	sentinel-* | tls-sentinel-*) nohup redis-server "$conf" --sentinel </dev/null >>"$log" 2>&1 & ;;
 	*) nohup redis-server "$conf" </dev/null >>"$log" 2>&1 & ;;
 	esac
 	echo $! >"$HA_STATE/$name.pid"
@@ -273,6 +446,7 @@ ha_spawn() {
 ha_listening() {
 	case $1 in
 	kafka-*) infra_port_busy "${HA_PORT[$1]}" ;;
+	tls-*) [[ $(ha_tls_cli "${HA_PORT[$1]}" PING) == PONG ]] ;;
 	*) [[ $(ha_redis_cli "${HA_PORT[$1]}" PING) == PONG ]] ;;
 	esac
 }
@@ -325,29 +499,35 @@ ha_wait_kafka_cluster() {
 # ha_kv FIELD: the value after the line FIELD in redis-cli's raw key/value output on stdin.
 ha_kv() { awk -v k="$1" 'prev == k { print; exit } { prev = $0 }'; }
 
+# The checks below take an optional PREFIX "tls-": then they check the TLS set.
 ha_replica_linked() {
-	[[ $(ha_redis_cli "${HA_PORT[redis-2]}" INFO replication) == *master_link_status:up* ]]
+	local p=${1:-} cli=ha_redis_cli
+	[[ -n $p ]] && cli=ha_tls_cli
+	[[ $($cli "${HA_PORT[${p}redis-2]}" INFO replication) == *master_link_status:up* ]]
 }
 
-# ha_sentinels_ready: every Sentinel names redis-1 as master and knows the replica and the two
-# other Sentinels.
+# ha_sentinels_ready [PREFIX]: every Sentinel names redis-1 as master and knows the replica and
+# the two other Sentinels.
 ha_sentinels_ready() {
-	local s out
+	local p=${1:-} cli=ha_redis_cli master=$HA_MASTER_NAME s out
+	[[ -n $p ]] && cli=ha_tls_cli master=$HA_TLS_MASTER_NAME
 	for s in "${HA_SENTINELS[@]}"; do
-		out=$(ha_redis_cli "${HA_PORT[$s]}" SENTINEL master "$HA_MASTER_NAME") || return 1
-		[[ $(ha_kv port <<<"$out") == "${HA_PORT[redis-1]}" ]] || return 1
+		s=$p$s
+		out=$($cli "${HA_PORT[$s]}" SENTINEL master "$master") || return 1
+		[[ $(ha_kv port <<<"$out") == "${HA_PORT[${p}redis-1]}" ]] || return 1
 		[[ $(ha_kv flags <<<"$out") == master ]] || return 1
 		[[ $(ha_kv num-slaves <<<"$out") == 1 ]] || return 1
 		[[ $(ha_kv num-other-sentinels <<<"$out") == 2 ]] || return 1
-		out=$(ha_redis_cli "${HA_PORT[$s]}" SENTINEL replicas "$HA_MASTER_NAME") || return 1
-		[[ $(ha_kv port <<<"$out") == "${HA_PORT[redis-2]}" ]] || return 1
+		out=$($cli "${HA_PORT[$s]}" SENTINEL replicas "$master") || return 1
+		[[ $(ha_kv port <<<"$out") == "${HA_PORT[${p}redis-2]}" ]] || return 1
 	done
 }
 
 ha_cluster_ok() {
-	local n
+	local p=${1:-} cli=ha_redis_cli n
+	[[ -n $p ]] && cli=ha_tls_cli
 	for n in "${HA_CLUSTER[@]}"; do
-		[[ $(ha_redis_cli "${HA_PORT[$n]}" CLUSTER INFO) == *cluster_state:ok* ]] || return 1
+		[[ $($cli "${HA_PORT[$p$n]}" CLUSTER INFO) == *cluster_state:ok* ]] || return 1
 	done
 }
 
@@ -369,6 +549,12 @@ ha_write_env() {
 		cluster+="${cluster:+,}$n=127.0.0.1:${HA_PORT[cluster-$n]}"
 	done
 	for n in 1 2; do redis_nodes+="${redis_nodes:+,}$n=127.0.0.1:${HA_PORT[redis-$n]}"; done
+	local tls_nodes='' tls_cluster='' tls_sentinels='' t=$HA_STATE/tls
+	for n in 1 2 3; do
+		tls_sentinels+="${tls_sentinels:+,}127.0.0.1:${HA_PORT[tls-sentinel-$n]}"
+		tls_cluster+="${tls_cluster:+,}$n=127.0.0.1:${HA_PORT[tls-cluster-$n]}"
+	done
+	for n in 1 2; do tls_nodes+="${tls_nodes:+,}$n=127.0.0.1:${HA_PORT[tls-redis-$n]}"; done
 	cat >"$HA_STATE/env" <<EOF
 export PROJECTOR_HA_KAFKA_SEEDS=$(ha_kafka_seeds)
 export PROJECTOR_HA_KAFKA_NODES=$kafka_nodes
@@ -376,6 +562,18 @@ export PROJECTOR_HA_REDIS_SENTINELS=$sentinels
 export PROJECTOR_HA_REDIS_MASTER_NAME=$HA_MASTER_NAME
 export PROJECTOR_HA_REDIS_NODES=$redis_nodes
 export PROJECTOR_HA_REDIS_CLUSTER=$cluster
+export PROJECTOR_HA_REDIS_TLS_ADDR=127.0.0.1:${HA_PORT[tls-redis-1]}
+export PROJECTOR_HA_REDIS_TLS_NODES=$tls_nodes
+export PROJECTOR_HA_REDIS_TLS_SENTINELS=$tls_sentinels
+export PROJECTOR_HA_REDIS_TLS_MASTER_NAME=$HA_TLS_MASTER_NAME
+export PROJECTOR_HA_REDIS_TLS_CLUSTER=$tls_cluster
+export PROJECTOR_HA_REDIS_TLS_CA_FILE=$t/ca.crt
+export PROJECTOR_HA_REDIS_TLS_CERT_FILE=$t/client.crt
+export PROJECTOR_HA_REDIS_TLS_KEY_FILE=$t/client.key
+export PROJECTOR_HA_REDIS_ACL_USER=projector
+export PROJECTOR_HA_REDIS_ACL_PASSWORD_FILE=$t/projector.password
+export PROJECTOR_HA_REDIS_SENTINEL_ACL_USER=projector-sentinel
+export PROJECTOR_HA_REDIS_SENTINEL_ACL_PASSWORD_FILE=$t/sentinel.password
 export PROJECTOR_HA_CTL=$INFRA_ROOT/scripts/ha.sh
 export PROJECTOR_HA_DIR=$HA_STATE
 EOF
@@ -388,6 +586,7 @@ ha_up() {
 	PROJECTOR_NO_JAEGER=1 infra_plan
 	[[ $INFRA_KAFKA_MODE == native && $INFRA_REDIS_MODE == native ]] ||
 		ha_die "the HA topology needs Java 17+, Maven (once) and redis-server on this machine"
+	command -v openssl >/dev/null 2>&1 || ha_die "the TLS Redis set needs openssl (Debian: apt-get install openssl)"
 	deadline=$((SECONDS + HA_TIMEOUT))
 	rm -f "$HA_STATE/env"
 	ha_pick_ports
@@ -397,15 +596,20 @@ ha_up() {
 	probe_pid=$!
 	ha_write_kafka_configs
 	ha_write_redis_configs
+	ha_make_tls
+	ha_write_tls_configs
 	ha_format_kafka "$jars"
 	ha_log "starting Kafka $INFRA_KAFKA_VERSION nodes 1..3 on 127.0.0.1:$(ha_kafka_seeds | sed 's/127.0.0.1://g') (controllers ${HA_PORT[kafka-1-controller]},${HA_PORT[kafka-2-controller]},${HA_PORT[kafka-3-controller]}), heap ${PROJECTOR_HA_KAFKA_HEAP:-384m} each"
 	for n in "${HA_KAFKA[@]}"; do ha_spawn "$n"; done
 	ha_log "starting Redis master :${HA_PORT[redis-1]}, replica :${HA_PORT[redis-2]}, cluster :${HA_PORT[cluster-1]},${HA_PORT[cluster-2]},${HA_PORT[cluster-3]}"
 	for n in "${HA_REDIS[@]}" "${HA_CLUSTER[@]}"; do ha_spawn "$n"; done
-	ha_wait_listening "$deadline" "${HA_REDIS[@]}" "${HA_CLUSTER[@]}"
+	ha_log "starting the TLS set: master :${HA_PORT[tls-redis-1]}, replica :${HA_PORT[tls-redis-2]}, cluster :${HA_PORT[tls-cluster-1]},${HA_PORT[tls-cluster-2]},${HA_PORT[tls-cluster-3]}"
+	for n in "${HA_TLS_REDIS[@]}" "${HA_TLS_CLUSTER[@]}"; do ha_spawn "$n"; done
+	ha_wait_listening "$deadline" "${HA_REDIS[@]}" "${HA_CLUSTER[@]}" "${HA_TLS_REDIS[@]}" "${HA_TLS_CLUSTER[@]}"
 	ha_wait_until "$deadline" "redis-2's master_link_status:up" ha_replica_linked
-	ha_log "starting Sentinels :${HA_PORT[sentinel-1]},${HA_PORT[sentinel-2]},${HA_PORT[sentinel-3]}"
-	for n in "${HA_SENTINELS[@]}"; do ha_spawn "$n"; done
+	ha_wait_until "$deadline" "tls-redis-2's master_link_status:up" ha_replica_linked tls-
+	ha_log "starting Sentinels :${HA_PORT[sentinel-1]},${HA_PORT[sentinel-2]},${HA_PORT[sentinel-3]}, TLS Sentinels :${HA_PORT[tls-sentinel-1]},${HA_PORT[tls-sentinel-2]},${HA_PORT[tls-sentinel-3]}"
+	for n in "${HA_SENTINELS[@]}" "${HA_TLS_SENTINELS[@]}"; do ha_spawn "$n"; done
 	local addrs=()
 	for n in "${HA_CLUSTER[@]}"; do addrs+=("127.0.0.1:${HA_PORT[$n]}"); done
 	if ! timeout 60 redis-cli --cluster create "${addrs[@]}" --cluster-replicas 0 --cluster-yes \
@@ -413,9 +617,18 @@ ha_up() {
 		infra_show_log_tail "$HA_STATE/cluster-create.log"
 		ha_die "redis-cli --cluster create failed"
 	fi
-	ha_wait_listening "$deadline" "${HA_SENTINELS[@]}"
+	addrs=()
+	for n in "${HA_TLS_CLUSTER[@]}"; do addrs+=("127.0.0.1:${HA_PORT[$n]}"); done
+	if ! ha_tls_redis_cli 60 --cluster create "${addrs[@]}" --cluster-replicas 0 --cluster-yes \
+		>"$HA_STATE/tls-cluster-create.log" 2>&1; then
+		infra_show_log_tail "$HA_STATE/tls-cluster-create.log"
+		ha_die "redis-cli --cluster create failed for the TLS cluster"
+	fi
+	ha_wait_listening "$deadline" "${HA_SENTINELS[@]}" "${HA_TLS_SENTINELS[@]}"
 	ha_wait_until "$deadline" "cluster_state:ok on every Redis Cluster node" ha_cluster_ok
+	ha_wait_until "$deadline" "cluster_state:ok on every TLS Redis Cluster node" ha_cluster_ok tls-
 	ha_wait_until "$deadline" "Sentinels knowing master, replica and each other" ha_sentinels_ready
+	ha_wait_until "$deadline" "TLS Sentinels knowing master, replica and each other" ha_sentinels_ready tls-
 	ha_log "Redis ready after $((SECONDS - start))s"
 	wait "$probe_pid" || ha_die "building internal/testenv/cmd/kafkaready failed"
 	ha_wait_listening "$deadline" "${HA_KAFKA[@]}"
@@ -482,6 +695,7 @@ ha_down() {
 	local n
 	ha_stop "${HA_SERVERS[@]}"
 	for n in "${HA_SERVERS[@]}"; do rm -rf "${HA_STATE:?}/$n"; done
+	rm -rf "${HA_STATE:?}/tls"
 	rm -f "$HA_STATE/env" "$HA_STATE/ports" "$HA_STATE/kafkaready" "$HA_STATE/kafka.jars" \
 		"$HA_STATE/kafka.cluster-id" "$HA_STATE/log4j2.properties"
 }
