@@ -1,16 +1,19 @@
 package kafkastore
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"strings"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sasl/oauth"
 	"github.com/twmb/franz-go/pkg/sasl/plain"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
 	"go.opentelemetry.io/otel"
@@ -177,10 +180,17 @@ func (c Config) Validate() error {
 // Security describes how to authenticate to and encrypt the connection to
 // Kafka.
 type Security struct {
-	// SASLMechanism is "", "PLAIN", "SCRAM-SHA-256" or "SCRAM-SHA-512".
+	// SASLMechanism is "", "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"
+	// (with Username and Password) or "OAUTHBEARER" (with OAuthTokenFile).
 	SASLMechanism string
 	Username      string
 	Password      string
+	// OAuthTokenFile holds the bearer token for SASL OAUTHBEARER. It is
+	// read again on every authentication and re-authentication (brokers
+	// with connections.max.reauth.ms, or a token's expiry, ask for one),
+	// so whatever rotates it (a projected service-account token, a
+	// sidecar) is picked up without a restart. See [OAuthTokenFile].
+	OAuthTokenFile string
 
 	// TLS enables TLS with the system roots, or CAFile's when set.
 	TLS      bool
@@ -205,11 +215,29 @@ func (s Security) Opts() ([]kgo.Opt, error) {
 		opts = append(opts, kgo.SASL(scram.Auth{User: s.Username, Pass: s.Password}.AsSha256Mechanism()))
 	case "SCRAM-SHA-512":
 		opts = append(opts, kgo.SASL(scram.Auth{User: s.Username, Pass: s.Password}.AsSha512Mechanism()))
+	case "OAUTHBEARER":
+		switch {
+		case s.OAuthTokenFile == "":
+			errs = append(errs, errors.New("kafkastore: SASL OAUTHBEARER needs OAuthTokenFile"))
+		case s.Username != "" || s.Password != "":
+			errs = append(errs, errors.New("kafkastore: SASL OAUTHBEARER takes its token from OAuthTokenFile, not a username or password"))
+		default:
+			// Fail fast on a file that cannot be read now; later reads
+			// happen at each (re-)authentication.
+			if _, err := readTokenFile(s.OAuthTokenFile); err != nil {
+				errs = append(errs, err)
+			} else {
+				opts = append(opts, kgo.SASL(oauth.Oauth(OAuthTokenFile(s.OAuthTokenFile))))
+			}
+		}
 	default:
-		errs = append(errs, fmt.Errorf("kafkastore: SASL mechanism %q is not one of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512", s.SASLMechanism))
+		errs = append(errs, fmt.Errorf("kafkastore: SASL mechanism %q is not one of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER", s.SASLMechanism))
 	}
-	if s.SASLMechanism != "" && s.Username == "" {
+	if s.SASLMechanism != "" && !strings.EqualFold(s.SASLMechanism, "OAUTHBEARER") && s.Username == "" {
 		errs = append(errs, fmt.Errorf("kafkastore: SASL %s needs a username", s.SASLMechanism))
+	}
+	if s.OAuthTokenFile != "" && !strings.EqualFold(s.SASLMechanism, "OAUTHBEARER") {
+		errs = append(errs, fmt.Errorf("kafkastore: OAuthTokenFile is for SASL OAUTHBEARER, not %q", s.SASLMechanism))
 	}
 	if s.TLS || s.TLSConfig != nil || s.CAFile != "" || s.CertFile != "" {
 		cfg, err := s.tlsConfig()
@@ -249,4 +277,45 @@ func (s Security) tlsConfig() (*tls.Config, error) {
 		cfg.Certificates = []tls.Certificate{cert}
 	}
 	return cfg, nil
+}
+
+// OAuthTokenFile returns the token callback of franz-go's OAUTHBEARER
+// mechanism (oauth.Oauth) that reads the bearer token from path on every
+// call, that is on every authentication and re-authentication of every
+// broker connection, trimming surrounding white space. A file that cannot
+// be read or holds only white space is an error naming the file; the
+// token itself never appears in an error.
+func OAuthTokenFile(path string) func(context.Context) (oauth.Auth, error) {
+	return func(context.Context) (oauth.Auth, error) {
+		tok, err := readTokenFile(path)
+		if err != nil {
+			return oauth.Auth{}, err
+		}
+		return oauth.Auth{Token: tok}, nil
+	}
+}
+
+// maxTokenFile bounds what readTokenFile reads: JWTs are a few KiB.
+const maxTokenFile = 1 << 20
+
+func readTokenFile(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		// An *fs.PathError: the operation, the path and the cause.
+		return "", fmt.Errorf("kafkastore: OAUTHBEARER token file: %w", err)
+	}
+	defer f.Close()
+	b := make([]byte, maxTokenFile+1)
+	n, err := io.ReadFull(f, b)
+	switch {
+	case err == nil:
+		return "", fmt.Errorf("kafkastore: OAUTHBEARER token file %s is larger than %d bytes", path, maxTokenFile)
+	case !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF):
+		return "", fmt.Errorf("kafkastore: OAUTHBEARER token file: %w", err)
+	}
+	tok := strings.TrimSpace(string(b[:n]))
+	if tok == "" {
+		return "", fmt.Errorf("kafkastore: OAUTHBEARER token file %s is empty", path)
+	}
+	return tok, nil
 }

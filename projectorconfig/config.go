@@ -16,11 +16,14 @@ type Config struct {
 	// name (see ConsumerGroup).
 	Group string
 
-	// KafkaSASLMechanism is "", PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512
-	// (upper case).
+	// KafkaSASLMechanism is "", PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or
+	// OAUTHBEARER (upper case).
 	KafkaSASLMechanism string
 	KafkaUsername      string
 	KafkaPassword      string
+	// KafkaOAuthTokenFile is the OAUTHBEARER token's file (only with
+	// that mechanism).
+	KafkaOAuthTokenFile string
 	// KafkaTLS is true when PROJECTOR_KAFKA_TLS says so or a CA file is
 	// given.
 	KafkaTLS            bool
@@ -34,7 +37,11 @@ type Config struct {
 	// Sentinels (RedisSentinelMaster), else one server.
 	RedisAddrs          []string
 	RedisSentinelMaster string
-	RedisCluster        bool
+	// RedisSentinelUsername and RedisSentinelPassword authenticate to the
+	// Sentinels; RedisUsername and RedisPassword to the master.
+	RedisSentinelUsername string
+	RedisSentinelPassword string
+	RedisCluster          bool
 	// RedisTLS is true when PROJECTOR_REDIS_TLS says so or a CA file or
 	// client certificate is given.
 	RedisTLS          bool
@@ -78,6 +85,7 @@ func (s *Set) Config() (Config, error) {
 	str(Group, &c.Group)
 	str(KafkaUsername, &c.KafkaUsername)
 	str(KafkaPassword, &c.KafkaPassword)
+	str(KafkaOAuthTokenFile, &c.KafkaOAuthTokenFile)
 	str(KafkaTLSCAFile, &c.KafkaTLSCAFile)
 	str(RedisURL, &c.RedisURL)
 	str(RedisUsername, &c.RedisUsername)
@@ -86,6 +94,8 @@ func (s *Set) Config() (Config, error) {
 	str(RedisTLSCertFile, &c.RedisTLSCertFile)
 	str(RedisTLSKeyFile, &c.RedisTLSKeyFile)
 	str(RedisSentinelMaster, &c.RedisSentinelMaster)
+	str(RedisSentinelUsername, &c.RedisSentinelUsername)
+	str(RedisSentinelPassword, &c.RedisSentinelPassword)
 	str(KafkaTLSCertFile, &c.KafkaTLSCertFile)
 	str(KafkaTLSKeyFile, &c.KafkaTLSKeyFile)
 	str(RedisNamespace, &c.RedisNamespace)
@@ -118,6 +128,9 @@ func (s *Set) Config() (Config, error) {
 	case (c.RedisCluster || c.RedisSentinelMaster != "") && len(c.RedisAddrs) == 0:
 		errs = append(errs, errors.New("-redis-cluster and -redis-sentinel-master need -redis-addrs (PROJECTOR_REDIS_ADDRS)"))
 	}
+	if (c.RedisSentinelUsername != "" || c.RedisSentinelPassword != "") && c.RedisSentinelMaster == "" {
+		errs = append(errs, errors.New("-redis-sentinel-username and -redis-sentinel-password need -redis-sentinel-master"))
+	}
 	if (c.RedisTLSCertFile == "") != (c.RedisTLSKeyFile == "") {
 		errs = append(errs, errors.New("-redis-tls-cert and -redis-tls-key go together"))
 	}
@@ -127,13 +140,25 @@ func (s *Set) Config() (Config, error) {
 	if s.Has(KafkaSASLMechanism) {
 		c.KafkaSASLMechanism = strings.ToUpper(s.String(KafkaSASLMechanism))
 		switch c.KafkaSASLMechanism {
-		case "", "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512":
+		case "", "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER":
 		default:
-			errs = append(errs, s.Invalid(KafkaSASLMechanism, "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512"))
+			errs = append(errs, s.Invalid(KafkaSASLMechanism, "PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER"))
 		}
-		if c.KafkaSASLMechanism != "" && (c.KafkaUsername == "" || c.KafkaPassword == "") {
+		switch {
+		case c.KafkaSASLMechanism == "OAUTHBEARER":
+			if c.KafkaOAuthTokenFile == "" {
+				errs = append(errs, errors.New("-kafka-sasl-mechanism OAUTHBEARER needs -kafka-oauth-token-file (PROJECTOR_KAFKA_OAUTH_TOKEN_FILE)"))
+			}
+			if c.KafkaUsername != "" || c.KafkaPassword != "" {
+				errs = append(errs, errors.New("-kafka-sasl-mechanism OAUTHBEARER takes its token from -kafka-oauth-token-file: "+
+					"drop -kafka-username and PROJECTOR_KAFKA_PASSWORD"))
+			}
+		case c.KafkaSASLMechanism != "" && (c.KafkaUsername == "" || c.KafkaPassword == ""):
 			errs = append(errs, errors.New("-kafka-sasl-mechanism "+c.KafkaSASLMechanism+" needs -kafka-username and PROJECTOR_KAFKA_PASSWORD"))
 		}
+	}
+	if c.KafkaOAuthTokenFile != "" && c.KafkaSASLMechanism != "OAUTHBEARER" {
+		errs = append(errs, errors.New("-kafka-oauth-token-file (PROJECTOR_KAFKA_OAUTH_TOKEN_FILE) is only for -kafka-sasl-mechanism OAUTHBEARER"))
 	}
 	if s.Has(KafkaTLS) {
 		var err error

@@ -283,3 +283,30 @@ func TestTable(t *testing.T) {
 		NewSet(Topic, Var{Env: "PROJECTOR_OTHER", Flag: "topic", Help: "x"})
 	}()
 }
+
+// The Sentinels' own credentials reach Config, their password stays out
+// of -h and of errors, and they make sense only with a master name.
+func TestSentinelCredentials(t *testing.T) {
+	const pw = "s3ntinel-secret"
+	s := newSet(env{"PROJECTOR_REDIS_ADDRS": "s1:26379,s2:26379", "PROJECTOR_REDIS_SENTINEL_MASTER": "m",
+		"PROJECTOR_REDIS_SENTINEL_USERNAME": "watcher", "PROJECTOR_REDIS_SENTINEL_PASSWORD": pw})
+	fs := flag.NewFlagSet("test", flag.ContinueOnError)
+	var help bytes.Buffer
+	fs.SetOutput(&help)
+	s.Bind(fs)
+	if fs.Lookup("redis-sentinel-password") != nil || fs.Lookup("redis-sentinel-username") == nil {
+		t.Error("Bind: want -redis-sentinel-username and no password flag")
+	}
+	fs.PrintDefaults()
+	if strings.Contains(help.String(), pw) {
+		t.Errorf("help shows the Sentinel password:\n%s", help.String())
+	}
+	c, err := s.Config()
+	if err != nil || c.RedisSentinelUsername != "watcher" || c.RedisSentinelPassword != pw {
+		t.Errorf("Config = %q %q, %v", c.RedisSentinelUsername, c.RedisSentinelPassword, err)
+	}
+	s = newSet(env{"PROJECTOR_REDIS_ADDRS": "r:6379", "PROJECTOR_REDIS_SENTINEL_PASSWORD": pw})
+	if _, err := s.Config(); err == nil || !strings.Contains(err.Error(), "need -redis-sentinel-master") || strings.Contains(err.Error(), pw) {
+		t.Errorf("Sentinel password without a master name: %v", err)
+	}
+}

@@ -51,11 +51,13 @@ var (
 	Group = Var{Env: "PROJECTOR_GROUP", Flag: "group",
 		Help: "consumer group; default: the projection's name"}
 	KafkaSASLMechanism = Var{Env: "PROJECTOR_KAFKA_SASL_MECHANISM", Flag: "kafka-sasl-mechanism",
-		Help: "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512; needs -kafka-username and PROJECTOR_KAFKA_PASSWORD"}
+		Help: "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (needs -kafka-username and PROJECTOR_KAFKA_PASSWORD), or OAUTHBEARER (needs -kafka-oauth-token-file)"}
 	KafkaUsername = Var{Env: "PROJECTOR_KAFKA_USERNAME", Flag: "kafka-username",
 		Help: "Kafka SASL user"}
 	KafkaPassword = Var{Env: "PROJECTOR_KAFKA_PASSWORD", Flag: "kafka-password", Secret: true,
 		Help: "Kafka SASL password; prefer the variable, a flag shows in the process list"}
+	KafkaOAuthTokenFile = Var{Env: "PROJECTOR_KAFKA_OAUTH_TOKEN_FILE", Flag: "kafka-oauth-token-file",
+		Help: "file holding the bearer token for -kafka-sasl-mechanism OAUTHBEARER, read again at every (re-)authentication so that a rotated token is picked up"}
 	KafkaTLS = Var{Env: "PROJECTOR_KAFKA_TLS", Flag: "kafka-tls", Kind: Bool, Default: "false",
 		Help: "connect to Kafka with TLS (true/false, yes/no, on/off, 1/0)"}
 	KafkaTLSCAFile = Var{Env: "PROJECTOR_KAFKA_TLS_CA_FILE", Flag: "kafka-tls-ca",
@@ -73,6 +75,10 @@ var (
 		Help: "Redis host:port addresses instead of a URL: the seeds of a Redis Cluster (with -redis-cluster), or the Sentinels (with -redis-sentinel-master)"}
 	RedisSentinelMaster = Var{Env: "PROJECTOR_REDIS_SENTINEL_MASTER", Flag: "redis-sentinel-master",
 		Help: "the master name the Sentinels of -redis-addrs monitor: connect through Sentinel and follow failovers"}
+	RedisSentinelUsername = Var{Env: "PROJECTOR_REDIS_SENTINEL_USERNAME", Flag: "redis-sentinel-username",
+		Help: "ACL user for the Sentinels themselves, when they require one (-redis-username is for the master)"}
+	RedisSentinelPassword = Var{Env: "PROJECTOR_REDIS_SENTINEL_PASSWORD", Flag: "redis-sentinel-password", Secret: true,
+		Help: "password for the Sentinels themselves (their requirepass or the -redis-sentinel-username user's); prefer the variable"}
 	RedisCluster = Var{Env: "PROJECTOR_REDIS_CLUSTER", Flag: "redis-cluster", Kind: Bool, Default: "false",
 		Help: "-redis-addrs are the seeds of a Redis Cluster"}
 	RedisTLS = Var{Env: "PROJECTOR_REDIS_TLS", Flag: "redis-tls", Kind: Bool, Default: "false",
@@ -107,9 +113,9 @@ var (
 // Connection returns the settings of every program that reaches a
 // projection's Kafka and Redis: workers and projectorctl.
 func Connection() []Var {
-	return []Var{KafkaBrokers, Topic, Group, KafkaSASLMechanism, KafkaUsername, KafkaPassword, KafkaTLS, KafkaTLSCAFile,
+	return []Var{KafkaBrokers, Topic, Group, KafkaSASLMechanism, KafkaUsername, KafkaPassword, KafkaOAuthTokenFile, KafkaTLS, KafkaTLSCAFile,
 		KafkaTLSCertFile, KafkaTLSKeyFile,
-		RedisURL, RedisAddrs, RedisSentinelMaster, RedisCluster, RedisUsername, RedisPassword, RedisTLS, RedisTLSCAFile,
+		RedisURL, RedisAddrs, RedisSentinelMaster, RedisSentinelUsername, RedisSentinelPassword, RedisCluster, RedisUsername, RedisPassword, RedisTLS, RedisTLSCAFile,
 		RedisTLSCertFile, RedisTLSKeyFile, RedisNamespace, RedisWaitReplicas}
 }
 

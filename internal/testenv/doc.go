@@ -18,7 +18,11 @@
 // file of the throw-away CA that signed its certificate come in PROJECTOR_KAFKA_SASL_SSL_SEEDS,
 // PROJECTOR_KAFKA_SCRAM_USER, PROJECTOR_KAFKA_SCRAM_PASSWORD and PROJECTOR_KAFKA_CA_FILE, and
 // reach tests as [KafkaEnv.Secure] ([SecureListener]); Secure is nil for containers, kfake and
-// an environment without those variables.
+// an environment without those variables. Likewise an SSL listener that requires a client
+// certificate signed by the same CA (PROJECTOR_KAFKA_MTLS_SEEDS, PROJECTOR_KAFKA_CLIENT_CERT_FILE,
+// PROJECTOR_KAFKA_CLIENT_KEY_FILE: [KafkaEnv.MTLS]) and a SASL_SSL listener with OAUTHBEARER and
+// Kafka's unsecured JWT validator, whose sessions last PROJECTOR_KAFKA_OAUTH_REAUTH_MS at most
+// (PROJECTOR_KAFKA_OAUTH_SEEDS: [KafkaEnv.OAuth], tokens from [UnsecuredJWT]).
 //
 // With PROJECTOR_REQUIRE_REAL=1 (the test command and CI set it) or CI=true, step 3 is a test
 // failure that says how to run scripts/test.sh, not a silent downgrade.

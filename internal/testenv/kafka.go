@@ -2,9 +2,11 @@ package testenv
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -32,6 +34,72 @@ type KafkaEnv struct {
 	// Only the env source fills it: scripts/test.sh and scripts/infra.sh start the broker with
 	// one. Containers and kfake have none.
 	Secure *SecureListener
+	// MTLS is the cluster's SSL listener that requires a client certificate, or nil; OAuth
+	// its SASL_SSL listener with OAUTHBEARER, or nil. Only the env source fills them.
+	MTLS  *MTLSListener
+	OAuth *OAuthListener
+}
+
+// MTLSListener is an SSL listener of the same cluster with ssl.client.auth=required: TLS
+// with a certificate signed by the CA in CAFile, and the client certificate in CertFile and
+// KeyFile (signed by the same CA, CN=projector-client).
+type MTLSListener struct {
+	Seeds                     []string
+	CAFile, CertFile, KeyFile string
+}
+
+// OAuthListener is a SASL_SSL listener of the same cluster with OAUTHBEARER and Kafka's
+// unsecured JWT validator: any {"alg":"none"} token with sub, iat and exp is accepted until
+// its exp (see UnsecuredJWT). Sessions last at most Reauth (connections.max.reauth.ms), so
+// clients re-authenticate at least that often.
+type OAuthListener struct {
+	Seeds  []string
+	CAFile string
+	Reauth time.Duration
+}
+
+// UnsecuredJWT returns an unsecured JWT (header {"alg":"none"}, base64url, empty signature)
+// for sub, issued now and expiring at exp, as Kafka's unsecured validator accepts it.
+func UnsecuredJWT(sub string, exp time.Time) string {
+	enc := base64.RawURLEncoding
+	claims := fmt.Sprintf(`{"sub":%q,"iat":%d,"exp":%d}`, sub, time.Now().Unix(), exp.Unix())
+	return enc.EncodeToString([]byte(`{"alg":"none"}`)) + "." + enc.EncodeToString([]byte(claims)) + "."
+}
+
+// authListenersFromEnv reads the mTLS and OAUTHBEARER listeners from the environment: nil
+// when their seeds are unset, an error when the seeds are set but the rest is incomplete.
+func authListenersFromEnv() (*MTLSListener, *OAuthListener, error) {
+	var m *MTLSListener
+	var o *OAuthListener
+	ca := os.Getenv(EnvKafkaCAFile)
+	if seeds := os.Getenv(EnvKafkaMTLSSeeds); seeds != "" {
+		m = &MTLSListener{Seeds: strings.Split(seeds, ","), CAFile: ca,
+			CertFile: os.Getenv(EnvKafkaClientCertFile), KeyFile: os.Getenv(EnvKafkaClientKeyFile)}
+		for _, f := range []struct{ name, val string }{
+			{EnvKafkaCAFile, m.CAFile}, {EnvKafkaClientCertFile, m.CertFile}, {EnvKafkaClientKeyFile, m.KeyFile},
+		} {
+			if f.val == "" {
+				return nil, nil, fmt.Errorf("%s is set but %s is not", EnvKafkaMTLSSeeds, f.name)
+			}
+			if _, err := os.Stat(f.val); err != nil {
+				return nil, nil, fmt.Errorf("%s: %w", f.name, err)
+			}
+		}
+	}
+	if seeds := os.Getenv(EnvKafkaOAuthSeeds); seeds != "" {
+		if ca == "" {
+			return nil, nil, fmt.Errorf("%s is set but %s is not", EnvKafkaOAuthSeeds, EnvKafkaCAFile)
+		}
+		o = &OAuthListener{Seeds: strings.Split(seeds, ","), CAFile: ca, Reauth: 10 * time.Second}
+		if v := os.Getenv(EnvKafkaOAuthReauthMS); v != "" {
+			ms, err := strconv.Atoi(v)
+			if err != nil || ms <= 0 {
+				return nil, nil, fmt.Errorf("%s=%q is not a positive number of milliseconds", EnvKafkaOAuthReauthMS, v)
+			}
+			o.Reauth = time.Duration(ms) * time.Millisecond
+		}
+	}
+	return m, o, nil
 }
 
 // SecureListener is a SASL_SSL listener of the same cluster: TLS with a certificate signed by
@@ -100,6 +168,16 @@ func Kafka(t testing.TB) *KafkaEnv {
 		secure.Seeds = append([]string(nil), kafkaEnv.Secure.Seeds...)
 		env.Secure = &secure
 	}
+	if kafkaEnv.MTLS != nil {
+		m := *kafkaEnv.MTLS
+		m.Seeds = append([]string(nil), m.Seeds...)
+		env.MTLS = &m
+	}
+	if kafkaEnv.OAuth != nil {
+		o := *kafkaEnv.OAuth
+		o.Seeds = append([]string(nil), o.Seeds...)
+		env.OAuth = &o
+	}
 	return &env
 }
 
@@ -114,6 +192,9 @@ func findKafka() (KafkaEnv, error) {
 			return KafkaEnv{}, err
 		}
 		env.Secure = secure
+		if env.MTLS, env.OAuth, err = authListenersFromEnv(); err != nil {
+			return KafkaEnv{}, err
+		}
 		wait, cancelWait := context.WithTimeout(ctx, 30*time.Second)
 		defer cancelWait()
 		info, err := kafkaprobe.Wait(wait, env.Seeds)

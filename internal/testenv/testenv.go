@@ -38,6 +38,16 @@ const (
 	EnvKafkaSCRAMUser     = "PROJECTOR_KAFKA_SCRAM_USER"
 	EnvKafkaSCRAMPassword = "PROJECTOR_KAFKA_SCRAM_PASSWORD"
 	EnvKafkaCAFile        = "PROJECTOR_KAFKA_CA_FILE"
+
+	// The real broker's SSL listener that requires a client certificate (mutual TLS), see
+	// KafkaEnv.MTLS; its certificate is signed by the CA of EnvKafkaCAFile.
+	EnvKafkaMTLSSeeds      = "PROJECTOR_KAFKA_MTLS_SEEDS"
+	EnvKafkaClientCertFile = "PROJECTOR_KAFKA_CLIENT_CERT_FILE"
+	EnvKafkaClientKeyFile  = "PROJECTOR_KAFKA_CLIENT_KEY_FILE"
+	// The real broker's SASL_SSL listener with OAUTHBEARER (unsecured JWTs) and its
+	// connections.max.reauth.ms, see KafkaEnv.OAuth.
+	EnvKafkaOAuthSeeds    = "PROJECTOR_KAFKA_OAUTH_SEEDS"
+	EnvKafkaOAuthReauthMS = "PROJECTOR_KAFKA_OAUTH_REAUTH_MS"
 )
 
 const howToRunReal = "run the tests with scripts/test.sh (starts a real Kafka and Redis; needs Java 17+ and Maven, " +

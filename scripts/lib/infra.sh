@@ -7,8 +7,10 @@
 #
 # State directory layout (INFRA_STATE):
 #   kafka.pid kafka.log kafka/server.properties kafka/log4j2.properties kafka/data/
-#   kafka/tls/     throw-away CA (ca.pem, ca.key) and broker key+chain (broker-keystore.pem)
-#                  for the SASL_SSL listener
+#   kafka/tls/     throw-away CA (ca.pem, ca.key), broker key+chain (broker-keystore.pem) for
+#                  the SASL_SSL, SSL and OAUTH listeners, a client certificate and key
+#                  (client.pem, client.key, CN=projector-client) for the SSL (mTLS) listener, and
+#                  the unsecured JWT the readiness probe sends to the OAUTH listener (probe.jwt)
 #   redis.pid redis.log redis/
 #   jaeger.pid jaeger.log jaeger/config.yaml jaeger-build.log
 #   env            the export lines for the running servers
@@ -21,6 +23,9 @@
 #   PROJECTOR_KAFKA_PORT           client port; a busy explicit port is an error,
 #   PROJECTOR_KAFKA_CONTROLLER_PORT   otherwise the first free port from a default is used
 #   PROJECTOR_KAFKA_SASL_SSL_PORT  SASL_SSL (SCRAM-SHA-256/512 over TLS) client port
+#   PROJECTOR_KAFKA_MTLS_PORT      SSL client port that requires a client certificate (mTLS)
+#   PROJECTOR_KAFKA_OAUTH_PORT     SASL_SSL client port with OAUTHBEARER (unsecured JWTs)
+#   PROJECTOR_KAFKA_OAUTH_REAUTH_MS  connections.max.reauth.ms of the OAUTHBEARER port (10000)
 #   PROJECTOR_REDIS_PORT
 #   PROJECTOR_JAEGER_OTLP_GRPC_PORT, PROJECTOR_JAEGER_OTLP_HTTP_PORT,
 #   PROJECTOR_JAEGER_QUERY_PORT (HTTP API and UI), PROJECTOR_JAEGER_QUERY_GRPC_PORT
@@ -33,11 +38,21 @@
 #                                  (default $XDG_CACHE_HOME/projector)
 #   PROJECTOR_NO_INSTALL=1         never call apt-get; fail with a message instead
 #
-# The broker has two client listeners: PLAINTEXT (PROJECTOR_KAFKA_SEEDS) and SASL_SSL with
-# SCRAM-SHA-256 and SCRAM-SHA-512 over TLS (PROJECTOR_KAFKA_SASL_SSL_SEEDS), whose certificate
-# is signed by a CA made for this run (PROJECTOR_KAFKA_CA_FILE) and whose one SCRAM user
-# (PROJECTOR_KAFKA_SCRAM_USER / _PASSWORD, random password) is created when storage is
-# formatted. Inter-broker and controller traffic stay PLAINTEXT.
+# The broker has four client listeners:
+#   PLAINTEXT (PROJECTOR_KAFKA_SEEDS);
+#   SASL_SSL with SCRAM-SHA-256 and SCRAM-SHA-512 over TLS (PROJECTOR_KAFKA_SASL_SSL_SEEDS),
+#     whose one SCRAM user (PROJECTOR_KAFKA_SCRAM_USER / _PASSWORD, random password) is
+#     created when storage is formatted;
+#   SSL with ssl.client.auth=required, mutual TLS (PROJECTOR_KAFKA_MTLS_SEEDS): clients show a
+#     certificate signed by the same CA (PROJECTOR_KAFKA_CLIENT_CERT_FILE / _KEY_FILE);
+#   SASL_SSL with OAUTHBEARER (PROJECTOR_KAFKA_OAUTH_SEEDS), named OAUTH: Kafka's built-in
+#     unsecured JWT validator (no callback handler is configured), so any {"alg":"none"} token
+#     with sub, iat and exp is accepted until its exp. connections.max.reauth.ms is
+#     PROJECTOR_KAFKA_OAUTH_REAUTH_MS, so clients must re-authenticate, with a fresh token,
+#     that often. SASL_SSL rather than SASL_PLAINTEXT: a bearer token must never cross a wire
+#     in clear, and token + TLS with a private CA is what deployments combine.
+# Every TLS listener's certificate is signed by a CA made for this run (PROJECTOR_KAFKA_CA_FILE).
+# Inter-broker and controller traffic stay PLAINTEXT.
 #
 # Jaeger is github.com/jaegertracing/jaeger/cmd/jaeger at the version pinned in
 # tools/jaeger/go.mod, built once into $PROJECTOR_CACHE_DIR/jaeger-<version>/ (minutes cold). Every listener
@@ -253,22 +268,41 @@ infra_kafka_tls() {
 			printf '%s\n' basicConstraints=critical,CA:FALSE keyUsage=critical,digitalSignature \
 				extendedKeyUsage=serverAuth subjectAltName=IP:127.0.0.1,DNS:localhost >"$dir/broker.ext" &&
 			openssl x509 -req -in "$dir/broker.csr" -CA "$dir/ca.pem" -CAkey "$dir/ca.key" \
-				-set_serial "0x$(openssl rand -hex 12)" -days 7 -extfile "$dir/broker.ext" -out "$dir/broker.pem"
+				-set_serial "0x$(openssl rand -hex 12)" -days 7 -extfile "$dir/broker.ext" -out "$dir/broker.pem" &&
+			openssl req "${ec[@]}" -keyout "$dir/client.key" -out "$dir/client.csr" -subj /CN=projector-client &&
+			printf '%s\n' basicConstraints=critical,CA:FALSE keyUsage=critical,digitalSignature \
+				extendedKeyUsage=clientAuth >"$dir/client.ext" &&
+			openssl x509 -req -in "$dir/client.csr" -CA "$dir/ca.pem" -CAkey "$dir/ca.key" \
+				-set_serial "0x$(openssl rand -hex 12)" -days 7 -extfile "$dir/client.ext" -out "$dir/client.pem"
 	} >"$dir/openssl.log" 2>&1 || {
 		infra_show_log_tail "$dir/openssl.log"
-		infra_die "openssl could not make the CA and broker certificate for the SASL_SSL listener"
+		infra_die "openssl could not make the CA, broker and client certificates for the TLS listeners"
 	}
 	# Key first, then the chain (leaf, CA).
 	cat "$dir/broker.key" "$dir/broker.pem" "$dir/ca.pem" >"$dir/broker-keystore.pem"
+	(umask 077 && infra_unsecured_jwt projector-probe 604800 >"$dir/probe.jwt")
 	chmod 600 "$dir"/*.key "$dir/broker-keystore.pem"
+}
+
+# infra_unsecured_jwt SUB SECONDS: prints an unsecured JWT ({"alg":"none"}: base64url header,
+# base64url claims, empty signature) for SUB, valid for SECONDS, as Kafka's
+# OAuthBearerUnsecuredValidatorCallbackHandler accepts it.
+infra_unsecured_jwt() {
+	local now header claims
+	now=$(date +%s)
+	header=$(printf '{"alg":"none"}' | base64 -w0 | tr '+/' '-_' | tr -d '=')
+	claims=$(printf '{"sub":"%s","iat":%d,"exp":%d}' "$1" "$now" "$((now + $2))" | base64 -w0 | tr '+/' '-_' | tr -d '=')
+	printf '%s.%s.\n' "$header" "$claims"
 }
 
 infra_kafka_write_config() {
 	local dir=$INFRA_STATE/kafka
 	mkdir -p "$dir/data"
-	INFRA_KAFKA_LISTENERS="PLAINTEXT://127.0.0.1:$INFRA_KAFKA_PORT,CONTROLLER://127.0.0.1:$INFRA_KAFKA_CONTROLLER_PORT,SASL_SSL://127.0.0.1:$INFRA_KAFKA_SASL_SSL_PORT"
-	INFRA_KAFKA_ADVERTISED="PLAINTEXT://127.0.0.1:$INFRA_KAFKA_PORT,SASL_SSL://127.0.0.1:$INFRA_KAFKA_SASL_SSL_PORT"
-	INFRA_KAFKA_PROTOCOL_MAP="CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL"
+	local clients="PLAINTEXT://127.0.0.1:$INFRA_KAFKA_PORT,SASL_SSL://127.0.0.1:$INFRA_KAFKA_SASL_SSL_PORT"
+	clients+=",SSL://127.0.0.1:$INFRA_KAFKA_MTLS_PORT,OAUTH://127.0.0.1:$INFRA_KAFKA_OAUTH_PORT"
+	INFRA_KAFKA_LISTENERS="$clients,CONTROLLER://127.0.0.1:$INFRA_KAFKA_CONTROLLER_PORT"
+	INFRA_KAFKA_ADVERTISED=$clients
+	INFRA_KAFKA_PROTOCOL_MAP="CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL,SSL:SSL,OAUTH:SASL_SSL"
 	cat >"$dir/server.properties" <<EOF
 process.roles=broker,controller
 node.id=1
@@ -297,6 +331,22 @@ listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.se
 listener.name.sasl_ssl.ssl.keystore.type=PEM
 listener.name.sasl_ssl.ssl.keystore.location=$dir/tls/broker-keystore.pem
 listener.name.sasl_ssl.ssl.client.auth=none
+# SSL: mutual TLS, a client certificate signed by the CA is required.
+listener.name.ssl.ssl.keystore.type=PEM
+listener.name.ssl.ssl.keystore.location=$dir/tls/broker-keystore.pem
+listener.name.ssl.ssl.truststore.type=PEM
+listener.name.ssl.ssl.truststore.location=$dir/tls/ca.pem
+listener.name.ssl.ssl.client.auth=required
+# OAUTH: SASL_SSL with OAUTHBEARER. No sasl.server.callback.handler.class, so the broker
+# validates with OAuthBearerUnsecuredValidatorCallbackHandler (unsecured JWTs; checks exp); the
+# login option is the broker's own token, unused (inter-broker traffic is PLAINTEXT). A
+# session lasts until the token's exp or connections.max.reauth.ms, whichever is first.
+listener.name.oauth.sasl.enabled.mechanisms=OAUTHBEARER
+listener.name.oauth.oauthbearer.sasl.jaas.config=org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required unsecuredLoginStringClaim_sub="broker";
+listener.name.oauth.oauthbearer.connections.max.reauth.ms=$INFRA_KAFKA_OAUTH_REAUTH_MS
+listener.name.oauth.ssl.keystore.type=PEM
+listener.name.oauth.ssl.keystore.location=$dir/tls/broker-keystore.pem
+listener.name.oauth.ssl.client.auth=none
 EOF
 	infra_kafka_log4j "$dir/log4j2.properties"
 }
@@ -354,7 +404,7 @@ infra_start_kafka() {
 		infra_show_log_tail "$INFRA_STATE/kafka-format.log"
 		infra_die "formatting Kafka storage failed"
 	fi
-	infra_log "starting Kafka $INFRA_KAFKA_VERSION on 127.0.0.1:$INFRA_KAFKA_PORT, SASL_SSL :$INFRA_KAFKA_SASL_SSL_PORT (controller :$INFRA_KAFKA_CONTROLLER_PORT)"
+	infra_log "starting Kafka $INFRA_KAFKA_VERSION on 127.0.0.1:$INFRA_KAFKA_PORT, SASL_SSL :$INFRA_KAFKA_SASL_SSL_PORT, SSL (mTLS) :$INFRA_KAFKA_MTLS_PORT, OAUTHBEARER :$INFRA_KAFKA_OAUTH_PORT (controller :$INFRA_KAFKA_CONTROLLER_PORT)"
 	nohup java "${java_opts[@]}" -cp "$jars/*" kafka.Kafka "$INFRA_STATE/kafka/server.properties" \
 		</dev/null >"$INFRA_STATE/kafka.log" 2>&1 &
 	echo $! >"$INFRA_STATE/kafka.pid"
@@ -514,6 +564,19 @@ infra_wait_kafka() {
 			infra_die "Kafka's SASL_SSL listener on port $INFRA_KAFKA_SASL_SSL_PORT did not answer with $mech over TLS (log: $INFRA_STATE/kafka.log)"
 		fi
 	done
+	# The SSL listener with the client certificate (mutual TLS).
+	local tls=$INFRA_STATE/kafka/tls
+	if ! "$INFRA_STATE/kafkaready" -seeds "127.0.0.1:$INFRA_KAFKA_MTLS_PORT" -timeout 20s \
+		-ca-file "$tls/ca.pem" -cert-file "$tls/client.pem" -key-file "$tls/client.key" >&2; then
+		infra_show_log_tail "$INFRA_STATE/kafka.log"
+		infra_die "Kafka's SSL (mTLS) listener on port $INFRA_KAFKA_MTLS_PORT did not answer with the client certificate (log: $INFRA_STATE/kafka.log)"
+	fi
+	# The OAUTHBEARER listener, with an unsecured JWT read from a file.
+	if ! "$INFRA_STATE/kafkaready" -seeds "127.0.0.1:$INFRA_KAFKA_OAUTH_PORT" -timeout 20s \
+		-ca-file "$tls/ca.pem" -sasl OAUTHBEARER -token-file "$tls/probe.jwt" >&2; then
+		infra_show_log_tail "$INFRA_STATE/kafka.log"
+		infra_die "Kafka's OAUTHBEARER listener on port $INFRA_KAFKA_OAUTH_PORT did not answer over TLS (log: $INFRA_STATE/kafka.log)"
+	fi
 }
 
 infra_wait_redis() {
@@ -595,13 +658,21 @@ infra_up() {
 		INFRA_KAFKA_CONTROLLER_PORT=$(infra_pick_port "$((INFRA_KAFKA_PORT + 1))" PROJECTOR_KAFKA_CONTROLLER_PORT "$INFRA_KAFKA_PORT")
 		INFRA_KAFKA_SASL_SSL_PORT=$(infra_pick_port "$((INFRA_KAFKA_CONTROLLER_PORT + 1))" PROJECTOR_KAFKA_SASL_SSL_PORT \
 			"$INFRA_KAFKA_PORT" "$INFRA_KAFKA_CONTROLLER_PORT")
+		INFRA_KAFKA_MTLS_PORT=$(infra_pick_port "$((INFRA_KAFKA_SASL_SSL_PORT + 1))" PROJECTOR_KAFKA_MTLS_PORT \
+			"$INFRA_KAFKA_PORT" "$INFRA_KAFKA_CONTROLLER_PORT" "$INFRA_KAFKA_SASL_SSL_PORT")
+		INFRA_KAFKA_OAUTH_PORT=$(infra_pick_port "$((INFRA_KAFKA_MTLS_PORT + 1))" PROJECTOR_KAFKA_OAUTH_PORT \
+			"$INFRA_KAFKA_PORT" "$INFRA_KAFKA_CONTROLLER_PORT" "$INFRA_KAFKA_SASL_SSL_PORT" "$INFRA_KAFKA_MTLS_PORT")
+		INFRA_KAFKA_OAUTH_REAUTH_MS=${PROJECTOR_KAFKA_OAUTH_REAUTH_MS:-10000}
+		[[ $INFRA_KAFKA_OAUTH_REAUTH_MS =~ ^[1-9][0-9]*$ ]] ||
+			infra_die "PROJECTOR_KAFKA_OAUTH_REAUTH_MS=$INFRA_KAFKA_OAUTH_REAUTH_MS is not a positive number of milliseconds"
 	fi
+	local kafka_ports=("${INFRA_KAFKA_PORT:-}" "${INFRA_KAFKA_CONTROLLER_PORT:-}" "${INFRA_KAFKA_SASL_SSL_PORT:-}"
+		"${INFRA_KAFKA_MTLS_PORT:-}" "${INFRA_KAFKA_OAUTH_PORT:-}")
 	if [[ $INFRA_REDIS_MODE == native ]]; then
-		INFRA_REDIS_PORT=$(infra_pick_port "$INFRA_REDIS_PORT_DEFAULT" PROJECTOR_REDIS_PORT \
-			"${INFRA_KAFKA_PORT:-}" "${INFRA_KAFKA_CONTROLLER_PORT:-}" "${INFRA_KAFKA_SASL_SSL_PORT:-}")
+		INFRA_REDIS_PORT=$(infra_pick_port "$INFRA_REDIS_PORT_DEFAULT" PROJECTOR_REDIS_PORT "${kafka_ports[@]}")
 	fi
 	if [[ $INFRA_JAEGER_MODE == native ]]; then
-		local taken=("${INFRA_KAFKA_PORT:-}" "${INFRA_KAFKA_CONTROLLER_PORT:-}" "${INFRA_KAFKA_SASL_SSL_PORT:-}" "${INFRA_REDIS_PORT:-}")
+		local taken=("${kafka_ports[@]}" "${INFRA_REDIS_PORT:-}")
 		INFRA_JAEGER_OTLP_GRPC_PORT=$(infra_pick_port "$INFRA_JAEGER_PORT_DEFAULT" PROJECTOR_JAEGER_OTLP_GRPC_PORT "${taken[@]}")
 		taken+=("$INFRA_JAEGER_OTLP_GRPC_PORT")
 		INFRA_JAEGER_OTLP_HTTP_PORT=$(infra_pick_port "$((INFRA_JAEGER_OTLP_GRPC_PORT + 1))" PROJECTOR_JAEGER_OTLP_HTTP_PORT "${taken[@]}")
@@ -643,6 +714,11 @@ infra_up() {
 			echo "export PROJECTOR_KAFKA_SCRAM_USER=$INFRA_KAFKA_SCRAM_USER"
 			echo "export PROJECTOR_KAFKA_SCRAM_PASSWORD=$INFRA_KAFKA_SCRAM_PASSWORD"
 			echo "export PROJECTOR_KAFKA_CA_FILE=$INFRA_STATE/kafka/tls/ca.pem"
+			echo "export PROJECTOR_KAFKA_MTLS_SEEDS=127.0.0.1:$INFRA_KAFKA_MTLS_PORT"
+			echo "export PROJECTOR_KAFKA_CLIENT_CERT_FILE=$INFRA_STATE/kafka/tls/client.pem"
+			echo "export PROJECTOR_KAFKA_CLIENT_KEY_FILE=$INFRA_STATE/kafka/tls/client.key"
+			echo "export PROJECTOR_KAFKA_OAUTH_SEEDS=127.0.0.1:$INFRA_KAFKA_OAUTH_PORT"
+			echo "export PROJECTOR_KAFKA_OAUTH_REAUTH_MS=$INFRA_KAFKA_OAUTH_REAUTH_MS"
 		} >>"$INFRA_STATE/env"
 	elif [[ $INFRA_KAFKA_MODE == docker ]]; then
 		infra_log "Java/Maven not available: the tests start Kafka with testcontainers (Docker)"

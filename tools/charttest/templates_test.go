@@ -1,6 +1,7 @@
 package charttest
 
 import (
+	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -231,7 +232,8 @@ credentials: {existingSecret: billing-creds}
 autoscaling: {keda: {enabled: true, lagThreshold: "500"}}`))
 	so := decodeAs[*scaledObject](t, r.one(t, "ScaledObject"))
 	tr := so.Spec.Triggers[0]
-	want := map[string]string{"bootstrapServers": "a:9093,b:9093", "consumerGroup": "billing-blue", "topic": "mabis.process-events", "lagThreshold": "500"}
+	want := map[string]string{"bootstrapServers": "a:9093,b:9093", "consumerGroup": "billing-blue", "topic": "mabis.process-events", "lagThreshold": "500",
+		"sasl": "scram_sha256", "tls": "enable"}
 	for k, v := range want {
 		if tr.Metadata[k] != v {
 			t.Errorf("trigger metadata %s = %q, want %q", k, tr.Metadata[k], v)
@@ -248,26 +250,26 @@ autoscaling: {keda: {enabled: true, lagThreshold: "500"}}`))
 	for _, ref := range ta.Spec.SecretTargetRef {
 		got[ref.Parameter] = ref.Name + "/" + ref.Key
 	}
-	for p, ref := range map[string]string{
-		"sasl": "billing-creds/keda-sasl", "username": "billing-creds/kafka-username", "password": "billing-creds/kafka-password",
-		"tls": "billing-creds/keda-tls", "ca": "kafka-ca/ca.crt",
-	} {
-		if got[p] != ref {
-			t.Errorf("TriggerAuthentication %s = %q, want %q", p, got[p], ref)
-		}
+	wantRefs := map[string]string{"username": "billing-creds/kafka-username", "password": "billing-creds/kafka-password", "ca": "kafka-ca/ca.crt"}
+	if !maps.Equal(got, wantRefs) {
+		t.Errorf("TriggerAuthentication = %v, want %v (sasl and tls are trigger metadata)", got, wantRefs)
 	}
 	if len(r.byKind("Secret")) != 0 {
 		t.Error("a Secret was created although credentials.existingSecret is set")
 	}
 
-	// The Secret the chart creates carries KEDA's names for the mechanism and TLS.
+	// The Secret the chart creates holds the credentials only: KEDA's sasl
+	// and tls are trigger metadata.
 	r = mustRender(t, values(t, `
 kafka: {sasl: {mechanism: SCRAM-SHA-512}, tls: {enabled: true}}
 credentials: {kafkaUsername: u, kafkaPassword: p}
 autoscaling: {keda: {enabled: true}}`))
 	sec := decodeAs[*corev1.Secret](t, r.one(t, "Secret"))
-	if sec.StringData["keda-sasl"] != "scram_sha512" || sec.StringData["keda-tls"] != "enable" {
-		t.Errorf("created Secret = %v, want keda-sasl scram_sha512 and keda-tls enable", sec.StringData)
+	if want := map[string]string{"kafka-username": "u", "kafka-password": "p"}; !maps.Equal(sec.StringData, want) {
+		t.Errorf("created Secret = %v, want %v", sec.StringData, want)
+	}
+	if m := decodeAs[*scaledObject](t, r.one(t, "ScaledObject")).Spec.Triggers[0].Metadata; m["sasl"] != "scram_sha512" || m["tls"] != "enable" {
+		t.Errorf("trigger metadata = %v, want sasl scram_sha512 and tls enable", m)
 	}
 	// Plaintext Kafka needs no TriggerAuthentication.
 	if r := mustRender(t, values(t, "autoscaling: {keda: {enabled: true}}")); len(r.byKind("TriggerAuthentication")) != 0 {
@@ -341,15 +343,15 @@ func TestCredentialsFromSecret(t *testing.T) {
 
 func TestSchemaRejects(t *testing.T) {
 	for name, vals := range map[string]string{
-		"unknown key":           "replicas: 3",
-		"unknown mechanism":     "kafka: {sasl: {mechanism: GSSAPI}}",
-		"no brokers":            "kafka: {brokers: []}",
-		"bad replay time":       "replay: {enabled: true, command: replay, toTime: yesterday}",
-		"rebuild from a time":   "replay: {enabled: true, toTime: \"2026-01-01T00:00:00Z\"}",
-		"bad replay command":    "replay: {enabled: true, command: reset}",
-		"bad rebuild grace":     "replay: {enabled: true, grace: ten}",
-		"bad run id":            "replay: {enabled: true, runId: Run_1}",
-		"otlp http/json":        "otel: {protocol: http/json}",
+		"unknown key":         "replicas: 3",
+		"unknown mechanism":   "kafka: {sasl: {mechanism: GSSAPI}}",
+		"no brokers":          "kafka: {brokers: []}",
+		"bad replay time":     "replay: {enabled: true, command: replay, toTime: yesterday}",
+		"rebuild from a time": "replay: {enabled: true, toTime: \"2026-01-01T00:00:00Z\"}",
+		"bad replay command":  "replay: {enabled: true, command: reset}",
+		"bad rebuild grace":   "replay: {enabled: true, grace: ten}",
+		"bad run id":          "replay: {enabled: true, runId: Run_1}",
+		"otlp http/json":      "otel: {protocol: http/json}",
 	} {
 		t.Run(name, func(t *testing.T) {
 			if err := renderError(t, values(t, vals)); !strings.Contains(err.Error(), "schema") {

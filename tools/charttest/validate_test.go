@@ -35,6 +35,7 @@ var builtinKinds = map[schema.GroupVersionKind]bool{
 	{Group: "autoscaling", Version: "v2", Kind: "HorizontalPodAutoscaler"}: true,
 	{Group: "batch", Version: "v1", Kind: "Job"}:                           true,
 	{Group: "batch", Version: "v1", Kind: "CronJob"}:                       true,
+	{Version: "v1", Kind: "ConfigMap"}:                                     true,
 }
 
 // strictDecoder fails on unknown and duplicate fields, as `kubectl apply --validate=strict` and
@@ -128,6 +129,8 @@ func validate(m manifest) error {
 	case *triggerAuthentication:
 		errs = append(errs, o.validate()...)
 	case *serviceMonitor:
+		errs = append(errs, o.validate()...)
+	case *prometheusRule:
 		errs = append(errs, o.validate()...)
 	}
 	return errs.ToAggregate()
@@ -258,6 +261,7 @@ var customKinds = map[schema.GroupVersionKind]func() any{
 	{Group: "keda.sh", Version: "v1alpha1", Kind: "ScaledObject"}:           func() any { return new(scaledObject) },
 	{Group: "keda.sh", Version: "v1alpha1", Kind: "TriggerAuthentication"}:  func() any { return new(triggerAuthentication) },
 	{Group: "monitoring.coreos.com", Version: "v1", Kind: "ServiceMonitor"}: func() any { return new(serviceMonitor) },
+	{Group: "monitoring.coreos.com", Version: "v1", Kind: "PrometheusRule"}: func() any { return new(prometheusRule) },
 }
 
 type scaleTargetRef struct {
@@ -344,8 +348,11 @@ func (o *triggerAuthentication) validate() field.ErrorList {
 			errs = append(errs, field.Required(p, "name and key"))
 		}
 	}
-	if seen["sasl"] != (seen["username"] && seen["password"]) {
-		errs = append(errs, field.Invalid(field.NewPath("spec", "secretTargetRef"), "", "sasl needs username and password, and they need sasl"))
+	if seen["username"] != seen["password"] {
+		errs = append(errs, field.Invalid(field.NewPath("spec", "secretTargetRef"), "", "username and password go together"))
+	}
+	if seen["cert"] != seen["key"] {
+		errs = append(errs, field.Invalid(field.NewPath("spec", "secretTargetRef"), "", "cert and key go together"))
 	}
 	return errs
 }

@@ -32,6 +32,13 @@ var workerEnums = map[string]string{
 	"/otel/protocol":        "otel: {endpoint: 'http://otel-collector:4317', protocol: '%s'}",
 }
 
+// workerEnumValues are the values of workerEnums that need a values
+// document of their own; TLSDIR stands for the directory of the mounted
+// TLS Secret's stand-in (which holds a token file too).
+var workerEnumValues = map[string]string{
+	"/kafka/sasl/mechanism=OAUTHBEARER": "kafka: {sasl: {mechanism: OAUTHBEARER, oauthbearer: {tokenPath: TLSDIR/token}}, tls: {enabled: true}}",
+}
+
 // otherEnums are the schema's enums that do not reach the worker, and
 // what checks them instead.
 var otherEnums = map[string]string{
@@ -61,7 +68,11 @@ func TestEverySchemaValueStartsTheWorker(t *testing.T) {
 			continue
 		}
 		for _, v := range values {
-			cases = append(cases, struct{ name, vals string }{fmt.Sprintf("%s=%q", path, v), fmt.Sprintf(doc, v)})
+			vals := fmt.Sprintf(doc, v)
+			if d, ok := workerEnumValues[path+"="+v]; ok {
+				vals = d
+			}
+			cases = append(cases, struct{ name, vals string }{fmt.Sprintf("%s=%q", path, v), vals})
 		}
 	}
 	for path := range workerEnums {
@@ -74,6 +85,7 @@ func TestEverySchemaValueStartsTheWorker(t *testing.T) {
 		{"defaults", ""},
 		{"redis URL with TLS and a client certificate", "redis: {url: 'rediss://redis:6380/0', auth: {enabled: true}, tls: {caKey: ca.crt, certKey: client.crt, keyKey: client.key}}\ncredentials: {redisPassword: pw}"},
 		{"redis sentinel with TLS", "redis: {url: '', addrs: ['sentinel-0:26379', 'sentinel-1:26379'], sentinelMaster: projector, tls: {enabled: true, caKey: ca.crt}}"},
+		{"redis sentinel with ACL users on the master and the Sentinels", "redis: {url: '', addrs: ['sentinel-0:26379'], sentinelMaster: projector, auth: {enabled: true, sentinel: true}}\ncredentials: {redisUsername: projector, redisPassword: pw, redisSentinelUsername: sentinel, redisSentinelPassword: spw}"},
 		{"redis cluster with TLS and a client certificate", "redis: {url: '', addrs: ['redis-0:6379', 'redis-1:6379'], cluster: true, tls: {enabled: true, caKey: ca.crt, certKey: client.crt, keyKey: client.key}}"},
 		{"kafka mutual TLS", "kafka: {tls: {enabled: true, caKey: ca.crt, certKey: client.crt, keyKey: client.key}}"},
 		{"kafka SCRAM over TLS", "kafka: {sasl: {mechanism: SCRAM-SHA-512}, tls: {enabled: true, caKey: ca.crt}}\ncredentials: {kafkaUsername: projector, kafkaPassword: pw}"},
@@ -83,7 +95,7 @@ func TestEverySchemaValueStartsTheWorker(t *testing.T) {
 	tlsDir := writeCertificates(t)
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			vals := values(t, c.vals, fmt.Sprintf("tls: {secretName: projector-tls, mountPath: %q}", tlsDir))
+			vals := values(t, strings.ReplaceAll(c.vals, "TLSDIR", tlsDir), fmt.Sprintf("tls: {secretName: projector-tls, mountPath: %q}", tlsDir))
 			w := container(t, &deployment(t, vals).Spec.Template.Spec, "worker")
 			cmd := exec.Command(bin, append(slices.Clone(w.Args), "-check-config")...)
 			cmd.Env = append(containerEnv(w), "PATH="+os.Getenv("PATH"), "HOME="+os.Getenv("HOME"))
@@ -224,7 +236,7 @@ func writeCertificates(t *testing.T) string {
 	}
 	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
 	for name, body := range map[string][]byte{
-		"ca.crt": certPEM, "client.crt": certPEM,
+		"ca.crt": certPEM, "client.crt": certPEM, "token": []byte("header.claims.\n"),
 		"client.key": pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}),
 	} {
 		if err := os.WriteFile(filepath.Join(dir, name), body, 0o600); err != nil {
@@ -232,4 +244,26 @@ func writeCertificates(t *testing.T) string {
 		}
 	}
 	return dir
+}
+
+// TestSentinelCredentials: redis.auth.sentinel reads the Sentinels' own
+// user and password from the credentials Secret, and needs a Sentinel
+// setup.
+func TestSentinelCredentials(t *testing.T) {
+	w := container(t, &deployment(t, values(t, `
+redis: {url: '', addrs: ['sentinel-0:26379'], sentinelMaster: projector, auth: {sentinel: true}}
+credentials: {redisSentinelUsername: sentinel, redisSentinelPassword: spw}`)).Spec.Template.Spec, "worker")
+	env := envMap(w)
+	for name, key := range map[string]string{"PROJECTOR_REDIS_SENTINEL_PASSWORD": "redis-sentinel-password", "PROJECTOR_REDIS_SENTINEL_USERNAME": "redis-sentinel-username"} {
+		e, ok := env[name]
+		if !ok || e.ValueFrom == nil || e.ValueFrom.SecretKeyRef == nil || e.ValueFrom.SecretKeyRef.Key != key || e.Value != "" {
+			t.Errorf("%s = %+v, want it from the Secret's key %s", name, e, key)
+		}
+	}
+	if _, ok := env["PROJECTOR_REDIS_PASSWORD"]; ok {
+		t.Error("the master's password is set without redis.auth.enabled")
+	}
+	if err := renderError(t, values(t, "redis: {auth: {sentinel: true}}\ncredentials: {redisSentinelPassword: spw}")); !strings.Contains(err.Error(), "sentinelMaster") {
+		t.Errorf("redis.auth.sentinel without a Sentinel setup: %v", err)
+	}
 }

@@ -76,12 +76,20 @@ app.kubernetes.io/component: worker
 {{- end -}}
 
 {{/* Credentials: does any consumer need the Secret, and which Secret is it. */}}
+{{/* A username and password for Kafka: PLAIN and SCRAM (OAUTHBEARER reads a token file). */}}
+{{- define "projector.kafkaUserPass" -}}
+{{- if has .Values.kafka.sasl.mechanism (list "PLAIN" "SCRAM-SHA-256" "SCRAM-SHA-512") -}}true{{- end -}}
+{{- end -}}
+
+{{/* The chart's TriggerAuthentication: only for real credentials (sasl and tls are trigger
+     metadata), and not when autoscaling.keda.authenticationRef names one of the user's. */}}
 {{- define "projector.kedaNeedsAuth" -}}
-{{- if and .Values.autoscaling.keda.enabled (or .Values.kafka.sasl.mechanism .Values.kafka.tls.enabled) -}}true{{- end -}}
+{{- $k := .Values.kafka -}}
+{{- if and .Values.autoscaling.keda.enabled (not .Values.autoscaling.keda.authenticationRef) (or (include "projector.kafkaUserPass" .) (and $k.tls.enabled (or $k.tls.caKey $k.tls.certKey))) -}}true{{- end -}}
 {{- end -}}
 
 {{- define "projector.needsCredentials" -}}
-{{- if or .Values.kafka.sasl.mechanism .Values.redis.auth.enabled (include "projector.kedaNeedsAuth" .) -}}true{{- end -}}
+{{- if or (include "projector.kafkaUserPass" .) .Values.redis.auth.enabled .Values.redis.auth.sentinel -}}true{{- end -}}
 {{- end -}}
 
 {{- define "projector.createCredentialsSecret" -}}
@@ -94,7 +102,7 @@ app.kubernetes.io/component: worker
 
 {{/* KEDA's names for the SASL mechanisms. */}}
 {{- define "projector.kedaSasl" -}}
-{{- $m := dict "PLAIN" "plaintext" "SCRAM-SHA-256" "scram_sha256" "SCRAM-SHA-512" "scram_sha512" -}}
+{{- $m := dict "PLAIN" "plaintext" "SCRAM-SHA-256" "scram_sha256" "SCRAM-SHA-512" "scram_sha512" "OAUTHBEARER" "oauthbearer" -}}
 {{- get $m .Values.kafka.sasl.mechanism -}}
 {{- end -}}
 
@@ -133,8 +141,27 @@ app.kubernetes.io/component: worker
 {{- if and (or .Values.redis.cluster .Values.redis.sentinelMaster) (not .Values.redis.addrs) -}}
 {{- fail "redis.cluster and redis.sentinelMaster need redis.addrs" -}}
 {{- end -}}
+{{- if and .Values.redis.auth.sentinel (not .Values.redis.sentinelMaster) -}}
+{{- fail "redis.auth.sentinel needs redis.sentinelMaster (and the Sentinels in redis.addrs)" -}}
+{{- end -}}
 {{- if and .Values.kafka.tls.caKey (not .Values.kafka.tls.enabled) -}}
 {{- fail "kafka.tls.caKey is set but kafka.tls.enabled is false" -}}
+{{- end -}}
+{{- if and (eq .Values.kafka.sasl.mechanism "OAUTHBEARER") (not .Values.kafka.sasl.oauthbearer.tokenPath) -}}
+{{- fail "kafka.sasl.mechanism OAUTHBEARER needs kafka.sasl.oauthbearer.tokenPath (mount the token with extraVolumes and extraVolumeMounts)" -}}
+{{- end -}}
+{{- if and .Values.kafka.sasl.oauthbearer.tokenPath (ne .Values.kafka.sasl.mechanism "OAUTHBEARER") -}}
+{{- fail "kafka.sasl.oauthbearer.tokenPath is set but kafka.sasl.mechanism is not OAUTHBEARER" -}}
+{{- end -}}
+{{- if .Values.autoscaling.keda.enabled -}}
+{{- if and (eq .Values.kafka.sasl.mechanism "OAUTHBEARER") (not .Values.autoscaling.keda.authenticationRef) -}}
+{{- fail "autoscaling.keda with kafka.sasl.mechanism OAUTHBEARER needs autoscaling.keda.authenticationRef: KEDA cannot read the workers' token file; name a TriggerAuthentication that gives KEDA its own OAuth client (username, password, oauthTokenEndpointUri, scopes; see the chart README)" -}}
+{{- end -}}
+{{- range $k, $_ := .Values.autoscaling.keda.extraMetadata -}}
+{{- if has $k (list "sasl" "tls" "bootstrapServers" "consumerGroup" "topic") -}}
+{{- fail (printf "autoscaling.keda.extraMetadata.%s: the chart sets this trigger metadata itself (sasl and tls from kafka.sasl.mechanism and kafka.tls.enabled)" $k) -}}
+{{- end -}}
+{{- end -}}
 {{- end -}}
 {{- if and .Values.redis.tls.caKey (not (or (hasPrefix "rediss://" .Values.redis.url) .Values.redis.tls.enabled)) -}}
 {{- fail "redis.tls.caKey is set but redis.url does not start with rediss:// and redis.tls.enabled is false" -}}
@@ -143,12 +170,15 @@ app.kubernetes.io/component: worker
 {{- fail "metrics.serviceMonitor.enabled needs service.enabled: a ServiceMonitor scrapes through a Service" -}}
 {{- end -}}
 {{- if include "projector.createCredentialsSecret" . -}}
-{{- if .Values.kafka.sasl.mechanism -}}
+{{- if include "projector.kafkaUserPass" . -}}
 {{- $_ := required "kafka.sasl.mechanism is set: give credentials.existingSecret, or credentials.kafkaUsername and credentials.kafkaPassword for a Secret the chart creates" .Values.credentials.kafkaUsername -}}
 {{- $_ := required "kafka.sasl.mechanism is set: give credentials.existingSecret, or credentials.kafkaPassword for a Secret the chart creates" .Values.credentials.kafkaPassword -}}
 {{- end -}}
 {{- if .Values.redis.auth.enabled -}}
 {{- $_ := required "redis.auth.enabled is true: give credentials.existingSecret, or credentials.redisPassword for a Secret the chart creates" .Values.credentials.redisPassword -}}
+{{- end -}}
+{{- if .Values.redis.auth.sentinel -}}
+{{- $_ := required "redis.auth.sentinel is true: give credentials.existingSecret, or credentials.redisSentinelPassword for a Secret the chart creates" .Values.credentials.redisSentinelPassword -}}
 {{- end -}}
 {{- end -}}
 {{- $_ := include "projector.shutdownTimeout" . -}}
@@ -207,9 +237,28 @@ the TLS CA files from the mounted TLS Secret.
       name: {{ $secret }}
       key: {{ $keys.redisPassword }}
 {{- end }}
+{{- if .Values.redis.auth.sentinel }}
+- name: PROJECTOR_REDIS_SENTINEL_USERNAME
+  valueFrom:
+    secretKeyRef:
+      name: {{ $secret }}
+      key: {{ $keys.redisSentinelUsername }}
+      optional: true
+- name: PROJECTOR_REDIS_SENTINEL_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ $secret }}
+      key: {{ $keys.redisSentinelPassword }}
+{{- end }}
 {{- if .Values.kafka.sasl.mechanism }}
 - name: PROJECTOR_KAFKA_SASL_MECHANISM
   value: {{ .Values.kafka.sasl.mechanism | quote }}
+{{- end }}
+{{- if eq .Values.kafka.sasl.mechanism "OAUTHBEARER" }}
+- name: PROJECTOR_KAFKA_OAUTH_TOKEN_FILE
+  value: {{ .Values.kafka.sasl.oauthbearer.tokenPath | quote }}
+{{- end }}
+{{- if include "projector.kafkaUserPass" . }}
 - name: PROJECTOR_KAFKA_USERNAME
   valueFrom:
     secretKeyRef:

@@ -8,6 +8,12 @@
 // by -password-env, so that it never appears on a command line:
 //
 //	kafkaready -seeds 127.0.0.1:19094 -ca-file ca.pem -sasl SCRAM-SHA-512 -user projector -password-env PW
+//
+// With -cert-file and -key-file it shows a client certificate (mutual TLS); with -sasl
+// OAUTHBEARER it sends the bearer token in -token-file:
+//
+//	kafkaready -seeds 127.0.0.1:19095 -ca-file ca.pem -cert-file client.pem -key-file client.key
+//	kafkaready -seeds 127.0.0.1:19096 -ca-file ca.pem -sasl OAUTHBEARER -token-file probe.jwt
 package main
 
 import (
@@ -22,6 +28,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sasl"
+	"github.com/twmb/franz-go/pkg/sasl/oauth"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
 
 	"github.com/projector-dev/projector/internal/testenv/kafkaprobe"
@@ -31,12 +38,15 @@ func main() {
 	seeds := flag.String("seeds", "127.0.0.1:9092", "comma-separated seed brokers")
 	timeout := flag.Duration("timeout", 90*time.Second, "how long to wait")
 	caFile := flag.String("ca-file", "", "connect with TLS, trusting only the CA certificates in this PEM file")
-	mech := flag.String("sasl", "", "SASL mechanism: SCRAM-SHA-256 or SCRAM-SHA-512 (needs -user and -password-env)")
+	certFile := flag.String("cert-file", "", "PEM file of a client certificate (mutual TLS; needs -ca-file and -key-file)")
+	keyFile := flag.String("key-file", "", "PEM file of the client certificate's key")
+	mech := flag.String("sasl", "", "SASL mechanism: SCRAM-SHA-256 or SCRAM-SHA-512 (needs -user and -password-env), or OAUTHBEARER (needs -token-file)")
 	user := flag.String("user", "", "SCRAM user")
 	passwordEnv := flag.String("password-env", "", "environment variable holding the SCRAM password")
+	tokenFile := flag.String("token-file", "", "file holding the OAUTHBEARER token")
 	flag.Parse()
 
-	opts, err := secureOpts(*caFile, *mech, *user, *passwordEnv)
+	opts, err := secureOpts(*caFile, *certFile, *keyFile, *mech, *user, *passwordEnv, *tokenFile)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "kafkaready: %v\n", err)
 		os.Exit(2)
@@ -50,16 +60,22 @@ func main() {
 		os.Exit(1)
 	}
 	how := ""
-	if *mech != "" {
+	switch {
+	case *mech != "":
 		how = " (" + *mech + " over TLS)"
-	} else if *caFile != "" {
+	case *certFile != "":
+		how = " (mutual TLS)"
+	case *caFile != "":
 		how = " (TLS)"
 	}
 	fmt.Printf("kafkaready: %s%s answers after %s: %s\n", *seeds, how, time.Since(start).Round(100*time.Millisecond), info)
 }
 
-func secureOpts(caFile, mech, user, passwordEnv string) ([]kgo.Opt, error) {
+func secureOpts(caFile, certFile, keyFile, mech, user, passwordEnv, tokenFile string) ([]kgo.Opt, error) {
 	var opts []kgo.Opt
+	if (certFile != "" || keyFile != "") && (caFile == "" || certFile == "" || keyFile == "") {
+		return nil, fmt.Errorf("-cert-file and -key-file go together, with -ca-file")
+	}
 	if caFile != "" {
 		pem, err := os.ReadFile(caFile)
 		if err != nil {
@@ -69,10 +85,31 @@ func secureOpts(caFile, mech, user, passwordEnv string) ([]kgo.Opt, error) {
 		if !pool.AppendCertsFromPEM(pem) {
 			return nil, fmt.Errorf("%s holds no PEM certificate", caFile)
 		}
-		opts = append(opts, kgo.DialTLSConfig(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}))
+		cfg := &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+		if certFile != "" {
+			cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+			if err != nil {
+				return nil, fmt.Errorf("client certificate: %w", err)
+			}
+			cfg.Certificates = []tls.Certificate{cert}
+		}
+		opts = append(opts, kgo.DialTLSConfig(cfg))
 	}
 	if mech == "" {
 		return opts, nil
+	}
+	if mech == "OAUTHBEARER" {
+		if tokenFile == "" {
+			return nil, fmt.Errorf("-sasl OAUTHBEARER needs -token-file")
+		}
+		// Read at each authentication; the token never appears in an error.
+		return append(opts, kgo.SASL(oauth.Oauth(func(context.Context) (oauth.Auth, error) {
+			b, err := os.ReadFile(tokenFile)
+			if err != nil {
+				return oauth.Auth{}, err
+			}
+			return oauth.Auth{Token: strings.TrimSpace(string(b))}, nil
+		}))), nil
 	}
 	if user == "" || passwordEnv == "" || os.Getenv(passwordEnv) == "" {
 		return nil, fmt.Errorf("-sasl %s needs -user and -password-env naming a set variable", mech)
@@ -85,7 +122,7 @@ func secureOpts(caFile, mech, user, passwordEnv string) ([]kgo.Opt, error) {
 	case "SCRAM-SHA-512":
 		m = auth.AsSha512Mechanism()
 	default:
-		return nil, fmt.Errorf("unknown -sasl %q: want SCRAM-SHA-256 or SCRAM-SHA-512", mech)
+		return nil, fmt.Errorf("unknown -sasl %q: want SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER", mech)
 	}
 	return append(opts, kgo.SASL(m)), nil
 }
