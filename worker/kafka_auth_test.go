@@ -180,6 +180,34 @@ func TestWorkerOverMutualTLS(t *testing.T) {
 	}
 }
 
+// TestWorkerOverSASL runs the worker over the broker's SASL_SSL listener
+// with each mechanism it offers for a user and password: PLAIN and SCRAM
+// (SHA-256 and SHA-512), trusting only the run's CA.
+func TestWorkerOverSASL(t *testing.T) {
+	for _, mech := range []string{"PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"} {
+		t.Run(mech, func(t *testing.T) {
+			k := authListener(t, "SASL_SSL", func(k *testenv.KafkaEnv) bool { return k.Secure != nil })
+			s := k.Secure
+			w := runAuthWorker(t, k, map[string]string{
+				"PROJECTOR_KAFKA_BROKERS":        strings.Join(s.Seeds, ","),
+				"PROJECTOR_KAFKA_TLS_CA_FILE":    s.CAFile,
+				"PROJECTOR_KAFKA_SASL_MECHANISM": mech,
+				"PROJECTOR_KAFKA_USERNAME":       s.Username,
+				"PROJECTOR_KAFKA_PASSWORD":       s.Password,
+			})
+			ctx := t.Context()
+			w.waitApplied(ctx, time.Minute)
+			for range 3 {
+				w.write(ctx)
+			}
+			w.waitApplied(ctx, 30*time.Second)
+			if authProblem.MatchString(w.stderr.String()) || strings.Contains(w.stderr.String(), s.Password) {
+				t.Errorf("the log shows an authentication problem or the password:\n%s", w.stderr)
+			}
+		})
+	}
+}
+
 // TestWorkerOverMutualTLSWithoutCertificate is the negative control: the
 // same listener refuses a worker that shows no client certificate, and the
 // worker ends saying so (the broker's TLS alert).

@@ -13,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 	"github.com/twmb/franz-go/pkg/sasl"
+	"github.com/twmb/franz-go/pkg/sasl/plain"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
 
 	"github.com/projector-dev/projector/internal/testenv"
@@ -51,6 +52,9 @@ func caPool(t *testing.T, file string) *x509.CertPool {
 }
 
 func scramMechanism(name, user, pass string) sasl.Mechanism {
+	if name == "PLAIN" {
+		return plain.Auth{User: user, Pass: pass}.AsMechanism()
+	}
 	auth := scram.Auth{User: user, Pass: pass}
 	if name == "SCRAM-SHA-512" {
 		return auth.AsSha512Mechanism()
@@ -80,7 +84,7 @@ func metadata(ctx context.Context, cl *kgo.Client) error {
 	return err
 }
 
-// TestKafkaSCRAMOverTLS proves against the real broker that SCRAM-SHA-256 and SCRAM-SHA-512
+// TestKafkaSCRAMOverTLS proves against the real broker that PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512
 // work over TLS trusting only the run's CA: a record goes through the SASL_SSL listener and
 // back. A wrong password is refused with a SASL authentication error, and a client that does
 // not trust the CA fails the TLS handshake.
@@ -89,7 +93,7 @@ func TestKafkaSCRAMOverTLS(t *testing.T) {
 	k, s := secureListener(t)
 	roots := caPool(t, s.CAFile)
 
-	for _, mech := range []string{"SCRAM-SHA-256", "SCRAM-SHA-512"} {
+	for _, mech := range []string{"PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"} {
 		t.Run(mech, func(t *testing.T) {
 			t.Parallel()
 			t.Run("roundtrip", func(t *testing.T) {

@@ -22,7 +22,7 @@
 #   PROJECTOR_KAFKA_VERSION        Kafka release to run (default below)
 #   PROJECTOR_KAFKA_PORT           client port; a busy explicit port is an error,
 #   PROJECTOR_KAFKA_CONTROLLER_PORT   otherwise the first free port from a default is used
-#   PROJECTOR_KAFKA_SASL_SSL_PORT  SASL_SSL (SCRAM-SHA-256/512 over TLS) client port
+#   PROJECTOR_KAFKA_SASL_SSL_PORT  SASL_SSL (PLAIN and SCRAM-SHA-256/512 over TLS) client port
 #   PROJECTOR_KAFKA_MTLS_PORT      SSL client port that requires a client certificate (mTLS)
 #   PROJECTOR_KAFKA_OAUTH_PORT     SASL_SSL client port with OAUTHBEARER (unsecured JWTs)
 #   PROJECTOR_KAFKA_OAUTH_REAUTH_MS  connections.max.reauth.ms of the OAUTHBEARER port (10000)
@@ -40,9 +40,9 @@
 #
 # The broker has four client listeners:
 #   PLAINTEXT (PROJECTOR_KAFKA_SEEDS);
-#   SASL_SSL with SCRAM-SHA-256 and SCRAM-SHA-512 over TLS (PROJECTOR_KAFKA_SASL_SSL_SEEDS),
-#     whose one SCRAM user (PROJECTOR_KAFKA_SCRAM_USER / _PASSWORD, random password) is
-#     created when storage is formatted;
+#   SASL_SSL with PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512 over TLS (PROJECTOR_KAFKA_SASL_SSL_SEEDS),
+#     whose one user (PROJECTOR_KAFKA_SCRAM_USER / _PASSWORD, random password) is in the
+#     PLAIN JAAS entry of server.properties (mode 600) and created for SCRAM when storage is formatted;
 #   SSL with ssl.client.auth=required, mutual TLS (PROJECTOR_KAFKA_MTLS_SEEDS): clients show a
 #     certificate signed by the same CA (PROJECTOR_KAFKA_CLIENT_CERT_FILE / _KEY_FILE);
 #   SASL_SSL with OAUTHBEARER (PROJECTOR_KAFKA_OAUTH_SEEDS), named OAUTH: Kafka's built-in
@@ -303,6 +303,9 @@ infra_kafka_write_config() {
 	INFRA_KAFKA_LISTENERS="$clients,CONTROLLER://127.0.0.1:$INFRA_KAFKA_CONTROLLER_PORT"
 	INFRA_KAFKA_ADVERTISED=$clients
 	INFRA_KAFKA_PROTOCOL_MAP="CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL,SSL:SSL,OAUTH:SASL_SSL"
+	# It holds the PLAIN user's password: readable by its owner only.
+	: >"$dir/server.properties"
+	chmod 600 "$dir/server.properties"
 	cat >"$dir/server.properties" <<EOF
 process.roles=broker,controller
 node.id=1
@@ -325,7 +328,9 @@ share.coordinator.state.topic.min.isr=1
 group.initial.rebalance.delay.ms=0
 delete.topic.enable=true
 # SASL_SSL: SCRAM-SHA-256/512 over TLS. Users are created by StorageTool format --add-scram.
-sasl.enabled.mechanisms=SCRAM-SHA-256,SCRAM-SHA-512
+# PLAIN over TLS too, for the same user and password (PlainLoginModule's user_<name> entry).
+sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256,SCRAM-SHA-512
+listener.name.sasl_ssl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_$INFRA_KAFKA_SCRAM_USER="$INFRA_KAFKA_SCRAM_PASSWORD";
 listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
 listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
 listener.name.sasl_ssl.ssl.keystore.type=PEM
@@ -390,10 +395,11 @@ infra_start_kafka() {
 	local jars cluster_id
 	jars=$(infra_kafka_jars)
 	infra_kafka_tls
-	infra_kafka_write_config
-	cluster_id=$(infra_kafka_cluster_id)
+	# The user and password first: the PLAIN listener's JAAS entry in the config holds them.
 	INFRA_KAFKA_SCRAM_USER=projector
 	INFRA_KAFKA_SCRAM_PASSWORD=$(head -c 18 /dev/urandom | base64 | tr '+/' 'xy')
+	infra_kafka_write_config
+	cluster_id=$(infra_kafka_cluster_id)
 	local java_opts=(-Xmx"${PROJECTOR_KAFKA_HEAP:-512m}" -Xms256m -XX:+UseG1GC -XX:TieredStopAtLevel=1
 		-Djava.awt.headless=true -Dlog4j2.configurationFile="$INFRA_STATE/kafka/log4j2.properties")
 	if ! java "${java_opts[@]}" -cp "$jars/*" kafka.tools.StorageTool format -t "$cluster_id" \
@@ -555,7 +561,7 @@ infra_wait_kafka() {
 	fi
 	# The SASL_SSL listener with both mechanisms: TLS against the CA, SCRAM with the user.
 	local mech
-	for mech in SCRAM-SHA-256 SCRAM-SHA-512; do
+	for mech in PLAIN SCRAM-SHA-256 SCRAM-SHA-512; do
 		if ! INFRA_KAFKA_SCRAM_PASSWORD=$INFRA_KAFKA_SCRAM_PASSWORD \
 			"$INFRA_STATE/kafkaready" -seeds "127.0.0.1:$INFRA_KAFKA_SASL_SSL_PORT" -timeout 20s \
 			-ca-file "$INFRA_STATE/kafka/tls/ca.pem" -sasl "$mech" -user "$INFRA_KAFKA_SCRAM_USER" \

@@ -29,6 +29,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sasl"
 	"github.com/twmb/franz-go/pkg/sasl/oauth"
+	"github.com/twmb/franz-go/pkg/sasl/plain"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
 
 	"github.com/projector-dev/projector/internal/testenv/kafkaprobe"
@@ -40,7 +41,7 @@ func main() {
 	caFile := flag.String("ca-file", "", "connect with TLS, trusting only the CA certificates in this PEM file")
 	certFile := flag.String("cert-file", "", "PEM file of a client certificate (mutual TLS; needs -ca-file and -key-file)")
 	keyFile := flag.String("key-file", "", "PEM file of the client certificate's key")
-	mech := flag.String("sasl", "", "SASL mechanism: SCRAM-SHA-256 or SCRAM-SHA-512 (needs -user and -password-env), or OAUTHBEARER (needs -token-file)")
+	mech := flag.String("sasl", "", "SASL mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (needs -user and -password-env), or OAUTHBEARER (needs -token-file)")
 	user := flag.String("user", "", "SCRAM user")
 	passwordEnv := flag.String("password-env", "", "environment variable holding the SCRAM password")
 	tokenFile := flag.String("token-file", "", "file holding the OAUTHBEARER token")
@@ -117,12 +118,14 @@ func secureOpts(caFile, certFile, keyFile, mech, user, passwordEnv, tokenFile st
 	auth := scram.Auth{User: user, Pass: os.Getenv(passwordEnv)}
 	var m sasl.Mechanism
 	switch mech {
+	case "PLAIN":
+		m = plain.Auth{User: user, Pass: os.Getenv(passwordEnv)}.AsMechanism()
 	case "SCRAM-SHA-256":
 		m = auth.AsSha256Mechanism()
 	case "SCRAM-SHA-512":
 		m = auth.AsSha512Mechanism()
 	default:
-		return nil, fmt.Errorf("unknown -sasl %q: want SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER", mech)
+		return nil, fmt.Errorf("unknown -sasl %q: want PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER", mech)
 	}
 	return append(opts, kgo.SASL(m)), nil
 }
