@@ -87,7 +87,8 @@ func newRunnerMetrics(mp metric.MeterProvider, r *Runner) (*runnerMetrics, error
 	consumed, err := newConsumedCounter(m, r, kvs)
 	errs = append(errs, err)
 	rm.consumed = consumed
-	errs = append(errs, registerLagGauges(m, r, kvs), registerPartitionGauge(m, r, kvs), registerParkedGauge(m, r, kvs))
+	errs = append(errs, registerLagGauges(m, r, kvs), registerPartitionGauge(m, r, kvs), registerParkedGauge(m, r, kvs),
+		registerTopicPartitionsGauge(m, r, kvs))
 	for _, err := range errs {
 		if err != nil {
 			return nil, fmt.Errorf("kafkarunner: metrics: %w", err)
