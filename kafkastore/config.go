@@ -305,15 +305,14 @@ func readTokenFile(path string) (string, error) {
 		return "", fmt.Errorf("kafkastore: OAUTHBEARER token file: %w", err)
 	}
 	defer f.Close()
-	b := make([]byte, maxTokenFile+1)
-	n, err := io.ReadFull(f, b)
+	b, err := io.ReadAll(io.LimitReader(f, maxTokenFile+1))
 	switch {
-	case err == nil:
-		return "", fmt.Errorf("kafkastore: OAUTHBEARER token file %s is larger than %d bytes", path, maxTokenFile)
-	case !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF):
+	case err != nil:
 		return "", fmt.Errorf("kafkastore: OAUTHBEARER token file: %w", err)
+	case len(b) > maxTokenFile:
+		return "", fmt.Errorf("kafkastore: OAUTHBEARER token file %s is larger than %d bytes", path, maxTokenFile)
 	}
-	tok := strings.TrimSpace(string(b[:n]))
+	tok := strings.TrimSpace(string(b))
 	if tok == "" {
 		return "", fmt.Errorf("kafkastore: OAUTHBEARER token file %s is empty", path)
 	}
