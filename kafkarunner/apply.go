@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -46,31 +45,7 @@ type unit struct {
 // up to there, and no further.
 func (s *session) process(recs []*kgo.Record) error {
 	r := s.r
-	// The batch span links to the traces of its records (the first
-	// maxBatchLinks); each event's apply span continues its own trace.
-	var links []trace.Link
-	for _, rec := range recs {
-		if len(links) == maxBatchLinks {
-			break
-		}
-		if rec.Context != nil {
-			if sc := trace.SpanContextFromContext(rec.Context); sc.IsValid() {
-				links = append(links, trace.Link{SpanContext: sc})
-			}
-		}
-	}
-	ctx, span := r.tracer.Start(s.ctx, "projector.batch "+r.cfg.Projection.Name(), trace.WithLinks(links...),
-		trace.WithSpanKind(trace.SpanKindConsumer),
-		trace.WithAttributes(
-			attribute.String("messaging.system", "kafka"),
-			attribute.String("messaging.operation.type", "process"),
-			attribute.String("messaging.operation.name", "process"),
-			attribute.String("messaging.destination.name", r.cfg.Topic),
-			attribute.String("messaging.consumer.group.name", r.cfg.Group),
-			attribute.String("messaging.destination.partition.id", strconv.Itoa(int(s.p.id))),
-			attribute.Int("messaging.batch.message_count", len(recs)),
-			attribute.String("projector.projection", r.cfg.Projection.Name()),
-		))
+	ctx, span := s.batchSpan(recs)
 	defer span.End()
 
 	items := make([]item, len(recs))
@@ -276,7 +251,7 @@ func (s *session) markApplied(e framework.Event) {
 // context (the kotel receive span, which continues the producer's trace).
 func (s *session) applyRun(ctx context.Context, run []unit) ([]unit, error) {
 	for i := range run {
-		run[i].span = s.startApplySpan(ctx, run[i])
+		run[i].span = s.eventSpan(ctx, run[i])
 	}
 	defer func() { // spans of events left unapplied by an error
 		for _, u := range run {
@@ -302,6 +277,8 @@ func (s *session) applyRun(ctx context.Context, run []unit) ([]unit, error) {
 			return run, err
 		}
 		failed := run[0]
+		s.failingSpan(ctx, &failed)
+		run[0].span = failed.span // ended by the deferred loop if an error returns
 		attempts := 1
 		if !errors.Is(err, framework.ErrPartialApply) { // never again over a partial write
 			attempts, err = s.retry(ctx, failed, err)
@@ -357,7 +334,7 @@ func (s *session) applyBatch(ctx context.Context, run []unit) (n int, err error)
 		events[i] = u.ev
 	}
 	n, err = framework.ApplyEvents(ctx, s.r.cfg.Projection, events, framework.ApplyOptions{
-		EventContext: func(ctx context.Context, i int) context.Context { return trace.ContextWithSpan(ctx, run[i].span) },
+		EventContext: func(ctx context.Context, i int) context.Context { return spanContext(ctx, run[i]) },
 	})
 	if err != nil && n == len(run) {
 		// The batch says every event was applied, and an error: the
@@ -374,7 +351,7 @@ func (s *session) applyBatch(ctx context.Context, run []unit) (n int, err error)
 // told to stop meanwhile (the event is then left to the next owner).
 func (s *session) retry(ctx context.Context, u unit, err error) (int, error) {
 	e := u.ev
-	ctx = trace.ContextWithSpan(ctx, u.span)
+	ctx = spanContext(ctx, u)
 	policy := s.r.cfg.Retry
 	attempt := 1
 	for ; attempt < policy.Attempts; attempt++ {

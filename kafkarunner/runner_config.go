@@ -139,10 +139,33 @@ type Config struct {
 	// lost state checks again. Default 30s.
 	StateLostRecheck time.Duration
 
-	Logger         *slog.Logger
+	Logger *slog.Logger
+	// TracerProvider traces the runner: a span per polled batch of a
+	// partition, linked to its records' traces, and per-event apply spans
+	// as EventSpans says. Nil: no tracing, and no cost for it.
 	TracerProvider trace.TracerProvider
-	MeterProvider  metric.MeterProvider
+	// EventSpans says which events get an apply span of their own (with
+	// tracing on). Default EventSpansSampled.
+	EventSpans    EventSpans
+	MeterProvider metric.MeterProvider
 }
+
+// EventSpans says which events get an apply span of their own, beside the
+// span of their batch. An event whose apply fails (retried, parked) gets
+// one whatever the mode, unless it is EventSpansOff.
+type EventSpans int
+
+const (
+	// EventSpansSampled gives an apply span to an event whose record
+	// carries a sampled trace context (its append was traced, or kotel's
+	// receive span was sampled): the trace from append to apply stays
+	// whole where the sampler kept it, and unsampled events cost nothing.
+	EventSpansSampled EventSpans = iota
+	// EventSpansAlways gives every event an apply span.
+	EventSpansAlways
+	// EventSpansOff gives no event an apply span: only batch spans.
+	EventSpansOff
+)
 
 func (c *Config) setDefaults() {
 	if c.Group == "" && c.Projection != nil {

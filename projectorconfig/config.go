@@ -59,6 +59,9 @@ type Config struct {
 	LogLevel        slog.Level
 	// LogFormat is "text" or "json".
 	LogFormat string
+	// TraceEventSpans is "sampled", "always" or "off" (see
+	// kafkarunner.EventSpans).
+	TraceEventSpans string
 }
 
 // ConsumerGroup returns Group, or the projection's name when it is empty.
@@ -197,6 +200,16 @@ func (s *Set) Config() (Config, error) {
 			}
 		default:
 			errs = append(errs, s.Invalid(LogFormat, "text or json"))
+		}
+	}
+	if s.Has(TraceEventSpans) {
+		switch c.TraceEventSpans = strings.ToLower(s.String(TraceEventSpans)); c.TraceEventSpans {
+		case "", "sampled", "always", "off":
+			if c.TraceEventSpans == "" {
+				c.TraceEventSpans = "sampled"
+			}
+		default:
+			errs = append(errs, s.Invalid(TraceEventSpans, "sampled, always or off"))
 		}
 	}
 	if s.Has(LogLevel) {

@@ -108,6 +108,8 @@ var (
 		Help: "debug, info, warn or error"}
 	LogFormat = Var{Env: "PROJECTOR_LOG_FORMAT", Flag: "log-format", Default: "text",
 		Help: "text or json (one JSON object per line, with trace_id and span_id inside a span)"}
+	TraceEventSpans = Var{Env: "PROJECTOR_TRACE_EVENT_SPANS", Flag: "trace-event-spans", Default: "sampled",
+		Help: "which events get an apply span of their own: sampled (their record's trace is sampled), always or off; batches always get one"}
 )
 
 // Connection returns the settings of every program that reaches a
@@ -123,5 +125,5 @@ func Connection() []Var {
 // projection, the HTTP address, the shutdown timeout, the group's session
 // timeout and the log level and format.
 func Worker() []Var {
-	return append(Connection(), Projection, KafkaSessionTimeout, HTTPAddr, ShutdownTimeout, LogLevel, LogFormat)
+	return append(Connection(), Projection, KafkaSessionTimeout, HTTPAddr, ShutdownTimeout, LogLevel, LogFormat, TraceEventSpans)
 }

@@ -143,7 +143,7 @@ func Run(ctx context.Context, args []string, opts Options) error {
 	rcfg := kafkarunner.Config{
 		Seeds: cfg.Brokers, ClientOpts: append(kafkaOpts[:len(kafkaOpts):len(kafkaOpts)], kgo.SessionTimeout(cfg.KafkaSessionTimeout)),
 		Topic: cfg.Topic, Group: cfg.Group, Checkpoints: store, ShutdownTimeout: cfg.ShutdownTimeout, Logger: logger,
-		TracerProvider: tel.TracerProvider(), MeterProvider: tel.MeterProvider(),
+		TracerProvider: tel.TracerProvider(), MeterProvider: tel.MeterProvider(), EventSpans: eventSpans(cfg.TraceEventSpans),
 	}
 	if err := w.newRunner(p, rcfg); err != nil {
 		return err
@@ -243,4 +243,16 @@ func check(cfg projectorconfig.Config) error {
 	}
 	errs = append(errs, telemetry.CheckEnv())
 	return errors.Join(errs...)
+}
+
+// eventSpans maps PROJECTOR_TRACE_EVENT_SPANS (checked by projectorconfig)
+// to the runner's setting.
+func eventSpans(v string) kafkarunner.EventSpans {
+	switch v {
+	case "always":
+		return kafkarunner.EventSpansAlways
+	case "off":
+		return kafkarunner.EventSpansOff
+	}
+	return kafkarunner.EventSpansSampled
 }

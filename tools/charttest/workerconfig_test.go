@@ -30,6 +30,8 @@ var workerEnums = map[string]string{
 	"/worker/logFormat":     "worker: {logFormat: %s}",
 	"/kafka/sasl/mechanism": "kafka: {sasl: {mechanism: '%s'}}\ncredentials: {kafkaUsername: projector, kafkaPassword: pw}",
 	"/otel/protocol":        "otel: {endpoint: 'http://otel-collector:4317', protocol: '%s'}",
+	"/otel/tracesSampler":   "otel: {tracesSampler: '%s'}",
+	"/otel/eventSpans":      "otel: {eventSpans: '%s'}",
 }
 
 // workerEnumValues are the values of workerEnums that need a values

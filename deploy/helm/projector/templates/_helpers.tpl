@@ -320,6 +320,10 @@ the TLS CA files from the mounted TLS Secret.
 - name: OTEL_TRACES_SAMPLER
   value: {{ . | quote }}
 {{- end }}
+{{- with .Values.otel.eventSpans }}
+- name: PROJECTOR_TRACE_EVENT_SPANS
+  value: {{ . | quote }}
+{{- end }}
 {{- with .Values.worker.extraEnv }}
 {{ toYaml . }}
 {{- end }}
