@@ -88,7 +88,8 @@ func TestConfig(t *testing.T) {
 	}
 	want := Config{Brokers: []string{"a:9092", "b:9092"}, KafkaSASLMechanism: "SCRAM-SHA-512", KafkaUsername: "u", KafkaPassword: "pw", KafkaTLS: true,
 		KafkaSessionTimeout: 45 * time.Second, RedisURL: "redis://r:6379/0", RedisNamespace: "ns", RedisWaitReplicas: 2,
-		Projection: "orders", HTTPAddr: ":8080", ShutdownTimeout: 45 * time.Second, LogLevel: slog.LevelWarn, LogFormat: "json"}
+		Projection: "orders", HTTPAddr: ":8080", ShutdownTimeout: 45 * time.Second, LogLevel: slog.LevelWarn, LogFormat: "json",
+		TraceEventSpans: "sampled"}
 	if !slices.Equal(c.Brokers, want.Brokers) {
 		t.Errorf("brokers %q", c.Brokers)
 	}
