@@ -14,6 +14,7 @@ import (
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
+	tracenoop "go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/projector-dev/projector/controlplane"
 	"github.com/projector-dev/projector/framework"
@@ -106,7 +107,9 @@ func New(cfg Config) (*Runner, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	tracing := cfg.TracerProvider != nil
+	// A no-op provider is no tracing: nothing would receive the spans.
+	_, noop := cfg.TracerProvider.(tracenoop.TracerProvider)
+	tracing := cfg.TracerProvider != nil && !noop
 	caps := capabilitiesOf(cfg)
 	cfg.setDefaults()
 	r := &Runner{cfg: cfg, parts: map[int32]*partition{}, tracing: tracing, wakeCh: make(chan struct{}, 1), roomCh: make(chan struct{}, 1)}

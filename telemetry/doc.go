@@ -31,9 +31,11 @@
 // OTEL_METRICS_EXPORTER) is unset, the signal is exported over OTLP only if an OTLP endpoint is
 // configured for it (OTEL_EXPORTER_OTLP_ENDPOINT or the per-signal _ENDPOINT); otherwise nothing
 // is exported. A process started with no OTEL_* variables therefore never tries to reach
-// localhost:4317 or :4318 and logs no export errors, while its spans and metrics are still
-// created (and metrics scraped through the Prometheus handler). Setting the exporter variable
-// to otlp explicitly restores the specification's default endpoint.
+// localhost:4317 or :4318 and logs no export errors; its metrics are still recorded (and
+// scraped through the Prometheus handler). With no trace exporter the TracerProvider is a no-op
+// one: nothing would receive a span, so instrumented components (the runner, kotel) skip the
+// work, and an incoming trace context still passes through to what the process sends on. Setting
+// the exporter variable to otlp explicitly restores the specification's default endpoint.
 //
 // An invalid value is an error from Setup that names the variable (an [*EnvError]); all invalid
 // variables are reported at once.

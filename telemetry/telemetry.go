@@ -147,10 +147,16 @@ func (t *Telemetry) build(ctx context.Context, opts Options, env envConfig) erro
 		}
 		tpOpts = append(tpOpts, sdktrace.WithBatcher(exp))
 	}
-	tp := sdktrace.NewTracerProvider(tpOpts...)
-	t.tracerProvider = tp
-	t.flushes = append(t.flushes, tp.ForceFlush)
-	t.shutdowns = append(t.shutdowns, tp.Shutdown)
+	if len(env.traceExporters) == 0 {
+		// Nothing would receive a span: a no-op provider, so that
+		// components that trace (the runner, kotel) skip the work.
+		t.tracerProvider = tracenoop.NewTracerProvider()
+	} else {
+		tp := sdktrace.NewTracerProvider(tpOpts...)
+		t.tracerProvider = tp
+		t.flushes = append(t.flushes, tp.ForceFlush)
+		t.shutdowns = append(t.shutdowns, tp.Shutdown)
+	}
 
 	// Metrics: the Prometheus reader always, push exporters as configured.
 	registry := prometheus.NewRegistry()
