@@ -9,6 +9,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/plugin/kotel"
+	metricnoop "go.opentelemetry.io/otel/metric/noop"
 )
 
 // Membership in the consumer group: joining, the rebalance callbacks that
@@ -42,14 +43,20 @@ func (r *Runner) consume(ctx context.Context) error {
 	if r.maxRecordBytes > 0 {
 		opts = append(opts, kgo.ProducerBatchMaxBytes(r.maxRecordBytes))
 	}
+	// kotel's client metrics (connections, bytes, batches) whenever meters
+	// are recorded; with tracing, its receive span per record too,
+	// continuing the producer's trace from the record headers (apply spans
+	// are its children).
+	var kopts []kotel.Opt
 	if r.tracing {
-		// kotel starts a receive span per record, continuing the
-		// producer's trace from the record headers; apply spans are its
-		// children.
-		k := kotel.NewKotel(kotel.WithTracer(kotel.NewTracer(kotel.TracerProvider(r.cfg.TracerProvider),
-			kotel.TracerPropagator(r.propagator), kotel.ConsumerGroup(r.cfg.Group))),
-			kotel.WithMeter(kotel.NewMeter(kotel.MeterProvider(r.cfg.MeterProvider))))
-		opts = append(opts, kgo.WithHooks(k.Hooks()...))
+		kopts = append(kopts, kotel.WithTracer(kotel.NewTracer(kotel.TracerProvider(r.cfg.TracerProvider),
+			kotel.TracerPropagator(r.propagator), kotel.ConsumerGroup(r.cfg.Group))))
+	}
+	if _, noop := r.cfg.MeterProvider.(metricnoop.MeterProvider); !noop {
+		kopts = append(kopts, kotel.WithMeter(kotel.NewMeter(kotel.MeterProvider(r.cfg.MeterProvider))))
+	}
+	if len(kopts) > 0 {
+		opts = append(opts, kgo.WithHooks(kotel.NewKotel(kopts...).Hooks()...))
 	}
 	if r.cfg.ServerSideBalancer {
 		opts = append(opts, kgo.ServerSideBalancer())
