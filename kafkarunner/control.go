@@ -24,8 +24,9 @@ func defaultReplicaID() string {
 // ReplicaID returns the name this replica reports under.
 func (r *Runner) ReplicaID() string { return r.cfg.ReplicaID }
 
-// State returns what the replica is doing: "running", "paused",
-// "waiting-reset", "resetting" or "stopped" ("" before Run).
+// State returns what the replica is doing: "starting", "waiting" (for
+// Kafka or Redis to answer at start: LastError says why), "running",
+// "paused", "waiting-reset", "resetting" or "stopped" ("" before Run).
 func (r *Runner) State() string {
 	s, _ := r.state.Load().(string)
 	return s
@@ -62,6 +63,7 @@ func (r *Runner) waitRunnable(ctx context.Context) error {
 		c, err := r.cfg.Control.Control(ctx, name)
 		switch {
 		case err != nil:
+			r.state.Store("waiting") // for Redis
 			r.setLastError(err)
 			r.cfg.Logger.WarnContext(ctx, "cannot read the control state; retrying", "err", err)
 		case c.Paused:

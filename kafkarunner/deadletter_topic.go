@@ -47,8 +47,9 @@ func (r *Runner) ensureDeadLetterTopic(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("kafkarunner: runner %s: topic %s: %w", r.cfg.Group, r.cfg.Topic, err)
 	}
-	if d, ok := src[r.cfg.Topic]; ok && d.Err == nil {
+	if d, ok := src[r.cfg.Topic]; ok && d.Err == nil && !r.topicKnown.Load() { // once: a retry of this step must not write it again
 		r.partitions = int32(len(d.Partitions))
+		r.topicKnown.Store(true)
 	}
 	if r.partitions == 0 {
 		r.cfg.Logger.Warn("the event topic's partition count is unknown: records off their stream's home partition are not detected", "topic", r.cfg.Topic)

@@ -27,7 +27,7 @@ func registerTopicPartitionsGauge(m metric.Meter, r *Runner, attrs []attribute.K
 	opt := metric.WithAttributes(append(append([]attribute.KeyValue(nil), attrs...),
 		attribute.String("messaging.destination.name", r.cfg.Topic))...)
 	_, err = m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
-		if r.State() == "" {
+		if !r.topicKnown.Load() { // r.partitions is written before it is set
 			return nil
 		}
 		if n := r.partitions; n > 0 {

@@ -35,8 +35,8 @@ func TestTopicPartitionsGauge(t *testing.T) {
 	if dp := observe(); len(dp) != 0 {
 		t.Errorf("reported before the runner ran: %v", dp)
 	}
-	r.partitions = 6 // as ensureDeadLetterTopic sets it, before the first state
-	r.state.Store("running")
+	r.partitions = 6 // as ensureDeadLetterTopic sets it, then says it is known
+	r.topicKnown.Store(true)
 	dp := observe()
 	if len(dp) != 1 || dp[0].Value != 6 {
 		t.Fatalf("projector.topic.partitions = %v, want one point of 6", dp)

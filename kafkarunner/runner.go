@@ -51,6 +51,9 @@ type Runner struct {
 	// started: a record off the murmur2 partition of its key over it is
 	// misplaced.
 	partitions int32
+	// topicKnown is set once partitions is (by ensureDeadLetterTopic): the
+	// metrics read partitions only after it.
+	topicKnown atomic.Bool
 
 	client *kgo.Client
 	events framework.EventStore
@@ -151,20 +154,27 @@ func (r *Runner) Run(ctx context.Context) error {
 	r.cancel = cancel
 	r.cancelMu.Unlock()
 	r.cfg.Logger.InfoContext(ctx, "control-plane capabilities", "group", r.cfg.Group, "capabilities", r.caps, "single_replica", r.cfg.SingleReplica)
-	if err := r.checkServer(ctx); err != nil {
+	r.state.Store("starting")
+	if err := r.untilReachable(ctx, "Redis", r.checkServer); err != nil || ctx.Err() != nil {
 		return err
 	}
 	if r.cfg.Events == nil {
-		store, err := kafkastore.New(ctx, kafkastore.Config{Seeds: r.cfg.Seeds, Topic: r.cfg.Topic, ClientOpts: r.cfg.ClientOpts, Logger: r.cfg.Logger, DontCreateTopics: true})
-		if err != nil {
-			return fmt.Errorf("kafkarunner: runner %s: event store: %w", r.cfg.Group, err)
+		err := r.untilReachable(ctx, "Kafka", func(ctx context.Context) error {
+			store, err := kafkastore.New(ctx, kafkastore.Config{Seeds: r.cfg.Seeds, Topic: r.cfg.Topic, ClientOpts: r.cfg.ClientOpts, Logger: r.cfg.Logger, DontCreateTopics: true})
+			if err != nil {
+				return fmt.Errorf("kafkarunner: runner %s: event store: %w", r.cfg.Group, err)
+			}
+			r.events = store
+			return nil
+		})
+		if err != nil || ctx.Err() != nil {
+			return err
 		}
-		defer store.Close()
-		r.events = store
+		defer r.events.(*kafkastore.Store).Close()
 	} else {
 		r.events = r.cfg.Events
 	}
-	if err := r.ensureDeadLetterTopic(ctx); err != nil {
+	if err := r.untilReachable(ctx, "Kafka", r.ensureDeadLetterTopic); err != nil || ctx.Err() != nil {
 		return err
 	}
 	var background sync.WaitGroup
