@@ -13,11 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/projector-dev/projector/appendguard"
-	"github.com/projector-dev/projector/framework"
 	"github.com/projector-dev/projector/internal/testenv"
-	"github.com/projector-dev/projector/kafkastore"
-	"github.com/projector-dev/projector/redischeckpoint"
 )
 
 // exportedMetricsFile lists the metric names a worker exports on /metrics, one per line, sorted:
@@ -89,53 +85,14 @@ func TestExportedMetricsGolden(t *testing.T) {
 		// locally, but kfake answers some metadata differently: say so.
 		t.Logf("running on Kafka %s and Redis %s", map[bool]string{true: "real", false: "fake"}[kafka.Real], rdb.Kind)
 	}
-	clearEnv(t)
+	w := startOrdersWorker(t, kafka, map[string]string{
+		"PROJECTOR_REDIS_URL": "redis://" + rdb.Addr, "PROJECTOR_REDIS_NAMESPACE": rdb.Prefix(t),
+		"PROJECTOR_SHUTDOWN_TIMEOUT": "10s",
+		"OTEL_SDK_DISABLED":          "false", // meters recorded, served on /metrics; nothing exported
+	})
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
-	topic := kafka.TopicName(t, "orders")
-	projection := "orders-" + strings.ReplaceAll(topic, ".", "-")
-	events, err := kafkastore.New(ctx, kafkastore.Config{Seeds: kafka.Seeds, Topic: topic, Partitions: 2, ReplicationFactor: 1, Guard: appendguard.NewMemory()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer events.Close()
-	if _, err := events.Append(ctx, "process/acme/1", framework.NoStream, []framework.EventData{{Type: "Ordered"}, {Type: "Ordered"}}); err != nil {
-		t.Fatal(err)
-	}
-	t.Setenv("PROJECTOR_KAFKA_BROKERS", strings.Join(kafka.Seeds, ","))
-	t.Setenv("PROJECTOR_REDIS_URL", "redis://"+rdb.Addr)
-	t.Setenv("PROJECTOR_REDIS_NAMESPACE", rdb.Prefix(t))
-	t.Setenv("PROJECTOR_TOPIC", topic)
-	t.Setenv("PROJECTOR_PROJECTION", projection)
-	t.Setenv("PROJECTOR_KAFKA_SESSION_TIMEOUT", "6s")
-	t.Setenv("PROJECTOR_SHUTDOWN_TIMEOUT", "10s")
-	t.Setenv("OTEL_SDK_DISABLED", "false") // meters recorded, served on /metrics; nothing exported
-
-	var stdout, stderr syncBuffer
-	opts := Options{Name: "orders", Stdout: &stdout, Stderr: &stderr,
-		Setup: func(_ context.Context, w *Worker) (Projection, error) {
-			p, err := w.Store.NewAtomicProjection(w.Config.Projection, func(e framework.Event, w *redischeckpoint.Writes) error {
-				w.HIncrBy(w.Key("orders"), e.StreamID, 1)
-				return nil
-			})
-			return Versioned(p), err
-		}}
-	done := make(chan error, 1)
-	go func() { done <- Run(ctx, []string{"-http", "127.0.0.1:0"}, opts) }()
-	var base string
-	for addr := regexp.MustCompile(`on (http://\S+)`); base == ""; time.Sleep(20 * time.Millisecond) {
-		select {
-		case err := <-done:
-			t.Fatalf("the worker ended early: %v\n%s", err, stderr.String())
-		default:
-		}
-		if ctx.Err() != nil {
-			t.Fatalf("the worker never served HTTP\n%s", stderr.String())
-		}
-		if m := addr.FindStringSubmatch(stdout.String()); m != nil {
-			base = m[1]
-		}
-	}
+	base := w.base
 
 	var want map[string]bool
 	if !update {
@@ -174,18 +131,15 @@ func TestExportedMetricsGolden(t *testing.T) {
 			}
 		}
 		select {
-		case err := <-done:
-			t.Fatalf("the worker ended: %v\n%s", err, stderr.String())
 		case <-time.After(250 * time.Millisecond):
 			continue
 		case <-ctx.Done():
 		}
 		t.Fatalf("the worker did not apply both events with every instrument recorded in time; last scrape had %v\n%s",
-			slices.Sorted(maps.Keys(got)), stderr.String())
+			slices.Sorted(maps.Keys(got)), w.stderr.String())
 	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Errorf("Run: %v\n%s", err, stderr.String())
+	if err := w.stop(); err != nil {
+		t.Errorf("Run: %v\n%s", err, w.stderr.String())
 	}
 
 	names := slices.Sorted(maps.Keys(got))

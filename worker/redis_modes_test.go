@@ -5,6 +5,7 @@ import (
 	"os"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -68,13 +69,30 @@ func TestWorkerOnRedisSentinelAndCluster(t *testing.T) {
 }
 
 // runOrdersWorker runs a worker with env on top of cleared PROJECTOR_*
-// variables, Kafka and the topic's settings, and waits until it is ready
-// and has applied both events of the topic.
+// variables, Kafka and the topic's settings, waits until it is ready and
+// has applied both events of the topic, and stops it.
 func runOrdersWorker(t *testing.T, kafka *testenv.KafkaEnv, env map[string]string) {
 	t.Helper()
+	w := startOrdersWorker(t, kafka, env)
+	if err := w.stop(); err != nil {
+		t.Errorf("Run: %v\n%s", err, w.stderr.String())
+	}
+}
+
+// ordersWorker is a worker started by startOrdersWorker.
+type ordersWorker struct {
+	base   string      // its HTTP server
+	stderr *syncBuffer // its log
+	stop   func() error
+}
+
+// startOrdersWorker is runOrdersWorker without the stop: the worker runs
+// until the test calls stop (or ends).
+func startOrdersWorker(t *testing.T, kafka *testenv.KafkaEnv, env map[string]string) *ordersWorker {
+	t.Helper()
 	clearEnv(t)
-	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
-	defer cancel()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(cancel)
 	topic := kafka.TopicName(t, "orders")
 	projection := "orders-" + strings.ReplaceAll(topic, ".", "-")
 	events, err := kafkastore.New(ctx, kafkastore.Config{Seeds: kafka.Seeds, Topic: topic, Partitions: 2, ReplicationFactor: 1, Guard: appendguard.NewMemory()})
@@ -137,10 +155,14 @@ func runOrdersWorker(t *testing.T, kafka *testenv.KafkaEnv, env map[string]strin
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Errorf("Run: %v\n%s", err, stderr.String())
+	var once sync.Once
+	var runErr error
+	stop := func() error {
+		once.Do(func() { cancel(); runErr = <-done })
+		return runErr
 	}
+	t.Cleanup(func() { _ = stop() })
+	return &ordersWorker{base: base, stderr: &stderr, stop: stop}
 }
 
 // A worker on the TLS-only Redis set of scripts/ha.sh, in each mode, with
