@@ -84,3 +84,10 @@ func CheckRebuildOnce(ctx context.Context, v *VersionedRunner) (controlplane.Ver
 	}
 	return v.cfg.Versions.Versions(ctx, v.cfg.Name)
 }
+
+// SetBeforeSwitch runs f between a rebuild's last cursor comparison and
+// its switch.
+func SetBeforeSwitch(f func()) (restore func()) {
+	old := beforeSwitch.Swap(&f)
+	return func() { beforeSwitch.Store(old) }
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -130,8 +131,9 @@ func (v *VersionedRunner) checkRebuild(ctx context.Context, vs controlplane.Vers
 	// holds now, not only what it held at the previous check: the live
 	// version applied more since, and a reader must not see the model go
 	// back at the switch. Short by a moment: the next check tries again.
-	// (What the live version applies between this read and the switch's
-	// transaction remains a window of milliseconds; see docs/rebuild.md.)
+	// This read only spares a switch attempt that would be refused: the
+	// store's SwitchLive compares the cursors again in the switch's own
+	// transaction, which closes the live version (ErrSwitchBehind).
 	now, err := v.loadCursors(ctx, liveName)
 	if err != nil {
 		log.WarnContext(ctx, "cannot read the live version's cursors", "projection", liveName, "err", err)
@@ -144,13 +146,25 @@ func (v *VersionedRunner) checkRebuild(ctx context.Context, vs controlplane.Vers
 		v.setStatus(fmt.Sprintf("%s is a moment behind the live version %s: the switch waits for the next check", name, liveName))
 		return
 	}
-	if _, err := v.cfg.Versions.SwitchLive(ctx, v.cfg.Name, b.Version, v.cfg.Runner.ReplicaID); err != nil {
+	if hook := beforeSwitch.Load(); hook != nil {
+		(*hook)()
+	}
+	if _, err := v.cfg.Versions.SwitchLive(ctx, v.cfg.Name, b.Version, v.cfg.Runner.ReplicaID); errors.Is(err, controlplane.ErrSwitchBehind) {
+		v.setStatus(fmt.Sprintf("%s is a moment behind the live version %s: the switch waits for the next check", name, liveName))
+		log.DebugContext(ctx, "the switch waits: the rebuilt version was behind at the switch", "projection", name, "err", err)
+		return
+	} else if err != nil {
 		log.InfoContext(ctx, "the switch to the rebuilt version did not happen here (another replica may have made it)", "projection", name, "err", err)
 		return
 	}
 	log.InfoContext(ctx, "switched the live read model to the rebuilt version", "projection", name, "from", liveName)
 	v.setStatus("")
 }
+
+// beforeSwitch, when set (by tests), runs between the last comparison of
+// the cursors and the switch: a test widens that moment to show the
+// switch's own comparison holds.
+var beforeSwitch atomic.Pointer[func()]
 
 func (v *VersionedRunner) setStatus(s string) {
 	v.mu.Lock()

@@ -157,10 +157,36 @@ func TestRebuildDoesNotSwitchWhileTheLiveVersionIsPaused(t *testing.T) {
 // (a reader that saw an invoice line loses it again until the new version
 // catches up; a read-your-writes wait satisfied just before the switch is
 // no longer satisfied by the live model).
+//
+// The moment between the runner's last comparison and the switch is made
+// to hold what it can hold (in CI the live version applied 20 more events
+// in it): right before the first switch attempt the live version applies
+// an event the topic gets only a second later (its cursor and count are
+// written as its script would). The store's SwitchLive must compare the
+// cursors again in the switch's own transaction and wait for the new
+// version to hold that event too.
 func TestRebuildSwitchDoesNotGoBack(t *testing.T) {
 	f := newFixture(t, 2)
-	want := f.produce(t, 20, 2, "process/t/")
 	p := f.counter(t)
+	const late = "process/x/late"
+	var once sync.Once
+	defer kafkarunner.SetBeforeSwitch(func() {
+		once.Do(func() {
+			ctx := ctxFor(t)
+			cursors := f.ns + ":{" + f.name + "}:cursors"
+			if err := f.rdb.HSet(ctx, cursors, late, 1).Err(); err != nil {
+				t.Error(err)
+			}
+			if err := f.rdb.HIncrBy(ctx, p.Key("counts"), late, 1).Err(); err != nil {
+				t.Error(err)
+			}
+			go func() {
+				time.Sleep(time.Second)
+				produceRaw(t, f.env.Client(t), f.store.Config().Topic, ev(late, 1, late, ""))
+			}()
+		})
+	})()
+	want := f.produce(t, 20, 2, "process/t/")
 	f.versioned(t, p)
 	f.waitCounts(t, p, want, 2*time.Minute)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -220,13 +246,16 @@ func TestRebuildSwitchDoesNotGoBack(t *testing.T) {
 		s0, s1 := sum(c0.Val()), sum(c1.Val())
 		var behind []string
 		for id, v := range c0.Val() {
-			if _, ok := c1.Val()[id]; !ok && len(behind) < 5 {
-				behind = append(behind, fmt.Sprintf("%s: %s -> absent", id, v))
+			var n0, n1 int64
+			fmt.Sscan(v, &n0)
+			fmt.Sscan(c1.Val()[id], &n1)
+			if n1 < n0 && len(behind) < 5 {
+				behind = append(behind, fmt.Sprintf("%s: %d -> %d", id, n0, n1))
 			}
 		}
 		t.Logf("at the switch (first read of live=1): v0 (frozen, served until the switch) holds %d events, v1 (served from now on) %d; %d appended so far", s0, s1, appended.Load())
-		if s1 < s0 {
-			t.Errorf("the model served right after the switch holds %d events fewer than the one served right before; streams that went back: %v", s0-s1, behind)
+		if len(behind) > 0 {
+			t.Errorf("the model served right after the switch went back (v0 held %d events, v1 %d); streams that went back: %v", s0, s1, behind)
 		}
 		return
 	}

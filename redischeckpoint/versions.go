@@ -102,6 +102,16 @@ func (s *Store) bareKeys(projection string) (keys, error) {
 // (WATCH, retried on conflict); change returns the commands to run with
 // the new registry, which is written with them.
 func (s *Store) updateVersions(ctx context.Context, projection string, change func(*controlplane.Versions) (func(redis.Pipeliner), error)) (controlplane.Versions, error) {
+	return s.updateVersionsGuarded(ctx, projection, nil, change)
+}
+
+// updateVersionsGuarded is updateVersions with a guard run inside the
+// optimistic transaction, after the registry is read and before change:
+// it may WATCH more keys and read them (the transaction then fails and is
+// tried again when they change before it commits), and its error ends the
+// update with nothing changed.
+func (s *Store) updateVersionsGuarded(ctx context.Context, projection string, guard func(*redis.Tx, controlplane.Versions) error,
+	change func(*controlplane.Versions) (func(redis.Pipeliner), error)) (controlplane.Versions, error) {
 	k, err := s.bareKeys(projection)
 	if err != nil {
 		return controlplane.Versions{}, err
@@ -112,6 +122,11 @@ func (s *Store) updateVersions(ctx context.Context, projection string, change fu
 			v, err := readVersions(ctx, tx, k)
 			if err != nil {
 				return err
+			}
+			if guard != nil {
+				if err := guard(tx, v); err != nil {
+					return err
+				}
 			}
 			extra, err := change(&v)
 			if err != nil {
@@ -209,8 +224,47 @@ func (s *Store) UpdateRebuild(ctx context.Context, projection string, version ui
 // to it any more) and retires after the rebuild's grace period (never, when
 // the rebuild keeps it). It fails with [ErrNoRebuild] unless version is
 // the rebuild in progress.
+//
+// The new version must hold at the switch what the live one holds: every
+// stream's cursor at least the live version's. The live version's cursors
+// are read under WATCH in the switch's transaction, which also closes the
+// live version to writes: if the live version applies anything between
+// the read and the commit, the transaction is tried again; if the new
+// version is behind, the switch is refused with a [*controlplane.SwitchBehindError]
+// and nothing changes. So a reader never sees the model go back at the
+// switch.
 func (s *Store) SwitchLive(ctx context.Context, projection string, version uint64, by string) (controlplane.Versions, error) {
-	return s.updateVersions(ctx, projection, func(v *controlplane.Versions) (func(redis.Pipeliner), error) {
+	guard := func(tx *redis.Tx, v controlplane.Versions) error {
+		if v.Building == nil || v.Building.Version != version {
+			return nil // change says so
+		}
+		liveKeys, err := s.keysFor(framework.VersionedName(projection, v.Live))
+		if err != nil {
+			return err
+		}
+		newKeys, err := s.keysFor(framework.VersionedName(projection, version))
+		if err != nil {
+			return err
+		}
+		// The new version's cursors only grow: watching the live ones is
+		// enough to keep the comparison true until the commit.
+		if err := tx.Watch(ctx, liveKeys.cursors).Err(); err != nil {
+			return err
+		}
+		live, err := readCursorHash(ctx, tx, liveKeys.cursors)
+		if err != nil {
+			return err
+		}
+		next, err := readCursorHash(ctx, tx, newKeys.cursors)
+		if err != nil {
+			return err
+		}
+		if n, ex := controlplane.CompareCursors(live, next); n > 0 {
+			return &controlplane.SwitchBehindError{Projection: projection, Version: version, Behind: n, Examples: ex}
+		}
+		return nil
+	}
+	return s.updateVersionsGuarded(ctx, projection, guard, func(v *controlplane.Versions) (func(redis.Pipeliner), error) {
 		if v.Building == nil || v.Building.Version != version {
 			return nil, fmt.Errorf("%w: %s@v%d", ErrNoRebuild, projection, version)
 		}
@@ -388,4 +442,21 @@ func (p *AtomicProjection) Live(ctx context.Context) (*AtomicProjection, error) 
 		return p, nil
 	}
 	return p.Version(name)
+}
+
+// readCursorHash reads a cursors hash whole.
+func readCursorHash(ctx context.Context, c redis.Cmdable, key string) (map[string]uint64, error) {
+	raw, err := c.HGetAll(ctx, key).Result()
+	if err != nil {
+		return nil, fmt.Errorf("redischeckpoint: read %s: %w", key, err)
+	}
+	out := make(map[string]uint64, len(raw))
+	for field, value := range raw {
+		seq, err := parseCursor(key, field, value)
+		if err != nil {
+			return nil, err
+		}
+		out[field] = seq
+	}
+	return out, nil
 }

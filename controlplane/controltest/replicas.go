@@ -95,6 +95,7 @@ func testStaleReplicas(t *testing.T, s Store) {
 var versionCases = []testCase{
 	{"ZeroAtFirst", testVersionsZero},
 	{"RebuildThenSwitchLive", testRebuildSwitch},
+	{"SwitchLiveRefusesAVersionBehind", testSwitchBehind},
 	{"AbortRebuild", testAbortRebuild},
 	{"ClosedVersionsRefuseFencesAndWrites", testClosedVersions},
 	{"RetireNow", testRetireNow},
@@ -164,6 +165,36 @@ func testRebuildSwitch(t *testing.T, s Store) {
 	}
 	if r := startRebuild(t, s, controlplane.Rebuild{By: "carol"}); r.Version != 2 {
 		t.Errorf("the next rebuild = version %d, want 2", r.Version)
+	}
+}
+
+// testSwitchBehind: SwitchLive compares the cursors in its own step: a
+// new version that holds less of a stream than the live one is not
+// switched to (the model served would go back), and nothing changes.
+func testSwitchBehind(t *testing.T, s Store) {
+	ctx := ctxFor(t)
+	live := framework.NewGlobalProjectionCheckpoint()
+	live.Advance("process/t/a", 5)
+	live.Advance("process/t/b", 2)
+	must(t, s.Save(ctx, proj, live))
+	startRebuild(t, s, controlplane.Rebuild{By: "alice", Grace: time.Hour})
+	next := framework.NewGlobalProjectionCheckpoint()
+	next.Advance("process/t/a", 3)
+	next.Advance("process/t/b", 2)
+	must(t, s.Save(ctx, framework.VersionedName(proj, 1), next))
+	_, err := s.SwitchLive(ctx, proj, 1, "bob")
+	var behind *controlplane.SwitchBehindError
+	if !errors.Is(err, controlplane.ErrSwitchBehind) || !errors.As(err, &behind) || behind.Behind != 1 ||
+		len(behind.Examples) != 1 || behind.Examples[0] != "process/t/a (live at 5, new at 3)" {
+		t.Fatalf("SwitchLive of a version behind = %v, want a SwitchBehindError naming process/t/a", err)
+	}
+	if v := versions(t, s); v.Live != 0 || v.Building == nil || v.Building.Version != 1 {
+		t.Fatalf("versions after a refused switch = %s, want unchanged", asJSON(v))
+	}
+	next.Advance("process/t/a", 5)
+	must(t, s.Save(ctx, framework.VersionedName(proj, 1), next))
+	if v, err := s.SwitchLive(ctx, proj, 1, "bob"); err != nil || v.Live != 1 {
+		t.Fatalf("SwitchLive once caught up = %s, %v", asJSON(v), err)
 	}
 }
 

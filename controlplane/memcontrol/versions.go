@@ -168,6 +168,12 @@ func (s *Store) SwitchLive(ctx context.Context, projection string, version uint6
 		if v.Building == nil || v.Building.Version != version {
 			return fmt.Errorf("%w: %s@v%d", ErrNoRebuild, projection, version)
 		}
+		// The new version must hold, now, what the live one holds: the
+		// check and the switch are one step (under the store's lock).
+		if n, ex := controlplane.CompareCursors(s.cursorsOf(framework.VersionedName(projection, v.Live)),
+			s.cursorsOf(framework.VersionedName(projection, version))); n > 0 {
+			return &controlplane.SwitchBehindError{Projection: projection, Version: version, Behind: n, Examples: ex}
+		}
 		at := now()
 		old := v.Live
 		b := *v.Building
@@ -244,4 +250,12 @@ func prependHistory(h []controlplane.Rebuild, r controlplane.Rebuild) []controlp
 		h = h[:historyKept]
 	}
 	return h
+}
+
+// cursorsOf returns the cursors of the version name; s.mu is held.
+func (s *Store) cursorsOf(name string) map[string]uint64 {
+	if p := s.projections[name]; p != nil {
+		return p.cursors
+	}
+	return nil
 }
