@@ -196,9 +196,12 @@ func TestRebuildSwitchDoesNotGoBack(t *testing.T) {
 	cl := f.env.Client(t)
 	topic := f.store.Config().Topic
 	wg.Go(func() {
+		// 400 streams, each growing: the switch compares every stream's
+		// cursor, and a steady stream of brand-new streams makes that
+		// comparison slower with every check (see docs/rebuild.md).
 		for i := 0; ctx.Err() == nil; i++ {
-			id := fmt.Sprintf("process/s/%07d", i)
-			r := ev(id, 1, id, "")
+			id := fmt.Sprintf("process/s/%04d", i%400)
+			r := ev(id, i/400+1, fmt.Sprintf("%s-%d", id, i/400+1), "")
 			rec := &kgo.Record{Topic: topic, Key: []byte(id), Headers: []kgo.RecordHeader{
 				{Key: kafkastore.HeaderStreamID, Value: []byte(r.stream)},
 				{Key: kafkastore.HeaderSequence, Value: []byte(r.seq)},
