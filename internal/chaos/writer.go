@@ -521,9 +521,22 @@ func (f *writerFleet) stopAll(grace time.Duration) []string {
 // returns the truth for checkApplied: per stream n, the events the log
 // holds, every one of which must be applied exactly once.
 func checkStreams(ctx context.Context, brokers []string, topic string, partitions int32, streams int, t *writerTruth, rep *Report) (*truth, error) {
-	st, err := kafkastore.New(ctx, kafkastore.Config{Seeds: brokers, Topic: topic, Partitions: partitions, DontCreateTopics: true})
-	if err != nil {
-		return nil, err
+	// The last fault may have ended a moment ago: a broker still starting
+	// closes connections or answers without a leader. Such errors are
+	// retried for a while; a fork or a misplaced record is a violation at
+	// once, and an error that outlasts the retries is one too.
+	const retryFor = time.Minute
+	var st *kafkastore.Store
+	for start := time.Now(); ; {
+		var err error
+		st, err = kafkastore.New(ctx, kafkastore.Config{Seeds: brokers, Topic: topic, Partitions: partitions, DontCreateTopics: true})
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil || time.Since(start) > retryFor {
+			return nil, err
+		}
+		time.Sleep(time.Second)
 	}
 	defer st.Close()
 	out := &truth{acked: map[string]uint64{}, uncertain: map[string]bool{}}
@@ -531,26 +544,34 @@ func checkStreams(ctx context.Context, brokers []string, topic string, partition
 	defer t.mu.Unlock()
 	for i := range streams {
 		s := StreamName(i)
+		var events []framework.Event
+		for start := time.Now(); ; {
+			var err error
+			events, err = readWholeStream(ctx, st, s)
+			if err == nil {
+				break
+			}
+			var fork *kafkastore.ForkError
+			var pl *kafkastore.PlacementError
+			switch {
+			case errors.As(err, &fork):
+				rep.add(Violation{Kind: "fork", Stream: s, Sequence: fork.Sequence,
+					Detail: fmt.Sprintf("events %s (offset %d) and %s (offset %d) on partition %d", fork.FirstEventID, fork.FirstOffset, fork.OtherEventID, fork.OtherOffset, fork.Partition)})
+			case errors.As(err, &pl):
+				rep.add(Violation{Kind: "read-" + string(pl.Kind), Stream: s, Sequence: pl.Sequence, Detail: err.Error()})
+			case ctx.Err() != nil:
+				return nil, err
+			case time.Since(start) < retryFor:
+				time.Sleep(time.Second)
+				continue
+			default:
+				rep.add(Violation{Kind: "read-error", Stream: s, Sequence: uint64(len(events)) + 1, Detail: err.Error()})
+			}
+			break
+		}
 		ids := map[string]uint64{}
 		var n uint64
-	read:
-		for e, err := range st.ReadStream(ctx, s, 0) {
-			if err != nil {
-				var fork *kafkastore.ForkError
-				var pl *kafkastore.PlacementError
-				switch {
-				case errors.As(err, &fork):
-					rep.add(Violation{Kind: "fork", Stream: s, Sequence: fork.Sequence,
-						Detail: fmt.Sprintf("events %s (offset %d) and %s (offset %d) on partition %d", fork.FirstEventID, fork.FirstOffset, fork.OtherEventID, fork.OtherOffset, fork.Partition)})
-				case errors.As(err, &pl):
-					rep.add(Violation{Kind: "read-" + string(pl.Kind), Stream: s, Sequence: pl.Sequence, Detail: err.Error()})
-				case ctx.Err() != nil:
-					return nil, err
-				default:
-					rep.add(Violation{Kind: "read-error", Stream: s, Sequence: n + 1, Detail: err.Error()})
-				}
-				break read
-			}
+		for _, e := range events {
 			if e.Sequence != n+1 {
 				rep.add(Violation{Kind: "gap", Stream: s, Sequence: e.Sequence, Detail: fmt.Sprintf("after sequence %d (event %s)", n, e.EventID)})
 			}
@@ -583,6 +604,19 @@ func checkStreams(ctx context.Context, brokers []string, topic string, partition
 		rep.EventsInStreams += int64(n)
 	}
 	return out, nil
+}
+
+// readWholeStream returns the events of stream s from its first sequence,
+// and with an error the events read before it.
+func readWholeStream(ctx context.Context, st *kafkastore.Store, s string) ([]framework.Event, error) {
+	var events []framework.Event
+	for e, err := range st.ReadStream(ctx, s, 0) {
+		if err != nil {
+			return events, err
+		}
+		events = append(events, e)
+	}
+	return events, nil
 }
 
 // visibleLag is the lag of group on topic counted in records a
