@@ -41,6 +41,20 @@ type Rebuild struct {
 	CaughtUpAt time.Time `json:"caught_up_at,omitzero"`
 	EndedAt    time.Time `json:"ended_at,omitzero"`
 	Outcome    string    `json:"outcome,omitempty"`
+	// FrozenUntil, while in the future, asks every replica to hold the
+	// live version's writes until then: the replica about to switch
+	// (FrozenBy) lets the rebuilt version catch up with a live model that
+	// stands still, then switches. Readers see the live model unchanged
+	// meanwhile. A freeze nobody ends (its replica died) ends at
+	// FrozenUntil; replicas also cap it with their own clock.
+	FrozenUntil time.Time `json:"frozen_until,omitzero"`
+	FrozenBy    string    `json:"frozen_by,omitempty"`
+}
+
+// Frozen reports whether the rebuild asks the replicas to hold the live
+// version's writes at now.
+func (r *Rebuild) Frozen(now time.Time) bool {
+	return r != nil && now.Before(r.FrozenUntil)
 }
 
 // Retiring is a version no longer live (or an aborted rebuild) waiting for

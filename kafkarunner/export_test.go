@@ -91,3 +91,21 @@ func SetBeforeSwitch(f func()) (restore func()) {
 	old := beforeSwitch.Swap(&f)
 	return func() { beforeSwitch.Store(old) }
 }
+
+// SetFreezeTimes sets how long a replica freezes the live version for a
+// rebuild's switch, how often at most, and how long a replica honours one
+// freeze by its own clock; the returned function restores them. Zero
+// leaves a value as it is.
+func SetFreezeTimes(holdFor, every, limit time.Duration) (restore func()) {
+	oldFor, oldEvery, oldCap := freezeFor, freezeEvery, freezeCap
+	if holdFor > 0 {
+		freezeFor = holdFor
+	}
+	if every > 0 {
+		freezeEvery = every
+	}
+	if limit > 0 {
+		freezeCap = limit
+	}
+	return func() { freezeFor, freezeEvery, freezeCap = oldFor, oldEvery, oldCap }
+}

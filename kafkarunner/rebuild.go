@@ -127,38 +127,199 @@ func (v *VersionedRunner) checkRebuild(ctx context.Context, vs controlplane.Vers
 			return
 		}
 	}
-	// Right before the switch the new version must hold what the live one
-	// holds now, not only what it held at the previous check: the live
-	// version applied more since, and a reader must not see the model go
-	// back at the switch. Short by a moment: the next check tries again.
-	// This read only spares a switch attempt that would be refused: the
-	// store's SwitchLive compares the cursors again in the switch's own
-	// transaction, which closes the live version (ErrSwitchBehind).
+	if switched, behind := v.trySwitch(ctx, b.Version, name, liveName); switched || !behind {
+		return
+	}
+	// A moment behind: the live version applied more since the last
+	// comparison. Under a steady write load that can be so at every check;
+	// then the live version is held for a moment.
+	if fr, ok := v.cfg.Versions.(LiveFreezer); ok {
+		v.mu.Lock()
+		due := time.Since(v.lastFreeze) >= freezeEvery
+		v.mu.Unlock()
+		if due {
+			v.freezeAndSwitch(ctx, fr, vs, name, liveName)
+		}
+	}
+}
+
+// trySwitch switches the live pointer to the rebuilt version if it holds
+// what the live one holds now. Right before the switch the new version
+// must hold what the live one holds now, not only what it held at the
+// previous check: the live version applied more since, and a reader must
+// not see the model go back at the switch. Short by a moment (behind):
+// the next check tries again. The read here only spares a switch attempt
+// that would be refused: the store's SwitchLive compares the cursors
+// again in the switch's own transaction, which closes the live version
+// (ErrSwitchBehind).
+func (v *VersionedRunner) trySwitch(ctx context.Context, version uint64, name, liveName string) (switched, behind bool) {
+	log := v.cfg.Runner.Logger
 	now, err := v.loadCursors(ctx, liveName)
 	if err != nil {
 		log.WarnContext(ctx, "cannot read the live version's cursors", "projection", liveName, "err", err)
-		return
+		return false, false
 	}
 	if short, err := v.shortOf(ctx, name, now); err != nil {
 		log.WarnContext(ctx, "cannot compare the rebuild's cursors with the live version's", "projection", name, "err", err)
-		return
+		return false, false
 	} else if short != "" {
 		v.setStatus(fmt.Sprintf("%s is a moment behind the live version %s: the switch waits for the next check", name, liveName))
-		return
+		return false, true
 	}
 	if hook := beforeSwitch.Load(); hook != nil {
 		(*hook)()
 	}
-	if _, err := v.cfg.Versions.SwitchLive(ctx, v.cfg.Name, b.Version, v.cfg.Runner.ReplicaID); errors.Is(err, controlplane.ErrSwitchBehind) {
+	if _, err := v.cfg.Versions.SwitchLive(ctx, v.cfg.Name, version, v.cfg.Runner.ReplicaID); errors.Is(err, controlplane.ErrSwitchBehind) {
 		v.setStatus(fmt.Sprintf("%s is a moment behind the live version %s: the switch waits for the next check", name, liveName))
 		log.DebugContext(ctx, "the switch waits: the rebuilt version was behind at the switch", "projection", name, "err", err)
-		return
+		return false, true
 	} else if err != nil {
 		log.InfoContext(ctx, "the switch to the rebuilt version did not happen here (another replica may have made it)", "projection", name, "err", err)
-		return
+		return false, false
 	}
 	log.InfoContext(ctx, "switched the live read model to the rebuilt version", "projection", name, "from", liveName)
 	v.setStatus("")
+	return true, false
+}
+
+// freezeFor is how long a replica freezes the live version for the
+// switch; freezeEvery how often at most. Readers see a model that stands
+// still for up to freezeFor (plus a refresh) at most once per freezeEvery.
+// Variables for tests.
+var (
+	freezeFor   = 5 * time.Second
+	freezeEvery = 30 * time.Second
+	// freezeCap bounds, by a replica's own clock, how long it honours one
+	// freeze: a FrozenUntil far ahead (a skewed clock) cannot stop the
+	// live version for longer.
+	freezeCap = 15 * time.Second
+)
+
+// freezeAndSwitch asks every replica to hold the live version's writes for
+// freezeFor, and tries to switch while they do: the rebuilt version goes on
+// applying and catches up with a live model that stands still. Safety does
+// not depend on the hold (a replica that has not seen it yet, or a batch
+// applied as it began, only makes SwitchLive refuse once more): the switch
+// compares the cursors in its own transaction. What could go wrong and
+// why it does not:
+//   - this replica dies while the live version is held: the freeze ends at
+//     FrozenUntil by itself, and every replica caps it by its own clock;
+//   - the rebuild is aborted, or another replica switches, meanwhile: the
+//     registry has no freeze any more, and replicas stop holding at their
+//     next refresh (the replaced version's runner is stopped anyway);
+//   - the new version parks a stream, or the live one is paused or
+//     replayed, meanwhile: checked before every attempt; the freeze ends.
+func (v *VersionedRunner) freezeAndSwitch(ctx context.Context, fr LiveFreezer, vs controlplane.Versions, name, liveName string) {
+	log := v.cfg.Runner.Logger
+	version := vs.Building.Version
+	start := time.Now()
+	until := start.Add(freezeFor)
+	v.mu.Lock()
+	v.lastFreeze = start
+	live := v.liveRun
+	v.mu.Unlock()
+	if err := fr.FreezeLive(ctx, v.cfg.Name, version, until, v.cfg.Runner.ReplicaID); err != nil {
+		log.WarnContext(ctx, "cannot hold the live version's writes for the switch", "projection", liveName, "err", err)
+		return
+	}
+	if live != nil {
+		live.holdWrites(until)
+	}
+	v.setStatus(fmt.Sprintf("%s keeps being a moment behind the live version %s: holding the live version's writes for up to %v to switch", name, liveName, freezeFor))
+	log.InfoContext(ctx, "holding the live version's writes for the switch to the rebuilt version", "projection", name, "live", liveName, "for", freezeFor)
+	switched := false
+	defer func() {
+		if switched {
+			return
+		}
+		if live != nil {
+			live.holdWrites(time.Time{})
+		}
+		// It would end at until anyway.
+		if err := fr.FreezeLive(context.WithoutCancel(ctx), v.cfg.Name, version, time.Time{}, v.cfg.Runner.ReplicaID); err != nil {
+			log.DebugContext(ctx, "cannot end the hold of the live version's writes; it ends by itself", "projection", liveName, "err", err)
+		}
+	}()
+	// The other replicas see the freeze at their next refresh.
+	wait := v.cfg.Refresh
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		if time.Now().After(until) {
+			v.setStatus(fmt.Sprintf("%s did not catch up with the live version %s within the %v it was held; the switch tries again later", name, liveName, freezeFor))
+			log.InfoContext(ctx, "the rebuilt version did not catch up while the live version was held; trying again later", "projection", name, "held", time.Since(start).Round(time.Millisecond))
+			return
+		}
+		wait = min(v.cfg.Refresh, 200*time.Millisecond)
+		cur, err := v.cfg.Versions.Versions(ctx, v.cfg.Name)
+		if err != nil || cur.Building == nil || cur.Building.Version != version || cur.Live != vs.Live {
+			return // the rebuild ended meanwhile (aborted, or switched by another replica)
+		}
+		if reason, err := v.switchBlocked(ctx, cur.Live, version, liveName); err != nil || reason != "" {
+			return
+		}
+		var behind bool
+		if switched, behind = v.trySwitch(ctx, version, name, liveName); switched || !behind {
+			if switched {
+				log.InfoContext(ctx, "switched while the live version's writes were held", "projection", name, "held", time.Since(start).Round(time.Millisecond))
+			}
+			return
+		}
+	}
+}
+
+// switchBlocked says why the switch must not happen now (a stream parked in
+// the new version only; the live version paused or being replayed), or "".
+func (v *VersionedRunner) switchBlocked(ctx context.Context, live, version uint64, liveName string) (string, error) {
+	if blocked, err := v.newlyParked(ctx, live, version); err != nil || blocked != "" {
+		return blocked, err
+	}
+	c, ok := v.control()
+	if !ok {
+		return "", nil
+	}
+	ctl, err := c.Control(ctx, liveName)
+	if err != nil {
+		return "", err
+	}
+	if ctl.Paused {
+		return "paused", nil
+	}
+	if r := ctl.Replay; r != nil && (r.Phase == controlplane.ReplayPausing || r.Phase == controlplane.ReplayResetting || r.Phase == controlplane.ReplayRebuild) {
+		return "replay", nil
+	}
+	return "", nil
+}
+
+// honourFreeze holds the live version's writes while the rebuild b asks
+// for it, capped by this replica's own clock, and lets them go when it no
+// longer does. v.mu must be held.
+func (v *VersionedRunner) honourFreeze(b *controlplane.Rebuild) {
+	now := time.Now()
+	if !b.Frozen(now) {
+		if !v.freezeSeen.IsZero() && v.liveRun != nil {
+			v.liveRun.holdWrites(time.Time{})
+		}
+		v.freezeSeen = time.Time{}
+		return
+	}
+	if !b.FrozenUntil.Equal(v.freezeSeen) {
+		v.freezeSeen, v.freezeSeenAt = b.FrozenUntil, now
+		if b.FrozenBy != v.cfg.Runner.ReplicaID {
+			v.cfg.Runner.Logger.Info("holding the live version's writes: a replica is switching to the rebuilt version",
+				"projection", framework.VersionedName(v.cfg.Name, v.live), "by", b.FrozenBy, "until", b.FrozenUntil)
+		}
+	}
+	if v.liveRun != nil {
+		until := b.FrozenUntil
+		if c := v.freezeSeenAt.Add(freezeCap); c.Before(until) {
+			until = c
+		}
+		v.liveRun.holdWrites(until)
+	}
 }
 
 // beforeSwitch, when set (by tests), runs between the last comparison of

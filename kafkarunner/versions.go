@@ -33,6 +33,16 @@ type VersionStore interface {
 	DropVersion(ctx context.Context, projection string, version uint64) error
 }
 
+// LiveFreezer is a VersionStore that can ask every replica to hold the live
+// version's writes for a moment (see [controlplane.Rebuild.FrozenUntil]).
+// With one, a rebuild that keeps finding itself a moment behind the live
+// version under a steady write load freezes the live version for a few
+// seconds and switches then. redischeckpoint.Store implements it.
+type LiveFreezer interface {
+	// FreezeLive sets the rebuild's FrozenUntil (zero: ends the freeze).
+	FreezeLive(ctx context.Context, projection string, version uint64, until time.Time, by string) error
+}
+
 // VersionedConfig configures a [VersionedRunner].
 type VersionedConfig struct {
 	// Runner configures the runner of every version. Its Projection is
@@ -80,6 +90,10 @@ type VersionedRunner struct {
 	live     uint64
 	liveRun  *Runner
 	checks   map[uint64]*rebuildCheck // per building version, what the last check saw
+	// freezeSeen is the FrozenUntil of the freeze this replica last
+	// honoured, first seen at freezeSeenAt (its own clock caps the hold);
+	// lastFreeze is when this replica last froze the live version.
+	freezeSeen, freezeSeenAt, lastFreeze time.Time
 	status   string
 	started  bool
 	returned bool
@@ -297,6 +311,7 @@ func (v *VersionedRunner) tick(ctx context.Context) error {
 		v.status = ""
 		clear(v.checks)
 	}
+	v.honourFreeze(vs.Building)
 	v.mu.Unlock()
 	if vs.Building != nil {
 		v.checkRebuild(ctx, vs)

@@ -168,6 +168,12 @@ func (s *session) run() error {
 			return s.leave()
 		case <-p.notify:
 			for !p.quitting() {
+				if err := s.waitHold(); err != nil {
+					return s.failed(err)
+				}
+				if p.quitting() {
+					break
+				}
 				f, ok := p.take()
 				if !ok {
 					break
@@ -194,7 +200,7 @@ func (s *session) run() error {
 					return s.failed(err)
 				}
 			}
-			if time.Since(s.lastParked) >= cfg.ParkedRefresh {
+			if time.Since(s.lastParked) >= cfg.ParkedRefresh && s.r.HeldUntil().IsZero() {
 				if err := s.step(s.resumeResolved); err != nil {
 					return s.failed(err)
 				}

@@ -219,6 +219,24 @@ func (s *Store) UpdateRebuild(ctx context.Context, projection string, version ui
 	return err
 }
 
+// FreezeLive asks the replicas to hold the live version's writes until
+// until (zero: end the freeze), for the switch to the rebuild of version
+// (see [controlplane.Rebuild.FrozenUntil]). It fails with [ErrNoRebuild]
+// unless version is the rebuild in progress.
+func (s *Store) FreezeLive(ctx context.Context, projection string, version uint64, until time.Time, by string) error {
+	_, err := s.updateVersions(ctx, projection, func(v *controlplane.Versions) (func(redis.Pipeliner), error) {
+		if v.Building == nil || v.Building.Version != version {
+			return nil, fmt.Errorf("%w: %s@v%d", ErrNoRebuild, projection, version)
+		}
+		v.Building.FrozenUntil, v.Building.FrozenBy = until.UTC(), by
+		if until.IsZero() {
+			v.Building.FrozenUntil, v.Building.FrozenBy = time.Time{}, ""
+		}
+		return nil, nil
+	})
+	return err
+}
+
 // SwitchLive makes the rebuilt version live, in one transaction: the live
 // pointer moves to it, the version it replaces is closed (no replica writes
 // to it any more) and retires after the rebuild's grace period (never, when
@@ -272,6 +290,7 @@ func (s *Store) SwitchLive(ctx context.Context, projection string, version uint6
 		old := v.Live
 		b := *v.Building
 		b.EndedAt, b.Outcome, b.Blocked = now, "switched", ""
+		b.FrozenUntil, b.FrozenBy = time.Time{}, ""
 		v.Live, v.Building = version, nil
 		v.SwitchedAt, v.SwitchedBy, v.SwitchedFrom = now, by, old
 		v.Retiring = append(v.Retiring, controlplane.Retiring{Version: old, RetireAt: now.Add(b.Grace), Keep: b.Keep,

@@ -1,6 +1,7 @@
 package controltest
 
 import (
+	"context"
 	"errors"
 	"slices"
 	"testing"
@@ -96,6 +97,7 @@ var versionCases = []testCase{
 	{"ZeroAtFirst", testVersionsZero},
 	{"RebuildThenSwitchLive", testRebuildSwitch},
 	{"SwitchLiveRefusesAVersionBehind", testSwitchBehind},
+	{"FreezeLiveForTheSwitch", testFreezeLive},
 	{"AbortRebuild", testAbortRebuild},
 	{"ClosedVersionsRefuseFencesAndWrites", testClosedVersions},
 	{"RetireNow", testRetireNow},
@@ -195,6 +197,42 @@ func testSwitchBehind(t *testing.T, s Store) {
 	must(t, s.Save(ctx, framework.VersionedName(proj, 1), next))
 	if v, err := s.SwitchLive(ctx, proj, 1, "bob"); err != nil || v.Live != 1 {
 		t.Fatalf("SwitchLive once caught up = %s, %v", asJSON(v), err)
+	}
+}
+
+// testFreezeLive: a store that can freeze the live version for a switch
+// (kafkarunner.LiveFreezer) records the freeze in the rebuild, ends it on
+// request and with the switch, and refuses it for a version not being
+// built.
+func testFreezeLive(t *testing.T, s Store) {
+	fr, ok := s.(interface {
+		FreezeLive(ctx context.Context, projection string, version uint64, until time.Time, by string) error
+	})
+	if !ok {
+		t.Skip("the store cannot freeze the live version")
+	}
+	ctx := ctxFor(t)
+	until := time.Now().Add(5 * time.Second).UTC()
+	if err := fr.FreezeLive(ctx, proj, 1, until, "alice"); err == nil {
+		t.Error("FreezeLive without a rebuild = nil, want an error")
+	}
+	startRebuild(t, s, controlplane.Rebuild{By: "alice", Grace: time.Hour})
+	if err := fr.FreezeLive(ctx, proj, 2, until, "alice"); err == nil {
+		t.Error("FreezeLive of a version not being built = nil, want an error")
+	}
+	must(t, fr.FreezeLive(ctx, proj, 1, until, "alice"))
+	if v := versions(t, s); !v.Building.FrozenUntil.Equal(until) || v.Building.FrozenBy != "alice" || !v.Building.Frozen(time.Now()) ||
+		v.Building.Frozen(until) {
+		t.Fatalf("versions after FreezeLive = %s; want the rebuild frozen until %v by alice", asJSON(v), until)
+	}
+	must(t, fr.FreezeLive(ctx, proj, 1, time.Time{}, "alice"))
+	if v := versions(t, s); !v.Building.FrozenUntil.IsZero() || v.Building.FrozenBy != "" || v.Building.Frozen(time.Now()) {
+		t.Fatalf("versions after ending the freeze = %s; want no freeze", asJSON(v))
+	}
+	must(t, fr.FreezeLive(ctx, proj, 1, until, "alice"))
+	v, err := s.SwitchLive(ctx, proj, 1, "alice")
+	if err != nil || v.Live != 1 || len(v.History) != 1 || !v.History[0].FrozenUntil.IsZero() {
+		t.Fatalf("SwitchLive while frozen = %s, %v; want live 1 and the freeze gone", asJSON(v), err)
 	}
 }
 

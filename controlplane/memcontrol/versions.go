@@ -149,6 +149,22 @@ func (s *Store) UpdateRebuild(ctx context.Context, projection string, version ui
 	return err
 }
 
+// FreezeLive asks the replicas to hold the live version's writes until
+// until (zero: end the freeze), for the switch to the rebuild of version.
+func (s *Store) FreezeLive(ctx context.Context, projection string, version uint64, until time.Time, by string) error {
+	_, err := s.updateVersions(projection, func(v *controlplane.Versions) error {
+		if v.Building == nil || v.Building.Version != version {
+			return fmt.Errorf("%w: %s@v%d", ErrNoRebuild, projection, version)
+		}
+		v.Building.FrozenUntil, v.Building.FrozenBy = until.UTC(), by
+		if until.IsZero() {
+			v.Building.FrozenUntil, v.Building.FrozenBy = time.Time{}, ""
+		}
+		return nil
+	})
+	return err
+}
+
 // close closes a version: no fence is handed out for it, and fenced
 // writes and reports to it are refused. s.mu must be held.
 func (s *Store) close(name string) {
@@ -178,6 +194,7 @@ func (s *Store) SwitchLive(ctx context.Context, projection string, version uint6
 		old := v.Live
 		b := *v.Building
 		b.EndedAt, b.Outcome, b.Blocked = at, "switched", ""
+		b.FrozenUntil, b.FrozenBy = time.Time{}, ""
 		v.Live, v.Building = version, nil
 		v.SwitchedAt, v.SwitchedBy, v.SwitchedFrom = at, by, old
 		v.Retiring = append(v.Retiring, controlplane.Retiring{Version: old, RetireAt: at.Add(b.Grace), Keep: b.Keep,
