@@ -90,8 +90,8 @@ type Runner struct {
 	// heldUntil (Unix nanoseconds; 0: not held) is set by the
 	// VersionedRunner while a rebuild's switch freezes this version.
 	heldUntil atomic.Int64
-	caps         Capabilities
-	hooks        hooks
+	caps      Capabilities
+	hooks     hooks
 	// keepsCursors: the projection writes the cursor and head of each
 	// event it applies ([controlplane.CursorKeeper]).
 	keepsCursors bool

@@ -85,18 +85,18 @@ type VersionedRunner struct {
 	admin *kadm.Client
 	cl    *kgo.Client
 
-	mu       sync.Mutex
-	running  map[uint64]*versionRun
-	live     uint64
-	liveRun  *Runner
-	checks   map[uint64]*rebuildCheck // per building version, what the last check saw
+	mu      sync.Mutex
+	running map[uint64]*versionRun
+	live    uint64
+	liveRun *Runner
+	checks  map[uint64]*rebuildCheck // per building version, what the last check saw
 	// freezeSeen is the FrozenUntil of the freeze this replica last
 	// honoured, first seen at freezeSeenAt (its own clock caps the hold);
 	// lastFreeze is when this replica last froze the live version.
 	freezeSeen, freezeSeenAt, lastFreeze time.Time
-	status   string
-	started  bool
-	returned bool
+	status                               string
+	started                              bool
+	returned                             bool
 }
 
 type versionRun struct {
