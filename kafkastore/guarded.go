@@ -16,7 +16,9 @@ import (
 )
 
 // appendHook, when set (by tests), is called at each step of a guarded
-// append: "reserved", "produced", "recorded", "committed", "registered".
+// append: "reserved", "produced", "recorded", "committed", "registered";
+// and of a single writer's append: "produced" (the events are
+// acknowledged, the catalog entry not written yet).
 var appendHook func(step, streamID string)
 
 func hook(step, streamID string) {

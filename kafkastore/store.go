@@ -45,6 +45,10 @@ type Store struct {
 	mu      sync.Mutex
 	streams map[string]CatalogEntry
 	dirty   map[string]bool // streams whose head must be re-read before appending
+	// checked holds the cataloged streams whose records beyond the
+	// catalog's head this Store has looked for (once per stream: after
+	// that, as the single writer, it knows their heads).
+	checked map[string]bool
 
 	locks    [256]sync.Mutex // appends, striped by stream
 	lockSeed maphash.Seed
@@ -72,6 +76,7 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		catalogNext: map[int32]int64{},
 		streams:     map[string]CatalogEntry{},
 		dirty:       map[string]bool{},
+		checked:     map[string]bool{},
 		lockSeed:    maphash.MakeSeed(),
 		closed:      make(chan struct{}),
 		readers:     make(chan *kgo.Client, cfg.ReadConcurrency),
@@ -284,6 +289,7 @@ func (s *Store) Append(ctx context.Context, streamID string, expected framework.
 		s.mu.Unlock()
 		return nil, fmt.Errorf("kafkastore: append to %s: %d of %d events acknowledged: %w", streamID, acked, len(records), err)
 	}
+	hook("produced", streamID)
 	contiguous := true
 	for i, r := range records {
 		recorded[i].Position = &framework.Position{Partition: r.Partition, Offset: r.Offset}
@@ -310,6 +316,7 @@ func (s *Store) Append(ctx context.Context, streamID string, expected framework.
 	}
 	s.mu.Lock()
 	s.applyCatalogLocked(entry)
+	s.checked[streamID] = true // this Store wrote its head
 	s.mu.Unlock()
 	if err := s.producer.ProduceSync(ctx, s.catalogRecord(ctx, entry)).FirstErr(); err != nil {
 		s.mu.Lock()
@@ -320,14 +327,17 @@ func (s *Store) Append(ctx context.Context, streamID string, expected framework.
 	return recorded, nil
 }
 
-// head returns the stream's head: its catalog entry, re-read from the
-// event topic when an earlier append left it uncertain, or for a stream the
-// catalog lacks what its records say (a [*PlacementError] when they are off
-// the key's murmur2 partition).
+// head returns the stream's head for a single writer's append: its
+// catalog entry, checked against the event topic at the Store's first
+// append to the stream and whenever an earlier append left it uncertain
+// (the catalog is written after the events: a writer that died in between
+// left the catalog a step behind), or for a stream the catalog lacks what
+// its records say (a [*PlacementError] when they are off the key's
+// murmur2 partition).
 func (s *Store) head(ctx context.Context, streamID string) (CatalogEntry, error) {
 	s.mu.Lock()
 	entry, known := s.streams[streamID]
-	dirty := s.dirty[streamID]
+	dirty := s.dirty[streamID] || known && !s.checked[streamID]
 	s.mu.Unlock()
 	if !known {
 		head, err := s.uncatalogedHead(ctx, streamID, true)
@@ -341,18 +351,61 @@ func (s *Store) head(ctx context.Context, streamID string) (CatalogEntry, error)
 	if !dirty {
 		return entry, nil
 	}
-	fixed, err := s.rescanHead(ctx, entry)
+	fixed, err := s.headPastCatalog(ctx, entry)
 	if err != nil {
 		return CatalogEntry{}, err
 	}
-	if err := s.producer.ProduceSync(ctx, s.catalogRecord(ctx, fixed)).FirstErr(); err != nil {
-		return CatalogEntry{}, fmt.Errorf("kafkastore: repair catalog entry of %s: %w", streamID, err)
+	if fixed != entry {
+		if err := s.producer.ProduceSync(ctx, s.catalogRecord(ctx, fixed)).FirstErr(); err != nil {
+			return CatalogEntry{}, fmt.Errorf("kafkastore: repair catalog entry of %s: %w", streamID, err)
+		}
 	}
 	s.mu.Lock()
 	s.streams[streamID] = fixed
 	delete(s.dirty, streamID)
+	s.checked[streamID] = true
 	s.mu.Unlock()
 	return fixed, nil
+}
+
+// headPastCatalog returns entry with the highest sequence of its stream
+// found beyond its head offset on its partition, reading only what the
+// Store's scan index cannot vouch for (see scanIndex) and adding what it
+// reads to the index.
+func (s *Store) headPastCatalog(ctx context.Context, entry CatalogEntry) (CatalogEntry, error) {
+	topic := s.cfg.Topic
+	ends, _, err := s.endOffsets(ctx)
+	if err != nil {
+		return CatalogEntry{}, err
+	}
+	listed, ok := ends.Lookup(topic, entry.Partition)
+	if !ok || listed.Err != nil {
+		return CatalogEntry{}, fmt.Errorf("kafkastore: end offset of %s/%d: %v", topic, entry.Partition, listed.Err)
+	}
+	from, end := s.scanned.readFrom(entry.Partition, entry.StreamID, entry.HeadOffset), listed.Offset
+	if from >= end {
+		return entry, nil
+	}
+	keys := map[string]*keySpan{}
+	err = s.scanRange(ctx, topic, entry.Partition, from, end, func(r *kgo.Record) error {
+		note(keys, r.Key, r.Offset)
+		if string(r.Key) != entry.StreamID {
+			return nil
+		}
+		e, err := DecodeRecord(r)
+		if err != nil {
+			return err
+		}
+		if e.Sequence > entry.HeadSequence {
+			entry.HeadSequence, entry.HeadOffset = e.Sequence, r.Offset
+		}
+		return nil
+	})
+	if err != nil {
+		return CatalogEntry{}, fmt.Errorf("kafkastore: re-read the head of %s: %w", entry.StreamID, err)
+	}
+	s.scanned.add(entry.Partition, from, end, false, keys)
+	return entry, nil
 }
 
 // StreamVersion implements [framework.EventStore]. It is the catalog's

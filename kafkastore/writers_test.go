@@ -556,6 +556,38 @@ func TestSingleWriterStoresForkAStream(t *testing.T) {
 	}
 }
 
+// TestSingleWriterKilledBeforeItsCatalogWrite: the only writer of a topic
+// (Config.SingleWriter) is SIGKILLed after its append's events were
+// acknowledged and before its catalog entry was written. The catalog then
+// says the stream is one event shorter than it is. The writer's next
+// process must not take the catalog's word: an append expecting the old
+// head is a conflict naming the real one, and the stream is not forked.
+func TestSingleWriterKilledBeforeItsCatalogWrite(t *testing.T) {
+	f := newWritersFixture(t, 3)
+	const stream = "process/single/killed"
+	first := f.start(t, envWriterSingle+"=1")
+	if a := first.do(t, "append "+stream+" none 2"); !strings.HasPrefix(a, "ok 1 2 ") {
+		t.Fatalf("first append: %q", a)
+	}
+	_ = first.in.Close()
+	_ = first.cmd.Wait()
+	doomed := f.start(t, envWriterSingle+"=1", envWriterStep+"=produced", envWriterAt+"=kill")
+	doomed.send(t, "append "+stream+" 2 1")
+	if err := doomed.cmd.Wait(); err == nil || !strings.Contains(err.Error(), "killed") {
+		t.Fatalf("the writer was not killed between its events and its catalog entry: %v", err)
+	}
+	next := f.start(t, envWriterSingle+"=1")
+	if a := next.do(t, "append "+stream+" 2 1"); a != "conflict 3" {
+		t.Fatalf("append at version 2 after the kill: %q, want conflict 3 (the killed append's event is in the stream)", a)
+	}
+	if a := next.do(t, "append "+stream+" 3 1"); !strings.HasPrefix(a, "ok 4 4 ") {
+		t.Fatalf("append at version 3: %q", a)
+	}
+	if got := f.readAll(t, stream); len(got) != 4 {
+		t.Fatalf("the stream holds %d events, want 4", len(got))
+	}
+}
+
 // BenchmarkWriterProcesses measures appends of writer processes, one event
 // per append, 8 concurrent appends per process: ns/op is wall time per
 // append over all processes. Compare in one run (benchstat):
