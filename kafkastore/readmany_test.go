@@ -1,0 +1,190 @@
+package kafkastore_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/projector-dev/projector/framework"
+	"github.com/projector-dev/projector/framework/memstore"
+	"github.com/projector-dev/projector/kafkastore"
+)
+
+// streamByStream hides ReadStreams, so that the runner reads a store
+// stream by stream, as it does a store without the capability.
+type streamByStream struct{ framework.EventStore }
+
+// seqRecorder records applied sequences per stream; failAt makes one
+// event's apply fail.
+type seqRecorder struct {
+	mu      sync.Mutex
+	applied map[string][]uint64
+	failAt  string // "stream#seq"
+}
+
+var errModelDown = errors.New("read model down")
+
+func (p *seqRecorder) Name() string { return "seqs" }
+
+func (p *seqRecorder) Apply(_ context.Context, e framework.Event) error {
+	if fmt.Sprintf("%s#%d", e.StreamID, e.Sequence) == p.failAt {
+		return errModelDown
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.applied == nil {
+		p.applied = map[string][]uint64{}
+	}
+	p.applied[e.StreamID] = append(p.applied[e.StreamID], e.Sequence)
+	return nil
+}
+
+// runSummary is what a run did, comparable between two runs.
+func runSummary(res framework.Result, err error, p *seqRecorder, saved *framework.GlobalProjectionCheckpoint) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "applied %d skipped %d streams %d\ncursors %v\n", res.Applied, res.Skipped, res.Streams, maps.Collect(res.Checkpoint.All()))
+	for _, id := range slices.Sorted(maps.Keys(p.applied)) {
+		fmt.Fprintf(&b, "%s: %v\n", id, p.applied[id])
+	}
+	if saved != nil {
+		fmt.Fprintf(&b, "saved %v\n", maps.Collect(saved.All()))
+	}
+	fmt.Fprintf(&b, "error: %v", err)
+	return b.String()
+}
+
+// TestReadStreamsMatchesReadStream runs the runner's multi-stream entry
+// points over one topic on the real broker twice, stream by stream
+// (ReadStream) and in one pass (ReadStreams), and requires the same
+// Result, errors, applied events and saved cursors. The topic holds
+// healthy streams, a gap, a fork (a repeated sequence with another event
+// ID), an off-home stream (Sarama's partitioner), a split stream
+// (kafka-go's round robin), a stream outside the prefix, and a stream
+// whose catalog head the partition lacks; the runs go before and after
+// RebuildCatalog (streams found by searching the partitions, then through
+// the catalog), from scratch and from cursors part way.
+func TestReadStreamsMatchesReadStream(t *testing.T) {
+	s, env := placementStore(t)
+	ctx := ctxFor(t)
+	topic := s.Config().Topic
+	appendN(t, s, "process/one/a", 10)
+	appendN(t, s, "process/one/b", 5)
+	appendN(t, s, "process/two/x", 3)
+	appendN(t, s, "process/one/short", 2)
+	produceFranz(t, env, topic, "process/one/gap", 1, 2, 4, 5)
+	produceFranz(t, env, topic, "process/one/fork", 1, 2)
+	fork := &kgo.Record{Topic: topic, Key: []byte("process/one/fork"), Value: []byte("{}")}
+	for _, h := range contract("process/one/fork", 2) {
+		if h[0] == kafkastore.HeaderEventID {
+			h[1] = "another writer's event"
+		}
+		fork.Headers = append(fork.Headers, kgo.RecordHeader{Key: h[0], Value: []byte(h[1])})
+	}
+	if err := env.Client(t).ProduceSync(ctx, fork).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	produceFranz(t, env, topic, "process/one/fork", 3)
+	offHome := offHomeStream(t, "process/one/offhome-", 3)
+	produceSarama(t, env, topic, nil, offHome, 1, 2, 3, 4)
+	produceKafkaGo(t, env, topic, nil, "process/one/split", 1, 2, 3, 4, 5, 6)
+	appendN(t, s, "process/one/a", 2) // records of a after the others
+
+	// A catalog entry of "short" claiming sequence 5; the partition holds 2.
+	e, _, _ := s.Entry(ctx, "process/one/short")
+	forged := fmt.Sprintf(`{"partition":%d,"first_offset":%d,"head_sequence":5,"head_offset":%d}`, e.Partition, e.FirstOffset, e.HeadOffset)
+	if err := env.Client(t).ProduceSync(ctx, &kgo.Record{Topic: s.Config().CatalogTopic, Key: []byte("process/one/short"), Value: []byte(forged)}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	reader, err := newGuarded(ctx, kafkastore.Config{Seeds: env.Seeds, Topic: topic})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reader.Close()
+
+	ids := []string{"process/one/a", "process/one/b", "process/one/gap", "process/one/fork", offHome, "process/one/split",
+		"process/one/short", "process/one/none", "process/one/a"}
+	from := framework.NewGlobalProjectionCheckpoint()
+	for id, seq := range map[string]uint64{"process/one/a": 4, "process/one/b": 5, "process/one/gap": 1, "process/one/fork": 1, offHome: 2, "process/one/short": 1} {
+		from.Advance(id, seq)
+	}
+	type entryPoint struct {
+		name string
+		run  func(r *framework.ProjectionRunner, p *seqRecorder, s framework.EventStore) (framework.Result, error, *framework.GlobalProjectionCheckpoint)
+	}
+	all := []entryPoint{
+		{"RunAllStreams", func(r *framework.ProjectionRunner, p *seqRecorder, s framework.EventStore) (framework.Result, error, *framework.GlobalProjectionCheckpoint) {
+			res, err := r.RunAllStreams(ctx, p, s, ids)
+			return res, err, nil
+		}},
+		{"CatchUpAllStreams", func(r *framework.ProjectionRunner, p *seqRecorder, s framework.EventStore) (framework.Result, error, *framework.GlobalProjectionCheckpoint) {
+			res, err := r.CatchUpAllStreams(ctx, p, s, ids, from)
+			return res, err, nil
+		}},
+	}
+	prefixed := append(slices.Clone(all),
+		entryPoint{"RunPrefix", func(r *framework.ProjectionRunner, p *seqRecorder, s framework.EventStore) (framework.Result, error, *framework.GlobalProjectionCheckpoint) {
+			res, err := r.RunPrefix(ctx, p, s, "process/one/")
+			return res, err, nil
+		}},
+		entryPoint{"CatchUpPersistent", func(r *framework.ProjectionRunner, p *seqRecorder, s framework.EventStore) (framework.Result, error, *framework.GlobalProjectionCheckpoint) {
+			cps := memstore.NewCheckpointStore()
+			if err := cps.Save(ctx, p.Name(), from); err != nil {
+				t.Fatal(err)
+			}
+			res, err := r.CatchUpPersistent(ctx, p, s, cps, "process/one/")
+			saved, loadErr := cps.Load(ctx, p.Name())
+			if loadErr != nil {
+				t.Fatal(loadErr)
+			}
+			return res, err, saved
+		}},
+	)
+	compare := func(t *testing.T, eps []entryPoint, wantFailed []string) {
+		for _, ep := range eps {
+			for _, concurrency := range []int{1, 3} {
+				t.Run(fmt.Sprintf("%s/concurrency%d", ep.name, concurrency), func(t *testing.T) {
+					r, err := framework.NewProjectionRunner(framework.RunnerConfig{Concurrency: concurrency, BatchSize: 3})
+					if err != nil {
+						t.Fatal(err)
+					}
+					summary := func(s framework.EventStore) (string, error) {
+						p := &seqRecorder{failAt: "process/one/b#4"}
+						res, err, saved := ep.run(r, p, s)
+						return runSummary(res, err, p, saved), err
+					}
+					want, _ := summary(streamByStream{reader})
+					got, err := summary(reader)
+					if got != want {
+						t.Fatalf("one pass:\n%s\n\nstream by stream:\n%s", got, want)
+					}
+					var failed []string
+					for _, id := range wantFailed {
+						if !strings.Contains(fmt.Sprint(err), "stream "+id+" stopped") {
+							failed = append(failed, id)
+						}
+					}
+					if len(failed) > 0 {
+						t.Errorf("no StreamError for %v in %v", failed, err)
+					}
+					t.Logf("%s", got)
+				})
+			}
+		}
+	}
+	t.Run("searched", func(t *testing.T) {
+		compare(t, all, []string{"process/one/gap", "process/one/fork", "process/one/split", "process/one/short"})
+	})
+	if _, err := reader.RebuildCatalog(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Run("cataloged", func(t *testing.T) {
+		compare(t, prefixed, []string{"process/one/gap", "process/one/fork", "process/one/split"})
+	})
+}
