@@ -178,8 +178,26 @@ func (r *ProjectionRunner) feedStreamsOnePass(ctx context.Context, p Projection,
 	return res, errors.Join(append(errs, stopErr)...)
 }
 
+// listed tells the streams of a pass; last caches the stream of the
+// previous event, as a store yields a stream's events in runs.
+type listed struct {
+	after map[string]uint64
+	last  string
+}
+
 // check turns an item of the reader's iteration into a passInput, or the
 // error that ends the run.
+func (l *listed) check(ctx context.Context, e Event, err error) (passInput, error) {
+	if err == nil && e.StreamID == l.last && l.last != "" {
+		return passInput{e: e}, nil
+	}
+	in, err := check(ctx, l.after, e, err)
+	if err == nil && in.readErr == nil {
+		l.last = e.StreamID
+	}
+	return in, err
+}
+
 func check(ctx context.Context, after map[string]uint64, e Event, err error) (passInput, error) {
 	if err != nil {
 		var se *StreamError
@@ -208,8 +226,9 @@ func (o *onePass) take(ctx context.Context, in passInput) error {
 
 func (r *ProjectionRunner) passSequential(ctx context.Context, o *onePass, reader MultiStreamReader, cursors []StreamCursor, after map[string]uint64) error {
 	if len(cursors) > 0 {
+		l := &listed{after: after}
 		for e, err := range reader.ReadStreams(ctx, cursors) {
-			in, err := check(ctx, after, e, err)
+			in, err := l.check(ctx, e, err)
 			if err == nil {
 				err = o.take(ctx, in)
 			}
@@ -272,8 +291,9 @@ func (r *ProjectionRunner) passConcurrent(ctx context.Context, passes []*onePass
 		}
 	}
 	var readErr error
+	l := &listed{after: after}
 	for e, err := range reader.ReadStreams(ctx, cursors) {
-		in, err := check(ctx, after, e, err)
+		in, err := l.check(ctx, e, err)
 		if err != nil {
 			readErr = err
 			break

@@ -285,18 +285,25 @@ func (s *Store) readPartitions(ctx context.Context, parts map[int32]*partitionRe
 		var stop error
 		var ended []int32
 		fetches.EachError(func(t string, p int32, err error) {
-			pr := parts[p]
-			if stop != nil || t != topic || pr == nil || pr.done {
+			if stop != nil {
 				return
 			}
-			stop = fail(pr, fmt.Errorf("kafkastore: read %s/%d: %w", t, p, err))
-			ended = append(ended, p)
+			err = fmt.Errorf("kafkastore: read %s/%d: %w", t, p, err)
+			pr := parts[p]
+			switch {
+			case t != topic || pr == nil:
+				stop = err // not one partition's: the client's
+			case !pr.done:
+				stop = fail(pr, err)
+				ended = append(ended, p)
+			}
 		})
 		fetches.EachPartition(func(fp kgo.FetchTopicPartition) {
 			pr := parts[fp.Partition]
 			if stop != nil || fp.Topic != topic || pr == nil || pr.done {
 				return
 			}
+			var last *streamRead // of the previous record: a stream's records come in runs
 			for _, r := range fp.Records {
 				if r.Offset < pr.from {
 					continue
@@ -304,7 +311,12 @@ func (s *Store) readPartitions(ctx context.Context, parts map[int32]*partitionRe
 				if r.Offset >= pr.end {
 					break
 				}
-				if st := pr.streams[string(r.Key)]; st != nil && !st.done && !r.Attrs.IsControl() && r.Offset >= st.from && r.Offset < st.until {
+				st := last
+				if st == nil || string(r.Key) != st.check.streamID {
+					st = pr.streams[string(r.Key)]
+					last = st
+				}
+				if st != nil && !st.done && !r.Attrs.IsControl() && r.Offset >= st.from && r.Offset < st.until {
 					if err := st.check.visit(r); err != nil {
 						if errors.Is(err, errStop) {
 							stop = err
