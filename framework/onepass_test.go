@@ -280,10 +280,10 @@ func TestOnePassMatchesStreamByStream(t *testing.T) {
 	}
 }
 
-// TestOnePassStopsOnAStoreFailure: an error of a MultiStreamReader that is
+// TestOnePassStopsOnAReadErrorOfNoStream: an error of a MultiStreamReader that is
 // not a stream's stops the run, after applying what was read, with cursors
 // that cover exactly the applied events.
-func TestOnePassStopsOnAStoreFailure(t *testing.T) {
+func TestOnePassStopsOnAReadErrorOfNoStream(t *testing.T) {
 	errDown := errors.New("store down")
 	for _, concurrency := range []int{1, 3} {
 		t.Run(fmt.Sprintf("concurrency%d", concurrency), func(t *testing.T) {

@@ -5,15 +5,18 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/projector-dev/projector/framework"
 	"github.com/projector-dev/projector/framework/memstore"
+	"github.com/projector-dev/projector/internal/testenv"
 	"github.com/projector-dev/projector/kafkastore"
 )
 
@@ -187,4 +190,97 @@ func TestReadStreamsMatchesReadStream(t *testing.T) {
 	t.Run("cataloged", func(t *testing.T) {
 		compare(t, prefixed, []string{"process/one/gap", "process/one/fork", "process/one/split"})
 	})
+}
+
+// freezingRecorder freezes the proxy in front of the broker when it
+// applies its freezeAt-th event.
+type freezingRecorder struct {
+	seqRecorder
+	n        int
+	freezeAt int
+	freeze   func()
+}
+
+func (p *freezingRecorder) Apply(ctx context.Context, e framework.Event) error {
+	if err := p.seqRecorder.Apply(ctx, e); err != nil {
+		return err
+	}
+	p.n++
+	if p.n == p.freezeAt {
+		p.freeze()
+	}
+	return nil
+}
+
+// TestOnePassStopsWhenTheBrokerFreezes: the connection to the real broker
+// stops passing bytes in the middle of a one-pass RunAllStreams (a TCP
+// proxy holds them). The run ends with ctx's deadline, not as failures of
+// streams, and its checkpoint covers exactly the events applied; once the
+// network is back, a catch-up from that checkpoint applies every other
+// event once.
+func TestOnePassStopsWhenTheBrokerFreezes(t *testing.T) {
+	env := testenv.Kafka(t)
+	if !env.Real {
+		t.Skip("needs the real broker behind a TCP proxy (scripts/infra.sh)")
+	}
+	proxy := testenv.StartProxy(t, env.Seeds[0])
+	var d net.Dialer
+	viaProxy := kgo.Dialer(func(ctx context.Context, network, _ string) (net.Conn, error) {
+		return d.DialContext(ctx, network, proxy.Addr)
+	})
+	s, _ := newStore(t, kafkastore.Config{Partitions: 3, ReadBatchBytes: 1 << 10, ClientOpts: []kgo.Opt{viaProxy}})
+	ctx := ctxFor(t)
+	ids := []string{"process/freeze/a", "process/freeze/b", "process/freeze/c", "process/freeze/d"}
+	batch := make([]framework.EventData, 10)
+	for i := range batch {
+		batch[i] = framework.EventData{Type: "Counted", Data: payload}
+	}
+	for range 10 {
+		for _, id := range ids {
+			if _, err := s.Append(ctx, id, framework.AnyVersion, batch); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	const total = 4 * 100
+	r, err := framework.NewProjectionRunner(framework.RunnerConfig{BatchSize: 7})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &freezingRecorder{freezeAt: 30, freeze: proxy.Freeze}
+	runCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	res, err := r.RunAllStreams(runCtx, p, s, ids)
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("RunAllStreams with the broker frozen: %v, want ctx's deadline", err)
+	}
+	if se, ok := errors.AsType[*framework.StreamError](err); ok {
+		t.Errorf("the frozen broker was reported as stream %s's failure: %v", se.StreamID, se)
+	}
+	var applied int64
+	for _, id := range ids {
+		n := uint64(len(p.applied[id]))
+		applied += int64(n)
+		if got := res.Checkpoint.Cursor(id); got != n || !slices.Equal(p.applied[id], seqRange(1, n)) {
+			t.Errorf("%s: cursor %d, applied %v", id, got, p.applied[id])
+		}
+	}
+	if applied != res.Applied || applied >= total || applied < 30 {
+		t.Fatalf("applied %d (result %d) before the freeze stopped the run; want at least 30 and fewer than %d", applied, res.Applied, total)
+	}
+	t.Logf("applied %d of %d before ctx ended: %v", applied, total, err)
+
+	proxy.Thaw()
+	res, err = r.CatchUpAllStreams(ctx, p, s, ids, res.Checkpoint)
+	if err != nil {
+		t.Fatalf("catch-up after the network is back: %v", err)
+	}
+	if res.Applied != total-applied || res.Skipped != 0 {
+		t.Errorf("catch-up applied %d, skipped %d; want %d and 0", res.Applied, res.Skipped, total-applied)
+	}
+	for _, id := range ids {
+		if !slices.Equal(p.applied[id], seqRange(1, 100)) || res.Checkpoint.Cursor(id) != 100 {
+			t.Errorf("%s applied %v (cursor %d), want 1..100 once each", id, p.applied[id], res.Checkpoint.Cursor(id))
+		}
+	}
 }
