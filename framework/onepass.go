@@ -122,6 +122,10 @@ func listAll(ids iter.Seq2[string, error]) (listed []string, listErr error) {
 // feedStreamsOnePass is feedStreams over a [MultiStreamReader].
 func (r *ProjectionRunner) feedStreamsOnePass(ctx context.Context, p Projection, reader MultiStreamReader, ids iter.Seq2[string, error], start *GlobalProjectionCheckpoint) (Result, error) {
 	listed, listErr := listAll(ids)
+	if err := ctx.Err(); err != nil {
+		// Ended while listing: nothing was read yet.
+		return Result{Checkpoint: start}, errors.Join(listErr, err)
+	}
 	invalid := map[string]error{}
 	after := make(map[string]uint64, len(listed))
 	cursors := make([]StreamCursor, 0, len(listed))
