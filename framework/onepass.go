@@ -124,7 +124,10 @@ func (r *ProjectionRunner) feedStreamsOnePass(ctx context.Context, p Projection,
 	listed, listErr := listAll(ids)
 	if err := ctx.Err(); err != nil {
 		// Ended while listing: nothing was read yet.
-		return Result{Checkpoint: start}, errors.Join(listErr, err)
+		if listErr != nil {
+			err = listErr
+		}
+		return Result{Checkpoint: start}, err
 	}
 	invalid := map[string]error{}
 	after := make(map[string]uint64, len(listed))
