@@ -113,8 +113,16 @@ func (e *StreamError) Unwrap() error { return e.Err }
 // The multi-stream entry points (RunAllStreams, CatchUpAllStreams,
 // RunPrefix, CatchUpPrefix, CatchUpPersistent) isolate streams: an error
 // stops only the stream that had it, the run goes on with the others, and
-// the returned error joins one [*StreamError] per failed stream. Only ctx
-// and an error listing the streams stop the whole run.
+// the returned error joins one [*StreamError] per failed stream. Only ctx,
+// an error listing the streams and an error of a [MultiStreamReader] that
+// is no stream's stop the whole run.
+//
+// Over a store that is a [MultiStreamReader] they read the listed streams
+// in one pass, interleaved, instead of one ReadStream per stream; the
+// Result and the errors are the same either way. A stream's buffered
+// events are then applied before an event of another stream is fed, so a
+// [BatchApplier] gets batches of consecutive events of one stream, as the
+// store yields them.
 type ProjectionRunner struct {
 	cfg RunnerConfig
 }
@@ -347,7 +355,13 @@ func (r *ProjectionRunner) feedStream(ctx context.Context, f *feeder, store Even
 // the run is ctx (its error is returned as is, after the streams that
 // failed before) and an error of the listing, which leaves no trustworthy
 // list to go on with.
+//
+// Over a [MultiStreamReader] the listed streams are read in one pass
+// (feedStreamsOnePass), with the same Result and errors.
 func (r *ProjectionRunner) feedStreams(ctx context.Context, p Projection, store EventStore, ids iter.Seq2[string, error], start *GlobalProjectionCheckpoint) (Result, error) {
+	if reader, ok := store.(MultiStreamReader); ok {
+		return r.feedStreamsOnePass(ctx, p, reader, ids, start)
+	}
 	ids = distinct(ids)
 	if r.cfg.Concurrency <= 1 {
 		f := newFeeder(p, r.cfg.BatchSize, start)

@@ -131,3 +131,40 @@ type ProjectionCheckpointStore interface {
 	// Names returns the names of the stored checkpoints, in ascending order.
 	Names(ctx context.Context) ([]string, error)
 }
+
+// StreamCursor names a stream to read and the sequence to read it after.
+type StreamCursor struct {
+	StreamID string
+	After    uint64
+}
+
+// MultiStreamReader is an optional capability of an [EventStore]: reading
+// many streams in one pass, for a store where reading them one by one costs
+// more than reading them together (package kafkastore reads each partition
+// of its topic once instead of once per stream). [ProjectionRunner]'s
+// multi-stream entry points use it when the store has it; the Result and
+// the errors of a run are the same with or without it.
+//
+// ReadStreams yields, for every listed stream, exactly the events
+// ReadStream(ctx, StreamID, After) would yield, in the same order, each
+// stream stopping at its head as of the call. Events of different streams
+// interleave in any order: order holds within a stream, never across
+// streams.
+//
+// A failure that ReadStream would end one stream with (a gap, a fork, a
+// record that does not decode, a stream on the wrong partition, a read
+// error of the part of the store holding it) is yielded as a
+// [*StreamError] whose StreamID names the stream and whose Err is the
+// error ReadStream would yield; the stream yields nothing after it, and
+// the other streams go on. Any other error (ctx's, a closed store, a
+// failure that leaves no stream readable) ends the iteration; the events
+// yielded before it stay valid.
+//
+// The caller lists each stream once, with a valid ID
+// ([ValidateStreamID]). A stream the store does not hold yields nothing.
+// Memory is bounded by the store's read batch plus a small state per
+// listed stream, never by the length of a stream or of the store. The
+// iterator is used by one goroutine; ctx bounds the whole pass.
+type MultiStreamReader interface {
+	ReadStreams(ctx context.Context, streams []StreamCursor) iter.Seq2[Event, error]
+}

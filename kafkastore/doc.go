@@ -44,6 +44,12 @@
 // rebuilds the catalog by scanning the event topic, for topics written by
 // other producers that follow the header contract.
 //
+// [Store.ReadStreams] reads many streams in one pass, each partition once
+// from the lowest offset one of them needs, with the checks and errors of
+// ReadStream per stream; the runner's multi-stream entry points use it.
+// ReadStream of one stream reads every record of its partition from the
+// stream's first one on: see docs/kafkastore.md for both costs.
+//
 // # Other producers
 //
 // Records written by other producers are events when they follow the

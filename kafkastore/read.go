@@ -107,7 +107,7 @@ func (c *sequenceCheck) visit(r *kgo.Record) error {
 	if string(r.Key) != c.streamID {
 		return nil
 	}
-	e, err := DecodeRecord(r)
+	e, err := decodeRecord(r, c.streamID)
 	if err != nil {
 		return err
 	}

@@ -70,6 +70,14 @@ func (s *Store) encodeRecord(ctx context.Context, e framework.Event) *kgo.Record
 // or malformed header, or a key that differs from the stream-ID header, is a
 // [*RecordError].
 func DecodeRecord(r *kgo.Record) (framework.Event, error) {
+	return decodeRecord(r, "")
+}
+
+// decodeRecord is DecodeRecord for a reader that knows the stream it
+// reads: validID, a stream ID already validated, is taken for the
+// event's stream ID when the header holds it, instead of validating and
+// copying the header again for every record.
+func decodeRecord(r *kgo.Record, validID string) (framework.Event, error) {
 	fail := func(header, reason string) (framework.Event, error) {
 		return framework.Event{}, &RecordError{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Header: header, Reason: reason}
 	}
@@ -127,9 +135,13 @@ func DecodeRecord(r *kgo.Record) (framework.Event, error) {
 			return fail(name, "missing")
 		}
 	}
-	e.StreamID = string(streamID)
-	if err := framework.ValidateStreamID(e.StreamID); err != nil {
-		return fail(HeaderStreamID, err.Error())
+	if validID != "" && string(streamID) == validID {
+		e.StreamID = validID
+	} else {
+		e.StreamID = string(streamID)
+		if err := framework.ValidateStreamID(e.StreamID); err != nil {
+			return fail(HeaderStreamID, err.Error())
+		}
 	}
 	if string(r.Key) != e.StreamID {
 		return fail(HeaderStreamID, "differs from the record key "+strconv.Quote(string(r.Key)))

@@ -41,6 +41,7 @@ func Run(t *testing.T, newStore NewStore) {
 		{"PrefixExcludesPartnerStreams", testPrefixExcludesPartner},
 		{"SpecificationExample", testSpecificationExample},
 		{"AFailedStreamStopsOnlyItself", testAFailedStreamStopsOnlyItself},
+		{"ReadStreamsYieldsWhatReadStreamYields", testReadStreams},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -343,4 +344,44 @@ func testListStreamsByPrefix(t *testing.T, s framework.EventStore) {
 			t.Errorf("ListStreams(%q) = %v, want %v", tt.prefix, got, tt.want)
 		}
 	}
+}
+
+// testReadStreams: a store that is a [framework.MultiStreamReader] yields
+// for each listed stream the events ReadStream yields after the same
+// cursor, in the same order, and nothing of streams not listed; a stream
+// nobody wrote yields nothing. Stores without the capability pass.
+func testReadStreams(t *testing.T, s framework.EventStore) {
+	reader, ok := s.(framework.MultiStreamReader)
+	if !ok {
+		t.Skip("the store reads streams one by one only")
+	}
+	ctx := ctxFor(t)
+	for i, id := range []string{"process/t1/a", "process/t1/b", "process/t1/c", "process/t2/x"} {
+		mustAppend(t, s, id, 3+i)
+	}
+	mustAppend(t, s, "process/t1/a", 2) // a's later events after the others'
+	cursors := []framework.StreamCursor{{StreamID: "process/t1/a", After: 0}, {StreamID: "process/t1/b", After: 2},
+		{StreamID: "process/t1/c", After: 5}, {StreamID: "process/t1/none", After: 0}}
+	got := map[string][]framework.Event{}
+	for e, err := range reader.ReadStreams(ctx, cursors) {
+		if err != nil {
+			t.Fatalf("ReadStreams: %v", err)
+		}
+		got[e.StreamID] = append(got[e.StreamID], e)
+	}
+	for _, c := range cursors {
+		want := readAll(t, s, c.StreamID, c.After)
+		if !slices.EqualFunc(got[c.StreamID], want, sameEvent) {
+			t.Errorf("ReadStreams yielded %v of %s after %d, ReadStream %v", sequences(got[c.StreamID]), c.StreamID, c.After, sequences(want))
+		}
+		delete(got, c.StreamID)
+	}
+	for id, events := range got {
+		t.Errorf("ReadStreams yielded %d events of %s, which was not listed", len(events), id)
+	}
+}
+
+func sameEvent(a, b framework.Event) bool {
+	return a.StreamID == b.StreamID && a.Sequence == b.Sequence && a.EventID == b.EventID && a.Type == b.Type &&
+		string(a.Data) == string(b.Data) && a.RecordedAt.Equal(b.RecordedAt)
 }

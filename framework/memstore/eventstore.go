@@ -23,7 +23,10 @@ type EventStore struct {
 	ids     []string // sorted stream IDs, for ListStreams
 }
 
-var _ framework.EventStore = (*EventStore)(nil)
+var (
+	_ framework.EventStore        = (*EventStore)(nil)
+	_ framework.MultiStreamReader = (*EventStore)(nil)
+)
 
 // NewEventStore returns an empty store.
 func NewEventStore() *EventStore { return &EventStore{} }
@@ -103,6 +106,58 @@ func (s *EventStore) ReadStream(ctx context.Context, streamID string, after uint
 				}
 			}
 			next = end
+		}
+	}
+}
+
+// interleave is how many events of one stream ReadStreams yields before
+// turning to the next stream.
+const interleave = 3
+
+// ReadStreams implements [framework.MultiStreamReader]. It takes the
+// streams in turn, a few events of each, so that callers meet events of
+// many streams interleaved as a partitioned store yields them; each stream
+// stops at its head as of the call.
+func (s *EventStore) ReadStreams(ctx context.Context, streams []framework.StreamCursor) iter.Seq2[framework.Event, error] {
+	return func(yield func(framework.Event, error) bool) {
+		type reading struct {
+			id         string
+			next, head uint64
+		}
+		open := make([]reading, 0, len(streams))
+		s.mu.RLock()
+		for _, c := range streams {
+			open = append(open, reading{id: c.StreamID, next: c.After, head: uint64(len(s.streams[c.StreamID]))})
+		}
+		s.mu.RUnlock()
+		for _, c := range streams {
+			if err := framework.ValidateStreamID(c.StreamID); err != nil {
+				if !yield(framework.Event{}, &framework.StreamError{StreamID: c.StreamID, Err: err}) {
+					return
+				}
+			}
+		}
+		open = slices.DeleteFunc(open, func(r reading) bool { return r.next >= r.head || framework.ValidateStreamID(r.id) != nil })
+		buf := make([]framework.Event, 0, interleave)
+		for len(open) > 0 {
+			for i := range open {
+				if err := ctx.Err(); err != nil {
+					yield(framework.Event{}, err)
+					return
+				}
+				r := &open[i]
+				end := min(r.next+interleave, r.head)
+				s.mu.RLock()
+				buf = append(buf[:0], s.streams[r.id][r.next:end]...)
+				s.mu.RUnlock()
+				for _, e := range buf {
+					if !yield(cloneEvent(e), nil) {
+						return
+					}
+				}
+				r.next = end
+			}
+			open = slices.DeleteFunc(open, func(r reading) bool { return r.next >= r.head })
 		}
 	}
 }
