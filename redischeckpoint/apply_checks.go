@@ -398,15 +398,11 @@ local function run_commands()
 end
 
 -- direct lists the writes that are one command of the write's own
--- arguments when they change at most CHUNK values. Redis runs one command
+-- arguments (when they change at most CHUNK values). Redis runs one command
 -- whole or not at all, so an event of one such write needs none of the
 -- checks: run_direct runs it, and a failure (a wrong type, a value that is
 -- not an integer, an overflow, the ACL, no memory) writes nothing.
 local direct = {HSET = true, HINCRBY = true, SET = true, INCRBY = true, DEL = true, HDEL = true, SADD = true, SREM = true}
-
-local function direct_op(pos)
-  return direct[ARGV[pos]] and tonumber(ARGV[pos + 1]) <= CHUNK + 1
-end
 
 -- run_direct runs the write at ARGV[pos] as its command; on a failure it
 -- returns the refusal reply of the apply script (its counts filled in by

@@ -278,3 +278,49 @@ func TestApplyEncodingRefusalInTheMiddle(t *testing.T) {
 		})
 	}
 }
+
+// TestApplyEncodingLargeSequences checks the cursor comparison at
+// sequences beyond a Lua number's exact range (2^53) and at the edges: the
+// next sequence applies, a repeat is skipped, one past the next is a gap,
+// and sequence 0 (before any event) is skipped, never lowering a cursor.
+func TestApplyEncodingLargeSequences(t *testing.T) {
+	onBothRedis(t, func(t *testing.T, s *redischeckpoint.Store, c redis.UniversalClient, fenced func() *fencedCtx) {
+		ctx := controlplane.WithFence(ctxFor(t), fenced().f)
+		p, err := s.NewAtomicProjection("enc", func(e framework.Event, w *redischeckpoint.Writes) error {
+			w.HIncrBy(w.Key("counts"), e.StreamID, 1)
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		const big = uint64(1)<<60 + 1 // odd: a double would round it
+		const stream = "process/big/x"
+		if err := s.Advance(ctxFor(t), "enc", map[string]uint64{stream: big}); err != nil {
+			t.Fatal(err)
+		}
+		ev := func(seq uint64) framework.Event {
+			return framework.Event{StreamID: stream, Sequence: seq, EventID: fmt.Sprint(seq)}
+		}
+		if n, err := p.ApplyBatch(ctx, []framework.Event{ev(0), ev(big), ev(big + 1), ev(big + 1)}); err != nil || n != 4 {
+			t.Fatalf("ApplyBatch = %d, %v", n, err)
+		}
+		if p.Skipped() != 3 {
+			t.Errorf("skipped %d, want 3 (sequence 0, the cursor's own, the repeat)", p.Skipped())
+		}
+		n, err := p.ApplyBatch(ctx, []framework.Event{ev(big + 3)})
+		var gap *framework.GapError
+		if n != 0 || !errors.As(err, &gap) || gap.Cursor != big+1 {
+			t.Fatalf("ApplyBatch past the next = %d, %v; want a gap after cursor %d", n, err, big+1)
+		}
+		cursors, err := s.Cursors(ctx, "enc", []string{stream})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cursors[stream] != big+1 {
+			t.Errorf("cursor %d, want %d", cursors[stream], big+1)
+		}
+		if got, _ := c.HGet(ctx, p.Key("counts"), stream).Result(); got != "1" {
+			t.Errorf("count %q, want 1", got)
+		}
+	})
+}

@@ -3,14 +3,14 @@ package redischeckpoint
 // applyScript applies a batch of events of an AtomicProjection, skipping
 // those at or below their stream's cursor. ARGV[A+1] = number of events,
 // ARGV[A+2] = S, the number of streams, ARGV[A+3 .. A+2+S] = the streams,
-// then per event: its stream's index in them (1-based), sequence, event ID,
-// position ("<partition>/<offset>" or ""), number of writes, and per
+// then per event: its stream's index in them (1-based), sequence, the
+// sequence before it (the cursor it follows), event ID, position ("<partition>/<offset>" or ""), number of writes, and per
 // write: its name, its number of arguments, the arguments (see Writes).
 // The streams' cursors and heads are read in one HMGET each and written
 // in one HSET each (in chunks), for the whole call.
 //
 // Each event is applied whole or not at all: an event of a single write
-// that is one Redis command runs it (direct_op, run_direct: Redis runs a
+// that is one Redis command runs it (direct, run_direct: Redis runs a
 // command whole or not at all); any other event is checked by
 // check_event (luaChecks) before any of its writes runs. The script
 // answers
@@ -131,23 +131,29 @@ end
 
 local pos = S + nstreams + 1
 for e = 1, n do
-  local si, seq, eid, at, nops = tonumber(ARGV[pos]), ARGV[pos + 1], ARGV[pos + 2], ARGV[pos + 3], tonumber(ARGV[pos + 4])
-  local first = pos + 5
-  pos = first
-  for _ = 1, nops do pos = pos + 2 + tonumber(ARGV[pos + 1]) end
-  local cur = cursor_of(si)
+  local si, seq, prev, eid, at, nops = tonumber(ARGV[pos]), ARGV[pos + 1], ARGV[pos + 2], ARGV[pos + 3], ARGV[pos + 4], tonumber(ARGV[pos + 5])
+  local first = pos + 6
+  local one = nops == 1 and direct[ARGV[first]] and tonumber(ARGV[first + 1])
+  if one then
+    pos = first + 2 + one
+  else
+    pos = first
+    for _ = 1, nops do pos = pos + 2 + tonumber(ARGV[pos + 1]) end
+  end
+  local cur = cursors[si]
+  if cur == nil then cur = cursor_of(si) end
   if not cur then
     write_cursors()
     return redis.error_reply('BADCURSOR ' .. e)
   end
-  if not seq_less(cur, seq) then
+  if cur ~= prev and not seq_less(cur, seq) then
     skipped = skipped + 1
-  elseif string.format('%d', tonumber(cur) + 1) ~= seq then
+  elseif cur ~= prev then
     write_cursors()
     return {'GAP', e - 1, applied, skipped, cur}
   else
     local refused
-    if nops == 1 and direct_op(first) then
+    if one and one <= CHUNK + 1 then
       -- One command: Redis runs it whole or not at all.
       refused = run_direct(first)
     else

@@ -223,7 +223,7 @@ const (
 // invalid, or whose stream a partial write stopped, returning how many
 // events it encoded and that error.
 func (p *AtomicProjection) buildArgs(w *Writes, events []framework.Event) ([]any, int, error) {
-	body := make([]any, 0, min(len(events), maxEventsPerScript)*10)
+	body := make([]any, 0, min(len(events), maxEventsPerScript)*11)
 	var streams []any
 	index := map[string]string{} // stream ID -> its index in streams, as sent
 	n, values := 0, 0
@@ -258,7 +258,11 @@ func (p *AtomicProjection) buildArgs(w *Writes, events []framework.Event) ([]any
 			index[e.StreamID] = si
 		}
 		values += w.size
-		body = append(body, si, strconv.FormatUint(e.Sequence, 10), e.EventID, at, strconv.Itoa(len(w.ops)))
+		prev := "" // sequence 0 follows no cursor: the script skips it
+		if e.Sequence > 0 {
+			prev = strconv.FormatUint(e.Sequence-1, 10)
+		}
+		body = append(body, si, strconv.FormatUint(e.Sequence, 10), prev, e.EventID, at, strconv.Itoa(len(w.ops)))
 		for _, o := range w.ops {
 			body = append(body, o.name, strconv.Itoa(len(o.args)))
 			for _, a := range o.args {
