@@ -324,3 +324,62 @@ func TestApplyEncodingLargeSequences(t *testing.T) {
 		}
 	})
 }
+
+// TestApplyEncodingCorruptCursorStopsAtItsStream stores a cursor that is
+// not a sequence for the second stream of a batch (the script reads every
+// stream's cursor up front): the events before the stream's first event
+// are applied with their cursors, the error names the key and field,
+// nothing of the stream or after it is applied, and once the cursor is
+// repaired the same batch applies the rest once.
+func TestApplyEncodingCorruptCursorStopsAtItsStream(t *testing.T) {
+	onBothRedis(t, func(t *testing.T, s *redischeckpoint.Store, c redis.UniversalClient, fenced func() *fencedCtx) {
+		ctx := controlplane.WithFence(ctxFor(t), fenced().f)
+		p, err := s.NewAtomicProjection("enc", func(e framework.Event, w *redischeckpoint.Writes) error {
+			w.HIncrBy(w.Key("counts"), e.StreamID, 1)
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Advance(ctxFor(t), "enc", map[string]uint64{"process/bad/b": 1}); err != nil {
+			t.Fatal(err)
+		}
+		cursorsKey := strings.TrimSuffix(p.Key(""), "rm:") + "cursors"
+		if err := c.HSet(ctx, cursorsKey, "process/bad/b", "01").Err(); err != nil {
+			t.Fatal(err)
+		}
+		events := []framework.Event{
+			{StreamID: "process/bad/a", Sequence: 1, EventID: "a1"},
+			{StreamID: "process/bad/a", Sequence: 2, EventID: "a2"},
+			{StreamID: "process/bad/b", Sequence: 2, EventID: "b2"},
+			{StreamID: "process/bad/c", Sequence: 1, EventID: "c1"},
+		}
+		// The script answers the corrupt cursor as an error reply, so
+		// ApplyBatch reports none of the call's events as processed, though
+		// the ones before it were applied with their cursors: a redelivery
+		// skips them.
+		n, err := p.ApplyBatch(ctx, events)
+		ce, ok := errors.AsType[*redischeckpoint.CorruptCursorError](err)
+		if n > 2 || !ok || ce.Field != "process/bad/b" || ce.Value != "01" || ce.Key != cursorsKey {
+			t.Fatalf("ApplyBatch = %d, %v; want at most 2 and a corrupt cursor %s process/bad/b", n, err, cursorsKey)
+		}
+		got, _ := c.HMGet(ctx, cursorsKey, "process/bad/a", "process/bad/c").Result()
+		if fmt.Sprint(got) != "[2 <nil>]" {
+			t.Errorf("cursors of a and c = %v, want [2 <nil>]", got)
+		}
+		counts, _ := c.HGetAll(ctx, p.Key("counts")).Result()
+		if len(counts) != 1 || counts["process/bad/a"] != "2" {
+			t.Errorf("counts %v, want only process/bad/a = 2", counts)
+		}
+		if err := c.HSet(ctx, cursorsKey, "process/bad/b", "1").Err(); err != nil {
+			t.Fatal(err)
+		}
+		if n, err := p.ApplyBatch(ctx, events); err != nil || n != len(events) {
+			t.Fatalf("ApplyBatch after the repair = %d, %v", n, err)
+		}
+		counts, _ = c.HGetAll(ctx, p.Key("counts")).Result()
+		if fmt.Sprint(counts) != "map[process/bad/a:2 process/bad/b:1 process/bad/c:1]" {
+			t.Errorf("counts after the repair %v: an event counted twice or not at all", counts)
+		}
+	})
+}
