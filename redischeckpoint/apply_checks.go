@@ -396,4 +396,28 @@ local function run_commands()
     if type(r) == 'table' and r.err then return i - 1, c, r.err end
   end
 end
+
+-- direct lists the writes that are one command of the write's own
+-- arguments (when they change at most CHUNK values). Redis runs one command
+-- whole or not at all, so an event of one such write needs none of the
+-- checks: run_direct runs it, and a failure (a wrong type, a value that is
+-- not an integer, an overflow, the ACL, no memory) writes nothing.
+local direct = {HSET = true, HINCRBY = true, SET = true, INCRBY = true, DEL = true, HDEL = true, SADD = true, SREM = true}
+
+-- run_direct runs the write at ARGV[pos] as its command; on a failure it
+-- returns the refusal reply of the apply script (its counts filled in by
+-- the caller).
+local function run_direct(pos)
+  local op, nargs = ARGV[pos], tonumber(ARGV[pos + 1])
+  local r = redis.pcall(op, unpack(ARGV, pos + 2, pos + 1 + nargs))
+  if type(r) ~= 'table' or not r.err then return nil end
+  local err, code, field = r.err, error_code(r.err), ''
+  if find(err, 'not an integer', 1, true) then
+    code = 'NOTINT'
+  elseif find(err, 'overflow', 1, true) then
+    code = 'OVERFLOW'
+  end
+  if (code == 'NOTINT' or code == 'OVERFLOW') and op == 'HINCRBY' then field = ARGV[pos + 3] end
+  return {'REFUSED', 0, 0, 0, op .. ' failed: ' .. err, 1, op, ARGV[pos + 2], field, code}
+end
 `

@@ -218,16 +218,18 @@ const (
 )
 
 // buildArgs records the writes of the leading events and encodes them as
-// script arguments, up to the bounds of one script call. It stops at the
-// first event whose ApplyFunc fails, whose writes are invalid, or whose
-// stream a partial write stopped, returning how many events it encoded
-// and that error.
+// script arguments (see applyScript), up to the bounds of one script call.
+// It stops at the first event whose ApplyFunc fails, whose writes are
+// invalid, or whose stream a partial write stopped, returning how many
+// events it encoded and that error.
 func (p *AtomicProjection) buildArgs(w *Writes, events []framework.Event) ([]any, int, error) {
-	args := make([]any, 1, 1+min(len(events), maxEventsPerScript)*9)
+	body := make([]any, 0, min(len(events), maxEventsPerScript)*11)
+	var streams []any
+	index := map[string]string{} // stream ID -> its index in streams, as sent
 	n, values := 0, 0
 	var failed error
 	for _, e := range events {
-		if n == maxEventsPerScript || values >= maxValuesPerScript || len(args) > maxArgsPerScript {
+		if n == maxEventsPerScript || values >= maxValuesPerScript || len(body) > maxArgsPerScript {
 			break
 		}
 		if err := p.stopped(e); err != nil {
@@ -249,17 +251,29 @@ func (p *AtomicProjection) buildArgs(w *Writes, events []framework.Event) ([]any
 		if e.Position != nil {
 			at = strconv.FormatInt(int64(e.Position.Partition), 10) + "/" + strconv.FormatInt(e.Position.Offset, 10)
 		}
+		si, ok := index[e.StreamID]
+		if !ok {
+			streams = append(streams, e.StreamID)
+			si = strconv.Itoa(len(streams))
+			index[e.StreamID] = si
+		}
 		values += w.size
-		args = append(args, e.StreamID, strconv.FormatUint(e.Sequence, 10), e.EventID, at, strconv.Itoa(len(w.ops)))
+		prev := "" // sequence 0 follows no cursor: the script skips it
+		if e.Sequence > 0 {
+			prev = strconv.FormatUint(e.Sequence-1, 10)
+		}
+		body = append(body, si, strconv.FormatUint(e.Sequence, 10), prev, e.EventID, at, strconv.Itoa(len(w.ops)))
 		for _, o := range w.ops {
-			args = append(args, o.name, strconv.Itoa(len(o.args)))
+			body = append(body, o.name, strconv.Itoa(len(o.args)))
 			for _, a := range o.args {
-				args = append(args, a)
+				body = append(body, a)
 			}
 		}
 		n++
 	}
-	args[0] = strconv.Itoa(n)
+	args := make([]any, 0, 2+len(streams)+len(body))
+	args = append(args, strconv.Itoa(n), strconv.Itoa(len(streams)))
+	args = append(append(args, streams...), body...)
 	return args, n, failed
 }
 

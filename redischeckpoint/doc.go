@@ -62,7 +62,10 @@
 // # One event, all or nothing
 //
 // Redis does not roll back a script that fails half way, so the apply
-// script checks every write of an event before it runs any of them,
+// script checks every write of an event of several commands before it
+// runs any of them (an event of one write that is one command, such as a
+// single HIncrBy, runs it without checks: Redis runs a command whole or
+// not at all, and its refusal is reported the same way),
 // against the state as the batch's earlier events and the event's own
 // earlier writes leave it: the key types (hash writes need none or hash,
 // SAdd and SRem none or set, IncrBy none or a string; Set and Del take
@@ -80,7 +83,8 @@
 // A batch is sent in scripts of at most 500 events and about 20,000
 // changed fields and members, so that one script keeps Redis busy for tens
 // of milliseconds (the billing example), not seconds; each script applies
-// whole events.
+// whole events, reads the cursors and heads of its streams in one HMGET
+// each and writes them in one HSET each.
 //
 // Some mistakes are refused before anything is sent ([ErrInvalidWrite]):
 // keys outside the read model, writes above the size limits, one key used

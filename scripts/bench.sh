@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+#
+# The speed benchmarks of docs/performance.md, against the real Kafka broker and Redis of
+# scripts/infra.sh (started if they are not running, and then stopped again at the end). Each
+# benchmark measures its target and its baseline in the same run; quote ratios, not rates.
+#
+#   scripts/bench.sh                 the AtomicProjection set (issue 20), 1,000,000 records
+#   PROJECTOR_BENCH_RECORDS=200000 scripts/bench.sh      a quick run
+#   scripts/bench.sh -count 5        extra go test flags (default -benchtime 1x -count 3)
+#
+# Environment: PROJECTOR_BENCH_RECORDS, PROJECTOR_BENCH_STREAMS (see BenchmarkAtomicProjection),
+# and scripts/infra.sh's PROJECTOR_INFRA_DIR and PROJECTOR_*_PORT variables.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+started=
+status=$(scripts/infra.sh status 2>/dev/null || true)
+if ! grep -q '^kafka: running' <<<"$status" || ! grep -q '^redis: running' <<<"$status"; then
+	scripts/infra.sh up >&2
+	started=1
+fi
+# shellcheck disable=SC2317 # invoked by the EXIT trap
+cleanup() {
+	local rc=$?
+	[[ -z $started ]] || scripts/infra.sh down >&2 || true
+	exit "$rc"
+}
+trap cleanup EXIT INT TERM
+eval "$(scripts/infra.sh env)"
+
+flags=("$@")
+((${#flags[@]})) || flags=(-benchtime 1x -count 3)
+go test -run '^$' -bench 'ApplyBatch' -benchtime 100x -count 3 ./redischeckpoint
+go test -run '^$' -bench 'AtomicProjection' -timeout 120m "${flags[@]}" ./kafkarunner
