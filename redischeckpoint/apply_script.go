@@ -33,7 +33,7 @@ package redischeckpoint
 // it lets the script finish), and the guard's serial is the first write
 // of a fenced script: those cannot split an event either, and an
 // unfenced script's first write failing is a REFUSED event 1.
-var applyScript = guardedScript(luaIntegers + luaChecks + `
+var applyScript = guardedScript(luaIntegers + luaChecks + luaPacked + `
 local cursors = {}
 local function cursor_of(stream)
   local c = cursors[stream]

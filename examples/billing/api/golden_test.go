@@ -15,6 +15,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/go-redis/v9"
+
 	"github.com/projector-dev/projector/examples/billing/api"
 	"github.com/projector-dev/projector/examples/billing/loadgen"
 	"github.com/projector-dev/projector/examples/billing/mabis"
@@ -38,7 +41,26 @@ var goldenMonths = []string{"2026-03", "2026-10", "2026-11"}
 // testdata/answers.golden.json (large answers by their SHA-256). The golden file was captured from the
 // first read-model layout (hashes of quarter-hour fields) before the
 // packed layout replaced it: a layout change must not change an answer.
+//
+// It runs on real Redis (the packed writes use BITFIELD) and on miniredis,
+// which has no BITFIELD (the script writes the same bytes from Lua).
 func TestAnswersMatchTheGoldenFile(t *testing.T) {
+	t.Run("redis", func(t *testing.T) {
+		env := testenv.Redis(t)
+		testGoldenAnswers(t, env.Client, env.Prefix(t))
+	})
+	t.Run("miniredis", func(t *testing.T) {
+		if *updateGolden {
+			t.Skip("the golden file is written from real Redis")
+		}
+		mr := miniredis.RunT(t)
+		client := redis.NewClient(&redis.Options{Addr: mr.Addr()})
+		defer client.Close()
+		testGoldenAnswers(t, client, "golden")
+	})
+}
+
+func testGoldenAnswers(t *testing.T, client redis.UniversalClient, namespace string) {
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
 	defer cancel()
 	const tenant = "netz-golden"
@@ -50,8 +72,7 @@ func TestAnswersMatchTheGoldenFile(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	env := testenv.Redis(t)
-	store, err := redischeckpoint.New(redischeckpoint.Config{Client: env.Client, Namespace: env.Prefix(t)})
+	store, err := redischeckpoint.New(redischeckpoint.Config{Client: client, Namespace: namespace})
 	if err != nil {
 		t.Fatal(err)
 	}
