@@ -35,6 +35,10 @@ var (
 	// nothing in the read model for the month.
 	ErrUnknownBalanceGroup = errors.New("mabis: unknown balance group")
 
+	// ErrUnknownMaLo reports a query for a MaLo that has nothing in the
+	// read model for the month.
+	ErrUnknownMaLo = errors.New("mabis: unknown MaLo")
+
 	// ErrOldLayout reports a read model written by an older layout of
 	// the billing projection (layout 1: hashes of quarter-hour fields),
 	// which this version does not read: rebuild the projection

@@ -108,6 +108,9 @@ type MonthTotals struct {
 	ClearingOpened   int64 `json:"clearing_opened"`
 	ClearingResolved int64 `json:"clearing_resolved"`
 	ClearingOpen     int64 `json:"clearing_open"`
+	// Closed is the month's closure when CloseMonth closed it: the
+	// totals and series remain, the MaLos' detail is gone.
+	Closed *Closure `json:"closed,omitempty"`
 }
 
 // series is a balance group's month as stored, one entry per quarter hour.
@@ -133,6 +136,9 @@ func (r *Reader) BalanceGroups(ctx context.Context, m Month) (MonthTotals, error
 		return out, fmt.Errorf("mabis: open clearing cases of %s: %w", m, err)
 	}
 	out.ClearingOpened, out.ClearingResolved, out.ClearingOpen = atoi(clearing["opened"]), atoi(clearing["resolved"]), open
+	if out.Closed, err = r.closure(ctx, m); err != nil {
+		return out, err
+	}
 	for _, eic := range eics {
 		s, err := r.series(ctx, m, eic)
 		if err != nil {
