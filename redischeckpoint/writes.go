@@ -36,6 +36,9 @@ type Writes struct {
 	// Set of it.
 	types map[string]keyType
 	seen  map[string]struct{} // scratch for duplicate fields
+	// packedSums are the sums keys of the event's ReplacePacked writes:
+	// one event adds to a sums key through one ReplacePacked only.
+	packedSums map[string]struct{}
 }
 
 type op struct {
@@ -97,6 +100,7 @@ const (
 func (w *Writes) reset() {
 	w.ops, w.err, w.size = w.ops[:0], nil, 0
 	clear(w.types)
+	clear(w.packedSums)
 }
 
 // Key returns the read-model key made of parts, like [AtomicProjection.Key].
@@ -312,8 +316,11 @@ type PackedTarget struct {
 // 6 bytes per value that grows when a value needs it: about 2 bytes per
 // value for meter readings below 32,768, where a hash field costs about
 // ten. Values must lie within ±[MaxPackedValue]; a sum leaving
-// ±[MaxPackedSum] refuses the event (OVERFLOW). Its size is len(values)
-// times 3. The key must not be written otherwise in the same event.
+// ±[MaxPackedSum] refuses the event (OVERFLOW); a first delivery, added
+// by BITFIELD INCRBY, is refused when a sum it adds to lies outside ±2^52.
+// Its size is len(values) times 3. The key must not be written otherwise
+// in the same event, and a sums key takes part in one ReplacePacked per
+// event.
 func (w *Writes) ReplacePacked(key string, seg int, values []int64, flags []bool, from, to PackedTarget) {
 	const name = "REPLACE_PACKED"
 	switch {
@@ -366,6 +373,43 @@ func (w *Writes) ReplacePacked(key string, seg int, values []int64, flags []bool
 	}
 	width, region := packedRegion(values, flags)
 	args = append(args, strconv.Itoa(width), region)
+	// A first delivery's increments of to's sums, ready for BITFIELD.
+	for _, flagged := range []bool{false, true} {
+		at := len(args)
+		args = append(args, "")
+		n := 0
+		for q, v := range values {
+			if flagged {
+				if !flags[q] {
+					continue
+				}
+				v = 1
+			} else if v == 0 {
+				continue
+			}
+			args = append(args, "INCRBY", "i64", "#"+strconv.Itoa(to.FirstSlot+q), strconv.FormatInt(v, 10))
+			n++
+		}
+		args[at] = strconv.Itoa(n)
+	}
+	if w.packedSums == nil {
+		w.packedSums = map[string]struct{}{}
+	}
+	for _, t := range []PackedTarget{from, to} {
+		for _, k := range []string{t.Sums, t.FlagSums} {
+			if _, dup := w.packedSums[k]; dup && k != "" {
+				w.fail(name, k, "", "INVALID", "two ReplacePacked of one event add to the same sums")
+				return
+			}
+		}
+	}
+	for _, t := range []PackedTarget{from, to} {
+		for _, k := range []string{t.Sums, t.FlagSums} {
+			if k != "" {
+				w.packedSums[k] = struct{}{}
+			}
+		}
+	}
 	w.add(name, 3*len(values), keys, args...)
 }
 

@@ -6,6 +6,7 @@
 //	billing generate   append a generated month to a Kafka topic
 //	billing worker     run the "billing" projection from Kafka into Redis, with the API
 //	billing api        serve the API over a Redis read model
+//	billing close-month drop a month's per-MaLo detail after its correction window
 //
 // Every flag falls back to an environment variable, shown by -h: the
 // shared PROJECTOR_* table of package projectorconfig (the names
