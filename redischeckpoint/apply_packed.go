@@ -244,19 +244,26 @@ end
 
 check.REPLACE_PACKED = function(a)
   local key, seg, n = a[1], tonumber(a[2]), tonumber(a[3])
-  local new, newflags, need = {}, {}, 1
-  for i = 1, n do
-    new[i] = tonumber(a[3 + i])
-    need = math.max(need, width_of(new[i]))
-  end
-  local fs = a[4 + n]
-  for i = 1, n do newflags[i] = byte(fs, i) - 48 end
   local p = 5 + n
   local from = {sums = a[p], flags = a[p + 1], ckey = a[p + 2], cfield = a[p + 3], first = tonumber(a[p + 4]), total = tonumber(a[p + 5])}
   local to = {sums = a[p + 6], flags = a[p + 7], ckey = a[p + 8], cfield = a[p + 9], first = tonumber(a[p + 10]), total = tonumber(a[p + 11])}
   local region_w, region = tonumber(a[p + 12]), a[p + 13]
-  if region_w ~= need or #region ~= PACKED_FLAGS + n * need then
+  if not region_w or region_w < 1 or region_w > 6 or #region ~= PACKED_FLAGS + n * region_w then
     return refusal('INVALID', key, '', 'the packed segment does not match its values')
+  end
+  -- The values one by one: only where the segment is not one SETRANGE of
+  -- the writer's bytes (a correction, a move, a width change). need is
+  -- region_w, the least width the values need (checked here).
+  local new, newflags, need
+  local function parse_values()
+    new, newflags, need = {}, {}, 1
+    for i = 1, n do
+      new[i] = tonumber(a[3 + i])
+      need = math.max(need, width_of(new[i]))
+    end
+    local fs = a[4 + n]
+    for i = 1, n do newflags[i] = byte(fs, i) - 48 end
+    if need ~= region_w then return refusal('INVALID', key, '', 'the packed segment does not match its values') end
   end
   if shadow.types[key] then return refusal('INVALID', key, '', 'the packed key is written twice in one event') end
 
@@ -290,8 +297,12 @@ check.REPLACE_PACKED = function(a)
   end
 
   -- The stored segment.
-  local nw = math.max(w, need)
+  local nw = math.max(w, region_w)
   local types, offs, out = {}, {}, {}
+  if w == 0 or nw ~= w or (w ~= region_w) then
+    local bad = parse_values()
+    if bad then return bad end
+  end
   if w == 0 or nw ~= w then
     -- A new string, or one rewritten at a wider width: every present
     -- segment is read at the old width and written at the new one.
@@ -391,6 +402,10 @@ check.REPLACE_PACKED = function(a)
     return
   end
 
+  if not new then
+    local bad = parse_values()
+    if bad then return bad end
+  end
   -- The aggregates: what the old segment added to from goes, what the new
   -- one adds goes to to.
   local order, deltas, totals = {}, {}, {}
