@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -144,13 +145,13 @@ func (r *Reader) dropDetail(ctx context.Context, m Month) (int64, error) {
 		return n, flush()
 	}
 	if cluster, ok := r.client.(*redis.ClusterClient); ok {
-		var total int64
+		var total atomic.Int64 // ForEachMaster runs the masters concurrently
 		err := cluster.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error {
 			n, err := drop(ctx, c)
-			total += n // ForEachMaster runs the masters one by one here: the keys share a slot
+			total.Add(n)
 			return err
 		})
-		return total, err
+		return total.Load(), err
 	}
 	return drop(ctx, r.client)
 }
@@ -304,11 +305,11 @@ func CheckLayout(ctx context.Context, p *redischeckpoint.AtomicProjection) error
 	}
 	// Layout 1 had no marker: look for its series hashes ("...:bk:{eic}:wh").
 	pattern := globEscape(p.Key()) + "*:bk:*:" + oldKindWh
-	found := false
+	var found atomic.Bool // ForEachMaster runs the masters concurrently
 	scan := func(ctx context.Context, c redis.Cmdable) error {
 		iter := c.Scan(ctx, 0, pattern, 1000).Iterator()
 		if iter.Next(ctx) {
-			found = true
+			found.Store(true)
 		}
 		return iter.Err()
 	}
@@ -320,7 +321,7 @@ func CheckLayout(ctx context.Context, p *redischeckpoint.AtomicProjection) error
 	if err != nil {
 		return fmt.Errorf("mabis: layout of %s: %w", p.Name(), err)
 	}
-	if found {
+	if found.Load() {
 		return fmt.Errorf("%w (read model %s)", ErrOldLayout, p.Name())
 	}
 	return client.SetNX(ctx, key, strconv.Itoa(LayoutVersion), 0).Err()
