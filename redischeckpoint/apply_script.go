@@ -39,7 +39,7 @@ package redischeckpoint
 // it lets the script finish), and the guard's serial is the first write
 // of a fenced script: those cannot split an event either, and an
 // unfenced script's first write failing is a REFUSED event 1.
-var applyScript = guardedScript(luaIntegers + luaChecks + `
+var applyScript = guardedScript(luaIntegers + luaChecks + luaPacked + `
 -- The cursors and heads are written after the events' writes, also when
 -- an event is refused: make sure they can be, before any event's write.
 for _, key in ipairs({KEYS[1], KEYS[3], KEYS[4]}) do

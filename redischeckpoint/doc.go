@@ -78,7 +78,10 @@
 // is, and [AtomicProjection.ApplyBatch] returns how many events came
 // before it and a [*WriteError] naming the stream, sequence, event ID,
 // write, key, field and reason. Once the cause is fixed, the same batch
-// applies the rest once.
+// applies the rest once. ReplacePacked (packed segments with their sums,
+// see its documentation) reads what it replaces and the sums it adjusts
+// inside the same checks; RefuseIfExists refuses an event while a guard
+// key exists (a closed period).
 //
 // A batch is sent in scripts of at most 500 events and about 20,000
 // changed fields and members, so that one script keeps Redis busy for tens
@@ -146,7 +149,9 @@
 // without it they are only increasing). An
 // AtomicProjection's user needs TYPE as well, and the commands its writes
 // run: HSET for HSet, Replace and ReplaceFields, HDEL, HINCRBY, SET, INCRBY
-// and GET for IncrBy, DEL, SADD, SREM. A write the user may not run refuses
+// and GET for IncrBy, DEL, SADD, SREM; BITFIELD, GETRANGE, SETRANGE,
+// STRLEN, GET, SET, HMGET and HSET for ReplacePacked; EXISTS for
+// RefuseIfExists. A write the user may not run refuses
 // its event ([ErrWriteRefused], code NOPERM).
 //
 // # Persistence

@@ -36,6 +36,9 @@ type Writes struct {
 	// Set of it.
 	types map[string]keyType
 	seen  map[string]struct{} // scratch for duplicate fields
+	// packedSums are the sums keys of the event's ReplacePacked writes:
+	// one event adds to a sums key through one ReplacePacked only.
+	packedSums map[string]struct{}
 }
 
 type op struct {
@@ -97,6 +100,7 @@ const (
 func (w *Writes) reset() {
 	w.ops, w.err, w.size = w.ops[:0], nil, 0
 	clear(w.types)
+	clear(w.packedSums)
 }
 
 // Key returns the read-model key made of parts, like [AtomicProjection.Key].
@@ -264,4 +268,193 @@ func (w *Writes) ReplaceFields(key string, fields []string, values []int64, sums
 	args = append(args, strconv.Itoa(len(counts)))
 	args = append(args, counts...)
 	w.add(name, len(fields)*(1+len(sums)+len(counts)), keys, args...)
+}
+
+// packedLayout: the bounds of a string ReplacePacked writes (the layout is
+// described at luaPacked).
+const (
+	// MaxPackedSegments is the number of segments of a packed string.
+	MaxPackedSegments = 31
+	// MaxPackedSlots is the most values of one segment.
+	MaxPackedSlots = 100
+	// MaxPackedValue bounds the magnitude of a packed value: |v| < 2^47
+	// (6 bytes).
+	MaxPackedValue = 1<<47 - 1
+	// MaxPackedSum bounds the magnitude of an aggregate slot: 2^53.
+	MaxPackedSum = 1 << 53
+)
+
+// PackedTarget names the aggregates of a segment that ReplacePacked keeps
+// right: Sums and FlagSums are strings of 8-byte big-endian two's
+// complement integers (slot i at byte 8*i; an absent key or a short
+// string reads as zeros), whose slots FirstSlot.. add the segment's values
+// and flags (0 or 1); Count is a hash field counting the segments present.
+// An empty key leaves that aggregate out.
+//
+// Slots is the length of the series in slots: a new sums string is
+// allocated at its whole length at once (a string grown by writes at
+// rising offsets takes up to twice its length).
+type PackedTarget struct {
+	Sums, FlagSums string
+	Count          HashField
+	FirstSlot      int
+	Slots          int
+}
+
+// ReplacePacked replaces segment seg of the packed string at key by values
+// and their flags, and moves the segment's aggregates: what the segment
+// held before (when it was present) is taken out of from's sums, flag sums
+// and count, and the new contents are added to to's. A replacement in
+// place passes the same target twice; a segment that moves to other
+// aggregates names the old ones in from. It reads the old segment and the
+// sums inside the script, like Replace, so a correction replaces and never
+// adds, in a handful of commands (GETRANGE and SETRANGE) whatever the
+// number of values.
+//
+// The packed string holds up to [MaxPackedSegments] segments of up to
+// [MaxPackedSlots] signed values with a flag bit each, at one width of 1 to
+// 6 bytes per value that grows when a value needs it: about 2 bytes per
+// value for meter readings below 32,768, where a hash field costs about
+// ten. Values must lie within ±[MaxPackedValue]; a sum leaving
+// ±[MaxPackedSum] refuses the event (OVERFLOW); a first delivery, added
+// by BITFIELD INCRBY, is refused when a sum it adds to lies outside ±2^52.
+// Its size is len(values) times 3. The key must not be written otherwise
+// in the same event, and a sums key takes part in one ReplacePacked per
+// event.
+func (w *Writes) ReplacePacked(key string, seg int, values []int64, flags []bool, from, to PackedTarget) {
+	const name = "REPLACE_PACKED"
+	switch {
+	case seg < 0 || seg >= MaxPackedSegments:
+		w.fail(name, key, "", "INVALID", fmt.Sprintf("segment %d outside 0-%d", seg, MaxPackedSegments-1))
+		return
+	case len(values) == 0 || len(values) > MaxPackedSlots:
+		w.fail(name, key, "", "INVALID", fmt.Sprintf("%d values: want 1 to %d", len(values), MaxPackedSlots))
+		return
+	case len(flags) != len(values):
+		w.fail(name, key, "", "INVALID", fmt.Sprintf("%d values but %d flags", len(values), len(flags)))
+		return
+	case from.FirstSlot < 0 || to.FirstSlot < 0 || from.FirstSlot+len(values) > max(from.Slots, 0) && (from.Sums != "" || from.FlagSums != "") ||
+		to.FirstSlot+len(values) > max(to.Slots, 0) && (to.Sums != "" || to.FlagSums != ""):
+		w.fail(name, key, "", "INVALID", "the segment's slots lie outside a target's Slots")
+		return
+	}
+	if _, used := w.types[key]; used {
+		w.fail(name, key, "", "INVALID", "the packed key is written twice in one event")
+		return
+	}
+	keys := []keyUse{{key, stringKey}}
+	args := make([]string, 0, 14+len(values))
+	args = append(args, key, strconv.Itoa(seg), strconv.Itoa(len(values)))
+	for i, v := range values {
+		if v > MaxPackedValue || v < -MaxPackedValue {
+			w.fail(name, key, strconv.Itoa(i), "INVALID", fmt.Sprintf("value %d outside ±%d", v, int64(MaxPackedValue)))
+			return
+		}
+		args = append(args, strconv.FormatInt(v, 10))
+	}
+	fl := make([]byte, len(flags))
+	for i, f := range flags {
+		fl[i] = '0'
+		if f {
+			fl[i] = '1'
+		}
+	}
+	args = append(args, string(fl))
+	for _, t := range []PackedTarget{from, to} {
+		for _, k := range []string{t.Sums, t.FlagSums} {
+			if k != "" {
+				keys = append(keys, keyUse{k, stringKey})
+			}
+		}
+		if t.Count.Key != "" {
+			keys = append(keys, keyUse{t.Count.Key, hashKey})
+		}
+		args = append(args, t.Sums, t.FlagSums, t.Count.Key, t.Count.Field, strconv.Itoa(t.FirstSlot), strconv.Itoa(t.Slots))
+	}
+	width, region := packedRegion(values, flags)
+	args = append(args, strconv.Itoa(width), region)
+	// A first delivery's increments of to's sums, ready for BITFIELD.
+	for _, flagged := range []bool{false, true} {
+		at := len(args)
+		args = append(args, "")
+		n := 0
+		for q, v := range values {
+			if flagged {
+				if !flags[q] {
+					continue
+				}
+				v = 1
+			} else if v == 0 {
+				continue
+			}
+			args = append(args, "INCRBY", "i64", "#"+strconv.Itoa(to.FirstSlot+q), strconv.FormatInt(v, 10))
+			n++
+		}
+		args[at] = strconv.Itoa(n)
+	}
+	if w.packedSums == nil {
+		w.packedSums = map[string]struct{}{}
+	}
+	for _, t := range []PackedTarget{from, to} {
+		for _, k := range []string{t.Sums, t.FlagSums} {
+			if _, dup := w.packedSums[k]; dup && k != "" {
+				w.fail(name, k, "", "INVALID", "two ReplacePacked of one event add to the same sums")
+				return
+			}
+		}
+	}
+	for _, t := range []PackedTarget{from, to} {
+		for _, k := range []string{t.Sums, t.FlagSums} {
+			if k != "" {
+				w.packedSums[k] = struct{}{}
+			}
+		}
+	}
+	w.add(name, 3*len(values), keys, args...)
+}
+
+// packedRegion returns a segment as the script stores it at the least
+// width its values need: 13 bytes of flags (slot q is bit 7-q%8 of byte
+// q/8), then the values, big-endian two's complement.
+func packedRegion(values []int64, flags []bool) (int, string) {
+	width := 1
+	for _, v := range values {
+		for v >= 1<<(8*width-1) || v < -(1<<(8*width-1)) {
+			width++
+		}
+	}
+	b := make([]byte, packedFlagBytes+len(values)*width)
+	for q, f := range flags {
+		if f {
+			b[q/8] |= 1 << (7 - q%8)
+		}
+	}
+	at := packedFlagBytes
+	for _, v := range values {
+		u := uint64(v)
+		for i := width - 1; i >= 0; i-- {
+			b[at+i] = byte(u)
+			u >>= 8
+		}
+		at += width
+	}
+	return width, string(b)
+}
+
+// packedFlagBytes is the size of a segment's flags.
+const packedFlagBytes = (MaxPackedSlots + 7) / 8
+
+// RefuseIfExists refuses the event, with code (a word such as "CLOSED")
+// and reason, when key exists in Redis as the batch's earlier events left
+// it: a guard that a later step of the application (closing a period,
+// say) can set to stop events that would reach data already dropped. The
+// refusal is an [ErrWriteRefused] like any other: nothing of the event is
+// written, and the runner retries and parks its stream. It writes nothing
+// and costs one EXISTS.
+func (w *Writes) RefuseIfExists(key, code, reason string) {
+	if code == "" || strings.ContainsAny(code, " \t\n") {
+		w.fail("REFUSE_IF_EXISTS", key, "", "INVALID", fmt.Sprintf("code %q: want one word", code))
+		return
+	}
+	w.add("REFUSE_IF_EXISTS", 1, []keyUse{{key, 0}}, key, code, reason)
 }

@@ -173,6 +173,34 @@ func serveAPI(ctx context.Context, o options, out io.Writer) error {
 	})
 }
 
+// closeMonth closes -month of -tenant in the live read model
+// (mabis.Reader.CloseMonth): it refuses a month inside its correction
+// window, drops the per-MaLo detail and keeps the balance-group series.
+// Run again, it resumes a closing that stopped half way, or reports the
+// month closed.
+func closeMonth(ctx context.Context, o options, out io.Writer) error {
+	client, err := redisClient(o)
+	if err != nil {
+		return err
+	}
+	defer client.Close()
+	rm, err := openReadModel(o, client)
+	if err != nil {
+		return err
+	}
+	live, err := rm.reader.Live(ctx)
+	if err != nil {
+		return err
+	}
+	c, err := live.CloseMonth(ctx, o.month, mabis.CloseConfig{CorrectionWindow: o.correctionWindow})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "%s of tenant %s in %s: %s at %s (correction window %s); %d per-MaLo keys dropped; the balance-group series remain\n",
+		c.Month, o.tenant, live.ReadModel(), c.State, c.ClosedAt.Format(time.RFC3339), c.CorrectionWindow, c.DroppedKeys)
+	return nil
+}
+
 // workerOptions make "billing worker" a main of the worker runtime: one
 // replica of the billing projection, a member of the projection's consumer
 // group that applies its partitions' events to the read model, with
@@ -196,10 +224,15 @@ func workerOptions(stdout, stderr io.Writer) worker.Options {
 // setupWorker builds the billing read model on the worker's store and
 // mounts the API, whose status reports the worker's runner and the group's
 // lag.
-func setupWorker(_ context.Context, w *worker.Worker) (worker.Projection, error) {
+func setupWorker(ctx context.Context, w *worker.Worker) (worker.Projection, error) {
 	cfg := w.Config
 	rm, err := newReadModel(w.Redis, w.Store, cfg.Projection, w.Settings.String(tenantVar))
 	if err != nil {
+		return worker.Projection{}, err
+	}
+	// A read model of an older layout stops the worker here, before it
+	// writes anything (docs/compatibility.md).
+	if err := mabis.CheckLayout(ctx, rm.projection); err != nil {
 		return worker.Projection{}, err
 	}
 	cl, err := w.KafkaClient()

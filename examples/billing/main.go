@@ -6,6 +6,7 @@
 //	billing generate   append a generated month to a Kafka topic
 //	billing worker     run the "billing" projection from Kafka into Redis, with the API
 //	billing api        serve the API over a Redis read model
+//	billing close-month drop a month's per-MaLo detail after its correction window
 //
 // Every flag falls back to an environment variable, shown by -h: the
 // shared PROJECTOR_* table of package projectorconfig (the names
@@ -60,13 +61,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return worker.Run(ctx, args, workerOptions(stdout, stderr))
 	}
 	commands := map[string]func(context.Context, options, io.Writer) error{
-		"demo":     demo,
-		"generate": generate,
-		"api":      serveAPI,
+		"demo":        demo,
+		"generate":    generate,
+		"api":         serveAPI,
+		"close-month": closeMonth,
 	}
 	fn, ok := commands[cmd]
 	if !ok {
-		return fmt.Errorf("unknown command %q: want demo, generate, worker or api", cmd)
+		return fmt.Errorf("unknown command %q: want demo, generate, worker, api or close-month", cmd)
 	}
 	opts, err := parseFlags(cmd, args, stderr)
 	if err != nil {
@@ -102,6 +104,8 @@ type options struct {
 	replicas       int
 	shutdown       time.Duration
 	logLevel       slog.Level
+	// correctionWindow is close-month's mabis.CloseConfig.CorrectionWindow.
+	correctionWindow time.Duration
 	// malosSet says whether -malos or PROJECTOR_MALOS was given.
 	malosSet bool
 	logger   *slog.Logger
@@ -132,13 +136,15 @@ var (
 		Help: "seed of the generated month"}
 	replicasVar = projectorconfig.Var{Env: "PROJECTOR_REPLICAS", Flag: "replicas", Kind: projectorconfig.Int, Default: "3",
 		Help: "demo: runner replicas in the process"}
+	correctionWindowVar = projectorconfig.Var{Env: "PROJECTOR_CORRECTION_WINDOW", Flag: "correction-window", Kind: projectorconfig.Duration,
+		Default: mabis.DefaultCorrectionWindow.String(), Help: "close-month: how long after its end a month stays open for corrections"}
 )
 
 // settings returns the settings of cmd: the shared table with billing's
 // defaults, and billing's own.
 func settings(cmd string) *projectorconfig.Set {
 	set := projectorconfig.NewSet(projectorconfig.Worker()...)
-	set.Add(partitionsVar, tenantVar, monthVar, malosVar, seedVar, replicasVar)
+	set.Add(partitionsVar, tenantVar, monthVar, malosVar, seedVar, replicasVar, correctionWindowVar)
 	set.SetDefault(projectorconfig.Topic, "mabis.process-events")
 	set.SetDefault(projectorconfig.Projection, mabis.ProjectionName)
 	if cmd == "demo" {
@@ -180,6 +186,9 @@ func parseFlags(cmd string, args []string, stderr io.Writer) (options, error) {
 	positive(replicasVar, &o.replicas)
 	if o.month, err = mabis.ParseMonth(set.String(monthVar)); err != nil {
 		errs = append(errs, set.Invalid(monthVar, "a month YYYY-MM"))
+	}
+	if o.correctionWindow, err = set.Duration(correctionWindowVar); err != nil || o.correctionWindow < 0 {
+		errs = append(errs, set.Invalid(correctionWindowVar, "a duration of 0 or more"))
 	}
 	if o.seed, err = strconv.ParseUint(set.String(seedVar), 10, 64); err != nil || o.seed == 0 {
 		errs = append(errs, set.Invalid(seedVar, "a positive number"))

@@ -117,6 +117,7 @@ func New(cfg Config) (http.Handler, error) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /api/v1/months/{month}/balance-groups", s.balanceGroups)
 	mux.HandleFunc("GET /api/v1/months/{month}/balance-groups/{eic}/series", s.series)
+	mux.HandleFunc("GET /api/v1/months/{month}/malos/{malo}", s.malo)
 	mux.HandleFunc("GET /api/v1/status", s.status)
 	return withJSONErrors(mux, s), nil
 }
@@ -130,6 +131,10 @@ type Error struct {
 	// Wait describes a read-your-writes wait that failed: timed out (504)
 	// or found its stream parked (409).
 	Wait *WaitState `json:"wait,omitempty"`
+	// Closed is the closure of the month a MaLo query asked for (410
+	// Gone): close-month dropped the per-MaLo detail; the balance-group
+	// series still answer.
+	Closed *mabis.Closure `json:"closed,omitempty"`
 }
 
 // WaitState is what a failed wait saw.
@@ -199,6 +204,38 @@ func (s *server) series(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, series)
+}
+
+// malo answers a MaLo's detail for a month; 410 Gone with the closure
+// when the month is closed, 404 for a MaLo the month does not know.
+func (s *server) malo(w http.ResponseWriter, r *http.Request) {
+	m, ok := s.month(w, r)
+	if !ok {
+		return
+	}
+	malo := r.PathValue("malo")
+	if err := mabis.ValidateMaLoID(malo); err != nil {
+		s.fail(w, r, http.StatusBadRequest, fmt.Errorf("parameter malo: %w", err))
+		return
+	}
+	reader, ok := s.reader(w, r)
+	if !ok {
+		return
+	}
+	detail, err := reader.MaLo(r.Context(), m, malo)
+	if closed, ok := errors.AsType[*mabis.MonthClosedError](err); ok {
+		writeJSON(w, http.StatusGone, Error{Error: err.Error(), Status: http.StatusGone, Closed: &closed.Closure})
+		return
+	}
+	switch {
+	case errors.Is(err, mabis.ErrUnknownMaLo):
+		s.fail(w, r, http.StatusNotFound, err)
+		return
+	case err != nil:
+		s.fail(w, r, http.StatusServiceUnavailable, fmt.Errorf("reading the read model: %w", err))
+		return
+	}
+	writeJSON(w, http.StatusOK, detail)
 }
 
 func (s *server) status(w http.ResponseWriter, r *http.Request) {

@@ -72,35 +72,57 @@
 // The read model's keys lie below the projection's read-model prefix
 // ("projector:{billing}:rm:"). {t} is the tenant, {m} the month "YYYY-MM",
 // {eic} a balance group, {slot} a quarter hour of the month from 0, {day} a
-// day "YYYY-MM-DD":
+// day "YYYY-MM-DD". This is layout 2 ([LayoutVersion]):
 //
+//	layout                          string: "2" (CheckLayout)
 //	{t}:{m}:balance-groups          set: EICs with an assignment or values in the month
-//	{t}:{m}:bk:{eic}:wh             hash: {slot} -> sum of energy, Wh
-//	{t}:{m}:bk:{eic}:substitutes    hash: s{slot} -> number of substitute values
+//	{t}:{m}:bk:{eic}:qh-wh          string: int64 per {slot} (8 bytes big-endian at 8*{slot}): sum of energy, Wh
+//	{t}:{m}:bk:{eic}:qh-substitutes string: int64 per {slot}: number of substitute values
 //	{t}:{m}:bk:{eic}:malos          hash: {day} -> number of MaLos with values that day
 //	{t}:{m}:bk:{eic}:assigned       set: MaLos assigned to the group on a day of the month
 //	{t}:{m}:bk:{eic}:suppliers      set: their suppliers
 //	{t}:{m}:clearing                hash: opened, resolved, opened:{eic}, resolved:{eic}
 //	{t}:{m}:clearing:open           set: {malo}/{case_id} of open cases
+//	{t}:{m}:closed                  hash: state, closed_at, correction_window, dropped_keys (CloseMonth)
 //	{t}:{m}:malo:{malo}             hash: {valid_from} -> "{supplier} {eic}", or "ended"
-//	{t}:{m}:malo:{malo}:{day}       hash: {slot} -> Wh, s{slot} -> 1 for a substitute value
-//	                                (absent or 0: measured), {day} -> 1 once delivered
+//	{t}:{m}:malo:{malo}:days        string: the MaLo's days, packed (below)
 //
-// A MaLo's day hash uses the field names of the group's hashes, so that one
-// redischeckpoint Writes.ReplaceFields writes the day's values and adjusts
-// the group's sums inside the apply script, another its substitute flags:
-// a few Redis commands per event instead of several per quarter hour. A
-// delivery always holds every quarter hour of its day, so the MaLos that
+// A MaLo-month's days are one string written by redischeckpoint's
+// Writes.ReplacePacked: a byte with the width w of its values (1 to 6
+// bytes, the least its largest value needs; a wider value rewrites the
+// string), a byte per day (1: delivered), then per day 13 bytes of
+// substitute flags (one bit per quarter hour) and 100 values of w bytes
+// (big-endian two's complement; 92, 96 or 100 used). About 6.6 KB for a
+// month of household values (w = 2) instead of about 24 KB of hashes
+// (layout 1). One ReplacePacked per values event replaces the day and, inside
+// the apply script, takes the old values out of the group's sums and adds
+// the new ones (BITFIELD on Redis), counts the MaLo in the group's day the
+// first time and moves the day between groups for a MovedFrom: a
+// correction replaces, it never adds.
+//
+// A delivery always holds every quarter hour of its day, so the MaLos that
 // contributed to a quarter hour are those with a delivery that day, and
 // they are counted per day (the reader spreads the count over the day's
 // quarter hours).
 //
-// A month of 2,000 MaLos and 6 balance groups is about 64,000 keys: one
-// small hash per MaLo and day and three hashes of up to about 3,000 fields
-// per balance group. A day hash holds up to 100 values, its marker and a
-// few substitute flags, under Redis's default limit of 128 fields for its
-// compact listpack encoding (a correction writes every flag and drops the
-// measured ones again). One hash per MaLo and month would be fewer keys,
-// but with about 3,000 fields each it could not use the compact encoding:
-// several times the memory.
+// # Closing a month
+//
+// The MaLos' detail is needed only while corrections may come.
+// [Reader.CloseMonth] (billing close-month) refuses a month inside its
+// correction window ([DefaultCorrectionWindow], configurable), records the
+// closure in {t}:{m}:closed, drops the {t}:{m}:malo:* keys and keeps
+// everything else. Every event of a closed month is refused inside the
+// apply script (Writes.RefuseIfExists on the closure, code CLOSED): its
+// stream parks with the event, nothing of it is written. [Reader.MaLo]
+// answers a closed month with a [*MonthClosedError]; the group queries
+// answer as before.
+//
+// # Upgrading from layout 1
+//
+// Layout 1 kept hashes ({t}:{m}:bk:{eic}:wh, ...:substitutes and a hash
+// per MaLo and day). This version neither reads nor writes it:
+// [CheckLayout] stops the worker with [ErrOldLayout], and the reader
+// answers ErrOldLayout. Rebuild the projection (projectorctl rebuild
+// billing): the new version is built in layout 2 beside the old one, from
+// the events in Kafka, and replaces it when it has caught up.
 package mabis

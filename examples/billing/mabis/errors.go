@@ -34,6 +34,25 @@ var (
 	// ErrUnknownBalanceGroup reports a query for a balance group that has
 	// nothing in the read model for the month.
 	ErrUnknownBalanceGroup = errors.New("mabis: unknown balance group")
+
+	// ErrUnknownMaLo reports a query for a MaLo that has nothing in the
+	// read model for the month.
+	ErrUnknownMaLo = errors.New("mabis: unknown MaLo")
+
+	// ErrOldLayout reports a read model written by an older layout of
+	// the billing projection (layout 1: hashes of quarter-hour fields),
+	// which this version does not read: rebuild the projection
+	// (projectorctl rebuild billing) to migrate it. See LayoutVersion.
+	ErrOldLayout = errors.New("mabis: the read model was written by billing read-model layout 1; this version reads layout 2: rebuild it (projectorctl rebuild billing) to migrate")
+
+	// ErrMonthClosed reports a query for per-MaLo detail of a month that
+	// CloseMonth closed: the detail was dropped, the balance-group series
+	// remain. A *MonthClosedError carries when.
+	ErrMonthClosed = errors.New("mabis: month closed")
+
+	// ErrInCorrectionWindow reports a CloseMonth of a month still inside
+	// its correction window.
+	ErrInCorrectionWindow = errors.New("mabis: month still inside its correction window")
 )
 
 // InvalidIDError names a rejected identifier and why.

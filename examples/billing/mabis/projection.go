@@ -1,8 +1,6 @@
 package mabis
 
 import (
-	"strconv"
-
 	"github.com/projector-dev/projector/framework"
 	"github.com/projector-dev/projector/redischeckpoint"
 )
@@ -43,15 +41,21 @@ func maloKey(tenant string, m Month, malo string) []string {
 	return monthKey(tenant, m, "malo", malo)
 }
 
-func maloDayKey(tenant string, m Month, malo string, d Day) []string {
-	return monthKey(tenant, m, "malo", malo, d.String())
+func maloDaysKey(tenant string, m Month, malo string) []string {
+	return monthKey(tenant, m, "malo", malo, "days")
 }
 
-// Hash kinds of a balance group's series.
+// closedKey is the marker of a closed month (see CloseMonth).
+func closedKey(tenant string, m Month) []string { return monthKey(tenant, m, "closed") }
+
+// Kinds of a balance group's series. The packed series (qh-wh and
+// qh-substitutes) are named apart from layout 1's hashes (wh and
+// substitutes), so that no reader takes one for the other.
 const (
-	kindWh          = "wh"
+	kindWh          = "qh-wh"
 	kindMaLos       = "malos"
-	kindSubstitutes = "substitutes"
+	kindSubstitutes = "qh-substitutes"
+	oldKindWh       = "wh" // layout 1: a hash; see CheckLayout
 	kindAssigned    = "assigned"
 	kindSuppliers   = "suppliers"
 )
@@ -105,15 +109,8 @@ var eventTypes = newEventTable(
 	on(func(s stream, p AssignmentBegun) { s.assign(p.ValidFrom, p.Supplier, p.BalanceGroup) }),
 	on(func(s stream, p AssignmentChanged) { s.assign(p.ValidFrom, p.Supplier, p.BalanceGroup) }),
 	on(func(s stream, p AssignmentEnded) { s.HSet(s.key(maloKey(s.tenant, s.m, s.malo)), p.ValidFrom, "ended") }),
-	on(func(s stream, p DayValuesReceived) { s.writeDay(p.DayValues, false) }),
-	on(func(s stream, p ValuesCorrected) {
-		if p.MovedFrom != "" {
-			s.moveOut(p.DayValues, p.MovedFrom)
-			s.writeDay(p.DayValues, false)
-		} else {
-			s.writeDay(p.DayValues, true)
-		}
-	}),
+	on(func(s stream, p DayValuesReceived) { s.writeDay(p.DayValues, "") }),
+	on(func(s stream, p ValuesCorrected) { s.writeDay(p.DayValues, p.MovedFrom) }),
 	on(func(s stream, p ClearingCaseOpened) {
 		s.clearing("opened", p.BalanceGroup)
 		s.SAdd(s.key(clearingOpenKey(s.tenant, s.m)), s.malo+"/"+p.CaseID)
@@ -155,6 +152,7 @@ func on[P Payload, PP interface {
 		handle: func(h *redischeckpoint.Handlers) {
 			redischeckpoint.Handle(h, name, func(e framework.Event, p P, w *redischeckpoint.Writes) error {
 				tenant, malo, m, _ := ParseStreamID(e.StreamID) // checked by decodeEvent
+				w.RefuseIfExists(w.Key(closedKey(tenant, m)...), "CLOSED", "month "+m.String()+" is closed: its per-MaLo detail was dropped (see CloseMonth)")
 				apply(stream{Writes: w, tenant: tenant, m: m, malo: malo}, p)
 				return nil
 			})
@@ -203,66 +201,35 @@ func (s stream) assign(validFrom, supplier, eic string) {
 	s.SAdd(s.key(bkKey(s.tenant, s.m, eic, kindSuppliers)), supplier)
 }
 
-// maxMonthSlots is the most quarter hours of a month (31 days with the
-// autumn clock change).
-const maxMonthSlots = 31*96 + 4
-
-// valueFields and flagFields are the field names of the day hashes and of
-// the group's series: "0".."2979" for the values, "s0".."s2979" for the
-// substitute flags, numbered by the quarter hour of the month.
-var valueFields, flagFields = slotFields()
-
-func slotFields() (values, flags []string) {
-	for q := range maxMonthSlots {
-		values = append(values, strconv.Itoa(q))
-		flags = append(flags, "s"+strconv.Itoa(q))
-	}
-	return values, flags
-}
-
-// writeDay replaces the day's values in its balance group. allFlags writes
-// measured flags too (for corrections); otherwise only substitute flags are
-// written, since a first delivery has no flags to replace.
-func (s stream) writeDay(v DayValues, allFlags bool) {
+// writeDay replaces the MaLo's day (values and substitute flags) in its
+// packed month string and moves the day's aggregates: from the group of
+// its last delivery (movedFrom, or the same group) to the group the event
+// names. One Writes.ReplacePacked: the script reads the day's old values,
+// takes them out of the old group's sums and adds the new ones, counts the
+// MaLo in the group's day the first time and, when the day moves, takes it
+// out of the old group's count.
+func (s stream) writeDay(v DayValues, movedFrom string) {
 	w, key, tenant, m := s.Writes, s.key, s.tenant, s.m
 	d, _ := ParseDay(v.Day) // validated
-	dayKey := key(maloDayKey(tenant, m, v.MaLo, d))
-	first, n := m.FirstSlot(d), len(v.Wh) // validated: d.Slots()
-	w.ReplaceFields(dayKey, valueFields[first:first+n], v.Wh, []string{key(bkKey(tenant, m, v.BalanceGroup, kindWh))}, nil)
-	// A delivery always holds every quarter hour of its day, so the MaLos
-	// with a value in a quarter hour are those with a delivery that day:
-	// one count per day, raised when the day's marker field is new.
-	w.ReplaceFields(dayKey, []string{d.String()}, []int64{1}, nil, []string{key(bkKey(tenant, m, v.BalanceGroup, kindMaLos))})
-	var fields, measured []string
-	var flags []int64
-	for q := range n {
-		switch {
-		case v.Quality[q] == Substitute:
-			fields, flags = append(fields, flagFields[first+q]), append(flags, 1)
-		case allFlags:
-			fields, flags = append(fields, flagFields[first+q]), append(flags, 0)
-			measured = append(measured, flagFields[first+q])
+	flags := make([]bool, len(v.Wh))
+	for q := range flags {
+		flags[q] = v.Quality[q] == Substitute
+	}
+	target := func(eic string) redischeckpoint.PackedTarget {
+		return redischeckpoint.PackedTarget{
+			Sums:      key(bkKey(tenant, m, eic, kindWh)),
+			FlagSums:  key(bkKey(tenant, m, eic, kindSubstitutes)),
+			Count:     redischeckpoint.HashField{Key: key(bkKey(tenant, m, eic, kindMaLos)), Field: d.String()},
+			FirstSlot: m.FirstSlot(d),
+			Slots:     m.Slots(),
 		}
 	}
-	w.ReplaceFields(dayKey, fields, flags, []string{key(bkKey(tenant, m, v.BalanceGroup, kindSubstitutes))}, nil)
-	if len(measured) > 0 {
-		w.HDel(dayKey, measured...) // absent means measured
+	to, from := target(v.BalanceGroup), target(v.BalanceGroup)
+	if movedFrom != "" {
+		from = target(movedFrom)
 	}
+	w.ReplacePacked(key(maloDaysKey(tenant, m, v.MaLo)), d.Day-1, v.Wh, flags, from, to)
 	w.SAdd(key(balanceGroupsKey(tenant, m)), v.BalanceGroup)
-}
-
-// moveOut takes the day's values out of the balance group from, where the
-// day's last delivery settled them.
-func (s stream) moveOut(v DayValues, from string) {
-	w, key, tenant, m := s.Writes, s.key, s.tenant, s.m
-	d, _ := ParseDay(v.Day) // validated
-	dayKey := key(maloDayKey(tenant, m, v.MaLo, d))
-	first, n := m.FirstSlot(d), d.Slots()
-	zeros := make([]int64, n)
-	w.ReplaceFields(dayKey, valueFields[first:first+n], zeros, []string{key(bkKey(tenant, m, from, kindWh))}, nil)
-	w.ReplaceFields(dayKey, flagFields[first:first+n], zeros, []string{key(bkKey(tenant, m, from, kindSubstitutes))}, nil)
-	w.HIncrBy(key(bkKey(tenant, m, from, kindMaLos)), d.String(), -1)
-	w.Del(dayKey)
 }
 
 func (s stream) clearing(what, eic string) {

@@ -2,10 +2,11 @@ package mabis
 
 import (
 	"context"
+	"encoding/binary"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -107,6 +108,9 @@ type MonthTotals struct {
 	ClearingOpened   int64 `json:"clearing_opened"`
 	ClearingResolved int64 `json:"clearing_resolved"`
 	ClearingOpen     int64 `json:"clearing_open"`
+	// Closed is the month's closure when CloseMonth closed it: the
+	// totals and series remain, the MaLos' detail is gone.
+	Closed *Closure `json:"closed,omitempty"`
 }
 
 // series is a balance group's month as stored, one entry per quarter hour.
@@ -132,6 +136,9 @@ func (r *Reader) BalanceGroups(ctx context.Context, m Month) (MonthTotals, error
 		return out, fmt.Errorf("mabis: open clearing cases of %s: %w", m, err)
 	}
 	out.ClearingOpened, out.ClearingResolved, out.ClearingOpen = atoi(clearing["opened"]), atoi(clearing["resolved"]), open
+	if out.Closed, err = r.closure(ctx, m); err != nil {
+		return out, err
+	}
 	for _, eic := range eics {
 		s, err := r.series(ctx, m, eic)
 		if err != nil {
@@ -169,15 +176,19 @@ func (r *Reader) BalanceGroups(ctx context.Context, m Month) (MonthTotals, error
 }
 
 // series reads a balance group's month. A group the month does not know is
-// ErrUnknownBalanceGroup.
+// ErrUnknownBalanceGroup; a read model of layout 1 is ErrOldLayout.
 func (r *Reader) series(ctx context.Context, m Month, eic string) (series, error) {
 	pipe := r.client.Pipeline()
 	known := pipe.SIsMember(ctx, r.key(balanceGroupsKey(r.tenant, m)...), eic)
-	wh := pipe.HGetAll(ctx, r.key(bkKey(r.tenant, m, eic, kindWh)...))
+	wh := pipe.Get(ctx, r.key(bkKey(r.tenant, m, eic, kindWh)...))
 	malos := pipe.HGetAll(ctx, r.key(bkKey(r.tenant, m, eic, kindMaLos)...))
-	subst := pipe.HGetAll(ctx, r.key(bkKey(r.tenant, m, eic, kindSubstitutes)...))
-	if _, err := pipe.Exec(ctx); err != nil {
+	subst := pipe.Get(ctx, r.key(bkKey(r.tenant, m, eic, kindSubstitutes)...))
+	old := pipe.Exists(ctx, r.key(bkKey(r.tenant, m, eic, oldKindWh)...))
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return series{}, fmt.Errorf("mabis: series of %s in %s: %w", eic, m, err)
+	}
+	if old.Val() > 0 {
+		return series{}, fmt.Errorf("%w: %s of %s in %s", ErrOldLayout, eic, r.ReadModel(), m)
 	}
 	if !known.Val() {
 		return series{}, fmt.Errorf("%w: %s has nothing for %s", ErrUnknownBalanceGroup, m, eic)
@@ -189,17 +200,14 @@ func (r *Reader) series(ctx context.Context, m Month, eic string) (series, error
 	}
 	for _, f := range []struct {
 		kind   string
-		prefix string
-		fields map[string]string
+		packed string
 		into   []int64
-	}{{kindWh, "", wh.Val(), s.wh}, {kindSubstitutes, "s", subst.Val(), s.substitutes}} {
-		for field, value := range f.fields {
-			slot, err1 := strconv.Atoi(strings.TrimPrefix(field, f.prefix))
-			v, err2 := strconv.ParseInt(value, 10, 64)
-			if err1 != nil || err2 != nil || slot < 0 || slot >= n || !strings.HasPrefix(field, f.prefix) {
-				return series{}, corrupt(f.kind, field, value)
-			}
-			f.into[slot] = v
+	}{{kindWh, wh.Val(), s.wh}, {kindSubstitutes, subst.Val(), s.substitutes}} {
+		if len(f.packed)%8 != 0 || len(f.packed) > 8*n {
+			return series{}, fmt.Errorf("mabis: %s of %s in %s: corrupt packed series of %d bytes", f.kind, eic, m, len(f.packed))
+		}
+		for i := range len(f.packed) / 8 {
+			f.into[i] = int64(binary.BigEndian.Uint64([]byte(f.packed[8*i : 8*i+8])))
 		}
 	}
 	// MaLos are counted per day: every quarter hour of the day has them.
