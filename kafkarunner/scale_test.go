@@ -104,6 +104,10 @@ const (
 	// envVersionsRefresh sets VersionedConfig.Refresh (a Go duration): a
 	// long one makes a replica learn late that its version was replaced.
 	envVersionsRefresh = "PROJECTOR_TEST_VERSIONS_REFRESH"
+	// envInstanceID sets Config.InstanceID (static membership).
+	envInstanceID = "PROJECTOR_TEST_INSTANCE_ID"
+	// envGroupProtocol "consumer" sets Config.ServerSideBalancer (KIP-848).
+	envGroupProtocol = "PROJECTOR_TEST_GROUP_PROTOCOL"
 )
 
 // exists reports whether a file exists.
@@ -158,6 +162,8 @@ func replicaMain() int {
 	if d, err := time.ParseDuration(os.Getenv(envSession)); err == nil {
 		cfg.ClientOpts = append(cfg.ClientOpts, kgo.SessionTimeout(d), kgo.HeartbeatInterval(time.Second))
 	}
+	cfg.InstanceID = os.Getenv(envInstanceID)
+	cfg.ServerSideBalancer = os.Getenv(envGroupProtocol) == "consumer"
 	if latch != "" || resume != "" {
 		cfg.Retry = kafkarunner.RetryPolicy{Attempts: 1}
 	}
