@@ -254,3 +254,43 @@ func TestDuplicateInstanceIDStopsTheOlder(t *testing.T) {
 	}
 	f.waitCounts(t, p, want, 3*time.Minute)
 }
+
+// TestStaticMemberLeavesOnShutdown: franz-go keeps a static member in the
+// group when its client closes (classic: no LeaveGroup; KIP-848: a
+// temporary leave), so that a restart regains the partitions; a replica
+// stopped gracefully is usually not coming back under its ID (rollouts
+// give pods new names) and would hold its partitions until its session
+// expired (and keep the group from being empty, which a replay waits for).
+// Once Run has returned, the group has no member left.
+func TestStaticMemberLeavesOnShutdown(t *testing.T) {
+	for _, kip848 := range []bool{false, true} {
+		t.Run(map[bool]string{false: "classic", true: "kip848"}[kip848], func(t *testing.T) {
+			f := newFixture(t, 3)
+			want := f.produce(t, 50, 4, "process/t/")
+			p := f.counter(t)
+			rep := f.start(t, p, func(c *kafkarunner.Config) {
+				c.InstanceID, c.SessionTimeout, c.ServerSideBalancer = "leaving", 5*time.Minute, kip848
+			})
+			f.waitCounts(t, p, want, time.Minute)
+			rep.stop(t)
+			adm := f.env.Admin(t)
+			var left []string
+			if kip848 {
+				described, err := adm.DescribeConsumerGroups(ctxFor(t), f.name)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, m := range described[f.name].Members {
+					left = append(left, m.MemberID)
+				}
+			} else {
+				for _, m := range f.members(t) {
+					left = append(left, m.id)
+				}
+			}
+			if len(left) > 0 {
+				t.Errorf("members left in the group after a graceful stop: %v", left)
+			}
+		})
+	}
+}
