@@ -13,6 +13,15 @@ var (
 	// relies on state the checkpoint store no longer holds: the partition
 	// stops until the projection is replayed. See [StateLostError].
 	ErrCommittedStateLost = errors.New("kafkarunner: committed offset relies on lost state")
+
+	// ErrInstanceFenced ends Run when another member of the consumer
+	// group took this replica's Config.InstanceID: a new incarnation of
+	// the replica (this one was stopped or cut off past its session and
+	// is a zombie) or, by mistake, a second replica configured with the
+	// same ID. The replica has dropped its partitions without committing
+	// or writing anything more and does not rejoin: rejoining would fence
+	// the other member in turn.
+	ErrInstanceFenced = errors.New("kafkarunner: another group member joined with this replica's instance ID")
 )
 
 // StateLostError names what a partition's committed offset relies on that

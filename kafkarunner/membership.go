@@ -19,7 +19,17 @@ import (
 // done, and then stops gracefully: every worker finishes its batch, stores
 // its cursors and commits, and the client leaves the group.
 func (r *Runner) consume(ctx context.Context) error {
+	// The client's own context: cancelled when another member took this
+	// replica's instance ID, so that franz-go does not rejoin (and fence
+	// that member in turn) after its backoff.
+	clientCtx, cancelClient := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelClient()
+	fencedHook := &instanceFencedHook{r: r, cancel: cancelClient}
 	opts := append([]kgo.Opt{
+		kgo.WithContext(clientCtx),
+		kgo.WithHooks(fencedHook),
+		kgo.SessionTimeout(r.cfg.SessionTimeout),
+		kgo.HeartbeatInterval(r.cfg.HeartbeatInterval),
 		kgo.SeedBrokers(r.cfg.Seeds...),
 		// The member shows as the replica (kafka-consumer-groups, kadm,
 		// projectorctl status), not as "kgo"; ClientOpts may override it.
@@ -58,6 +68,9 @@ func (r *Runner) consume(ctx context.Context) error {
 	if len(kopts) > 0 {
 		opts = append(opts, kgo.WithHooks(kotel.NewKotel(kopts...).Hooks()...))
 	}
+	if r.cfg.InstanceID != "" {
+		opts = append(opts, kgo.InstanceID(r.cfg.InstanceID))
+	}
 	if r.cfg.ServerSideBalancer {
 		opts = append(opts, kgo.ServerSideBalancer())
 	} else {
@@ -73,11 +86,16 @@ func (r *Runner) consume(ctx context.Context) error {
 
 	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.ShutdownTimeout)
 	defer cancel()
-	commit := !r.crashed.Load()
+	fenced := r.instanceFenced() != nil
+	commit := !r.crashed.Load() && !fenced
 	r.stopPartitions(shutdownCtx, r.partitionIDs(), commit)
 	if commit {
+		member, _ := cl.GroupMetadata()
 		if err := cl.LeaveGroupContext(shutdownCtx); err != nil {
 			r.cfg.Logger.WarnContext(ctx, "leaving the group", "group", r.cfg.Group, "err", err)
+		}
+		if r.cfg.InstanceID != "" {
+			r.leaveAsStaticMember(shutdownCtx, cl, member)
 		}
 	}
 	r.stopPartitions(shutdownCtx, r.partitionIDs(), commit) // any assigned while leaving

@@ -21,6 +21,10 @@ func (r *Runner) poll(ctx context.Context) error {
 		pollCtx := r.pollContext(ctx)
 		fetches := r.client.PollRecords(pollCtx, r.cfg.BatchSize)
 		r.endPoll()
+		if err := r.instanceFenced(); err != nil {
+			r.client.AllowRebalance()
+			return err
+		}
 		if fetches.IsClientClosed() || ctx.Err() != nil {
 			r.client.AllowRebalance()
 			return nil

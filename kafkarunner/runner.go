@@ -82,7 +82,11 @@ type Runner struct {
 	leaveMu sync.Mutex
 	leave   context.CancelFunc
 
-	joined       atomic.Bool
+	joined atomic.Bool
+	// fenced holds ErrInstanceFenced once another member took the
+	// instance ID (see instanceFencedHook).
+	fenced       atomic.Pointer[fencedErr]
+	fencedOnce   sync.Once
 	leftBehind   atomic.Int64 // partition workers that ignored cancellation and still run
 	dlqDownUntil atomic.Int64 // Unix ns: skip the dead-letter topic until then
 	warnings     atomic.Pointer[[]string]

@@ -48,6 +48,11 @@ func (p RetryPolicy) backoff(attempt int) time.Duration {
 	return min(time.Duration(d), p.Max)
 }
 
+// DefaultSessionTimeout is Config.SessionTimeout's default: the broker's
+// default minimum (group.min.session.timeout.ms), so that a crashed
+// replica's partitions move within about 7s. See Config.SessionTimeout.
+const DefaultSessionTimeout = 6 * time.Second
+
 // Config configures a [Runner]. Zero fields mean their documented
 // default.
 type Config struct {
@@ -116,9 +121,38 @@ type Config struct {
 	// DeadLetterTopic receives each parked event with the reason in its
 	// headers. Default Topic+".dead-letter"; created when missing.
 	DeadLetterTopic string
-	// ServerSideBalancer selects the KIP-848 consumer protocol instead of
-	// the classic protocol with cooperative-sticky balancing.
+	// ServerSideBalancer selects the KIP-848 consumer protocol
+	// (group.protocol=consumer: the broker assigns, no group-wide
+	// rebalance barrier) instead of the classic protocol with
+	// cooperative-sticky balancing. The broker then owns the session
+	// timeout and heartbeat interval (group.consumer.session.timeout.ms,
+	// default 45s, and its minimum): SessionTimeout and HeartbeatInterval
+	// do not apply. See docs/runner.md, "Recovery".
 	ServerSideBalancer bool
+	// InstanceID is the group.instance.id (static membership, KIP-345):
+	// a replica restarted with the same ID after a crash gets its
+	// partitions back without a rebalance, and no other replica takes
+	// them in between. Give every replica its own stable ID (the pod's
+	// name); two live replicas with the same ID fence each other: the
+	// older one's Run ends with [ErrInstanceFenced]. A graceful shutdown
+	// still leaves the group, so the partitions of a replica that is not
+	// coming back move at once. Empty: dynamic membership.
+	InstanceID string
+	// SessionTimeout is how long the group waits for a replica that
+	// stopped heartbeating (SIGKILL, a lost node) before its partitions
+	// move: the longest a crashed dynamic member's partitions sit idle.
+	// Heartbeats come from the client's own goroutine, not from the apply
+	// path, so a slow projection never makes a session expire; only a
+	// process that stops (SIGSTOP, a frozen VM) or a network that drops
+	// everything for this long does. It must lie within the broker's
+	// group.min.session.timeout.ms (default 6s) and
+	// group.max.session.timeout.ms. Default 6s (franz-go and Kafka: 45s);
+	// ClientOpts' kgo.SessionTimeout overrides it.
+	SessionTimeout time.Duration
+	// HeartbeatInterval is how often the replica heartbeats (classic
+	// protocol); default 1s, so that a session of 6s survives five lost
+	// heartbeats. ClientOpts' kgo.HeartbeatInterval overrides it.
+	HeartbeatInterval time.Duration
 	// ShutdownTimeout bounds the graceful shutdown after ctx is cancelled:
 	// finish the batch, store cursors, commit, leave the group. Default 30s.
 	ShutdownTimeout time.Duration
@@ -208,6 +242,12 @@ func (c *Config) setDefaults() {
 	if c.StateLostRecheck == 0 {
 		c.StateLostRecheck = 30 * time.Second
 	}
+	if c.SessionTimeout == 0 {
+		c.SessionTimeout = DefaultSessionTimeout
+	}
+	if c.HeartbeatInterval == 0 {
+		c.HeartbeatInterval = min(time.Second, c.SessionTimeout/3)
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -252,8 +292,14 @@ func (c Config) Validate() error {
 		errs = append(errs, errors.New("kafkarunner: Config.DeadLetterTopic must differ from Topic: the runner never writes to the event topic"))
 	}
 	if c.BatchSize < 0 || c.FlushInterval < 0 || c.ShutdownTimeout < 0 || c.ParkedRefresh < 0 || c.RevokeTimeout < 0 ||
-		c.FencedWait < 0 || c.StateCheckInterval < 0 || c.StateLostRecheck < 0 {
+		c.FencedWait < 0 || c.StateCheckInterval < 0 || c.StateLostRecheck < 0 || c.SessionTimeout < 0 || c.HeartbeatInterval < 0 {
 		errs = append(errs, errors.New("kafkarunner: Config sizes and durations must not be negative"))
+	}
+	if c.HeartbeatInterval > 0 && c.SessionTimeout > 0 && c.HeartbeatInterval >= c.SessionTimeout {
+		errs = append(errs, fmt.Errorf("kafkarunner: Config.HeartbeatInterval %v must be shorter than SessionTimeout %v", c.HeartbeatInterval, c.SessionTimeout))
+	}
+	if len(c.InstanceID) > 249 {
+		errs = append(errs, fmt.Errorf("kafkarunner: Config.InstanceID is %d bytes; Kafka allows 249", len(c.InstanceID)))
 	}
 	if c.Retry.Attempts < 0 {
 		errs = append(errs, fmt.Errorf("kafkarunner: Config.Retry.Attempts %d is negative", c.Retry.Attempts))

@@ -104,6 +104,12 @@ const (
 	// envVersionsRefresh sets VersionedConfig.Refresh (a Go duration): a
 	// long one makes a replica learn late that its version was replaced.
 	envVersionsRefresh = "PROJECTOR_TEST_VERSIONS_REFRESH"
+	// envHeartbeat sets Config.HeartbeatInterval (a Go duration).
+	envHeartbeat = "PROJECTOR_TEST_HEARTBEAT_INTERVAL"
+	// envInstanceID sets Config.InstanceID (static membership).
+	envInstanceID = "PROJECTOR_TEST_INSTANCE_ID"
+	// envGroupProtocol "consumer" sets Config.ServerSideBalancer (KIP-848).
+	envGroupProtocol = "PROJECTOR_TEST_GROUP_PROTOCOL"
 )
 
 // exists reports whether a file exists.
@@ -156,8 +162,13 @@ func replicaMain() int {
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})).With("pid", os.Getpid()),
 	}
 	if d, err := time.ParseDuration(os.Getenv(envSession)); err == nil {
-		cfg.ClientOpts = append(cfg.ClientOpts, kgo.SessionTimeout(d), kgo.HeartbeatInterval(time.Second))
+		cfg.SessionTimeout, cfg.HeartbeatInterval = d, time.Second
 	}
+	if d, err := time.ParseDuration(os.Getenv(envHeartbeat)); err == nil {
+		cfg.HeartbeatInterval = d
+	}
+	cfg.InstanceID = os.Getenv(envInstanceID)
+	cfg.ServerSideBalancer = os.Getenv(envGroupProtocol) == "consumer"
 	if latch != "" || resume != "" {
 		cfg.Retry = kafkarunner.RetryPolicy{Attempts: 1}
 	}

@@ -31,6 +31,10 @@ type Config struct {
 	KafkaTLSCertFile    string
 	KafkaTLSKeyFile     string
 	KafkaSessionTimeout time.Duration
+	// KafkaInstanceID is the group.instance.id; "" is dynamic membership.
+	KafkaInstanceID string
+	// KafkaGroupProtocol is "classic" or "consumer" (KIP-848).
+	KafkaGroupProtocol string
 
 	RedisURL string
 	// RedisAddrs replace RedisURL: Cluster seeds (RedisCluster) or
@@ -184,6 +188,22 @@ func (s *Set) Config() (Config, error) {
 		*dst = d
 	}
 	positive(KafkaSessionTimeout, &c.KafkaSessionTimeout)
+	if s.Has(KafkaInstanceID) {
+		c.KafkaInstanceID = s.String(KafkaInstanceID)
+		if len(c.KafkaInstanceID) > 249 {
+			errs = append(errs, s.Invalid(KafkaInstanceID, "at most 249 bytes"))
+		}
+	}
+	if s.Has(KafkaGroupProtocol) {
+		switch c.KafkaGroupProtocol = strings.ToLower(s.String(KafkaGroupProtocol)); c.KafkaGroupProtocol {
+		case "", "classic", "consumer":
+			if c.KafkaGroupProtocol == "" {
+				c.KafkaGroupProtocol = "classic"
+			}
+		default:
+			errs = append(errs, s.Invalid(KafkaGroupProtocol, "classic or consumer"))
+		}
+	}
 	positive(ShutdownTimeout, &c.ShutdownTimeout)
 	if s.Has(RedisWaitReplicas) {
 		n, err := s.Int(RedisWaitReplicas)

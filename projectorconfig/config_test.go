@@ -79,7 +79,7 @@ func TestConfig(t *testing.T) {
 		"PROJECTOR_KAFKA_BROKERS": " a:9092, ,b:9092 ", "PROJECTOR_KAFKA_TLS": "YES", "PROJECTOR_KAFKA_SASL_MECHANISM": "scram-sha-512",
 		"PROJECTOR_KAFKA_USERNAME": "u", "PROJECTOR_KAFKA_PASSWORD": "pw", "PROJECTOR_REDIS_WAIT_REPLICAS": "2",
 		"PROJECTOR_SHUTDOWN_TIMEOUT": "45s", "PROJECTOR_LOG_LEVEL": "warn", "PROJECTOR_PROJECTION": "orders",
-		"PROJECTOR_LOG_FORMAT": "JSON",
+		"PROJECTOR_LOG_FORMAT": "JSON", "PROJECTOR_KAFKA_INSTANCE_ID": "orders-7d9f-x2x", "PROJECTOR_KAFKA_GROUP_PROTOCOL": "Consumer",
 	})
 	parse(t, s, "-redis", "redis://r:6379/0", "-namespace", "ns")
 	c, err := s.Config()
@@ -87,7 +87,7 @@ func TestConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := Config{Brokers: []string{"a:9092", "b:9092"}, KafkaSASLMechanism: "SCRAM-SHA-512", KafkaUsername: "u", KafkaPassword: "pw", KafkaTLS: true,
-		KafkaSessionTimeout: 45 * time.Second, RedisURL: "redis://r:6379/0", RedisNamespace: "ns", RedisWaitReplicas: 2,
+		KafkaSessionTimeout: 6 * time.Second, KafkaInstanceID: "orders-7d9f-x2x", KafkaGroupProtocol: "consumer", RedisURL: "redis://r:6379/0", RedisNamespace: "ns", RedisWaitReplicas: 2,
 		Projection: "orders", HTTPAddr: ":8080", ShutdownTimeout: 45 * time.Second, LogLevel: slog.LevelWarn, LogFormat: "json",
 		TraceEventSpans: "sampled"}
 	if !slices.Equal(c.Brokers, want.Brokers) {
@@ -140,10 +140,10 @@ func TestBoolSyntaxEverywhere(t *testing.T) {
 
 func TestErrorsJoinedAndNamed(t *testing.T) {
 	s := newSet(env{"PROJECTOR_SHUTDOWN_TIMEOUT": "soon", "PROJECTOR_LOG_LEVEL": "loud", "PROJECTOR_KAFKA_SASL_MECHANISM": "GSSAPI"})
-	parse(t, s, "-redis-wait-replicas", "-1", "-kafka-session-timeout", "0s")
+	parse(t, s, "-redis-wait-replicas", "-1", "-kafka-session-timeout", "0s", "-kafka-group-protocol", "eager")
 	_, err := s.Config()
 	for _, want := range []string{"PROJECTOR_SHUTDOWN_TIMEOUT=\"soon\"", "PROJECTOR_LOG_LEVEL=\"loud\"", "-redis-wait-replicas \"-1\" (PROJECTOR_REDIS_WAIT_REPLICAS)",
-		"-kafka-session-timeout \"0s\"", "PROJECTOR_KAFKA_SASL_MECHANISM=\"GSSAPI\""} {
+		"-kafka-session-timeout \"0s\"", "-kafka-group-protocol \"eager\"", "PROJECTOR_KAFKA_SASL_MECHANISM=\"GSSAPI\""} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("error %v lacks %q", err, want)
 		}

@@ -66,8 +66,12 @@ var (
 		Help: "PEM file of a client certificate, for brokers that require one (mutual TLS, e.g. a Strimzi TLS user); implies -kafka-tls"}
 	KafkaTLSKeyFile = Var{Env: "PROJECTOR_KAFKA_TLS_KEY_FILE", Flag: "kafka-tls-key",
 		Help: "PEM file of the client certificate's key"}
-	KafkaSessionTimeout = Var{Env: "PROJECTOR_KAFKA_SESSION_TIMEOUT", Flag: "kafka-session-timeout", Kind: Duration, Default: "45s",
-		Help: "how long the group waits for a replica that stopped answering before its partitions move"}
+	KafkaSessionTimeout = Var{Env: "PROJECTOR_KAFKA_SESSION_TIMEOUT", Flag: "kafka-session-timeout", Kind: Duration, Default: "6s",
+		Help: "how long the group waits for a replica that stopped answering before its partitions move (classic protocol; within the broker's group.min/max.session.timeout.ms)"}
+	KafkaInstanceID = Var{Env: "PROJECTOR_KAFKA_INSTANCE_ID", Flag: "kafka-instance-id",
+		Help: "group.instance.id (static membership): a replica restarted after a crash with the same ID regains its partitions without a rebalance; unique per replica (the pod name); empty: off"}
+	KafkaGroupProtocol = Var{Env: "PROJECTOR_KAFKA_GROUP_PROTOCOL", Flag: "kafka-group-protocol", Default: "classic",
+		Help: "consumer group protocol: classic (cooperative-sticky, the session timeout above) or consumer (KIP-848, Kafka 4.0+, recommended from 4.3; the broker sets the session timeout)"}
 
 	RedisURL = Var{Env: "PROJECTOR_REDIS_URL", Flag: "redis-url", Aliases: []string{"redis"}, Kind: URL,
 		Help: "Redis URL, redis:// or rediss:// (TLS); put the password in PROJECTOR_REDIS_PASSWORD, not here"}
@@ -123,7 +127,7 @@ func Connection() []Var {
 
 // Worker returns the settings of a projection worker: Connection plus the
 // projection, the HTTP address, the shutdown timeout, the group's session
-// timeout and the log level and format.
+// timeout, instance ID and protocol, and the log level and format.
 func Worker() []Var {
-	return append(Connection(), Projection, KafkaSessionTimeout, HTTPAddr, ShutdownTimeout, LogLevel, LogFormat, TraceEventSpans)
+	return append(Connection(), Projection, KafkaSessionTimeout, KafkaInstanceID, KafkaGroupProtocol, HTTPAddr, ShutdownTimeout, LogLevel, LogFormat, TraceEventSpans)
 }

@@ -13,8 +13,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kgo"
-
 	"github.com/projector-dev/projector/buildinfo"
 	"github.com/projector-dev/projector/kafkarunner"
 	"github.com/projector-dev/projector/projectorconfig"
@@ -141,7 +139,8 @@ func Run(ctx context.Context, args []string, opts Options) error {
 		return fmt.Errorf("setup: %w", err)
 	}
 	rcfg := kafkarunner.Config{
-		Seeds: cfg.Brokers, ClientOpts: append(kafkaOpts[:len(kafkaOpts):len(kafkaOpts)], kgo.SessionTimeout(cfg.KafkaSessionTimeout)),
+		Seeds: cfg.Brokers, ClientOpts: kafkaOpts[:len(kafkaOpts):len(kafkaOpts)], SessionTimeout: cfg.KafkaSessionTimeout,
+		InstanceID: cfg.KafkaInstanceID, ServerSideBalancer: cfg.KafkaGroupProtocol == "consumer",
 		Topic: cfg.Topic, Group: cfg.Group, Checkpoints: store, ShutdownTimeout: cfg.ShutdownTimeout, Logger: logger,
 		TracerProvider: tel.TracerProvider(), MeterProvider: tel.MeterProvider(), EventSpans: eventSpans(cfg.TraceEventSpans),
 	}

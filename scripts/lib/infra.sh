@@ -353,6 +353,11 @@ listener.name.oauth.ssl.keystore.type=PEM
 listener.name.oauth.ssl.keystore.location=$dir/tls/broker-keystore.pem
 listener.name.oauth.ssl.client.auth=none
 EOF
+	# PROJECTOR_KAFKA_EXTRA_PROPERTIES: more broker settings, separated by ';' (for measurements, e.g.
+	# group.consumer.min.session.timeout.ms=6000;group.consumer.session.timeout.ms=6000).
+	if [[ -n ${PROJECTOR_KAFKA_EXTRA_PROPERTIES:-} ]]; then
+		tr ';' '\n' <<<"$PROJECTOR_KAFKA_EXTRA_PROPERTIES" >>"$dir/server.properties"
+	fi
 	infra_kafka_log4j "$dir/log4j2.properties"
 }
 

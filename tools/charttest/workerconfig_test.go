@@ -32,6 +32,7 @@ var workerEnums = map[string]string{
 	"/otel/protocol":        "otel: {endpoint: 'http://otel-collector:4317', protocol: '%s'}",
 	"/otel/tracesSampler":   "otel: {tracesSampler: '%s'}",
 	"/otel/eventSpans":      "otel: {eventSpans: '%s'}",
+	"/kafka/groupProtocol":  "kafka: {groupProtocol: '%s'}",
 }
 
 // workerEnumValues are the values of workerEnums that need a values
