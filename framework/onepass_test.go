@@ -208,25 +208,25 @@ func TestOnePassMatchesStreamByStream(t *testing.T) {
 	}
 	entryPoints := []struct {
 		name string
-		run  func(r *framework.ProjectionRunner, c *counter, s framework.EventStore) (framework.Result, error, map[string]uint64)
+		run  func(r *framework.ProjectionRunner, c *counter, s framework.EventStore) (framework.Result, map[string]uint64, error)
 	}{
-		{"RunAllStreams", func(r *framework.ProjectionRunner, c *counter, s framework.EventStore) (framework.Result, error, map[string]uint64) {
+		{"RunAllStreams", func(r *framework.ProjectionRunner, c *counter, s framework.EventStore) (framework.Result, map[string]uint64, error) {
 			res, err := r.RunAllStreams(ctx, c, s, listed)
-			return res, err, nil
+			return res, nil, err
 		}},
-		{"CatchUpAllStreams", func(r *framework.ProjectionRunner, c *counter, s framework.EventStore) (framework.Result, error, map[string]uint64) {
+		{"CatchUpAllStreams", func(r *framework.ProjectionRunner, c *counter, s framework.EventStore) (framework.Result, map[string]uint64, error) {
 			res, err := r.CatchUpAllStreams(ctx, c, s, listed, from)
-			return res, err, nil
+			return res, nil, err
 		}},
-		{"RunPrefix", func(r *framework.ProjectionRunner, c *counter, s framework.EventStore) (framework.Result, error, map[string]uint64) {
+		{"RunPrefix", func(r *framework.ProjectionRunner, c *counter, s framework.EventStore) (framework.Result, map[string]uint64, error) {
 			res, err := r.RunPrefix(ctx, c, s, "process/t1/")
-			return res, err, nil
+			return res, nil, err
 		}},
-		{"CatchUpPrefix", func(r *framework.ProjectionRunner, c *counter, s framework.EventStore) (framework.Result, error, map[string]uint64) {
+		{"CatchUpPrefix", func(r *framework.ProjectionRunner, c *counter, s framework.EventStore) (framework.Result, map[string]uint64, error) {
 			res, err := r.CatchUpPrefix(ctx, c, s, "process/t1/", from)
-			return res, err, nil
+			return res, nil, err
 		}},
-		{"CatchUpPersistent", func(r *framework.ProjectionRunner, c *counter, s framework.EventStore) (framework.Result, error, map[string]uint64) {
+		{"CatchUpPersistent", func(r *framework.ProjectionRunner, c *counter, s framework.EventStore) (framework.Result, map[string]uint64, error) {
 			cps := memstore.NewCheckpointStore()
 			if err := cps.Save(ctx, c.Name(), from); err != nil {
 				t.Fatal(err)
@@ -236,7 +236,7 @@ func TestOnePassMatchesStreamByStream(t *testing.T) {
 			if loadErr != nil {
 				t.Fatal(loadErr)
 			}
-			return res, err, cursors(saved)
+			return res, cursors(saved), err
 		}},
 	}
 	errProjection := errors.New("read model down")
@@ -253,7 +253,7 @@ func TestOnePassMatchesStreamByStream(t *testing.T) {
 							}
 							return nil
 						}
-						res, err, saved := ep.run(r, c, s)
+						res, saved, err := ep.run(r, c, s)
 						out := outcomeOf(res, err, c)
 						out.saved = saved
 						return out

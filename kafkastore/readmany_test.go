@@ -119,24 +119,24 @@ func TestReadStreamsMatchesReadStream(t *testing.T) {
 	}
 	type entryPoint struct {
 		name string
-		run  func(r *framework.ProjectionRunner, p *seqRecorder, s framework.EventStore) (framework.Result, error, *framework.GlobalProjectionCheckpoint)
+		run  func(r *framework.ProjectionRunner, p *seqRecorder, s framework.EventStore) (framework.Result, *framework.GlobalProjectionCheckpoint, error)
 	}
 	all := []entryPoint{
-		{"RunAllStreams", func(r *framework.ProjectionRunner, p *seqRecorder, s framework.EventStore) (framework.Result, error, *framework.GlobalProjectionCheckpoint) {
+		{"RunAllStreams", func(r *framework.ProjectionRunner, p *seqRecorder, s framework.EventStore) (framework.Result, *framework.GlobalProjectionCheckpoint, error) {
 			res, err := r.RunAllStreams(ctx, p, s, ids)
-			return res, err, nil
+			return res, nil, err
 		}},
-		{"CatchUpAllStreams", func(r *framework.ProjectionRunner, p *seqRecorder, s framework.EventStore) (framework.Result, error, *framework.GlobalProjectionCheckpoint) {
+		{"CatchUpAllStreams", func(r *framework.ProjectionRunner, p *seqRecorder, s framework.EventStore) (framework.Result, *framework.GlobalProjectionCheckpoint, error) {
 			res, err := r.CatchUpAllStreams(ctx, p, s, ids, from)
-			return res, err, nil
+			return res, nil, err
 		}},
 	}
 	prefixed := append(slices.Clone(all),
-		entryPoint{"RunPrefix", func(r *framework.ProjectionRunner, p *seqRecorder, s framework.EventStore) (framework.Result, error, *framework.GlobalProjectionCheckpoint) {
+		entryPoint{"RunPrefix", func(r *framework.ProjectionRunner, p *seqRecorder, s framework.EventStore) (framework.Result, *framework.GlobalProjectionCheckpoint, error) {
 			res, err := r.RunPrefix(ctx, p, s, "process/one/")
-			return res, err, nil
+			return res, nil, err
 		}},
-		entryPoint{"CatchUpPersistent", func(r *framework.ProjectionRunner, p *seqRecorder, s framework.EventStore) (framework.Result, error, *framework.GlobalProjectionCheckpoint) {
+		entryPoint{"CatchUpPersistent", func(r *framework.ProjectionRunner, p *seqRecorder, s framework.EventStore) (framework.Result, *framework.GlobalProjectionCheckpoint, error) {
 			cps := memstore.NewCheckpointStore()
 			if err := cps.Save(ctx, p.Name(), from); err != nil {
 				t.Fatal(err)
@@ -146,7 +146,7 @@ func TestReadStreamsMatchesReadStream(t *testing.T) {
 			if loadErr != nil {
 				t.Fatal(loadErr)
 			}
-			return res, err, saved
+			return res, saved, err
 		}},
 	)
 	compare := func(t *testing.T, eps []entryPoint, wantFailed []string) {
@@ -159,7 +159,7 @@ func TestReadStreamsMatchesReadStream(t *testing.T) {
 					}
 					summary := func(s framework.EventStore) (string, error) {
 						p := &seqRecorder{failAt: "process/one/b#4"}
-						res, err, saved := ep.run(r, p, s)
+						res, saved, err := ep.run(r, p, s)
 						return runSummary(res, err, p, saved), err
 					}
 					want, _ := summary(streamByStream{reader})
