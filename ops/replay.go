@@ -410,7 +410,7 @@ func (c *Client) runReplay(ctx context.Context, p Projection, rec *controlplane.
 			}
 			offsets, err := c.targetOffsets(ctx, target)
 			if err == nil {
-				err = c.commitOffsets(ctx, p.Group, offsets)
+				err = c.commitWhenEmpty(ctx, p.Group, offsets, req.EmptyTimeout)
 			}
 			if err != nil {
 				return fmt.Errorf("%w (the replicas stay paused: run replay --resume to retry, or --abort)", err)
@@ -515,7 +515,7 @@ func (c *Client) resetToStart(ctx context.Context, p Projection, rec *controlpla
 	for part, at := range rec.Start {
 		offsets.Add(kadm.Offset{Topic: c.cfg.Topic, Partition: part, At: at, LeaderEpoch: -1})
 	}
-	if err := c.commitOffsets(ctx, p.Group, offsets); err != nil {
+	if err := c.commitWhenEmpty(ctx, p.Group, offsets, req.EmptyTimeout); err != nil {
 		return fmt.Errorf("%w (the replicas stay paused: run replay --resume to retry, or --abort)", err)
 	}
 	// BeginReplay requested the reset; a replay recorded by an older
@@ -589,6 +589,28 @@ func (c *Client) follow(ctx context.Context, p Projection, rec *controlplane.Rep
 		}
 		if err := sleep(ctx, 500*time.Millisecond); err != nil {
 			return err
+		}
+	}
+}
+
+// commitWhenEmpty commits offsets for the group once it is empty. A
+// replica that read the control state just before the replay paused the
+// replicas can join after the group was found empty (it leaves again at
+// its first write, refused, or its next read of the control state): the
+// broker then refuses the commit whole, and it is tried again once the
+// group is empty, within timeout.
+func (c *Client) commitWhenEmpty(ctx context.Context, group string, offsets kadm.Offsets, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		err := c.commitOffsets(ctx, group, offsets)
+		notEmpty := errors.Is(err, kerr.UnknownMemberID) || errors.Is(err, kerr.IllegalGeneration) ||
+			errors.Is(err, kerr.RebalanceInProgress) || errors.Is(err, kerr.NonEmptyGroup)
+		left := time.Until(deadline)
+		if !notEmpty || left <= 0 {
+			return err
+		}
+		if err := c.WaitEmpty(ctx, group, left); err != nil {
+			return fmt.Errorf("%w (after a member joined the group as its offsets were reset)", err)
 		}
 	}
 }
