@@ -1,6 +1,9 @@
 package controlplane
 
-import "time"
+import (
+	"fmt"
+	"time"
+)
 
 // Versions is the registry of a projection's read-model versions.
 type Versions struct {
@@ -49,6 +52,26 @@ type Rebuild struct {
 	// FrozenUntil; replicas also cap it with their own clock.
 	FrozenUntil time.Time `json:"frozen_until,omitzero"`
 	FrozenBy    string    `json:"frozen_by,omitempty"`
+	// FrozenAt is when the last freeze began (it stays when the freeze
+	// ends): replicas freeze at most once per interval, across the group.
+	FrozenAt time.Time `json:"frozen_at,omitzero"`
+}
+
+// Freeze records in r a freeze of the live version by replica by until
+// (zero: by ends its freeze; a freeze of another replica stays). It refuses
+// to replace a freeze of another replica that still lasts.
+func Freeze(r *Rebuild, until time.Time, by string, now time.Time) error {
+	if until.IsZero() {
+		if r.FrozenBy == by {
+			r.FrozenUntil, r.FrozenBy = time.Time{}, ""
+		}
+		return nil
+	}
+	if r.Frozen(now) && r.FrozenBy != by {
+		return fmt.Errorf("the live version is already held by %s until %s", r.FrozenBy, r.FrozenUntil.Format(time.RFC3339Nano))
+	}
+	r.FrozenUntil, r.FrozenBy, r.FrozenAt = until.UTC(), by, now.UTC()
+	return nil
 }
 
 // Frozen reports whether the rebuild asks the replicas to hold the live

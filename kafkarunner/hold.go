@@ -15,21 +15,21 @@ import "time"
 // cursors, and waits.
 func (r *Runner) holdWrites(until time.Time) {
 	if until.IsZero() {
-		r.heldUntil.Store(0)
+		r.heldUntil.Store(nil)
 		return
 	}
-	r.heldUntil.Store(until.UnixNano())
+	r.heldUntil.Store(&until)
 }
 
 // HeldUntil returns until when the runner holds its writes because a
 // rebuild is about to switch away from its version (the zero time when it
 // does not).
 func (r *Runner) HeldUntil() time.Time {
-	n := r.heldUntil.Load()
-	if n == 0 || time.Now().UnixNano() >= n {
+	until := r.heldUntil.Load()
+	if until == nil || !time.Now().Before(*until) {
 		return time.Time{}
 	}
-	return time.Unix(0, n)
+	return *until
 }
 
 // waitHold holds the session while the runner holds its writes: it first

@@ -135,7 +135,7 @@ func (v *VersionedRunner) checkRebuild(ctx context.Context, vs controlplane.Vers
 	// then the live version is held for a moment.
 	if fr, ok := v.cfg.Versions.(LiveFreezer); ok {
 		v.mu.Lock()
-		due := time.Since(v.lastFreeze) >= freezeEvery
+		due := time.Since(v.lastFreeze) >= freezeEvery && (b.FrozenAt.IsZero() || time.Since(b.FrozenAt) >= freezeEvery)
 		v.mu.Unlock()
 		if due {
 			v.freezeAndSwitch(ctx, fr, vs, name, liveName)
@@ -240,20 +240,21 @@ func (v *VersionedRunner) freezeAndSwitch(ctx context.Context, fr LiveFreezer, v
 			log.DebugContext(ctx, "cannot end the hold of the live version's writes; it ends by itself", "projection", liveName, "err", err)
 		}
 	}()
-	// The other replicas see the freeze at their next refresh.
-	wait := v.cfg.Refresh
-	for {
+	// The other replicas see the freeze at their next refresh; a first
+	// attempt is made within the freeze however long the refresh is.
+	wait := min(v.cfg.Refresh, freezeFor/4)
+	for attempt := 0; ; attempt++ {
 		select {
 		case <-ctx.Done():
 			return
 		case <-time.After(wait):
 		}
-		if time.Now().After(until) {
+		if attempt > 0 && !time.Now().Before(until) {
 			v.setStatus(fmt.Sprintf("%s did not catch up with the live version %s within the %v it was held; the switch tries again later", name, liveName, freezeFor))
 			log.InfoContext(ctx, "the rebuilt version did not catch up while the live version was held; trying again later", "projection", name, "held", time.Since(start).Round(time.Millisecond))
 			return
 		}
-		wait = min(v.cfg.Refresh, 200*time.Millisecond)
+		wait = min(v.cfg.Refresh, 200*time.Millisecond, freezeFor/4)
 		cur, err := v.cfg.Versions.Versions(ctx, v.cfg.Name)
 		if err != nil || cur.Building == nil || cur.Building.Version != version || cur.Live != vs.Live {
 			return // the rebuild ended meanwhile (aborted, or switched by another replica)
@@ -307,18 +308,16 @@ func (v *VersionedRunner) honourFreeze(b *controlplane.Rebuild) {
 		return
 	}
 	if !b.FrozenUntil.Equal(v.freezeSeen) {
-		v.freezeSeen, v.freezeSeenAt = b.FrozenUntil, now
+		// A deadline of this replica's monotonic clock: the registry's
+		// time, capped; a step of the wall clock does not stretch it.
+		v.freezeSeen, v.freezeUntil = b.FrozenUntil, now.Add(min(b.FrozenUntil.Sub(now), freezeCap))
 		if b.FrozenBy != v.cfg.Runner.ReplicaID {
 			v.cfg.Runner.Logger.Info("holding the live version's writes: a replica is switching to the rebuilt version",
 				"projection", framework.VersionedName(v.cfg.Name, v.live), "by", b.FrozenBy, "until", b.FrozenUntil)
 		}
 	}
 	if v.liveRun != nil {
-		until := b.FrozenUntil
-		if c := v.freezeSeenAt.Add(freezeCap); c.Before(until) {
-			until = c
-		}
-		v.liveRun.holdWrites(until)
+		v.liveRun.holdWrites(v.freezeUntil)
 	}
 }
 

@@ -91,9 +91,10 @@ type Runner struct {
 	dlqDownUntil atomic.Int64 // Unix ns: skip the dead-letter topic until then
 	warnings     atomic.Pointer[[]string]
 	lastErr      atomic.Pointer[lastError]
-	// heldUntil (Unix nanoseconds; 0: not held) is set by the
-	// VersionedRunner while a rebuild's switch freezes this version.
-	heldUntil atomic.Int64
+	// heldUntil (nil: not held) is set by the VersionedRunner while a
+	// rebuild's switch freezes this version; it keeps its monotonic
+	// clock reading, so a step of the wall clock does not stretch it.
+	heldUntil atomic.Pointer[time.Time]
 	caps      Capabilities
 	hooks     hooks
 	// keepsCursors: the projection writes the cursor and head of each

@@ -91,9 +91,10 @@ type VersionedRunner struct {
 	liveRun *Runner
 	checks  map[uint64]*rebuildCheck // per building version, what the last check saw
 	// freezeSeen is the FrozenUntil of the freeze this replica last
-	// honoured, first seen at freezeSeenAt (its own clock caps the hold);
-	// lastFreeze is when this replica last froze the live version.
-	freezeSeen, freezeSeenAt, lastFreeze time.Time
+	// honoured, freezeUntil the end of its hold by this replica's clock
+	// (capped); lastFreeze is when this replica last froze the live
+	// version.
+	freezeSeen, freezeUntil, lastFreeze time.Time
 	status                               string
 	started                              bool
 	returned                             bool

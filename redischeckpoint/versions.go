@@ -228,9 +228,8 @@ func (s *Store) FreezeLive(ctx context.Context, projection string, version uint6
 		if v.Building == nil || v.Building.Version != version {
 			return nil, fmt.Errorf("%w: %s@v%d", ErrNoRebuild, projection, version)
 		}
-		v.Building.FrozenUntil, v.Building.FrozenBy = until.UTC(), by
-		if until.IsZero() {
-			v.Building.FrozenUntil, v.Building.FrozenBy = time.Time{}, ""
+		if err := controlplane.Freeze(v.Building, until, by, time.Now()); err != nil {
+			return nil, err
 		}
 		return nil, nil
 	})

@@ -225,9 +225,18 @@ func testFreezeLive(t *testing.T, s Store) {
 		v.Building.Frozen(until) {
 		t.Fatalf("versions after FreezeLive = %s; want the rebuild frozen until %v by alice", asJSON(v), until)
 	}
+	if err := fr.FreezeLive(ctx, proj, 1, until.Add(time.Second), "bob"); err == nil {
+		t.Error("FreezeLive by bob while alice's freeze lasts = nil, want an error")
+	}
+	must(t, fr.FreezeLive(ctx, proj, 1, time.Time{}, "bob")) // not bob's: stays
+	if v := versions(t, s); !v.Building.FrozenUntil.Equal(until) || v.Building.FrozenBy != "alice" {
+		t.Fatalf("versions after bob ended a freeze he did not set = %s; want alice's freeze", asJSON(v))
+	}
+	began := versions(t, s).Building.FrozenAt
 	must(t, fr.FreezeLive(ctx, proj, 1, time.Time{}, "alice"))
-	if v := versions(t, s); !v.Building.FrozenUntil.IsZero() || v.Building.FrozenBy != "" || v.Building.Frozen(time.Now()) {
-		t.Fatalf("versions after ending the freeze = %s; want no freeze", asJSON(v))
+	if v := versions(t, s); !v.Building.FrozenUntil.IsZero() || v.Building.FrozenBy != "" || v.Building.Frozen(time.Now()) ||
+		began.IsZero() || !v.Building.FrozenAt.Equal(began) {
+		t.Fatalf("versions after ending the freeze = %s; want no freeze, FrozenAt kept (%v)", asJSON(v), began)
 	}
 	must(t, fr.FreezeLive(ctx, proj, 1, until, "alice"))
 	v, err := s.SwitchLive(ctx, proj, 1, "alice")
