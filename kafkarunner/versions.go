@@ -95,9 +95,9 @@ type VersionedRunner struct {
 	// (capped); lastFreeze is when this replica last froze the live
 	// version.
 	freezeSeen, freezeUntil, lastFreeze time.Time
-	status                               string
-	started                              bool
-	returned                             bool
+	status                              string
+	started                             bool
+	returned                            bool
 }
 
 type versionRun struct {
