@@ -72,7 +72,7 @@ func BenchmarkAtomicProjection(b *testing.B) {
 
 		// pipelined
 		hash := base + ":{pipelined}:counts"
-		redis0 := redisCPU(b, red)
+		redis0 := testenv.RedisCPU(b, red)
 		start, cpu0 = time.Now(), cpuTime()
 		pollLoop(b, env, topic, base+"-pipelined", records, func(recs []*kgo.Record) {
 			pipe := red.Pipeline()
@@ -85,7 +85,7 @@ func BenchmarkAtomicProjection(b *testing.B) {
 		})
 		pipeWall += time.Since(start)
 		pipeCPU += cpuTime() - cpu0
-		pipeRedis += redisCPU(b, red) - redis0
+		pipeRedis += testenv.RedisCPU(b, red) - redis0
 		checkCounts(b, red, hash, records)
 		red.Unlink(ctx, hash)
 
@@ -109,7 +109,7 @@ func BenchmarkAtomicProjection(b *testing.B) {
 		}
 		rctx, cancel := context.WithCancel(ctx)
 		done := make(chan error, 1)
-		redis0 = redisCPU(b, red)
+		redis0 = testenv.RedisCPU(b, red)
 		start, cpu0 = time.Now(), cpuTime()
 		go func() { done <- r.Run(rctx) }()
 		for applied.n.Load() < int64(records) {
@@ -121,7 +121,7 @@ func BenchmarkAtomicProjection(b *testing.B) {
 		}
 		atomicWall += time.Since(start)
 		atomicCPU += cpuTime() - cpu0
-		atomicRedis += redisCPU(b, red) - redis0
+		atomicRedis += testenv.RedisCPU(b, red) - redis0
 		cancel()
 		if err := <-done; err != nil {
 			b.Fatal(err)
@@ -221,27 +221,6 @@ func pollLoop(b *testing.B, env *testenv.KafkaEnv, topic, group string, records 
 		}
 		seen += len(recs)
 	}
-}
-
-// redisCPU returns the CPU time the Redis server has used, from INFO cpu.
-func redisCPU(b *testing.B, red redis.UniversalClient) time.Duration {
-	b.Helper()
-	info, err := red.Info(context.Background(), "cpu").Result()
-	if err != nil {
-		b.Fatal(err)
-	}
-	var total float64
-	for line := range strings.Lines(info) {
-		k, v, ok := strings.Cut(strings.TrimSpace(line), ":")
-		if ok && (k == "used_cpu_user" || k == "used_cpu_sys") {
-			f, err := strconv.ParseFloat(v, 64)
-			if err != nil {
-				b.Fatalf("INFO cpu %s: %v", line, err)
-			}
-			total += f
-		}
-	}
-	return time.Duration(total * float64(time.Second))
 }
 
 // checkCounts fails unless the counts in hash add up to records.

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/projector-dev/projector/framework"
@@ -20,6 +21,24 @@ func cpuTime() time.Duration {
 	var ru syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// countingRunner returns a runner of store's topic with a projection named
+// name that only counts the events it applies (cursors in red, under
+// namespace name), and the count.
+func countingRunner(b *testing.B, red redis.UniversalClient, seeds []string, store *kafkastore.Store, name string) (*kafkarunner.Runner, *atomic.Int64) {
+	b.Helper()
+	applied := new(atomic.Int64)
+	p := framework.ProjectionFunc(name, func(context.Context, framework.Event) error { applied.Add(1); return nil })
+	rstore, err := redischeckpoint.New(redischeckpoint.Config{Client: red, Namespace: name})
+	if err != nil {
+		b.Fatal(err)
+	}
+	r, err := kafkarunner.New(kafkarunner.Config{Seeds: seeds, Topic: store.Config().Topic, Projection: p, Checkpoints: rstore, Events: store})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return r, applied
 }
 
 // BenchmarkRunnerVersusPollLoop consumes the same 500,000 events (2,000
@@ -53,17 +72,8 @@ func BenchmarkRunnerVersusPollLoop(b *testing.B) {
 	for b.Loop() {
 		iter++
 		// The runner.
-		var applied atomic.Int64
 		name := fmt.Sprintf("bench-%d-%d", time.Now().UnixNano(), iter)
-		p := framework.ProjectionFunc(name, func(context.Context, framework.Event) error { applied.Add(1); return nil })
-		rstore, err := redischeckpoint.New(redischeckpoint.Config{Client: red, Namespace: name})
-		if err != nil {
-			b.Fatal(err)
-		}
-		r, err := kafkarunner.New(kafkarunner.Config{Seeds: env.Seeds, Topic: store.Config().Topic, Projection: p, Checkpoints: rstore, Events: store})
-		if err != nil {
-			b.Fatal(err)
-		}
+		r, applied := countingRunner(b, red, env.Seeds, store, name)
 		rctx, cancel := context.WithCancel(ctx)
 		done := make(chan error, 1)
 		start, cpu0 := time.Now(), cpuTime()

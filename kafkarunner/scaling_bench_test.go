@@ -9,10 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/projector-dev/projector/framework"
-	"github.com/projector-dev/projector/kafkarunner"
 	"github.com/projector-dev/projector/kafkastore"
-	"github.com/projector-dev/projector/redischeckpoint"
 )
 
 // BenchmarkRunnerScaling consumes a topic of N records and one of 5N (the
@@ -36,17 +33,8 @@ func BenchmarkRunnerScaling(b *testing.B) {
 	red := redisFor(b)
 
 	run := func(store *kafkastore.Store, total int64, iter int) (time.Duration, uint64) {
-		var applied atomic.Int64
 		name := fmt.Sprintf("bench-scale-%d-%d", time.Now().UnixNano(), iter)
-		p := framework.ProjectionFunc(name, func(context.Context, framework.Event) error { applied.Add(1); return nil })
-		rstore, err := redischeckpoint.New(redischeckpoint.Config{Client: red, Namespace: name})
-		if err != nil {
-			b.Fatal(err)
-		}
-		r, err := kafkarunner.New(kafkarunner.Config{Seeds: env.Seeds, Topic: store.Config().Topic, Projection: p, Checkpoints: rstore, Events: store})
-		if err != nil {
-			b.Fatal(err)
-		}
+		r, applied := countingRunner(b, red, env.Seeds, store, name)
 		runtime.GC()
 		base := heapBytes()
 		var peak atomic.Uint64

@@ -279,6 +279,19 @@ func (s *Store) scanPartition(ctx context.Context, topic string, partition int32
 	return s.scanRange(ctx, topic, partition, from, until+1, fn)
 }
 
+// borrowReader takes a consumer from the Store's pool; the caller removes
+// its partitions and puts it back.
+func (s *Store) borrowReader(ctx context.Context) (*kgo.Client, error) {
+	select {
+	case reader := <-s.readers:
+		return reader, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-s.closed:
+		return nil, ErrClosed
+	}
+}
+
 // scanRange calls fn for each record of topic/partition with an offset in
 // [from, end), using a pooled consumer. Transaction markers and aborted
 // records are not passed to fn.
@@ -286,13 +299,9 @@ func (s *Store) scanRange(ctx context.Context, topic string, partition int32, fr
 	if end <= from {
 		return nil
 	}
-	var reader *kgo.Client
-	select {
-	case reader = <-s.readers:
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-s.closed:
-		return ErrClosed
+	reader, err := s.borrowReader(ctx)
+	if err != nil {
+		return err
 	}
 	reader.AddConsumePartitions(map[string]map[int32]kgo.Offset{topic: {partition: kgo.NewOffset().At(from)}})
 	defer func() {

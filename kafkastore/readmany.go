@@ -263,13 +263,9 @@ func (s *Store) readPartitions(ctx context.Context, parts map[int32]*partitionRe
 		return nil
 	}
 
-	var reader *kgo.Client
-	select {
-	case reader = <-s.readers:
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-s.closed:
-		return ErrClosed
+	reader, err := s.borrowReader(ctx)
+	if err != nil {
+		return err
 	}
 	reader.AddConsumePartitions(map[string]map[int32]kgo.Offset{topic: consume})
 	defer func() {

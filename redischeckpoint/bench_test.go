@@ -1,14 +1,9 @@
 package redischeckpoint_test
 
 import (
-	"context"
 	"fmt"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
-
-	"github.com/redis/go-redis/v9"
 
 	"github.com/projector-dev/projector/controlplane"
 	"github.com/projector-dev/projector/framework"
@@ -118,14 +113,14 @@ func BenchmarkApplyBatch(b *testing.B) {
 			events[i] = framework.Event{StreamID: ids[st], Sequence: seqs[st], EventID: fmt.Sprintf("%s#%d", ids[st], seqs[st]), Type: "Counted",
 				Position: &framework.Position{Partition: 0, Offset: offset}}
 		}
-		r0, start := redisCPU(b, env.Client), time.Now()
+		r0, start := testenv.RedisCPU(b, env.Client), time.Now()
 		n, err := p.ApplyBatch(fenced, events)
 		if err != nil || n != batch {
 			b.Fatalf("ApplyBatch = %d, %v", n, err)
 		}
 		apply += time.Since(start)
-		applyRedis += redisCPU(b, env.Client) - r0
-		r0, start = redisCPU(b, env.Client), time.Now()
+		applyRedis += testenv.RedisCPU(b, env.Client) - r0
+		r0, start = testenv.RedisCPU(b, env.Client), time.Now()
 		pipe := env.Client.Pipeline()
 		for _, e := range events {
 			pipe.HIncrBy(ctx, plainKey, e.StreamID, 1)
@@ -134,7 +129,7 @@ func BenchmarkApplyBatch(b *testing.B) {
 			b.Fatal(err)
 		}
 		plain += time.Since(start)
-		plainRedis += redisCPU(b, env.Client) - r0
+		plainRedis += testenv.RedisCPU(b, env.Client) - r0
 	}
 	n := float64(batch * b.N)
 	b.ReportMetric(n/apply.Seconds(), "apply-events/s")
@@ -143,25 +138,4 @@ func BenchmarkApplyBatch(b *testing.B) {
 	b.ReportMetric(float64(applyRedis.Nanoseconds())/n/1e3, "apply-redis-µs/event")
 	b.ReportMetric(float64(plainRedis.Nanoseconds())/n/1e3, "pipelined-redis-µs/event")
 	b.ReportMetric(applyRedis.Seconds()/plainRedis.Seconds(), "apply/pipelined-redis-cpu")
-}
-
-// redisCPU returns the CPU time the Redis server has used (INFO cpu).
-func redisCPU(b *testing.B, c redis.UniversalClient) time.Duration {
-	b.Helper()
-	info, err := c.Info(context.Background(), "cpu").Result()
-	if err != nil {
-		b.Fatal(err)
-	}
-	var total float64
-	for line := range strings.Lines(info) {
-		k, v, ok := strings.Cut(strings.TrimSpace(line), ":")
-		if ok && (k == "used_cpu_user" || k == "used_cpu_sys") {
-			f, err := strconv.ParseFloat(v, 64)
-			if err != nil {
-				b.Fatalf("INFO cpu %s: %v", line, err)
-			}
-			total += f
-		}
-	}
-	return time.Duration(total * float64(time.Second))
 }
