@@ -329,12 +329,16 @@ func TestWorkerOverOAuthBearerTokenNotRotated(t *testing.T) {
 	if authProblem.MatchString(w.stderr.String()) {
 		t.Fatalf("an authentication problem before the token expired:\n%s", w.stderr)
 	}
-	// Events keep coming, and are applied while the token is valid.
-	for time.Now().Before(exp.Add(-time.Second)) {
+	// Events keep coming, and are applied while the token is valid. The
+	// writes stop half a re-authentication period before the expiry, so the
+	// last of them has seconds to be applied while the session is still
+	// valid (close to the expiry the broker may already refuse the
+	// re-authentication, and a busy machine needs time to apply).
+	for time.Now().Before(exp.Add(-o.Reauth / 2)) {
 		w.write(ctx)
 		time.Sleep(500 * time.Millisecond)
 	}
-	w.waitApplied(ctx, time.Until(exp))
+	w.waitApplied(ctx, time.Until(exp.Add(-time.Second)))
 	if authProblem.MatchString(w.stderr.String()) {
 		t.Fatalf("an authentication problem before the token expired:\n%s", w.stderr)
 	}
