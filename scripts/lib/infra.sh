@@ -205,6 +205,17 @@ infra_kafka_jars() {
 		return
 	fi
 	command -v mvn >/dev/null 2>&1 || infra_die "Maven (mvn) is needed once to download Kafka $INFRA_KAFKA_VERSION"
+	# Two scripts starting servers at once (scripts/infra.sh and scripts/ha.sh of parallel runs)
+	# share the cache: one downloads, the other waits for it and uses its result.
+	mkdir -p "$INFRA_CACHE_DIR"
+	local lock
+	exec {lock}>"$dir.lock"
+	flock "$lock"
+	if [[ -f $dir/.complete ]]; then
+		exec {lock}>&-
+		echo "$dir"
+		return
+	fi
 	local work start
 	work=$(mktemp -d)
 	start=$SECONDS
@@ -237,6 +248,7 @@ EOF
 	touch "$dir.partial/.complete"
 	mv "$dir.partial" "$dir"
 	infra_log "Kafka jars ready after $((SECONDS - start))s"
+	exec {lock}>&-
 	echo "$dir"
 }
 
