@@ -38,6 +38,7 @@ func (r *Runner) consume(ctx context.Context) error {
 		kgo.ConsumeTopics(r.cfg.Topic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.FetchMaxBytes(r.cfg.FetchMaxBytes),
 		// Transaction markers occupy offsets: workers pass over them, so
 		// that commits and the lag reach the end of a partition whose
 		// last record is a marker.

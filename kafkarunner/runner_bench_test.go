@@ -26,7 +26,7 @@ func cpuTime() time.Duration {
 // countingRunner returns a runner of store's topic with a projection named
 // name that only counts the events it applies (cursors in red, under
 // namespace name), and the count.
-func countingRunner(b *testing.B, red redis.UniversalClient, seeds []string, store *kafkastore.Store, name string) (*kafkarunner.Runner, *atomic.Int64) {
+func countingRunner(b *testing.B, red redis.UniversalClient, seeds []string, store *kafkastore.Store, name string, tweak ...func(*kafkarunner.Config)) (*kafkarunner.Runner, *atomic.Int64) {
 	b.Helper()
 	applied := new(atomic.Int64)
 	p := framework.ProjectionFunc(name, func(context.Context, framework.Event) error { applied.Add(1); return nil })
@@ -34,7 +34,11 @@ func countingRunner(b *testing.B, red redis.UniversalClient, seeds []string, sto
 	if err != nil {
 		b.Fatal(err)
 	}
-	r, err := kafkarunner.New(kafkarunner.Config{Seeds: seeds, Topic: store.Config().Topic, Projection: p, Checkpoints: rstore, Events: store})
+	cfg := kafkarunner.Config{Seeds: seeds, Topic: store.Config().Topic, Projection: p, Checkpoints: rstore, Events: store}
+	for _, t := range tweak {
+		t(&cfg)
+	}
+	r, err := kafkarunner.New(cfg)
 	if err != nil {
 		b.Fatal(err)
 	}

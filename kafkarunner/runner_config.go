@@ -101,6 +101,17 @@ type Config struct {
 	Group string
 	// BatchSize is the most records polled at once. Default 1000.
 	BatchSize int
+	// FetchMaxBytes is the most bytes one fetch from a broker returns
+	// (kgo.FetchMaxBytes; each partition's share stays at franz-go's 1 MiB
+	// unless it is larger). franz-go keeps one fetch per broker buffered
+	// ahead of what the workers take, decompressed, so this bounds the
+	// memory of fetched records more than the inboxes do: the records of a
+	// fetch take their compressed size times the compression ratio (with
+	// 200 B records that compress well, a 50 MiB fetch held about 400 MiB).
+	// A fetch larger than the limit is still returned when a single record
+	// batch needs it. Default 4 MiB; ClientOpts' kgo.FetchMaxBytes
+	// overrides it.
+	FetchMaxBytes int32
 	// FlushInterval is the longest time applied cursors wait before they
 	// are stored and the offsets committed. Default 1s.
 	FlushInterval time.Duration
@@ -201,6 +212,12 @@ const (
 	EventSpansOff
 )
 
+// defaultFetchMaxBytes is Config.FetchMaxBytes' default: 4 MiB, against
+// franz-go's 50 MiB. In BenchmarkRunnerScaling (200 B records of a
+// compressible payload) it held a third of the peak live heap of franz-go's
+// default, at no loss of throughput (docs/performance.md).
+const defaultFetchMaxBytes = 4 << 20
+
 func (c *Config) setDefaults() {
 	if c.Group == "" && c.Projection != nil {
 		c.Group = c.Projection.Name()
@@ -210,6 +227,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.FlushInterval == 0 {
 		c.FlushInterval = time.Second
+	}
+	if c.FetchMaxBytes == 0 {
+		c.FetchMaxBytes = defaultFetchMaxBytes
 	}
 	if c.ParkedRefresh == 0 {
 		c.ParkedRefresh = 2 * time.Second
@@ -291,7 +311,7 @@ func (c Config) Validate() error {
 	if c.DeadLetterTopic != "" && c.DeadLetterTopic == c.Topic {
 		errs = append(errs, errors.New("kafkarunner: Config.DeadLetterTopic must differ from Topic: the runner never writes to the event topic"))
 	}
-	if c.BatchSize < 0 || c.FlushInterval < 0 || c.ShutdownTimeout < 0 || c.ParkedRefresh < 0 || c.RevokeTimeout < 0 ||
+	if c.BatchSize < 0 || c.FetchMaxBytes < 0 || c.FlushInterval < 0 || c.ShutdownTimeout < 0 || c.ParkedRefresh < 0 || c.RevokeTimeout < 0 ||
 		c.FencedWait < 0 || c.StateCheckInterval < 0 || c.StateLostRecheck < 0 || c.SessionTimeout < 0 || c.HeartbeatInterval < 0 {
 		errs = append(errs, errors.New("kafkarunner: Config sizes and durations must not be negative"))
 	}

@@ -9,6 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
+	"github.com/projector-dev/projector/kafkarunner"
 	"github.com/projector-dev/projector/kafkastore"
 )
 
@@ -33,46 +36,7 @@ func BenchmarkRunnerScaling(b *testing.B) {
 	red := redisFor(b)
 
 	run := func(store *kafkastore.Store, total int64, iter int) (time.Duration, uint64) {
-		name := fmt.Sprintf("bench-scale-%d-%d", time.Now().UnixNano(), iter)
-		r, applied := countingRunner(b, red, env.Seeds, store, name)
-		runtime.GC()
-		base := heapBytes()
-		var peak atomic.Uint64
-		stop := make(chan struct{})
-		sampled := make(chan struct{})
-		go func() {
-			defer close(sampled)
-			t := time.NewTicker(10 * time.Millisecond)
-			defer t.Stop()
-			for {
-				select {
-				case <-stop:
-					return
-				case <-t.C:
-					if h := heapBytes(); h > peak.Load() {
-						peak.Store(h)
-					}
-				}
-			}
-		}()
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		start := time.Now()
-		go func() { done <- r.Run(ctx) }()
-		for applied.Load() < total {
-			time.Sleep(time.Millisecond)
-		}
-		wall := time.Since(start)
-		close(stop)
-		<-sampled
-		cancel()
-		if err := <-done; err != nil {
-			b.Fatal(err)
-		}
-		if applied.Load() != total {
-			b.Fatalf("applied %d of %d", applied.Load(), total)
-		}
-		return wall, max(peak.Load(), base) - base
+		return measuredRun(b, red, env.Seeds, store, total, fmt.Sprintf("bench-scale-%d-%d", time.Now().UnixNano(), iter))
 	}
 
 	var smallWall, largeWall time.Duration
@@ -101,4 +65,83 @@ func heapBytes() uint64 {
 	s := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
 	metrics.Read(s)
 	return s[0].Value.Uint64()
+}
+
+// measuredRun consumes store's topic of total records with a counting
+// runner in a new consumer group named name, and returns the time it took
+// and the peak live heap during the run (sampled every 10 ms, the live heap
+// before the run subtracted).
+func measuredRun(b *testing.B, red redis.UniversalClient, seeds []string, store *kafkastore.Store, total int64, name string, tweak ...func(*kafkarunner.Config)) (time.Duration, uint64) {
+	b.Helper()
+	r, applied := countingRunner(b, red, seeds, store, name, tweak...)
+	runtime.GC()
+	base := heapBytes()
+	var peak atomic.Uint64
+	stop := make(chan struct{})
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		t := time.NewTicker(10 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				if h := heapBytes(); h > peak.Load() {
+					peak.Store(h)
+				}
+			}
+		}
+	}()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	start := time.Now()
+	go func() { done <- r.Run(ctx) }()
+	for applied.Load() < total {
+		time.Sleep(time.Millisecond)
+	}
+	wall := time.Since(start)
+	close(stop)
+	<-sampled
+	cancel()
+	if err := <-done; err != nil {
+		b.Fatal(err)
+	}
+	if applied.Load() != total {
+		b.Fatalf("applied %d of %d", applied.Load(), total)
+	}
+	return wall, max(peak.Load(), base) - base
+}
+
+// BenchmarkRunnerFetchMaxBytes consumes one topic (as BenchmarkRunnerScaling's
+// smaller one: PROJECTOR_BENCH_RECORDS, default 1,000,000, of 200 B, 10,000
+// streams, 12 partitions) with the runner's default Config.FetchMaxBytes (4
+// MiB) and with franz-go's default (50 MiB), alternately, each run in a new
+// consumer group, and reports the ratios of events/s and of the peak live
+// heap (default / franz-go's).
+//
+//	go test -run '^$' -bench RunnerFetchMaxBytes -benchtime 2x -count 3 -timeout 40m ./kafkarunner
+func BenchmarkRunnerFetchMaxBytes(b *testing.B) {
+	records := benchEnvInt(b, "PROJECTOR_BENCH_RECORDS", 1_000_000)
+	streams := benchEnvInt(b, "PROJECTOR_BENCH_STREAMS", 10_000)
+	store, env := newStore(b, kafkastore.Config{Partitions: 12})
+	produceBenchTopic(b, env, store.Config().Topic, records, streams)
+	red := redisFor(b)
+	franzDefault := func(c *kafkarunner.Config) { c.FetchMaxBytes = 50 << 20 }
+	var wall [2]time.Duration
+	var peak [2]uint64
+	iter := 0
+	for b.Loop() {
+		iter++
+		for i, tweak := range []func(*kafkarunner.Config){func(*kafkarunner.Config) {}, franzDefault} {
+			w, p := measuredRun(b, red, env.Seeds, store, int64(records), fmt.Sprintf("bench-fetch-%d-%d-%d", time.Now().UnixNano(), iter, i), tweak)
+			wall[i] += w
+			peak[i] = max(peak[i], p)
+		}
+	}
+	b.ReportMetric(wall[1].Seconds()/wall[0].Seconds(), "events/s-default/50MiB")
+	b.ReportMetric(float64(peak[0])/float64(max(peak[1], 1)), "peak-heap-default/50MiB")
+	b.ReportMetric(float64(peak[0])/(1<<20), "peak-heap-default-MiB")
+	b.ReportMetric(float64(peak[1])/(1<<20), "peak-heap-50MiB-MiB")
 }
