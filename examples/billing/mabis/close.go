@@ -102,7 +102,9 @@ func (r *Reader) CloseMonth(ctx context.Context, m Month, cfg CloseConfig) (Clos
 			return Closure{}, fmt.Errorf("mabis: close %s: %w", m, err)
 		}
 	}
+	closeStep("closing")
 	dropped, err := r.dropDetail(ctx, m)
+	closeStep("dropped")
 	if err != nil {
 		return Closure{}, fmt.Errorf("mabis: close %s: dropping the per-MaLo detail (run close-month again to resume): %w", m, err)
 	}
@@ -115,6 +117,11 @@ func (r *Reader) CloseMonth(ctx context.Context, m Month, cfg CloseConfig) (Clos
 	}
 	return *c, nil
 }
+
+// closeStep is called by CloseMonth after each of its steps ("closing":
+// the closure recorded; "dropped": the detail dropped, "closed" not yet
+// recorded). Tests set it to kill the process there.
+var closeStep = func(string) {}
 
 // dropDetail unlinks every key of the month's MaLos.
 func (r *Reader) dropDetail(ctx context.Context, m Month) (int64, error) {

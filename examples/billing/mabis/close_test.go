@@ -1,9 +1,13 @@
 package mabis_test
 
 import (
+	"context"
 	"errors"
+	"os"
+	"os/exec"
 	"reflect"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -13,6 +17,7 @@ import (
 	"github.com/projector-dev/projector/examples/billing/mabis"
 	"github.com/projector-dev/projector/framework"
 	"github.com/projector-dev/projector/framework/memstore"
+	"github.com/projector-dev/projector/internal/testenv"
 	"github.com/projector-dev/projector/redischeckpoint"
 )
 
@@ -24,6 +29,8 @@ type closeFixture struct {
 	events *memstore.EventStore
 	month  mabis.Month
 	prefix string
+	// namespace is the Redis key namespace of the projection's Store.
+	namespace string
 }
 
 func newCloseFixture(t *testing.T) *closeFixture {
@@ -34,7 +41,15 @@ func newCloseFixture(t *testing.T) *closeFixture {
 	if _, _, err := loadgen.Generate(ctx, f.events, cfg); err != nil {
 		t.Fatal(err)
 	}
-	f.p, _ = newProjection(t)
+	env := testenv.Redis(t)
+	f.namespace = env.Prefix(t)
+	store, err := redischeckpoint.New(redischeckpoint.Config{Client: env.Client, Namespace: f.namespace})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.p, err = mabis.NewProjection(store, mabis.ProjectionName); err != nil {
+		t.Fatal(err)
+	}
 	f.client = f.p.Client()
 	f.prefix, _ = framework.TenantPrefix(cfg.Tenant)
 	f.project(t)
@@ -263,4 +278,99 @@ func TestCheckLayout(t *testing.T) {
 	if _, err := r.Series(ctx, mustMonth(t, "2026-03"), testEIC, mabis.Daily); !errors.Is(err, mabis.ErrOldLayout) {
 		t.Errorf("Series of a layout-1 model = %v, want ErrOldLayout", err)
 	}
+}
+
+// The crash of a close-month: the test binary runs itself as a child with
+// these variables set, closes the month of the parent's fixture in the
+// same Redis, and SIGKILLs itself after the step named by closeKillStep.
+const (
+	closeChildAddr      = "MABIS_CLOSE_CHILD_REDIS"
+	closeChildNamespace = "MABIS_CLOSE_CHILD_NAMESPACE"
+	closeKillStep       = "MABIS_CLOSE_CHILD_KILL_AFTER"
+)
+
+// TestCloseMonthKilledHalfWay SIGKILLs a process running CloseMonth after
+// it recorded the closure ("closing") and, in a second case, after it
+// dropped the detail but before it recorded "closed". In both, MaLo queries
+// already say the month is closed, a late event of the month is refused,
+// and the next CloseMonth (another process) finishes the closure with the
+// group answers unchanged.
+func TestCloseMonthKilledHalfWay(t *testing.T) {
+	if os.Getenv(closeChildAddr) != "" {
+		t.Skip("the child's own run of this test")
+	}
+	for _, step := range []string{"closing", "dropped"} {
+		t.Run("after "+step, func(t *testing.T) {
+			ctx := ctxFor(t)
+			f := newCloseFixture(t)
+			env := testenv.Redis(t)
+			if !env.Real {
+				t.Skip("needs a Redis server a child process can reach (miniredis is in-process)")
+			}
+			totals, series := f.answers(t)
+			detail, _ := f.keys(t, ":malo:")
+			cmd := exec.CommandContext(ctx, os.Args[0], "-test.run", "^TestCloseMonthChild$", "-test.v")
+			cmd.Env = append(os.Environ(), closeChildAddr+"="+env.Addr, closeChildNamespace+"="+f.namespace, closeKillStep+"="+step)
+			out, err := cmd.CombinedOutput()
+			var exit *exec.ExitError
+			if !errors.As(err, &exit) || exit.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+				t.Fatalf("the child was not killed after %q: %v\n%s", step, err, out)
+			}
+			c, err := f.reader.Closure(ctx, f.month)
+			if err != nil || c == nil || c.State != "closing" {
+				t.Fatalf("closure after the kill = %+v, %v; want state closing", c, err)
+			}
+			left, _ := f.keys(t, ":malo:")
+			if step == "closing" && left != detail || step == "dropped" && left != 0 {
+				t.Fatalf("%d per-MaLo keys left after a kill after %q (of %d)", left, step, detail)
+			}
+			if _, err := f.reader.MaLo(ctx, f.month, f.someMaLo(t)); !errors.Is(err, mabis.ErrMonthClosed) {
+				t.Errorf("MaLo after the kill = %v, want ErrMonthClosed", err)
+			}
+			c2, err := f.reader.CloseMonth(ctx, f.month, mabis.CloseConfig{Now: at("2026-07-01T00:00:00Z")})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c2.State != "closed" || !c2.ClosedAt.Equal(c.ClosedAt) {
+				t.Errorf("resumed closure %+v, want closed at the killed run's time %v", c2, c.ClosedAt)
+			}
+			if left, _ := f.keys(t, ":malo:"); left != 0 {
+				t.Errorf("%d per-MaLo keys left after the resumed closure", left)
+			}
+			if gotTotals, gotSeries := f.answers(t); !reflect.DeepEqual(gotTotals, totals) || !reflect.DeepEqual(gotSeries, series) {
+				t.Errorf("the group answers changed")
+			}
+		})
+	}
+}
+
+// TestCloseMonthChild is the child of TestCloseMonthKilledHalfWay: it runs
+// only with the child's variables set.
+func TestCloseMonthChild(t *testing.T) {
+	addr := os.Getenv(closeChildAddr)
+	if addr == "" {
+		t.Skip("run by TestCloseMonthKilledHalfWay")
+	}
+	client := redis.NewClient(&redis.Options{Addr: addr})
+	store, err := redischeckpoint.New(redischeckpoint.Config{Client: client, Namespace: os.Getenv(closeChildNamespace)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := mabis.NewProjection(store, mabis.ProjectionName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reader, err := mabis.NewReader(p, "netz-close")
+	if err != nil {
+		t.Fatal(err)
+	}
+	kill := os.Getenv(closeKillStep)
+	mabis.SetCloseStep(func(step string) {
+		if step == kill {
+			_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+			select {} // the signal is on its way
+		}
+	})
+	_, err = reader.CloseMonth(context.Background(), mustMonth(t, "2026-03"), mabis.CloseConfig{Now: at("2026-07-01T00:00:00Z")})
+	t.Fatalf("CloseMonth returned (%v) instead of being killed after %q", err, kill)
 }
