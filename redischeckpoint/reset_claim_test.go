@@ -22,6 +22,9 @@ import (
 // (a user's direct call) drops the model as before.
 func TestResetWithAnExpiredClaimDeletesNothing(t *testing.T) {
 	s, env, ns := newStore(t, redischeckpoint.Config{})
+	if !env.Real {
+		t.Skip("miniredis expires a key only when its clock is moved, which this test cannot do: it needs a Redis server")
+	}
 	testExpiredClaim(t, s, env.Client, ns)
 }
 
