@@ -96,6 +96,8 @@ else
 	export PROJECTOR_NO_HA=1
 fi
 
+infra_browser
+
 flags=(-count=1 -timeout 30m)
 [[ ${PROJECTOR_TEST_RACE:-1} != 0 ]] && flags=(-race "${flags[@]}")
 if [[ -n ${PROJECTOR_TEST_FLAGS:-} ]]; then

@@ -196,6 +196,29 @@ infra_plan() {
 	fi
 }
 
+# infra_browser: finds a Chromium for the browser tests (PROJECTOR_CHROMIUM, chromium,
+# chromium-browser, google-chrome), installing Debian's chromium when it can, and exports
+# PROJECTOR_CHROMIUM. Without one it warns: the browser tests then fail under CI=true and skip
+# otherwise.
+infra_browser() {
+	local bin=${PROJECTOR_CHROMIUM:-}
+	if [[ -z $bin ]]; then
+		bin=$(command -v chromium || command -v chromium-browser || command -v google-chrome || true)
+	fi
+	if [[ -z $bin ]] && infra_can_apt; then
+		infra_log "installing chromium with apt-get (for the console's browser test)"
+		if infra_apt_install chromium; then
+			bin=$(command -v chromium || true)
+		fi
+	fi
+	if [[ -z $bin ]]; then
+		infra_log "no Chromium (Debian: apt-get install chromium): the browser tests skip, or fail under CI=true"
+		return 0
+	fi
+	export PROJECTOR_CHROMIUM=$bin
+	infra_log "browser: $("$bin" --version 2>/dev/null | head -n 1 || echo "$bin")"
+}
+
 # infra_kafka_jars: prints the directory holding the broker's classpath, downloading it
 # through Maven into the cache on first use. The throw-away pom lives in a temp dir.
 infra_kafka_jars() {
