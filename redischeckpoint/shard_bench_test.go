@@ -35,10 +35,14 @@ import (
 //     the masters (4 each). This is the key layout of the sharding design
 //     without changing the production layout: every key of an apply
 //     script (fences, serials, cursors, heads, read model) in the
-//     partition's slot.
+//     partition's slot;
+//   - sharded-1m, the control: the sharded layout with every partition's
+//     tag on unsharded's master, to tell what the layout costs from what
+//     three masters sharing the machine's cores cost.
 //
 // Per master it takes the deltas of INFO cpu, commandstats and errorstats
-// over each layout's applies, and reports events/s of both, their ratio,
+// over each layout's applies, and reports events/s of each, the ratio of
+// sharded to unsharded,
 // Redis CPU and commands per event (summed over the masters), the spread
 // of CPU and commands over the masters for sharded (max/mean - 1 and
 // min/mean - 1, %), and errors (CROSSSLOT and all). It checks that every
@@ -72,7 +76,7 @@ func BenchmarkShardedApply(b *testing.B) {
 		w.HIncrBy(w.Key("counts"), e.StreamID, 1)
 		return nil
 	}
-	// The two layouts: per partition, the projection and its fenced context.
+	// The layouts: per partition, the projection and its fenced context.
 	type layout struct {
 		name  string
 		ps    []*redischeckpoint.AtomicProjection
@@ -83,20 +87,26 @@ func BenchmarkShardedApply(b *testing.B) {
 	}
 	unsharded := &layout{name: "unsharded"}
 	sharded := &layout{name: "sharded"}
+	oneMaster := &layout{name: "sharded-1m"} // the control: sharded tags, all on unsharded's master
+	layouts := []*layout{unsharded, sharded, oneMaster}
 	one, err := s.NewAtomicProjection("unsharded", count)
 	if err != nil {
 		b.Fatal(err)
 	}
-	tags := shardTags(b, ctx, client, masters, ns, "sharded", partitions)
+	home := masterOf(b, ctx, client, masters, one.Key("counts"))
+	spreadTags := shardTags(b, ctx, client, masters, ns, "sharded", partitions, func(p int) int { return p % len(masters) })
+	homeTags := shardTags(b, ctx, client, masters, ns, "onemaster", partitions, func(int) int { return home })
 	for i := range partitions {
-		own, err := s.NewAtomicProjection(tags[i], count)
-		if err != nil {
-			b.Fatal(err)
-		}
-		for _, l := range []*layout{unsharded, sharded} {
-			p := own
-			if l == unsharded {
-				p = one
+		for _, l := range layouts {
+			p := one
+			switch l {
+			case sharded:
+				p, err = s.NewAtomicProjection(spreadTags[i], count)
+			case oneMaster:
+				p, err = s.NewAtomicProjection(homeTags[i], count)
+			}
+			if err != nil {
+				b.Fatal(err)
 			}
 			f, err := s.AcquireFence(ctx, p.Name(), int32(i))
 			if err != nil {
@@ -106,14 +116,14 @@ func BenchmarkShardedApply(b *testing.B) {
 			l.ctxs = append(l.ctxs, controlplane.WithFence(ctx, f))
 		}
 	}
-	for _, l := range []*layout{unsharded, sharded} {
+	for _, l := range layouts {
 		l.delta = make([]masterStats, len(masters))
 		for m := range l.delta {
 			l.delta[m] = newMasterStats()
 		}
 	}
-	b.Logf("masters %v; unsharded on master %d; sharded tags by master: %v", masterAddrs(masters),
-		masterOf(b, ctx, client, masters, one.Key("counts"))+1, tagsByMaster(b, ctx, client, masters, sharded.ps))
+	b.Logf("masters %v; unsharded on master %d; sharded tags by master: %v; sharded-1m tags by master: %v", masterAddrs(masters),
+		home+1, tagsByMaster(b, ctx, client, masters, sharded.ps), tagsByMaster(b, ctx, client, masters, oneMaster.ps))
 
 	ids := make([][]string, partitions)
 	for p := range ids {
@@ -172,9 +182,10 @@ func BenchmarkShardedApply(b *testing.B) {
 	// A first batch of each loads the script on every master (NOSCRIPT
 	// errors, EVAL) outside the measurement.
 	fill()
-	apply(unsharded)
-	apply(sharded)
-	for _, l := range []*layout{unsharded, sharded} {
+	for _, l := range layouts {
+		apply(l)
+	}
+	for _, l := range layouts {
 		l.took, l.cpu = 0, 0
 		for m := range l.delta {
 			l.delta[m] = newMasterStats()
@@ -183,20 +194,16 @@ func BenchmarkShardedApply(b *testing.B) {
 	iter := 0
 	for b.Loop() {
 		fill()
-		// Alternate which layout goes first.
-		if iter%2 == 0 {
-			apply(unsharded)
-			apply(sharded)
-		} else {
-			apply(sharded)
-			apply(unsharded)
+		// Rotate which layout goes first.
+		for k := range layouts {
+			apply(layouts[(iter+k)%len(layouts)])
 		}
 		iter++
 	}
 	b.StopTimer()
 
 	// Exactly once: every stream's count and cursor are its events.
-	for _, l := range []*layout{unsharded, sharded} {
+	for _, l := range layouts {
 		for p := range partitions {
 			got, err := client.HGetAll(ctx, l.ps[p].Key("counts")).Result()
 			if err != nil {
@@ -223,10 +230,11 @@ func BenchmarkShardedApply(b *testing.B) {
 	n := float64(partitions * batch * iter)
 	var crossslot, errorsAll int64
 	report := map[string]float64{}
-	for _, l := range []*layout{unsharded, sharded} {
+	for _, l := range layouts {
 		var cpu time.Duration
 		var cmds int64
 		cpus, cmdsPer := make([]float64, len(masters)), make([]float64, len(masters))
+		var line []string
 		for m, d := range l.delta {
 			cpu += d.cpu
 			cmds += d.dataCalls()
@@ -235,19 +243,21 @@ func BenchmarkShardedApply(b *testing.B) {
 				errorsAll += c
 			}
 			cpus[m], cmdsPer[m] = float64(d.cpu.Microseconds()), float64(d.dataCalls())
-			b.Logf("%s master %d (%s): CPU %.0f ms, %.2f µs/event; commands %d (evalsha %d, hincrby %d); evalsha %.0f ms; commands in scripts %.0f ms; errors %v",
-				l.name, m+1, masters[m].addr, float64(d.cpu.Microseconds())/1e3, float64(d.cpu.Nanoseconds())/n/1e3, d.dataCalls(),
+			line = append(line, fmt.Sprintf("master %d: CPU %.0f ms (%.2f µs/event), commands %d (evalsha %d, hincrby %d), evalsha %.0f ms, commands in scripts %.0f ms, errors %v",
+				m+1, float64(d.cpu.Microseconds())/1e3, float64(d.cpu.Nanoseconds())/n/1e3, d.dataCalls(),
 				d.calls["evalsha"]+d.calls["eval"], d.calls["hincrby"], float64(d.usec["evalsha"]+d.usec["eval"])/1e3,
-				float64(d.scriptCommandUsec())/1e3, d.errors)
+				float64(d.scriptCommandUsec())/1e3, d.errors))
 		}
+		b.Logf("%s, %.0f events in %v: %s", l.name, n, l.took.Round(time.Millisecond), strings.Join(line, "; "))
 		report[l.name+"-events/s"] = n / l.took.Seconds()
 		report[l.name+"-redis-µs/event"] = float64(cpu.Nanoseconds()) / n / 1e3
 		report[l.name+"-cmds/event"] = float64(cmds) / n
 		report[l.name+"-client-µs/event"] = float64(l.cpu.Nanoseconds()) / n / 1e3
-		if l == sharded {
+		switch l {
+		case sharded:
 			report["sharded-cpu-max-%"], report["sharded-cpu-min-%"] = spread(cpus)
 			report["sharded-cmds-max-%"], report["sharded-cmds-min-%"] = spread(cmdsPer)
-		} else {
+		case unsharded:
 			// Where the single master's time goes: the scripts (their
 			// commands included) against the CPU of the whole server.
 			var script, inner int64
@@ -261,6 +271,7 @@ func BenchmarkShardedApply(b *testing.B) {
 	}
 	report["sharded/unsharded-speed"] = report["sharded-events/s"] / report["unsharded-events/s"]
 	report["sharded/unsharded-redis-cpu"] = report["sharded-redis-µs/event"] / report["unsharded-redis-µs/event"]
+	report["sharded/sharded-1m-redis-cpu"] = report["sharded-redis-µs/event"] / report["sharded-1m-redis-µs/event"]
 	report["crossslot-errors"] = float64(crossslot)
 	report["errors"] = float64(errorsAll)
 	for _, k := range slices.Sorted(func(yield func(string) bool) {
@@ -351,15 +362,15 @@ func masterOf(b *testing.B, ctx context.Context, client *redis.ClusterClient, ma
 }
 
 // shardTags returns one projection name per partition, base.pNN or
-// base.pNN.k, whose hash tag lands on master NN % len(masters): the
-// partitions spread evenly over the masters (4 each for 12 on 3). The
-// cluster is asked for the slot of the name's cursors key, so the choice
-// follows the key layout, not a copy of CRC16.
-func shardTags(b *testing.B, ctx context.Context, client *redis.ClusterClient, masters []*clusterMaster, ns, base string, partitions int) []string {
+// base.pNN.k, whose hash tag lands on master onto(NN) (p % len(masters)
+// spreads the partitions evenly: 4 each for 12 on 3). The cluster is asked
+// for the slot of the name's cursors key, so the choice follows the key
+// layout, not a copy of CRC16.
+func shardTags(b *testing.B, ctx context.Context, client *redis.ClusterClient, masters []*clusterMaster, ns, base string, partitions int, onto func(p int) int) []string {
 	b.Helper()
 	tags := make([]string, partitions)
 	for p := range partitions {
-		want := p % len(masters)
+		want := onto(p)
 		for k := 0; ; k++ {
 			tag := fmt.Sprintf("%s.p%02d", base, p)
 			if k > 0 {
