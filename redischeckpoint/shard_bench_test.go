@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
 
 	"github.com/projector-dev/projector/controlplane"
 	"github.com/projector-dev/projector/framework"
@@ -63,7 +64,11 @@ func BenchmarkShardedApply(b *testing.B) {
 	}
 	const partitions, batch, streams = 12, 1000, 2000 // streams per partition
 	ctx := b.Context()
-	client := redis.NewClusterClient(&redis.ClusterOptions{Addrs: seeds, PoolSize: 2 * partitions})
+	// Redis 7.0 answers the CLIENT SETINFO of every new connection and
+	// the first CLIENT MAINT_NOTIFICATIONS with ERR: neither is sent, so
+	// that errorstats counts the applies' errors only.
+	client := redis.NewClusterClient(&redis.ClusterOptions{Addrs: seeds, PoolSize: 2 * partitions, DisableIdentity: true,
+		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}})
 	defer client.Close()
 	masters := clusterMasters(b, ctx, client)
 	ns := "shardbench" + strconv.FormatInt(time.Now().UnixNano(), 36)
@@ -320,7 +325,8 @@ func clusterMasters(b *testing.B, ctx context.Context, client *redis.ClusterClie
 		if err == nil && covered == 16384 {
 			var masters []*clusterMaster
 			for _, m := range byAddr {
-				m.client = redis.NewClient(&redis.Options{Addr: m.addr})
+				m.client = redis.NewClient(&redis.Options{Addr: m.addr, DisableIdentity: true,
+					MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}})
 				b.Cleanup(func() { _ = m.client.Close() })
 				masters = append(masters, m)
 			}
