@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"net"
 	"os"
 	"slices"
 	"strconv"
@@ -51,7 +52,7 @@ import (
 //
 //	PROJECTOR_HA_DIR=/tmp/shard-ha PROJECTOR_HA_PORT_BASE=13000 scripts/ha.sh up
 //	eval "$(PROJECTOR_HA_DIR=/tmp/shard-ha scripts/ha.sh env)"
-//	go test -run '^$' -bench ShardedApply -benchtime 50x -count 3 ./redischeckpoint
+//	go test -run '^$' -bench ShardedApply -benchtime 100x -count 3 ./redischeckpoint
 func BenchmarkShardedApply(b *testing.B) {
 	var seeds []string
 	for _, node := range strings.Split(os.Getenv("PROJECTOR_HA_REDIS_CLUSTER"), ",") {
@@ -307,20 +308,25 @@ func clusterMasters(b *testing.B, ctx context.Context, client *redis.ClusterClie
 	b.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		slots, err := client.ClusterSlots(ctx).Result()
+		shards, err := client.ClusterShards(ctx).Result()
 		covered := 0
 		byAddr := map[string]*clusterMaster{}
-		for _, r := range slots {
-			if len(r.Nodes) == 0 {
+		for _, sh := range shards {
+			addr := ""
+			for _, n := range sh.Nodes {
+				if n.Role == "master" && n.Health == "online" {
+					addr = net.JoinHostPort(n.IP, strconv.FormatInt(n.Port, 10))
+				}
+			}
+			if addr == "" || len(sh.Slots) == 0 {
 				continue
 			}
-			m := byAddr[r.Nodes[0].Addr]
-			if m == nil {
-				m = &clusterMaster{addr: r.Nodes[0].Addr}
-				byAddr[m.addr] = m
+			m := &clusterMaster{addr: addr}
+			byAddr[addr] = m
+			for _, r := range sh.Slots {
+				m.slots = append(m.slots, [2]int{int(r.Start), int(r.End)})
+				covered += int(r.End-r.Start) + 1
 			}
-			m.slots = append(m.slots, [2]int{int(r.Start), int(r.End)})
-			covered += int(r.End-r.Start) + 1
 		}
 		if err == nil && covered == 16384 {
 			var masters []*clusterMaster
