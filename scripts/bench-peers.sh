@@ -49,7 +49,7 @@ jar=()
 if [[ -n $java ]]; then
 	build=${PROJECTOR_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/projector}/benchpeers
 	echo "[bench-peers] building the Kafka Streams app (Maven) into $build" >&2
-	(cd internal/benchpeers/streams && mvn -q -B package -Dbenchpeers.buildDir="$build")
+	(cd internal/benchpeers/streams && mvn -q -B -Dstyle.color=never package -Dbenchpeers.buildDir="$build" >&2)
 	jar=(-streams-jar "$build/benchpeers-streams.jar")
 fi
 go run ./internal/benchpeers "${jar[@]}" "$@"

@@ -115,8 +115,8 @@ func TestTable(t *testing.T) {
 	got := table(cfg, results, &versions{goVersion: "go1"}, time.Date(2026, 11, 29, 0, 0, 0, 0, time.UTC))
 	for _, want := range []string{
 		"1,000 records × 200 B, 2 partitions, 10 streams, 2 rounds (medians), 2026-11-29",
-		"| raw franz-go poll loop | 1,000 | 1.00 | 1.00 | 0.0 |",
-		"| Projector runner (in-memory projection, Redis cursors) | 375 | 0.38 | 4.00 | 0.0 |",
+		"| raw franz-go poll loop | 1,000 | 1.00 (1.00 – 1.00) | 1.00 | 0.0 |",
+		"| Projector runner (in-memory projection, Redis cursors) | 375 | 0.38 (0.25 – 0.50) | 4.00 | 0.0 |",
 		"Kafka Streams ?",
 	} {
 		if !strings.Contains(got, want) {

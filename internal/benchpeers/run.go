@@ -191,7 +191,7 @@ func table(cfg config, results map[string][]result, v *versions, now time.Time) 
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s records × %d B, %d partitions, %s streams, %d rounds (medians), %s\n\n",
 		thousands(cfg.records), cfg.size, cfg.partitions, thousands(cfg.streams), cfg.rounds, now.UTC().Format("2006-01-02"))
-	b.WriteString("| stack | rec/s | ratio vs raw | client CPU µs/rec | first record after (s) |\n")
+	b.WriteString("| stack | rec/s | ratio vs raw (min – max) | client CPU µs/rec | first record after (s) |\n")
 	b.WriteString("| --- | ---: | ---: | ---: | ---: |\n")
 	raw := results[stackRaw]
 	for _, stack := range cfg.stacks {
@@ -207,7 +207,7 @@ func table(cfg config, results map[string][]result, v *versions, now time.Time) 
 		}
 		ratio := "–"
 		if len(ratios) > 0 {
-			ratio = fmt.Sprintf("%.2f", median(ratios))
+			ratio = fmt.Sprintf("%.2f (%.2f – %.2f)", median(ratios), slices.Min(ratios), slices.Max(ratios))
 		}
 		title := stackTitles[stack]
 		if cfg.ksWarmup && (stack == stackStreamsA || stack == stackStreamsE) {
