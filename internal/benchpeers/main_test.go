@@ -132,6 +132,11 @@ func TestMedianThousands(t *testing.T) {
 	if m := median([]float64{4, 1, 2, 3}); m != 2.5 {
 		t.Errorf("median %v", m)
 	}
+	for r, want := range map[float64]string{1: "1.00", 0.456: "0.46", 0.0734: "0.073", 0.00512: "0.0051"} {
+		if got := ratioString(r); got != want {
+			t.Errorf("ratioString(%v) = %q, want %q", r, got, want)
+		}
+	}
 	for n, want := range map[int]string{0: "0", 999: "999", 1000: "1,000", 1234567: "1,234,567"} {
 		if got := thousands(n); got != want {
 			t.Errorf("thousands(%d) = %q, want %q", n, got, want)

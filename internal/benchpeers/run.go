@@ -207,7 +207,7 @@ func table(cfg config, results map[string][]result, v *versions, now time.Time) 
 		}
 		ratio := "–"
 		if len(ratios) > 0 {
-			ratio = fmt.Sprintf("%.2f (%.2f – %.2f)", median(ratios), slices.Min(ratios), slices.Max(ratios))
+			ratio = fmt.Sprintf("%s (%s – %s)", ratioString(median(ratios)), ratioString(slices.Min(ratios)), ratioString(slices.Max(ratios)))
 		}
 		title := stackTitles[stack]
 		if cfg.ksWarmup && (stack == stackStreamsA || stack == stackStreamsE) {
@@ -219,6 +219,15 @@ func table(cfg config, results map[string][]result, v *versions, now time.Time) 
 		orUnknown(v.broker), orUnknown(v.franz), orUnknown(v.sarama), orUnknown(v.kafkaStreams), v.goVersion, orUnknown(v.java),
 		runtime.GOMAXPROCS(0), runtime.NumCPU())
 	return b.String()
+}
+
+// ratioString keeps two significant digits below 0.1 (Kafka Streams on a
+// small topic), two decimals above.
+func ratioString(r float64) string {
+	if r < 0.1 {
+		return strconv.FormatFloat(r, 'g', 2, 64)
+	}
+	return fmt.Sprintf("%.2f", r)
 }
 
 func median(xs []float64) float64 {
