@@ -8,6 +8,8 @@
 #   PROJECTOR_BENCH_RECORDS=200000 scripts/bench.sh      a quick run
 #   scripts/bench.sh -count 5        extra go test flags (default -benchtime 1x -count 3)
 #
+# The peers (Sarama, Kafka Streams) have their own command: scripts/bench-peers.sh.
+#
 # Environment: PROJECTOR_BENCH_RECORDS, PROJECTOR_BENCH_STREAMS (see BenchmarkAtomicProjection),
 # and scripts/infra.sh's PROJECTOR_INFRA_DIR and PROJECTOR_*_PORT variables.
 set -euo pipefail
