@@ -3,10 +3,10 @@ package console
 import (
 	"bytes"
 	"cmp"
-	"slices"
 	"fmt"
 	"html/template"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 )
