@@ -8,6 +8,7 @@ import (
 	"html/template"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"net/http"
 	"strings"
 	"sync"
@@ -216,8 +217,9 @@ func (c *Console) message(w http.ResponseWriter, r *http.Request, status int, ti
 
 // Funcs are the template functions the console's pages use, for a
 // program's own pages: clean ([Clean]), utc (a time as RFC 3339 in UTC),
-// num (an integer with thin-space thousands).
-func Funcs() template.FuncMap { return funcs }
+// num (an integer with thousands separated by commas). The map is a copy:
+// add to it freely.
+func Funcs() template.FuncMap { return maps.Clone(funcs) }
 
 var funcs = template.FuncMap{
 	"clean": Clean,

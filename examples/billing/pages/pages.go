@@ -55,7 +55,7 @@ func Register(cfg Config) error {
 	funcs["kwh"] = mabis.FormatWh
 	funcs["local"] = func(t interface{ Format(string) string }) string { return t.Format("2006-01-02 15:04 MST") }
 	for _, name := range []string{"groups", "curve", "malo"} {
-		t, err := template.New(name + ".html").Funcs(funcs).ParseFS(templateFS, "templates/"+name+".html")
+		t, err := template.New(name+".html").Funcs(funcs).ParseFS(templateFS, "templates/"+name+".html")
 		if err != nil {
 			return err
 		}
