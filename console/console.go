@@ -143,6 +143,10 @@ func New(cfg Config) (*Console, error) {
 // Prefix returns the path the console is served under.
 func (c *Console) Prefix() string { return c.cfg.Prefix }
 
+// AddLinks adds entries to the navigation, for pages added with
+// [Console.Handle]. Call it before the console serves.
+func (c *Console) AddLinks(links ...Link) { c.cfg.Links = append(c.cfg.Links, links...) }
+
 // Handle adds a page of the program's own under the console (pattern as
 // http.ServeMux takes it, under Prefix). Render it with [Console.Render].
 func (c *Console) Handle(pattern string, h http.Handler) { c.mux.Handle(pattern, h) }
