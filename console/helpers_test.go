@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/projector-dev/projector/console"
+	"github.com/projector-dev/projector/internal/testenv"
 )
 
 func contextWithTimeout(t *testing.T, d time.Duration) (context.Context, context.CancelFunc) {
@@ -14,3 +15,5 @@ func contextWithTimeout(t *testing.T, d time.Duration) (context.Context, context
 }
 
 func console_Clean(s string) string { return console.Clean(s) }
+
+func TestMain(m *testing.M) { testenv.Main(m) }
