@@ -36,7 +36,7 @@ type Series struct {
 	Values []float64
 }
 
-const chartPad = 46
+const chartPad = 58
 
 type chartLine struct {
 	Name, Class string
@@ -49,6 +49,9 @@ type chartLine struct {
 type chartTick struct {
 	X, Y  float64
 	Label string
+	// Anchor is the label's text-anchor: a label at an edge of the plot
+	// stays inside it.
+	Anchor string
 }
 
 type chartData struct {
@@ -62,11 +65,11 @@ type chartData struct {
 	Empty         bool
 }
 
-var chartTemplate = template.Must(template.New("chart").Parse(`<svg class="chart" role="img" aria-label="{{.Title}}" viewBox="0 0 {{.Width}} {{.Height}}" width="100%" preserveAspectRatio="xMinYMin meet" xmlns="http://www.w3.org/2000/svg">
+var chartTemplate = template.Must(template.New("chart").Parse(`<svg class="chart" role="img" aria-label="{{.Title}}" viewBox="0 0 {{.Width}} {{.Height}}" width="{{.Width}}" height="{{.Height}}" preserveAspectRatio="xMinYMin meet" xmlns="http://www.w3.org/2000/svg">
 <title>{{.Title}}</title>
 <rect class="frame" x="{{.Left}}" y="{{.Top}}" width="{{.Right}}" height="{{.Bottom}}"/>
 {{range .YTicks}}<line class="grid" x1="{{$.Left}}" x2="{{.X}}" y1="{{.Y}}" y2="{{.Y}}"/><text class="ylabel" x="{{$.Left}}" dx="-4" y="{{.Y}}" dy="4">{{.Label}}</text>
-{{end}}{{range .XTicks}}<text class="xlabel" x="{{.X}}" y="{{.Y}}">{{.Label}}</text>
+{{end}}{{range .XTicks}}<text class="xlabel" x="{{.X}}" y="{{.Y}}" text-anchor="{{.Anchor}}">{{.Label}}</text>
 {{end}}{{range .Lines}}{{$l := .}}{{range .Points}}<polyline class="line {{$l.Class}}" data-series="{{$l.Name}}" points="{{.}}"/>
 {{end}}<g class="series" data-series="{{.Name}}" data-points="{{.Count}}"></g>
 {{end}}{{if .Empty}}<text class="empty" x="50%" y="50%">no data yet</text>{{end}}
@@ -97,9 +100,7 @@ func (c Chart) SVG() template.HTML {
 		}
 	}
 	d.Empty = n == 0
-	if top <= 0 {
-		top = 1
-	}
+	top = niceCeil(top)
 	x := func(i int) float64 {
 		if n <= 1 {
 			return d.Left
@@ -131,7 +132,14 @@ func (c Chart) SVG() template.HTML {
 	}
 	for i, label := range c.XLabels {
 		if i >= 0 && i < n {
-			d.XTicks = append(d.XTicks, chartTick{X: x(i), Y: d.Top + d.Bottom + 16, Label: label})
+			anchor := "middle"
+			switch {
+			case x(i)-d.Left < 40:
+				anchor = "start"
+			case d.Left+d.Right-x(i) < 40:
+				anchor = "end"
+			}
+			d.XTicks = append(d.XTicks, chartTick{X: x(i), Y: d.Top + d.Bottom + 16, Label: label, Anchor: anchor})
 		}
 	}
 	slices.SortFunc(d.XTicks, func(a, b chartTick) int { return cmp.Compare(a.X, b.X) })
@@ -140,4 +148,19 @@ func (c Chart) SVG() template.HTML {
 		return template.HTML(template.HTMLEscapeString(err.Error()))
 	}
 	return template.HTML(buf.String()) // html/template escaped every value above
+}
+
+// niceCeil rounds v up to 1, 2 or 5 times a power of ten (at least 1), so
+// that the axis' labels are round numbers.
+func niceCeil(v float64) float64 {
+	if v <= 1 {
+		return 1
+	}
+	p := math.Pow(10, math.Floor(math.Log10(v)))
+	for _, m := range []float64{1, 2, 5, 10} {
+		if v <= m*p {
+			return m * p
+		}
+	}
+	return 10 * p
 }

@@ -11,7 +11,7 @@ func TestChartSVG(t *testing.T) {
 	c := Chart{Title: `lag of <b>"x"</b>`, Unit: "rec", XLabels: map[int]string{0: "<start>", 3: "end", 9: "out of range"},
 		Series: []Series{{Name: "a", Class: "s1", Values: []float64{1, 2, math.NaN(), 4}}}}
 	svg := string(c.SVG())
-	for _, want := range []string{`aria-label="lag of &lt;b&gt;&#34;x&#34;&lt;/b&gt;"`, `data-series="a" data-points="3"`, "&lt;start&gt;", ">end<", "4 rec"} {
+	for _, want := range []string{`aria-label="lag of &lt;b&gt;&#34;x&#34;&lt;/b&gt;"`, `data-series="a" data-points="3"`, "&lt;start&gt;", ">end<", "5 rec", `text-anchor="start"`, `text-anchor="end"`} {
 		if !strings.Contains(svg, want) {
 			t.Errorf("SVG lacks %q:\n%s", want, svg)
 		}

@@ -121,7 +121,12 @@ func lagCharts(name string, samples []Sample, every time.Duration) (Chart, Chart
 		labels[n-1] = samples[len(samples)-1].At.UTC().Format("15:04:05Z")
 	}
 	rc := Chart{Title: fmt.Sprintf("lag of %s in records", Clean(name)), Unit: "rec", Series: []Series{records}, XLabels: labels, Height: 160,
-		Format: func(v float64) string { return formatInt(int64(math.Round(v))) }}
+		Format: func(v float64) string {
+			if v != math.Trunc(v) {
+				return strconv.FormatFloat(v, 'f', 1, 64)
+			}
+			return formatInt(int64(v))
+		}}
 	if rebuilding {
 		rc.Series = append(rc.Series, rebuild)
 	}

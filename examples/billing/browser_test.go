@@ -25,8 +25,9 @@ import (
 // a retry signed in with the admin token; a balance group's curve of March
 // 2026 has 2,972 quarter-hour points in the SVG. On failure the page is
 // saved as a screenshot in the test's artifact directory (go test
-// -artifacts). With PROJECTOR_CONSOLE_SCREENSHOT=file the projections
-// page is saved there at the end (the README's picture).
+// -artifacts). With PROJECTOR_CONSOLE_SCREENSHOT=docs/console.png the
+// projections page is saved there at the end, and a curve by hour as
+// docs/console-curve.png (the README's pictures).
 //
 // Without chromium the test is skipped, unless PROJECTOR_REQUIRE_REAL=1 or
 // CI=true (scripts/test.sh installs it): then it fails.
@@ -197,6 +198,17 @@ func TestBrowserConsole(t *testing.T) {
 			t.Fatal(err)
 		}
 		if err := os.WriteFile(file, png, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		// And the curve by hour, beside it ("console-curve.png").
+		if err := doIn(bctx, chromedp.Navigate(curve+"&resolution=hour"), chromedp.WaitVisible(chromedp.CSS(`svg.chart`))); err != nil {
+			t.Fatal(err)
+		}
+		if png, err = runIn(bctx, chromedp.FullScreenshot(100)); err != nil {
+			t.Fatal(err)
+		}
+		ext := filepath.Ext(file)
+		if err := os.WriteFile(strings.TrimSuffix(file, ext)+"-curve"+ext, png, 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}

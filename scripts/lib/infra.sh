@@ -189,6 +189,18 @@ infra_plan() {
 		fi
 	fi
 
+	# Chromium, headless, runs the web console's browser test (examples/billing
+	# TestBrowserConsole). Without it only that test fails (PROJECTOR_REQUIRE_REAL), so a
+	# missing browser does not stop the servers.
+	if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1; then
+		if infra_can_apt; then
+			infra_log "installing chromium with apt-get (the console's browser test)"
+			infra_apt_install chromium || infra_log "no chromium: the console's browser test will fail"
+		else
+			infra_log "no chromium (Debian: apt-get install chromium): the console's browser test will fail"
+		fi
+	fi
+
 	if ((${#missing[@]})); then
 		local list
 		list=$(printf '%s; ' "${missing[@]}")

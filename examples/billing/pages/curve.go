@@ -110,9 +110,9 @@ func (p *pages) curve(w http.ResponseWriter, r *http.Request) {
 	}{
 		Prefix: p.cfg.Console.Prefix(), EIC: eic, Month: m, Series: qh, Resolution: res,
 		Resolutions: []mabis.Resolution{mabis.QuarterHourly, mabis.Hourly, mabis.Daily}, Points: len(rs), QuarterHourCount: len(qh.Points),
-		Energy: console.Chart{Title: "energy of " + eic + " in " + m.String(), Unit: unit, Series: []console.Series{energy}, XLabels: labels, Height: 260,
+		Energy: console.Chart{Title: "energy of " + eic + " in " + m.String(), Unit: unit, Series: []console.Series{energy}, XLabels: labels, Width: 1180, Height: 300,
 			Format: func(v float64) string { return strconv.FormatFloat(v, 'f', 0, 64) }},
-		Share: console.Chart{Title: "substitute share of " + eic + " in " + m.String(), Unit: "%", Series: []console.Series{share}, XLabels: labels, Height: 160,
+		Share: console.Chart{Title: "substitute share of " + eic + " in " + m.String(), Unit: "%", Series: []console.Series{share}, XLabels: labels, Width: 1180, Height: 170,
 			Format: func(v float64) string { return strconv.FormatFloat(v, 'f', 1, 64) }},
 	}
 	if len(rs) > 0 {
