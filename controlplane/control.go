@@ -126,6 +126,12 @@ type ReplicaInfo struct {
 	Applied  int64             `json:"applied"`
 	Skipped  int64             `json:"skipped"`
 	Parked   int64             `json:"parked"`
+	// Held counts events held behind parked streams.
+	Held int64 `json:"held,omitempty"`
+	// LagSeconds is the age of the last processed record of the
+	// replica's partition furthest behind, while one is behind; 0 when
+	// caught up (kafkarunner.Runner.Lag).
+	LagSeconds float64 `json:"lag_seconds,omitempty"`
 	// Unverified counts duplicates skipped without their event ID being
 	// verified against the applied event (see the runner's docs).
 	Unverified int64  `json:"unverified,omitempty"`

@@ -207,8 +207,11 @@ func (r *Runner) heartbeat(ctx context.Context) {
 		st := r.Stats()
 		info := controlplane.ReplicaInfo{
 			ID: r.cfg.ReplicaID, Group: r.cfg.Group, Partitions: r.Assigned(), State: r.State(),
-			Applied: st.Applied, Skipped: st.Skipped, Parked: st.Parked, Unverified: st.Unverified,
+			Applied: st.Applied, Skipped: st.Skipped, Parked: st.Parked, Held: st.Held, Unverified: st.Unverified,
 			LastError: r.LastError(), LastErrorAt: r.lastErrorAt(), Warnings: r.Warnings(), Resettable: resettable,
+		}
+		for _, l := range r.Lag() {
+			info.LagSeconds = max(info.LagSeconds, l.Seconds)
 		}
 		for _, p := range r.Partitions() {
 			if p.State != PartitionRunning {

@@ -18,8 +18,9 @@
 //   - Rebuilds beside the live version: [Client.PlanRebuild],
 //     [Client.StartRebuild], [Client.FollowRebuild],
 //     [Client.RebuildStatus], [Client.AbortRebuild], [Client.DropVersion].
-//   - Parked streams: [Client.Parked], [Client.Resolve] (a retry or skip,
-//     checked against Kafka by kafkarunner.Resolver).
+//   - Parked streams: [Client.Parked], [Client.ParkedRecord] (the record
+//     a stream stopped at, read from Kafka), [Client.Resolve] (a retry or
+//     skip, checked against Kafka by kafkarunner.Resolver).
 //
 // A projection is named as the replicas name it: "billing" is its live
 // version, "billing@v3" a version by number ([Client.Projection]).

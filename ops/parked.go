@@ -3,8 +3,14 @@ package ops
 import (
 	"context"
 	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/projector-dev/projector/controlplane"
+	"github.com/projector-dev/projector/internal/kafkaio"
 	"github.com/projector-dev/projector/kafkarunner"
 )
 
@@ -58,4 +64,59 @@ func (c *Client) Resolve(ctx context.Context, req ResolveRequest) (controlplane.
 		return parked, &Error{Kind: ErrNotFound, Err: err}
 	}
 	return parked, err
+}
+
+// ParkedRecord is the Kafka record a stream is parked at, as
+// [Client.ParkedRecord] read it.
+type ParkedRecord struct {
+	Parked    controlplane.ParkedStream
+	Topic     string
+	Partition int32
+	Offset    int64
+	Key       []byte
+	Headers   []kgo.RecordHeader
+	// Value is the record's payload, at most the limit asked for;
+	// ValueSize is its full size.
+	Value     []byte
+	ValueSize int
+	Timestamp time.Time
+}
+
+// ParkedRecord reads the record the parked stream streamID of projection
+// stopped at from Kafka (at its position, with a client of its own, as a
+// retry re-reads it), keeping at most maxValue bytes of its payload. A
+// stream that is not parked is [ErrNotFound]; one parked without a
+// position (nothing to read) is [ErrNotFound] too. It needs Config.Seeds.
+func (c *Client) ParkedRecord(ctx context.Context, projection, streamID string, maxValue int) (ParkedRecord, error) {
+	list, err := c.Parked(ctx, projection)
+	if err != nil {
+		return ParkedRecord{}, err
+	}
+	i := slices.IndexFunc(list, func(p controlplane.ParkedStream) bool { return p.StreamID == streamID })
+	if i < 0 {
+		return ParkedRecord{}, notFound("%s of %s is not parked", streamID, projection)
+	}
+	out := ParkedRecord{Parked: list[i], Topic: c.cfg.Topic}
+	pos := list[i].Position
+	if pos == nil {
+		return out, notFound("%s of %s is parked without a position in Kafka: there is no record to show", streamID, projection)
+	}
+	if len(c.cfg.Seeds) == 0 {
+		return out, errors.New("ops: reading a parked record needs Kafka's seed brokers (Config.Seeds)")
+	}
+	out.Partition, out.Offset = pos.Partition, pos.Offset
+	found := false
+	err = kafkaio.ReadPartition(ctx, c.cfg.Seeds, c.cfg.ClientOpts, c.cfg.Topic, pos.Partition, pos.Offset, pos.Offset+1, nil, func(r *kgo.Record) error {
+		found = true
+		out.Key, out.Headers, out.Timestamp, out.ValueSize = r.Key, r.Headers, r.Timestamp, len(r.Value)
+		out.Value = r.Value[:min(len(r.Value), max(maxValue, 0))]
+		return nil
+	})
+	if err != nil {
+		return out, fmt.Errorf("ops: reading the parked record of %s at %s/%d offset %d: %w", streamID, c.cfg.Topic, pos.Partition, pos.Offset, err)
+	}
+	if !found {
+		return out, notFound("the parked record of %s at %s/%d offset %d is no longer in Kafka", streamID, c.cfg.Topic, pos.Partition, pos.Offset)
+	}
+	return out, nil
 }

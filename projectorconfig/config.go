@@ -66,6 +66,10 @@ type Config struct {
 	// TraceEventSpans is "sampled", "always" or "off" (see
 	// kafkarunner.EventSpans).
 	TraceEventSpans string
+	// Console serves the web console; ConsoleAdminToken (a secret) lets
+	// operators retry and skip parked streams in it.
+	Console           bool
+	ConsoleAdminToken string
 }
 
 // ConsumerGroup returns Group, or the projection's name when it is empty.
@@ -108,6 +112,7 @@ func (s *Set) Config() (Config, error) {
 	str(RedisNamespace, &c.RedisNamespace)
 	str(Projection, &c.Projection)
 	str(HTTPAddr, &c.HTTPAddr)
+	str(ConsoleAdminToken, &c.ConsoleAdminToken)
 	if s.Has(KafkaBrokers) {
 		c.Brokers = s.List(KafkaBrokers)
 	}
@@ -126,6 +131,7 @@ func (s *Set) Config() (Config, error) {
 	}
 	boolean(RedisCluster, &c.RedisCluster)
 	boolean(RedisTLS, &c.RedisTLS)
+	boolean(Console, &c.Console)
 	c.RedisTLS = c.RedisTLS || c.RedisTLSCertFile != ""
 	switch {
 	case c.RedisURL != "" && len(c.RedisAddrs) > 0:

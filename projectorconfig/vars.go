@@ -112,6 +112,10 @@ var (
 		Help: "debug, info, warn or error"}
 	LogFormat = Var{Env: "PROJECTOR_LOG_FORMAT", Flag: "log-format", Default: "text",
 		Help: "text or json (one JSON object per line, with trace_id and span_id inside a span)"}
+	Console = Var{Env: "PROJECTOR_CONSOLE", Flag: "console", Kind: Bool, Default: "false",
+		Help: "serve the web console (projections, lag, parked streams) under /console/ on the HTTP address; read-only unless an admin token is set"}
+	ConsoleAdminToken = Var{Env: "PROJECTOR_CONSOLE_ADMIN_TOKEN", Flag: "console-admin-token", Secret: true,
+		Help: "token that signs an operator in to the console to retry or skip parked streams; empty: the console is read-only; prefer the variable"}
 	TraceEventSpans = Var{Env: "PROJECTOR_TRACE_EVENT_SPANS", Flag: "trace-event-spans", Default: "sampled",
 		Help: "which events get an apply span of their own: sampled (their record's trace is sampled), always or off; batches always get one"}
 )
@@ -127,7 +131,8 @@ func Connection() []Var {
 
 // Worker returns the settings of a projection worker: Connection plus the
 // projection, the HTTP address, the shutdown timeout, the group's session
-// timeout, instance ID and protocol, and the log level and format.
+// timeout, instance ID and protocol, the log level and format, and the web
+// console.
 func Worker() []Var {
-	return append(Connection(), Projection, KafkaSessionTimeout, KafkaInstanceID, KafkaGroupProtocol, HTTPAddr, ShutdownTimeout, LogLevel, LogFormat, TraceEventSpans)
+	return append(Connection(), Projection, KafkaSessionTimeout, KafkaInstanceID, KafkaGroupProtocol, HTTPAddr, ShutdownTimeout, LogLevel, LogFormat, TraceEventSpans, Console, ConsoleAdminToken)
 }

@@ -13,6 +13,8 @@
 #   PROJECTOR_TEST_FLAGS="-v" scripts/test.sh
 # Environment:
 #   PROJECTOR_TEST_FLAGS  extra go test flags, added after the defaults
+#   PROJECTOR_TEST_ARTIFACTS  where tests keep their artifacts (go test -artifacts; default
+#                         ${TMPDIR:-/tmp}/projector-test-artifacts)
 #   PROJECTOR_TEST_RACE=0 run without -race
 #   PROJECTOR_NO_HA=1     do not start the HA topology (its tests then skip, or fail under CI=true)
 #   see scripts/lib/infra.sh and scripts/lib/ha.sh for the server knobs (versions, ports,
@@ -98,7 +100,10 @@ fi
 
 infra_browser
 
-flags=(-count=1 -timeout 30m)
+# Test artifacts (the browser test's screenshot of a failure) outlive the run.
+artifacts=${PROJECTOR_TEST_ARTIFACTS:-${TMPDIR:-/tmp}/projector-test-artifacts}
+mkdir -p "$artifacts"
+flags=(-count=1 -timeout 30m -artifacts -outputdir "$artifacts")
 [[ ${PROJECTOR_TEST_RACE:-1} != 0 ]] && flags=(-race "${flags[@]}")
 if [[ -n ${PROJECTOR_TEST_FLAGS:-} ]]; then
 	read -r -a extra <<<"$PROJECTOR_TEST_FLAGS"
@@ -111,4 +116,7 @@ set +e
 go test "${flags[@]}" "$@"
 rc=$?
 set -e
+if [[ -n $(find "$artifacts" -type f -print -quit 2>/dev/null) ]]; then
+	infra_log "test artifacts: $artifacts"
+fi
 exit "$rc"

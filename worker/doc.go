@@ -15,7 +15,9 @@
 //     rebuild), or a [kafkarunner.Runner] for a single one;
 //   - one HTTP server with GET /healthz (the process), GET /readyz (group
 //     joined, Redis reachable), GET /metrics (Prometheus) and the program's
-//     own handlers ([Worker.Handle]);
+//     own handlers ([Worker.Handle]); with PROJECTOR_CONSOLE=true also the
+//     web console under /console/ (package console, docs/console.md;
+//     retry and skip only with PROJECTOR_CONSOLE_ADMIN_TOKEN);
 //   - SIGTERM and SIGINT: the runner finishes its batch, stores its
 //     cursors, commits and leaves the group within PROJECTOR_SHUTDOWN_TIMEOUT,
 //     and the HTTP server keeps answering until it has; a second signal

@@ -34,6 +34,18 @@ func (w *Worker) serve(ctx context.Context, opts Options) error {
 	fmt.Fprintf(opts.Stdout, "%s: replica %s of projection %s (group %s) on topic %s; health, metrics and API on %s\n",
 		opts.Name, w.ReplicaID(), w.Config.Projection, w.Config.ConsumerGroup(), w.Config.Topic, URL(ln.Addr().String()))
 
+	if w.Console != nil {
+		fmt.Fprintf(opts.Stdout, "%s: console on %s%s\n", opts.Name, URL(ln.Addr().String()), ConsolePrefix)
+		sampled := make(chan struct{})
+		defer func() {
+			stopRunner() // the sampler stops with runCtx
+			<-sampled
+		}()
+		go func() {
+			defer close(sampled)
+			_ = w.Console.Run(runCtx)
+		}()
+	}
 	runErr := make(chan error, 1)
 	go func() { runErr <- w.runner.Run(runCtx) }()
 	select {

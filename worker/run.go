@@ -133,6 +133,11 @@ func Run(ctx context.Context, args []string, opts Options) error {
 	w.mux.Handle("GET /healthz", healthz)
 	w.mux.Handle("GET /readyz", healthz)
 	w.mux.Handle("GET /metrics", tel.PrometheusHandler())
+	if cfg.Console {
+		if err := w.newConsole(); err != nil {
+			return fmt.Errorf("console: %w", err)
+		}
+	}
 
 	p, err := opts.Setup(ctx, w)
 	if err != nil {

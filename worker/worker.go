@@ -11,6 +11,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/projector-dev/projector/console"
 	"github.com/projector-dev/projector/framework"
 	"github.com/projector-dev/projector/kafkarunner"
 	"github.com/projector-dev/projector/projectorconfig"
@@ -87,6 +88,10 @@ type Worker struct {
 	// KafkaOpts are the franz-go options of the configured SASL and TLS,
 	// without the seed brokers (see KafkaClient).
 	KafkaOpts []kgo.Opt
+	// Console is the web console under /console/ when PROJECTOR_CONSOLE
+	// is set (nil otherwise): Setup may add pages of its own to it
+	// (Console.Handle, Console.Render).
+	Console *console.Console
 
 	mux     *http.ServeMux
 	closers []func()

@@ -140,6 +140,8 @@ func TestRunInProcess(t *testing.T) {
 	t.Setenv("PROJECTOR_REDIS_URL", "redis://"+mr.Addr())
 	t.Setenv("PROJECTOR_REDIS_PASSWORD", planted)
 	t.Setenv("PROJECTOR_KAFKA_PASSWORD", planted)
+	t.Setenv("PROJECTOR_CONSOLE", "on")
+	t.Setenv("PROJECTOR_CONSOLE_ADMIN_TOKEN", planted)
 	t.Setenv("PROJECTOR_KAFKA_TLS", "off")
 	t.Setenv("PROJECTOR_SHUTDOWN_TIMEOUT", "10s")
 	t.Setenv("PROJECTOR_KAFKA_SESSION_TIMEOUT", "6s")
@@ -221,6 +223,16 @@ func TestRunInProcess(t *testing.T) {
 		t.Errorf("/metrics: %d %v\n%.300s", code, err, body)
 	} else {
 		served.WriteString(body)
+	}
+	for _, page := range []string{"/console/", "/console/parked", "/console/login"} {
+		if code, body, err := get(ctx, base+page); err != nil || code != 200 || !strings.Contains(body, "Projector console") {
+			t.Errorf("%s: %d %v\n%.300s", page, code, err, body)
+		} else {
+			served.WriteString(body)
+		}
+	}
+	if !strings.Contains(stdout.String(), "console on "+base+"/console/") {
+		t.Errorf("the start lines do not name the console:\n%s", stdout.String())
 	}
 	if code, body, err := get(ctx, base+"/api/hello"); err != nil || code != 200 || !strings.HasPrefix(body, "hello from ") || body == "hello from " {
 		t.Errorf("/api/hello: %d %q %v", code, body, err)

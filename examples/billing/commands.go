@@ -15,6 +15,7 @@ import (
 	"github.com/projector-dev/projector/examples/billing/api"
 	"github.com/projector-dev/projector/examples/billing/loadgen"
 	"github.com/projector-dev/projector/examples/billing/mabis"
+	"github.com/projector-dev/projector/examples/billing/pages"
 	"github.com/projector-dev/projector/kafkastore"
 	"github.com/projector-dev/projector/ops"
 	"github.com/projector-dev/projector/projectorconfig"
@@ -252,6 +253,13 @@ func setupWorker(ctx context.Context, w *worker.Worker) (worker.Projection, erro
 		return worker.Projection{}, err
 	}
 	w.Handle("/api/", h)
+	if w.Console != nil { // PROJECTOR_CONSOLE: the billing pages beside the operations pages
+		w.Console.AddLinks(pages.Links(w.Console.Prefix())...)
+		month := mabis.DayOf(time.Now()).BillingMonth()
+		if err := pages.Register(pages.Config{Console: w.Console, Reader: rm.reader, Month: month}); err != nil {
+			return worker.Projection{}, err
+		}
+	}
 	return worker.Versioned(rm.projection), nil
 }
 

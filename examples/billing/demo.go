@@ -27,6 +27,7 @@ import (
 	"github.com/projector-dev/projector/kafkarunner"
 	"github.com/projector-dev/projector/ops"
 	"github.com/projector-dev/projector/redischeckpoint"
+	"github.com/projector-dev/projector/telemetry"
 )
 
 // demo runs everything in one process: Kafka and Redis in-process (unless
@@ -104,10 +105,18 @@ func demo(ctx context.Context, o options, out io.Writer) error {
 	}
 	defer adm.Close()
 
+	// Metrics are recorded and served on /metrics; traces and metrics are
+	// exported only where the OTEL_* variables say so.
+	tel, shutdownTelemetry, err := setupTelemetry(ctx, o, "projector-billing-demo")
+	if err != nil {
+		return err
+	}
+	defer shutdownTelemetry()
+
 	fmt.Fprintf(out, "\nprojecting %d events into Redis with %d runner replicas (projection %q, consumer group %q) ...\n",
 		stats.Events, o.replicas, o.projection, o.groupName())
 	projectStart := time.Now()
-	reps, err := startReplicas(ctx, o, rm)
+	reps, err := startReplicas(ctx, o, rm, tel)
 	if err != nil {
 		return err
 	}
@@ -143,7 +152,15 @@ func demo(ctx context.Context, o options, out io.Writer) error {
 	}
 	fmt.Fprintf(out, "demo ready after %v\n", time.Since(started).Round(time.Millisecond))
 
-	status, err := ops.New(ops.Config{Admin: rm.store, Kafka: adm, Topic: o.topic, Group: o.group})
+	opts, err := kafkaOpts(o)
+	if err != nil {
+		return errors.Join(err, reps.stop())
+	}
+	status, err := ops.New(ops.Config{Admin: rm.store, Checkpoints: rm.store, Kafka: adm, Seeds: o.brokers, ClientOpts: opts, Topic: o.topic, Group: o.group})
+	if err != nil {
+		return errors.Join(err, reps.stop())
+	}
+	con, err := newConsole(o, status, rm, events)
 	if err != nil {
 		return errors.Join(err, reps.stop())
 	}
@@ -155,6 +172,16 @@ func demo(ctx context.Context, o options, out io.Writer) error {
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/api/", h)
+	mux.Handle("GET /metrics", tel.PrometheusHandler())
+	mux.Handle(con.Prefix(), con)
+	mux.Handle("GET /{$}", http.RedirectHandler(con.Prefix(), http.StatusFound))
+	consoleCtx, stopConsole := context.WithCancel(ctx)
+	var sampler sync.WaitGroup
+	sampler.Go(func() { _ = con.Run(consoleCtx) })
+	defer func() {
+		stopConsole()
+		sampler.Wait()
+	}()
 	for _, r := range reps.versioned {
 		prefix := "/replicas/" + r.ReplicaID()
 		mux.Handle(prefix+"/", http.StripPrefix(prefix, r.Handler()))
@@ -165,11 +192,17 @@ func demo(ctx context.Context, o options, out io.Writer) error {
 	}
 	err = serveHTTP(ctx, o.httpAddr, o.shutdown, mux, func(addr string) {
 		base := apiURL(addr)
+		fmt.Fprintf(out, "\nconsole: %s%s\n", base, con.Prefix())
+		if o.consoleToken == "" {
+			fmt.Fprintf(out, "  read-only; set PROJECTOR_CONSOLE_ADMIN_TOKEN to retry and skip parked streams in it\n")
+		} else {
+			fmt.Fprintf(out, "  retry and skip after signing in with PROJECTOR_CONSOLE_ADMIN_TOKEN\n")
+		}
 		fmt.Fprintf(out, "\nAPI (Ctrl-C to stop):\n  %s/api/v1/months/%s/balance-groups\n", base, o.month)
 		if eic != "" {
 			fmt.Fprintf(out, "  %s/api/v1/months/%s/balance-groups/%s/series?resolution=hour\n", base, o.month, eic)
 		}
-		fmt.Fprintf(out, "  %s/api/v1/status\n", base)
+		fmt.Fprintf(out, "  %s/api/v1/status\n  %s/metrics\n", base, base)
 		fmt.Fprintf(out, "  %s/replicas/%s/readyz (and /healthz, per replica)\n", base, reps.versioned[0].ReplicaID())
 		env := fmt.Sprintf("PROJECTOR_KAFKA_BROKERS=%s PROJECTOR_REDIS_URL=%s", strings.Join(o.brokers, ","), redisURL)
 		if o.topic != "mabis.process-events" {
@@ -210,7 +243,7 @@ func (r *replicas) runners() []*kafkarunner.Runner {
 	return out
 }
 
-func startReplicas(ctx context.Context, o options, rm *readModel) (*replicas, error) {
+func startReplicas(ctx context.Context, o options, rm *readModel, tel *telemetry.Telemetry) (*replicas, error) {
 	opts, err := kafkaOpts(o)
 	if err != nil {
 		return nil, err
@@ -227,6 +260,7 @@ func startReplicas(ctx context.Context, o options, rm *readModel) (*replicas, er
 				Seeds: o.brokers, ClientOpts: opts, Topic: o.topic, Group: o.group, Checkpoints: rm.store,
 				ReplicaID:     fmt.Sprintf("demo-%d", i+1),
 				FlushInterval: 250 * time.Millisecond, ShutdownTimeout: o.shutdown, Logger: o.logger,
+				TracerProvider: tel.TracerProvider(), MeterProvider: tel.MeterProvider(),
 			},
 		})
 		if err != nil {

@@ -97,13 +97,15 @@ type options struct {
 	// franz-go's default (45s).
 	sessionTimeout time.Duration
 	httpAddr       string
-	tenant         string
-	month          mabis.Month
-	malos          int
-	seed           uint64
-	replicas       int
-	shutdown       time.Duration
-	logLevel       slog.Level
+	// consoleToken is the console's admin token (a secret).
+	consoleToken string
+	tenant       string
+	month        mabis.Month
+	malos        int
+	seed         uint64
+	replicas     int
+	shutdown     time.Duration
+	logLevel     slog.Level
 	// correctionWindow is close-month's mabis.CloseConfig.CorrectionWindow.
 	correctionWindow time.Duration
 	// malosSet says whether -malos or PROJECTOR_MALOS was given.
@@ -171,7 +173,7 @@ func parseFlags(cmd string, args []string, stderr io.Writer) (options, error) {
 		kafka:    worker.KafkaSecurity(cfg),
 		redisURL: cfg.RedisURL, redisUser: cfg.RedisUsername, redisPass: cfg.RedisPassword, redisCA: cfg.RedisTLSCAFile,
 		namespace: cfg.RedisNamespace, waitReplicas: cfg.RedisWaitReplicas, sessionTimeout: cfg.KafkaSessionTimeout,
-		httpAddr: cfg.HTTPAddr, shutdown: cfg.ShutdownTimeout, logLevel: cfg.LogLevel,
+		httpAddr: cfg.HTTPAddr, consoleToken: cfg.ConsoleAdminToken, shutdown: cfg.ShutdownTimeout, logLevel: cfg.LogLevel,
 		tenant: set.String(tenantVar), malosSet: set.IsSet(malosVar),
 	}
 	positive := func(v projectorconfig.Var, dst *int) {

@@ -83,6 +83,34 @@ func TestDemo(t *testing.T) {
 	if err != nil || st.State != "running" || st.TotalLag != 0 || len(st.Replicas) != 3 || st.Local.State != "live" || st.Local.Applied == 0 {
 		t.Errorf("status %+v, %v", st, err)
 	}
+	// The console, whose URL the demo prints, and /metrics.
+	consoleURL := regexp.MustCompile(`console: (http://\S+/console/)`).FindStringSubmatch(out.String())
+	if consoleURL == nil {
+		t.Fatalf("the demo does not print the console's URL:\n%s", out.String())
+	}
+	base := strings.TrimSuffix(consoleURL[1], "/console/")
+	for path, want := range map[string]string{
+		"/":                     "Projections", // redirected to the console
+		"/console/":             `<tr class="replica">`,
+		"/console/parked":       "no parked stream",
+		"/console/billing/":     "2980 quarter hours",
+		"/console/billing/malo": "MaLo-ID",
+		"/metrics":              "projector_events_applied",
+	} {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+path, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), want) {
+			t.Errorf("GET %s: %d, want %q in\n%.2000s", path, resp.StatusCode, want, body)
+		}
+		if path == "/console/" && strings.Count(string(body), `<tr class="replica">`) != 3 {
+			t.Errorf("the console shows %d replicas, want 3", strings.Count(string(body), `<tr class="replica">`))
+		}
+	}
 	cancel()
 	if err := <-done; err != nil {
 		t.Errorf("demo after interrupt: %v", err)
@@ -132,6 +160,7 @@ func TestWorkerInProcess(t *testing.T) {
 		"PROJECTOR_TOPIC": "billing.worker-test", "PROJECTOR_PARTITIONS": "2", "PROJECTOR_MALOS": "5", "PROJECTOR_MONTH": "2026-10",
 		"PROJECTOR_TENANT": "netz-worker", "PROJECTOR_HTTP_ADDR": "127.0.0.1:0", "PROJECTOR_SHUTDOWN_TIMEOUT": "10s",
 		"PROJECTOR_KAFKA_SESSION_TIMEOUT": "6s", "PROJECTOR_KAFKA_TLS": "no", "PROJECTOR_LOG_LEVEL": "warn", "OTEL_SDK_DISABLED": "true",
+		"PROJECTOR_CONSOLE": "true",
 	} {
 		t.Setenv(k, v)
 	}
@@ -184,7 +213,7 @@ func TestWorkerInProcess(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	for _, path := range []string{"/healthz", "/readyz", "/metrics", "/api/v1/months/2026-10/balance-groups"} {
+	for _, path := range []string{"/healthz", "/readyz", "/metrics", "/api/v1/months/2026-10/balance-groups", "/console/", "/console/billing/?month=2026-10"} {
 		if code, body := get(path); code != 200 {
 			t.Errorf("GET %s: %d %s", path, code, body)
 		}

@@ -42,9 +42,9 @@ func TestNoSecretInAnyOutput(t *testing.T) {
 		_, _ = rand.Read(b)
 		return "Pl4nted-" + what + "-" + hex.EncodeToString(b)
 	}
-	redisPassword, wrongRedis, wrongKafka := planted("redis"), planted("wrong-redis"), planted("wrong-kafka")
+	redisPassword, wrongRedis, wrongKafka, consoleToken := planted("redis"), planted("wrong-redis"), planted("wrong-kafka"), planted("console")
 	secrets := map[string]string{"the Redis password": redisPassword, "a wrong Redis password": wrongRedis,
-		"the SCRAM password": kafka.Secure.Password, "a wrong SCRAM password": wrongKafka}
+		"the SCRAM password": kafka.Secure.Password, "a wrong SCRAM password": wrongKafka, "the console's admin token": consoleToken}
 	user := "billing-secrets-" + hex.EncodeToString([]byte(redisEnv.Prefix(t)))[:12]
 	if err := redisEnv.Client.Do(ctx, "ACL", "SETUSER", user, "reset", "on", ">"+redisPassword, "~*", "&*", "+@all").Err(); err != nil {
 		t.Fatalf("ACL SETUSER: %v", err)
@@ -63,7 +63,7 @@ func TestNoSecretInAnyOutput(t *testing.T) {
 		"PROJECTOR_REDIS_USERNAME":    user, "PROJECTOR_REDIS_PASSWORD": redisPassword,
 		"PROJECTOR_PARTITIONS": "3", "PROJECTOR_TENANT": "netz-secrets", "PROJECTOR_MONTH": "2026-10", "PROJECTOR_MALOS": "12",
 		"PROJECTOR_SEED": "3", "PROJECTOR_KAFKA_SESSION_TIMEOUT": "6s", "PROJECTOR_LOG_LEVEL": "debug", "PROJECTOR_LOG_FORMAT": "json",
-		"OTEL_SDK_DISABLED": "false",
+		"OTEL_SDK_DISABLED": "false", "PROJECTOR_CONSOLE": "true", "PROJECTOR_CONSOLE_ADMIN_TOKEN": consoleToken,
 	})
 	var outputs []struct{ what, text string }
 	record := func(what, text string) { outputs = append(outputs, struct{ what, text string }{what, text}) }
@@ -124,6 +124,7 @@ func TestNoSecretInAnyOutput(t *testing.T) {
 		"/api/v1/months/not-a-month/balance-groups":                   400,
 		"/api/v1/months/2026-10/balance-groups/11XNOSUCHGROUP/series": 400,
 		"/api/v1/nothing-here":                                        404,
+		"/console/":                                                   200, "/console/parked": 200, "/console/login": 200, "/console/billing/?month=2026-10": 200,
 	} {
 		if code, body := get(path); code != want {
 			t.Errorf("GET %s: %d, want %d: %.300s", path, code, want, body)

@@ -6,7 +6,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
@@ -18,14 +17,11 @@ import (
 // google-chrome are looked up on PATH.
 const EnvChromium = "PROJECTOR_CHROMIUM"
 
-// EnvArtifacts is the directory where browser tests save screenshots (default: the test's
-// temporary directory, which the test removes; set it to keep them).
-const EnvArtifacts = "PROJECTOR_TEST_ARTIFACTS"
-
 // Browser returns a chromedp context driving a headless Chromium, closed when the test
 // ends. Without a Chromium the test is skipped, or fails when real servers are required
 // (PROJECTOR_REQUIRE_REAL=1 or CI=true). When the test fails, the page is saved as a
-// screenshot (see EnvArtifacts) and the path logged.
+// screenshot in the test's artifact directory (kept with go test -artifacts, as
+// scripts/test.sh runs the tests) and the path logged.
 func Browser(t testing.TB) context.Context {
 	t.Helper()
 	bin := os.Getenv(EnvChromium)
@@ -67,18 +63,11 @@ func Browser(t testing.TB) context.Context {
 	return ctx
 }
 
-// Screenshot saves the browser's whole page as <artifacts>/<test>-<name>.png and logs the
-// path; it returns the path ("" when it could not).
+// Screenshot saves the browser's whole page as <name>.png in the test's artifact directory
+// (t.ArtifactDir) and logs the path; it returns the path ("" when it could not).
 func Screenshot(t testing.TB, ctx context.Context, name string) string {
 	t.Helper()
-	dir := os.Getenv(EnvArtifacts)
-	if dir == "" {
-		dir = t.TempDir()
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Logf("testenv: screenshot: %v", err)
-		return ""
-	}
+	dir := t.ArtifactDir()
 	sctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
 	png, err := chromedp.Run(sctx, chromedp.FullScreenshot(90))
@@ -86,7 +75,7 @@ func Screenshot(t testing.TB, ctx context.Context, name string) string {
 		t.Logf("testenv: screenshot: %v", err)
 		return ""
 	}
-	path := filepath.Join(dir, strings.NewReplacer("/", "_", " ", "_").Replace(t.Name())+"-"+name+".png")
+	path := filepath.Join(dir, name+".png")
 	if err := os.WriteFile(path, png, 0o644); err != nil {
 		t.Logf("testenv: screenshot: %v", err)
 		return ""

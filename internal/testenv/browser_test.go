@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"testing"
 
 	"github.com/chromedp/chromedp"
@@ -29,7 +30,10 @@ func TestBrowserRendersAPage(t *testing.T) {
 	if text != "rendered by script" {
 		t.Errorf("text = %q", text)
 	}
-	if testenv.Screenshot(t, ctx, "page") == "" {
-		t.Error("no screenshot")
+	path := testenv.Screenshot(t, ctx, "page")
+	if path == "" {
+		t.Fatal("no screenshot")
 	}
+	_ = os.Remove(path) // kept only when a browser test fails
+
 }

@@ -1,0 +1,136 @@
+package console_test
+
+import (
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/projector-dev/projector/controlplane"
+)
+
+func TestActionsNeedTokenAndCSRF(t *testing.T) {
+	f := newFixture(t, adminToken)
+	anon := f.client(t)
+	form := func(csrf string) url.Values {
+		v := url.Values{"action": {"retry"}, "by": {"alice"}, "reason": {"fixed in 1.4.2"}}
+		if csrf != "" {
+			v.Set("csrf", csrf)
+		}
+		return v
+	}
+	// Without a session: 403, whatever the form says.
+	if code, body, _ := post(t, anon, resolveURL(f.server.URL, scriptID), form("00")); code != http.StatusForbidden {
+		t.Errorf("resolve without a session: %d\n%s", code, body)
+	}
+	if code, _, _ := post(t, anon, f.server.URL+"/console/login", url.Values{"token": {"wrong"}}); code != http.StatusForbidden {
+		t.Errorf("sign-in with a wrong token: %d", code)
+	}
+	if code, _, _ := post(t, anon, f.server.URL+"/console/login", url.Values{}); code != http.StatusForbidden {
+		t.Errorf("sign-in without a token: %d", code)
+	}
+	// The stream page offers no form before sign-in.
+	if _, body, _ := get(t, anon, streamURL(f.server.URL, scriptID)); strings.Contains(body, "parked/resolve") || !strings.Contains(body, "Sign in") {
+		t.Errorf("stream page before sign-in offers the actions or no sign-in")
+	}
+
+	admin := f.client(t)
+	csrf := signIn(t, f, admin)
+	for name, tok := range map[string]string{"missing CSRF": "", "wrong CSRF": strings.Repeat("0", len(csrf))} {
+		if code, _, _ := post(t, admin, resolveURL(f.server.URL, scriptID), form(tok)); code != http.StatusForbidden {
+			t.Errorf("%s: %d", name, code)
+		}
+	}
+	// Another session's CSRF token does not fit this session.
+	other := f.client(t)
+	otherCSRF := signIn(t, f, other)
+	if code, _, _ := post(t, admin, resolveURL(f.server.URL, scriptID), form(otherCSRF)); code != http.StatusForbidden {
+		t.Errorf("another session's CSRF token: %d", code)
+	}
+	parked, err := f.store.Parked(t.Context(), "billing")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range parked {
+		if p.Resolving != nil {
+			t.Fatalf("a refused POST resolved %q: %+v", p.StreamID, p.Resolving)
+		}
+	}
+	// Bad input with a valid session: 400, nothing recorded.
+	if code, _, _ := post(t, admin, resolveURL(f.server.URL, scriptID), url.Values{"csrf": {csrf}, "action": {"skip"}, "by": {"alice"}}); code != http.StatusBadRequest {
+		t.Errorf("skip without a reason: %d", code)
+	}
+	if code, _, _ := post(t, admin, resolveURL(f.server.URL, scriptID), url.Values{"csrf": {csrf}, "action": {"retry"}}); code != http.StatusBadRequest {
+		t.Errorf("retry without who: %d", code)
+	}
+
+	// Token and CSRF: 303, and the retry is recorded as projectorctl
+	// records it, by whom and why.
+	code, _, resp := post(t, admin, resolveURL(f.server.URL, scriptID), form(csrf))
+	if code != http.StatusSeeOther || !strings.HasPrefix(resp.Header.Get("Location"), "/console/parked?") {
+		t.Fatalf("resolve with token and CSRF: %d, Location %q", code, resp.Header.Get("Location"))
+	}
+	code, _, _ = post(t, admin, resolveURL(f.server.URL, terminalID), url.Values{"csrf": {csrf}, "action": {"skip"}, "by": {"bob"}, "reason": {"never written (incident 42)"}})
+	if code != http.StatusSeeOther {
+		t.Fatalf("skip: %d", code)
+	}
+	parked, err = f.store.Parked(t.Context(), "billing")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]*controlplane.Resolution{}
+	for _, p := range parked {
+		got[p.StreamID] = p.Resolving
+	}
+	if r := got[scriptID]; r == nil || r.Action != controlplane.ResolveRetry || r.By != "alice (console)" || r.Reason != "fixed in 1.4.2" {
+		t.Errorf("retry recorded = %+v", r)
+	}
+	if r := got[terminalID]; r == nil || r.Action != controlplane.ResolveSkip || r.By != "bob (console)" || r.Reason != "never written (incident 42)" {
+		t.Errorf("skip recorded = %+v", r)
+	}
+	// A second request while the first is pending is refused (409), and
+	// the page says so.
+	if code, body, _ := post(t, admin, resolveURL(f.server.URL, scriptID), form(csrf)); code != http.StatusConflict {
+		t.Errorf("a second retry: %d", code)
+	} else {
+		checkSafe(t, "refusal", body)
+	}
+	if code, _, _ := post(t, admin, resolveURL(f.server.URL, "process/acme/not-parked"), form(csrf)); code != http.StatusNotFound {
+		t.Errorf("resolve a stream not parked: %d", code)
+	}
+
+	// Every page, signed in or not, shows no secret.
+	for _, cl := range []*http.Client{anon, admin} {
+		for _, u := range []string{"/console/", "/console/parked", "/console/login", "/console/parked/stream?projection=billing&stream=" + url.QueryEscape(scriptID)} {
+			code, body, _ := get(t, cl, f.server.URL+u)
+			if code != http.StatusOK {
+				t.Errorf("GET %s: %d", u, code)
+			}
+			checkSafe(t, u, body)
+		}
+	}
+
+	// Sign-out needs the CSRF token too, and ends the session.
+	if code, _, _ := post(t, admin, f.server.URL+"/console/logout", url.Values{}); code != http.StatusForbidden {
+		t.Errorf("sign-out without CSRF: %d", code)
+	}
+	if code, _, _ := post(t, admin, f.server.URL+"/console/logout", url.Values{"csrf": {csrf}}); code != http.StatusSeeOther {
+		t.Errorf("sign-out: %d", code)
+	}
+	if code, _, _ := post(t, admin, resolveURL(f.server.URL, terminalID), form(csrf)); code != http.StatusForbidden {
+		t.Errorf("resolve after sign-out: %d", code)
+	}
+}
+
+func TestReadOnlyConsoleRefusesActions(t *testing.T) {
+	f := newFixture(t, "")
+	cl := f.client(t)
+	for _, u := range []string{"/console/login", "/console/parked/resolve?projection=billing&stream=x", "/console/logout"} {
+		if code, _, _ := post(t, cl, f.server.URL+u, url.Values{"token": {""}, "csrf": {""}, "action": {"retry"}, "by": {"x"}}); code != http.StatusForbidden {
+			t.Errorf("POST %s on a read-only console: %d", u, code)
+		}
+	}
+	if code, _, _ := get(t, cl, f.server.URL+"/console/login"); code != http.StatusNotFound {
+		t.Errorf("sign-in page of a read-only console: %d", code)
+	}
+}
