@@ -12,6 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/projector-dev/projector/framework"
+	"github.com/projector-dev/projector/internal/testenv"
 	"github.com/projector-dev/projector/kafkarunner"
 	"github.com/projector-dev/projector/kafkastore"
 	"github.com/projector-dev/projector/redischeckpoint"
@@ -56,19 +57,8 @@ func countingRunner(b *testing.B, red redis.UniversalClient, seeds []string, sto
 //	scripts/infra.sh up; eval "$(scripts/infra.sh env)"
 //	go test -run '^$' -bench RunnerVersusPollLoop -benchtime 3x -count 3 ./kafkastore
 func BenchmarkRunnerVersusPollLoop(b *testing.B) {
-	const streams, perStream = 2000, 250
-	const total = streams * perStream
-	store, env := newStore(b, kafkastore.Config{Partitions: 6})
+	store, env, total := appendBenchEvents(b)
 	ctx := context.Background()
-	batch := make([]framework.EventData, perStream)
-	for i := range batch {
-		batch[i] = framework.EventData{Type: "Counted", Data: payload}
-	}
-	for i := range streams {
-		if _, err := store.Append(ctx, fmt.Sprintf("process/bench/%04d", i), framework.AnyVersion, batch); err != nil {
-			b.Fatal(err)
-		}
-	}
 	red := redisFor(b)
 
 	var runnerWall, runnerCPU, plainWall, plainCPU, firstRecord time.Duration
@@ -104,7 +94,7 @@ func BenchmarkRunnerVersusPollLoop(b *testing.B) {
 			b.Fatal(err)
 		}
 		counts := map[string]int{}
-		seen := 0
+		var seen int64
 		for seen < total {
 			fetches := cl.PollRecords(ctx, 1000)
 			recs := fetches.Records()
@@ -115,7 +105,7 @@ func BenchmarkRunnerVersusPollLoop(b *testing.B) {
 				}
 				counts[e.StreamID]++
 			}
-			seen += len(recs)
+			seen += int64(len(recs))
 			if len(recs) > 0 {
 				if err := cl.CommitRecords(ctx, recs...); err != nil {
 					b.Fatal(err)
@@ -126,11 +116,30 @@ func BenchmarkRunnerVersusPollLoop(b *testing.B) {
 		plainCPU += cpuTime() - cpu0
 		cl.Close()
 	}
-	n := float64(total * b.N)
+	n := float64(total * int64(b.N))
 	b.ReportMetric(n/runnerWall.Seconds(), "runner-events/s")
 	b.ReportMetric(n/plainWall.Seconds(), "plain-events/s")
 	b.ReportMetric(plainWall.Seconds()/runnerWall.Seconds(), "runner/plain-speed")
 	b.ReportMetric(float64(runnerCPU.Nanoseconds())/n, "runner-cpu-ns/event")
 	b.ReportMetric(float64(plainCPU.Nanoseconds())/n, "plain-cpu-ns/event")
 	b.ReportMetric(float64(firstRecord.Milliseconds())/float64(b.N), "start-to-first-record-ms")
+}
+
+// appendBenchEvents appends the 500,000 events of the runner benchmarks
+// (2,000 streams of 250 Counted events, 6 partitions) through a new store
+// and returns it with its environment and the number of events.
+func appendBenchEvents(b *testing.B) (*kafkastore.Store, *testenv.KafkaEnv, int64) {
+	b.Helper()
+	const streams, perStream = 2000, 250
+	store, env := newStore(b, kafkastore.Config{Partitions: 6})
+	batch := make([]framework.EventData, perStream)
+	for i := range batch {
+		batch[i] = framework.EventData{Type: "Counted", Data: payload}
+	}
+	for i := range streams {
+		if _, err := store.Append(context.Background(), fmt.Sprintf("process/bench/%04d", i), framework.AnyVersion, batch); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return store, env, streams * perStream
 }

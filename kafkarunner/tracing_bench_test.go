@@ -9,9 +9,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/projector-dev/projector/framework"
 	"github.com/projector-dev/projector/kafkarunner"
-	"github.com/projector-dev/projector/kafkastore"
 )
 
 // discardExporter takes every span and keeps none: the benchmark measures
@@ -34,19 +32,8 @@ func (discardExporter) Shutdown(context.Context) error                          
 //
 //	go test -run '^$' -bench RunnerTracing -benchtime 2x -count 3 ./kafkarunner
 func BenchmarkRunnerTracing(b *testing.B) {
-	const streams, perStream = 2000, 250
-	const total = streams * perStream
-	store, env := newStore(b, kafkastore.Config{Partitions: 6})
+	store, env, total := appendBenchEvents(b)
 	ctx := context.Background()
-	batch := make([]framework.EventData, perStream)
-	for i := range batch {
-		batch[i] = framework.EventData{Type: "Counted", Data: payload}
-	}
-	for i := range streams {
-		if _, err := store.Append(ctx, fmt.Sprintf("process/bench/%04d", i), framework.AnyVersion, batch); err != nil {
-			b.Fatal(err)
-		}
-	}
 	red := redisFor(b)
 	provider := func(sampler sdktrace.Sampler) trace.TracerProvider {
 		tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sampler), sdktrace.WithBatcher(discardExporter{}))
@@ -91,7 +78,7 @@ func BenchmarkRunnerTracing(b *testing.B) {
 			}
 		}
 	}
-	n := float64(total * b.N)
+	n := float64(total * int64(b.N))
 	for i, m := range modes {
 		b.ReportMetric(float64(cpu[i].Nanoseconds())/n, m.name+"-cpu-ns/event")
 		if i > 0 {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/projector-dev/projector/controlplane"
 	"github.com/projector-dev/projector/framework"
+	"github.com/projector-dev/projector/internal/safetext"
 )
 
 // evil is data that tries to take over the terminal: clear the screen,
@@ -146,10 +147,10 @@ func FuzzSafeText(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, s string) {
 		got := safeText(s)
-		if !utf8.ValidString(got) || strings.ContainsFunc(got, unsafeRune) {
+		if !utf8.ValidString(got) || strings.ContainsFunc(got, safetext.Unsafe) {
 			t.Fatalf("safeText(%q) = %q: not safe", s, got)
 		}
-		if utf8.ValidString(s) && !strings.ContainsFunc(s, unsafeRune) && got != s {
+		if utf8.ValidString(s) && !strings.ContainsFunc(s, safetext.Unsafe) && got != s {
 			t.Fatalf("safeText(%q) = %q: changed printable text", s, got)
 		}
 	})
