@@ -6,7 +6,10 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
+	"fmt"
+	"net"
 	"net/http"
+	"strconv"
 	"time"
 )
 
@@ -80,10 +83,18 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 		c.message(w, r, http.StatusForbidden, "Forbidden", "The console is read-only: no admin token is configured (PROJECTOR_CONSOLE_ADMIN_TOKEN).")
 		return
 	}
+	client := clientAddr(r)
+	if wait := c.signInBlocked(client); wait > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(int(wait.Round(time.Second)/time.Second)+1))
+		c.message(w, r, http.StatusTooManyRequests, "Too many attempts",
+			fmt.Sprintf("Too many wrong admin tokens from this address: try again in %v.", wait.Round(time.Second)))
+		return
+	}
 	// Compare digests, so that the time taken says nothing about the
 	// token, not even its length.
 	got, want := sha256.Sum256([]byte(r.PostFormValue("token"))), sha256.Sum256([]byte(c.cfg.AdminToken))
 	if subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
+		c.signInFailed(client)
 		c.cfg.Logger.WarnContext(r.Context(), "console: sign-in with a wrong admin token", "remote", r.RemoteAddr)
 		c.message(w, r, http.StatusForbidden, "Forbidden", "Wrong admin token.")
 		return
@@ -129,4 +140,70 @@ func (c *Console) logout(w http.ResponseWriter, r *http.Request) {
 	}
 	http.SetCookie(w, &http.Cookie{Name: cookieName, Value: "", Path: c.cfg.Prefix, HttpOnly: true, SameSite: http.SameSiteStrictMode, MaxAge: -1})
 	http.Redirect(w, r, c.cfg.Prefix, http.StatusSeeOther)
+}
+
+// Failed sign-ins are throttled per client address: after
+// maxFailedSignIns wrong tokens within failedSignInWindow, sign-ins from
+// that address answer 429 until the window has passed, without comparing
+// the token. The table of addresses is bounded: the oldest entries give
+// way.
+const (
+	maxFailedSignIns   = 5
+	failedSignInWindow = time.Minute
+	maxFailedAddresses = 10000
+)
+
+// failedSignIns counts the wrong tokens of one address since start.
+type failedSignIns struct {
+	start time.Time
+	count int
+}
+
+// clientAddr is the address sign-ins are throttled by: the connection's
+// host (a proxy in front of the console makes all its clients one).
+func clientAddr(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// signInBlocked returns how long sign-ins from addr stay refused (0: not).
+func (c *Console) signInBlocked(addr string) time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	f := c.failures[addr]
+	if f == nil {
+		return 0
+	}
+	left := failedSignInWindow - time.Since(f.start)
+	if left <= 0 {
+		delete(c.failures, addr)
+		return 0
+	}
+	if f.count < maxFailedSignIns {
+		return 0
+	}
+	return left
+}
+
+// signInFailed counts a wrong token from addr.
+func (c *Console) signInFailed(addr string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := time.Now()
+	f := c.failures[addr]
+	if f == nil || now.Sub(f.start) >= failedSignInWindow {
+		if len(c.failures) >= maxFailedAddresses {
+			for k, old := range c.failures {
+				if now.Sub(old.start) >= failedSignInWindow || len(c.failures) >= maxFailedAddresses {
+					delete(c.failures, k)
+				}
+			}
+		}
+		f = &failedSignIns{start: now}
+		c.failures[addr] = f
+	}
+	f.count++
 }

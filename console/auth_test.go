@@ -134,3 +134,25 @@ func TestReadOnlyConsoleRefusesActions(t *testing.T) {
 		t.Errorf("sign-in page of a read-only console: %d", code)
 	}
 }
+
+// TestWrongTokensAreThrottled: after maxFailedSignIns wrong tokens from one
+// address, sign-ins from it answer 429 without comparing the token, the
+// right token included, until the window has passed.
+func TestWrongTokensAreThrottled(t *testing.T) {
+	f := newFixture(t, adminToken)
+	anon := f.client(t)
+	for i := range 5 {
+		if code, _, _ := post(t, anon, f.server.URL+"/console/login", url.Values{"token": {"wrong"}}); code != http.StatusForbidden {
+			t.Fatalf("wrong token %d: %d, want 403", i+1, code)
+		}
+	}
+	for _, tok := range []string{"wrong", adminToken} {
+		code, body, _ := post(t, anon, f.server.URL+"/console/login", url.Values{"token": {tok}})
+		if code != http.StatusTooManyRequests {
+			t.Errorf("sign-in after 5 wrong tokens: %d, want 429\n%s", code, body)
+		}
+		if strings.Contains(body, adminToken) {
+			t.Errorf("the answer shows the token")
+		}
+	}
+}

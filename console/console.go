@@ -105,6 +105,7 @@ type Console struct {
 
 	mu       sync.Mutex
 	sessions map[string]time.Time // session ID -> expiry
+	failures map[string]*failedSignIns // by client address
 }
 
 // New returns a console for cfg. It starts nothing: run the lag sampler
@@ -115,7 +116,8 @@ func New(cfg Config) (*Console, error) {
 	}
 	cfg.setDefaults()
 	c := &Console{cfg: cfg, mux: http.NewServeMux(), pages: map[string]*template.Template{},
-		samples: newSampler(int(cfg.History / cfg.SampleEvery)), csrfKey: make([]byte, 32), sessions: map[string]time.Time{}}
+		samples: newSampler(int(cfg.History / cfg.SampleEvery)), csrfKey: make([]byte, 32), sessions: map[string]time.Time{},
+		failures: map[string]*failedSignIns{}}
 	if _, err := rand.Read(c.csrfKey); err != nil {
 		return nil, err
 	}
