@@ -256,7 +256,16 @@ func setupWorker(ctx context.Context, w *worker.Worker) (worker.Projection, erro
 	if w.Console != nil { // PROJECTOR_CONSOLE: the billing pages beside the operations pages
 		w.Console.AddLinks(pages.Links(w.Console.Prefix())...)
 		month := mabis.DayOf(time.Now()).BillingMonth()
-		if err := pages.Register(pages.Config{Console: w.Console, Reader: rm.reader, Month: month}); err != nil {
+		// A Store that only reads (no guard): a MaLo's page shows its
+		// stream's events (corrections, clearing cases) beside the read
+		// model's assignments and days.
+		events, err := kafkastore.New(ctx, kafkastore.Config{Seeds: cfg.Brokers, Topic: cfg.Topic, ClientOpts: w.KafkaOpts,
+			Logger: w.Logger, DontCreateTopics: true})
+		if err != nil {
+			return worker.Projection{}, err
+		}
+		w.Defer(events.Close)
+		if err := pages.Register(pages.Config{Console: w.Console, Reader: rm.reader, Month: month, Events: events}); err != nil {
 			return worker.Projection{}, err
 		}
 	}

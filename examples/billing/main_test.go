@@ -14,6 +14,9 @@ import (
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/twmb/franz-go/pkg/kfake"
+
+	"github.com/projector-dev/projector/examples/billing/mabis"
+	"github.com/projector-dev/projector/kafkastore"
 )
 
 // syncBuffer is an io.Writer safe for the demo's goroutines.
@@ -217,6 +220,25 @@ func TestWorkerInProcess(t *testing.T) {
 		if code, body := get(path); code != 200 {
 			t.Errorf("GET %s: %d %s", path, code, body)
 		}
+	}
+	// A MaLo's page shows its stream's events, read from the topic.
+	store, err := kafkastore.New(ctx, kafkastore.Config{Seeds: cluster.ListenAddrs(), Topic: "billing.worker-test", DontCreateTopics: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	var malo string
+	for id, err := range store.ListStreams(ctx, "process/netz-worker/") {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, m, _, err := mabis.ParseStreamID(id); err == nil {
+			malo = m
+			break
+		}
+	}
+	if code, body := get("/console/billing/malo?month=2026-10&malo=" + malo); code != 200 || !bytes.Contains(body, []byte(`class="event kind-`)) {
+		t.Errorf("MaLo %q page: %d, want 200 with the stream's events\n%s", malo, code, body)
 	}
 	stop()
 	if err := <-done; err != nil {
