@@ -123,35 +123,6 @@ func demo(ctx context.Context, o options, out io.Writer) error {
 	defer reps.stop()
 	var state atomic.Value
 	state.Store("catching-up")
-	if err := waitCaughtUp(ctx, o, adm, reps, int64(stats.Events), out); err != nil {
-		return errors.Join(err, reps.stop())
-	}
-	var applied int64
-	for _, r := range reps.runners() {
-		applied += r.Stats().Applied
-	}
-	fmt.Fprintf(out, "applied %d events of %d streams in %v; lag 0\n", applied, stats.Streams, time.Since(projectStart).Round(time.Millisecond))
-	for _, r := range reps.runners() {
-		p := r.Assigned()
-		slices.Sort(p)
-		fmt.Fprintf(out, "  replica %s: partitions %v, %d applied\n", r.ReplicaID(), p, r.Stats().Applied)
-	}
-
-	totals, err := rm.reader.BalanceGroups(ctx, o.month)
-	if err != nil {
-		return errors.Join(err, reps.stop())
-	}
-	printTotals(out, o, totals)
-	verifyStart := time.Now()
-	if err := want.Verify(ctx, rm.reader); err != nil {
-		fmt.Fprintf(out, "\nthe read model DIFFERS from the expected totals:\n%v\n", err)
-		state.Store("differs from expected")
-	} else {
-		fmt.Fprintf(out, "\nthe read model equals the expected totals: every quarter hour of every balance group (checked in %v)\n", time.Since(verifyStart).Round(time.Millisecond))
-		state.Store("live")
-	}
-	fmt.Fprintf(out, "demo ready after %v\n", time.Since(started).Round(time.Millisecond))
-
 	opts, err := kafkaOpts(o)
 	if err != nil {
 		return errors.Join(err, reps.stop())
@@ -186,37 +157,84 @@ func demo(ctx context.Context, o options, out io.Writer) error {
 		prefix := "/replicas/" + r.ReplicaID()
 		mux.Handle(prefix+"/", http.StripPrefix(prefix, r.Handler()))
 	}
+	// Served from here on: the console shows the replicas catching up.
+	serveCtx, stopServing := context.WithCancel(ctx)
+	defer stopServing()
+	served := make(chan error, 1)
+	listening := make(chan string, 1)
+	go func() {
+		served <- serveHTTP(serveCtx, o.httpAddr, o.shutdown, mux, func(addr string) { listening <- addr })
+	}()
+	var base string
+	select {
+	case addr := <-listening:
+		base = apiURL(addr)
+	case err := <-served:
+		return errors.Join(err, reps.stop())
+	}
+	fmt.Fprintf(out, "console: %s%s (live: the replicas catching up, their lag and partitions)\n", base, con.Prefix())
+	fail := func(err error) error {
+		stopServing()
+		return errors.Join(err, <-served, reps.stop())
+	}
+	if err := waitCaughtUp(ctx, o, adm, reps, int64(stats.Events), out); err != nil {
+		return fail(err)
+	}
+	var applied int64
+	for _, r := range reps.runners() {
+		applied += r.Stats().Applied
+	}
+	fmt.Fprintf(out, "applied %d events of %d streams in %v; lag 0\n", applied, stats.Streams, time.Since(projectStart).Round(time.Millisecond))
+	for _, r := range reps.runners() {
+		p := r.Assigned()
+		slices.Sort(p)
+		fmt.Fprintf(out, "  replica %s: partitions %v, %d applied\n", r.ReplicaID(), p, r.Stats().Applied)
+	}
+
+	totals, err := rm.reader.BalanceGroups(ctx, o.month)
+	if err != nil {
+		return fail(err)
+	}
+	printTotals(out, o, totals)
+	verifyStart := time.Now()
+	if err := want.Verify(ctx, rm.reader); err != nil {
+		fmt.Fprintf(out, "\nthe read model DIFFERS from the expected totals:\n%v\n", err)
+		state.Store("differs from expected")
+	} else {
+		fmt.Fprintf(out, "\nthe read model equals the expected totals: every quarter hour of every balance group (checked in %v)\n", time.Since(verifyStart).Round(time.Millisecond))
+		state.Store("live")
+	}
+	fmt.Fprintf(out, "demo ready after %v\n", time.Since(started).Round(time.Millisecond))
+
 	eic := ""
 	if len(totals.BalanceGroups) > 0 {
 		eic = totals.BalanceGroups[0].EIC
 	}
-	err = serveHTTP(ctx, o.httpAddr, o.shutdown, mux, func(addr string) {
-		base := apiURL(addr)
-		fmt.Fprintf(out, "\nconsole: %s%s\n", base, con.Prefix())
-		if o.consoleToken == "" {
-			fmt.Fprintf(out, "  read-only; set PROJECTOR_CONSOLE_ADMIN_TOKEN to retry and skip parked streams in it\n")
-		} else {
-			fmt.Fprintf(out, "  retry and skip after signing in with PROJECTOR_CONSOLE_ADMIN_TOKEN\n")
-		}
-		fmt.Fprintf(out, "\nAPI (Ctrl-C to stop):\n  %s/api/v1/months/%s/balance-groups\n", base, o.month)
-		if eic != "" {
-			fmt.Fprintf(out, "  %s/api/v1/months/%s/balance-groups/%s/series?resolution=hour\n", base, o.month, eic)
-		}
-		fmt.Fprintf(out, "  %s/api/v1/status\n  %s/metrics\n", base, base)
-		fmt.Fprintf(out, "  %s/replicas/%s/readyz (and /healthz, per replica)\n", base, reps.versioned[0].ReplicaID())
-		env := fmt.Sprintf("PROJECTOR_KAFKA_BROKERS=%s PROJECTOR_REDIS_URL=%s", strings.Join(o.brokers, ","), redisURL)
-		if o.topic != "mabis.process-events" {
-			env += " PROJECTOR_TOPIC=" + o.topic
-		}
-		if o.namespace != redischeckpoint.DefaultNamespace {
-			env += " PROJECTOR_REDIS_NAMESPACE=" + o.namespace
-		}
-		if o.group != "" && o.group != o.projection {
-			env += " PROJECTOR_GROUP=" + o.group
-		}
-		fmt.Fprintf(out, "\nadmin command against these servers (rebuild %s --yes --wait rebuilds beside the live version):\n  %s go run ./cmd/projectorctl status %s\n",
-			o.projection, env, o.projection)
-	})
+	fmt.Fprintf(out, "\nconsole: %s%s\n", base, con.Prefix())
+	if o.consoleToken == "" {
+		fmt.Fprintf(out, "  read-only; set PROJECTOR_CONSOLE_ADMIN_TOKEN to retry and skip parked streams in it\n")
+	} else {
+		fmt.Fprintf(out, "  retry and skip after signing in with PROJECTOR_CONSOLE_ADMIN_TOKEN\n")
+	}
+	fmt.Fprintf(out, "\nAPI (Ctrl-C to stop):\n  %s/api/v1/months/%s/balance-groups\n", base, o.month)
+	if eic != "" {
+		fmt.Fprintf(out, "  %s/api/v1/months/%s/balance-groups/%s/series?resolution=hour\n", base, o.month, eic)
+	}
+	fmt.Fprintf(out, "  %s/api/v1/status\n  %s/metrics\n", base, base)
+	fmt.Fprintf(out, "  %s/replicas/%s/readyz (and /healthz, per replica)\n", base, reps.versioned[0].ReplicaID())
+	env := fmt.Sprintf("PROJECTOR_KAFKA_BROKERS=%s PROJECTOR_REDIS_URL=%s", strings.Join(o.brokers, ","), redisURL)
+	if o.topic != "mabis.process-events" {
+		env += " PROJECTOR_TOPIC=" + o.topic
+	}
+	if o.namespace != redischeckpoint.DefaultNamespace {
+		env += " PROJECTOR_REDIS_NAMESPACE=" + o.namespace
+	}
+	if o.group != "" && o.group != o.projection {
+		env += " PROJECTOR_GROUP=" + o.group
+	}
+	fmt.Fprintf(out, "\nadmin command against these servers (rebuild %s --yes --wait rebuilds beside the live version):\n  %s go run ./cmd/projectorctl status %s\n",
+		o.projection, env, o.projection)
+	err = <-served
 	return errors.Join(err, reps.stop())
 }
 
