@@ -83,22 +83,27 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 		c.message(w, r, http.StatusForbidden, "Forbidden", "The console is read-only: no admin token is configured (PROJECTOR_CONSOLE_ADMIN_TOKEN).")
 		return
 	}
+	// The attempt is counted before the body is read, so that requests
+	// sent at once (or with their bodies held back) cannot all pass the
+	// check before the first failure is counted; a right token gives its
+	// attempt back.
 	client := clientAddr(r)
-	if wait := c.signInBlocked(client); wait > 0 {
+	if wait := c.takeSignIn(client); wait > 0 {
 		w.Header().Set("Retry-After", strconv.Itoa(int(wait.Round(time.Second)/time.Second)+1))
 		c.message(w, r, http.StatusTooManyRequests, "Too many attempts",
 			fmt.Sprintf("Too many wrong admin tokens from this address: try again in %v.", wait.Round(time.Second)))
 		return
 	}
+	r.Body = http.MaxBytesReader(w, r.Body, 4<<10)
 	// Compare digests, so that the time taken says nothing about the
 	// token, not even its length.
 	got, want := sha256.Sum256([]byte(r.PostFormValue("token"))), sha256.Sum256([]byte(c.cfg.AdminToken))
 	if subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
-		c.signInFailed(client)
 		c.cfg.Logger.WarnContext(r.Context(), "console: sign-in with a wrong admin token", "remote", r.RemoteAddr)
 		c.message(w, r, http.StatusForbidden, "Forbidden", "Wrong admin token.")
 		return
 	}
+	c.giveBackSignIn(client)
 	raw := make([]byte, 32)
 	if _, err := rand.Read(raw); err != nil {
 		http.Error(w, "console: no randomness", http.StatusInternalServerError)
@@ -142,68 +147,87 @@ func (c *Console) logout(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, c.cfg.Prefix, http.StatusSeeOther)
 }
 
-// Failed sign-ins are throttled per client address: after
-// maxFailedSignIns wrong tokens within failedSignInWindow, sign-ins from
-// that address answer 429 until the window has passed, without comparing
-// the token. The table of addresses is bounded: the oldest entries give
-// way.
+// Sign-ins are throttled per client address: each attempt takes one of
+// maxFailedSignIns within failedSignInWindow before its token is compared,
+// and a right token gives it back. When they are used up, sign-ins from
+// that address answer 429 until the window has passed, without reading or
+// comparing the token. IPv6 addresses count per /64 (what one host
+// usually holds). The table of addresses is bounded: expired entries go
+// first, then the oldest.
 const (
 	maxFailedSignIns   = 5
 	failedSignInWindow = time.Minute
 	maxFailedAddresses = 10000
 )
 
-// failedSignIns counts the wrong tokens of one address since start.
+// failedSignIns counts the attempts of one address since start.
 type failedSignIns struct {
 	start time.Time
 	count int
 }
 
 // clientAddr is the address sign-ins are throttled by: the connection's
-// host (a proxy in front of the console makes all its clients one).
+// host, an IPv6 one as its /64 (a proxy in front of the console makes all
+// its clients one).
 func clientAddr(r *http.Request) string {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
-		return r.RemoteAddr
+		host = r.RemoteAddr
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.To4() == nil {
+		return ip.Mask(net.CIDRMask(64, 128)).String() + "/64"
 	}
 	return host
 }
 
-// signInBlocked returns how long sign-ins from addr stay refused (0: not).
-func (c *Console) signInBlocked(addr string) time.Duration {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	f := c.failures[addr]
-	if f == nil {
-		return 0
-	}
-	left := failedSignInWindow - time.Since(f.start)
-	if left <= 0 {
-		delete(c.failures, addr)
-		return 0
-	}
-	if f.count < maxFailedSignIns {
-		return 0
-	}
-	return left
-}
-
-// signInFailed counts a wrong token from addr.
-func (c *Console) signInFailed(addr string) {
+// takeSignIn takes an attempt for addr, or returns how long sign-ins from
+// addr stay refused.
+func (c *Console) takeSignIn(addr string) time.Duration {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	now := time.Now()
 	f := c.failures[addr]
-	if f == nil || now.Sub(f.start) >= failedSignInWindow {
+	if f != nil && now.Sub(f.start) >= failedSignInWindow {
+		delete(c.failures, addr)
+		f = nil
+	}
+	if f == nil {
 		if len(c.failures) >= maxFailedAddresses {
-			for k, old := range c.failures {
-				if now.Sub(old.start) >= failedSignInWindow || len(c.failures) >= maxFailedAddresses {
-					delete(c.failures, k)
-				}
-			}
+			c.evictSignInsLocked(now)
 		}
 		f = &failedSignIns{start: now}
 		c.failures[addr] = f
 	}
+	if f.count >= maxFailedSignIns {
+		return failedSignInWindow - now.Sub(f.start)
+	}
 	f.count++
+	return 0
+}
+
+// giveBackSignIn returns the attempt of a right token.
+func (c *Console) giveBackSignIn(addr string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if f := c.failures[addr]; f != nil && f.count > 0 {
+		f.count--
+	}
+}
+
+// evictSignInsLocked makes room in the table: expired entries, else the
+// oldest.
+func (c *Console) evictSignInsLocked(now time.Time) {
+	oldest, at := "", now
+	for k, f := range c.failures {
+		if now.Sub(f.start) >= failedSignInWindow {
+			delete(c.failures, k)
+			continue
+		}
+		if f.start.Before(at) {
+			oldest, at = k, f.start
+		}
+	}
+	if len(c.failures) >= maxFailedAddresses && oldest != "" {
+		delete(c.failures, oldest)
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/projector-dev/projector/controlplane"
@@ -69,6 +70,20 @@ func TestActionsNeedTokenAndCSRF(t *testing.T) {
 	code, _, resp := post(t, admin, resolveURL(f.server.URL, scriptID), form(csrf))
 	if code != http.StatusSeeOther || !strings.HasPrefix(resp.Header.Get("Location"), "/console/parked?") {
 		t.Fatalf("resolve with token and CSRF: %d, Location %q", code, resp.Header.Get("Location"))
+	}
+	// The page it leads to says what was recorded; a crafted link that
+	// claims another resolution (or the same without its signature) shows
+	// no notice.
+	if _, body, _ := get(t, admin, f.server.URL+resp.Header.Get("Location")); !strings.Contains(body, "Recorded: retry of &lt;script&gt;") {
+		t.Errorf("the page after the retry does not say what was recorded")
+	}
+	for _, q := range []url.Values{
+		{"done": {"skip"}, "stream": {"process/acme/all-streams"}},
+		{"done": {"retry"}, "stream": {scriptID}, "sig": {strings.Repeat("0", 64)}},
+	} {
+		if _, body, _ := get(t, anon, f.server.URL+"/console/parked?"+q.Encode()); strings.Contains(body, "Recorded:") {
+			t.Errorf("a crafted link %v shows a notice", q)
+		}
 	}
 	code, _, _ = post(t, admin, resolveURL(f.server.URL, terminalID), url.Values{"csrf": {csrf}, "action": {"skip"}, "by": {"bob"}, "reason": {"never written (incident 42)"}})
 	if code != http.StatusSeeOther {
@@ -154,5 +169,32 @@ func TestWrongTokensAreThrottled(t *testing.T) {
 		if strings.Contains(body, adminToken) {
 			t.Errorf("the answer shows the token")
 		}
+	}
+}
+
+// TestConcurrentWrongTokensAreThrottled: wrong tokens sent at once from one
+// address (their attempts are taken before the body is read) get at most
+// five comparisons; the others answer 429.
+func TestConcurrentWrongTokensAreThrottled(t *testing.T) {
+	f := newFixture(t, adminToken)
+	var mu sync.Mutex
+	codes := map[int]int{}
+	var wg sync.WaitGroup
+	for range 30 {
+		cl := f.client(t)
+		wg.Go(func() {
+			code := 0
+			if resp, err := cl.PostForm(f.server.URL+"/console/login", url.Values{"token": {"wrong"}}); err == nil {
+				code = resp.StatusCode
+				resp.Body.Close()
+			}
+			mu.Lock()
+			codes[code]++
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	if codes[http.StatusForbidden] > 5 || codes[http.StatusForbidden]+codes[http.StatusTooManyRequests] != 30 {
+		t.Errorf("30 wrong tokens at once: %v, want at most 5 compared (403), the rest 429", codes)
 	}
 }

@@ -104,7 +104,7 @@ type Console struct {
 	csrfKey []byte
 
 	mu       sync.Mutex
-	sessions map[string]time.Time // session ID -> expiry
+	sessions map[string]time.Time      // session ID -> expiry
 	failures map[string]*failedSignIns // by client address
 }
 

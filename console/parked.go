@@ -2,9 +2,12 @@ package console
 
 import (
 	"bytes"
+	"crypto/hmac"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"slices"
@@ -21,6 +24,7 @@ import (
 type parkedView struct {
 	Projection string
 	Parked     []controlplane.ParkedStream
+	More       int // parked streams not listed (over maxParkedShown)
 	Err        string
 }
 
@@ -48,10 +52,33 @@ func (c *Console) parked(w http.ResponseWriter, r *http.Request) {
 		})
 	}
 	wg.Wait()
+	for i := range views {
+		if n := len(views[i].Parked); n > maxParkedShown {
+			views[i].Parked, views[i].More = views[i].Parked[:maxParkedShown], n-maxParkedShown
+		}
+	}
+	// The notice of a resolution this console carried out: only with the
+	// signature the redirect after it carries, so that a crafted link
+	// cannot make the page claim one.
+	q := r.URL.Query()
+	done := ""
+	if action, stream := q.Get("done"), q.Get("stream"); action != "" && hmac.Equal([]byte(q.Get("sig")), []byte(c.doneSignature(action, stream))) {
+		done = action + " of " + stream
+	}
 	c.renderPage(w, r, http.StatusOK, "parked", "Parked streams", max(int(c.cfg.SampleEvery/time.Second), 5), struct {
 		Views []parkedView
 		Done  string
-	}{views, r.URL.Query().Get("done")})
+	}{views, done})
+}
+
+// maxParkedShown caps the rows of a projection's parked list.
+const maxParkedShown = 500
+
+// doneSignature signs the notice of a carried-out resolution.
+func (c *Console) doneSignature(action, streamID string) string {
+	m := hmac.New(sha256.New, c.csrfKey)
+	m.Write([]byte("done\x00" + action + "\x00" + streamID))
+	return hex.EncodeToString(m.Sum(nil))
 }
 
 // streamView is a parked stream's page.
@@ -105,15 +132,53 @@ func (c *Console) stream(w http.ResponseWriter, r *http.Request) {
 			v.RecordErr = err.Error()
 		} else {
 			v.Record = &rec
-			v.Key = Clean(string(rec.Key))
-			for _, h := range rec.Headers {
-				v.Headers = append(v.Headers, header{Key: Clean(h.Key), Value: Clean(string(h.Value))})
+			v.Key = Clean(capText(rec.Key))
+			for i, h := range rec.Headers {
+				if i == maxHeadersShown {
+					v.Headers = append(v.Headers, header{Key: "…", Value: fmt.Sprintf("%d more headers not shown", len(rec.Headers)-i)})
+					break
+				}
+				v.Headers = append(v.Headers, header{Key: Clean(capText([]byte(h.Key))), Value: Clean(capText(h.Value))})
 			}
-			v.Payload, v.Binary = showPayload(rec.Value)
 			v.Truncated = rec.ValueSize > len(rec.Value)
+			value := rec.Value
+			if v.Truncated {
+				value = trimToRune(value)
+			}
+			v.Payload, v.Binary = showPayload(value)
 		}
 	}
 	c.renderPage(w, r, http.StatusOK, "stream", "Parked stream", 0, v)
+}
+
+// The key and each header of a parked record are shown up to
+// maxFieldShown bytes, and at most maxHeadersShown headers.
+const (
+	maxFieldShown   = 4 << 10
+	maxHeadersShown = 64
+)
+
+// capText returns b as a string of at most maxFieldShown bytes, marked
+// when cut.
+func capText(b []byte) string {
+	if len(b) <= maxFieldShown {
+		return string(b)
+	}
+	return string(trimToRune(b[:maxFieldShown])) + fmt.Sprintf("… (%d bytes, %d shown)", len(b), maxFieldShown)
+}
+
+// trimToRune drops the bytes of a UTF-8 character a cut split at the end
+// of b, so that cut text still reads as text.
+func trimToRune(b []byte) []byte {
+	for i := 1; i <= utf8.UTFMax-1 && i <= len(b); i++ {
+		if utf8.RuneStart(b[len(b)-i]) {
+			if !utf8.FullRune(b[len(b)-i:]) {
+				return b[:len(b)-i]
+			}
+			break
+		}
+	}
+	return b
 }
 
 // showPayload returns a payload fit to show: indented JSON, text, or a
@@ -166,5 +231,6 @@ func (c *Console) resolve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c.cfg.Logger.InfoContext(r.Context(), "console: parked stream resolved", "projection", projection, "stream", Clean(streamID), "action", action, "by", Clean(by), "reason", Clean(reason))
-	http.Redirect(w, r, c.cfg.Prefix+"parked?"+url.Values{"projection": {projection}, "done": {action + " of " + streamID}}.Encode(), http.StatusSeeOther)
+	http.Redirect(w, r, c.cfg.Prefix+"parked?"+url.Values{"projection": {projection}, "done": {action}, "stream": {streamID},
+		"sig": {c.doneSignature(action, streamID)}}.Encode(), http.StatusSeeOther)
 }

@@ -82,6 +82,9 @@ type ParkedRecord struct {
 	Timestamp time.Time
 }
 
+// parkedRecordTimeout bounds the read of one parked record.
+const parkedRecordTimeout = 10 * time.Second
+
 // ParkedRecord reads the record the parked stream streamID of projection
 // stopped at from Kafka (at its position, with a client of its own, as a
 // retry re-reads it), keeping at most maxValue bytes of its payload. A
@@ -105,6 +108,30 @@ func (c *Client) ParkedRecord(ctx context.Context, projection, streamID string, 
 		return out, errors.New("ops: reading a parked record needs Kafka's seed brokers (Config.Seeds)")
 	}
 	out.Partition, out.Offset = pos.Partition, pos.Offset
+	// Where the partition starts and ends now: a position outside (deleted
+	// by retention, or beyond the end of a recreated topic) is answered at
+	// once, not after a read that waits for a record that never comes.
+	if adm, err := c.kafka("reading a parked record"); err == nil {
+		gone := func(why string) error {
+			return notFound("the parked record of %s at %s/%d offset %d is no longer in Kafka (%s)", streamID, c.cfg.Topic, pos.Partition, pos.Offset, why)
+		}
+		starts, err := adm.ListStartOffsets(ctx, c.cfg.Topic)
+		if err != nil {
+			return out, fmt.Errorf("ops: start offsets of %s: %w", c.cfg.Topic, err)
+		}
+		ends, err := adm.ListEndOffsets(ctx, c.cfg.Topic)
+		if err != nil {
+			return out, fmt.Errorf("ops: end offsets of %s: %w", c.cfg.Topic, err)
+		}
+		if st, ok := starts.Lookup(c.cfg.Topic, pos.Partition); ok && st.Err == nil && pos.Offset < st.Offset {
+			return out, gone(fmt.Sprintf("the partition starts at offset %d", st.Offset))
+		}
+		if en, ok := ends.Lookup(c.cfg.Topic, pos.Partition); ok && en.Err == nil && pos.Offset >= en.Offset {
+			return out, gone(fmt.Sprintf("the partition ends at offset %d", en.Offset))
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, parkedRecordTimeout)
+	defer cancel()
 	found := false
 	err = kafkaio.ReadPartition(ctx, c.cfg.Seeds, c.cfg.ClientOpts, c.cfg.Topic, pos.Partition, pos.Offset, pos.Offset+1, nil, func(r *kgo.Record) error {
 		found = true

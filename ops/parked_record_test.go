@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -35,7 +36,8 @@ func TestParkedRecord(t *testing.T) {
 		}
 	}
 	store := memcontrol.NewStore()
-	c, err := ops.New(ops.Config{Admin: store, Topic: "events", Seeds: cluster.ListenAddrs()})
+	adm := kadm.NewClient(cl)
+	c, err := ops.New(ops.Config{Admin: store, Topic: "events", Seeds: cluster.ListenAddrs(), Kafka: adm})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,5 +54,14 @@ func TestParkedRecord(t *testing.T) {
 	}
 	if _, err := c.ParkedRecord(ctx, "billing", "s2", 10); !errors.Is(err, ops.ErrNotFound) {
 		t.Errorf("a stream not parked: %v", err)
+	}
+	// Parked beyond the partition's end (the topic was recreated): not
+	// found at once, not after a read that waits for the record.
+	if err := store.Park(ctx, "billing", controlplane.ParkedStream{StreamID: "s3", Sequence: 1, Reason: controlplane.ParkApplyFailed,
+		ParkedAt: time.Now(), Position: &framework.Position{Partition: 0, Offset: 50000}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.ParkedRecord(ctx, "billing", "s3", 10); !errors.Is(err, ops.ErrNotFound) {
+		t.Errorf("a position beyond the end: %v, want ErrNotFound (without waiting for the record)", err)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"html/template"
 	"iter"
 	"net/http"
+	"time"
 
 	"github.com/projector-dev/projector/console"
 	"github.com/projector-dev/projector/examples/billing/mabis"
@@ -54,6 +55,7 @@ func Register(cfg Config) error {
 	funcs := console.Funcs()
 	funcs["kwh"] = mabis.FormatWh
 	funcs["local"] = func(t interface{ Format(string) string }) string { return t.Format("2006-01-02 15:04 MST") }
+	funcs["berlin"] = func(t time.Time) string { return t.In(mabis.Berlin()).Format("2006-01-02 15:04 MST") }
 	for _, name := range []string{"groups", "curve", "malo"} {
 		t, err := template.New(name+".html").Funcs(funcs).ParseFS(templateFS, "templates/"+name+".html")
 		if err != nil {
