@@ -3,6 +3,7 @@ package mabis_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"reflect"
@@ -281,8 +282,9 @@ func TestCheckLayout(t *testing.T) {
 }
 
 // The crash of a close-month: the test binary runs itself as a child with
-// these variables set, closes the month of the parent's fixture in the
-// same Redis, and SIGKILLs itself after the step named by closeKillStep.
+// these variables set (TestMain runs closeMonthChild), closes the month of
+// the parent's fixture in the same Redis, and SIGKILLs itself after the
+// step named by closeKillStep.
 const (
 	closeChildAddr      = "MABIS_CLOSE_CHILD_REDIS"
 	closeChildNamespace = "MABIS_CLOSE_CHILD_NAMESPACE"
@@ -296,9 +298,6 @@ const (
 // and the next CloseMonth (another process) finishes the closure with the
 // group answers unchanged.
 func TestCloseMonthKilledHalfWay(t *testing.T) {
-	if os.Getenv(closeChildAddr) != "" {
-		t.Skip("the child's own run of this test")
-	}
 	for _, step := range []string{"closing", "dropped"} {
 		t.Run("after "+step, func(t *testing.T) {
 			ctx := ctxFor(t)
@@ -309,7 +308,7 @@ func TestCloseMonthKilledHalfWay(t *testing.T) {
 			}
 			totals, series := f.answers(t)
 			detail, _ := f.keys(t, ":malo:")
-			cmd := exec.CommandContext(ctx, os.Args[0], "-test.run", "^TestCloseMonthChild$", "-test.v")
+			cmd := exec.CommandContext(ctx, os.Args[0], "-test.run", "^$")
 			cmd.Env = append(os.Environ(), closeChildAddr+"="+env.Addr, closeChildNamespace+"="+f.namespace, closeKillStep+"="+step)
 			out, err := cmd.CombinedOutput()
 			var exit *exec.ExitError
@@ -344,25 +343,27 @@ func TestCloseMonthKilledHalfWay(t *testing.T) {
 	}
 }
 
-// TestCloseMonthChild is the child of TestCloseMonthKilledHalfWay: it runs
-// only with the child's variables set.
-func TestCloseMonthChild(t *testing.T) {
-	addr := os.Getenv(closeChildAddr)
-	if addr == "" {
-		t.Skip("run by TestCloseMonthKilledHalfWay")
-	}
-	client := redis.NewClient(&redis.Options{Addr: addr})
+// closeMonthChild is the child of TestCloseMonthKilledHalfWay, run by
+// TestMain when the child's variables are set: it closes the parent's
+// month and is killed after the step named by closeKillStep. It returns
+// only when it was not killed: an error.
+func closeMonthChild() error {
+	client := redis.NewClient(&redis.Options{Addr: os.Getenv(closeChildAddr)})
 	store, err := redischeckpoint.New(redischeckpoint.Config{Client: client, Namespace: os.Getenv(closeChildNamespace)})
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	p, err := mabis.NewProjection(store, mabis.ProjectionName)
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	reader, err := mabis.NewReader(p, "netz-close")
 	if err != nil {
-		t.Fatal(err)
+		return err
+	}
+	month, err := mabis.ParseMonth("2026-03")
+	if err != nil {
+		return err
 	}
 	kill := os.Getenv(closeKillStep)
 	mabis.SetCloseStep(func(step string) {
@@ -371,6 +372,6 @@ func TestCloseMonthChild(t *testing.T) {
 			select {} // the signal is on its way
 		}
 	})
-	_, err = reader.CloseMonth(context.Background(), mustMonth(t, "2026-03"), mabis.CloseConfig{Now: at("2026-07-01T00:00:00Z")})
-	t.Fatalf("CloseMonth returned (%v) instead of being killed after %q", err, kill)
+	_, err = reader.CloseMonth(context.Background(), month, mabis.CloseConfig{Now: at("2026-07-01T00:00:00Z")})
+	return fmt.Errorf("CloseMonth returned (%v) instead of being killed after %q", err, kill)
 }
