@@ -15,20 +15,8 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-started=
-status=$(scripts/infra.sh status 2>/dev/null || true)
-if ! grep -q '^kafka: running' <<<"$status" || ! grep -q '^redis: running' <<<"$status"; then
-	scripts/infra.sh up >&2
-	started=1
-fi
-# shellcheck disable=SC2317 # invoked by the EXIT trap
-cleanup() {
-	local rc=$?
-	[[ -z $started ]] || scripts/infra.sh down >&2 || true
-	exit "$rc"
-}
-trap cleanup EXIT INT TERM
-eval "$(scripts/infra.sh env)"
+# shellcheck source=scripts/lib/bench.sh
+source scripts/lib/bench.sh
 
 flags=("$@")
 ((${#flags[@]})) || flags=(-benchtime 1x -count 3)
