@@ -84,24 +84,7 @@ func (r *Runner) consume(ctx context.Context) error {
 	r.client = cl
 
 	runErr := r.poll(ctx)
-
-	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.ShutdownTimeout)
-	defer cancel()
-	fenced := r.instanceFenced() != nil
-	commit := !r.crashed.Load() && !fenced
-	r.stopPartitions(shutdownCtx, r.partitionIDs(), commit)
-	if commit {
-		member, _ := cl.GroupMetadata()
-		if err := cl.LeaveGroupContext(shutdownCtx); err != nil {
-			r.cfg.Logger.WarnContext(ctx, "leaving the group", "group", r.cfg.Group, "err", err)
-		}
-		if r.cfg.InstanceID != "" {
-			r.leaveAsStaticMember(shutdownCtx, cl, member)
-		}
-	}
-	r.stopPartitions(shutdownCtx, r.partitionIDs(), commit) // any assigned while leaving
-	r.serveRepositions()                                    // release waiters
-	cl.Close()
+	r.shutdown(ctx, cl, cancelClient)
 	r.joined.Store(false)
 	return runErr
 }

@@ -88,6 +88,7 @@ type Runner struct {
 	fenced       atomic.Pointer[fencedErr]
 	fencedOnce   sync.Once
 	leftBehind   atomic.Int64 // partition workers that ignored cancellation and still run
+	shutdownBy   atomic.Int64 // deadline of the last shutdown (Unix nanoseconds), 0 before one
 	dlqDownUntil atomic.Int64 // Unix ns: skip the dead-letter topic until then
 	warnings     atomic.Pointer[[]string]
 	lastErr      atomic.Pointer[lastError]
@@ -244,14 +245,21 @@ func (r *Runner) currentLeave() context.CancelFunc {
 
 // waitWorkers waits for the partition goroutines that are still running:
 // only workers left behind because their projection ignored cancellation
-// (consume stops every other before it returns). It gives up after
-// ShutdownTimeout rather than hang the caller's shutdown.
+// (consume stops every other before it returns). It gives up at the
+// deadline of the shutdown (ShutdownTimeout after it began; at least a
+// moment) rather than hang the caller's shutdown.
 func (r *Runner) waitWorkers() {
 	done := make(chan struct{})
 	go func() { r.wg.Wait(); close(done) }()
+	wait := r.cfg.ShutdownTimeout
+	if by := r.shutdownBy.Load(); by != 0 {
+		wait = max(time.Until(time.Unix(0, by)), 100*time.Millisecond)
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
 	select {
 	case <-done:
-	case <-time.After(r.cfg.ShutdownTimeout):
+	case <-t.C:
 		r.cfg.Logger.Error("runner stopped with partition workers still running: their projection ignores cancellation", "workers", r.leftBehind.Load())
 	}
 }

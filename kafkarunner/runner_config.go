@@ -166,6 +166,12 @@ type Config struct {
 	HeartbeatInterval time.Duration
 	// ShutdownTimeout bounds the graceful shutdown after ctx is cancelled:
 	// finish the batch, store cursors, commit, leave the group. Default 30s.
+	// What is not done by then is given up: a worker's writes are
+	// cancelled, and a commit still waiting (franz-go holds commits while
+	// the group rebalances, and a rebalance waits for a crashed member
+	// until its session expires) is dropped; the stored cursors make the
+	// next owner skip what it reads again. Leaving the group and closing
+	// the client then take at most a few seconds more.
 	ShutdownTimeout time.Duration
 	// RevokeTimeout bounds how long a revoked partition may take to finish
 	// its batch, store its cursors and commit before its writes are

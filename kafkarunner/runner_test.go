@@ -9,6 +9,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"syscall"
@@ -194,7 +195,9 @@ func (rep *replica) stop(t *testing.T) {
 				t.Errorf("Run: %v", err)
 			}
 		case <-time.After(time.Minute):
-			t.Error("Run did not return within a minute of cancel")
+			var stacks strings.Builder
+			_ = pprof.Lookup("goroutine").WriteTo(&stacks, 2)
+			t.Errorf("Run did not return within a minute of cancel; goroutines:\n%s", stacks.String())
 		}
 	})
 }

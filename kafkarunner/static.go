@@ -7,7 +7,6 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // Static membership (Config.InstanceID): what the runner adds to franz-go's.
@@ -68,48 +67,4 @@ func (r *Runner) instanceFenced() error {
 		return f.err
 	}
 	return nil
-}
-
-// leaveAsStaticMember removes this replica's static member from the group
-// on a graceful shutdown. franz-go's LeaveGroup keeps a static member in
-// the group (classic: no request; KIP-848: a temporary leave) so that a
-// restart with the same ID regains its partitions; but a replica that
-// stops gracefully is usually not coming back under that ID (a rollout or
-// a scale-down gives pods new names), and its partitions would sit idle
-// until its session expired. A crash (SIGKILL, OOM) sends nothing, so a
-// restarted pod still regains its partitions without a rebalance.
-func (r *Runner) leaveAsStaticMember(ctx context.Context, cl *kgo.Client, member string) {
-	if member == "" {
-		return
-	}
-	id := r.cfg.InstanceID
-	var err error
-	if r.cfg.ServerSideBalancer {
-		req := kmsg.NewPtrConsumerGroupHeartbeatRequest()
-		req.Group, req.MemberID, req.InstanceID, req.MemberEpoch = r.cfg.Group, member, &id, -1
-		var resp *kmsg.ConsumerGroupHeartbeatResponse
-		if resp, err = req.RequestWith(ctx, cl); err == nil {
-			err = kerr.ErrorForCode(resp.ErrorCode)
-		}
-	} else {
-		reason := "replica shutting down"
-		req := kmsg.NewPtrLeaveGroupRequest()
-		req.Group = r.cfg.Group
-		m := kmsg.NewLeaveGroupRequestMember()
-		m.MemberID, m.InstanceID, m.Reason = member, &id, &reason
-		req.Members = append(req.Members, m)
-		var resp *kmsg.LeaveGroupResponse
-		if resp, err = req.RequestWith(ctx, cl); err == nil {
-			err = kerr.ErrorForCode(resp.ErrorCode)
-			for _, m := range resp.Members {
-				err = errors.Join(err, kerr.ErrorForCode(m.ErrorCode))
-			}
-		}
-	}
-	// Already gone (the session expired, a new incarnation took the ID):
-	// the goal of leaving holds.
-	if err != nil && !errors.Is(err, kerr.UnknownMemberID) && !errors.Is(err, kerr.FencedInstanceID) {
-		r.cfg.Logger.Warn("leaving the group as a static member; its partitions move when its session expires",
-			"group", r.cfg.Group, "instance_id", id, "err", err)
-	}
 }
