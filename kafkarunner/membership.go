@@ -22,11 +22,11 @@ func (r *Runner) consume(ctx context.Context) error {
 	// The client's own context: cancelled when another member took this
 	// replica's instance ID, so that franz-go does not rejoin (and fence
 	// that member in turn) after its backoff.
+	r.shutdownBy.Store(0)
 	clientCtx, cancelClient := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelClient()
 	fencedHook := &instanceFencedHook{r: r, cancel: cancelClient}
 	opts := append([]kgo.Opt{
-		kgo.WithContext(clientCtx),
 		kgo.WithHooks(fencedHook),
 		kgo.SessionTimeout(r.cfg.SessionTimeout),
 		kgo.HeartbeatInterval(r.cfg.HeartbeatInterval),
@@ -51,6 +51,7 @@ func (r *Runner) consume(ctx context.Context) error {
 		kgo.MetadataMinAge(time.Second),
 		kgo.RequiredAcks(kgo.AllISRAcks()), // for the dead-letter topic
 	}, r.cfg.ClientOpts...)
+	opts = append(opts, kgo.WithContext(clientCtx)) // last: shutdown and the fenced hook cancel it
 	if r.maxRecordBytes > 0 {
 		opts = append(opts, kgo.ProducerBatchMaxBytes(r.maxRecordBytes))
 	}

@@ -253,7 +253,9 @@ func (r *Runner) waitWorkers() {
 	go func() { r.wg.Wait(); close(done) }()
 	wait := r.cfg.ShutdownTimeout
 	if by := r.shutdownBy.Load(); by != 0 {
-		wait = max(time.Until(time.Unix(0, by)), 100*time.Millisecond)
+		// What is left of the last membership's shutdown, and a moment
+		// for a worker it aborted at the deadline.
+		wait = max(time.Until(time.Unix(0, by)), closeBudget)
 	}
 	t := time.NewTimer(wait)
 	defer t.Stop()

@@ -31,9 +31,21 @@ import (
 // deadline has passed: one request to the group coordinator.
 const leaveBudget = 3 * time.Second
 
-// closeBudget bounds franz-go's Close after the client's context is
-// cancelled; past it the client is left behind rather than Run.
-const closeBudget = 2 * time.Second
+// closeBudget bounds franz-go's Close (which takes up to 2 s by itself:
+// it ends fetch sessions and pushes its last metrics), and then again
+// after the client's context is cancelled; past that the client is left
+// behind rather than Run.
+const closeBudget = 5 * time.Second
+
+// atLeast returns ctx if at least d is left before its deadline, else a
+// context with d from now: the last request of a shutdown (leaving the
+// group) gets a moment even when the workers used up the deadline.
+func atLeast(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) < d {
+		return context.WithTimeout(context.WithoutCancel(ctx), d)
+	}
+	return context.WithCancel(ctx)
+}
 
 // shutdown stops every worker (committing unless the runner crashed or its
 // instance ID was fenced), leaves the group and closes cl.
@@ -46,22 +58,29 @@ func (r *Runner) shutdown(ctx context.Context, cl *kgo.Client, cancelClient cont
 	fenced := r.instanceFenced() != nil
 	commit := !r.crashed.Load() && !fenced
 	r.stopPartitions(shutdownCtx, r.partitionIDs(), commit)
-	member, _ := cl.GroupMetadata()
 	if commit {
+		member, _ := cl.GroupMetadata()
 		err := cl.LeaveGroupContext(shutdownCtx)
-		if shutdownCtx.Err() == nil {
-			if err != nil {
-				r.cfg.Logger.WarnContext(ctx, "leaving the group", "group", r.cfg.Group, "err", err)
-			}
-			if r.cfg.InstanceID != "" {
-				r.leaveGroup(shutdownCtx, cl, member, true)
-			}
-		} else {
-			// A rebalance in flight holds franz-go's group loop.
-			r.cfg.Logger.WarnContext(ctx, "the shutdown timeout passed while the group was rebalancing (waiting for a member to rejoin); leaving it directly",
+		switch {
+		case errors.Is(err, context.DeadlineExceeded):
+			// The workers used up the deadline, or a rebalance in flight
+			// holds franz-go's group loop.
+			r.cfg.Logger.WarnContext(ctx, "the shutdown timeout passed before the replica left the group (slow workers, or a rebalance waiting for a member to rejoin); leaving it directly",
 				"group", r.cfg.Group, "shutdown_timeout", r.cfg.ShutdownTimeout)
 			cancelClient()
+			if id, _ := cl.GroupMetadata(); id != "" {
+				member = id
+			}
 			r.leaveWithOwnClient(ctx, member)
+		case err != nil:
+			r.cfg.Logger.WarnContext(ctx, "leaving the group", "group", r.cfg.Group, "err", err)
+			fallthrough
+		default:
+			if r.cfg.InstanceID != "" {
+				leaveCtx, cancelLeave := atLeast(shutdownCtx, leaveBudget)
+				r.leaveGroup(leaveCtx, cl, member, true)
+				cancelLeave()
+			}
 		}
 	}
 	if shutdownCtx.Err() != nil {
@@ -102,7 +121,8 @@ func (r *Runner) leaveWithOwnClient(ctx context.Context, member string) {
 	}
 	leaveCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), leaveBudget)
 	defer cancel()
-	opts := append([]kgo.Opt{kgo.SeedBrokers(r.cfg.Seeds...), kgo.ClientID(clientID(r.cfg.ReplicaID)), kgo.WithContext(leaveCtx)}, r.cfg.ClientOpts...)
+	opts := append([]kgo.Opt{kgo.SeedBrokers(r.cfg.Seeds...), kgo.ClientID(clientID(r.cfg.ReplicaID))}, r.cfg.ClientOpts...)
+	opts = append(opts, kgo.WithContext(leaveCtx))
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		r.cfg.Logger.WarnContext(ctx, "leaving the group: client", "group", r.cfg.Group, "err", err)
@@ -143,6 +163,7 @@ func (r *Runner) leaveGroup(ctx context.Context, cl *kgo.Client, member string, 
 		reason := "replica shutting down"
 		req := kmsg.NewPtrLeaveGroupRequest()
 		req.Group = r.cfg.Group
+		req.MemberID = member // LeaveGroup v0-2 (before Kafka 2.4)
 		m := kmsg.NewLeaveGroupRequestMember()
 		m.MemberID, m.InstanceID, m.Reason = member, instanceID, &reason
 		req.Members = append(req.Members, m)
@@ -156,7 +177,9 @@ func (r *Runner) leaveGroup(ctx context.Context, cl *kgo.Client, member string, 
 	}
 	// Already gone (the session expired, a new incarnation took the ID):
 	// the goal of leaving holds.
-	if err != nil && !errors.Is(err, kerr.UnknownMemberID) && !errors.Is(err, kerr.FencedInstanceID) {
+	if errors.Is(err, kerr.UnknownMemberID) || errors.Is(err, kerr.FencedInstanceID) {
+		r.cfg.Logger.Info("leaving the group: already gone", "group", r.cfg.Group, "instance_id", r.cfg.InstanceID, "member_id", member, "err", err)
+	} else if err != nil {
 		r.cfg.Logger.Warn("leaving the group; this replica's partitions move when its session expires",
 			"group", r.cfg.Group, "instance_id", r.cfg.InstanceID, "member_id", member, "err", err)
 	}
