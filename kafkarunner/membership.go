@@ -114,6 +114,9 @@ func (r *Runner) onAssigned(ctx context.Context, _ *kgo.Client, assigned map[str
 			continue
 		}
 		p := r.newPartition(id)
+		if prev, ok := r.stopping[id]; ok {
+			p.previous = prev.done
+		}
 		r.parts[id] = p
 		r.partsMu.Unlock()
 		r.wg.Go(p.run)
@@ -140,17 +143,27 @@ func (r *Runner) onLost(ctx context.Context, _ *kgo.Client, lost map[string][]in
 // commit, each finishes its batch, stores its cursors and commits; without
 // (the partitions were lost), each stops at once and writes nothing more.
 // Past ctx's deadline their writes are cancelled.
+//
+// A worker another call is already stopping (the shutdown and a revoke of
+// the group loop run side by side) is waited for too: a revoke that
+// returned before it finished its batch would let the group hand the
+// partition to a new owner that reads from the last commit while this
+// worker still applies.
 func (r *Runner) stopPartitions(ctx context.Context, ids []int32, commit bool) {
 	var stopping []*partition
 	r.partsMu.Lock()
 	for _, id := range ids {
-		p, ok := r.parts[id]
-		if !ok {
-			continue
+		if p, ok := r.parts[id]; ok {
+			delete(r.parts, id)
+			p.stop(commit)
+			r.stopping[id] = p
+			stopping = append(stopping, p)
+		} else if p, ok := r.stopping[id]; ok {
+			if !commit {
+				p.abort() // lost while another path stops it: write nothing more
+			}
+			stopping = append(stopping, p)
 		}
-		delete(r.parts, id)
-		p.stop(commit)
-		stopping = append(stopping, p)
 	}
 	r.partsMu.Unlock()
 	for _, p := range stopping {
@@ -170,15 +183,27 @@ func (r *Runner) stopPartitions(ctx context.Context, ids []int32, commit bool) {
 				go func() {
 					<-p.done
 					r.leftBehind.Add(-1)
+					r.forgetStopped(p)
 					r.cfg.Logger.Info("a partition worker left behind returned", "partition", p.id)
 				}()
+				continue
 			}
 		}
+		r.forgetStopped(p)
 		if r.client != nil {
 			// A paused partition stays paused in the client: unpause it,
 			// in case the group gives it back.
 			r.client.ResumeFetchPartitions(map[string][]int32{r.cfg.Topic: {p.id}})
 		}
+	}
+}
+
+// forgetStopped removes a worker that is done from the stopping set.
+func (r *Runner) forgetStopped(p *partition) {
+	r.partsMu.Lock()
+	defer r.partsMu.Unlock()
+	if r.stopping[p.id] == p {
+		delete(r.stopping, p.id)
 	}
 }
 

@@ -56,6 +56,10 @@ type partition struct {
 	once   sync.Once
 	commit bool // set before quit is closed: flush and commit before leaving
 	done   chan struct{}
+	// previous is the done of this partition's previous worker in this
+	// runner, still stopping when the partition was assigned again; nil
+	// if none. The worker starts after it (see run).
+	previous <-chan struct{}
 
 	ctx    context.Context // cancelled when the partition is lost or aborted
 	cancel context.CancelFunc
@@ -276,11 +280,35 @@ func (p *partition) sleep(d time.Duration) bool {
 	}
 }
 
+// afterPrevious waits until the partition's previous worker is done, so
+// that two workers of one partition never apply side by side; it reports
+// false if this one was stopped meanwhile. A previous worker whose
+// projection ignores cancellation is waited for RevokeTimeout at most:
+// its writes were cancelled, and the fence refuses its cursors.
+func (p *partition) afterPrevious() bool {
+	if p.previous == nil {
+		return true
+	}
+	t := time.NewTimer(p.r.cfg.RevokeTimeout)
+	defer t.Stop()
+	select {
+	case <-p.previous:
+	case <-p.quit:
+		return false
+	case <-t.C:
+		p.r.cfg.Logger.Warn("the partition's previous worker has not returned; starting anyway", "group", p.r.cfg.Group, "partition", p.id)
+	}
+	return true
+}
+
 // run supervises the partition's sessions until it is stopped. It owns the
 // partition's goroutine.
 func (p *partition) run() {
 	defer close(p.done)
 	defer p.cancel()
+	if !p.afterPrevious() {
+		return
+	}
 	first := true
 	failures := 0
 	for !p.quitting() {

@@ -62,7 +62,11 @@ type Runner struct {
 	// run beside the poll loop and the shutdown path: hence the lock.
 	partsMu sync.Mutex
 	parts   map[int32]*partition
-	wg      sync.WaitGroup // partition goroutines
+	// stopping holds the workers being stopped, until they are done: a
+	// revoke or a new assignment of the same partition that comes while
+	// another path stops it waits for them.
+	stopping map[int32]*partition
+	wg       sync.WaitGroup // partition goroutines
 
 	// Requests of partitions to be read again from an offset, served by
 	// the poll loop between two polls (SetOffsets must not race a
@@ -124,7 +128,7 @@ func New(cfg Config) (*Runner, error) {
 	tracing := cfg.TracerProvider != nil && !noop
 	caps := capabilitiesOf(cfg)
 	cfg.setDefaults()
-	r := &Runner{cfg: cfg, parts: map[int32]*partition{}, tracing: tracing, wakeCh: make(chan struct{}, 1), roomCh: make(chan struct{}, 1)}
+	r := &Runner{cfg: cfg, parts: map[int32]*partition{}, stopping: map[int32]*partition{}, tracing: tracing, wakeCh: make(chan struct{}, 1), roomCh: make(chan struct{}, 1)}
 	r.caps = caps
 	r.hooks = newHooks(cfg.Hooks)
 	if k, ok := cfg.Projection.(controlplane.CursorKeeper); ok {

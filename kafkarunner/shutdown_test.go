@@ -1,16 +1,24 @@
 package kafkarunner_test
 
 import (
+	"context"
+	"fmt"
+	"maps"
 	"os"
 	"runtime/pprof"
 	"slices"
+	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/projector-dev/projector/framework"
 	"github.com/projector-dev/projector/kafkarunner"
+	"github.com/projector-dev/projector/redischeckpoint"
 )
 
 // joinWatch is a franz-go hook that reports every JoinGroup request the
@@ -131,4 +139,137 @@ func (f *fixture) memberIDs(t *testing.T) []string {
 		ids = append(ids, m.MemberID)
 	}
 	return ids
+}
+
+// slowCounter is a plainCounter (not atomic with its cursors) that takes
+// delay per event.
+type slowCounter struct {
+	plainCounter
+	delay time.Duration
+}
+
+func (c *slowCounter) Apply(ctx context.Context, e framework.Event) error {
+	select {
+	case <-time.After(c.delay):
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return c.plainCounter.Apply(ctx, e)
+}
+
+// TestRevokeWhileShuttingDown: replica a is stopping (its workers finish
+// their batches of slow events) when replica b joins, and the group
+// revokes one of a's partitions in the middle of that. The revoke must
+// wait for the worker the shutdown is already stopping: before, it found
+// the partition gone from the runner's table and returned at once, the
+// group gave the partition to b, and b read from the last commit while a
+// still applied: with a projection that is not atomic with its cursors,
+// events were applied twice.
+func TestRevokeWhileShuttingDown(t *testing.T) {
+	f := newFixture(t, 2)
+	pc := &slowCounter{plainCounter: plainCounter{name: f.name, rdb: f.rdb, key: f.ns + ":plain-counts"}, delay: 100 * time.Millisecond}
+	want := f.produce(t, 20, 10, "process/t/")
+	counts := func() (map[string]int64, int64) {
+		raw, err := f.rdb.HGetAll(ctxFor(t), pc.key).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, sum := map[string]int64{}, int64(0)
+		for k, v := range raw {
+			n, _ := strconv.ParseInt(v, 10, 64)
+			out[k], sum = n, sum+n
+		}
+		return out, sum
+	}
+	a := f.start(t, pc, func(c *kafkarunner.Config) {
+		fast(c)
+		c.BatchSize, c.HeartbeatInterval = 40, 200*time.Millisecond
+		c.FlushInterval = time.Hour // no flush but the one the stop makes
+	})
+	waitFor(t, time.Minute, "replica a in the middle of its first batches", func() (bool, string) {
+		_, sum := counts()
+		return sum >= 10, fmt.Sprint(sum)
+	})
+	a.once.Do(func() {}) // stopped here, not by the cleanup
+	a.cancel()
+	f.start(t, pc, func(c *kafkarunner.Config) {
+		fast(c)
+		c.HeartbeatInterval = 200 * time.Millisecond
+	})
+	select {
+	case err := <-a.done:
+		if err != nil {
+			t.Errorf("Run of a: %v", err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("replica a did not stop within a minute")
+	}
+	waitFor(t, 2*time.Minute, "every event applied once", func() (bool, string) {
+		got, _ := counts()
+		for id, n := range got {
+			if n > want[id] {
+				t.Fatalf("stream %s applied %d times, has %d events: events applied twice (counts %v)", id, n, want[id], got)
+			}
+		}
+		return maps.Equal(got, want), fmt.Sprint(got)
+	})
+	time.Sleep(2 * time.Second) // anything read twice would be applied by now
+	if got, _ := counts(); !maps.Equal(got, want) {
+		t.Errorf("counts %v, want %v: events applied twice", got, want)
+	}
+}
+
+// TestReassignedPartitionWaitsForItsPreviousWorker: the projection hangs
+// on one event, ignoring its context. A pause stops the membership: the
+// hung worker outlives the shutdown deadline and is left behind. On
+// resume the group assigns the partition to the same runner again: the
+// new worker waits for the one left behind (up to RevokeTimeout) instead
+// of applying beside it; once the hang ends, every event is applied once.
+func TestReassignedPartitionWaitsForItsPreviousWorker(t *testing.T) {
+	f := newFixture(t, 1)
+	hung := "process/hung/0"
+	release := make(chan struct{})
+	released := sync.OnceFunc(func() { close(release) })
+	defer released() // before the replica stops: Run waits for the hung goroutine
+	var hangs atomic.Int64
+	p, err := f.rstore.NewAtomicProjection(f.name, func(e framework.Event, w *redischeckpoint.Writes) error {
+		if e.StreamID == hung && e.Sequence == 2 {
+			hangs.Add(1)
+			<-release
+		}
+		w.HIncrBy(w.Key("counts"), e.StreamID, 1)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := f.produce(t, 5, 3, "process/t/")
+	if _, err := f.store.Append(ctxFor(t), hung, framework.NoStream, []framework.EventData{{Type: "Counted"}, {Type: "Counted"}}); err != nil {
+		t.Fatal(err)
+	}
+	want[hung] = 2
+	rep := f.start(t, p, func(c *kafkarunner.Config) {
+		fast(c)
+		c.ShutdownTimeout, c.RevokeTimeout = time.Second, time.Minute
+	})
+	waitFor(t, time.Minute, "the projection hangs", func() (bool, string) { return hangs.Load() == 1, "" })
+
+	if err := f.rstore.SetPaused(ctxFor(t), f.name, true, "test", "stop the membership"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, time.Minute, "the paused replica without partitions", func() (bool, string) {
+		return len(rep.r.Assigned()) == 0, fmt.Sprint(rep.r.Assigned())
+	})
+	if err := f.rstore.SetPaused(ctxFor(t), f.name, false, "test", "consume again"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, time.Minute, "the partition assigned again", func() (bool, string) {
+		return len(rep.r.Assigned()) == 1, fmt.Sprint(rep.r.Assigned())
+	})
+	time.Sleep(2 * time.Second) // a worker that did not wait would reach the hung event by now
+	if n := hangs.Load(); n != 1 {
+		t.Errorf("%d workers applied the hung event: the new worker did not wait for the one left behind", n)
+	}
+	released()
+	f.waitCounts(t, p, want, time.Minute)
 }
