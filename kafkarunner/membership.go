@@ -150,6 +150,7 @@ func (r *Runner) onLost(ctx context.Context, _ *kgo.Client, lost map[string][]in
 // partition to a new owner that reads from the last commit while this
 // worker still applies.
 func (r *Runner) stopPartitions(ctx context.Context, ids []int32, commit bool) {
+	cl := r.client // of the membership the partitions belong to
 	var stopping []*partition
 	r.partsMu.Lock()
 	for _, id := range ids {
@@ -158,7 +159,7 @@ func (r *Runner) stopPartitions(ctx context.Context, ids []int32, commit bool) {
 			p.stop(commit)
 			r.stopping[id] = p
 			stopping = append(stopping, p)
-		} else if p, ok := r.stopping[id]; ok {
+		} else if p, ok := r.stopping[id]; ok && !p.abandoned.Load() {
 			if !commit {
 				p.abort() // lost while another path stops it: write nothing more
 			}
@@ -178,22 +179,26 @@ func (r *Runner) stopPartitions(ctx context.Context, ids []int32, commit bool) {
 				// A projection that ignores its context: leave its
 				// goroutine behind rather than the rebalance; readiness
 				// says so until it returns.
-				r.cfg.Logger.Error("partition worker ignores cancellation; leaving it behind", "partition", p.id)
-				r.leftBehind.Add(1)
-				go func() {
-					<-p.done
-					r.leftBehind.Add(-1)
-					r.forgetStopped(p)
-					r.cfg.Logger.Info("a partition worker left behind returned", "partition", p.id)
-				}()
+				// Later stops do not wait for it again; only a new
+				// worker of the partition does (afterPrevious).
+				if p.abandoned.CompareAndSwap(false, true) {
+					r.cfg.Logger.Error("partition worker ignores cancellation; leaving it behind", "partition", p.id)
+					r.leftBehind.Add(1)
+					go func() {
+						<-p.done
+						r.leftBehind.Add(-1)
+						r.forgetStopped(p)
+						r.cfg.Logger.Info("a partition worker left behind returned", "partition", p.id)
+					}()
+				}
 				continue
 			}
 		}
 		r.forgetStopped(p)
-		if r.client != nil {
+		if cl != nil {
 			// A paused partition stays paused in the client: unpause it,
 			// in case the group gives it back.
-			r.client.ResumeFetchPartitions(map[string][]int32{r.cfg.Topic: {p.id}})
+			cl.ResumeFetchPartitions(map[string][]int32{r.cfg.Topic: {p.id}})
 		}
 	}
 }

@@ -60,6 +60,9 @@ type partition struct {
 	// runner, still stopping when the partition was assigned again; nil
 	// if none. The worker starts after it (see run).
 	previous <-chan struct{}
+	// abandoned: a stop gave up on this worker (its projection ignores
+	// cancellation); other stops no longer wait for it.
+	abandoned atomic.Bool
 
 	ctx    context.Context // cancelled when the partition is lost or aborted
 	cancel context.CancelFunc

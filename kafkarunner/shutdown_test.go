@@ -167,7 +167,7 @@ func (c *slowCounter) Apply(ctx context.Context, e framework.Event) error {
 // events were applied twice.
 func TestRevokeWhileShuttingDown(t *testing.T) {
 	f := newFixture(t, 2)
-	pc := &slowCounter{plainCounter: plainCounter{name: f.name, rdb: f.rdb, key: f.ns + ":plain-counts"}, delay: 100 * time.Millisecond}
+	pc := &slowCounter{plainCounter: plainCounter{name: f.name, rdb: f.rdb, key: f.ns + ":plain-counts"}, delay: 200 * time.Millisecond}
 	want := f.produce(t, 20, 10, "process/t/")
 	counts := func() (map[string]int64, int64) {
 		raw, err := f.rdb.HGetAll(ctxFor(t), pc.key).Result()
@@ -185,6 +185,7 @@ func TestRevokeWhileShuttingDown(t *testing.T) {
 		fast(c)
 		c.BatchSize, c.HeartbeatInterval = 40, 200*time.Millisecond
 		c.FlushInterval = time.Hour // no flush but the one the stop makes
+		c.RevokeTimeout = time.Minute
 	})
 	waitFor(t, time.Minute, "replica a in the middle of its first batches", func() (bool, string) {
 		_, sum := counts()
@@ -194,7 +195,7 @@ func TestRevokeWhileShuttingDown(t *testing.T) {
 	a.cancel()
 	f.start(t, pc, func(c *kafkarunner.Config) {
 		fast(c)
-		c.HeartbeatInterval = 200 * time.Millisecond
+		c.HeartbeatInterval, c.RevokeTimeout = 200*time.Millisecond, time.Minute
 	})
 	select {
 	case err := <-a.done:
