@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -116,23 +117,8 @@ func TestPoisonRecordTooLargeForTheDeadLetterTopic(t *testing.T) {
 func TestHungProjectionStopsOnlyItsPartition(t *testing.T) {
 	f := newFixture(t, 3)
 	hung := "process/hung/0"
-	release := make(chan struct{})
-	defer close(release) // before the replicas stop: Run waits for the hung goroutine
-	var hangs atomic.Int64
-	p, err := f.rstore.NewAtomicProjection(f.name, func(e framework.Event, w *redischeckpoint.Writes) error {
-		if e.StreamID == hung && e.Sequence == 2 {
-			hangs.Add(1)
-			<-release
-		}
-		w.HIncrBy(w.Key("counts"), e.StreamID, 1)
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := f.store.Append(ctxFor(t), hung, framework.NoStream, []framework.EventData{{Type: "Counted"}, {Type: "Counted"}}); err != nil {
-		t.Fatal(err)
-	}
+	p, hangs, release := hungCounter(t, f, hung)
+	defer release() // before the replicas stop: Run waits for the hung goroutine
 	hungPartition := f.partitionOf(t, hung)
 	want := f.produce(t, 100, 10, "process/t/")
 	rep := f.start(t, p, func(c *kafkarunner.Config) { fast(c); c.BatchSize = 20 })
@@ -168,6 +154,30 @@ func (f *fixture) partitionOf(t *testing.T, stream string) int32 {
 		t.Fatalf("catalog entry of %s: %v, %v", stream, ok, err)
 	}
 	return e.Partition
+}
+
+// hungCounter is f.counter, except that it hangs on the second event of
+// stream hung (appended here, with the first) until release is called,
+// ignoring its context. hangs counts the workers that reached it.
+func hungCounter(t *testing.T, f *fixture, hung string) (p *redischeckpoint.AtomicProjection, hangs *atomic.Int64, release func()) {
+	t.Helper()
+	ch := make(chan struct{})
+	hangs = new(atomic.Int64)
+	p, err := f.rstore.NewAtomicProjection(f.name, func(e framework.Event, w *redischeckpoint.Writes) error {
+		if e.StreamID == hung && e.Sequence == 2 {
+			hangs.Add(1)
+			<-ch
+		}
+		w.HIncrBy(w.Key("counts"), e.StreamID, 1)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.store.Append(ctxFor(t), hung, framework.NoStream, []framework.EventData{{Type: "Counted"}, {Type: "Counted"}}); err != nil {
+		t.Fatal(err)
+	}
+	return p, hangs, sync.OnceFunc(func() { close(ch) })
 }
 
 // plainCounter counts events per stream in Redis with plain HINCRBYs: not

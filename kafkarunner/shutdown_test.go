@@ -9,8 +9,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,7 +16,6 @@ import (
 
 	"github.com/projector-dev/projector/framework"
 	"github.com/projector-dev/projector/kafkarunner"
-	"github.com/projector-dev/projector/redischeckpoint"
 )
 
 // joinWatch is a franz-go hook that reports every JoinGroup request the
@@ -229,25 +226,9 @@ func TestRevokeWhileShuttingDown(t *testing.T) {
 func TestReassignedPartitionWaitsForItsPreviousWorker(t *testing.T) {
 	f := newFixture(t, 1)
 	hung := "process/hung/0"
-	release := make(chan struct{})
-	released := sync.OnceFunc(func() { close(release) })
+	p, hangs, released := hungCounter(t, f, hung)
 	defer released() // before the replica stops: Run waits for the hung goroutine
-	var hangs atomic.Int64
-	p, err := f.rstore.NewAtomicProjection(f.name, func(e framework.Event, w *redischeckpoint.Writes) error {
-		if e.StreamID == hung && e.Sequence == 2 {
-			hangs.Add(1)
-			<-release
-		}
-		w.HIncrBy(w.Key("counts"), e.StreamID, 1)
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	want := f.produce(t, 5, 3, "process/t/")
-	if _, err := f.store.Append(ctxFor(t), hung, framework.NoStream, []framework.EventData{{Type: "Counted"}, {Type: "Counted"}}); err != nil {
-		t.Fatal(err)
-	}
 	want[hung] = 2
 	rep := f.start(t, p, func(c *kafkarunner.Config) {
 		fast(c)
