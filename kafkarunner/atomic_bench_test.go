@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"strconv"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -14,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/projector-dev/projector/framework"
+	"github.com/projector-dev/projector/internal/benchdata"
 	"github.com/projector-dev/projector/internal/testenv"
 	"github.com/projector-dev/projector/kafkarunner"
 	"github.com/projector-dev/projector/kafkastore"
@@ -160,45 +160,12 @@ func benchEnvInt(b *testing.B, name string, def int) int {
 }
 
 // produceBenchTopic writes records events of 200 B spread round robin over
-// streams (so each stream's sequences are contiguous), in the header
-// contract, keyed by stream ID (franz-go's default partitioner is Kafka's
-// murmur2: each stream lands on its home partition).
+// streams (benchdata.ProduceCounted).
 func produceBenchTopic(b *testing.B, env *testenv.KafkaEnv, topic string, records, streams int) {
 	b.Helper()
 	cl := env.Client(b, kgo.DefaultProduceTopic(topic), kgo.ProducerBatchMaxBytes(1<<20), kgo.MaxBufferedRecords(100_000))
-	value := []byte(strings.Repeat("x", 200))
-	now := []byte(time.Now().UTC().Format(time.RFC3339Nano))
-	seqs := make([]uint64, streams)
-	ids := make([]string, streams)
-	for i := range ids {
-		ids[i] = fmt.Sprintf("process/bench/%05d", i)
-	}
-	ctx := context.Background()
-	var failed atomic.Value
-	for i := range records {
-		s := i % streams
-		seqs[s]++
-		seq := strconv.FormatUint(seqs[s], 10)
-		id := ids[s]
-		r := &kgo.Record{Key: []byte(id), Value: value, Headers: []kgo.RecordHeader{
-			{Key: kafkastore.HeaderStreamID, Value: []byte(id)},
-			{Key: kafkastore.HeaderSequence, Value: []byte(seq)},
-			{Key: kafkastore.HeaderEventID, Value: []byte(id + "#" + seq)},
-			{Key: kafkastore.HeaderType, Value: []byte("Counted")},
-			{Key: kafkastore.HeaderSchemaVersion, Value: []byte("1")},
-			{Key: kafkastore.HeaderRecordedAt, Value: now},
-		}}
-		cl.Produce(ctx, r, func(_ *kgo.Record, err error) {
-			if err != nil {
-				failed.Store(err)
-			}
-		})
-	}
-	if err := cl.Flush(ctx); err != nil {
+	if err := benchdata.ProduceCounted(context.Background(), cl, records, streams, 200); err != nil {
 		b.Fatal(err)
-	}
-	if err := failed.Load(); err != nil {
-		b.Fatalf("produce: %v", err)
 	}
 }
 

@@ -10,13 +10,13 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/projector-dev/projector/internal/benchdata"
 	"github.com/projector-dev/projector/kafkastore"
 )
 
@@ -120,10 +120,9 @@ func check(cfg config, stack string, r result) error {
 	return nil
 }
 
-// produce writes cfg.records records of cfg.size bytes, spread round robin
-// over cfg.streams streams, in the header contract, keyed by stream ID
-// (franz-go's default partitioner, murmur2, puts each stream on its home
-// partition), as kafkarunner's BenchmarkAtomicProjection does.
+// produce writes cfg.records records of cfg.size bytes over cfg.streams
+// streams, as kafkarunner's BenchmarkAtomicProjection does
+// (benchdata.ProduceCounted).
 func produce(ctx context.Context, cfg config, topic string) error {
 	cl, err := kgo.NewClient(kgo.SeedBrokers(cfg.seeds...), kgo.DefaultProduceTopic(topic),
 		kgo.ProducerBatchMaxBytes(1<<20), kgo.MaxBufferedRecords(100_000))
@@ -131,40 +130,7 @@ func produce(ctx context.Context, cfg config, topic string) error {
 		return err
 	}
 	defer cl.Close()
-	value := []byte(strings.Repeat("x", cfg.size))
-	now := []byte(time.Now().UTC().Format(time.RFC3339Nano))
-	seqs := make([]uint64, cfg.streams)
-	ids := make([]string, cfg.streams)
-	for i := range ids {
-		ids[i] = fmt.Sprintf("process/bench/%05d", i)
-	}
-	var failed atomic.Value
-	for i := range cfg.records {
-		s := i % cfg.streams
-		seqs[s]++
-		seq := strconv.FormatUint(seqs[s], 10)
-		id := ids[s]
-		r := &kgo.Record{Key: []byte(id), Value: value, Headers: []kgo.RecordHeader{
-			{Key: kafkastore.HeaderStreamID, Value: []byte(id)},
-			{Key: kafkastore.HeaderSequence, Value: []byte(seq)},
-			{Key: kafkastore.HeaderEventID, Value: []byte(id + "#" + seq)},
-			{Key: kafkastore.HeaderType, Value: []byte("Counted")},
-			{Key: kafkastore.HeaderSchemaVersion, Value: []byte("1")},
-			{Key: kafkastore.HeaderRecordedAt, Value: now},
-		}}
-		cl.Produce(ctx, r, func(_ *kgo.Record, err error) {
-			if err != nil {
-				failed.Store(err)
-			}
-		})
-	}
-	if err := cl.Flush(ctx); err != nil {
-		return err
-	}
-	if err, _ := failed.Load().(error); err != nil {
-		return fmt.Errorf("produce: %w", err)
-	}
-	return nil
+	return benchdata.ProduceCounted(ctx, cl, cfg.records, cfg.streams, cfg.size)
 }
 
 func unlinkPrefix(ctx context.Context, red redis.UniversalClient, prefix string) {
