@@ -127,7 +127,7 @@ func BenchmarkAtomicProjection(b *testing.B) {
 			b.Fatal(err)
 		}
 		checkCounts(b, red, p.Key("counts"), records)
-		unlinkPrefix(b, red, base+":")
+		benchdata.UnlinkPrefix(context.Background(), red, base+":")
 	}
 	n := float64(records * b.N)
 	b.ReportMetric(n/rawWall.Seconds(), "raw-rec/s")
@@ -207,18 +207,5 @@ func checkCounts(b *testing.B, red redis.UniversalClient, hash string, records i
 	}
 	if sum != records {
 		b.Fatalf("%s counts %d events, want %d", hash, sum, records)
-	}
-}
-
-func unlinkPrefix(b *testing.B, red redis.UniversalClient, prefix string) {
-	b.Helper()
-	ctx := context.Background()
-	iter := red.Scan(ctx, 0, prefix+"*", 1000).Iterator()
-	var keys []string
-	for iter.Next(ctx) {
-		keys = append(keys, iter.Val())
-	}
-	if len(keys) > 0 {
-		red.Unlink(ctx, keys...)
 	}
 }

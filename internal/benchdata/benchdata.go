@@ -1,6 +1,6 @@
-// Package benchdata writes the events the throughput benchmarks read: the
-// runner's benchmarks (kafkarunner) and the peers command
-// (internal/benchpeers) measure on the same records.
+// Package benchdata writes the events the throughput benchmarks read, and
+// clears what a round left in Redis: the runner's benchmarks (kafkarunner)
+// and the peers command (internal/benchpeers) measure on the same records.
 package benchdata
 
 import (
@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/projector-dev/projector/kafkastore"
@@ -59,4 +60,17 @@ func ProduceCounted(ctx context.Context, cl *kgo.Client, records, streams, size 
 		return fmt.Errorf("produce: %w", err)
 	}
 	return nil
+}
+
+// UnlinkPrefix removes the keys starting with prefix (a benchmark round's
+// read model and cursors), without blocking Redis.
+func UnlinkPrefix(ctx context.Context, red redis.UniversalClient, prefix string) {
+	iter := red.Scan(ctx, 0, prefix+"*", 1000).Iterator()
+	var keys []string
+	for iter.Next(ctx) {
+		keys = append(keys, iter.Val())
+	}
+	if len(keys) > 0 {
+		red.Unlink(ctx, keys...)
+	}
 }

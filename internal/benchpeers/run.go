@@ -80,7 +80,7 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 				res, err = runSarama(ctx, cfg, topic, group)
 			case stackRunner:
 				res, err = runProjector(ctx, cfg, store, red, group)
-				unlinkPrefix(ctx, red, group)
+				benchdata.UnlinkPrefix(ctx, red, group)
 			case stackStreamsA:
 				res, err = runStreams(ctx, cfg, topic, group, "at_least_once", v)
 			case stackStreamsE:
@@ -131,17 +131,6 @@ func produce(ctx context.Context, cfg config, topic string) error {
 	}
 	defer cl.Close()
 	return benchdata.ProduceCounted(ctx, cl, cfg.records, cfg.streams, cfg.size)
-}
-
-func unlinkPrefix(ctx context.Context, red redis.UniversalClient, prefix string) {
-	iter := red.Scan(ctx, 0, prefix+"*", 1000).Iterator()
-	var keys []string
-	for iter.Next(ctx) {
-		keys = append(keys, iter.Val())
-	}
-	if len(keys) > 0 {
-		red.Unlink(ctx, keys...)
-	}
 }
 
 var stackTitles = map[string]string{
